@@ -1,9 +1,12 @@
 """Strata: reproducible, layered OCI/Docker images as Pants build artifacts."""
 
+from strata import target_types as _target_types
+from strata.rules import closure, image, layers
+
 
 def target_types():
-    return []
+    return _target_types.target_types()
 
 
 def rules():
-    return []
+    return [*closure.rules(), *layers.rules(), *image.rules()]

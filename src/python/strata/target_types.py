@@ -1,0 +1,403 @@
+"""The `oci_image` and `oci_layer` targets.
+
+Fields are grouped by concern: what goes into the image (dependencies, customisation), how it is
+layered, what the runtime config says, and how the result is written.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+
+from pants.core.goals.package import OutputPathField
+from pants.engine.addresses import Address
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    Dependencies,
+    DictStringToStringField,
+    IntField,
+    InvalidFieldException,
+    StringField,
+    StringSequenceField,
+    Target,
+)
+from pants.util.frozendict import FrozenDict
+from pants.util.strutil import help_text
+
+from strata.core.image import resolve_created, validate_repository, validate_tag
+
+
+class OciImageDependenciesField(Dependencies):
+    help = help_text(
+        """
+        What the image contains: its dependency closure, projected onto store nodes.
+
+        Each node becomes layer content at a fixed destination:
+
+        - `file`/`files` targets: each file at `/<path from the build root>`.
+        - `resource`/`resources` targets: each file at `/<path with its source root stripped>`,
+          where Python's import machinery would find it.
+        - Any target that can be packaged (`pex_binary`, `archive`, ...): its built package at
+          `/<its output_path>`, i.e. where `package` would put it under `dist/`. A package is a
+          leaf: everything it needs is inside it. A `pex_binary` with `layout="packed"` is split
+          into one node per third-party wheel (`.deps/*.whl`), one for `.bootstrap/` and one for
+          the rest, so that shared wheels get shared layers.
+        - `oci_layer` targets: one node holding everything in their closure (always one layer).
+        - Other targets (`python_source`, `python_requirement`, `target`, ...) add no content of
+          their own; the walk continues through them to the targets they depend on.
+
+        A node references the nodes its target depends on; popular nodes sink into lower layers.
+        """
+    )
+
+
+class OciLayerDependenciesField(Dependencies):
+    help = help_text(
+        """
+        Targets whose content always shares one layer (like nix2container's `buildLayer`). Their
+        whole closure is gathered into this layer, with the destinations described in
+        `pants help oci_image`, except for nested `oci_layer` targets, which stay separate layers.
+        """
+    )
+
+
+class OciRepositoryField(StringField):
+    alias = "repository"
+    help = help_text(
+        """
+        The image repository, e.g. `acme/app`: lowercase components of `[a-z0-9]` separated by
+        `.`, `_`, `__` or `-`, joined by `/`. Defaults to the target name, lowercased.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None:
+            _check(cls, address, validate_repository, value)
+        return value
+
+    def value_or_default(self, address: Address) -> str:
+        value = self.value or address.target_name.lower()
+        _check(type(self), address, validate_repository, value)
+        return value
+
+
+class OciTagField(StringField):
+    alias = "tag"
+    help = help_text(
+        """
+        The image tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`). Defaults to a tag derived from the
+        image's content (its config digest), so the same content always gets the same tag.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None:
+            _check(cls, address, validate_tag, value)
+        return value
+
+
+class OciMaxLayersField(IntField):
+    alias = "max_layers"
+    default = 100
+    help = help_text(
+        """
+        The most layers the image may have, counting base-image layers and the customisation layer
+        on top. The most popular nodes get a layer each; when there are more nodes than layers,
+        the least popular share the last one. At least 2. Docker's historical limit was 125
+        layers (and 42 on AUFS).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        if value < 2:
+            raise InvalidFieldException(
+                f"The {repr(cls.alias)} field in target {address} must be at least 2 (one layer "
+                f"for content and one for the customisation layer), but was {value}."
+            )
+        return value
+
+
+class OciCreatedField(StringField):
+    alias = "created"
+    default = "1970-01-01T00:00:01Z"
+    help = help_text(
+        """
+        The image's creation time in the config and history (RFC 3339). The default, one second
+        past the epoch, keeps the image reproducible; `"now"` trades that for a meaningful date in
+        `docker images`.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        _check(cls, address, resolve_created, value)
+        return value
+
+
+class OciMtimeField(StringField):
+    alias = "mtime"
+    help = help_text(
+        """
+        The modification time of every file in the layers (RFC 3339 or `"now"`). Defaults to
+        `created`. Kept separate so that `created = "now"` can tell registries the real date while
+        the layers stay bit-for-bit reproducible and shared.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None:
+            _check(cls, address, resolve_created, value)
+        return value
+
+
+class OciUidField(IntField):
+    alias = "uid"
+    default = 0
+    help = "The numeric owner of every file in the layers."
+
+
+class OciGidField(IntField):
+    alias = "gid"
+    default = 0
+    help = "The numeric group of every file in the layers."
+
+
+class OciUnameField(StringField):
+    alias = "uname"
+    default = "root"
+    help = "The owner name recorded for every file in the layers."
+
+
+class OciGnameField(StringField):
+    alias = "gname"
+    default = "root"
+    help = "The group name recorded for every file in the layers."
+
+
+class OciArchitectureField(StringField):
+    alias = "architecture"
+    default = "amd64"
+    help = "The image's CPU architecture, as Go names it (`amd64`, `arm64`, ...)."
+
+
+class OciOsField(StringField):
+    alias = "os"
+    default = "linux"
+    help = "The image's operating system, as Go names it."
+
+
+class OciEntrypointField(StringSequenceField):
+    alias = "entrypoint"
+    help = "The command the container runs (config `Entrypoint`), e.g. `['/app/bin.pex']`."
+
+
+class OciCmdField(StringSequenceField):
+    alias = "cmd"
+    help = "Default arguments for the entrypoint, or the command when there is none (`Cmd`)."
+
+
+class OciEnvField(DictStringToStringField):
+    alias = "env"
+    help = "Environment variables for the container (`Env`), written in key order."
+
+
+class OciWorkdirField(StringField):
+    alias = "workdir"
+    help = "The container's working directory (`WorkingDir`); absolute."
+
+
+class OciUserField(StringField):
+    alias = "user"
+    help = "The user (and group) the container runs as (`User`), e.g. `nobody` or `65534:65534`."
+
+
+class OciExposedPortsField(StringSequenceField):
+    alias = "exposed_ports"
+    help = "Ports the container listens on (`ExposedPorts`), e.g. `['8080/tcp', '53/udp']`."
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for port in value or ():
+            if not re.fullmatch(r"\d{1,5}(/(tcp|udp|sctp))?", port):
+                raise InvalidFieldException(
+                    f"The {repr(cls.alias)} field in target {address} has an invalid port "
+                    f"{port!r}: expected `PORT` or `PORT/tcp|udp|sctp`."
+                )
+        return value
+
+
+class OciLabelsField(DictStringToStringField):
+    alias = "labels"
+    help = "Image labels (`Labels`), e.g. `{'org.opencontainers.image.source': '...'}`."
+
+
+class OciVolumesField(StringSequenceField):
+    alias = "volumes"
+    help = "Paths the container expects to be volumes (`Volumes`); absolute."
+
+
+class OciStopSignalField(StringField):
+    alias = "stop_signal"
+    help = "The signal that stops the container (`StopSignal`), e.g. `SIGTERM`."
+
+
+class OutputFormat(Enum):
+    DOCKER_ARCHIVE = "docker-archive"
+    OCI = "oci"
+    OCI_ARCHIVE = "oci-archive"
+
+
+class OciOutputFormatField(StringField):
+    alias = "output_format"
+    default = OutputFormat.DOCKER_ARCHIVE.value
+    valid_choices = OutputFormat
+    help = help_text(
+        """
+        What `package` writes: `docker-archive` (a tarball for `podman load`/`docker load`,
+        `dist/<path>/<name>.tar`), `oci` (an OCI image layout directory, `dist/<path>/<name>`) or
+        `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`).
+        """
+    )
+
+
+class Compression(Enum):
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+
+class OciCompressionField(StringField):
+    alias = "compression"
+    default = Compression.NONE.value
+    valid_choices = Compression
+    help = help_text(
+        """
+        How layer blobs are compressed in `oci` and `oci-archive` output: `none`, `gzip` or
+        `zstd`, always deterministically (no names or timestamps in headers). `docker-archive`
+        output always holds uncompressed layers.
+        """
+    )
+
+
+class OciSymlinksField(DictStringToStringField):
+    alias = "symlinks"
+    help = help_text(
+        """
+        Symlinks the image adds in its customisation layer: `{'/bin/sh': '/bin/busybox'}`
+        (link path to target). The customisation layer is the top layer, holding what the image
+        target itself adds.
+        """
+    )
+
+
+class OciDirectoriesField(DictStringToStringField):
+    alias = "directories"
+    help = help_text(
+        """
+        Empty directories the image adds in its customisation layer, with octal modes:
+        `{'/tmp': '1777', '/var/empty': '0755'}`.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        value = super().compute_value(raw_value, address)
+        for path, mode in (value or {}).items():
+            if not re.fullmatch(r"[0-7]{3,4}", mode):
+                raise InvalidFieldException(
+                    f"The {repr(cls.alias)} field in target {address} has an invalid mode "
+                    f"{mode!r} for {path!r}: expected 3 or 4 octal digits such as '1777'."
+                )
+        return value
+
+
+class OciImageOutputPathField(OutputPathField):
+    pass
+
+
+class OciImageTarget(Target):
+    alias = "oci_image"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        OciImageDependenciesField,
+        OciRepositoryField,
+        OciTagField,
+        OciMaxLayersField,
+        OciCreatedField,
+        OciMtimeField,
+        OciUidField,
+        OciGidField,
+        OciUnameField,
+        OciGnameField,
+        OciArchitectureField,
+        OciOsField,
+        OciEntrypointField,
+        OciCmdField,
+        OciEnvField,
+        OciWorkdirField,
+        OciUserField,
+        OciExposedPortsField,
+        OciLabelsField,
+        OciVolumesField,
+        OciStopSignalField,
+        OciSymlinksField,
+        OciDirectoriesField,
+        OciOutputFormatField,
+        OciCompressionField,
+        OciImageOutputPathField,
+    )
+    help = help_text(
+        """
+        A layered, reproducible OCI/Docker image built from this target's dependency closure,
+        with no Docker daemon.
+
+        Each dependency that has content is a store node; nodes are assigned to layers by
+        popularity (nixpkgs' `buildLayeredImage` algorithm), each layer is built by its own
+        cached Process, and the same inputs always give the same image digest.
+
+        `pants package` writes the image to `dist/`; `pants run` streams it into `podman load`
+        (or `docker load`) without writing it to disk.
+        """
+    )
+
+
+class OciLayerTarget(Target):
+    alias = "oci_layer"
+    core_fields = (*COMMON_TARGET_FIELDS, OciLayerDependenciesField)
+    help = help_text(
+        """
+        A group of targets that always share one image layer, whatever their popularity.
+
+        Use it for content that changes together, or to keep a set of small files from taking a
+        layer each.
+        """
+    )
+
+
+def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None:
+    """Turns a core validation error into a Pants error naming the target and field."""
+    try:
+        validate(value)
+    except ValueError as e:
+        raise InvalidFieldException(
+            f"The {repr(field.alias)} field in target {address} is invalid: {e}"
+        ) from e
+
+
+def target_types():
+    return [OciImageTarget, OciLayerTarget]

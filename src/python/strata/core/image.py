@@ -1,0 +1,212 @@
+"""Image config, manifest and index JSON, media types and references (OCI and Docker v2s2)."""
+
+import datetime
+import hashlib
+import json
+import re
+
+MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_TYPE_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_TYPE_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_TYPE_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_TYPE_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+MEDIA_TYPE_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+# Docker v2s2 has no zstd layer type: a zstd image must be written as OCI.
+_LAYER_MEDIA_TYPES = {
+    True: {
+        "none": MEDIA_TYPE_OCI_LAYER,
+        "gzip": MEDIA_TYPE_OCI_LAYER_GZIP,
+        "zstd": MEDIA_TYPE_OCI_LAYER_ZSTD,
+    },
+    False: {"none": MEDIA_TYPE_DOCKER_LAYER, "gzip": MEDIA_TYPE_DOCKER_LAYER_GZIP},
+}
+
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+
+# The tag used when the spec's `tag` is null: a prefix of the config digest, so equal content
+# gives an equal tag. 32 hex chars (128 bits) keep collisions out of reach.
+CONTENT_TAG_LENGTH = 32
+
+_SPEC_CONFIG_KEYS = frozenset({"architecture", "os", "variant", "created", "config"})
+# The default `created` matches the layers' default mtime (1): 0 reads as "unset" to some tools.
+DEFAULT_CREATED = "1970-01-01T00:00:01Z"
+
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})\Z")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:Z|([+-])(\d{2}):(\d{2}))\Z",
+    re.ASCII,
+)
+# github.com/distribution/reference: path-component and domain grammar.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH = re.compile(r"{0}(?:/{0})*\Z".format(_PATH_COMPONENT))
+_DOMAIN = re.compile(
+    r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?\Z"
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
+_MAX_REPOSITORY_LENGTH = 255
+
+
+def canonical_json(obj) -> bytes:
+    """The one serialisation every digest is taken over: sorted keys, no spaces, ASCII only,
+    identical across Python versions."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_hex(digest: str) -> str:
+    """The hex part of a `sha256:<hex>` digest (a path component in archives and layouts)."""
+    match = _DIGEST.match(digest) if isinstance(digest, str) else None
+    if not match:
+        raise ValueError(f"not a sha256 digest (sha256:<64 lowercase hex>): {digest!r}")
+    return match.group(1)
+
+
+def layer_media_type(compression: str, oci: bool) -> str:
+    try:
+        return _LAYER_MEDIA_TYPES[oci][compression]
+    except KeyError:
+        kind = "OCI" if oci else "Docker v2s2"
+        raise ValueError(f"no {kind} layer media type for compression {compression!r}") from None
+
+
+def resolve_created(created: str) -> str:
+    """`created` must be RFC 3339 (Go's parser: upper-case T and Z) or "now", the one option
+    that makes the image non-reproducible."""
+    if created == "now":
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    match = _RFC3339.match(created) if isinstance(created, str) else None
+    if match:
+        year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+        try:
+            datetime.datetime(year, month, day, hour, minute, second)
+            if match.group(8) and (int(match.group(9)) > 23 or int(match.group(10)) > 59):
+                raise ValueError
+            return created
+        except ValueError:
+            pass
+    raise ValueError(
+        "config.created must be an RFC 3339 time such as "
+        f'"1970-01-01T00:00:01Z" or "now": {created!r}'
+    )
+
+
+def platform_of(config: dict) -> dict:
+    """The OCI platform of an image config, for its index descriptor."""
+    return {k: config[k] for k in ("architecture", "os", "variant") if k in config}
+
+
+def make_config(spec_config: dict, layers: list, history_comments: list) -> dict:
+    """The image config. `config` is always present, even empty: Kubernetes rejects images
+    without it (nixpkgs dockerTools/nixery learned this)."""
+    if not isinstance(spec_config, dict):
+        raise ValueError("config must be an object")
+    unknown = sorted(set(spec_config) - _SPEC_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"config has unknown keys {unknown}; allowed: {sorted(_SPEC_CONFIG_KEYS)}")
+    if len(history_comments) != len(layers):
+        raise ValueError(f"{len(layers)} layers but {len(history_comments)} history comments")
+    for key in ("architecture", "os", "variant"):
+        value = spec_config.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"config.{key} must be a non-empty string: {value!r}")
+    runtime = spec_config.get("config")
+    runtime = {} if runtime is None else runtime
+    if not isinstance(runtime, dict):
+        raise ValueError(f"config.config must be an object: {runtime!r}")
+    created = resolve_created(spec_config.get("created", DEFAULT_CREATED))
+    config = {
+        "architecture": spec_config.get("architecture", "amd64"),
+        "os": spec_config.get("os", "linux"),
+        "config": runtime,
+        "created": created,
+        "rootfs": {"type": "layers", "diff_ids": [layer["diff_id"] for layer in layers]},
+        "history": [
+            {"created": created, "created_by": "strata", "comment": comment}
+            for comment in history_comments
+        ],
+    }
+    if spec_config.get("variant") is not None:
+        config["variant"] = spec_config["variant"]
+    return config
+
+
+def _descriptor(media_type: str, data: bytes) -> dict:
+    return {"mediaType": media_type, "digest": sha256_digest(data), "size": len(data)}
+
+
+def make_manifest(config_bytes: bytes, layers: list, oci: bool) -> dict:
+    """An image manifest over the config and the layer blobs as produced (layer.json dicts)."""
+    return {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_OCI_MANIFEST if oci else MEDIA_TYPE_DOCKER_MANIFEST,
+        "config": _descriptor(
+            MEDIA_TYPE_OCI_CONFIG if oci else MEDIA_TYPE_DOCKER_CONFIG, config_bytes
+        ),
+        "layers": [
+            {
+                "mediaType": layer_media_type(layer["compression"], oci),
+                "digest": layer["digest"],
+                "size": layer["blob_size"],
+            }
+            for layer in layers
+        ],
+    }
+
+
+def make_index(manifest_bytes: bytes, ref_name: str, platform: dict = None) -> dict:
+    """An OCI index naming one manifest; the ref.name annotation is what `oci:DIR:tag` finds."""
+    descriptor = _descriptor(MEDIA_TYPE_OCI_MANIFEST, manifest_bytes)
+    descriptor["annotations"] = {REF_NAME_ANNOTATION: ref_name}
+    if platform:
+        descriptor["platform"] = platform
+    return {"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": [descriptor]}
+
+
+def content_tag(config_digest: str) -> str:
+    return digest_hex(config_digest)[:CONTENT_TAG_LENGTH]
+
+
+def validate_repository(repository: str) -> str:
+    """A docker repository: optional registry host ("host[:port]/", recognised like Docker
+    does: it has a "." or ":" or is "localhost"), then lowercase path components."""
+    if not isinstance(repository, str) or not repository:
+        raise ValueError(f"repository must be a non-empty string: {repository!r}")
+    if len(repository) > _MAX_REPOSITORY_LENGTH:
+        raise ValueError(
+            f"repository is longer than {_MAX_REPOSITORY_LENGTH} characters: {repository!r}"
+        )
+    host, sep, path = repository.partition("/")
+    if not (sep and ("." in host or ":" in host or host == "localhost")):
+        host, path = "", repository
+    if (host and not _DOMAIN.match(host)) or not _PATH.match(path):
+        raise ValueError(
+            f"invalid repository {repository!r}: expected lowercase components of [a-z0-9] "
+            "separated by '.', '_', '__' or '-', joined by '/' (optionally after 'host[:port]/')"
+        )
+    return repository
+
+
+def validate_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise ValueError(
+            f"invalid tag {tag!r}: expected 1-128 characters of [A-Za-z0-9_.-], "
+            "not starting with '.' or '-'"
+        )
+    return tag
+
+
+def repo_tag(repository: str, tag: str) -> str:
+    return f"{validate_repository(repository)}:{validate_tag(tag)}"

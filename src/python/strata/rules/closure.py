@@ -1,0 +1,304 @@
+"""From an image target's dependency closure to store nodes: content, destination, references."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Set, Tuple
+
+from pants.backend.python.target_types import PexLayout, PexLayoutField
+from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
+from pants.core.target_types import FileSourceField, ResourceSourceField
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
+from pants.engine.addresses import Address
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    DigestEntries,
+    Directory,
+    FileEntry,
+    MergeDigests,
+    SymlinkEntry,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import (
+    Dependencies,
+    DependenciesRequest,
+    FieldSetsPerTarget,
+    FieldSetsPerTargetRequest,
+    Target,
+    Targets,
+)
+from pants.util.logging import LogLevel
+
+from strata.core.closure import PathConflict, check_paths, project_references
+from strata.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
+
+
+@dataclass(frozen=True)
+class StoreNode:
+    """One unit of layer content: a stable key, its files at image paths, and its references."""
+
+    key: str
+    digest: Digest
+    references: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ImageClosure:
+    nodes: Tuple[StoreNode, ...]
+
+    def graph(self) -> Dict[str, Tuple[str, ...]]:
+        return {node.key: node.references for node in self.nodes}
+
+
+@dataclass(frozen=True)
+class ImageClosureRequest:
+    address: Address
+    dependencies: OciImageDependenciesField
+
+
+class InvalidImageContent(Exception):
+    """The closure cannot become an image (conflicting paths, empty content, ...)."""
+
+
+@dataclass(frozen=True)
+class _ContentRequest:
+    target: Target
+    package: Optional[PackageFieldSet]
+
+
+# Packed PEX parts, as laid out by `pex --layout packed`: one directory per wheel, the bootstrap,
+# and everything else (PEX-INFO, __main__.py, user code).
+_PEX_DEPS = ".deps/"
+_PEX_BOOTSTRAP = ".bootstrap"
+_IMAGE = "<image>"
+
+
+async def _walk(root: Dependencies) -> Tuple[Dict[str, List[str]], Dict[str, Target]]:
+    """Breadth-first over the whole closure, recording every dependency edge; `_IMAGE` stands for
+    the image target itself."""
+    edges: Dict[str, List[str]] = {}
+    targets: Dict[str, Target] = {}
+    roots = await Get(Targets, DependenciesRequest(root))
+    edges[_IMAGE] = sorted(t.address.spec for t in roots)
+    frontier = [t for t in roots]
+    while frontier:
+        fresh = []
+        for tgt in frontier:
+            if tgt.address.spec not in targets:
+                targets[tgt.address.spec] = tgt
+                fresh.append(tgt)
+        fresh.sort(key=lambda t: t.address.spec)
+        deps = await MultiGet(
+            Get(Targets, DependenciesRequest(t.get(Dependencies))) for t in fresh
+        )
+        frontier = []
+        for tgt, tgt_deps in zip(fresh, deps):
+            edges[tgt.address.spec] = sorted(d.address.spec for d in tgt_deps)
+            frontier.extend(d for d in tgt_deps if d.address.spec not in targets)
+    return edges, targets
+
+
+@rule(desc="Projecting an image's dependency closure onto store nodes", level=LogLevel.DEBUG)
+async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
+    edges, targets = await _walk(request.dependencies)
+
+    ordered = sorted(targets)
+    package_field_sets = await Get(
+        FieldSetsPerTarget,
+        FieldSetsPerTargetRequest(PackageFieldSet, [targets[a] for a in ordered]),
+    )
+    packageable: Dict[str, PackageFieldSet] = {}
+    for address, field_sets in zip(ordered, package_field_sets.collection):
+        tgt = targets[address]
+        if isinstance(tgt, OciImageTarget):
+            raise InvalidImageContent(
+                f"{request.address} depends on the image {address}: images cannot contain other "
+                "images. (Layering one image on another is the job of a base image.)"
+            )
+        if field_sets and not tgt.has_field(FileSourceField) and not tgt.has_field(ResourceSourceField):
+            packageable[address] = field_sets[0]
+
+    # A package is a leaf: what it is built from is inside it, so the walk stops there.
+    visible = _reach(edges, _IMAGE, stop=lambda a: a in packageable) - {_IMAGE}
+    targets = {a: t for a, t in targets.items() if a in visible}
+    edges = {a: ([] if a in packageable else [d for d in deps if d in visible])
+             for a, deps in edges.items() if a in visible}
+    node_of = _assign_nodes(edges, targets, packageable)
+    references = project_references(edges, node_of)
+
+    # Gather each content-bearing target's files at their image paths.
+    content_targets = sorted(a for a in targets if _has_content(targets[a], packageable, a))
+    digests = await MultiGet(
+        Get(Digest, _ContentRequest(targets[a], packageable.get(a))) for a in content_targets
+    )
+    by_node: Dict[str, List[Digest]] = {}
+    for address, digest in zip(content_targets, digests):
+        node = node_of[address]
+        assert node is not None
+        by_node.setdefault(node, []).append(digest)
+
+    node_keys = sorted(by_node)
+    merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in node_keys)
+    if not node_keys:
+        raise InvalidImageContent(
+            f"The `dependencies` of {request.address} produce no content: depend on `file`, "
+            "`resource`, packageable (e.g. `pex_binary`) or `oci_layer` targets."
+        )
+
+    # Split packed PEXes into per-wheel nodes; other nodes pass through as they are.
+    nodes: List[StoreNode] = []
+    all_entries = await MultiGet(Get(DigestEntries, Digest, d) for d in merged)
+    split_requests: List[Tuple[str, CreateDigest]] = []
+    path_claims: List[Tuple[str, str, str]] = []
+    dir_claims: List[Tuple[str, str]] = []
+    for key, digest, entries in zip(node_keys, merged, all_entries):
+        for entry in entries:
+            if isinstance(entry, FileEntry):
+                fingerprint = f"{entry.file_digest.fingerprint}:{int(entry.is_executable)}"
+                path_claims.append((key, entry.path, fingerprint))
+            elif isinstance(entry, SymlinkEntry):
+                path_claims.append((key, entry.path, f"symlink:{entry.target}"))
+            elif isinstance(entry, Directory):
+                dir_claims.append((key, entry.path))
+        pex_root = _packed_pex_root(key, targets, packageable)
+        if pex_root is None:
+            nodes.append(StoreNode(key, digest, tuple(sorted(references.get(key, ())))))
+            continue
+        parts = _split_packed_pex(key, pex_root, entries)
+        for part_key, part_entries in parts.items():
+            split_requests.append((part_key, CreateDigest(part_entries)))
+        part_refs = tuple(sorted(k for k in parts if k != key))
+        own_refs = tuple(sorted(set(references.get(key, ())) | set(part_refs)))
+        nodes.append(StoreNode(key, EMPTY_DIGEST, own_refs))  # digest filled in below
+
+    try:
+        check_paths(path_claims, dir_claims)
+    except PathConflict as e:
+        raise InvalidImageContent(f"Cannot build {request.address}: {e}") from e
+
+    split_digests = await MultiGet(Get(Digest, CreateDigest, req) for _, req in split_requests)
+    split_by_key = {k: d for (k, _), d in zip(split_requests, split_digests)}
+    final: List[StoreNode] = []
+    for node in nodes:
+        if node.key in split_by_key:
+            final.append(StoreNode(node.key, split_by_key[node.key], node.references))
+        else:
+            final.append(node)
+    for key in sorted(set(split_by_key) - {n.key for n in nodes}):
+        final.append(StoreNode(key, split_by_key[key], ()))
+    return ImageClosure(tuple(sorted(final, key=lambda n: n.key)))
+
+
+def _has_content(tgt: Target, packageable: Dict[str, PackageFieldSet], address: str) -> bool:
+    return (
+        tgt.has_field(FileSourceField)
+        or tgt.has_field(ResourceSourceField)
+        or address in packageable
+    )
+
+
+def _assign_nodes(
+    edges: Dict[str, List[str]],
+    targets: Dict[str, Target],
+    packageable: Dict[str, PackageFieldSet],
+) -> Dict[str, Optional[str]]:
+    """Which node holds each target's content: `oci_layer` groups claim their closure (stopping at
+    packages' insides and nested groups), generated files belong to their generator's node,
+    packages are their own node; anything else is a pass-through (None)."""
+    node_of: Dict[str, Optional[str]] = {}
+    for address in sorted(targets):
+        tgt = targets[address]
+        if isinstance(tgt, OciLayerTarget):
+            node_of[address] = address
+        elif address in packageable:
+            node_of[address] = address
+        elif tgt.has_field(FileSourceField) or tgt.has_field(ResourceSourceField):
+            node_of[address] = tgt.address.maybe_convert_to_target_generator().spec
+        else:
+            node_of[address] = None
+
+    claimed: Dict[str, str] = {}
+    for layer in sorted(a for a in targets if isinstance(targets[a], OciLayerTarget)):
+        members = _reach(
+            edges,
+            layer,
+            stop=lambda a: isinstance(targets[a], OciLayerTarget) or a in packageable,
+        )
+        for member in sorted(members - {layer}):
+            if isinstance(targets[member], OciLayerTarget):
+                continue
+            if member in claimed and claimed[member] != layer:
+                raise InvalidImageContent(
+                    f"{member} is in two oci_layer targets, {claimed[member]} and {layer}: a "
+                    "target's content can only live in one layer."
+                )
+            claimed[member] = layer
+    for member, layer in claimed.items():
+        if node_of[member] is not None:
+            node_of[member] = layer
+    return node_of
+
+
+def _reach(edges: Dict[str, List[str]], start: str, stop) -> Set[str]:
+    """Targets reachable from `start`, not expanding past targets for which `stop` is true."""
+    seen = {start}
+    stack = list(edges.get(start, ()))
+    while stack:
+        address = stack.pop()
+        if address in seen:
+            continue
+        seen.add(address)
+        if not stop(address):
+            stack.extend(edges.get(address, ()))
+    return seen
+
+
+def _packed_pex_root(
+    key: str, targets: Dict[str, Target], packageable: Dict[str, PackageFieldSet]
+) -> Optional[str]:
+    tgt = targets.get(key)
+    if tgt is None or key not in packageable or not tgt.has_field(PexLayoutField):
+        return None
+    if tgt[PexLayoutField].value != PexLayout.PACKED.value:
+        return None
+    return getattr(packageable[key], "output_path").value_or_default(file_ending="pex")
+
+
+def _split_packed_pex(key: str, pex_root: str, entries) -> Dict[str, List]:
+    """One node per `.deps/<wheel>`, one for `.bootstrap`, and the rest under the target's key.
+
+    In a packed PEX each of those is a zip file (or, for loose-like tooling, a directory)."""
+    parts: Dict[str, List] = {key: []}
+    prefix = pex_root.rstrip("/") + "/"
+    for entry in entries:
+        rel = entry.path[len(prefix):] if entry.path.startswith(prefix) else ""
+        if rel.startswith(_PEX_DEPS) and len(rel) > len(_PEX_DEPS):
+            part = f"{key}#{rel[len(_PEX_DEPS):].split('/', 1)[0]}"
+        elif rel.split("/", 1)[0] == _PEX_BOOTSTRAP:
+            part = f"{key}#{_PEX_BOOTSTRAP}"
+        else:
+            part = key
+        parts.setdefault(part, []).append(entry)
+    return parts
+
+
+@rule(desc="Gathering a store node's content", level=LogLevel.DEBUG)
+async def node_content(request: _ContentRequest) -> Digest:
+    tgt = request.target
+    if tgt.has_field(ResourceSourceField):
+        stripped = await Get(StrippedSourceFiles, SourceFilesRequest([tgt[ResourceSourceField]]))
+        return stripped.snapshot.digest
+    if tgt.has_field(FileSourceField):
+        sources = await Get(SourceFiles, SourceFilesRequest([tgt[FileSourceField]]))
+        return sources.snapshot.digest
+    assert request.package is not None
+    built = await Get(BuiltPackage, EnvironmentAwarePackageRequest(request.package))
+    return built.digest
+
+
+def rules():
+    return collect_rules()
+

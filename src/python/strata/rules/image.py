@@ -1,0 +1,318 @@
+"""Assembling an `oci_image`: `package` writes it to dist/, `run` streams it into a loader."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import List, Tuple
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
+from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
+from pants.engine.fs import (
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.process import Process, ProcessCacheScope, ProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.rules.layers import (
+    BuiltLayers,
+    CustomisationLayer,
+    ImageTool,
+    LayerSettings,
+    LayersRequest,
+)
+from strata.subsystems import StrataSubsystem
+from strata.target_types import (
+    OciArchitectureField,
+    OciCmdField,
+    OciCompressionField,
+    OciCreatedField,
+    OciDirectoriesField,
+    OciEntrypointField,
+    OciEnvField,
+    OciExposedPortsField,
+    OciGidField,
+    OciGnameField,
+    OciImageDependenciesField,
+    OciImageOutputPathField,
+    OciLabelsField,
+    OciMaxLayersField,
+    OciMtimeField,
+    OciOsField,
+    OciOutputFormatField,
+    OciRepositoryField,
+    OciStopSignalField,
+    OciSymlinksField,
+    OciTagField,
+    OciUidField,
+    OciUnameField,
+    OciUserField,
+    OciVolumesField,
+    OciWorkdirField,
+    OutputFormat,
+)
+
+
+@dataclass(frozen=True)
+class OciImageFieldSet(PackageFieldSet, RunFieldSet):
+    required_fields = (OciImageDependenciesField,)
+    run_in_sandbox_behavior = RunInSandboxBehavior.NOT_SUPPORTED
+
+    dependencies: OciImageDependenciesField
+    repository: OciRepositoryField
+    tag: OciTagField
+    max_layers: OciMaxLayersField
+    created: OciCreatedField
+    mtime: OciMtimeField
+    uid: OciUidField
+    gid: OciGidField
+    uname: OciUnameField
+    gname: OciGnameField
+    architecture: OciArchitectureField
+    os: OciOsField
+    entrypoint: OciEntrypointField
+    cmd: OciCmdField
+    env: OciEnvField
+    workdir: OciWorkdirField
+    user: OciUserField
+    exposed_ports: OciExposedPortsField
+    labels: OciLabelsField
+    volumes: OciVolumesField
+    stop_signal: OciStopSignalField
+    symlinks: OciSymlinksField
+    directories: OciDirectoriesField
+    output_format: OciOutputFormatField
+    compression: OciCompressionField
+    output_path: OciImageOutputPathField
+
+    def output_file(self) -> str:
+        fmt = OutputFormat(self.output_format.value)
+        return self.output_path.value_or_default(
+            file_ending=None if fmt == OutputFormat.OCI else "tar"
+        )
+
+    def layer_compression(self) -> str:
+        # docker-archive layers are plain tars: their digests are their diff_ids.
+        if OutputFormat(self.output_format.value) == OutputFormat.DOCKER_ARCHIVE:
+            return "none"
+        return self.compression.value
+
+    def runtime_config(self) -> dict:
+        config: dict = {}
+        if self.entrypoint.value is not None:
+            config["Entrypoint"] = list(self.entrypoint.value)
+        if self.cmd.value is not None:
+            config["Cmd"] = list(self.cmd.value)
+        if self.env.value:
+            config["Env"] = [f"{k}={v}" for k, v in sorted(self.env.value.items())]
+        if self.workdir.value:
+            config["WorkingDir"] = self.workdir.value
+        if self.user.value:
+            config["User"] = self.user.value
+        if self.exposed_ports.value:
+            config["ExposedPorts"] = {_port(p): {} for p in sorted(self.exposed_ports.value)}
+        if self.labels.value:
+            config["Labels"] = dict(sorted(self.labels.value.items()))
+        if self.volumes.value:
+            config["Volumes"] = {v: {} for v in sorted(self.volumes.value)}
+        if self.stop_signal.value:
+            config["StopSignal"] = self.stop_signal.value
+        return config
+
+
+def _port(port: str) -> str:
+    return port if "/" in port else f"{port}/tcp"
+
+
+def _epoch(timestamp: str) -> int:
+    if timestamp == "now":
+        return int(datetime.now(timezone.utc).timestamp())
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+
+
+@dataclass(frozen=True)
+class AssembledImage:
+    """The assembly Process's inputs (for streaming) and its output (for packaging)."""
+
+    input_digest: Digest
+    spec_path: str
+    output: Digest
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class AssembleRequest:
+    field_set: OciImageFieldSet
+    fmt: str
+    output: str
+
+
+_SPEC = "image-spec.json"
+
+
+async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest, ...]:
+    return await MultiGet(
+        Get(Digest, AddPrefix(layer.digest, d)) for layer, d in zip(layers.layers, dirs)
+    )
+
+
+async def _loader(choice: str) -> str:
+    if choice == "stdout":
+        return ""
+    names = ["podman", "docker"] if choice == "auto" else [choice]
+    for name in names:
+        found = await Get(
+            BinaryPaths,
+            BinaryPathRequest(binary_name=name, search_path=["/usr/bin", "/usr/local/bin", "/bin"]),
+        )
+        if found.first_path:
+            return found.first_path.path
+    if choice == "auto":
+        return ""
+    raise EnvironmentError(f"[strata].loader is {choice!r}, but `{choice}` is not installed.")
+
+
+@rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
+async def assemble_image(
+    request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem
+) -> AssembledImage:
+    fs = request.field_set
+    address = fs.address
+    closure = await Get(ImageClosure, ImageClosureRequest(address, fs.dependencies))
+
+    customisation = CustomisationLayer(
+        symlinks=tuple(sorted((fs.symlinks.value or {}).items())),
+        directories=tuple(
+            sorted((p, int(m, 8)) for p, m in (fs.directories.value or {}).items())
+        ),
+    )
+    has_custom_layer = bool(customisation.symlinks or customisation.directories)
+    budget = fs.max_layers.value - (1 if has_custom_layer else 0)
+    mtime = fs.mtime.value or fs.created.value
+    layers = await Get(
+        BuiltLayers,
+        LayersRequest(
+            closure=closure,
+            budget=max(budget, 1),
+            settings=LayerSettings(
+                mtime=_epoch(mtime),
+                reproducible=mtime != "now",
+                uid=fs.uid.value,
+                gid=fs.gid.value,
+                uname=fs.uname.value,
+                gname=fs.gname.value,
+                compression=fs.layer_compression(),
+            ),
+            customisation=customisation,
+            description=f"Building {address}",
+        ),
+    )
+
+    layer_dirs = [f"layers/{i:03d}" for i in range(len(layers.layers))]
+    created = fs.created.value
+    spec = {
+        "format": request.fmt,
+        "layers": [
+            {"dir": d, "comment": layer.comment} for d, layer in zip(layer_dirs, layers.layers)
+        ],
+        "config": {
+            "architecture": fs.architecture.value,
+            "os": fs.os.value,
+            "created": created,
+            "config": fs.runtime_config(),
+        },
+        "repository": fs.repository.value_or_default(address),
+        "tag": fs.tag.value,
+    }
+    prefixed = await _prefixed_layers(layers, layer_dirs)
+    spec_digest = await Get(
+        Digest, CreateDigest([FileContent(_SPEC, json.dumps(spec, sort_keys=True).encode())])
+    )
+    input_digest = await Get(Digest, MergeDigests([tool.digest, spec_digest, *prefixed]))
+    is_dir = request.fmt == OutputFormat.OCI.value
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv(
+                "assemble", "--spec", _SPEC, "--out", request.output, "--metadata", "image.json"
+            ),
+            input_digest=input_digest,
+            output_files=() if is_dir else (request.output, "image.json"),
+            output_directories=(request.output,) if is_dir else (),
+            description=f"Assembling {address}",
+            level=LogLevel.INFO,
+            cache_scope=(
+                ProcessCacheScope.PER_SESSION if "now" in (created, mtime)
+                else ProcessCacheScope.SUCCESSFUL
+            ),
+            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+        ),
+    )
+    if is_dir:
+        # The metadata lives beside the layout, not inside it.
+        output_glob = f"{request.output}/**"
+    else:
+        output_glob = request.output
+    output = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([output_glob])))
+    metadata = await Get(
+        DigestContents, DigestSubset(result.output_digest, PathGlobs(["image.json"]))
+    )
+    return AssembledImage(input_digest, _SPEC, output, json.loads(metadata[0].content))
+
+
+@rule(desc="Packaging an OCI image", level=LogLevel.DEBUG)
+async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
+    output = field_set.output_file()
+    image = await Get(
+        AssembledImage, AssembleRequest(field_set, field_set.output_format.value, output)
+    )
+    meta = image.metadata
+    return BuiltPackage(
+        image.output,
+        (
+            BuiltPackageArtifact(
+                output,
+                extra_log_lines=(
+                    f"Image: {meta['repo_tag']}",
+                    f"Manifest digest: {meta['manifest_digest']}",
+                    f"Layers: {len(meta['layers'])}",
+                ),
+            ),
+        ),
+    )
+
+
+@rule(desc="Streaming an OCI image", level=LogLevel.DEBUG)
+async def run_oci_image(
+    field_set: OciImageFieldSet, tool: ImageTool, strata: StrataSubsystem
+) -> RunRequest:
+    image = await Get(
+        AssembledImage,
+        AssembleRequest(field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar"),
+    )
+    stream = " ".join(
+        f"'{a}'" for a in tool.argv("stream", "--spec", "{chroot}/" + image.spec_path)
+    )
+    loader = await _loader(strata.loader)
+    command = f"cd {{chroot}} && {stream}" + (f" | {loader} load" if loader else "")
+    return RunRequest(digest=image.input_digest, args=("/bin/sh", "-c", command))
+
+
+def rules():
+    return [
+        *collect_rules(),
+        *OciImageFieldSet.rules(),
+        UnionRule(PackageFieldSet, OciImageFieldSet),
+    ]

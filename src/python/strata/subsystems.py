@@ -1,0 +1,55 @@
+"""The `[strata]` options."""
+
+from __future__ import annotations
+
+from pants.option.option_types import IntOption, StrListOption, StrOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import help_text
+
+
+class StrataSubsystem(Subsystem):
+    options_scope = "strata"
+    help = "Options for Strata, the layered OCI/Docker image builder."
+
+    python_search_paths = StrListOption(
+        default=["/usr/bin", "/bin", "/usr/local/bin"],
+        help=help_text(
+            """
+            Where to look for the CPython (3.9 or newer, `python3`) that runs Strata's image tool
+            inside build sandboxes. The tool needs only the standard library, and its output does
+            not depend on the interpreter's version. Keep this a fixed system path: the
+            interpreter's path is part of every layer process's cache key, so a per-user path
+            stops machines from sharing cached layers.
+            """
+        ),
+        advanced=True,
+    )
+
+    zstd_search_paths = StrListOption(
+        default=["/usr/bin", "/bin", "/usr/local/bin"],
+        help="Where to look for the `zstd` binary, used for `compression='zstd'`.",
+        advanced=True,
+    )
+
+    remote_cache_speculation_delay = IntOption(
+        default=1000,
+        help=help_text(
+            """
+            Milliseconds a layer or image process waits for a remote cache lookup before also
+            starting locally. Layers are often large and slow to write, so waiting for a remote
+            hit is usually cheaper than racing it.
+            """
+        ),
+        advanced=True,
+    )
+
+    loader = StrOption(
+        default="auto",
+        help=help_text(
+            """
+            What `pants run` on an `oci_image` streams the image into: `podman` (`podman load`),
+            `docker` (`docker load`), `auto` (podman if installed, else docker, else standard
+            output), or `stdout` (the docker-archive bytes, for piping anywhere).
+            """
+        ),
+    )

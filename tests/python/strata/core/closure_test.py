@@ -1,0 +1,46 @@
+import pytest
+
+from strata.core.closure import PathConflict, check_paths, project_references
+
+
+def test_references_pass_through_metadata_targets():
+    # image deps: bin (package) -> lib (python source, no node) -> data (resource node)
+    edges = {"bin": ["lib"], "lib": ["data", "req"], "req": [], "data": []}
+    node_of = {"bin": "bin", "lib": None, "req": None, "data": "data"}
+    assert project_references(edges, node_of) == {"bin": {"data"}, "data": set()}
+
+
+def test_members_of_one_node_do_not_reference_themselves():
+    edges = {"a": ["b"], "b": ["a", "c"], "c": []}
+    node_of = {"a": "group", "b": "group", "c": "c"}
+    assert project_references(edges, node_of) == {"group": {"c"}, "c": set()}
+
+
+def test_cycles_through_metadata_targets_terminate():
+    edges = {"a": ["m1"], "m1": ["m2"], "m2": ["m1", "b"], "b": ["m2"]}
+    node_of = {"a": "a", "m1": None, "m2": None, "b": "b"}
+    assert project_references(edges, node_of) == {"a": {"b"}, "b": set()}
+
+
+def test_identical_files_from_two_nodes_are_fine():
+    check_paths([("//:a", "etc/motd", "d1:0"), ("//:b", "etc/motd", "d1:0")])
+
+
+def test_different_content_at_one_path_names_both_nodes_and_the_path():
+    with pytest.raises(PathConflict, match=r"//:a and //:b both place different content at /etc/motd"):
+        check_paths([("//:a", "etc/motd", "d1:0"), ("//:b", "etc/motd", "d2:0")])
+
+
+def test_executable_bit_difference_is_a_conflict():
+    with pytest.raises(PathConflict):
+        check_paths([("//:a", "bin/x", "d1:0"), ("//:b", "bin/x", "d1:1")])
+
+
+def test_file_where_another_node_needs_a_directory():
+    with pytest.raises(PathConflict, match=r"//:a places a file at /opt, where //:b needs a directory"):
+        check_paths([("//:a", "opt", "d1:0"), ("//:b", "opt/tool", "d2:1")])
+
+
+def test_file_where_an_empty_directory_is_declared():
+    with pytest.raises(PathConflict):
+        check_paths([("//:a", "var/empty", "d1:0")], [("//:b", "var/empty")])
