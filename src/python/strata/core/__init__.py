@@ -1,0 +1,1 @@
+"""Strata's pure core: standard library only, never imports Pants (see docs/architecture.md)."""

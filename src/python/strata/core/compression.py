@@ -1,0 +1,125 @@
+"""Deterministic streaming compressors: `write(data)` then `close()`, which never closes `out`.
+
+Same input, same bytes: gzip with a fixed header and level, zstd through a given binary at a fixed
+level (its output does not depend on the Python version).
+"""
+
+import os
+import struct
+import subprocess
+import threading
+import zlib
+
+CHUNK = 1 << 20
+SUFFIXES = {"none": "", "gzip": ".gz", "zstd": ".zst"}
+
+
+class _Compressor:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class _Plain(_Compressor):
+    def __init__(self, out):
+        self._out = out
+
+    def write(self, data) -> None:
+        self._out.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+class _Gzip(_Compressor):
+    # Magic, deflate, no flags (so no file name), mtime 0, no extra flags, OS "unknown": written
+    # here rather than by zlib, whose OS byte depends on the platform it was built for.
+    _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+    def __init__(self, out):
+        self._out = out
+        self._deflate = zlib.compressobj(
+            6, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY
+        )
+        self._crc = 0
+        self._size = 0
+        out.write(self._HEADER)
+
+    def write(self, data) -> None:
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        compressed = self._deflate.compress(data)
+        if compressed:
+            self._out.write(compressed)
+
+    def close(self) -> None:
+        if self._deflate is not None:
+            trailer = struct.pack("<II", self._crc, self._size & 0xFFFFFFFF)
+            self._out.write(self._deflate.flush() + trailer)
+            self._deflate = None
+
+
+class _Zstd(_Compressor):
+    """Pipes through the `zstd` binary; a thread drains its stdout so neither pipe fills up."""
+
+    def __init__(self, out, binary: str):
+        if not os.path.isabs(binary):
+            raise ValueError(f"zstd binary must be an absolute path, got {binary!r}")
+        # ZSTD_CLEVEL / ZSTD_NBTHREADS from the environment must not change the output.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
+        self._binary = binary
+        self._proc = subprocess.Popen(
+            [binary, "-q", "-c", "-3", "--no-progress"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        )
+        self._error = None
+        self._pump = threading.Thread(target=self._drain, args=(out,), daemon=True)
+        self._pump.start()
+
+    def _drain(self, out) -> None:
+        try:
+            while True:
+                chunk = self._proc.stdout.read(CHUNK)
+                if not chunk:
+                    return
+                out.write(chunk)
+        except BaseException as e:  # re-raised by close() in the writing thread
+            self._error = e
+            self._proc.kill()  # unblocks a writer waiting on a full stdin pipe
+
+    def write(self, data) -> None:
+        try:
+            self._proc.stdin.write(data)
+        except BrokenPipeError:
+            self.close()  # raises the reason zstd went away
+            raise
+
+    def close(self) -> None:
+        if self._proc.stdin.closed:
+            return
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass  # reported below from the exit status
+        self._pump.join()
+        self._proc.stdout.close()
+        status = self._proc.wait()
+        if self._error is not None:
+            raise self._error
+        if status != 0:
+            raise OSError(f"{self._binary} exited with status {status}")
+
+
+def open_compressor(kind: str, out, zstd=None) -> _Compressor:
+    """A compressor writing to `out`: `none`, `gzip`, or `zstd` (`zstd`: the binary's path)."""
+    if kind == "none":
+        return _Plain(out)
+    if kind == "gzip":
+        return _Gzip(out)
+    if kind == "zstd":
+        if not zstd:
+            raise ValueError("zstd compression needs the zstd binary's absolute path")
+        return _Zstd(out, zstd)
+    raise ValueError(f"unknown compression {kind!r}: expected one of {sorted(SUFFIXES)}")

@@ -1,0 +1,266 @@
+"""The `layer` subcommand: one layer spec in, one deterministic layer blob and its digests out.
+
+See docs/architecture.md. Everything is collected and checked before the first byte is written,
+then the tar is written once, hashed (diff_id) and compressed (digest) in the same pass.
+"""
+
+import argparse
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Dict, List, NamedTuple
+
+from strata.core.compression import CHUNK, SUFFIXES, open_compressor
+from strata.core.hashing import HashingWriter
+from strata.core.tarstream import TarWriter
+
+_SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
+             "compression": "none", "zstd": None}
+
+
+class _Entry(NamedTuple):
+    path: str
+    kind: str  # "dir", "file" or "symlink"
+    mode: int
+    origin: str  # where the entry came from, for error messages
+    size: int = 0
+    source: str = ""  # a file's content
+    target: str = ""  # a symlink's target
+
+    def describe(self) -> str:
+        if self.kind == "symlink":
+            return f"symlink to {self.target!r} from {self.origin}"
+        size = f", {self.size} bytes" if self.kind == "file" else ""
+        return f"{self.kind} (mode {self.mode:04o}{size}) from {self.origin}"
+
+
+def normalise_path(path, what: str) -> str:
+    """A relative, `/`-separated image path without `.`, empty or trailing components."""
+    if not isinstance(path, str) or "\0" in path:
+        raise ValueError(f"{what}: invalid path {path!r}")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{what}: path {path!r} escapes the image root ('..' is not allowed)")
+    return "/".join(parts)
+
+
+def _image_path(path, what: str) -> str:
+    normal = normalise_path(path, what)
+    if not normal:
+        raise ValueError(f"{what}: path {path!r} names the image root itself")
+    return normal
+
+
+def _sandbox_path(root: str, path, what: str) -> str:
+    if isinstance(path, str) and path.startswith("/"):
+        raise ValueError(f"{what}: source {path!r} must be relative to the sandbox")
+    return os.path.join(root, normalise_path(path, what))
+
+
+def _check_keys(obj, what: str, required, optional=()) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    missing = [key for key in required if key not in obj]
+    unknown = sorted(set(obj) - set(required) - set(optional))
+    if missing or unknown:
+        raise ValueError(f"{what}: missing keys {missing}, unknown keys {unknown}")
+
+
+def _mode(value, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= 0o7777:
+        raise ValueError(f"{what}: mode must be an integer in 0..0o7777, got {value!r}")
+    return value
+
+
+def _file_mode(st_mode: int) -> int:
+    return 0o755 if st_mode & 0o111 else 0o644
+
+
+def _same_content(a: str, b: str) -> bool:
+    if os.path.samefile(a, b):
+        return True
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk = fa.read(CHUNK)
+            if chunk != fb.read(CHUNK):
+                return False
+            if not chunk:
+                return True
+
+
+class _Collector:
+    """Entries by image path; identical duplicates collapse, any other repeat is an error."""
+
+    def __init__(self):
+        self.entries: Dict[str, _Entry] = {}
+
+    def add(self, entry: _Entry) -> None:
+        for text in (entry.path, entry.target):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{entry.origin}: {text!r} is not valid UTF-8") from None
+        old = self.entries.get(entry.path)
+        if old is None:
+            self.entries[entry.path] = entry
+        elif old._replace(origin="", source="") != entry._replace(origin="", source="") or (
+            entry.kind == "file" and not _same_content(old.source, entry.source)
+        ):
+            raise ValueError(
+                f"conflicting entries for {entry.path!r}: {old.describe()} vs {entry.describe()}"
+            )
+
+    def walk(self, root: str, index: int, tree) -> None:
+        what = f"trees[{index}]"
+        _check_keys(tree, what, ("source", "dest"))
+        top = _sandbox_path(root, tree["source"], what)
+        dest = normalise_path(tree["dest"], what)
+        if not os.path.isdir(top):
+            raise ValueError(f"{what}: source {tree['source']!r} is not a directory")
+        origin_top = normalise_path(tree["source"], what) or "."
+        if dest:
+            self.add(_Entry(dest, "dir", 0o755, origin_top))
+        pending = [(top, dest, origin_top)]
+        while pending:
+            fs_dir, image_dir, origin_dir = pending.pop()
+            with os.scandir(fs_dir) as scan:
+                children = sorted(scan, key=lambda child: child.name)
+            for child in children:
+                path = f"{image_dir}/{child.name}" if image_dir else child.name
+                origin = f"{origin_dir}/{child.name}"
+                st = child.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    self.add(_Entry(path, "dir", 0o755, origin))
+                    pending.append((child.path, path, origin))
+                elif stat.S_ISLNK(st.st_mode):
+                    self.add(_Entry(path, "symlink", 0o777, origin, target=os.readlink(child.path)))
+                elif stat.S_ISREG(st.st_mode):  # hard links included: each is a regular file
+                    mode = _file_mode(st.st_mode)
+                    self.add(_Entry(path, "file", mode, origin, st.st_size, child.path))
+                else:
+                    raise ValueError(f"{origin}: not a regular file, directory or symlink")
+
+    def explicit(self, root: str, index: int, spec) -> None:
+        what = f"entries[{index}]"
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if kind == "dir":
+            _check_keys(spec, what, ("path", "type"), ("mode",))
+            mode = _mode(spec.get("mode", 0o755), what)
+            self.add(_Entry(_image_path(spec["path"], what), "dir", mode, what))
+        elif kind == "symlink":
+            _check_keys(spec, what, ("path", "type", "target"))
+            target = spec["target"]
+            if not isinstance(target, str) or not target or "\0" in target:
+                raise ValueError(f"{what}: invalid symlink target {target!r}")
+            self.add(_Entry(_image_path(spec["path"], what), "symlink", 0o777, what,
+                            target=target))
+        elif kind == "file":
+            _check_keys(spec, what, ("path", "type", "source"), ("mode",))
+            source = _sandbox_path(root, spec["source"], what)
+            try:
+                st = os.stat(source)
+            except OSError as e:
+                raise ValueError(
+                    f"{what}: cannot read source {spec['source']!r}: {e.strerror}"
+                ) from None
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{what}: source {spec['source']!r} is not a regular file")
+            mode = _mode(spec["mode"], what) if "mode" in spec else _file_mode(st.st_mode)
+            origin = f"{what} (source {spec['source']})"
+            self.add(_Entry(_image_path(spec["path"], what), "file", mode, origin, st.st_size,
+                            source))
+        else:
+            raise ValueError(f"{what}: type must be 'dir', 'symlink' or 'file', got {kind!r}")
+
+    def add_parents(self) -> None:
+        """Adds missing parent directories (0755); a parent that is not a directory is an error."""
+        for entry in list(self.entries.values()):
+            path = entry.path
+            while "/" in path:
+                path = path.rsplit("/", 1)[0]
+                parent = self.entries.get(path)
+                if parent is None:
+                    self.entries[path] = _Entry(path, "dir", 0o755, f"parent of {entry.path!r}")
+                elif parent.kind != "dir":
+                    raise ValueError(
+                        f"{path!r} is a {parent.describe()} but also the parent directory of "
+                        f"{entry.path!r} ({entry.describe()})"
+                    )
+                else:
+                    break  # this directory's own parents are (or will be) handled
+
+
+def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
+    """Writes the layer blob and layer.json for `spec` into `out_dir`; returns layer.json's data."""
+    _check_keys(spec, "layer spec", (), ("settings", "trees", "entries"))
+    _check_keys(spec.get("settings", {}), "settings", (), tuple(_SETTINGS))
+    settings = {**_SETTINGS, **spec.get("settings", {})}
+    for key, value in settings.items():
+        expected = type(_SETTINGS[key]) if key != "zstd" else (str, type(None))
+        if type(value) is bool or not isinstance(value, expected):
+            raise ValueError(f"settings: {key} has the wrong type: {value!r}")
+    compression = settings["compression"]
+    if compression not in SUFFIXES:
+        raise ValueError(f"settings: unknown compression {compression!r}")
+    for key in ("trees", "entries"):
+        if not isinstance(spec.get(key, []), list):
+            raise ValueError(f"layer spec: {key} must be a list")
+
+    root = str(sandbox_root)
+    collector = _Collector()
+    for index, tree in enumerate(spec.get("trees", [])):
+        collector.walk(root, index, tree)
+    for index, entry in enumerate(spec.get("entries", [])):
+        collector.explicit(root, index, entry)
+    collector.add_parents()
+    entries: List[_Entry] = [collector.entries[path] for path in sorted(collector.entries)]
+
+    blob_name = "layer.tar" + SUFFIXES[compression]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / blob_name, "wb") as blob_file:
+        blob = HashingWriter(blob_file)
+        with open_compressor(compression, blob, settings["zstd"]) as compressor:
+            tar_bytes = HashingWriter(compressor)
+            tar = TarWriter(tar_bytes, mtime=settings["mtime"], uid=settings["uid"],
+                            gid=settings["gid"], uname=settings["uname"], gname=settings["gname"])
+            for entry in entries:
+                if entry.kind == "dir":
+                    tar.add_dir(entry.path, entry.mode)
+                elif entry.kind == "symlink":
+                    tar.add_symlink(entry.path, entry.target)
+                else:
+                    with open(entry.source, "rb", buffering=0) as data:
+                        tar.add_file(entry.path, entry.size, data, entry.mode)
+                        if data.read(1):
+                            raise ValueError(f"{entry.origin}: file grew while being read")
+            tar.close()
+    result = {
+        "diff_id": tar_bytes.digest_str(),
+        "size": tar_bytes.size,
+        "blob": blob_name,
+        "digest": blob.digest_str(),
+        "blob_size": blob.size,
+        "compression": compression,
+        "entries": len(entries),
+    }
+    (out_dir / "layer.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def layer_main(argv: List[str]) -> int:
+    """`layer --spec SPEC --out OUTDIR`, run in the sandbox root; errors exit 2, one line."""
+    # No usage text, so that misuse is reported on one line like every other error.
+    parser = argparse.ArgumentParser(prog="strata.core layer", usage=argparse.SUPPRESS)
+    parser.add_argument("--spec", required=True, help="layer-spec.json")
+    parser.add_argument("--out", required=True, help="directory for the blob and layer.json")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.spec, encoding="utf-8") as f:
+            spec = json.load(f)
+        build_layer(spec, Path.cwd(), Path(args.out))
+    except (OSError, ValueError) as e:
+        print(f"strata.core layer: error: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    return 0

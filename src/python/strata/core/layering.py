@@ -1,0 +1,125 @@
+"""Which store nodes share a layer: nixpkgs' referencesByPopularity, then a split into N layers.
+
+`graph` maps each node to the nodes it references. Nodes that are only referenced count as nodes
+without references; self-references are ignored. Every result is independent of the mapping's
+and the iterables' order.
+
+The popularity contest (nixpkgs' closure-graph.py), for a node n:
+
+    contest(n): for each child c of n: P[c] += 1, then for each (x, s) in contest(c): P[x] += s + 1
+
+and the popularity of every node is that same rule applied to the roots (the nodes nobody
+references) as the children of one virtual node. E.g. A→B, A→G, B→C, B→E, C→D, C→E, D→F, E→F
+gives A 1, B 2, C 3, D 4, E 5, F 9, G 2.
+
+Cycles (which nixpkgs never sees) are broken first, deterministically: a depth-first search
+from the unreferenced nodes, then from the remaining nodes, in sorted order and visiting
+children in sorted order, drops every back edge. The roots are then the nodes left without
+incoming edges, which on an acyclic graph are exactly the unreferenced nodes.
+"""
+
+from typing import Dict, Iterable, List, Mapping, Tuple
+
+Graph = Mapping[str, Iterable[str]]
+
+
+def _children(graph: Graph) -> Dict[str, List[str]]:
+    refs = {node: {child for child in kids if child != node} for node, kids in graph.items()}
+    for children in list(refs.values()):
+        for child in children:
+            refs.setdefault(child, set())
+    return {node: sorted(children) for node, children in refs.items()}
+
+
+def _break_cycles(children: Dict[str, List[str]]) -> Tuple[Dict[str, List[str]], List[str]]:
+    """The graph without DFS back edges, and its nodes in post-order (children first)."""
+    referenced = {child for kids in children.values() for child in kids}
+    starts = sorted(n for n in children if n not in referenced) + sorted(referenced)
+    dag: Dict[str, List[str]] = {}
+    on_path = set()
+    post_order: List[str] = []
+    for start in starts:
+        if start in dag:
+            continue
+        dag[start] = []
+        on_path.add(start)
+        stack = [(start, iter(children[start]))]
+        while stack:
+            node, todo = stack[-1]
+            for child in todo:
+                if child in on_path:
+                    continue  # a back edge: dropping it breaks the cycle
+                dag[node].append(child)
+                if child not in dag:
+                    dag[child] = []
+                    on_path.add(child)
+                    stack.append((child, iter(children[child])))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(node)
+                post_order.append(node)
+    return dag, post_order
+
+
+def popularity(graph: Graph) -> Dict[str, int]:
+    """Every node's popularity (see the module docstring), keys in sorted order.
+
+    contest(n) is kept as a table plus an offset added to every entry, so that "every score of
+    contest(c) plus one" costs O(1) when n is the last node to need contest(c) and can take the
+    table over: a chain of N nodes is O(N), not the O(N^2) of one table copy per node.
+    """
+    dag, post_order = _break_cycles(_children(graph))
+    roots = sorted(set(dag) - {child for kids in dag.values() for child in kids})
+    readers = dict.fromkeys(dag, 0)  # how many parents still have to read each contest
+    for kids in list(dag.values()) + [roots]:
+        for child in kids:
+            readers[child] += 1
+    contests: Dict[str, Tuple[Dict[str, int], int]] = {}
+    for node in post_order:
+        contests[node] = _contest(dag[node], contests, readers)
+    table, offset = _contest(roots, contests, readers)
+    return {node: table[node] + offset for node in sorted(table)}
+
+
+def _contest(kids: List[str], contests: Dict[str, Tuple[Dict[str, int], int]],
+             readers: Dict[str, int]) -> Tuple[Dict[str, int], int]:
+    """contest() of a node with children `kids`, as (table, offset): score = table[x] + offset."""
+    last_reads = [kid for kid in kids if readers[kid] == 1]
+    heir = max(last_reads, key=lambda kid: len(contests[kid][0]), default=None)
+    if heir is None:
+        table, offset = {}, 0
+    else:
+        table, offset = contests.pop(heir)
+        offset += 1  # every inherited score s becomes s + 1
+    for kid in kids:
+        readers[kid] -= 1
+        if kid != heir:
+            kid_table, kid_offset = contests[kid]
+            bonus = kid_offset + 1
+            for node, score in kid_table.items():
+                table[node] = table.get(node, -offset) + score + bonus
+            if readers[kid] == 0:
+                del contests[kid]
+        table[kid] = table.get(kid, -offset) + 1
+    return table, offset
+
+
+def order_by_popularity(graph: Graph) -> List[str]:
+    """All nodes, most popular first; equal scores by ascending key."""
+    scores = popularity(graph)
+    return sorted(scores, key=lambda node: (-scores[node], node))
+
+
+def assign_layers(graph: Graph, budget: int) -> List[List[str]]:
+    """Groups nodes into at most `budget` layers, bottom (most popular) first.
+
+    With more nodes than `budget`, the budget - 1 most popular get a layer each and all the
+    others share the last one; a group's nodes are sorted by key.
+    """
+    if budget < 1:
+        raise ValueError(f"the layer budget must be at least 1, got {budget}")
+    order = order_by_popularity(graph)
+    if len(order) <= budget:
+        return [[node] for node in order]
+    return [[node] for node in order[: budget - 1]] + [sorted(order[budget - 1 :])]

@@ -1,0 +1,332 @@
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import strata.core
+from strata.core.__main__ import main
+from strata.core.layer import build_layer
+
+ZSTD = "/usr/bin/zstd"
+BIG = bytes(range(256)) * 5000  # > 1 MiB
+
+CONTRACT_SPEC = {
+    "settings": {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
+                 "compression": "none", "zstd": None},
+    "trees": [{"source": "nodes/3", "dest": "app"}],
+    "entries": [
+        {"path": "tmp", "type": "dir", "mode": 1023},
+        {"path": "bin/sh", "type": "symlink", "target": "busybox"},
+        {"path": "etc/motd", "type": "file", "source": "custom/motd", "mode": 420},
+    ],
+}
+
+# (path, type, mode, content or target) in the order the layer must hold them.
+CONTRACT_LAYER = [
+    ("app", "dir", 0o755, None),
+    ("app/bin", "dir", 0o755, None),
+    ("app/bin/hello", "file", 0o755, b"#!/bin/sh\necho hello\n"),
+    ("app/bin/hi", "symlink", 0o777, "hello"),
+    ("app/lib", "dir", 0o755, None),
+    ("app/lib/big.bin", "file", 0o644, BIG),
+    ("app/lib/hard", "file", 0o644, b"data\n"),
+    ("app/lib/data", "file", 0o644, b"data\n"),
+    ("app/lib/empty-file", "file", 0o644, b""),
+    ("app/lib/Ωmega", "file", 0o644, b"unicode\n"),
+    ("app/share", "dir", 0o755, None),
+    ("app/share/empty", "dir", 0o755, None),
+    ("bin", "dir", 0o755, None),
+    ("bin/sh", "symlink", 0o777, "busybox"),
+    ("etc", "dir", 0o755, None),
+    ("etc/motd", "file", 0o644, b"Welcome\n"),
+    ("tmp", "dir", 0o1777, None),
+]
+CONTRACT_LAYER.sort(key=lambda e: e[0].encode())
+
+
+def make_sandbox(root: Path, umask: int = 0o022, mtime: int = 1_600_000_000) -> Path:
+    """The contract example's inputs, created under `umask` with every mtime set to `mtime`."""
+    old = os.umask(umask)
+    try:
+        tree = root / "nodes/3"
+        for path, kind, mode, value in CONTRACT_LAYER:
+            if not path.startswith("app/") or path == "app/lib/hard":
+                continue
+            target = tree / path[len("app/"):]
+            if kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+            elif kind == "symlink":
+                target.symlink_to(value)
+            else:
+                target.write_bytes(value)
+                if mode == 0o755:
+                    target.chmod(0o777 & ~umask)
+        os.link(tree / "lib/data", tree / "lib/hard")
+        (root / "custom").mkdir()
+        (root / "custom/motd").write_bytes(b"Welcome\n")
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+    finally:
+        os.umask(old)
+    return root
+
+
+def read_layer(path: Path):
+    with tarfile.open(path) as tar:
+        return [
+            (m.name, "dir" if m.isdir() else "symlink" if m.issym() else "file", m.mode,
+             m.linkname if m.issym() else tar.extractfile(m).read() if m.isfile() else None)
+            for m in tar.getmembers()
+        ]
+
+
+def spec_with(**changes):
+    return {**CONTRACT_SPEC, "settings": {**CONTRACT_SPEC["settings"], **changes}}
+
+
+def test_contract_example(tmp_path):
+    sandbox = make_sandbox(tmp_path / "sandbox")
+    result = build_layer(CONTRACT_SPEC, sandbox, tmp_path / "out")
+    blob = (tmp_path / "out/layer.tar").read_bytes()
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert result == {"diff_id": digest, "size": len(blob), "blob": "layer.tar", "digest": digest,
+                      "blob_size": len(blob), "compression": "none", "entries": len(CONTRACT_LAYER)}
+    assert json.loads((tmp_path / "out/layer.json").read_text()) == result
+    assert read_layer(tmp_path / "out/layer.tar") == CONTRACT_LAYER
+    with tarfile.open(tmp_path / "out/layer.tar") as tar:
+        owners = {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in tar}
+    assert owners == {(0, 0, "root", "root", 1)}
+
+
+def test_gnu_tar_extracts_the_layer(tmp_path):
+    build_layer(CONTRACT_SPEC, make_sandbox(tmp_path / "sandbox"), tmp_path / "out")
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-xpf", str(tmp_path / "out/layer.tar"), "-C", str(dest)], check=True)
+    assert (dest / "app/lib/Ωmega").read_bytes() == b"unicode\n"
+    assert os.readlink(dest / "bin/sh") == "busybox"
+    assert (dest / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert os.access(dest / "app/bin/hello", os.X_OK)
+    assert (dest / "app/lib/big.bin").read_bytes() == BIG
+
+
+def test_same_bytes_whatever_the_umask_and_mtimes(tmp_path):
+    spec = spec_with(compression="gzip")
+    first = build_layer(spec, make_sandbox(tmp_path / "a"), tmp_path / "o1")
+    second = build_layer(spec, make_sandbox(tmp_path / "b", umask=0o077, mtime=5), tmp_path / "o2")
+    assert first == second
+    for name in ("layer.tar.gz", "layer.json"):
+        assert (tmp_path / "o1" / name).read_bytes() == (tmp_path / "o2" / name).read_bytes()
+
+
+def test_pinned_digest_of_a_small_layer(tmp_path):
+    (tmp_path / "t/bin").mkdir(parents=True)
+    (tmp_path / "t/bin/hello").write_bytes(b"hello\n")
+    spec = {"settings": {"mtime": 1}, "trees": [{"source": "t", "dest": "/"}],
+            "entries": [{"path": "bin/sh", "type": "symlink", "target": "hello"}]}
+    result = build_layer(spec, tmp_path, tmp_path / "out")
+    # Pins the exact bytes: any change in the layer's encoding must be deliberate.
+    assert result["diff_id"] == (
+        "sha256:156a3254991873f39b5b8f2668f7131bde5f19721d100b5822227935d42cc17c"
+    )
+    assert result["entries"] == 3
+
+
+def test_gzip_and_zstd_blobs_hold_the_same_tar(tmp_path):
+    sandbox = make_sandbox(tmp_path / "sandbox")
+    plain = build_layer(CONTRACT_SPEC, sandbox, tmp_path / "none")
+    tar = (tmp_path / "none/layer.tar").read_bytes()
+    gz = build_layer(spec_with(compression="gzip"), sandbox, tmp_path / "gz")
+    blob = (tmp_path / "gz/layer.tar.gz").read_bytes()
+    assert gzip.decompress(blob) == tar
+    assert (gz["diff_id"], gz["size"]) == (plain["diff_id"], plain["size"])
+    assert gz["digest"] == "sha256:" + hashlib.sha256(blob).hexdigest() != plain["digest"]
+    assert (gz["blob"], gz["blob_size"], gz["compression"]) == ("layer.tar.gz", len(blob), "gzip")
+    if not Path(ZSTD).is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{ZSTD} is missing: CI must exercise zstd compression")
+        pytest.skip(f"{ZSTD} is not installed")
+    zst = build_layer(spec_with(compression="zstd", zstd=ZSTD), sandbox, tmp_path / "zst")
+    blob = (tmp_path / "zst/layer.tar.zst").read_bytes()
+    assert subprocess.run([ZSTD, "-dc"], input=blob, capture_output=True, check=True).stdout == tar
+    assert zst["diff_id"] == plain["diff_id"] and zst["blob"] == "layer.tar.zst"
+    assert zst["digest"] == "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def test_paths_are_normalised_and_sorted_bytewise(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/f").write_bytes(b"x")
+    files = ["/a-b", "a.b", "ä", "Z", "a/b/c", "/./a/b0"]
+    spec = {"trees": [{"source": "./t/", "dest": "/r/./"}],
+            "entries": [{"path": "./a//b/", "type": "dir"}]
+            + [{"path": name, "type": "file", "source": "t//f"} for name in files]}
+    build_layer(spec, tmp_path, tmp_path / "out")
+    got = [name for name, *_ in read_layer(tmp_path / "out/layer.tar")]
+    assert got == ["Z", "a", "a-b", "a.b", "a/b", "a/b/c", "a/b0", "r", "r/f", "ä"]
+    assert got == sorted(got, key=str.encode)
+
+
+def test_empty_spec_is_an_empty_archive(tmp_path):
+    result = build_layer({}, tmp_path, tmp_path / "out")
+    assert (tmp_path / "out/layer.tar").read_bytes() == bytes(1024)
+    assert result["entries"] == 0 and result["size"] == 1024
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"entries": [{"path": "a/../b", "type": "dir"}]}, r"entries\[0\]: path 'a/../b' escapes"),
+    ({"entries": [{"path": "/../etc", "type": "dir"}]}, r"path '/../etc' escapes"),
+    ({"entries": [{"path": "/", "type": "dir"}]}, r"path '/' names the image root"),
+    ({"trees": [{"source": "t", "dest": "../x"}]}, r"trees\[0\]: path '../x' escapes"),
+    ({"trees": [{"source": "../t", "dest": "x"}]}, r"trees\[0\]: path '../t' escapes"),
+    ({"trees": [{"source": "/etc", "dest": "x"}]}, r"source '/etc' must be relative"),
+    ({"trees": [{"source": "missing", "dest": "x"}]}, r"source 'missing' is not a directory"),
+    ({"entries": [{"path": "f", "type": "file", "source": "nope"}]}, r"cannot read source 'nope'"),
+    ({"entries": [{"path": "f", "type": "fifo"}]}, r"type must be"),
+    ({"entries": [{"path": "d", "type": "dir", "mode": "755"}]}, r"mode must be an integer"),
+    ({"entries": [{"path": "d", "type": "dir", "owner": 1}]}, r"unknown keys \['owner'\]"),
+    ({"settings": {"compression": "xz"}}, r"unknown compression 'xz'"),
+    ({"settings": {"mtime": "1"}}, r"mtime has the wrong type"),
+])
+def test_invalid_specs_are_rejected(tmp_path, spec, message):
+    (tmp_path / "t").mkdir()
+    with pytest.raises(ValueError, match=message):
+        build_layer(spec, tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def two_trees(tmp_path, first: bytes, second: bytes):
+    for name, content in (("one", first), ("two", second)):
+        (tmp_path / name / "etc").mkdir(parents=True)
+        (tmp_path / name / "etc/conf").write_bytes(content)
+    return {"trees": [{"source": "one", "dest": ""}, {"source": "two", "dest": "/"}]}
+
+
+def test_conflicting_files_name_the_path_and_both_sources(tmp_path):
+    with pytest.raises(ValueError) as error:
+        build_layer(two_trees(tmp_path, b"a\n", b"b\n"), tmp_path, tmp_path / "out")
+    assert "conflicting entries for 'etc/conf'" in str(error.value)
+    assert "one/etc/conf" in str(error.value) and "two/etc/conf" in str(error.value)
+
+
+def test_identical_duplicates_are_written_once(tmp_path):
+    result = build_layer(two_trees(tmp_path, b"same\n", b"same\n"), tmp_path, tmp_path / "out")
+    assert [name for name, *_ in read_layer(tmp_path / "out/layer.tar")] == ["etc", "etc/conf"]
+    assert result["entries"] == 2
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "etc/conf", "type": "file", "source": "one/etc/conf", "mode": 0o600},
+     r"conflicting entries for 'etc/conf': file \(mode 0644, 2 bytes\) from one/etc/conf vs "
+     r"file \(mode 0600, 2 bytes\) from entries\[0\] \(source one/etc/conf\)"),
+    ({"path": "etc", "type": "dir", "mode": 0o700}, r"conflicting entries for 'etc'"),
+    ({"path": "etc/conf", "type": "symlink", "target": "x"}, r"conflicting entries for 'etc/conf'"),
+    ({"path": "etc/conf/x", "type": "dir"},
+     r"'etc/conf' is a file .* from one/etc/conf but also the parent directory of 'etc/conf/x'"),
+])
+def test_other_conflicts(tmp_path, entry, message):
+    spec = two_trees(tmp_path, b"a\n", b"a\n")
+    spec["entries"] = [entry]
+    with pytest.raises(ValueError, match=message):
+        build_layer(spec, tmp_path, tmp_path / "out")
+
+
+def test_a_symlink_cannot_be_a_parent(tmp_path):
+    spec = {"entries": [{"path": "bin", "type": "symlink", "target": "usr/bin"},
+                        {"path": "bin/sh", "type": "symlink", "target": "busybox"}]}
+    with pytest.raises(ValueError, match="'bin' is a symlink to 'usr/bin' from entries\\[0\\]"):
+        build_layer(spec, tmp_path, tmp_path / "out")
+
+
+def test_special_files_are_rejected(tmp_path):
+    (tmp_path / "t").mkdir()
+    os.mkfifo(tmp_path / "t/pipe")
+    with pytest.raises(ValueError, match="t/pipe: not a regular file, directory or symlink"):
+        build_layer({"trees": [{"source": "t", "dest": "x"}]}, tmp_path, tmp_path / "out")
+
+
+def test_names_that_are_not_utf8_are_rejected(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t").joinpath(os.fsdecode(b"bad\xff")).write_bytes(b"x")
+    with pytest.raises(ValueError, match="is not valid UTF-8"):
+        build_layer({"trees": [{"source": "t", "dest": "x"}]}, tmp_path, tmp_path / "out")
+
+
+def standalone_core(where: Path) -> Path:
+    """A copy of just the strata package's core, as the Pants rules materialise it."""
+    core = Path(strata.core.__file__).parent
+    (where / "strata/core").mkdir(parents=True)
+    init = core.parent / "__init__.py"
+    (where / "strata/__init__.py").write_bytes(init.read_bytes() if init.is_file() else b"")
+    for source in core.glob("*.py"):
+        if not source.name.endswith("_test.py"):
+            shutil.copy(source, where / "strata/core" / source.name)
+    return where
+
+
+def run_cli(python: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    if not Path(python).is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{python} is missing")
+        pytest.skip(f"{python} is not installed")
+    return subprocess.run([python, "-E", "-s", "-B", "-m", "strata.core", *args], cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+
+
+PYTHONS = ["/usr/bin/python3.9", "/usr/bin/python3.11"]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
+    if compression == "zstd" and not Path(ZSTD).is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{ZSTD} is missing: CI must exercise zstd compression")
+        pytest.skip(f"{ZSTD} is not installed")
+    sandbox = standalone_core(make_sandbox(tmp_path / "sandbox"))
+    spec = spec_with(compression=compression, zstd=ZSTD if compression == "zstd" else None)
+    (sandbox / "spec.json").write_text(json.dumps(spec))
+    outputs = []
+    for python in PYTHONS:
+        out = f"out-{Path(python).name}"
+        done = run_cli(python, sandbox, "layer", "--spec", "spec.json", "--out", out)
+        assert (done.returncode, done.stderr) == (0, "")
+        outputs.append({p.name: p.read_bytes() for p in sorted((sandbox / out).iterdir())})
+    assert outputs[0] == outputs[1]
+    meta = json.loads(outputs[0]["layer.json"])
+    assert meta["digest"] == "sha256:" + hashlib.sha256(outputs[0][meta["blob"]]).hexdigest()
+    assert meta["entries"] == len(CONTRACT_LAYER)
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_cli_errors_exit_2_with_one_line(tmp_path, python):
+    sandbox = standalone_core(tmp_path)
+    (sandbox / "conflict.json").write_text(json.dumps({"entries": [
+        {"path": "a", "type": "dir"}, {"path": "a", "type": "symlink", "target": "b"}]}))
+    (sandbox / "escape.json").write_text(json.dumps({"entries": [{"path": "../a", "type": "dir"}]}))
+    for spec, message in (("conflict.json", "conflicting entries for 'a'"),
+                          ("escape.json", "path '../a' escapes the image root"),
+                          ("missing.json", "No such file or directory")):
+        done = run_cli(python, sandbox, "layer", "--spec", spec, "--out", "out")
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1 and message in done.stderr
+        assert done.stderr.startswith("strata.core layer: error: ")
+    done = run_cli(python, sandbox, "layer", "--out", "out")
+    assert done.returncode == 2
+    assert done.stderr == "strata.core layer: error: the following arguments are required: --spec\n"
+    done = run_cli(python, sandbox, "nonsense")
+    assert done.returncode == 2 and "usage:" in done.stderr
+
+
+def test_dispatcher_runs_layer_in_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.json").write_text(json.dumps({"entries": [{"path": "d", "type": "dir"}]}))
+    assert main(["layer", "--spec", "spec.json", "--out", "out"]) == 0
+    assert json.loads((tmp_path / "out/layer.json").read_text())["entries"] == 1
+    assert main([]) == 2 and "usage:" in capsys.readouterr().err
