@@ -297,10 +297,19 @@ class OciSymlinksField(DictStringToStringField):
     help = help_text(
         """
         Symlinks the image adds in its customisation layer: `{'/bin/sh': '/bin/busybox'}`
-        (link path to target). The customisation layer is the top layer, holding what the image
-        target itself adds.
+        (absolute link path to target). The customisation layer is the top layer, holding what
+        the image target itself adds.
         """
     )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        value = super().compute_value(raw_value, address)
+        for path in value or {}:
+            _check_image_path(cls, address, path)
+        return value
 
 
 class OciDirectoriesField(DictStringToStringField):
@@ -318,6 +327,7 @@ class OciDirectoriesField(DictStringToStringField):
     ) -> Optional[FrozenDict[str, str]]:
         value = super().compute_value(raw_value, address)
         for path, mode in (value or {}).items():
+            _check_image_path(cls, address, path)
             if not re.fullmatch(r"[0-7]{3,4}", mode):
                 raise InvalidFieldException(
                     f"The {repr(cls.alias)} field in target {address} has an invalid mode "
@@ -387,6 +397,14 @@ class OciLayerTarget(Target):
         layer each.
         """
     )
+
+
+def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
+    if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
+        raise InvalidFieldException(
+            f"The {repr(field.alias)} field in target {address} has an invalid image path "
+            f"{path!r}: expected an absolute path below `/` without `..`."
+        )
 
 
 def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None:

@@ -1,0 +1,289 @@
+"""The Pants shell, in-process: closure projection, layering, customisation and input errors.
+
+Processes (the layer and assembly tool) run for real; the output is read back with `tarfile`.
+"""
+
+import io
+import json
+import tarfile
+from textwrap import dedent
+
+import pytest
+from pants.core.goals import package
+from pants.core.goals.package import BuiltPackage
+from pants.core.target_types import (
+    FilesGeneratorTarget,
+    GenericTarget,
+    FileTarget,
+    ResourcesGeneratorTarget,
+    ResourceTarget,
+)
+from pants.core.target_types import rules as core_target_type_rules
+from pants.core.util_rules import archive, source_files, stripped_source_files, system_binaries
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestContents
+from pants.engine.internals.scheduler import ExecutionError
+from pants.testutil.rule_runner import QueryRule, RuleRunner
+
+from strata import register
+from strata.rules.image import OciImageFieldSet
+from strata.target_types import OciImageTarget, OciLayerTarget
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    runner = RuleRunner(
+        rules=[
+            *register.rules(),
+            *package.rules(),
+            *core_target_type_rules(),
+            *source_files.rules(),
+            *stripped_source_files.rules(),
+            *system_binaries.rules(),
+            QueryRule(BuiltPackage, [OciImageFieldSet]),
+            QueryRule(DigestContents, [Digest]),
+            *archive.rules(),
+        ],
+        target_types=[
+            OciImageTarget,
+            OciLayerTarget,
+            FileTarget,
+            FilesGeneratorTarget,
+            ResourceTarget,
+            ResourcesGeneratorTarget,
+            GenericTarget,
+        ],
+    )
+    runner.set_options(["--source-root-patterns=['/src']"], env_inherit={"PATH"})
+    return runner
+
+
+def build(rule_runner: RuleRunner, spec: str) -> BuiltPackage:
+    path, name = spec.lstrip("/").split(":")
+    target = rule_runner.get_target(Address(path, target_name=name))
+    return rule_runner.request(BuiltPackage, [OciImageFieldSet.create(target)])
+
+
+def read_image(rule_runner: RuleRunner, built: BuiltPackage):
+    """(config, [(layer comment, {path: (type, mode, data or linkname)})]) of a docker-archive."""
+    contents = rule_runner.request(DigestContents, [built.digest])
+    (archive,) = contents
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))[0]
+        config = json.load(outer.extractfile(manifest["Config"]))
+        layers = []
+        comments = [h.get("comment", "") for h in config["history"]]
+        for comment, name in zip(comments, manifest["Layers"]):
+            entries = {}
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                for member in layer.getmembers():
+                    if member.isfile():
+                        entries[member.name] = ("file", member.mode, layer.extractfile(member).read())
+                    elif member.issym():
+                        entries[member.name] = ("symlink", member.mode, member.linkname)
+                    else:
+                        entries[member.name.rstrip("/")] = ("dir", member.mode, None)
+            layers.append((comment, entries))
+    return config, layers
+
+
+def files_of(layer):
+    return sorted(p for p, (kind, _, _) in layer[1].items() if kind != "dir")
+
+
+def test_popular_nodes_sink_to_the_bottom_and_each_gets_a_layer(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "lib/libc.so": "libc",
+            "lib/libssl.so": "libssl",
+            "bin/curl": "curl",
+            "bin/openssl": "openssl",
+            "BUILD": dedent(
+                """\
+                file(name="libc", source="lib/libc.so")
+                file(name="libssl", source="lib/libssl.so", dependencies=[":libc"])
+                file(name="curl", source="bin/curl", dependencies=[":libssl", ":libc"])
+                file(name="openssl", source="bin/openssl", dependencies=[":libssl"])
+                oci_image(name="image", dependencies=[":curl", ":openssl"],
+                          entrypoint=["/bin/curl"])
+                """
+            ),
+        }
+    )
+    config, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert [files_of(layer) for layer in layers] == [
+        ["lib/libc.so"],
+        ["lib/libssl.so"],
+        ["bin/curl"],
+        ["bin/openssl"],
+    ]
+    assert [comment for comment, _ in layers] == ["//:libc", "//:libssl", "//:curl", "//:openssl"]
+    assert config["config"] == {"Entrypoint": ["/bin/curl"]}
+    assert len(config["rootfs"]["diff_ids"]) == 4
+
+
+def test_least_popular_nodes_share_the_last_layer(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            **{f"f{i}.txt": str(i) for i in range(5)},
+            "BUILD": dedent(
+                """\
+                file(name="f0", source="f0.txt")
+                file(name="f1", source="f1.txt", dependencies=[":f0"])
+                file(name="f2", source="f2.txt", dependencies=[":f0"])
+                file(name="f3", source="f3.txt", dependencies=[":f1"])
+                file(name="f4", source="f4.txt")
+                oci_image(name="image", dependencies=[":f2", ":f3", ":f4"], max_layers=4,
+                          directories={"/tmp": "1777"}, symlinks={"/bin/zero": "/f0.txt"})
+                """
+            ),
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    # Budget: 4 layers - 1 customisation layer = 3; f0 (3) and f1 (2) get their own layers.
+    assert [files_of(layer) for layer in layers[:3]] == [
+        ["f0.txt"],
+        ["f1.txt"],
+        ["f2.txt", "f3.txt", "f4.txt"],
+    ]
+    comment, custom = layers[3]
+    assert comment == "customisation layer"
+    assert custom["tmp"] == ("dir", 0o1777, None)
+    assert custom["bin/zero"] == ("symlink", 0o777, "/f0.txt")
+
+
+def test_files_generators_are_one_node_and_resources_are_source_root_stripped(
+    rule_runner: RuleRunner,
+) -> None:
+    rule_runner.write_files(
+        {
+            "web/static/a.css": "a",
+            "web/static/b.css": "b",
+            "src/app/data.json": "{}",
+            "web/BUILD": 'files(name="static", sources=["static/*.css"])',
+            "src/app/BUILD": 'resources(name="data", sources=["data.json"])',
+            "BUILD": 'oci_image(name="image", dependencies=["web:static", "src/app:data"])',
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert sorted(files_of(layer) for layer in layers) == [
+        ["app/data.json"],
+        ["web/static/a.css", "web/static/b.css"],
+    ]
+
+
+def test_oci_layer_pins_its_closure_into_one_layer(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "a.txt": "a",
+            "b.txt": "b",
+            "c.txt": "c",
+            "BUILD": dedent(
+                """\
+                file(name="a", source="a.txt")
+                file(name="b", source="b.txt", dependencies=[":a"])
+                file(name="c", source="c.txt")
+                oci_layer(name="ab", dependencies=[":b"])
+                oci_image(name="image", dependencies=[":ab", ":c"])
+                """
+            ),
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert sorted((layer[0], files_of(layer)) for layer in layers) == [
+        ("//:ab", ["a.txt", "b.txt"]),
+        ("//:c", ["c.txt"]),
+    ]
+
+
+def test_metadata_targets_pass_references_through(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "a.txt": "a",
+            "b.txt": "b",
+            "BUILD": dedent(
+                """\
+                file(name="a", source="a.txt")
+                target(name="group", dependencies=[":a"])
+                file(name="b", source="b.txt", dependencies=[":group"])
+                oci_image(name="image", dependencies=[":b"])
+                """
+            ),
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert [comment for comment, _ in layers] == ["//:a", "//:b"]
+
+
+def test_same_inputs_same_bytes(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {"x.txt": "x", "BUILD": 'file(name="x", source="x.txt")\noci_image(name="image", dependencies=[":x"])'}
+    )
+    first = rule_runner.request(DigestContents, [build(rule_runner, "//:image").digest])
+    rule_runner.write_files({"x.txt": "x"})
+    second = rule_runner.request(DigestContents, [build(rule_runner, "//:image").digest])
+    assert first[0].content == second[0].content
+
+
+def assert_build_error(rule_runner: RuleRunner, files: dict, *fragments: str) -> None:
+    rule_runner.write_files(files)
+    with pytest.raises(ExecutionError) as error:
+        build(rule_runner, "//:image")
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_conflicting_paths_name_both_targets_and_the_path(rule_runner: RuleRunner) -> None:
+    assert_build_error(
+        rule_runner,
+        {
+            "etc/motd": "from a file",
+            "src/etc/motd": "from a resource",
+            "BUILD": dedent(
+                """\
+                file(name="motd_file", source="etc/motd")
+                resource(name="motd_resource", source="src/etc/motd")
+                oci_image(name="image", dependencies=[":motd_file", ":motd_resource"])
+                """
+            ),
+        },
+        "//:motd_file",
+        "//:motd_resource",
+        "/etc/motd",
+    )
+
+
+def test_an_image_without_content_is_an_error(rule_runner: RuleRunner) -> None:
+    assert_build_error(
+        rule_runner,
+        {"BUILD": 'target(name="meta")\noci_image(name="image", dependencies=[":meta"])'},
+        "//:image",
+        "produce no content",
+    )
+
+
+@pytest.mark.parametrize(
+    "fields, fragments",
+    [
+        ("max_layers=1", ["max_layers", "at least 2"]),
+        ('repository="Not/Valid"', ["repository", "//:image"]),
+        ('tag="-bad"', ["'tag'", "//:image"]),
+        ('created="yesterday"', ["'created'", "//:image"]),
+        ('directories={"/tmp": "17777"}', ["'directories'", "octal"]),
+        ('symlinks={"/../etc/x": "/y"}', ["'symlinks'", ".."]),
+        ('output_format="zip"', ["output_format", "zip"]),
+        ('compression="lz4"', ["compression", "lz4"]),
+        ('exposed_ports=["http"]', ["exposed_ports", "http"]),
+    ],
+)
+def test_invalid_fields_name_the_target_and_field(
+    rule_runner: RuleRunner, fields: str, fragments: list
+) -> None:
+    assert_build_error(
+        rule_runner,
+        {
+            "x.txt": "x",
+            "BUILD": f'file(name="x", source="x.txt")\noci_image(name="image", dependencies=[":x"], {fields})',
+        },
+        *fragments,
+    )
