@@ -1,0 +1,35 @@
+"""Strata's test harness: real tools (skopeo, umoci, podman, docker-registry), hand-made images,
+and Pants runs on scratch repos. Fixtures wrapping these live in tests/python/conftest.py."""
+
+from strata_harness.images import (
+    Symlink,
+    assert_valid_image,
+    image_format,
+    layer_tar,
+    make_busybox_image,
+    make_docker_archive,
+    make_oci_layout,
+    source_ref,
+)
+from strata_harness.podman import Podman
+from strata_harness.registry import Registry, start_registry
+from strata_harness.scratch import ScratchRepo, ran_processes
+from strata_harness.tools import require_tool, run_tool
+
+__all__ = [
+    "Podman",
+    "Registry",
+    "ScratchRepo",
+    "Symlink",
+    "assert_valid_image",
+    "image_format",
+    "layer_tar",
+    "make_busybox_image",
+    "make_docker_archive",
+    "make_oci_layout",
+    "ran_processes",
+    "require_tool",
+    "run_tool",
+    "source_ref",
+    "start_registry",
+]

@@ -1,0 +1,211 @@
+"""Running Pants, with the Strata plugin loaded, on a scratch repo written by a test."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from strata_harness.tools import run_tool, unavailable
+
+DEFAULT_PANTS_VENV = "/opt/strata/pants-venv-2.17.1"
+PLUGIN_DIR = "pants-plugins"
+# Settings taken over from the main repo's pants.toml: whole sections, then single keys.
+MAIN_SECTIONS = ("python-bootstrap", "python-infer", "pex", "pex-cli", "pytest", "test")
+MAIN_KEYS = {
+    "GLOBAL": ("pants_version", "ignore_warnings", "backend_packages"),
+    "python": ("interpreter_constraints",),
+}
+
+# Pants logs "Completed: <description>" (at INFO, the default level of a Process) for each
+# process that actually executed, and nothing for a process whose result came from the cache.
+_COMPLETED = re.compile(r"^[\d:.]+ \[[A-Z]+\] Completed: (.*)$", re.MULTILINE)
+
+
+def strata_root() -> Path:
+    """The main checkout (exported by ./pants, passed to tests by [test].extra_env_vars)."""
+    root = os.environ.get("STRATA_ROOT")
+    if not root:
+        unavailable("STRATA_ROOT is not set: run the tests through ./pants, which exports it")
+    return Path(root)
+
+
+def pants_binary() -> Path:
+    venv = Path(os.environ.get("STRATA_PANTS_VENV", DEFAULT_PANTS_VENV))
+    if not (venv / "bin" / "pants").is_file():
+        unavailable(f"no Pants venv at {venv}: ./pants bootstraps it (build-support/bootstrap.sh)")
+    return venv / "bin" / "pants"
+
+
+@functools.lru_cache(maxsize=None)
+def main_pants_toml() -> dict[str, Any]:
+    """The main repo's pants.toml, parsed by the same TOML library Pants itself uses."""
+    python = pants_binary().parent / "python"
+    script = "import json, sys, toml; print(json.dumps(toml.load(sys.argv[1])))"
+    return json.loads(
+        run_tool([str(python), "-c", script, str(strata_root() / "pants.toml")]).stdout
+    )
+
+
+def _at_main_buildroot(value: Any, root: str) -> Any:
+    """Main-repo values mean the main buildroot by %(buildroot)s, e.g. the pex CLI's URL."""
+    if isinstance(value, str):
+        return value.replace("%(buildroot)s", root)
+    if isinstance(value, list):
+        return [_at_main_buildroot(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: _at_main_buildroot(v, root) for k, v in value.items()}
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's string escapes are valid TOML
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def to_toml(config: Mapping[str, Mapping[str, Any]]) -> str:
+    return "".join(
+        f"[{_toml_key(section)}]\n"
+        + "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in values.items())
+        + "\n"
+        for section, values in config.items()
+    )
+
+
+def _plugin_source() -> Path:
+    """The `strata` package as the test process sees it: in a Pants sandbox, source roots are
+    stripped, so it is `<cwd>/strata` (the test needs a dependency on src/python/strata)."""
+    spec = importlib.util.find_spec("strata")
+    if spec is None or spec.origin is None:
+        raise AssertionError("the strata plugin is not importable: depend on src/python/strata")
+    return Path(spec.origin).parent
+
+
+def ran_processes(output: str | subprocess.CompletedProcess[str], prefix: str = "") -> list[str]:
+    """Descriptions of the processes that ran (not cache hits) whose description starts with
+    `prefix`, from a Pants run's stderr (or its CompletedProcess)."""
+    text = output if isinstance(output, str) else output.stderr
+    return [d for d in _COMPLETED.findall(text) if d.startswith(prefix)]
+
+
+class ScratchRepo:
+    """A fresh Pants repo under `root` that loads the Strata plugin (a copy, under
+    pants-plugins/) with the main repo's bootstrap, pex and pytest settings.
+
+    config: extra pants.toml settings, merged over those per section ({"python": {...}}).
+    backends: backend packages added to the main repo's (which include `strata`).
+    isolated_cache: a local store (files and process cache) of this repo's own, so a first run
+    executes every process regardless of earlier test runs; the shared named caches (pip,
+    pex) are still used.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        files: Mapping[str, str | bytes] | None = None,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        backends: Sequence[str] = (),
+        isolated_cache: bool = False,
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pants = pants_binary()
+        self.strata_root = strata_root()
+        self.local_store = self.root / ".pants-store" if isolated_cache else None
+        shutil.copytree(
+            _plugin_source(),
+            self.root / PLUGIN_DIR / "strata",
+            ignore=shutil.ignore_patterns(
+                "__pycache__", "BUILD*", "*_test.py", "test_*.py", "conftest.py"
+            ),
+        )
+        self.config = self._config(config or {}, backends)
+        (self.root / "pants.toml").write_text(to_toml(self.config))
+        self.write(files or {})
+
+    def _config(
+        self, extra: Mapping[str, Mapping[str, Any]], backends: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        main = main_pants_toml()
+        config: dict[str, dict[str, Any]] = {
+            section: {k: main[section][k] for k in keys if k in main.get(section, {})}
+            for section, keys in MAIN_KEYS.items()
+        }
+        config.update((section, main[section]) for section in MAIN_SECTIONS if section in main)
+        config = _at_main_buildroot(config, str(self.strata_root))
+        config["GLOBAL"]["backend_packages"] = [
+            *config["GLOBAL"].get("backend_packages", []),
+            *backends,
+        ]
+        config["GLOBAL"]["pythonpath"] = [f"%(buildroot)s/{PLUGIN_DIR}"]
+        if self.local_store is not None:
+            config["GLOBAL"]["local_store_dir"] = str(self.local_store)
+        for section, values in extra.items():
+            config.setdefault(section, {}).update(values)
+        return config
+
+    def write(self, files: Mapping[str, str | bytes]) -> None:
+        """Writes files relative to the repo root; str contents are dedented."""
+        for rel, content in files.items():
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(textwrap.dedent(content).lstrip("\n"))
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 1200
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs `pants ARGS` here, output captured as text; check=True asserts it exits 0.
+
+        --no-pantsd: every run is a fresh process, so a second run sees only the persistent
+        caches (what reproducibility tests compare). --no-pantsrc: no ~/.pants.rc or
+        /etc/pantsrc. --no-watch-filesystem: no inotify watches for a one-shot run.
+        """
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": os.path.expanduser("~"),  # ~/.cache/pants: shared named caches
+            "LANG": "C.UTF-8",  # Pants refuses to start under a non-UTF-8 locale
+            "NO_SCIE_WARNING": "1",
+            "STRATA_ROOT": str(self.strata_root),
+        }
+        if "CI" in os.environ:
+            env["CI"] = os.environ["CI"]
+        cmd = [str(self.pants), "--no-pantsd", "--no-pantsrc", "--no-watch-filesystem", *args]
+        proc = subprocess.run(
+            cmd,
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"`{' '.join(cmd[1:])}` in {self.root} exited {proc.returncode}\n"
+                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
+            )
+        return proc
