@@ -36,11 +36,18 @@ from strata.subsystems import StrataSubsystem
 _LAYER_OUT = "out"
 
 
+# What the `layer` subcommand imports. Layer processes get only these modules, so a change to
+# the image writers does not invalidate every cached layer.
+_LAYER_MODULES = ("__init__.py", "__main__.py", "compression.py", "hashing.py", "layer.py",
+                  "tarstream.py")
+
+
 @dataclass(frozen=True)
 class ImageTool:
     """Strata's core, as files to put in a sandbox, and the interpreter that runs it."""
 
-    digest: Digest
+    digest: Digest  # the whole core
+    layer_digest: Digest  # just what writing a layer needs
     python: str
 
     def argv(self, *args: str) -> Tuple[str, ...]:
@@ -61,9 +68,11 @@ class ZstdBinaryRequest:
 @rule(desc="Finding Strata's image tool", level=LogLevel.DEBUG)
 async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
     core_dir = Path(strata_core.__file__).parent
-    files = [FileContent("strata/__init__.py", b"")]
-    for source in sorted(core_dir.glob("*.py")):
-        files.append(FileContent(f"strata/core/{source.name}", source.read_bytes()))
+    package = FileContent("strata/__init__.py", b"")
+    modules = {
+        source.name: FileContent(f"strata/core/{source.name}", source.read_bytes())
+        for source in sorted(core_dir.glob("*.py"))
+    }
     pythons = await Get(
         BinaryPaths,
         BinaryPathRequest(
@@ -80,8 +89,11 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
             "Strata needs CPython 3.9 or newer as `python3` in one of "
             f"{list(strata.python_search_paths)} ([strata].python_search_paths)."
         )
-    digest = await Get(Digest, CreateDigest(files))
-    return ImageTool(digest, python.path)
+    digest, layer_digest = await MultiGet(
+        Get(Digest, CreateDigest([package, *modules.values()])),
+        Get(Digest, CreateDigest([package, *(modules[name] for name in _LAYER_MODULES)])),
+    )
+    return ImageTool(digest, layer_digest, python.path)
 
 
 @rule(desc="Finding zstd", level=LogLevel.DEBUG)
@@ -219,7 +231,7 @@ async def build_layer(
         ),
         Get(Digest, AddPrefix(request.content, "rootfs")),
     )
-    input_digest = await Get(Digest, MergeDigests([tool.digest, spec_digest, rootfs]))
+    input_digest = await Get(Digest, MergeDigests([tool.layer_digest, spec_digest, rootfs]))
     result = await Get(
         ProcessResult,
         Process(
