@@ -1,0 +1,98 @@
+"""Registry credentials (explicit, environment, docker config.json) and auth challenges.
+
+Nothing here puts a password, or anything derived from one, into a message or a repr.
+"""
+
+import base64
+import binascii
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Tuple
+
+ENV_USERNAME = "STRATA_REGISTRY_USERNAME"
+ENV_PASSWORD = "STRATA_REGISTRY_PASSWORD"
+
+# One `key=value` or `key="quoted \" value"` parameter of an RFC 7235 challenge.
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?\s*')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password; `source` says where they came from, for error messages."""
+
+    username: str
+    password: str = field(repr=False)
+    source: str = "given explicitly"
+
+    def basic_authorization(self) -> str:
+        pair = f"{self.username}:{self.password}".encode("utf-8")
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def docker_config_path(environ: Mapping[str, str] = os.environ) -> str:
+    directory = environ.get("DOCKER_CONFIG")
+    if not directory:
+        directory = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
+
+
+def credentials_for(
+    registry: str, environ: Mapping[str, str] = os.environ
+) -> Optional[Credentials]:
+    """The credentials for `registry` (host[:port]): $STRATA_REGISTRY_USERNAME and
+    $STRATA_REGISTRY_PASSWORD when set, else `auths.<registry>` of the docker config.json.
+    Credential helpers (credsStore, credHelpers) are not run."""
+    username, password = environ.get(ENV_USERNAME), environ.get(ENV_PASSWORD)
+    if username or password:
+        if not (username and password):
+            raise ValueError(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
+        return Credentials(username, password, f"${ENV_USERNAME}/${ENV_PASSWORD}")
+    return _from_docker_config(docker_config_path(environ), registry)
+
+
+def _config_host(key: str) -> str:
+    """docker login writes keys as "host", "https://host" or "https://host/v1/"."""
+    key = re.sub(r"^[a-z]+://", "", key.strip().lower())
+    return key.split("/", 1)[0]
+
+
+def _from_docker_config(path: str, registry: str) -> Optional[Credentials]:
+    try:
+        with open(path, "rb") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:  # e.msg and the position only: never the document
+        raise ValueError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    auths = config.get("auths") if isinstance(config, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    for key, entry in auths.items():
+        if _config_host(key) != registry.lower() or not isinstance(entry, dict):
+            continue
+        source = f"{path} (auths.{key})"
+        if entry.get("auth"):
+            try:
+                pair = base64.b64decode(entry["auth"], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, TypeError):
+                pair = ""
+            username, sep, password = pair.partition(":")
+            if not (sep and username):
+                raise ValueError(f"{source}: `auth` is not base64 of username:password")
+            return Credentials(username, password, source)
+        if entry.get("username") and entry.get("password"):
+            return Credentials(entry["username"], entry["password"], source)
+    return None
+
+
+def parse_challenge(header: str) -> Tuple[str, Dict[str, str]]:
+    """`WWW-Authenticate: Bearer realm="...",service="...",scope="..."` -> ("bearer", params)."""
+    scheme, _, rest = (header or "").strip().partition(" ")
+    params = {}
+    for match in _CHALLENGE_PARAM.finditer(rest):
+        key, quoted, bare = match.groups()
+        params[key.lower()] = _ESCAPE.sub(r"\1", quoted) if quoted is not None else bare
+    return scheme.lower(), params
