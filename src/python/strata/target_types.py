@@ -340,6 +340,57 @@ class OciImageOutputPathField(OutputPathField):
     pass
 
 
+class OciBaseField(StringField):
+    alias = "base"
+    help = help_text(
+        """
+        The image to build on top of: the address of another `oci_image`, an `oci_image_archive`
+        or an `oci_pull` target. Its layers are reused verbatim (never unpacked) below this
+        image's own and count against `max_layers`; its history is kept.
+
+        Its runtime config is inherited: `Env` is merged (base variables first, in their order;
+        a variable this image sets replaces the base's value in place; new ones follow in this
+        image's order); `Labels` are merged (this image wins per key); `Entrypoint`, `Cmd`,
+        `WorkingDir`, `User`, `ExposedPorts`, `Volumes` and `StopSignal` are inherited unless
+        this image sets them, except that setting `entrypoint` without `cmd` drops the base's
+        `Cmd` (as a Dockerfile `ENTRYPOINT` does). The architecture and OS must match the base's.
+        """
+    )
+
+
+class OciRegistriesField(StringSequenceField):
+    alias = "registries"
+    help = help_text(
+        """
+        Registries `pants publish` pushes this image to, as `host[:port]` (e.g.
+        `registry.example.com`, `127.0.0.1:5000`). Plain HTTP is used for localhost and
+        127.0.0.1; anything else needs TLS. Credentials come from `STRATA_REGISTRY_USERNAME` /
+        `STRATA_REGISTRY_PASSWORD` or the docker `config.json` (`$DOCKER_CONFIG` or `~/.docker`).
+        """
+    )
+
+
+class OciImageTagsField(StringSequenceField):
+    alias = "image_tags"
+    help = help_text(
+        """
+        Tags `pants publish` gives the pushed image in each registry (the `tags` field is
+        Pants' own, for selecting targets). Defaults to `[tag]`, i.e. the `tag` field or the
+        content-derived tag. The manifest is pushed by digest first, then each tag, so a failed
+        push never leaves a tag naming a partial image.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for tag in value or ():
+            _check(cls, address, validate_tag, tag)
+        return value
+
+
 class OciImageTarget(Target):
     alias = "oci_image"
     core_fields = (
@@ -370,6 +421,9 @@ class OciImageTarget(Target):
         OciOutputFormatField,
         OciCompressionField,
         OciImageOutputPathField,
+        OciBaseField,
+        OciRegistriesField,
+        OciImageTagsField,
     )
     help = help_text(
         """

@@ -1,4 +1,5 @@
-"""`python -m strata.core {layer,assemble,stream} ...`: the program Pants Processes run.
+"""`python -m strata.core {layer,assemble,stream,import-base} ...`: the program Pants Processes
+run.
 
 Subcommands import their module lazily, so a Process only loads what it uses.
 """
@@ -6,7 +7,7 @@ Subcommands import their module lazily, so a Process only loads what it uses.
 import sys
 from typing import List, Optional
 
-_USAGE = "usage: python -m strata.core {layer,assemble,stream} [options]"
+_USAGE = "usage: python -m strata.core {layer,assemble,stream,import-base} [options]"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -16,6 +17,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from strata.core.layer import layer_main
 
         return layer_main(rest)
+    if command == "deb-layer":
+        from strata.core.deb import deb_layer_main
+
+        return deb_layer_main(rest)
     if command == "assemble":
         from strata.core.writers import assemble_main
 
@@ -24,6 +29,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         from strata.core.writers import stream_main
 
         return stream_main(rest)
+    if command == "import-base":
+        from strata.core.baseimage import import_base_main
+
+        return import_base_main(rest)
+    if command == "push":
+        from strata.core.publish import push_main
+
+        return push_main(rest)
     print(_USAGE, file=sys.stderr)
     return 2
 

@@ -33,6 +33,12 @@ REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 # gives an equal tag. 32 hex chars (128 bits) keep collisions out of reach.
 CONTENT_TAG_LENGTH = 32
 
+# Runtime config keys an image inherits from its base unless it sets them (see inherit_config).
+_INHERITED_KEYS = (
+    "Entrypoint", "Cmd", "Env", "Labels", "WorkingDir", "User", "ExposedPorts", "Volumes",
+    "StopSignal", "Healthcheck", "Shell",
+)
+
 _SPEC_CONFIG_KEYS = frozenset({"architecture", "os", "variant", "created", "config"})
 # The default `created` matches the layers' default mtime (1): 0 reads as "unset" to some tools.
 DEFAULT_CREATED = "1970-01-01T00:00:01Z"
@@ -108,9 +114,111 @@ def platform_of(config: dict) -> dict:
     return {k: config[k] for k in ("architecture", "os", "variant") if k in config}
 
 
-def make_config(spec_config: dict, layers: list, history_comments: list) -> dict:
+def _env_key(entry: str) -> str:
+    return entry.split("=", 1)[0]
+
+
+def _string_list(value, what: str) -> list:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of strings: {value!r}")
+    return value
+
+
+def _labels(value, what: str) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"{what} must be an object of strings: {value!r}")
+    return value
+
+
+def inherit_config(base_runtime_config: dict, own: dict) -> dict:
+    """The runtime `config` of an image built on a base, from the base's and the image's own.
+
+    A key set to null counts as unset. The exact rule:
+    - Env: the base's entries in their order; an own `KEY=VALUE` whose KEY the base has replaces
+      that entry in place (its last one, as Docker's ReplaceOrAppendEnvValues does); other own
+      entries are appended in own order.
+    - Labels: merged, the image's value winning per key.
+    - Cmd: inherited unless the image sets it, but not when the image sets Entrypoint: Docker
+      resets CMD with a new ENTRYPOINT, as the base's arguments rarely suit another program.
+    - Entrypoint, WorkingDir, User, ExposedPorts, Volumes, StopSignal, and Docker's Healthcheck
+      and Shell: inherited unless the image sets them (the image's value replaces the base's,
+      ExposedPorts and Volumes included, unlike Docker's EXPOSE and VOLUME, which add to them:
+      so that an image can close a base's port).
+    - Any other base key (OnBuild triggers, Docker's per-container Hostname, Image, Attach*...)
+      describes how the base was built, not how to run it, and is dropped.
+    - The image's own keys are kept whatever they are.
+    """
+    if not isinstance(base_runtime_config, dict) or not isinstance(own, dict):
+        raise ValueError("inherit_config takes two config objects")
+    base = {k: v for k, v in base_runtime_config.items() if v is not None}
+    own = {k: v for k, v in own.items() if v is not None}
+    result = dict(own)
+    for key in _INHERITED_KEYS:
+        if key in base and key not in own and not (key == "Cmd" and "Entrypoint" in own):
+            result[key] = base[key]
+    if "Env" in own:
+        result["Env"] = _merge_env(base.get("Env", []), own["Env"])
+    if "Labels" in own:
+        labels = _labels(base.get("Labels", {}), "the base config's Labels")
+        result["Labels"] = {**labels, **_labels(own["Labels"], "config.Labels")}
+    return result
+
+
+def _merge_env(base: list, own: list) -> list:
+    env = list(_string_list(base, "the base config's Env"))
+    where = {_env_key(entry): i for i, entry in enumerate(env)}
+    for entry in _string_list(own, "config.Env"):
+        if "=" not in entry:
+            raise ValueError(f"config.Env entries must be KEY=VALUE: {entry!r}")
+        key = _env_key(entry)
+        if key in where:
+            env[where[key]] = entry
+        else:
+            where[key] = len(env)
+            env.append(entry)
+    return env
+
+
+def _inherit_platform(spec_config: dict, base: dict) -> dict:
+    """The spec's platform keys, defaulting to the base's; a different one is an error, as the
+    base's binaries would not run."""
+    platform = dict(spec_config)
+    for key in ("architecture", "os", "variant"):
+        mine, theirs = spec_config.get(key), base.get(key)
+        if mine is None:
+            if theirs is not None:
+                platform[key] = theirs
+        elif theirs is not None and mine != theirs:
+            raise ValueError(f"config.{key} is {mine!r} but the base image's is {theirs!r}")
+    return platform
+
+
+def base_parts(base: dict):
+    """The base config's runtime config, diff_ids and history, checked."""
+    if not isinstance(base, dict):
+        raise ValueError("the base config must be an object")
+    runtime = {} if base.get("config") is None else base["config"]
+    rootfs = base.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    history = [] if base.get("history") is None else base["history"]
+    if not isinstance(runtime, dict):
+        raise ValueError("the base config's config must be an object")
+    if not isinstance(diff_ids, list):
+        raise ValueError("the base config has no rootfs.diff_ids list")
+    for diff_id in diff_ids:
+        digest_hex(diff_id)
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise ValueError("the base config's history must be a list of objects")
+    return runtime, diff_ids, history
+
+
+def make_config(spec_config: dict, layers: list, history_comments: list, base: dict = None) -> dict:
     """The image config. `config` is always present, even empty: Kubernetes rejects images
-    without it (nixpkgs dockerTools/nixery learned this)."""
+    without it (nixpkgs dockerTools/nixery learned this).
+
+    With `base` (a base image's config), `layers` and `history_comments` are the image's own:
+    the runtime config is inherited (inherit_config), diff_ids and history are the base's
+    followed by the image's, and the platform must be the base's."""
     if not isinstance(spec_config, dict):
         raise ValueError("config must be an object")
     unknown = sorted(set(spec_config) - _SPEC_CONFIG_KEYS)
@@ -127,13 +235,21 @@ def make_config(spec_config: dict, layers: list, history_comments: list) -> dict
     if not isinstance(runtime, dict):
         raise ValueError(f"config.config must be an object: {runtime!r}")
     created = resolve_created(spec_config.get("created", DEFAULT_CREATED))
+    diff_ids, history = [], []
+    if base is not None:
+        base_runtime, diff_ids, history = base_parts(base)
+        runtime = inherit_config(base_runtime, runtime)
+        spec_config = _inherit_platform(spec_config, base)
     config = {
         "architecture": spec_config.get("architecture", "amd64"),
         "os": spec_config.get("os", "linux"),
         "config": runtime,
         "created": created,
-        "rootfs": {"type": "layers", "diff_ids": [layer["diff_id"] for layer in layers]},
-        "history": [
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": diff_ids + [layer["diff_id"] for layer in layers],
+        },
+        "history": history + [
             {"created": created, "created_by": "strata", "comment": comment}
             for comment in history_comments
         ],

@@ -1,11 +1,15 @@
 """docker-archive, OCI image layout and oci-archive writers; every blob is streamed, none is
-held in memory."""
+held in memory. Also reads the inputs they take: `layer` outputs and base dirs."""
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
+import zlib
 
 from strata.core import image
 from strata.core.tarstream import TarWriter
@@ -17,26 +21,28 @@ COMPRESSIONS = ("none", "gzip", "zstd")
 ARCHIVE_MTIME = 1
 CHUNK_SIZE = 1 << 20
 
-_SPEC_KEYS = frozenset({"format", "layers", "config", "repository", "tag"})
+_SPEC_KEYS = frozenset({"format", "layers", "config", "repository", "tag", "base", "zstd"})
 _LAYER_KEYS = frozenset({"dir", "comment"})
 _OCI_LAYOUT = image.canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
 class Layer:
-    """One `layer` output directory: its layer.json and the path of its blob."""
+    """One `layer` output directory, or a base dir's layer: its layer.json and blob path."""
 
-    def __init__(self, info: dict, blob_path: str, comment: str):
+    def __init__(self, info: dict, blob_path: str, comment: str, base: bool = False):
         self.info = info
         self.blob_path = blob_path
         self.comment = comment
+        self.base = base
 
 
 class Image:
-    """A validated image spec with its layers read and its config serialised."""
+    """A validated image spec with its layers (a base's first) read and its config serialised."""
 
-    def __init__(self, fmt: str, layers: list, config: dict, repository: str, tag):
+    def __init__(self, fmt: str, layers: list, config: dict, repository: str, tag, zstd=None):
         self.format = fmt
         self.layers = layers
+        self.zstd = zstd
         self.config_bytes = image.canonical_json(config)
         self.config_digest = image.sha256_digest(self.config_bytes)
         self.platform = image.platform_of(config)
@@ -47,8 +53,18 @@ class Image:
     def layer_infos(self) -> list:
         return [layer.info for layer in self.layers]
 
+    @property
+    def docker_layer_infos(self) -> list:
+        return [as_tar(info) for info in self.layer_infos]
+
     def manifest_bytes(self, oci: bool) -> bytes:
-        return image.canonical_json(image.make_manifest(self.config_bytes, self.layer_infos, oci))
+        infos = self.layer_infos if oci else self.docker_layer_infos
+        return image.canonical_json(image.make_manifest(self.config_bytes, infos, oci))
+
+
+def as_tar(info: dict) -> dict:
+    """A layer as a docker-archive's manifest sees it: a tar, whatever its blob."""
+    return dict(info, digest=info["diff_id"], blob_size=info["size"], compression="none")
 
 
 def _load_json(path: str, what: str):
@@ -63,7 +79,7 @@ def _is_size(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def load_layer(entry, index: int) -> Layer:
+def load_layer(entry, index: int, base: bool = False) -> Layer:
     where = f"layers[{index}]"
     if not isinstance(entry, dict) or not isinstance(entry.get("dir"), str):
         raise ValueError(f"{where} must be an object with a string 'dir'")
@@ -82,13 +98,15 @@ def load_layer(entry, index: int) -> Layer:
         image.digest_hex(info.get("digest"))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    if not (_is_size(info.get("size")) and _is_size(info.get("blob_size"))):
+    if info.get("compression") not in COMPRESSIONS:
+        raise ValueError(f"{path}: compression must be one of {list(COMPRESSIONS)}")
+    # A zstd base layer imported without the zstd binary has an unknown size.
+    unknown_size = info.get("size") is None and info["compression"] == "zstd"
+    if not ((_is_size(info.get("size")) or unknown_size) and _is_size(info.get("blob_size"))):
         raise ValueError(f"{path}: size and blob_size must be non-negative integers")
     blob = info.get("blob")
     if not isinstance(blob, str) or blob in ("", ".", "..") or "/" in blob:
         raise ValueError(f"{path}: blob must be a file name in the layer directory: {blob!r}")
-    if info.get("compression") not in COMPRESSIONS:
-        raise ValueError(f"{path}: compression must be one of {list(COMPRESSIONS)}")
     if info["compression"] == "none" and (
         info["digest"] != info["diff_id"] or info["blob_size"] != info["size"]
     ):
@@ -99,7 +117,51 @@ def load_layer(entry, index: int) -> Layer:
     actual = os.stat(blob_path).st_size
     if actual != info["blob_size"]:
         raise ValueError(f"{blob_path} has {actual} bytes, layer.json says {info['blob_size']}")
-    return Layer(info, blob_path, comment)
+    return Layer(info, blob_path, comment, base)
+
+
+def load_base(directory: str):
+    """A base dir's config and layers, checked against each other and base.json (the blobs are
+    not re-read: `import-base` verified them, like `layer` outputs they are trusted inputs)."""
+    info = _load_json(os.path.join(directory, "base.json"), "base image metadata")
+    where = os.path.join(directory, "base.json")
+    if not isinstance(info, dict) or not isinstance(info.get("media_type"), str):
+        raise ValueError(f"{where} must be an object with a string media_type")
+    try:
+        image.digest_hex(info.get("config_digest"))
+        image.digest_hex(info.get("manifest_digest"))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    config_path = os.path.join(directory, "config.json")
+    with open(config_path, "rb") as f:
+        config_bytes = f.read()
+    if image.sha256_digest(config_bytes) != info["config_digest"]:
+        raise ValueError(f"{config_path} does not match config_digest in {where}")
+    try:
+        config = json.loads(config_bytes)
+        diff_ids = image.base_parts(config)[1]
+    except ValueError as e:
+        raise ValueError(f"{config_path}: {e}") from None
+    layers_dir = os.path.join(directory, "layers")
+    names = [layer_dir_name(i) for i in range(len(diff_ids))]
+    if sorted(os.listdir(layers_dir)) != names:
+        raise ValueError(f"{layers_dir} must hold exactly {names} for the config's diff_ids")
+    layers = [
+        load_layer({"dir": os.path.join(layers_dir, name)}, i, base=True)
+        for i, name in enumerate(names)
+    ]
+    for layer, diff_id in zip(layers, diff_ids):
+        if layer.info["diff_id"] != diff_id:
+            raise ValueError(
+                f"{os.path.dirname(layer.blob_path)} has diff_id {layer.info['diff_id']}, "
+                f"the base config says {diff_id}"
+            )
+    return config, layers
+
+
+def layer_dir_name(index: int) -> str:
+    """A base dir's layers/NNN name: zero-padded so that names sort in layer order."""
+    return f"{index:03d}"
 
 
 def load_image(spec_path: str) -> Image:
@@ -116,20 +178,149 @@ def load_image(spec_path: str) -> Image:
     entries = spec.get("layers")
     if not isinstance(entries, list):
         raise ValueError("layers must be a list")
+    zstd = spec.get("zstd")
+    if zstd is not None and not (isinstance(zstd, str) and os.path.isabs(zstd)):
+        raise ValueError(f"zstd must be the zstd binary's absolute path: {zstd!r}")
+    base, base_layers = None, []
+    if spec.get("base") is not None:
+        if not isinstance(spec["base"], str):
+            raise ValueError(f"base must be a base dir's path: {spec['base']!r}")
+        base, base_layers = load_base(spec["base"])
     layers = [load_layer(entry, i) for i, entry in enumerate(entries)]
     infos, comments = [layer.info for layer in layers], [layer.comment for layer in layers]
-    config = image.make_config(spec.get("config", {}), infos, comments)
-    return Image(fmt, layers, config, spec.get("repository"), spec.get("tag"))
+    config = image.make_config(spec.get("config", {}), infos, comments, base)
+    return Image(fmt, base_layers + layers, config, spec.get("repository"), spec.get("tag"), zstd)
 
 
-def require_uncompressed(img: Image) -> None:
-    """docker-archive holds layers as plain tars (`docker load` reads them as such)."""
-    for i, layer in enumerate(img.layers):
-        if layer.info["compression"] != "none":
+def check_docker_archive(img: Image) -> None:
+    """docker-archive holds layers as tars (`docker load` reads them as such). A base's gzip
+    blobs go in as they are: docker, podman and skopeo load gzip layer.tar entries (checked by
+    the tests with skopeo and umoci); its zstd blobs, which docker does not, are decompressed."""
+    own = 0
+    for layer in img.layers:
+        compression = layer.info["compression"]
+        if not layer.base and compression != "none":
             raise ValueError(
-                f"docker-archive needs uncompressed layers; layers[{i}] ({layer.blob_path}) is "
-                f"{layer.info['compression']}: use format oci or oci-archive, or compression none"
+                f"docker-archive needs uncompressed layers; layers[{own}] ({layer.blob_path}) is "
+                f"{compression}: use format oci or oci-archive, or compression none"
             )
+        if layer.base and compression == "zstd":
+            where = os.path.dirname(layer.blob_path)
+            if layer.info["size"] is None:
+                raise ValueError(
+                    f"docker-archive: base layer {where} is zstd of unknown size: import the "
+                    "base with --zstd, or use format oci or oci-archive"
+                )
+            if img.zstd is None:
+                raise ValueError(
+                    f"docker-archive: base layer {where} is zstd, which docker-archive cannot "
+                    "hold: give the spec's zstd (the binary's absolute path) to decompress it"
+                )
+        own += not layer.base
+
+
+class DecompressedReader:
+    """The tar inside a gzip or zstd blob file, streamed (`read`) and sha256-hashed on the way:
+    a base's layers are the only compressed blobs Strata reads."""
+
+    def __init__(self, path: str, compression: str, zstd=None):
+        if compression not in ("gzip", "zstd"):
+            raise ValueError(f"{path}: cannot decompress {compression!r}")
+        if compression == "zstd" and not zstd:
+            raise ValueError(f"{path} is zstd: decompressing it needs the zstd binary")
+        self._path = path
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._proc = None
+        self._file = open(path, "rb")
+        if compression == "gzip":
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            self._pending = b""
+            return
+        # ZSTD_* settings from the environment must not change what is read.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
+        try:
+            self._proc = subprocess.Popen(
+                [zstd, "-d", "-q", "-c", "--no-progress"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            )
+        except BaseException:
+            self._file.close()
+            raise
+        self._feeder = threading.Thread(target=self._feed, daemon=True)
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        """Runs in a thread, so that zstd's stdout is read while its stdin is written."""
+        try:
+            shutil.copyfileobj(self._file, self._proc.stdin, CHUNK_SIZE)
+        except OSError:
+            pass  # zstd went away: read() reports its exit status
+        finally:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        data = self._read_zstd(size) if self._proc else self._read_gzip(size)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
+
+    def _read_zstd(self, size: int) -> bytes:
+        data = self._proc.stdout.read(size)
+        if not data:
+            self._feeder.join()
+            status = self._proc.wait()
+            if status:
+                message = self._proc.stderr.read().decode(errors="replace").strip()
+                raise ValueError(f"{self._path}: zstd -d exited {status}: {message}")
+        return data
+
+    def _read_gzip(self, size: int) -> bytes:
+        """Concatenated gzip members are one stream (as Go's gzip reader has it); at most
+        `size` bytes come out at a time, however well the input compresses."""
+        try:
+            while True:
+                if self._inflate.eof:
+                    rest = self._inflate.unused_data or self._file.read(CHUNK_SIZE)
+                    if not rest:
+                        return b""
+                    self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                    self._pending = rest
+                if not self._pending:
+                    self._pending = self._file.read(CHUNK_SIZE)
+                    if not self._pending:
+                        raise ValueError("truncated")
+                data = self._inflate.decompress(self._pending, size)
+                self._pending = self._inflate.unconsumed_tail
+                if data:
+                    return data
+        except (zlib.error, ValueError) as e:
+            raise ValueError(f"{self._path}: not a valid gzip stream: {e}") from None
+
+    def finish(self) -> str:
+        """Checks that nothing is left to read; the digest of what was read."""
+        if self.read(1):
+            raise ValueError(f"{self._path} decompresses to more than {self.size - 1} bytes")
+        return "sha256:" + self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._feeder.join()
+            self._proc.wait()
+            for pipe in (self._proc.stdout, self._proc.stderr):
+                pipe.close()
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
 def _add_blob(tar: TarWriter, path: str, layer: Layer) -> None:
@@ -137,10 +328,18 @@ def _add_blob(tar: TarWriter, path: str, layer: Layer) -> None:
         tar.add_file(path, layer.info["blob_size"], f)
 
 
+def _add_decompressed(tar: TarWriter, path: str, layer: Layer, zstd: str) -> None:
+    info = layer.info
+    with DecompressedReader(layer.blob_path, info["compression"], zstd) as data:
+        tar.add_file(path, info["size"], data)
+        if data.finish() != info["diff_id"]:
+            raise ValueError(f"{layer.blob_path} does not decompress to its diff_id")
+
+
 def write_docker_archive(img: Image, out) -> None:
     """The `docker load` format: layers, then the config, then manifest.json last, as nixpkgs'
     streamLayeredImage does, so the archive can be produced in one forward pass."""
-    require_uncompressed(img)
+    check_docker_archive(img)
     tar = TarWriter(out, mtime=ARCHIVE_MTIME)
     layer_paths = []
     for layer in img.layers:
@@ -148,7 +347,10 @@ def write_docker_archive(img: Image, out) -> None:
         path = f"{hex_id}/layer.tar"
         if path not in layer_paths:
             tar.add_dir(hex_id)
-            _add_blob(tar, path, layer)
+            if layer.info["compression"] == "zstd":
+                _add_decompressed(tar, path, layer, img.zstd)
+            else:
+                _add_blob(tar, path, layer)
         layer_paths.append(path)
     config_name = image.digest_hex(img.config_digest) + ".json"
     tar.add_file(config_name, len(img.config_bytes), img.config_bytes)
@@ -174,7 +376,7 @@ def _write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def link_or_copy(src: str, dst: str) -> None:
     """A hard link costs no read at all; across filesystems, one chunked copy."""
     try:
         os.link(src, dst)
@@ -190,7 +392,7 @@ def write_oci_layout(img: Image, directory: str) -> None:
     for hex_id, blob in blobs:
         dst = os.path.join(blob_dir, hex_id)
         if isinstance(blob, Layer):
-            _link_or_copy(blob.blob_path, dst)
+            link_or_copy(blob.blob_path, dst)
         else:
             _write_bytes(dst, blob)
     _write_bytes(os.path.join(directory, "index.json"), index)
@@ -233,7 +435,8 @@ def _write_file_atomically(path: str, write) -> None:
         raise
 
 
-def _write_dir_atomically(path: str, write) -> None:
+def write_dir_atomically(path: str, write) -> None:
+    """Readers never see a partial directory: `write(PATH.tmp)`, then rename it over PATH."""
     tmp = path + ".tmp"
     _remove(tmp)
     try:
@@ -256,31 +459,33 @@ def assemble(img: Image, output: str) -> dict:
     elif img.format == "oci-archive":
         _write_file_atomically(output, lambda f: write_oci_archive(img, f))
     else:
-        _write_dir_atomically(output, lambda d: write_oci_layout(img, d))
-    manifest = img.manifest_bytes(oci=img.format != "docker-archive")
+        write_dir_atomically(output, lambda d: write_oci_layout(img, d))
+    oci = img.format != "docker-archive"
     return {
         "config_digest": img.config_digest,
-        "manifest_digest": image.sha256_digest(manifest),
+        "manifest_digest": image.sha256_digest(img.manifest_bytes(oci)),
         "repo_tag": img.repo_tag,
         "layers": [
             {"diff_id": info["diff_id"], "digest": info["digest"], "size": info["blob_size"]}
-            for info in img.layer_infos
+            for info in (img.layer_infos if oci else img.docker_layer_infos)
         ],
     }
 
 
-class _Parser(argparse.ArgumentParser):
+class CliParser(argparse.ArgumentParser):
+    """Usage errors on one line, exit 2, like every other error of the core's subcommands."""
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _fail(prog: str, error, code: int) -> int:
+def fail(prog: str, error, code: int) -> int:
     message = " ".join(str(error).split())
     sys.stderr.write(f"{prog}: error: {message}\n")
     return code
 
 
-def _parse(parser: argparse.ArgumentParser, argv: list):
+def parse(parser: argparse.ArgumentParser, argv: list):
     """Parsed args, or the exit code argparse wanted (so the mains always return an int)."""
     try:
         return parser.parse_args(argv), None
@@ -289,44 +494,54 @@ def _parse(parser: argparse.ArgumentParser, argv: list):
 
 
 def assemble_main(argv: list) -> int:
-    parser = _Parser(prog="strata.core assemble", description="Write an image from an image spec.")
+    parser = CliParser(
+        prog="strata.core assemble", description="Write an image from an image spec."
+    )
     parser.add_argument("--spec", required=True, help="image-spec.json (docs/architecture.md)")
     parser.add_argument("--out", required=True, help="the image: a file, or a directory for oci")
     parser.add_argument("--metadata", help="where to write the image's digests as JSON")
-    args, code = _parse(parser, argv)
+    parser.add_argument(
+        "--config-out", help="where to write the image config's bytes (to make it a base)"
+    )
+    args, code = parse(parser, argv)
     if args is None:
         return code
     try:
         img = load_image(args.spec)
         if img.format == "docker-archive":
-            require_uncompressed(img)
+            check_docker_archive(img)
     except (OSError, ValueError) as e:
-        return _fail(parser.prog, e, 2)
+        return fail(parser.prog, e, 2)
     try:
         metadata = assemble(img, args.out)
-        if args.metadata:
-            data = image.canonical_json(metadata)
-            _write_file_atomically(args.metadata, lambda f: f.write(data))
+        for path, data in (
+            (args.metadata, image.canonical_json(metadata)),
+            (args.config_out, img.config_bytes),
+        ):
+            if path:
+                _write_file_atomically(path, lambda f, data=data: f.write(data))
+    except ValueError as e:  # a base blob that does not decompress to its diff_id
+        return fail(parser.prog, e, 2)
     except OSError as e:
-        return _fail(parser.prog, e, 1)
+        return fail(parser.prog, e, 1)
     return 0
 
 
 def stream_main(argv: list) -> int:
     """docker-archive bytes to stdout, whatever the spec's format: what `run` pipes into
     `docker load`, with no copy of the image on disk."""
-    parser = _Parser(
+    parser = CliParser(
         prog="strata.core stream", description="Write an image spec's docker-archive to stdout."
     )
     parser.add_argument("--spec", required=True, help="image-spec.json (docs/architecture.md)")
-    args, code = _parse(parser, argv)
+    args, code = parse(parser, argv)
     if args is None:
         return code
     try:
         img = load_image(args.spec)
-        require_uncompressed(img)
+        check_docker_archive(img)
     except (OSError, ValueError) as e:
-        return _fail(parser.prog, e, 2)
+        return fail(parser.prog, e, 2)
     out = sys.stdout.buffer
     try:
         write_docker_archive(img, out)
@@ -334,7 +549,9 @@ def stream_main(argv: list) -> int:
     except BrokenPipeError:
         # Keep the interpreter's final flush of stdout from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return _fail(parser.prog, "the reader closed stdout before the image was written", 1)
+        return fail(parser.prog, "the reader closed stdout before the image was written", 1)
+    except ValueError as e:
+        return fail(parser.prog, e, 2)
     except OSError as e:
-        return _fail(parser.prog, e, 1)
+        return fail(parser.prog, e, 1)
     return 0

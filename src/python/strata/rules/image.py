@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
@@ -36,6 +36,9 @@ from strata.rules.layers import (
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchitectureField,
+    OciBaseField,
+    OciImageTagsField,
+    OciRegistriesField,
     OciCmdField,
     OciCompressionField,
     OciCreatedField,
@@ -96,6 +99,9 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     output_format: OciOutputFormatField
     compression: OciCompressionField
     output_path: OciImageOutputPathField
+    base: OciBaseField
+    registries: OciRegistriesField
+    image_tags: OciImageTagsField
 
     def output_file(self) -> str:
         fmt = OutputFormat(self.output_format.value)
@@ -157,6 +163,7 @@ class AssembleRequest:
     field_set: OciImageFieldSet
     fmt: str
     output: str
+    compression: Optional[str] = None  # overrides the field's, e.g. for publishing
 
 
 _SPEC = "image-spec.json"
@@ -213,7 +220,7 @@ async def assemble_image(
                 gid=fs.gid.value,
                 uname=fs.uname.value,
                 gname=fs.gname.value,
-                compression=fs.layer_compression(),
+                compression=request.compression or fs.layer_compression(),
             ),
             customisation=customisation,
             description=f"Building {address}",
@@ -249,7 +256,7 @@ async def assemble_image(
                 "assemble", "--spec", _SPEC, "--out", request.output, "--metadata", "image.json"
             ),
             input_digest=input_digest,
-            output_files=() if is_dir else (request.output, "image.json"),
+            output_files=("image.json",) if is_dir else (request.output, "image.json"),
             output_directories=(request.output,) if is_dir else (),
             description=f"Assembling {address}",
             level=LogLevel.INFO,

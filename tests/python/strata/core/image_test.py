@@ -263,3 +263,147 @@ def test_repo_tag():
     assert image.repo_tag("localhost:5000/app", "v1") == "localhost:5000/app:v1"
     with pytest.raises(ValueError, match="invalid tag"):
         image.repo_tag("app", "v:1")
+
+
+BASE_RUNTIME = {
+    "Env": ["PATH=/usr/bin:/bin", "LANG=C", "TZ=UTC"],
+    "Entrypoint": ["/docker-entrypoint.sh"],
+    "Cmd": ["nginx", "-g", "daemon off;"],
+    "WorkingDir": "/srv",
+    "User": "101",
+    "ExposedPorts": {"80/tcp": {}},
+    "Volumes": {"/var/cache": {}},
+    "Labels": {"maintainer": "base", "version": "1"},
+    "StopSignal": "SIGQUIT",
+    "Healthcheck": {"Test": ["CMD", "true"]},
+    "OnBuild": ["RUN make"],
+    "Hostname": "builder",
+    "Image": "sha256:" + "e" * 64,
+}
+INHERITED = {k: v for k, v in BASE_RUNTIME.items() if k not in ("OnBuild", "Hostname", "Image")}
+
+
+@pytest.mark.parametrize(
+    "own, expected",
+    [
+        # Nothing set: everything that describes how to run the base is inherited.
+        ({}, INHERITED),
+        # Env: in place for known keys (base order kept), appended in own order otherwise.
+        (
+            {"Env": ["Z=1", "LANG=C.UTF-8", "A=2", "PATH=/app/bin"]},
+            dict(INHERITED, Env=["PATH=/app/bin", "LANG=C.UTF-8", "TZ=UTC", "Z=1", "A=2"]),
+        ),
+        # The same own key twice: the later value wins, still in one place.
+        ({"Env": ["X=1", "X=2"]}, dict(INHERITED, Env=BASE_RUNTIME["Env"] + ["X=2"])),
+        # A new Entrypoint resets Cmd, as Docker's ENTRYPOINT does.
+        ({"Entrypoint": ["/app"]}, {k: v for k, v in dict(INHERITED, Entrypoint=["/app"]).items()
+                                    if k != "Cmd"}),
+        ({"Entrypoint": ["/app"], "Cmd": ["--serve"]},
+         dict(INHERITED, Entrypoint=["/app"], Cmd=["--serve"])),
+        # A new Cmd alone keeps the base's Entrypoint.
+        ({"Cmd": ["nginx", "-t"]}, dict(INHERITED, Cmd=["nginx", "-t"])),
+        # An empty Cmd is set (to nothing); null is unset.
+        ({"Cmd": []}, dict(INHERITED, Cmd=[])),
+        ({"Cmd": None, "User": None}, INHERITED),
+        # Labels merge, own winning per key.
+        ({"Labels": {"version": "2", "app": "x"}},
+         dict(INHERITED, Labels={"maintainer": "base", "version": "2", "app": "x"})),
+        # The rest are replaced whole, ExposedPorts and Volumes included.
+        (
+            {"WorkingDir": "/app", "User": "0", "ExposedPorts": {"8080/tcp": {}}, "Volumes": {},
+             "StopSignal": "SIGTERM", "Healthcheck": {"Test": ["NONE"]}},
+            dict(INHERITED, WorkingDir="/app", User="0", ExposedPorts={"8080/tcp": {}},
+                 Volumes={}, StopSignal="SIGTERM", Healthcheck={"Test": ["NONE"]}),
+        ),
+        # Keys the base lacks are the image's own.
+        ({"ArgsEscaped": True}, dict(INHERITED, ArgsEscaped=True)),
+    ],
+)
+def test_inherit_config(own, expected):
+    before = json.dumps(BASE_RUNTIME), json.dumps(own)
+    assert image.inherit_config(BASE_RUNTIME, own) == expected
+    assert (json.dumps(BASE_RUNTIME), json.dumps(own)) == before  # inputs untouched
+
+
+@pytest.mark.parametrize(
+    "base, own, expected",
+    [
+        # A base without Env, Labels or Cmd (Docker writes nulls).
+        ({"Env": None, "Cmd": None, "Labels": None}, {"Env": ["A=1"], "Labels": {"a": "b"}},
+         {"Env": ["A=1"], "Labels": {"a": "b"}}),
+        ({}, {}, {}),
+        # An own key replaces the base's last entry for it, as Docker does.
+        ({"Env": ["A=1", "B=2", "A=3"]}, {"Env": ["A=4"]}, {"Env": ["A=1", "B=2", "A=4"]}),
+        # A base entry without "=" is kept verbatim (and named by all of it).
+        ({"Env": ["WEIRD", "A=1"]}, {"Env": ["WEIRD=x"]}, {"Env": ["WEIRD=x", "A=1"]}),
+        # Only the part before the first "=" is the name.
+        ({"Env": ["A=b=c"]}, {"Env": ["A=d=e"]}, {"Env": ["A=d=e"]}),
+    ],
+)
+def test_inherit_config_edges(base, own, expected):
+    assert image.inherit_config(base, own) == expected
+
+
+@pytest.mark.parametrize(
+    "base, own, message",
+    [
+        ({}, {"Env": ["NOEQUALS"]}, "KEY=VALUE"),
+        ({}, {"Env": "A=1"}, "config.Env must be a list of strings"),
+        ({"Env": [1]}, {"Env": ["A=1"]}, "base config's Env"),
+        ({"Labels": []}, {"Labels": {"a": "b"}}, "base config's Labels"),
+        ({}, {"Labels": {"a": 1}}, "config.Labels must be an object of strings"),
+        ([], {}, "two config objects"),
+    ],
+)
+def test_inherit_config_rejects(base, own, message):
+    with pytest.raises(ValueError, match=message):
+        image.inherit_config(base, own)
+
+
+BASE_CONFIG = {
+    "architecture": "arm64",
+    "variant": "v8",
+    "os": "linux",
+    "author": "someone",
+    "created": "2020-01-01T00:00:00Z",
+    "config": {"Env": ["A=1"], "Cmd": ["sh"]},
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "f" * 64]},
+    "history": [{"created_by": "ADD rootfs"}, {"created_by": "CMD sh", "empty_layer": True}],
+}
+
+
+def test_config_on_a_base():
+    spec = {"created": "1970-01-01T00:00:01Z", "config": {"Env": ["B=2"]}}
+    config = image.make_config(spec, LAYERS[:2], ["one", "two"], BASE_CONFIG)
+    assert config == {
+        # The platform comes from the base when the spec leaves it out.
+        "architecture": "arm64",
+        "variant": "v8",
+        "os": "linux",
+        "config": {"Env": ["A=1", "B=2"], "Cmd": ["sh"]},
+        "created": "1970-01-01T00:00:01Z",
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "f" * 64] + DIFF_IDS[:2]},
+        "history": BASE_CONFIG["history"] + [
+            {"created": "1970-01-01T00:00:01Z", "created_by": "strata", "comment": c}
+            for c in ("one", "two")
+        ],
+    }
+    same = dict(spec, architecture="arm64", os="linux", variant="v8")
+    assert image.make_config(same, LAYERS[:2], ["one", "two"], BASE_CONFIG) == config
+
+
+@pytest.mark.parametrize(
+    "spec, base, message",
+    [
+        ({"architecture": "amd64"}, BASE_CONFIG, "config.architecture is 'amd64' but the base"),
+        ({"os": "windows"}, BASE_CONFIG, "config.os is 'windows' but the base"),
+        ({"variant": "v7"}, BASE_CONFIG, "config.variant is 'v7' but the base"),
+        ({}, dict(BASE_CONFIG, rootfs={}), "no rootfs.diff_ids list"),
+        ({}, dict(BASE_CONFIG, rootfs={"diff_ids": ["x"]}), "not a sha256 digest"),
+        ({}, dict(BASE_CONFIG, history={}), "history must be a list"),
+        ({}, dict(BASE_CONFIG, config=[]), "config must be an object"),
+    ],
+)
+def test_config_on_a_base_rejects(spec, base, message):
+    with pytest.raises(ValueError, match=message):
+        image.make_config(spec, [], [], base)

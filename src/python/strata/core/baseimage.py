@@ -1,0 +1,475 @@
+"""Base images: `import-base` makes a base dir (docs/architecture.md) of a docker-archive, OCI
+image layout or oci-archive, verifying every blob on the way; `write_base_dir` makes one of an
+image Strata assembled.
+
+Layer blobs are copied verbatim, never unpacked and re-tarred, so an image built on a base
+shares its layers byte for byte with the base (and with every registry that holds them).
+"""
+
+import json
+import os
+import posixpath
+import re
+import tarfile
+from typing import NamedTuple, Optional
+
+from strata.core import image, writers
+from strata.core.compression import SUFFIXES
+from strata.core.hashing import HashingWriter
+
+_INDEX_TYPES = frozenset(
+    {image.MEDIA_TYPE_OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"}
+)
+_MANIFEST_TYPES = frozenset({image.MEDIA_TYPE_OCI_MANIFEST, image.MEDIA_TYPE_DOCKER_MANIFEST})
+_CONFIG_TYPES = frozenset({image.MEDIA_TYPE_OCI_CONFIG, image.MEDIA_TYPE_DOCKER_CONFIG})
+_LAYER_COMPRESSIONS = {
+    image.MEDIA_TYPE_OCI_LAYER: "none",
+    image.MEDIA_TYPE_OCI_LAYER_GZIP: "gzip",
+    image.MEDIA_TYPE_OCI_LAYER_ZSTD: "zstd",
+    image.MEDIA_TYPE_DOCKER_LAYER: "none",
+    image.MEDIA_TYPE_DOCKER_LAYER_GZIP: "gzip",
+}
+# Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
+# are recognised only to be refused by name.
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+_BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
+# Manifests, indexes and configs are read whole: bounded as containers/image bounds them.
+_MAX_JSON = 4 << 20
+# buildx's attestation manifests sit in an index beside the images, platform unknown/unknown.
+_ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
+_BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})\Z")
+_CONFIG_NAME = re.compile(r"([0-9a-f]{64})\.json\Z")
+
+
+class _Layout:
+    """An OCI image layout directory."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def has(self, name: str) -> bool:
+        return os.path.isfile(os.path.join(self.root, name))
+
+    def open(self, name: str):
+        try:
+            return open(os.path.join(self.root, name), "rb")
+        except FileNotFoundError:
+            raise ValueError(f"{self.root} has no {name}") from None
+
+    def close(self) -> None:
+        pass
+
+
+def _member_name(name: str) -> str:
+    """An archive member's name as a relative path ("./a" and "/a" are "a"; no "..")."""
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
+class _Archive:
+    """A docker-archive or oci-archive, read in place: tarfile seeks to each member, so nothing
+    is extracted (links between members, as old `docker save` wrote, are followed)."""
+
+    def __init__(self, path: str):
+        self.root = path
+        try:
+            self._tar = tarfile.open(path, "r:*")
+            self._members = {_member_name(m.name): m for m in self._tar.getmembers()}
+        except tarfile.TarError as e:
+            raise ValueError(
+                f"{path} is neither an OCI layout directory nor a tar archive: {e}"
+            ) from None
+
+    def has(self, name: str) -> bool:
+        return _member_name(name) in self._members
+
+    def open(self, name: str):
+        member = self._members.get(_member_name(name))
+        data = self._tar.extractfile(member) if member is not None else None
+        if data is None:
+            raise ValueError(f"{self.root} has no file {name}")
+        return data
+
+    def close(self) -> None:
+        self._tar.close()
+
+
+class _Candidate(NamedTuple):
+    """An image in the source: its names, platform and what to read it from."""
+
+    names: tuple
+    platform: dict
+    key: str  # the manifest (OCI) or config (docker-archive) digest: one image, one key
+    entry: dict  # its manifest descriptor (OCI) or manifest.json entry (docker-archive)
+
+
+class _Blob(NamedTuple):
+    """A layer blob to import: where it is, and what the source says it is."""
+
+    name: str
+    digest: Optional[str]  # None when the source gives none (docker-archive layer.tar)
+    size: Optional[int]
+    compression: Optional[str]  # from the media type; None when there is none
+
+
+def _read_json(source, name: str, what: str, descriptor: Optional[dict] = None):
+    """(bytes, parsed) of a JSON file, checked against its descriptor when there is one."""
+    with source.open(name) as f:
+        data = f.read(_MAX_JSON + 1)
+    if len(data) > _MAX_JSON:
+        raise ValueError(f"{what} is larger than {_MAX_JSON} bytes")
+    if descriptor is not None:
+        _check_blob(what, descriptor["digest"], descriptor["size"], data=data)
+    try:
+        return data, json.loads(data)
+    except ValueError as e:
+        raise ValueError(f"{what} is not valid JSON: {e}") from None
+
+
+def _check_blob(what: str, digest: str, size: int, *, data=None, actual=None) -> None:
+    actual_digest, actual_size = actual or (image.sha256_digest(data), len(data))
+    if (actual_digest, actual_size) != (digest, size):
+        raise ValueError(
+            f"{what} does not match its descriptor: {actual_size} bytes with digest "
+            f"{actual_digest}, expected {size} bytes with digest {digest}"
+        )
+
+
+def _descriptor(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a descriptor object")
+    try:
+        image.digest_hex(value.get("digest"))
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+    size = value.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"{what}: size must be a non-negative integer: {size!r}")
+    if not isinstance(value.get("mediaType"), str):
+        raise ValueError(f"{what}: mediaType must be a string")
+    return value
+
+
+def _blob_name(descriptor: dict) -> str:
+    return "blobs/sha256/" + image.digest_hex(descriptor["digest"])
+
+
+def _platform_text(platform: dict) -> str:
+    return "/".join(platform[k] for k in ("os", "architecture", "variant") if platform.get(k))
+
+
+def parse_platform(text: str) -> dict:
+    parts = text.split("/") if isinstance(text, str) else []
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"--platform must be os/arch or os/arch/variant: {text!r}")
+    return dict(zip(("os", "architecture", "variant"), parts))
+
+
+def _oci_candidates(source) -> list:
+    _read_json(source, "oci-layout", f"{source.root}: oci-layout")
+    _, index = _read_json(source, "index.json", f"{source.root}: index.json")
+    candidates = []
+
+    def walk(index, names: tuple, what: str) -> None:
+        manifests = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(manifests, list):
+            raise ValueError(f"{what} has no manifests list")
+        for i, value in enumerate(manifests):
+            descriptor = _descriptor(value, f"{what} manifests[{i}]")
+            annotations = descriptor.get("annotations") or {}
+            ref = annotations.get(image.REF_NAME_ANNOTATION)
+            refs = (ref,) if isinstance(ref, str) else names
+            media_type = descriptor["mediaType"]
+            if media_type in _INDEX_TYPES:
+                what_nested = f"index {descriptor['digest']}"
+                _, nested = _read_json(source, _blob_name(descriptor), what_nested, descriptor)
+                walk(nested, refs, what_nested)
+            elif media_type in _MANIFEST_TYPES and _ATTESTATION_ANNOTATION not in annotations:
+                platform = descriptor.get("platform")
+                if not isinstance(platform, dict):
+                    platform = _oci_platform(source, descriptor)
+                candidates.append(_Candidate(refs, platform, descriptor["digest"], descriptor))
+
+    walk(index, (), f"{source.root}: index.json")
+    return candidates
+
+
+def _oci_manifest(source, descriptor: dict):
+    """The manifest's config bytes and layer blobs, each checked against its descriptor."""
+    what = f"manifest {descriptor['digest']}"
+    _, manifest = _read_json(source, _blob_name(descriptor), what, descriptor)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):
+        raise ValueError(f"{what} has no layers list")
+    config = _descriptor(manifest.get("config"), f"{what} config")
+    if config["mediaType"] not in _CONFIG_TYPES:
+        raise ValueError(f"{what}: {config['mediaType']} is not an image config")
+    config_bytes, _ = _read_json(source, _blob_name(config), f"config {config['digest']}", config)
+    blobs = []
+    for i, value in enumerate(manifest["layers"]):
+        layer = _descriptor(value, f"{what} layers[{i}]")
+        compression = _LAYER_COMPRESSIONS.get(layer["mediaType"])
+        if compression is None:
+            raise ValueError(f"{what} layers[{i}]: unsupported layer type {layer['mediaType']}")
+        blobs.append(_Blob(_blob_name(layer), layer["digest"], layer["size"], compression))
+    return config_bytes, blobs
+
+
+def _oci_platform(source, descriptor: dict) -> dict:
+    config_bytes, _ = _oci_manifest(source, descriptor)
+    return image.platform_of(json.loads(config_bytes))
+
+
+def _docker_candidates(source) -> list:
+    _, entries = _read_json(source, "manifest.json", f"{source.root}: manifest.json")
+    if not isinstance(entries, list):
+        raise ValueError(f"{source.root}: manifest.json must hold a list")
+    candidates = []
+    for i, entry in enumerate(entries):
+        what = f"{source.root}: manifest.json[{i}]"
+        tags = entry.get("RepoTags") if isinstance(entry, dict) else None
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("Config"), str)
+            or not isinstance(entry.get("Layers"), list)
+            or not all(isinstance(layer, str) for layer in entry["Layers"])
+            or not isinstance(tags or [], list)
+            or not all(isinstance(tag, str) for tag in tags or [])
+        ):
+            raise ValueError(f"{what} must have a Config name, a Layers list and RepoTags")
+        config_bytes, config = _docker_config(source, entry["Config"])
+        key = image.sha256_digest(config_bytes)
+        candidates.append(_Candidate(tuple(tags or ()), image.platform_of(config), key, entry))
+    return candidates
+
+
+def _docker_config(source, name: str):
+    """The config, checked against the digest its name carries (`<hex>.json` or a blob path)."""
+    match = _CONFIG_NAME.match(_member_name(name)) or _BLOB_NAME.match(_member_name(name))
+    what = f"config {name}"
+    data, config = _read_json(source, name, what)
+    if match and image.sha256_digest(data) != "sha256:" + match.group(1):
+        raise ValueError(f"{what} does not match the digest in its name")
+    if not isinstance(config, dict):
+        raise ValueError(f"{what} must hold an object")
+    return data, config
+
+
+def _select(candidates: list, ref: Optional[str], platform: Optional[dict], root: str):
+    chosen = [
+        c
+        for c in candidates
+        if (ref is None or ref in c.names)
+        and (platform is None or all(c.platform.get(k) == v for k, v in platform.items()))
+    ]
+    images = len({c.key for c in chosen})
+    if images == 1:
+        return chosen[0]
+    listing = sorted(
+        {f"{', '.join(c.names) or '(no name)'} {_platform_text(c.platform)}" for c in candidates}
+    )
+    wanted = (f" named {ref!r}" if ref is not None else "") + (
+        f" for {_platform_text(platform)}" if platform is not None else ""
+    )
+    found = f"no image{wanted}" if not images else f"{images} images{wanted}"
+    raise ValueError(
+        f"{root} holds {found}; it has: {'; '.join(listing) or 'none'} "
+        "(pick one with --ref or --platform)"
+    )
+
+
+def _detect(head: bytes) -> str:
+    for magic, compression in _MAGIC:
+        if head.startswith(magic):
+            return compression
+    return "bzip2" if _BZIP2.match(head) else "none"
+
+
+def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what: str) -> dict:
+    """Copies one blob verbatim into `layer_dir` and writes its layer.json, after checking its
+    digest against the descriptor and its uncompressed tar against the config's diff_id."""
+    os.makedirs(layer_dir)
+    with source.open(blob.name) as src:
+        head = src.read(writers.CHUNK_SIZE)
+        compression = _detect(head)
+        if compression not in SUFFIXES:
+            raise ValueError(f"{what} is {compression}-compressed: only gzip and zstd are read")
+        if blob.compression not in (None, compression):
+            raise ValueError(f"{what}: its media type says {blob.compression}, it is {compression}")
+        path = os.path.join(layer_dir, "layer.tar" + SUFFIXES[compression])
+        with open(path, "wb") as f:
+            out = HashingWriter(f)
+            while head:
+                out.write(head)
+                head = src.read(writers.CHUNK_SIZE)
+    if blob.digest is not None:
+        size = out.size if blob.size is None else blob.size
+        _check_blob(what, blob.digest, size, actual=(out.digest_str(), out.size))
+    if compression == "none":
+        actual, size = out.digest_str(), out.size
+    elif compression == "zstd" and not zstd:
+        # Nothing in the standard library reads zstd: without the binary the blob's digest is
+        # checked (for OCI sources) but its diff_id is taken on trust from the config, and its
+        # uncompressed size stays unknown (null in layer.json).
+        actual, size = diff_id, None
+    else:
+        with writers.DecompressedReader(path, compression, zstd) as reader:
+            while reader.read():
+                pass
+            actual, size = reader.finish(), reader.size
+    if actual != diff_id:
+        raise ValueError(f"{what}: its tar has diff_id {actual}, the config says {diff_id}")
+    info = {
+        "diff_id": diff_id,
+        "size": size,
+        "blob": os.path.basename(path),
+        "digest": out.digest_str(),
+        "blob_size": out.size,
+        "compression": compression,
+    }
+    _write_json(os.path.join(layer_dir, "layer.json"), info)
+    return info
+
+
+def _write_json(path: str, data: dict) -> None:
+    """As `layer` writes layer.json."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+
+
+def _write_base(tmp: str, config_bytes: bytes, manifest_digest: str, media_type: str) -> dict:
+    with open(os.path.join(tmp, "config.json"), "wb") as f:
+        f.write(config_bytes)
+    info = {
+        "config_digest": image.sha256_digest(config_bytes),
+        "manifest_digest": manifest_digest,
+        "media_type": media_type,
+    }
+    _write_json(os.path.join(tmp, "base.json"), info)
+    return info
+
+
+def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
+    candidates = _docker_candidates(source) if docker else _oci_candidates(source)
+    chosen = _select(candidates, ref, platform, source.root)
+    if docker:
+        config_bytes, _ = _docker_config(source, chosen.entry["Config"])
+        blobs = []
+        for name in chosen.entry["Layers"]:
+            match = _BLOB_NAME.match(_member_name(name))
+            blobs.append(_Blob(name, match and "sha256:" + match.group(1), None, None))
+    else:
+        config_bytes, blobs = _oci_manifest(source, chosen.entry)
+    diff_ids = image.base_parts(json.loads(config_bytes))[1]
+    if len(diff_ids) != len(blobs):
+        raise ValueError(f"the image has {len(blobs)} layers but {len(diff_ids)} diff_ids")
+    result = {}
+
+    def write(tmp: str) -> None:
+        os.makedirs(os.path.join(tmp, "layers"))
+        infos = []
+        for i, (blob, diff_id) in enumerate(zip(blobs, diff_ids)):
+            layer_dir = os.path.join(tmp, "layers", writers.layer_dir_name(i))
+            what = f"layer {i} ({blob.name})"
+            infos.append(_import_layer(source, blob, diff_id, layer_dir, zstd, what))
+            if docker and infos[-1]["size"] is None:
+                raise ValueError(f"{what} is zstd: reading one from a docker-archive needs --zstd")
+        if docker:
+            # A docker-archive holds no manifest: this is the one `assemble` reports for a
+            # docker-archive, over the layers as tars.
+            layers = [writers.as_tar(info) for info in infos]
+            manifest = image.make_manifest(config_bytes, layers, oci=False)
+            digest = image.sha256_digest(image.canonical_json(manifest))
+            media_type = image.MEDIA_TYPE_DOCKER_MANIFEST
+        else:
+            digest, media_type = chosen.entry["digest"], chosen.entry["mediaType"]
+        result.update(_write_base(tmp, config_bytes, digest, media_type))
+
+    writers.write_dir_atomically(out, write)
+    return result
+
+
+def import_base(archive: str, out: str, ref=None, platform=None, zstd=None) -> dict:
+    """Writes the base dir of the image in `archive` (a docker-archive or oci-archive file, or
+    an OCI layout directory) to `out`, atomically; returns base.json's data.
+
+    `ref` picks the image by org.opencontainers.image.ref.name (OCI) or RepoTags entry
+    (docker-archive), `platform` ({"os", "architecture"[, "variant"]}) from an index; with
+    neither, the source must hold one image. A tar holding manifest.json is read as a
+    docker-archive (so docker 25's saves, which are OCI layouts too, keep their RepoTags)."""
+    if zstd is not None and not os.path.isabs(zstd):
+        raise ValueError(f"--zstd must be the zstd binary's absolute path: {zstd!r}")
+    if os.path.isdir(archive):
+        source, docker = _Layout(archive), False
+        if not source.has("oci-layout"):
+            raise ValueError(f"{archive} is a directory but not an OCI layout (no oci-layout)")
+    elif os.path.isfile(archive):
+        source = _Archive(archive)
+        docker = source.has("manifest.json")
+        if not docker and not source.has("oci-layout"):
+            raise ValueError(f"{archive} has neither manifest.json nor oci-layout")
+    else:
+        raise ValueError(f"{archive} does not exist")
+    try:
+        return _import(source, docker, out, ref, platform, zstd)
+    except tarfile.TarError as e:
+        raise ValueError(f"{archive}: {e}") from None
+    finally:
+        source.close()
+
+
+def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
+    """Writes a base dir of an image Strata assembled, from its config (`assemble
+    --config-out`) and the `layer` dirs of all its layers, its own base's included, bottom
+    first; returns base.json's data, which names the manifest of its oci and oci-archive
+    outputs. Blobs are hard-linked where possible."""
+    try:
+        diff_ids = image.base_parts(json.loads(config_bytes))[1]
+    except ValueError as e:
+        raise ValueError(f"the config: {e}") from None
+    layers = [writers.load_layer({"dir": d}, i) for i, d in enumerate(layer_dirs)]
+    if [layer.info["diff_id"] for layer in layers] != diff_ids:
+        raise ValueError("the layer dirs' diff_ids are not the config's rootfs.diff_ids")
+    manifest = image.make_manifest(config_bytes, [layer.info for layer in layers], oci=True)
+    result = {}
+
+    def write(tmp: str) -> None:
+        os.makedirs(os.path.join(tmp, "layers"))
+        for i, (layer, layer_dir) in enumerate(zip(layers, layer_dirs)):
+            target = os.path.join(tmp, "layers", writers.layer_dir_name(i))
+            os.makedirs(target)
+            writers.link_or_copy(layer.blob_path, os.path.join(target, layer.info["blob"]))
+            writers.link_or_copy(
+                os.path.join(layer_dir, "layer.json"), os.path.join(target, "layer.json")
+            )
+        digest = image.sha256_digest(image.canonical_json(manifest))
+        result.update(_write_base(tmp, config_bytes, digest, image.MEDIA_TYPE_OCI_MANIFEST))
+
+    writers.write_dir_atomically(out_dir, write)
+    return result
+
+
+def import_base_main(argv: list) -> int:
+    parser = writers.CliParser(
+        prog="strata.core import-base", description="Make a base dir of an image on disk."
+    )
+    parser.add_argument(
+        "--archive", required=True, help="a docker-archive or oci-archive, or an OCI layout dir"
+    )
+    parser.add_argument("--ref", help="the image's ref.name annotation or RepoTags entry")
+    parser.add_argument("--platform", help="os/arch[/variant], to pick an image from an index")
+    parser.add_argument("--zstd", help="the zstd binary, to verify zstd layers' diff_ids")
+    parser.add_argument("--out", required=True, help="the base dir to write")
+    args, code = writers.parse(parser, argv)
+    if args is None:
+        return code
+    try:
+        platform = None if args.platform is None else parse_platform(args.platform)
+        import_base(args.archive, args.out, args.ref, platform, args.zstd)
+    except ValueError as e:
+        return writers.fail(parser.prog, e, 2)
+    except OSError as e:
+        return writers.fail(parser.prog, e, 1)
+    return 0
