@@ -33,6 +33,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from strata.core.baseimage import import_base_main
 
         return import_base_main(rest)
+    if command == "pull":
+        from strata.core.pull import pull_main
+
+        return pull_main(rest)
     if command == "push":
         from strata.core.publish import push_main
 

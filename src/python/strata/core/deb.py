@@ -1,0 +1,392 @@
+"""Debian binary packages (.deb) as layer content, and the files a package-built root needs.
+
+A .deb is read as a stream (ar, then the compressed data.tar) and its entries become explicit
+`layer` spec entries, so a deb layer is written by `build_layer` like any other: the same
+sorting, normalisation, digests and layer.json. Ownership and mtime are normalised by the layer
+settings; modes (setuid, sticky, ...) are kept, as dpkg would install them.
+"""
+
+import argparse
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import AbstractSet, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+
+from strata.core.compression import CHUNK
+from strata.core.layer import build_layer, normalise_path
+
+# Top-level directories that merged-/usr turns into symlinks to usr/<dir>: every directory
+# debootstrap links on some architecture, so one set serves all of them.
+MERGED_USR_DIRS = ("bin", "lib", "lib32", "lib64", "libo32", "libx32", "sbin")
+
+STATUS_DIR = "var/lib/dpkg/status.d"
+
+_AR_MAGIC = b"!<arch>\n"
+_AR_HEADER = 60
+# What a damaged or truncated member raises while being decompressed and untarred.
+_CORRUPT = (OSError, EOFError, tarfile.TarError, lzma.LZMAError, zlib.error)
+
+
+def parse_deb822(lines: Iterable[str], keep: Optional[AbstractSet[str]] = None
+                 ) -> List[Dict[str, str]]:
+    """Paragraphs of `Field: value` lines (control files, Packages, Release, .sources), keeping
+    only the fields in `keep` when given.
+
+    A value keeps its continuation lines, each after a newline with its leading whitespace, so
+    a paragraph can be written back unchanged. `#` lines outside values are comments.
+    """
+    paragraphs: List[Dict[str, str]] = []
+    current: Dict[str, str] = {}
+    field: Optional[str] = None  # where continuation lines go; None for a dropped field
+    in_field = False
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            if current:
+                paragraphs.append(current)
+            current, field, in_field = {}, None, False
+        elif line[0] in " \t":
+            if not in_field:
+                raise ValueError(f"line {number}: continuation line outside a field: {line!r}")
+            if field is not None:
+                current[field] += "\n" + line
+        elif line.startswith("#"):
+            continue
+        else:
+            name, colon, value = line.partition(":")
+            name = name.strip()
+            if not colon or not name or " " in name:
+                raise ValueError(f"line {number}: not a 'Field: value' line: {line!r}")
+            in_field = True
+            field = name if keep is None or name in keep else None
+            if field is None:
+                continue
+            if field in current:
+                raise ValueError(f"line {number}: field {field!r} repeated in one paragraph")
+            current[field] = value.strip()
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+class _Member(io.RawIOBase):
+    """The next `size` bytes of `f`: one ar member, read in place."""
+
+    def __init__(self, f, size: int, name: str):
+        super().__init__()
+        self._f = f
+        self._left = size
+        self.size = size
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self._left)
+        if not count:
+            return 0
+        count = self._f.readinto(memoryview(buffer)[:count])
+        if not count:
+            raise ValueError(f"the .deb ends inside member {self.name!r}")
+        self._left -= count
+        return count
+
+    def skip(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _ar_members(f) -> Iterator[_Member]:
+    if f.read(len(_AR_MAGIC)) != _AR_MAGIC:
+        raise ValueError("not a .deb: no ar archive signature")
+    while True:
+        header = f.read(_AR_HEADER)
+        if not header:
+            return
+        size = header[48:58].strip()
+        if len(header) != _AR_HEADER or header[58:60] != b"`\n" or not size.isdigit():
+            raise ValueError("not a .deb: corrupt ar member header")
+        name = header[:16].decode("ascii", "replace").rstrip(" ").rstrip("/")
+        member = _Member(f, int(size), name)
+        yield member
+        member.skip()
+        if member.size % 2:  # members are padded to an even size
+            f.read(1)
+
+
+@contextmanager
+def _zstd_reader(member: _Member, zstd: Optional[str]) -> Iterator:
+    """`zstd -d` as a readable stream; a thread feeds it so neither pipe fills up."""
+    if not zstd or not os.path.isabs(zstd):
+        raise ValueError(f"{member.name} needs the zstd binary: set settings.zstd to its "
+                         f"absolute path")
+    proc = subprocess.Popen([zstd, "-d", "-c", "-q"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+
+    def feed() -> None:
+        try:
+            shutil.copyfileobj(member, proc.stdin, CHUNK)
+            proc.stdin.close()
+        except (BrokenPipeError, ValueError):  # the reader stopped; wait() reports why
+            proc.kill()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield proc.stdout
+    finally:
+        proc.stdout.close()
+        feeder.join()
+        status = proc.wait()
+    if status != 0:
+        raise ValueError(f"{zstd} could not decompress {member.name} (exit status {status})")
+
+
+@contextmanager
+def _decompressed(member: _Member, zstd: Optional[str]) -> Iterator:
+    """The member's uncompressed bytes, read to the end on success so every checksum is seen."""
+    suffix = member.name.partition(".tar")[2]
+    openers = {".gz": lambda: gzip.GzipFile(fileobj=member), ".xz": lambda: lzma.LZMAFile(member),
+               ".lzma": lambda: lzma.LZMAFile(member), ".bz2": lambda: bz2.BZ2File(member)}
+    if suffix == "":
+        yield member
+    elif suffix == ".zst":
+        with _zstd_reader(member, zstd) as stream:
+            yield stream
+            while stream.read(CHUNK):
+                pass
+    elif suffix in openers:
+        with openers[suffix]() as stream:
+            yield stream
+            while stream.read(CHUNK):
+                pass
+    else:
+        raise ValueError(f"unsupported .deb member {member.name!r}")
+
+
+def _open_tar(stream) -> tarfile.TarFile:
+    # Stream mode: members are read in order, never seeking back.
+    return tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+
+
+@contextmanager
+def open_deb(f, zstd: Optional[str] = None) -> Iterator[Tuple[str, tarfile.TarFile]]:
+    """(the control file's text, the data.tar as a stream-mode TarFile) of the .deb in `f`."""
+    members = _ar_members(f)
+    first = next(members, None)
+    if first is None or first.name != "debian-binary" or not first.read(4).startswith(b"2."):
+        raise ValueError("not a .deb: it does not start with debian-binary 2.x")
+    control = None
+    for member in members:
+        if member.name.startswith("control.tar"):
+            try:
+                with _decompressed(member, zstd) as stream, _open_tar(stream) as tar:
+                    for info in tar:
+                        if info.isreg() and normalise_path(info.name, member.name) == "control":
+                            control = tar.extractfile(info).read().decode("utf-8")
+            except _CORRUPT as e:
+                raise ValueError(f"{member.name}: {e}") from None
+        elif member.name.startswith("data.tar"):
+            if control is None:
+                raise ValueError("the .deb has no control file before its data.tar")
+            try:
+                with _decompressed(member, zstd) as stream, _open_tar(stream) as tar:
+                    yield control, tar
+            except _CORRUPT as e:
+                raise ValueError(f"{member.name}: {e}") from None
+            return
+        elif not member.name.startswith("_"):  # deb(5): "_" members are for extensions
+            raise ValueError(f"unexpected .deb member {member.name!r}")
+    raise ValueError("the .deb has no data.tar member")
+
+
+def control_fields(control: str) -> Dict[str, str]:
+    paragraphs = parse_deb822(control.splitlines())
+    if len(paragraphs) != 1 or "Package" not in paragraphs[0]:
+        raise ValueError("the .deb's control file is not one paragraph with a Package field")
+    return paragraphs[0]
+
+
+def status_paragraph(fields: Mapping[str, str]) -> str:
+    """The package's dpkg status entry (what SBOM scanners read): its control fields plus the
+    Status dpkg records after a successful install."""
+    lines = [f"Package: {fields['Package']}", "Status: install ok installed"]
+    lines += [f"{key}: {value}" for key, value in fields.items()
+              if key not in ("Package", "Status")]
+    return "\n".join(lines) + "\n"
+
+
+def _merged_usr(path: str) -> str:
+    top = path.split("/", 1)[0]
+    return f"usr/{path}" if top in MERGED_USR_DIRS else path
+
+
+def _deb_entries(deb_path: str, package: str, work: str, sandbox_root: str,
+                 zstd: Optional[str]) -> List[dict]:
+    """Layer spec entries for one .deb; file contents are extracted under `work`."""
+    entries: List[dict] = []
+    sources: Dict[str, str] = {}  # data.tar name (normalised, before merged-/usr) -> content
+    originals: Dict[str, str] = {}  # image path of each regular file -> its data.tar name
+    with open(deb_path, "rb") as f, open_deb(f, zstd) as (control, tar):
+        fields = control_fields(control)
+        if fields["Package"] != package:
+            raise ValueError(f"expected package {package!r}, but the .deb holds "
+                             f"{fields['Package']!r}")
+        for info in tar:
+            what = f"{package}: data.tar entry {info.name!r}"
+            original = normalise_path(info.name, what)
+            if not original:
+                continue  # the root directory itself
+            path = _merged_usr(original)
+            mode = info.mode & 0o7777
+            if info.isdir():
+                entries.append({"path": path, "type": "dir", "mode": mode})
+            elif info.issym():
+                if original in MERGED_USR_DIRS:
+                    if info.linkname.strip("/") != f"usr/{original}":
+                        raise ValueError(f"{what}: a symlink to {info.linkname!r}, but "
+                                         f"merged-/usr needs /{original} -> usr/{original}")
+                    continue  # merged_usr_entries() adds it once
+                entries.append({"path": path, "type": "symlink", "target": info.linkname})
+            elif info.isreg():
+                if path in originals:
+                    raise ValueError(f"{what}: /{originals[path]} and /{original} are both "
+                                     f"/{path} on merged-/usr")
+                originals[path] = original
+                content = os.path.join(work, path)
+                os.makedirs(os.path.dirname(content), exist_ok=True)
+                with tar.extractfile(info) as data, open(content, "xb") as out:
+                    shutil.copyfileobj(data, out, CHUNK)
+                sources[original] = os.path.relpath(content, sandbox_root)
+                entries.append({"path": path, "type": "file", "source": sources[original],
+                                "mode": mode})
+            elif info.islnk():
+                target = normalise_path(info.linkname, what)
+                if target not in sources:
+                    raise ValueError(f"{what}: a hard link to {info.linkname!r}, which is not "
+                                     f"an earlier regular file")
+                sources[original] = sources[target]
+                entries.append({"path": path, "type": "file", "source": sources[target],
+                                "mode": mode})
+            else:
+                raise ValueError(f"{what}: device and fifo entries cannot go into a layer")
+    status = os.path.join(work, STATUS_DIR, package)
+    os.makedirs(os.path.dirname(status), exist_ok=True)
+    with open(status, "x", encoding="utf-8") as out:
+        out.write(status_paragraph(fields))
+    entries.append({"path": f"{STATUS_DIR}/{package}", "type": "file",
+                    "source": os.path.relpath(status, sandbox_root), "mode": 0o644})
+    return entries
+
+
+def build_deb_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
+    """`build_layer` for a layer spec that may also name .debs: `"debs": [{"source": "x.deb",
+    "package": "name"}]`. Returns layer.json's data."""
+    if not isinstance(spec, dict):
+        raise ValueError("layer spec must be a JSON object")
+    debs = spec.get("debs", [])
+    entries = spec.get("entries", [])
+    if not isinstance(debs, list) or not isinstance(entries, list):
+        raise ValueError("layer spec: debs and entries must be lists")
+    settings = spec.get("settings", {})
+    zstd = settings.get("zstd") if isinstance(settings, dict) else None
+    root = str(sandbox_root)
+    # Inside the sandbox, because spec sources are sandbox paths; removed before returning.
+    with tempfile.TemporaryDirectory(prefix=".strata-debs-", dir=root) as work:
+        entries = list(entries)
+        for index, deb in enumerate(debs):
+            what = f"debs[{index}]"
+            if not isinstance(deb, dict) or sorted(deb) != ["package", "source"]:
+                raise ValueError(f"{what}: expected exactly the keys 'package' and 'source'")
+            if not isinstance(deb["source"], str) or deb["source"].startswith("/"):
+                raise ValueError(f"{what}: source must be a path relative to the sandbox")
+            source = os.path.join(root, normalise_path(deb["source"], what))
+            try:
+                entries += _deb_entries(source, deb["package"],
+                                        os.path.join(work, str(index)), root, zstd)
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{what} ({deb['source']}): {e}") from None
+        layer_spec = {key: value for key, value in spec.items() if key != "debs"}
+        return build_layer({**layer_spec, "entries": entries}, sandbox_root, out_dir)
+
+
+def deb_layer_main(argv: List[str]) -> int:
+    """`deb-layer --spec SPEC --out OUTDIR`, run in the sandbox root; errors exit 2, one line."""
+    parser = argparse.ArgumentParser(prog="strata.core deb-layer", usage=argparse.SUPPRESS)
+    parser.add_argument("--spec", required=True, help="layer-spec.json, with optional debs")
+    parser.add_argument("--out", required=True, help="directory for the blob and layer.json")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.spec, encoding="utf-8") as f:
+            spec = json.load(f)
+        build_deb_layer(spec, Path.cwd(), Path(args.out))
+    except (OSError, ValueError) as e:
+        print(f"strata.core deb-layer: error: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    return 0
+
+
+def merged_usr_entries() -> List[dict]:
+    """The merged-/usr root symlinks (/bin -> usr/bin, ...) and their target directories, for a
+    layer on top of the deb layers: deb layers put those directories' content under usr/."""
+    entries: List[dict] = []
+    for name in MERGED_USR_DIRS:
+        entries.append({"path": name, "type": "symlink", "target": f"usr/{name}"})
+        entries.append({"path": f"usr/{name}", "type": "dir", "mode": 0o755})
+    return entries
+
+
+def ca_certificates_bundle(f, zstd: Optional[str] = None) -> bytes:
+    """/etc/ssl/certs/ca-certificates.crt from the ca-certificates .deb in `f`: its
+    usr/share/ca-certificates/**/*.crt concatenated in path order, each ending in a newline, as
+    update-ca-certificates writes it (the package's postinst, which runs it, is never run)."""
+    prefix = "usr/share/ca-certificates/"
+    certificates: Dict[str, bytes] = {}
+    with open_deb(f, zstd) as (_, tar):
+        for info in tar:
+            path = normalise_path(info.name, "ca-certificates data.tar")
+            if info.isreg() and path.startswith(prefix) and path.endswith(".crt"):
+                certificates[path] = tar.extractfile(info).read()
+    if not certificates:
+        raise ValueError(f"the .deb has no {prefix}**/*.crt files")
+    return b"".join(
+        data if data.endswith(b"\n") or not data else data + b"\n"
+        for _, data in sorted(certificates.items(), key=lambda item: item[0].encode())
+    )
+
+
+def nss_files() -> Dict[str, bytes]:
+    """Minimal users, groups and nsswitch.conf, so that root and nobody resolve without
+    base-passwd (whose postinst, never run, would write them). Image path -> content."""
+    return {
+        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n"
+                      b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
+        "etc/nsswitch.conf": b"passwd: files\ngroup: files\nshadow: files\n"
+                             b"hosts: files dns\nnetworks: files\nprotocols: files\n"
+                             b"services: files\nethers: files\nrpc: files\n",
+    }
+
+
+def file_entries(files: Mapping[str, bytes], source_dir: str
+                 ) -> Tuple[List[dict], Dict[str, bytes]]:
+    """Layer spec entries (mode 0644) for `files` (image path -> content), and the sandbox files
+    (path under `source_dir` -> content) the caller must create for them."""
+    entries, sandbox = [], {}
+    for path in sorted(files):
+        source = f"{source_dir.rstrip('/')}/{path}"
+        entries.append({"path": path, "type": "file", "source": source, "mode": 0o644})
+        sandbox[source] = files[path]
+    return entries, sandbox

@@ -1,0 +1,65 @@
+"""`python -m strata.core pull`: one image, pinned by digest, into an OCI image layout.
+
+Every manifest and blob is verified against its digest by the registry client; the layout is
+written beside OUT and renamed into place only when complete.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import List
+
+from strata.core.image import canonical_json, digest_hex
+from strata.core.registry import RegistryClient, RegistryError
+
+
+def pull_layout(
+    registry: str, repository: str, digest: str, platform: str, out: Path, insecure=None
+) -> str:
+    """Writes the image for `platform` at `digest` (a manifest or an index) as an OCI layout;
+    returns the image manifest's digest."""
+    client = RegistryClient(registry, insecure=insecure)
+    media_type, manifest_bytes, manifest_digest = client.pull_manifest(repository, digest, platform)
+    manifest = json.loads(manifest_bytes)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    blobs = tmp / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    for descriptor in [manifest["config"], *manifest["layers"]]:
+        target = blobs / digest_hex(descriptor["digest"])
+        if not target.exists():
+            client.fetch_blob(repository, descriptor["digest"], str(target), descriptor["size"])
+    (blobs / digest_hex(manifest_digest)).write_bytes(manifest_bytes)
+    (tmp / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {"mediaType": media_type, "digest": manifest_digest, "size": len(manifest_bytes)}
+        ],
+    }
+    (tmp / "index.json").write_bytes(canonical_json(index))
+    os.replace(tmp, out)
+    return manifest_digest
+
+
+def pull_main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="strata.core pull", add_help=False)
+    parser.add_argument("--registry", required=True)
+    parser.add_argument("--repository", required=True)
+    parser.add_argument("--digest", required=True)
+    parser.add_argument("--platform", default="linux/amd64")
+    parser.add_argument("--insecure", action="store_true", default=None)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        pull_layout(
+            args.registry, args.repository, args.digest, args.platform, args.out, args.insecure
+        )
+    except (RegistryError, ValueError, OSError) as e:
+        where = f"{args.registry}/{args.repository}@{args.digest}"
+        print(f"strata.core pull: error: {where}: {e}", file=sys.stderr)
+        return 2
+    return 0
