@@ -1,7 +1,7 @@
 """Strata: reproducible, layered OCI/Docker images as Pants build artifacts."""
 
 from strata import target_types as _target_types
-from strata.rules import closure, image, layers, publish
+from strata.rules import base, closure, image, layers, publish
 
 
 def target_types():
@@ -9,4 +9,10 @@ def target_types():
 
 
 def rules():
-    return [*closure.rules(), *layers.rules(), *image.rules(), *publish.rules()]
+    return [
+        *base.rules(),
+        *closure.rules(),
+        *layers.rules(),
+        *image.rules(),
+        *publish.rules(),
+    ]

@@ -14,10 +14,12 @@ from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
+    BoolField,
     Dependencies,
     DictStringToStringField,
     IntField,
     InvalidFieldException,
+    SingleSourceField,
     StringField,
     StringSequenceField,
     Target,
@@ -453,6 +455,130 @@ class OciLayerTarget(Target):
     )
 
 
+class OciArchiveSourceField(SingleSourceField):
+    help = help_text(
+        """
+        An image archive in the repository: a docker-archive (`docker save`, `podman save`) or an
+        oci-archive tarball.
+        """
+    )
+
+
+class OciArchiveRefField(StringField):
+    alias = "ref"
+    help = help_text(
+        """
+        Which image of the archive to use, when it holds several: its
+        `org.opencontainers.image.ref.name` or one of its `RepoTags`.
+        """
+    )
+
+
+class OciPlatformField(StringField):
+    alias = "platform"
+    default = "linux/amd64"
+    help = help_text(
+        """
+        `os/arch[/variant]`: the image to pick from a multi-platform index (an error lists the
+        platforms on offer when it is missing).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
+            raise InvalidFieldException(
+                f"The {repr(cls.alias)} field in target {address} must look like `linux/amd64` "
+                f"or `linux/arm/v7`, not {value!r}."
+            )
+        return value
+
+
+class OciImageArchiveTarget(Target):
+    alias = "oci_image_archive"
+    core_fields = (*COMMON_TARGET_FIELDS, OciArchiveSourceField, OciArchiveRefField, OciPlatformField)
+    help = help_text(
+        """
+        An image kept in the repository as an archive, for use as an `oci_image`'s `base`.
+        Its blobs are checked against their digests when it is imported.
+        """
+    )
+
+
+class OciPullRegistryField(StringField):
+    alias = "registry"
+    required = True
+    help = "The registry, as `host[:port]`. Plain HTTP is used for localhost and 127.0.0.1."
+
+
+class OciPullRepositoryField(StringField):
+    alias = "repository"
+    required = True
+    help = "The repository in the registry, e.g. `library/debian`."
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        _check(cls, address, validate_repository, value)
+        return value
+
+
+class OciPullDigestField(StringField):
+    alias = "digest"
+    required = True
+    help = help_text(
+        """
+        The `sha256:...` digest of the image manifest or of a multi-platform index. Pulls are
+        pinned by digest so builds are reproducible: a tag can move, a digest cannot.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", value or ""):
+            raise InvalidFieldException(
+                f"The {repr(cls.alias)} field in target {address} must be a `sha256:<64 hex>` "
+                f"digest, not {value!r}: pulls are pinned by digest so builds stay reproducible. "
+                "To find it: `skopeo inspect --raw docker://REGISTRY/REPO:TAG | sha256sum`, or "
+                "the `Digest` of `skopeo inspect`."
+            )
+        return value
+
+
+class OciPullTagField(StringField):
+    alias = "tag"
+    help = "The tag the digest was taken from: informational only, never used to pull."
+
+
+class OciPullInsecureField(BoolField):
+    alias = "insecure"
+    default = False
+    help = "Use plain HTTP for this registry even though it is not localhost."
+
+
+class OciPullTarget(Target):
+    alias = "oci_pull"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        OciPullRegistryField,
+        OciPullRepositoryField,
+        OciPullDigestField,
+        OciPullTagField,
+        OciPlatformField,
+        OciPullInsecureField,
+    )
+    help = help_text(
+        """
+        An image in a registry, pinned by digest, for use as an `oci_image`'s `base` (like
+        nixpkgs' `pullImage`). It is fetched by Strata's own registry client in a cached process,
+        every manifest and blob verified against its digest, so each blob is fetched once.
+        Credentials come from the docker `config.json` (`$DOCKER_CONFIG` or `~/.docker`).
+        """
+    )
+
+
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
     if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
         raise InvalidFieldException(
@@ -472,4 +598,4 @@ def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None
 
 
 def target_types():
-    return [OciImageTarget, OciLayerTarget]
+    return [OciImageTarget, OciLayerTarget, OciImageArchiveTarget, OciPullTarget]

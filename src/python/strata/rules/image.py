@@ -22,9 +22,12 @@ from pants.engine.fs import (
 )
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.addresses import Address, AddressInput
+from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.layers import (
     BuiltLayers,
@@ -48,7 +51,10 @@ from strata.target_types import (
     OciExposedPortsField,
     OciGidField,
     OciGnameField,
+    OciImageArchiveTarget,
     OciImageDependenciesField,
+    OciImageTarget,
+    OciPullTarget,
     OciImageOutputPathField,
     OciLabelsField,
     OciMaxLayersField,
@@ -167,6 +173,7 @@ class AssembleRequest:
 
 
 _SPEC = "image-spec.json"
+_BASE_LAYOUT = "base-image"
 
 
 async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest, ...]:
@@ -191,6 +198,44 @@ async def _loader(choice: str) -> str:
     raise EnvironmentError(f"[strata].loader is {choice!r}, but `{choice}` is not installed.")
 
 
+@dataclass(frozen=True)
+class BaseRequest:
+    """The `base` field of `image`, for an image whose own layers use `compression`."""
+
+    spec: str
+    image: Address
+    compression: str
+
+
+@rule(desc="Resolving a base image", level=LogLevel.DEBUG)
+async def resolve_base(request: BaseRequest) -> BaseImage:
+    origin = f"the `base` field of {request.image}"
+    address = await Get(
+        Address,
+        AddressInput,
+        AddressInput.parse(
+            request.spec, relative_to=request.image.spec_path, description_of_origin=origin
+        ),
+    )
+    wrapped = await Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin=origin))
+    tgt = wrapped.target
+    if isinstance(tgt, OciImageTarget):
+        built = await Get(
+            AssembledImage,
+            AssembleRequest(
+                OciImageFieldSet.create(tgt), OutputFormat.OCI.value, _BASE_LAYOUT,
+                request.compression,
+            ),
+        )
+        return await Get(BaseImage, ImportBaseRequest(built.output, _BASE_LAYOUT, str(address)))
+    if isinstance(tgt, (OciImageArchiveTarget, OciPullTarget)):
+        return await Get(BaseImage, ExternalBaseRequest(tgt))
+    raise InvalidFieldException(
+        f"The `base` field of {request.image} names {address}, a `{tgt.alias}` target: "
+        "expected an `oci_image`, `oci_image_archive` or `oci_pull` target."
+    )
+
+
 @rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
 async def assemble_image(
     request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem
@@ -205,14 +250,25 @@ async def assemble_image(
             sorted((p, int(m, 8)) for p, m in (fs.directories.value or {}).items())
         ),
     )
+    compression = request.compression or fs.layer_compression()
+    base = None
+    if fs.base.value:
+        base = await Get(BaseImage, BaseRequest(fs.base.value, address, compression))
     has_custom_layer = bool(customisation.symlinks or customisation.directories)
-    budget = fs.max_layers.value - (1 if has_custom_layer else 0)
+    budget = fs.max_layers.value - (1 if has_custom_layer else 0) - (base.layer_count if base else 0)
+    if budget < 1:
+        raise InvalidFieldException(
+            f"The `max_layers` field of {address} is {fs.max_layers.value}, but its base has "
+            f"{base.layer_count if base else 0} layers"
+            + (" and it has a customisation layer" if has_custom_layer else "")
+            + ": raise `max_layers` to leave room for at least one layer of its own."
+        )
     mtime = fs.mtime.value or fs.created.value
     layers = await Get(
         BuiltLayers,
         LayersRequest(
             closure=closure,
-            budget=max(budget, 1),
+            budget=budget,
             settings=LayerSettings(
                 mtime=_epoch(mtime),
                 reproducible=mtime != "now",
@@ -220,7 +276,7 @@ async def assemble_image(
                 gid=fs.gid.value,
                 uname=fs.uname.value,
                 gname=fs.gname.value,
-                compression=request.compression or fs.layer_compression(),
+                compression=compression,
             ),
             customisation=customisation,
             description=f"Building {address}",
@@ -243,11 +299,16 @@ async def assemble_image(
         "repository": fs.repository.value_or_default(address),
         "tag": fs.tag.value,
     }
+    if base is not None:
+        spec["base"] = BASE_DIR
     prefixed = await _prefixed_layers(layers, layer_dirs)
     spec_digest = await Get(
         Digest, CreateDigest([FileContent(_SPEC, json.dumps(spec, sort_keys=True).encode())])
     )
-    input_digest = await Get(Digest, MergeDigests([tool.digest, spec_digest, *prefixed]))
+    input_digest = await Get(
+        Digest,
+        MergeDigests([tool.digest, spec_digest, *prefixed, *([base.digest] if base else [])]),
+    )
     is_dir = request.fmt == OutputFormat.OCI.value
     result = await Get(
         ProcessResult,

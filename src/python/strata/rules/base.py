@@ -1,0 +1,133 @@
+"""Base images: an archive in the repo or a pinned pull, imported into Strata's base dir form.
+
+(An `oci_image` base is assembled by rules/image.py and imported through the same step.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import Digest, MergeDigests, Snapshot
+from pants.engine.process import Process, ProcessResult
+from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.target import Target
+from pants.util.logging import LogLevel
+
+from strata.rules.layers import ImageTool
+from strata.subsystems import StrataSubsystem
+from strata.target_types import (
+    OciArchiveRefField,
+    OciArchiveSourceField,
+    OciImageArchiveTarget,
+    OciPlatformField,
+    OciPullDigestField,
+    OciPullInsecureField,
+    OciPullRegistryField,
+    OciPullRepositoryField,
+)
+
+BASE_DIR = "base"
+_PULLED = "pulled"
+# Where the pull process finds registry credentials: paths only, never secrets, since the
+# process environment is part of its cache key.
+_PULL_ENV = ("DOCKER_CONFIG", "HOME")
+
+@dataclass(frozen=True)
+class BaseImage:
+    """A base dir (docs/architecture.md) under `base/`, and how many layers it has."""
+
+    digest: Digest
+    layer_count: int
+
+@dataclass(frozen=True)
+class ImportBaseRequest:
+    """An image (docker-archive, OCI layout or oci-archive) at `path` inside `digest`."""
+
+    digest: Digest
+    path: str
+    description: str
+    ref: Optional[str] = None
+    platform: Optional[str] = None
+
+@dataclass(frozen=True)
+class ExternalBaseRequest:
+    target: Target
+
+@rule(desc="Importing a base image", level=LogLevel.DEBUG)
+async def import_base(
+    request: ImportBaseRequest, tool: ImageTool, strata: StrataSubsystem
+) -> BaseImage:
+    argv = ["import-base", "--archive", request.path, "--out", BASE_DIR]
+    if request.ref:
+        argv += ["--ref", request.ref]
+    if request.platform:
+        argv += ["--platform", request.platform]
+    input_digest = await Get(Digest, MergeDigests([tool.digest, request.digest]))
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv(*argv),
+            input_digest=input_digest,
+            output_directories=(BASE_DIR,),
+            description=f"Importing base image {request.description}",
+            level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+        ),
+    )
+    snapshot = await Get(Snapshot, Digest, result.output_digest)
+    layers = sum(1 for f in snapshot.files if f.endswith("/layer.json"))
+    return BaseImage(result.output_digest, layers)
+
+@rule(desc="Resolving a base image", level=LogLevel.DEBUG)
+async def external_base(
+    request: ExternalBaseRequest, tool: ImageTool, strata: StrataSubsystem
+) -> BaseImage:
+    tgt = request.target
+    if isinstance(tgt, OciImageArchiveTarget):
+        sources = await Get(SourceFiles, SourceFilesRequest([tgt[OciArchiveSourceField]]))
+        (path,) = sources.snapshot.files
+        return await Get(
+            BaseImage,
+            ImportBaseRequest(
+                sources.snapshot.digest,
+                path,
+                str(tgt.address),
+                ref=tgt[OciArchiveRefField].value,
+                platform=tgt[OciPlatformField].value,
+            ),
+        )
+    registry = tgt[OciPullRegistryField].value
+    repository = tgt[OciPullRepositoryField].value
+    digest = tgt[OciPullDigestField].value
+    argv = [
+        "pull",
+        "--registry", registry,
+        "--repository", repository,
+        "--digest", digest,
+        "--platform", tgt[OciPlatformField].value,
+        "--out", _PULLED,
+    ]  # fmt: skip
+    if tgt[OciPullInsecureField].value:
+        argv.append("--insecure")
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest(_PULL_ENV))
+    pulled = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv(*argv),
+            input_digest=tool.digest,
+            env=dict(env),
+            output_directories=(_PULLED,),
+            description=f"Pulling {registry}/{repository}@{digest} for {tgt.address}",
+            level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+        ),
+    )
+    return await Get(
+        BaseImage, ImportBaseRequest(pulled.output_digest, _PULLED, str(tgt.address))
+    )
+
+def rules():
+    return collect_rules()
