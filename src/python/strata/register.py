@@ -1,7 +1,7 @@
 """Strata: reproducible, layered OCI/Docker images as Pants build artifacts."""
 
 from strata import target_types as _target_types
-from strata.rules import base, closure, image, layers, publish
+from strata.rules import base, closure, debian, image, layers, publish, tool
 
 
 def target_types():
@@ -12,7 +12,9 @@ def rules():
     return [
         *base.rules(),
         *closure.rules(),
+        *debian.rules(),
         *layers.rules(),
         *image.rules(),
         *publish.rules(),
+        *tool.rules(),
     ]

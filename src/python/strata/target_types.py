@@ -338,6 +338,17 @@ class OciDirectoriesField(DictStringToStringField):
         return value
 
 
+class OciFakeNssField(BoolField):
+    alias = "fake_nss"
+    default = False
+    help = help_text(
+        """
+        Add `/etc/passwd` and `/etc/group` with root and nobody (65534) and an
+        `/etc/nsswitch.conf`, so that `user="nobody"` and name lookups work without base-passwd.
+        """
+    )
+
+
 class OciImageOutputPathField(OutputPathField):
     pass
 
@@ -426,6 +437,7 @@ class OciImageTarget(Target):
         OciBaseField,
         OciRegistriesField,
         OciImageTagsField,
+        OciFakeNssField,
     )
     help = help_text(
         """
@@ -579,6 +591,68 @@ class OciPullTarget(Target):
     )
 
 
+class DebianPackagesField(StringSequenceField):
+    alias = "packages"
+    required = True
+    help = help_text(
+        """
+        Debian binary packages to install, by name (optionally with a version relation, as in
+        `python3.11 (>= 3.11.2)`). Their Depends/Pre-Depends closure is resolved like apt does
+        and pinned in `lockfile`; each package becomes a store node referencing its
+        dependencies, so the most shared (libc6 and friends) sink to the lowest layers.
+        """
+    )
+
+
+class DebianSuiteField(StringField):
+    alias = "suite"
+    default = "bookworm"
+    help = "The Debian suite (codename) to resolve against."
+
+
+class DebianArchitectureField(StringField):
+    alias = "architecture"
+    default = "amd64"
+    help = "The Debian architecture of the packages (`all` packages are included as well)."
+
+
+class DebianLockfileField(StringField):
+    alias = "lockfile"
+    default = "debian.lock.json"
+    help = help_text(
+        """
+        The lockfile, relative to the BUILD file's directory: per package its version,
+        architecture, sha256, size, archive path (`pool/...`) and resolved dependencies, and no
+        host names (the mirror is `[debian].mirror`). `pants debian-lock <target>` writes it.
+        """
+    )
+
+
+class DebianPackagesTarget(Target):
+    alias = "debian_packages"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        DebianPackagesField,
+        DebianSuiteField,
+        DebianArchitectureField,
+        DebianLockfileField,
+    )
+    help = help_text(
+        """
+        Debian packages as store nodes of an `oci_image`: each locked package's `data.tar` becomes
+        layer content with modes preserved (setuid and all), ownership and mtimes normalised,
+        paths moved under `/usr` (merged-/usr: the image gets `/bin`, `/sbin`, `/lib*` as
+        symlinks into `/usr`), and its control fields in `/var/lib/dpkg/status.d/<package>` so
+        SBOM and vulnerability scanners see it.
+
+        Maintainer scripts are never run: no `postinst` (so no alternatives symlinks, no
+        `ldconfig` cache, no generated config such as `/etc/passwd` — use `fake_nss` — or the CA
+        bundle — use `ca_certificates`), and Essential packages are not pulled in implicitly.
+        Each `.deb` is downloaded once by URL and sha256 and kept in the Pants cache.
+        """
+    )
+
+
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
     if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
         raise InvalidFieldException(
@@ -598,4 +672,10 @@ def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None
 
 
 def target_types():
-    return [OciImageTarget, OciLayerTarget, OciImageArchiveTarget, OciPullTarget]
+    return [
+        OciImageTarget,
+        OciLayerTarget,
+        OciImageArchiveTarget,
+        OciPullTarget,
+        DebianPackagesTarget,
+    ]

@@ -9,7 +9,7 @@ from strata_harness.images import assert_valid_image
 from strata_harness.scratch import ScratchRepo
 
 # In a test sandbox, `files` dependencies sit at their paths from the build root.
-DEMO_FILES = ("app/BUILD", "app/hello/__init__.py", "app/hello/main.py")
+DEMO_FILES = ("app/BUILD", "app/debian.lock.json", "app/hello/__init__.py", "app/hello/main.py")
 
 
 def layers_of(archive: Path) -> dict:
@@ -51,20 +51,23 @@ def demo_repo(root: Path) -> ScratchRepo:
     return repo
 
 
-def test_app_image_is_valid_and_a_code_change_touches_only_the_code_layer(tmp_path: Path) -> None:
+def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(
+    tmp_path: Path, run_image
+) -> None:
     repo = demo_repo(tmp_path / "repo")
     repo.run("package", "app:image")
     image = repo.root / "dist/app/image.tar"
     assert_valid_image(image)
+    assert run_image(image, ["Ada"]) == (0, "Hello from Strata, Ada! (layers dated 1970-01-01)\n")
+    assert run_image(image, ["Bob"], user="nobody")[1].startswith("Hello from Strata, Bob!")
     before = layers_of(image)
-    # Bootstrap, one layer per wheel, the app's own code, then the customisation layer.
-    assert list(before) == [
-        "app:bin#.bootstrap",
-        "app:bin#python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
-        "app:bin#six-1.17.0-py2.py3-none-any.whl",
-        "app:bin",
-        "customisation layer",
-    ]
+    # Debian's closure sinks to the bottom (libc6 among the first layers), each wheel gets its
+    # own layer, the app's own code sits above them, the customisation layer on top.
+    comments = list(before)
+    assert "debian:libc6" in comments[:3]
+    assert {"app:bin#python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
+            "app:bin#six-1.17.0-py2.py3-none-any.whl", "app:bin#.bootstrap"} <= set(comments)
+    assert comments[-1] == "customisation layer"
 
     main = repo.root / "app/hello/main.py"
     main.write_text(main.read_text().replace("Hello from Strata", "Hi from Strata"))

@@ -33,6 +33,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from strata.core.baseimage import import_base_main
 
         return import_base_main(rest)
+    if command == "debian-lock":
+        from strata.core.debian import debian_lock_main
+
+        return debian_lock_main(rest)
     if command == "pull":
         from strata.core.pull import pull_main
 

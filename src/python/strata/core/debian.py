@@ -11,13 +11,15 @@ built from a lock has only what the lock holds, so whatever relies on an undecla
 package (maintainer scripts, shell-outs to /bin/sh) needs it requested explicitly.
 """
 
+import argparse
 import json
 import re
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Set
 
-from strata.core.debian_index import Index
+from strata.core.debian_index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_index
 
 LOCK_VERSION = 1
 
@@ -349,3 +351,23 @@ def _check_lock(lock, what: str) -> None:
             raise ValueError(f"{what}: {name} depends on {unknown}, which are not locked")
         if not package["path"].startswith("pool/") or ".." in package["path"].split("/"):
             raise ValueError(f"{what}: {name} has path {package['path']!r}, not under pool/")
+
+
+def debian_lock_main(argv: List[str]) -> int:
+    """`python -m strata.core debian-lock`: fetch and verify a suite's index, resolve, lock."""
+    parser = argparse.ArgumentParser(prog="strata.core debian-lock", add_help=False)
+    parser.add_argument("--mirror", required=True)
+    parser.add_argument("--suite", required=True)
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--package", action="append", required=True)
+    parser.add_argument("--keyring", default=DEFAULT_KEYRING)
+    parser.add_argument("--gpgv", default=DEFAULT_GPGV)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        index = fetch_index(args.mirror, args.suite, args.arch, keyring=args.keyring, gpgv=args.gpgv)
+        write_lock(resolve(index, args.package, args.arch), args.out)
+    except (ValueError, OSError) as e:
+        print(f"strata.core debian-lock: error: {e}", file=sys.stderr)
+        return 2
+    return 0

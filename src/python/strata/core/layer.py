@@ -16,6 +16,10 @@ from strata.core.compression import CHUNK, SUFFIXES, open_compressor
 from strata.core.hashing import HashingWriter
 from strata.core.tarstream import TarWriter
 
+# The tar's blocks: large enough that the hash, compressor and file see few writes, small enough
+# to stay in the CPU's caches on their way through.
+_BUFFER_SIZE = 1 << 20
+
 _SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
              "compression": "none", "zstd": None}
 
@@ -220,11 +224,16 @@ def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
     blob_name = "layer.tar" + SUFFIXES[compression]
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / blob_name, "wb") as blob_file:
-        blob = HashingWriter(blob_file)
-        with open_compressor(compression, blob, settings["zstd"]) as compressor:
+        # Uncompressed, the blob is the tar: one hash gives both digests.
+        blob = HashingWriter(blob_file) if compression != "none" else None
+        sink = blob_file if blob is None else blob
+        with open_compressor(compression, sink, settings["zstd"]) as compressor:
             tar_bytes = HashingWriter(compressor)
+            # Gathered into large blocks, file contents read straight into them, so that the
+            # hash, compressor and file see few writes.
             tar = TarWriter(tar_bytes, mtime=settings["mtime"], uid=settings["uid"],
-                            gid=settings["gid"], uname=settings["uname"], gname=settings["gname"])
+                            gid=settings["gid"], uname=settings["uname"], gname=settings["gname"],
+                            buffer_size=_BUFFER_SIZE)
             for entry in entries:
                 if entry.kind == "dir":
                     tar.add_dir(entry.path, entry.mode)
@@ -236,6 +245,8 @@ def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
                         if data.read(1):
                             raise ValueError(f"{entry.origin}: file grew while being read")
             tar.close()
+    if blob is None:
+        blob = tar_bytes
     result = {
         "diff_id": tar_bytes.digest_str(),
         "size": tar_bytes.size,

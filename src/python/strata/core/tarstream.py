@@ -10,6 +10,7 @@ CHUNK = 1 << 20
 _NAME_MAX = 100
 _PREFIX_MAX = 155
 _SIZE_LIMIT = 8 ** 11  # the 11 octal digits of the ustar size field
+_ZEROS = bytes(2 * BLOCK)
 
 
 def _octal(value: int, width: int, what: str) -> bytes:
@@ -51,13 +52,34 @@ class TarWriter:
     """Writes tar entries to `out` in call order, with fixed owner, mtime and no device numbers."""
 
     def __init__(self, out, *, mtime: int, uid: int = 0, gid: int = 0, uname: str = "root",
-                 gname: str = "root"):
+                 gname: str = "root", buffer_size: int = 0):
+        """`buffer_size` > 0 gathers the archive into blocks of that many bytes before writing
+        them to `out` (reading file contents straight into them), so `out` sees few, large
+        writes; `flush()` or `close()` writes what is pending. `out` must not keep the buffer
+        it is handed beyond the `write` call. 0 writes every piece as it comes."""
         self._out = out
         self._mtime = _octal(mtime, 12, "mtime")
         self._uid = _octal(uid, 8, "uid")
         self._gid = _octal(gid, 8, "gid")
         self._uname = self._owner_name(uname)
         self._gname = self._owner_name(gname)
+        # The byte sum of the header fields every entry shares, the checksum field as spaces.
+        self._fixed_sum = (
+            sum(self._uid) + sum(self._gid) + sum(self._mtime) + sum(b" " * 8)
+            + sum(b"ustar\x0000") + sum(self._uname) + sum(self._gname) + 2 * sum(b"0000000\0")
+        )
+        self._uname_field = _field(self._uname, 32)
+        self._gname_field = _field(self._gname, 32)
+        if buffer_size:
+            if buffer_size < BLOCK or buffer_size % BLOCK:
+                raise ValueError(f"tar buffer size {buffer_size} is not a positive multiple of "
+                                 f"{BLOCK}")
+            self._buffer = memoryview(bytearray(buffer_size))
+            self._write = self._buffered_write
+        else:
+            self._buffer = None
+            self._write = out.write
+        self._fill = 0
 
     @staticmethod
     def _owner_name(name: str) -> bytes:
@@ -80,7 +102,9 @@ class TarWriter:
         self._header(path, b"0", mode, size, "")
         if isinstance(data, (bytes, bytearray, memoryview)):
             if size:
-                self._out.write(data)
+                self._write(data)
+        elif self._buffer is not None and hasattr(data, "readinto"):
+            self._read_into_buffer(path, size, data)
         else:
             remaining = size
             while remaining:
@@ -88,14 +112,48 @@ class TarWriter:
                 if not chunk:
                     done = size - remaining
                     raise ValueError(f"tar: {path!r} ended after {done} of {size} bytes")
-                self._out.write(chunk)
+                self._write(chunk)
                 remaining -= len(chunk)
         if size % BLOCK:
-            self._out.write(bytes(BLOCK - size % BLOCK))
+            self._write(_ZEROS[: BLOCK - size % BLOCK])
 
     def close(self) -> None:
         """Ends the archive (two zero blocks, no record padding); leaves `out` open."""
-        self._out.write(bytes(2 * BLOCK))
+        self._write(_ZEROS[: 2 * BLOCK])
+        self.flush()
+
+    def flush(self) -> None:
+        """Writes pending bytes to `out` (buffered mode; otherwise nothing is pending)."""
+        if self._fill:
+            self._out.write(self._buffer[: self._fill])
+            self._fill = 0
+
+    def _buffered_write(self, data) -> None:
+        end = self._fill + len(data)
+        if end <= len(self._buffer):
+            self._buffer[self._fill : end] = data
+            self._fill = end
+        else:
+            self.flush()
+            if len(data) < len(self._buffer):
+                self._buffer[: len(data)] = data
+                self._fill = len(data)
+            else:
+                self._out.write(data)
+
+    def _read_into_buffer(self, path: str, size: int, data) -> None:
+        """Reads `size` bytes of `data` straight into the buffer, writing it out as it fills."""
+        buffer, capacity, remaining = self._buffer, len(self._buffer), size
+        while remaining:
+            if self._fill == capacity:
+                self.flush()
+            end = min(capacity, self._fill + remaining)
+            count = data.readinto(buffer[self._fill : end])
+            if not count:
+                done = size - remaining
+                raise ValueError(f"tar: {path!r} ended after {done} of {size} bytes")
+            self._fill += count
+            remaining -= count
 
     def _header(self, path: str, typeflag: bytes, mode: int, size: int, target: str) -> None:
         if not path.strip("/") or "\0" in path:
@@ -118,29 +176,34 @@ class TarWriter:
             # Deterministic header name; readers apply the records to the next entry.
             base = path.rstrip("/").rsplit("/", 1)[-1]
             pax_name = (b"PaxHeaders/" + _ascii(base))[:_NAME_MAX]
-            self._out.write(self._block(pax_name, b"", b"x", 0o644, len(payload), b""))
-            self._out.write(payload + bytes(-len(payload) % BLOCK))
+            self._write(self._block(pax_name, b"", b"x", 0o644, len(payload), b""))
+            self._write(payload + bytes(-len(payload) % BLOCK))
         name, prefix = split
-        self._out.write(self._block(name, prefix, typeflag, mode, size, link))
+        self._write(self._block(name, prefix, typeflag, mode, size, link))
 
     def _block(self, name: bytes, prefix: bytes, typeflag: bytes, mode: int, size: int,
                link: bytes) -> bytes:
-        header = b"".join((
+        mode_field = _octal(mode, 8, "mode")
+        size_field = _octal(size, 12, "size")
+        # The checksum is the byte sum of the header with its own field as spaces (in
+        # _fixed_sum); the fields' NUL padding adds nothing.
+        checksum = (self._fixed_sum + sum(name) + sum(mode_field) + sum(size_field)
+                    + typeflag[0] + sum(link) + sum(prefix))
+        return b"".join((
             _field(name, 100),
-            _octal(mode, 8, "mode"),
+            mode_field,
             self._uid,
             self._gid,
-            _octal(size, 12, "size"),
+            size_field,
             self._mtime,
-            b" " * 8,  # the checksum is computed over spaces here
+            b"%06o\0 " % checksum,
             typeflag,
             _field(link, 100),
             b"ustar\x0000",
-            _field(self._uname, 32),
-            _field(self._gname, 32),
+            self._uname_field,
+            self._gname_field,
             b"0000000\0",  # devmajor
             b"0000000\0",  # devminor
             _field(prefix, 155),
             bytes(12),
         ))
-        return header[:148] + b"%06o\0 " % sum(header) + header[156:]

@@ -16,7 +16,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import Target
 from pants.util.logging import LogLevel
 
-from strata.rules.layers import ImageTool
+from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchiveRefField,

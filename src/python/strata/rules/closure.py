@@ -33,7 +33,14 @@ from pants.engine.target import (
 from pants.util.logging import LogLevel
 
 from strata.core.closure import PathConflict, check_paths, project_references
-from strata.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
+from strata.rules.debian import DebianClosure, DebianClosureRequest
+from strata.rules.debian import node_key as debian_node_key
+from strata.target_types import (
+    DebianPackagesTarget,
+    OciImageDependenciesField,
+    OciImageTarget,
+    OciLayerTarget,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class StoreNode:
     key: str
     digest: Digest
     references: Tuple[str, ...]
+    deb_package: Optional[str] = None  # a Debian package: `digest` holds debs/<package>.deb
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,28 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
     node_of = _assign_nodes(edges, targets, packageable)
     references = project_references(edges, node_of)
 
+    # A debian_packages target stands for the packages it requests; its lock adds the packages'
+    # own nodes, referencing each other as resolved.
+    debian_addresses = sorted(a for a in targets if isinstance(targets[a], DebianPackagesTarget))
+    debian = await MultiGet(
+        Get(DebianClosure, DebianClosureRequest(targets[a])) for a in debian_addresses
+    )
+    roots_of = dict(zip(debian_addresses, (d.requested for d in debian)))
+    references = {
+        node: {r for ref in refs for r in roots_of.get(ref, (ref,))}
+        for node, refs in references.items()
+        if node not in roots_of
+    }
+    deb_nodes: Dict[str, StoreNode] = {}
+    for closure in debian:
+        for deb in closure.nodes:
+            node = StoreNode(debian_node_key(deb.package), deb.digest, deb.depends, deb.package)
+            if deb_nodes.setdefault(node.key, node) != node:
+                raise InvalidImageContent(
+                    f"{request.address} gets two different builds of the Debian package "
+                    f"{deb.package} from its `debian_packages` targets: lock them together."
+                )
+
     # Gather each content-bearing target's files at their image paths.
     content_targets = sorted(a for a in targets if _has_content(targets[a], packageable, a))
     digests = await MultiGet(
@@ -142,7 +172,7 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
 
     node_keys = sorted(by_node)
     merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in node_keys)
-    if not node_keys:
+    if not node_keys and not deb_nodes:
         raise InvalidImageContent(
             f"The `dependencies` of {request.address} produce no content: depend on `file`, "
             "`resource`, packageable (e.g. `pex_binary`) or `oci_layer` targets."
@@ -189,6 +219,7 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
             final.append(node)
     for key in sorted(set(split_by_key) - {n.key for n in nodes}):
         final.append(StoreNode(key, split_by_key[key], ()))
+    final.extend(deb_nodes.values())
     return ImageClosure(tuple(sorted(final, key=lambda n: n.key)))
 
 
@@ -211,7 +242,7 @@ def _assign_nodes(
     node_of: Dict[str, Optional[str]] = {}
     for address in sorted(targets):
         tgt = targets[address]
-        if isinstance(tgt, OciLayerTarget):
+        if isinstance(tgt, (OciLayerTarget, DebianPackagesTarget)):
             node_of[address] = address
         elif address in packageable:
             node_of[address] = address
@@ -225,10 +256,11 @@ def _assign_nodes(
         members = _reach(
             edges,
             layer,
-            stop=lambda a: isinstance(targets[a], OciLayerTarget) or a in packageable,
+            stop=lambda a: isinstance(targets[a], (OciLayerTarget, DebianPackagesTarget))
+            or a in packageable,
         )
         for member in sorted(members - {layer}):
-            if isinstance(targets[member], OciLayerTarget):
+            if isinstance(targets[member], (OciLayerTarget, DebianPackagesTarget)):
                 continue
             if member in claimed and claimed[member] != layer:
                 raise InvalidImageContent(

@@ -27,19 +27,16 @@ from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTar
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from strata.core.deb import nss_files
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import ImageClosure, ImageClosureRequest
-from strata.rules.layers import (
-    BuiltLayers,
-    CustomisationLayer,
-    ImageTool,
-    LayerSettings,
-    LayersRequest,
-)
+from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
+from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchitectureField,
     OciBaseField,
+    OciFakeNssField,
     OciImageTagsField,
     OciRegistriesField,
     OciCmdField,
@@ -108,6 +105,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     base: OciBaseField
     registries: OciRegistriesField
     image_tags: OciImageTagsField
+    fake_nss: OciFakeNssField
 
     def output_file(self) -> str:
         fmt = OutputFormat(self.output_format.value)
@@ -249,12 +247,14 @@ async def assemble_image(
         directories=tuple(
             sorted((p, int(m, 8)) for p, m in (fs.directories.value or {}).items())
         ),
+        files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
+        merged_usr=any(node.deb_package for node in closure.nodes),
     )
     compression = request.compression or fs.layer_compression()
     base = None
     if fs.base.value:
         base = await Get(BaseImage, BaseRequest(fs.base.value, address, compression))
-    has_custom_layer = bool(customisation.symlinks or customisation.directories)
+    has_custom_layer = bool(customisation)
     budget = fs.max_layers.value - (1 if has_custom_layer else 0) - (base.layer_count if base else 0)
     if budget < 1:
         raise InvalidFieldException(

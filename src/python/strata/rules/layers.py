@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-from pants.core.util_rules.system_binaries import (
-    BinaryPathRequest,
-    BinaryPaths,
-    BinaryPathTest,
-)
 from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
@@ -28,88 +22,14 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from strata import core as strata_core
+from strata.core.deb import merged_usr_entries
 from strata.core.layering import assign_layers
 from strata.rules.closure import ImageClosure
+from strata.rules.debian import DEB_DIR
+from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 
 _LAYER_OUT = "out"
-
-
-# What the `layer` subcommand imports. Layer processes get only these modules, so a change to
-# the image writers does not invalidate every cached layer.
-_LAYER_MODULES = ("__init__.py", "__main__.py", "compression.py", "hashing.py", "layer.py",
-                  "tarstream.py")
-
-
-@dataclass(frozen=True)
-class ImageTool:
-    """Strata's core, as files to put in a sandbox, and the interpreter that runs it."""
-
-    digest: Digest  # the whole core
-    layer_digest: Digest  # just what writing a layer needs
-    python: str
-
-    def argv(self, *args: str) -> Tuple[str, ...]:
-        # -E/-s: no user environment or site-packages may change the output or the cache key.
-        return (self.python, "-E", "-s", "-B", "-m", "strata.core", *args)
-
-
-@dataclass(frozen=True)
-class ZstdBinary:
-    path: str
-
-
-@dataclass(frozen=True)
-class ZstdBinaryRequest:
-    pass
-
-
-@rule(desc="Finding Strata's image tool", level=LogLevel.DEBUG)
-async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
-    core_dir = Path(strata_core.__file__).parent
-    package = FileContent("strata/__init__.py", b"")
-    modules = {
-        source.name: FileContent(f"strata/core/{source.name}", source.read_bytes())
-        for source in sorted(core_dir.glob("*.py"))
-    }
-    pythons = await Get(
-        BinaryPaths,
-        BinaryPathRequest(
-            binary_name="python3",
-            search_path=strata.python_search_paths,
-            test=BinaryPathTest(
-                ["-c", "import sys; assert sys.version_info >= (3, 9)"], fingerprint_stdout=False
-            ),
-        ),
-    )
-    python = pythons.first_path
-    if python is None:
-        raise EnvironmentError(
-            "Strata needs CPython 3.9 or newer as `python3` in one of "
-            f"{list(strata.python_search_paths)} ([strata].python_search_paths)."
-        )
-    digest, layer_digest = await MultiGet(
-        Get(Digest, CreateDigest([package, *modules.values()])),
-        Get(Digest, CreateDigest([package, *(modules[name] for name in _LAYER_MODULES)])),
-    )
-    return ImageTool(digest, layer_digest, python.path)
-
-
-@rule(desc="Finding zstd", level=LogLevel.DEBUG)
-async def find_zstd(_: ZstdBinaryRequest, strata: StrataSubsystem) -> ZstdBinary:
-    paths = await Get(
-        BinaryPaths,
-        BinaryPathRequest(
-            binary_name="zstd", search_path=strata.zstd_search_paths, test=BinaryPathTest(["-V"])
-        ),
-    )
-    if paths.first_path is None:
-        raise EnvironmentError(
-            "compression='zstd' needs the `zstd` binary in one of "
-            f"{list(strata.zstd_search_paths)} ([strata].zstd_search_paths)."
-        )
-    return ZstdBinary(paths.first_path.path)
 
 
 @dataclass(frozen=True)
@@ -125,16 +45,23 @@ class LayerSettings:
 
 @dataclass(frozen=True)
 class CustomisationLayer:
-    """What the image target itself adds on top: symlinks and empty directories."""
+    """What the image target itself adds on top: symlinks, empty directories, small files, and
+    the merged-/usr root symlinks when Debian packages are in the image."""
 
     symlinks: Tuple[Tuple[str, str], ...]
     directories: Tuple[Tuple[str, int], ...]
+    files: Tuple[Tuple[str, bytes], ...] = ()
+    merged_usr: bool = False
 
     def entries(self) -> List[dict]:
         return [
+            *(merged_usr_entries() if self.merged_usr else ()),
             *({"path": p, "type": "dir", "mode": m} for p, m in self.directories),
             *({"path": p, "type": "symlink", "target": t} for p, t in self.symlinks),
         ]
+
+    def __bool__(self) -> bool:
+        return bool(self.symlinks or self.directories or self.files or self.merged_usr)
 
 
 @dataclass(frozen=True)
@@ -162,11 +89,13 @@ class BuiltLayers:
 
 @dataclass(frozen=True)
 class _LayerProcessRequest:
-    content: Digest
+    content: Digest  # files at their image paths
     entries_json: str
     settings: LayerSettings
     comment: str
     description: str
+    debs: Tuple[str, ...] = ()  # Debian packages, their .debs at debs/<package>.deb
+    deb_files: Digest = EMPTY_DIGEST
 
 
 @rule(desc="Building image layers", level=LogLevel.DEBUG)
@@ -174,7 +103,12 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
     by_key = {node.key: node for node in request.closure.nodes}
     groups = assign_layers(request.closure.graph(), request.budget)
     contents = await MultiGet(
-        Get(Digest, MergeDigests(by_key[key].digest for key in group)) for group in groups
+        Get(Digest, MergeDigests(by_key[k].digest for k in group if not by_key[k].deb_package))
+        for group in groups
+    )
+    deb_files = await MultiGet(
+        Get(Digest, MergeDigests(by_key[k].digest for k in group if by_key[k].deb_package))
+        for group in groups
     )
     process_requests = [
         _LayerProcessRequest(
@@ -183,15 +117,20 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             settings=request.settings,
             comment=_comment(group),
             description=f"{request.description}: layer {i + 1} ({_comment(group, limit=3)})",
+            debs=tuple(sorted(p for k in group if (p := by_key[k].deb_package))),
+            deb_files=debs,
         )
-        for i, (group, content) in enumerate(zip(groups, contents))
+        for i, (group, content, debs) in enumerate(zip(groups, contents, deb_files))
     ]
-    custom_entries = request.customisation.entries()
-    if custom_entries:
+    custom = request.customisation
+    if custom:
+        custom_files = await Get(
+            Digest, CreateDigest([FileContent(path, data) for path, data in custom.files])
+        )
         process_requests.append(
             _LayerProcessRequest(
-                content=EMPTY_DIGEST,
-                entries_json=json.dumps(custom_entries, sort_keys=True),
+                content=custom_files,
+                entries_json=json.dumps(custom.entries(), sort_keys=True),
                 settings=request.settings,
                 comment="customisation layer",
                 description=f"{request.description}: customisation layer",
@@ -222,6 +161,8 @@ async def build_layer(
         "trees": [{"source": "rootfs", "dest": ""}],
         "entries": json.loads(request.entries_json),
     }
+    if request.debs:
+        spec["debs"] = [{"source": f"{DEB_DIR}/{p}.deb", "package": p} for p in request.debs]
     spec_digest, rootfs = await MultiGet(
         Get(
             Digest,
@@ -231,11 +172,16 @@ async def build_layer(
         ),
         Get(Digest, AddPrefix(request.content, "rootfs")),
     )
-    input_digest = await Get(Digest, MergeDigests([tool.layer_digest, spec_digest, rootfs]))
+    input_digest = await Get(
+        Digest, MergeDigests([tool.layer_digest, spec_digest, rootfs, request.deb_files])
+    )
     result = await Get(
         ProcessResult,
         Process(
-            argv=tool.argv("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT),
+            argv=tool.argv(
+                "deb-layer" if request.debs else "layer",
+                "--spec", "layer-spec.json", "--out", _LAYER_OUT,
+            ),  # fmt: skip
             input_digest=input_digest,
             output_directories=(_LAYER_OUT,),
             description=request.description,

@@ -19,7 +19,7 @@ from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
 from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
-from strata.rules.layers import ImageTool
+from strata.rules.tool import ImageTool
 from strata.target_types import (
     Compression,
     OciImageTagsField,

@@ -1,0 +1,98 @@
+"""Strata's image tool as Pants runs it: the core's sources and a system CPython."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Tuple
+
+from pants.core.util_rules.system_binaries import (
+    BinaryPathRequest,
+    BinaryPaths,
+    BinaryPathTest,
+)
+from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from strata import core as strata_core
+from strata.subsystems import StrataSubsystem
+
+# What the `layer` subcommand imports. Layer processes get only these modules, so a change to
+# the image writers does not invalidate every cached layer.
+_LAYER_MODULES = ("__init__.py", "__main__.py", "compression.py", "deb.py", "hashing.py",
+                  "layer.py", "tarstream.py")
+
+
+@dataclass(frozen=True)
+class ImageTool:
+    """Strata's core, as files to put in a sandbox, and the interpreter that runs it."""
+
+    digest: Digest  # the whole core
+    layer_digest: Digest  # just what writing a layer needs
+    python: str
+
+    def argv(self, *args: str) -> Tuple[str, ...]:
+        # -E/-s: no user environment or site-packages may change the output or the cache key.
+        return (self.python, "-E", "-s", "-B", "-m", "strata.core", *args)
+
+
+@dataclass(frozen=True)
+class ZstdBinary:
+    path: str
+
+
+@dataclass(frozen=True)
+class ZstdBinaryRequest:
+    pass
+
+
+@rule(desc="Finding Strata's image tool", level=LogLevel.DEBUG)
+async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
+    core_dir = Path(strata_core.__file__).parent
+    package = FileContent("strata/__init__.py", b"")
+    modules = {
+        source.name: FileContent(f"strata/core/{source.name}", source.read_bytes())
+        for source in sorted(core_dir.glob("*.py"))
+    }
+    pythons = await Get(
+        BinaryPaths,
+        BinaryPathRequest(
+            binary_name="python3",
+            search_path=strata.python_search_paths,
+            test=BinaryPathTest(
+                ["-c", "import sys; assert sys.version_info >= (3, 9)"], fingerprint_stdout=False
+            ),
+        ),
+    )
+    python = pythons.first_path
+    if python is None:
+        raise EnvironmentError(
+            "Strata needs CPython 3.9 or newer as `python3` in one of "
+            f"{list(strata.python_search_paths)} ([strata].python_search_paths)."
+        )
+    digest, layer_digest = await MultiGet(
+        Get(Digest, CreateDigest([package, *modules.values()])),
+        Get(Digest, CreateDigest([package, *(modules[name] for name in _LAYER_MODULES)])),
+    )
+    return ImageTool(digest, layer_digest, python.path)
+
+
+@rule(desc="Finding zstd", level=LogLevel.DEBUG)
+async def find_zstd(_: ZstdBinaryRequest, strata: StrataSubsystem) -> ZstdBinary:
+    paths = await Get(
+        BinaryPaths,
+        BinaryPathRequest(
+            binary_name="zstd", search_path=strata.zstd_search_paths, test=BinaryPathTest(["-V"])
+        ),
+    )
+    if paths.first_path is None:
+        raise EnvironmentError(
+            "compression='zstd' needs the `zstd` binary in one of "
+            f"{list(strata.zstd_search_paths)} ([strata].zstd_search_paths)."
+        )
+    return ZstdBinary(paths.first_path.path)
+
+
+def rules():
+    return collect_rules()
