@@ -646,8 +646,8 @@ class DebianPackagesTarget(Target):
         SBOM and vulnerability scanners see it.
 
         Maintainer scripts are never run: no `postinst` (so no alternatives symlinks, no
-        `ldconfig` cache, no generated config such as `/etc/passwd` — use `fake_nss` — or the CA
-        bundle — use `ca_certificates`), and Essential packages are not pulled in implicitly.
+        `ldconfig` cache, no generated config such as `/etc/passwd` — use `fake_nss` — and no
+        `/etc/ssl/certs/ca-certificates.crt`), and Essential packages are not pulled in implicitly.
         Each `.deb` is downloaded once by URL and sha256 and kept in the Pants cache.
         """
     )
