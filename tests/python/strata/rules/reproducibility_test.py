@@ -1,0 +1,72 @@
+"""The same sources give the same image bytes, whatever the checkout's path, umask and file
+timestamps: each checkout builds with a local store of its own, so nothing is shared by cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from strata_harness import ScratchRepo, ran_processes, require_tool
+
+BUILD = """
+    file(name="busybox", source="bin/busybox")
+    files(name="etc", sources=["etc/*.txt"], dependencies=[":busybox"])
+
+    IMAGE = dict(
+        dependencies=[":etc"],
+        symlinks={"/bin/sh": "/bin/busybox"},
+        directories={"/tmp": "1777"},
+        entrypoint=["/bin/busybox", "cat", "/etc/greeting.txt"],
+    )
+    oci_image(name="image", **IMAGE)
+    oci_image(name="gzip", output_format="oci-archive", compression="gzip", **IMAGE)
+    oci_image(name="zstd", output_format="oci-archive", compression="zstd", **IMAGE)
+"""
+OUTPUTS = ("image.tar", "gzip.tar", "zstd.tar")
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def build(root: Path, mask: int, mtime: int) -> tuple[ScratchRepo, dict[str, str]]:
+    """Writes a checkout and packages it under `mask`, every source file dated `mtime`:
+    (the repo, sha256 of each output)."""
+    with umask(mask):
+        repo = ScratchRepo(root, isolated_cache=True)
+        repo.write(
+            {
+                "bin/busybox": Path(require_tool("busybox")).read_bytes(),
+                "etc/greeting.txt": "hello\n",
+                "etc/motd.txt": "be nice\n",
+                "BUILD": BUILD,
+            }
+        )
+        (repo.root / "bin/busybox").chmod(0o755 & ~mask)
+        for path in ("bin/busybox", "etc/greeting.txt", "etc/motd.txt", "BUILD"):
+            os.utime(repo.root / path, (mtime, mtime))
+        result = repo.run("package", "//:image", "//:gzip", "//:zstd")
+    # Every layer was built here, none came from a cache.
+    assert len(ran_processes(result, "Building //:image: ")) == 3
+    dist = repo.root / "dist"
+    return repo, {name: hashlib.sha256((dist / name).read_bytes()).hexdigest() for name in OUTPUTS}
+
+
+def test_checkouts_differing_in_path_umask_and_mtimes_build_identical_images(
+    tmp_path: Path,
+) -> None:
+    first, first_digests = build(tmp_path / "a" / "repo", 0o022, 1_000_000_000)
+    second, second_digests = build(tmp_path / "b" / "deeper" / "checkout", 0o077, 1_700_000_000)
+    # The checkouts do differ in what the layers must not depend on.
+    stats = [repo.root.joinpath("etc/greeting.txt").stat() for repo in (first, second)]
+    assert [oct(s.st_mode & 0o777) for s in stats] == ["0o644", "0o600"]
+    assert stats[0].st_mtime != stats[1].st_mtime
+    assert first_digests == second_digests
