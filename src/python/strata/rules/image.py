@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import List, Optional, Tuple
@@ -147,17 +149,27 @@ def _port(port: str) -> str:
 
 
 def _epoch(timestamp: str) -> int:
+    """Whole seconds since the epoch of an RFC 3339 time (already validated) or "now"."""
     if timestamp == "now":
         return int(datetime.now(timezone.utc).timestamp())
-    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    # Python 3.9's fromisoformat takes neither "Z" nor arbitrary fractions of a second.
+    whole = re.sub(r"\.\d+", "", timestamp.replace("z", "Z").replace("Z", "+00:00"))
+    return int(datetime.fromisoformat(whole.replace("t", "T")).timestamp())
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """Everything the assembly step reads (tool, spec, layers, base): enough to stream the image
+    without ever writing it whole."""
+
+    digest: Digest
+    reproducible: bool  # False when a timestamp is "now"
 
 
 @dataclass(frozen=True)
 class AssembledImage:
-    """The assembly Process's inputs (for streaming) and its output (for packaging)."""
+    """The assembly Process's output (an archive file or a layout directory) and metadata."""
 
-    input_digest: Digest
-    spec_path: str
     output: Digest
     metadata: dict
 
@@ -234,10 +246,8 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
     )
 
 
-@rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
-async def assemble_image(
-    request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem
-) -> AssembledImage:
+@rule(desc="Preparing an OCI image's layers", level=LogLevel.DEBUG)
+async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
     fs = request.field_set
     address = fs.address
     closure = await Get(ImageClosure, ImageClosureRequest(address, fs.dependencies))
@@ -309,6 +319,15 @@ async def assemble_image(
         Digest,
         MergeDigests([tool.digest, spec_digest, *prefixed, *([base.digest] if base else [])]),
     )
+    return ImageInputs(input_digest, reproducible="now" not in (created, mtime))
+
+
+@rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
+async def assemble_image(
+    request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem
+) -> AssembledImage:
+    address = request.field_set.address
+    inputs = await Get(ImageInputs, AssembleRequest, request)
     is_dir = request.fmt == OutputFormat.OCI.value
     result = await Get(
         ProcessResult,
@@ -316,14 +335,14 @@ async def assemble_image(
             argv=tool.argv(
                 "assemble", "--spec", _SPEC, "--out", request.output, "--metadata", "image.json"
             ),
-            input_digest=input_digest,
+            input_digest=inputs.digest,
             output_files=("image.json",) if is_dir else (request.output, "image.json"),
             output_directories=(request.output,) if is_dir else (),
             description=f"Assembling {address}",
             level=LogLevel.INFO,
             cache_scope=(
-                ProcessCacheScope.PER_SESSION if "now" in (created, mtime)
-                else ProcessCacheScope.SUCCESSFUL
+                ProcessCacheScope.SUCCESSFUL if inputs.reproducible
+                else ProcessCacheScope.PER_SESSION
             ),
             remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
@@ -337,7 +356,7 @@ async def assemble_image(
     metadata = await Get(
         DigestContents, DigestSubset(result.output_digest, PathGlobs(["image.json"]))
     )
-    return AssembledImage(input_digest, _SPEC, output, json.loads(metadata[0].content))
+    return AssembledImage(output, json.loads(metadata[0].content))
 
 
 @rule(desc="Packaging an OCI image", level=LogLevel.DEBUG)
@@ -366,16 +385,15 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
 async def run_oci_image(
     field_set: OciImageFieldSet, tool: ImageTool, strata: StrataSubsystem
 ) -> RunRequest:
-    image = await Get(
-        AssembledImage,
-        AssembleRequest(field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar"),
+    inputs = await Get(
+        ImageInputs, AssembleRequest(field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar")
     )
-    stream = " ".join(
-        f"'{a}'" for a in tool.argv("stream", "--spec", "{chroot}/" + image.spec_path)
-    )
+    stream = " ".join(shlex.quote(a) for a in tool.argv("stream", "--spec", _SPEC))
     loader = await _loader(strata.loader)
-    command = f"cd {{chroot}} && {stream}" + (f" | {loader} load" if loader else "")
-    return RunRequest(digest=image.input_digest, args=("/bin/sh", "-c", command))
+    command = f"set -o pipefail; cd {{chroot}} && {stream}" + (
+        f" | {shlex.quote(loader)} load" if loader else ""
+    )
+    return RunRequest(digest=inputs.digest, args=("/bin/bash", "-c", command))
 
 
 def rules():

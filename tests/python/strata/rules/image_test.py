@@ -287,3 +287,26 @@ def test_invalid_fields_name_the_target_and_field(
         },
         *fragments,
     )
+
+
+def test_fractional_seconds_and_separate_mtime(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "x.txt": "x",
+            "BUILD": dedent(
+                """\
+                file(name="x", source="x.txt")
+                oci_image(name="image", dependencies=[":x"],
+                          created="2024-01-01T00:00:00.5Z", mtime="2000-01-01T00:00:10Z")
+                """
+            ),
+        }
+    )
+    config, _ = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert config["created"] == "2024-01-01T00:00:00.5Z"
+    built = build(rule_runner, "//:image")
+    (archive,) = rule_runner.request(DigestContents, [built.digest])
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))[0]
+        with tarfile.open(fileobj=outer.extractfile(manifest["Layers"][0])) as layer:
+            assert {m.mtime for m in layer.getmembers()} == {946684810}
