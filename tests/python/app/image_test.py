@@ -3,10 +3,11 @@
 import json
 import shutil
 import tarfile
+import uuid
 from pathlib import Path
 
 from strata_harness.images import assert_valid_image
-from strata_harness.scratch import ScratchRepo
+from strata_harness.scratch import ScratchRepo, ran_processes
 
 # In a test sandbox, `files` dependencies sit at their paths from the build root.
 DEMO_FILES = ("app/BUILD", "app/debian.lock.json", "app/hello/__init__.py", "app/hello/main.py")
@@ -70,8 +71,12 @@ def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(
     assert comments[-1] == "customisation layer"
 
     main = repo.root / "app/hello/main.py"
-    main.write_text(main.read_text().replace("Hello from Strata", "Hi from Strata"))
-    repo.run("package", "app:image")
+    # A greeting no earlier run has built, so the code layer cannot come from the cache.
+    main.write_text(main.read_text().replace("Hello from Strata", f"Hi ({uuid.uuid4()})"))
+    rebuild = repo.run("package", "app:image")
     after = layers_of(image)
     changed = sorted(c for c in before if before[c] != after[c])
     assert changed == ["app:bin"]
+    # Only the code layer's process ran again: the Debian and wheel layers came from the cache.
+    rebuilt = ran_processes(rebuild, "Building app:image: layer")
+    assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:bin)"), rebuilt
