@@ -11,6 +11,7 @@ from pants.core.goals.publish import (
     PublishProcesses,
     PublishRequest,
 )
+from pants.engine.addresses import Address, AddressInput
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests
 from pants.engine.process import InteractiveProcess
@@ -22,6 +23,8 @@ from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
 from strata.rules.tool import ImageTool
 from strata.target_types import (
     Compression,
+    OciPullRepositoryField,
+    OciPullTarget,
     OciImageTagsField,
     OciRegistriesField,
     OciRepositoryField,
@@ -80,6 +83,21 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         Get(Digest, MergeDigests([tool.digest, image.output])),
     )
     argv = [*tool.argv("push", "--layout", _LAYOUT, "--repository", repository)]
+    if image_fs.base.value:
+        # Layers of a pulled base are already in its repository: mount them, don't upload.
+        origin = f"the `base` field of {fs.address}"
+        base_address = await Get(
+            Address,
+            AddressInput,
+            AddressInput.parse(
+                image_fs.base.value, relative_to=fs.address.spec_path, description_of_origin=origin
+            ),
+        )
+        base = await Get(
+            WrappedTarget, WrappedTargetRequest(base_address, description_of_origin=origin)
+        )
+        if isinstance(base.target, OciPullTarget):
+            argv += ["--mount-from", base.target[OciPullRepositoryField].value]
     for registry in registries:
         argv += ["--registry", registry]
     for tag in tags:
