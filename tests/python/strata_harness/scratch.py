@@ -176,15 +176,22 @@ class ScratchRepo:
                 path.write_text(textwrap.dedent(content).lstrip("\n"))
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 1200
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 1200,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Runs `pants ARGS` here, output captured as text; check=True asserts it exits 0.
+
+        env: extra variables for the Pants process (overriding the defaults below), e.g.
+        registry credentials for `publish`.
 
         --no-pantsd: every run is a fresh process, so a second run sees only the persistent
         caches (what reproducibility tests compare). --no-pantsrc: no ~/.pants.rc or
         /etc/pantsrc. --no-watch-filesystem: no inotify watches for a one-shot run.
         """
-        env = {
+        pants_env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "HOME": os.path.expanduser("~"),  # ~/.cache/pants: shared named caches
             "LANG": "C.UTF-8",  # Pants refuses to start under a non-UTF-8 locale
@@ -192,12 +199,13 @@ class ScratchRepo:
             "STRATA_ROOT": str(self.strata_root),
         }
         if "CI" in os.environ:
-            env["CI"] = os.environ["CI"]
+            pants_env["CI"] = os.environ["CI"]
+        pants_env.update(env or {})
         cmd = [str(self.pants), "--no-pantsd", "--no-pantsrc", "--no-watch-filesystem", *args]
         proc = subprocess.run(
             cmd,
             cwd=self.root,
-            env=env,
+            env=pants_env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -1,0 +1,240 @@
+"""`base` images on a scratch repo: an `oci_image` chain, an `oci_image_archive` and an `oci_pull`
+from a real registry, checked with skopeo, umoci and podman.
+
+Pants runs cost ~15 s each, so one repo holds every target and a module fixture makes the few
+runs all tests read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from strata_harness import (
+    Registry,
+    ScratchRepo,
+    Symlink,
+    assert_valid_image,
+    layer_tar,
+    make_busybox_image,
+    ran_processes,
+    require_tool,
+    run_tool,
+)
+
+CHAIN = ("bottom", "mid", "top")
+BUILD = """
+    file(name="busybox", source="bin/busybox")
+    file(name="mid_file", source="etc/mid.txt")
+    file(name="top_file", source="etc/top.txt")
+    file(name="note", source="etc/note.txt")
+
+    oci_image(
+        name="bottom",
+        dependencies=[":busybox"],
+        env={{"A": "base", "B": "base"}},
+        entrypoint=["/bin/busybox"],
+    )
+    oci_image(
+        name="mid", base=":bottom", dependencies=[":mid_file"], env={{"B": "mid", "C": "mid"}}
+    )
+    oci_image(name="top", base=":mid", dependencies=[":top_file"], cmd=["env"])
+
+    oci_image_archive(name="handmade", source="handmade.tar")
+    oci_image(
+        name="on_archive",
+        base=":handmade",
+        dependencies=[":note"],
+        entrypoint=["/bin/busybox", "cat", "/etc/note.txt"],
+    )
+
+    oci_pull(name="multi", registry="{host}", repository="strata/multi", digest="{digest}", tag="1")
+    oci_image(
+        name="on_pull", base=":multi", dependencies=[":note"], cmd=["/etc/arch", "/etc/note.txt"]
+    )
+"""
+NOTE = "added on top of a base\n"
+
+
+def _put(layout: Path, data: bytes, media_type: str) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def two_platform_layout(out: Path) -> tuple[str, str]:
+    """An OCI layout whose ref "multi" is an index of a runnable linux/amd64 image (busybox and
+    /etc/arch) and a linux/arm64 one. Layers are gzipped, as registries hold them, so skopeo
+    can push the index with --preserve-digests. Returns (index digest, amd64 layer's diff_id)."""
+    (out / "blobs" / "sha256").mkdir(parents=True)
+    busybox = Path(require_tool("busybox")).read_bytes()
+    files = {
+        "amd64": {"bin/busybox": (busybox, 0o755), "bin/sh": Symlink("busybox")},
+        "arm64": {},
+    }
+    entries, diff_ids = [], {}
+    for arch, extra in files.items():
+        layer = layer_tar({**extra, "etc/arch": f"{arch}\n".encode()})
+        diff_ids[arch] = "sha256:" + hashlib.sha256(layer).hexdigest()
+        config = {
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Entrypoint": ["/bin/busybox", "cat"], "Cmd": ["/etc/arch"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_ids[arch]]},
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": _put(out, _json(config), "application/vnd.oci.image.config.v1+json"),
+            "layers": [
+                _put(
+                    out,
+                    gzip.compress(layer, mtime=0),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            ],
+        }
+        entry = _put(out, _json(manifest), manifest["mediaType"])
+        entries.append({**entry, "platform": {"architecture": arch, "os": "linux"}})
+    index_type = "application/vnd.oci.image.index.v1+json"
+    index = _put(
+        out, _json({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}), index_type
+    )
+    index["annotations"] = {"org.opencontainers.image.ref.name": "multi"}
+    (out / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
+    (out / "index.json").write_bytes(_json({"schemaVersion": 2, "manifests": [index]}))
+    return index["digest"], diff_ids["amd64"]
+
+
+@dataclass(frozen=True)
+class Built:
+    repo: ScratchRepo
+    index_digest: str
+    amd64_diff_id: str
+    before_push: subprocess.CompletedProcess[str]  # //:on_pull while its digest is not there
+    cold: subprocess.CompletedProcess[str]  # every image, after the push
+    dist: Path  # dist/ of the cold build
+    rebuilt: subprocess.CompletedProcess[str]  # the chain again, from an emptied local store
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built:
+    base = tmp_path_factory.mktemp("base")
+    index_digest, amd64_diff_id = two_platform_layout(base / "multi")
+    repo = ScratchRepo(base / "repo", isolated_cache=True)
+    repo.write(
+        {
+            "bin/busybox": Path(require_tool("busybox")).read_bytes(),
+            "etc/mid.txt": "mid\n",
+            "etc/top.txt": "top\n",
+            "etc/note.txt": NOTE,
+            "BUILD": BUILD.format(host=registry.host, digest=index_digest),
+        }
+    )
+    (repo.root / "bin/busybox").chmod(0o755)
+    make_busybox_image(repo.root / "handmade.tar")
+
+    before_push = repo.run("package", "//:on_pull", check=False)
+    run_tool(
+        [require_tool("skopeo"), "--insecure-policy", "copy", "--quiet", "--all",
+         "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{base / 'multi'}:multi", registry.ref("strata/multi:1")]
+    )  # fmt: skip
+    cold = repo.run("package", *(f"//:{name}" for name in (*CHAIN, "on_archive", "on_pull")))
+    dist = Path(shutil.copytree(repo.root / "dist", base / "dist"))
+    assert repo.local_store is not None
+    shutil.rmtree(repo.local_store)
+    rebuilt = repo.run("package", *(f"//:{name}" for name in CHAIN))
+    return Built(repo, index_digest, amd64_diff_id, before_push, cold, dist, rebuilt)
+
+
+def config_of(docker_archive: Path) -> dict:
+    with tarfile.open(docker_archive) as tar:
+        (manifest,) = json.load(tar.extractfile("manifest.json"))
+        return json.load(tar.extractfile(manifest["Config"]))
+
+
+def test_chain_inherits_layers_and_config_and_runs(
+    built: Built, run_image, tmp_path: Path
+) -> None:
+    for name in CHAIN:
+        assert_valid_image(built.dist / f"{name}.tar", "docker-archive", unpack_to=tmp_path / name)
+    bottom, mid, top = (config_of(built.dist / f"{name}.tar") for name in CHAIN)
+    bottom_ids = bottom["rootfs"]["diff_ids"]
+    assert len(bottom_ids) == 1
+    assert mid["rootfs"]["diff_ids"][:1] == bottom_ids
+    assert top["rootfs"]["diff_ids"][:2] == mid["rootfs"]["diff_ids"]
+    assert len(top["rootfs"]["diff_ids"]) == 3
+    assert top["history"][:2] == mid["history"]
+    assert top["config"]["Env"] == ["A=base", "B=mid", "C=mid"]
+    assert top["config"]["Entrypoint"] == ["/bin/busybox"]
+    assert top["config"]["Cmd"] == ["env"]
+
+    code, out = run_image(built.dist / "top.tar")
+    assert code == 0
+    assert {"A=base", "B=mid", "C=mid"} <= set(out.splitlines())
+    rootfs = tmp_path / "top" / "rootfs"
+    assert (rootfs / "etc/mid.txt").read_text() == "mid\n"
+    assert (rootfs / "etc/top.txt").read_text() == "top\n"
+
+
+def test_chain_rebuilt_from_scratch_is_identical(built: Built) -> None:
+    # The local store was emptied, so these are real rebuilds, not cache hits.
+    assert ran_processes(built.rebuilt, "Assembling //:top") != []
+    for name in CHAIN:
+        rebuilt = (built.repo.root / "dist" / f"{name}.tar").read_bytes()
+        assert rebuilt == (built.dist / f"{name}.tar").read_bytes(), name
+
+
+def test_image_on_an_archive_runs(built: Built, run_image) -> None:
+    image = built.dist / "on_archive.tar"
+    assert_valid_image(image, "docker-archive")
+    assert len(config_of(image)["rootfs"]["diff_ids"]) == 2
+    assert run_image(image) == (0, NOTE)
+
+
+def test_pull_picks_the_platform_and_runs(built: Built, run_image) -> None:
+    image = built.dist / "on_pull.tar"
+    assert_valid_image(image, "docker-archive")
+    config = config_of(image)
+    assert config["architecture"] == "amd64"
+    assert config["rootfs"]["diff_ids"][0] == built.amd64_diff_id
+    assert run_image(image) == (0, "amd64\n" + NOTE)
+
+
+def test_pull_of_a_missing_digest_fails_naming_it_and_is_not_cached(built: Built) -> None:
+    assert built.before_push.returncode != 0
+    assert f"strata/multi@{built.index_digest}" in built.before_push.stderr
+    assert f"manifest {built.index_digest} not found" in built.before_push.stderr
+    # The same pull, once the index is there: a failure was not cached as a result.
+    assert ran_processes(built.cold, "Pulling ") != []
+
+
+def test_tag_instead_of_digest_is_a_field_error(built: Built, registry: Registry) -> None:
+    built.repo.write(
+        {
+            "tagged/BUILD": f"""
+                oci_pull(name="pull", registry="{registry.host}", repository="strata/multi",
+                         digest="latest")
+                oci_image(name="image", base=":pull", dependencies=["//:note"])
+            """
+        }
+    )
+    result = built.repo.run("package", "tagged:image", check=False)
+    assert result.returncode != 0
+    assert "The 'digest' field in target tagged:pull must be a `sha256:<64 hex>` digest" in (
+        result.stderr
+    )
+    assert "'latest'" in result.stderr
