@@ -2,11 +2,13 @@
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from strata.core.image import digest_hex
+from strata.core.image import canonical_json, digest_hex
 from strata.core.registry import PushReport, RegistryClient, RegistryError
 
 
@@ -30,6 +32,36 @@ def _blob(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / digest_hex(digest)
 
 
+class PushedBlobs:
+    """Which repository of each registry this machine last pushed each blob to, so that a later
+    push to another repository can mount the blob instead of uploading it again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data: Dict[str, Dict[str, str]] = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def best_source(self, registry: str, repository: str, digests: Sequence[str]) -> Optional[str]:
+        """The other repository holding most of `digests`, if any."""
+        known = self.data.get(registry, {})
+        counts = Counter(known[d] for d in digests if known.get(d, repository) != repository)
+        return min(counts, key=lambda r: (-counts[r], r)) if counts else None
+
+    def record(self, registry: str, repository: str, digests: Sequence[str]) -> None:
+        self.data.setdefault(registry, {}).update((d, repository) for d in digests)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(canonical_json(self.data))
+        os.replace(tmp, self.path)
+
+
+def default_record_path() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "strata" / "pushed-blobs.json"
+
+
 def push_layout(
     layout: Path,
     registry: str,
@@ -38,10 +70,19 @@ def push_layout(
     *,
     known_in: Optional[str] = None,
     insecure: Optional[bool] = None,
+    record: Optional[PushedBlobs] = None,
 ) -> PushReport:
+    """Pushes the layout's image; blobs missing from `repository` are mounted from `known_in`,
+    else from the repository `record` says holds most of them, else uploaded."""
     manifest_bytes, media_type, blobs = layout_image(layout)
+    digests = [digest for digest, _, _ in blobs]
+    if known_in is None and record is not None:
+        known_in = record.best_source(registry, repository, digests)
     client = RegistryClient(registry, insecure=insecure)
-    return client.push_image(repository, tags, manifest_bytes, media_type, blobs, known_in)
+    report = client.push_image(repository, tags, manifest_bytes, media_type, blobs, known_in)
+    if record is not None:
+        record.record(registry, repository, digests)
+    return report
 
 
 def push_main(argv: List[str]) -> int:
@@ -53,6 +94,7 @@ def push_main(argv: List[str]) -> int:
     parser.add_argument("--mount-from")
     parser.add_argument("--insecure", action="store_true", default=None)
     args = parser.parse_args(argv)
+    record = PushedBlobs(default_record_path())
     for registry in args.registry:
         try:
             report = push_layout(
@@ -62,6 +104,7 @@ def push_main(argv: List[str]) -> int:
                 args.tag,
                 known_in=args.mount_from,
                 insecure=args.insecure,
+                record=record,
             )
         except (RegistryError, ValueError, OSError) as e:
             print(f"strata.core push: error: {registry}/{args.repository}: {e}", file=sys.stderr)

@@ -65,6 +65,7 @@ class ImageClosure:
 class ImageClosureRequest:
     address: Address
     dependencies: OciImageDependenciesField
+    has_base: bool = False  # an image on a base may add no files of its own
 
 
 class InvalidImageContent(Exception):
@@ -172,7 +173,7 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
 
     node_keys = sorted(by_node)
     merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in node_keys)
-    if not node_keys and not deb_nodes:
+    if not node_keys and not deb_nodes and not request.has_base:
         raise InvalidImageContent(
             f"The `dependencies` of {request.address} produce no content: depend on `file`, "
             "`resource`, packageable (e.g. `pex_binary`) or `oci_layer` targets."

@@ -250,7 +250,9 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
 async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
     fs = request.field_set
     address = fs.address
-    closure = await Get(ImageClosure, ImageClosureRequest(address, fs.dependencies))
+    closure = await Get(
+        ImageClosure, ImageClosureRequest(address, fs.dependencies, bool(fs.base.value))
+    )
 
     customisation = CustomisationLayer(
         symlinks=tuple(sorted((fs.symlinks.value or {}).items())),

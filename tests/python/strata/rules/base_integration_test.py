@@ -47,6 +47,8 @@ BUILD = """
         name="mid", base=":bottom", dependencies=[":mid_file"], env={{"B": "mid", "C": "mid"}}
     )
     oci_image(name="top", base=":mid", dependencies=[":top_file"], cmd=["env"])
+    # Like a Dockerfile that only sets ENV/CMD: no files of its own, so no layer of its own.
+    oci_image(name="config_only", base=":bottom", env={{"D": "config"}}, cmd=["env"])
 
     oci_image_archive(name="handmade", source="handmade.tar")
     oci_image(
@@ -152,7 +154,9 @@ def built(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built
          "--preserve-digests", "--dest-tls-verify=false",
          f"oci:{base / 'multi'}:multi", registry.ref("strata/multi:1")]
     )  # fmt: skip
-    cold = repo.run("package", *(f"//:{name}" for name in (*CHAIN, "on_archive", "on_pull")))
+    cold = repo.run(
+        "package", *(f"//:{name}" for name in (*CHAIN, "config_only", "on_archive", "on_pull"))
+    )
     dist = Path(shutil.copytree(repo.root / "dist", base / "dist"))
     assert repo.local_store is not None
     shutil.rmtree(repo.local_store)
@@ -188,6 +192,15 @@ def test_chain_inherits_layers_and_config_and_runs(
     rootfs = tmp_path / "top" / "rootfs"
     assert (rootfs / "etc/mid.txt").read_text() == "mid\n"
     assert (rootfs / "etc/top.txt").read_text() == "top\n"
+
+
+def test_an_image_may_only_change_its_base_config(built: Built, run_image) -> None:
+    bottom, config_only = (config_of(built.dist / f"{n}.tar") for n in ("bottom", "config_only"))
+    assert config_only["rootfs"] == bottom["rootfs"]
+    assert config_only["config"]["Env"] == ["A=base", "B=base", "D=config"]
+    assert_valid_image(built.dist / "config_only.tar", "docker-archive")
+    code, out = run_image(built.dist / "config_only.tar")
+    assert code == 0 and "D=config" in out.splitlines()
 
 
 def test_chain_rebuilt_from_scratch_is_identical(built: Built) -> None:
