@@ -712,7 +712,8 @@ class RegistryClient:
             if response.status == 403:
                 raise AuthorizationError(f"{what}: {self.registry} denied access{detail}")
             if self._credentials is None:
-                hint = "no credentials were found (see strata.core.auth.credentials_for)"
+                hint = ("no credentials were found: set STRATA_REGISTRY_USERNAME and "
+                        "STRATA_REGISTRY_PASSWORD, or log in so that the docker config.json has them")
             else:
                 hint = f"it rejected the credentials ({self._credentials.source})"
             raise AuthenticationError(
