@@ -349,6 +349,18 @@ class OciFakeNssField(BoolField):
     )
 
 
+class OciCaCertificatesField(BoolField):
+    alias = "ca_certificates"
+    default = False
+    help = help_text(
+        """
+        Add `/etc/ssl/certs/ca-certificates.crt`, generated at build time from the certificates
+        of the `ca-certificates` Debian package, which must be in the image's `debian_packages`
+        (its postinst, which would write the bundle, is never run).
+        """
+    )
+
+
 class OciImageOutputPathField(OutputPathField):
     pass
 
@@ -438,6 +450,7 @@ class OciImageTarget(Target):
         OciRegistriesField,
         OciImageTagsField,
         OciFakeNssField,
+        OciCaCertificatesField,
     )
     help = help_text(
         """
@@ -646,8 +659,9 @@ class DebianPackagesTarget(Target):
         SBOM and vulnerability scanners see it.
 
         Maintainer scripts are never run: no `postinst` (so no alternatives symlinks, no
-        `ldconfig` cache, no generated config such as `/etc/passwd` — use `fake_nss` — and no
-        `/etc/ssl/certs/ca-certificates.crt`), and Essential packages are not pulled in implicitly.
+        `ldconfig` cache, no generated config such as `/etc/passwd` — use `fake_nss` — or
+        `/etc/ssl/certs/ca-certificates.crt` — use `ca_certificates`), and Essential packages
+        are not pulled in implicitly.
         Each `.deb` is downloaded once by URL and sha256 and kept in the Pants cache.
         """
     )

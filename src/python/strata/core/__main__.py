@@ -33,6 +33,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from strata.core.baseimage import import_base_main
 
         return import_base_main(rest)
+    if command == "ca-bundle":
+        from strata.core.deb import ca_bundle_main
+
+        return ca_bundle_main(rest)
     if command == "debian-lock":
         from strata.core.debian import debian_lock_main
 

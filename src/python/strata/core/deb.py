@@ -338,6 +338,26 @@ def deb_layer_main(argv: List[str]) -> int:
     return 0
 
 
+def ca_bundle_main(argv: List[str]) -> int:
+    """`ca-bundle --deb CA_CERTIFICATES_DEB --out FILE [--zstd PATH]`: the bundle postinst would
+    have written; errors exit 2, one line."""
+    parser = argparse.ArgumentParser(prog="strata.core ca-bundle", usage=argparse.SUPPRESS)
+    parser.add_argument("--deb", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--zstd")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.deb, "rb") as f:
+            bundle = ca_certificates_bundle(f, args.zstd)
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "wb") as out:
+            out.write(bundle)
+    except (OSError, ValueError) as e:
+        print(f"strata.core ca-bundle: error: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    return 0
+
+
 def merged_usr_entries() -> List[dict]:
     """The merged-/usr root symlinks (/bin -> usr/bin, ...) and their target directories, for a
     layer on top of the deb layers: deb layers put those directories' content under usr/."""

@@ -13,6 +13,7 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, Package
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     CreateDigest,
     Digest,
@@ -32,12 +33,14 @@ from pants.util.logging import LogLevel
 from strata.core.deb import nss_files
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchitectureField,
     OciBaseField,
+    OciCaCertificatesField,
     OciFakeNssField,
     OciImageTagsField,
     OciRegistriesField,
@@ -108,6 +111,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     registries: OciRegistriesField
     image_tags: OciImageTagsField
     fake_nss: OciFakeNssField
+    ca_certificates: OciCaCertificatesField
 
     def output_file(self) -> str:
         fmt = OutputFormat(self.output_format.value)
@@ -183,6 +187,7 @@ class AssembleRequest:
 
 
 _SPEC = "image-spec.json"
+_CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 _BASE_LAYOUT = "base-image"
 
 
@@ -190,6 +195,29 @@ async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest
     return await MultiGet(
         Get(Digest, AddPrefix(layer.digest, d)) for layer, d in zip(layers.layers, dirs)
     )
+
+
+async def _ca_bundle(fs: OciImageFieldSet, closure: ImageClosure, tool: ImageTool) -> Digest:
+    """/etc/ssl/certs/ca-certificates.crt, from the image's ca-certificates package."""
+    package = next((n for n in closure.nodes if n.deb_package == "ca-certificates"), None)
+    if package is None:
+        raise InvalidFieldException(
+            f"The `ca_certificates` field of {fs.address} needs the `ca-certificates` Debian "
+            "package in the image: add it to one of its `debian_packages` targets."
+        )
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv(
+                "ca-bundle", "--deb", f"{DEB_DIR}/ca-certificates.deb", "--out", _CA_BUNDLE
+            ),
+            input_digest=await Get(Digest, MergeDigests([tool.digest, package.digest])),
+            output_files=(_CA_BUNDLE,),
+            description=f"Generating the CA bundle of {fs.address}",
+            level=LogLevel.INFO,
+        ),
+    )
+    return result.output_digest
 
 
 async def _loader(choice: str) -> str:
@@ -260,6 +288,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             sorted((p, int(m, 8)) for p, m in (fs.directories.value or {}).items())
         ),
         files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
+        generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
         merged_usr=any(node.deb_package for node in closure.nodes),
     )
     compression = request.compression or fs.layer_compression()

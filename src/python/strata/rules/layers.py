@@ -51,6 +51,7 @@ class CustomisationLayer:
     symlinks: Tuple[Tuple[str, str], ...]
     directories: Tuple[Tuple[str, int], ...]
     files: Tuple[Tuple[str, bytes], ...] = ()
+    generated: Digest = EMPTY_DIGEST  # files made by other processes, at their image paths
     merged_usr: bool = False
 
     def entries(self) -> List[dict]:
@@ -61,7 +62,13 @@ class CustomisationLayer:
         ]
 
     def __bool__(self) -> bool:
-        return bool(self.symlinks or self.directories or self.files or self.merged_usr)
+        return bool(
+            self.symlinks
+            or self.directories
+            or self.files
+            or self.generated != EMPTY_DIGEST
+            or self.merged_usr
+        )
 
 
 @dataclass(frozen=True)
@@ -124,9 +131,10 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
     ]
     custom = request.customisation
     if custom:
-        custom_files = await Get(
+        small_files = await Get(
             Digest, CreateDigest([FileContent(path, data) for path, data in custom.files])
         )
+        custom_files = await Get(Digest, MergeDigests([small_files, custom.generated]))
         process_requests.append(
             _LayerProcessRequest(
                 content=custom_files,
