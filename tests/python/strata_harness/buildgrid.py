@@ -1,0 +1,348 @@
+"""A throwaway BuildGrid (PyPI `buildgrid==0.4.4`) serving a REAPI cache on 127.0.0.1: CAS,
+ByteStream and ActionCache (plus Capabilities, which BuildGrid always serves), on disk under a
+temp dir, for tests that share Pants' remote cache between checkouts.
+
+BuildGrid lives in a venv of its own at a fixed path (STRATA_BUILDGRID_VENV overrides it),
+created on first use from exact pins with CPython 3.11 (BuildGrid 0.4.4 requires >= 3.11) and
+pip's default configuration; a marker file holding the pins makes later uses a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from strata_harness.tools import unavailable
+
+BUILDGRID_VERSION = "0.4.4"
+DEFAULT_VENV = f"/opt/strata/buildgrid-venv-{BUILDGRID_VERSION}"
+PYTHON = "/usr/bin/python3.11"
+INSTANCE_NAME = "main"
+START_TIMEOUT = 60.0
+# BuildGrid 0.4.4 and its whole dependency closure for CPython 3.11 on linux x86_64, pinned
+# exactly and installed with --no-deps, so every machine gets the same server.
+PINS = (
+    "buildgrid==0.4.4",
+    "buildgrid-metering-client==0.0.4",
+    "grpcio==1.85.1",
+    "grpcio-health-checking==1.85.1",
+    "grpcio-reflection==1.85.1",
+    "janus==2.0.0",
+    "jsonschema==4.26.0",
+    "protobuf==7.36.2",
+    "pycurl==7.49.0",
+    "pydantic==2.14.3",
+    "pydantic_core==2.50.4",
+    "PyYAML==6.0.3",
+    "requests==2.34.2",
+    "SQLAlchemy==2.1.9",
+    "alembic==1.20.1",
+    "boto3==1.44.5",
+    "botocore==1.44.5",
+    "click==8.5.1",
+    "cryptography==50.0.2",
+    "dnspython==2.9.2",
+    "Jinja2==3.1.6",
+    "lark-parser==0.12.0",
+    "mmh3==5.3.1",
+    "PyJWT==2.15.1",
+    "sentry-sdk==2.75.0",
+    "aiohttp==3.14.5",
+    "annotated-types==0.8.0",
+    "async-lru==2.4.0",
+    "attrs==26.1.0",
+    "cachetools==8.0.1",
+    "certifi==2026.10.18",
+    "cffi==2.1.1",
+    "charset-normalizer==3.5.2",
+    "idna==3.20",
+    "jmespath==1.1.0",
+    "jsonschema-specifications==2025.9.1",
+    "MarkupSafe==3.0.4",
+    "python-dateutil==2.9.0.post0",
+    "referencing==0.37.0",
+    "rpds-py==2026.9.1",
+    "s3transfer==0.19.3",
+    "tenacity==9.2.1",
+    "typing_extensions==4.16.0",
+    "typing-inspection==0.4.5",
+    "urllib3==2.8.0",
+    "Mako==1.4.3",
+    "aiohappyeyeballs==2.7.1",
+    "aiosignal==1.4.0",
+    "frozenlist==1.8.0",
+    "multidict==7.2.1",
+    "propcache==0.5.4",
+    "six==1.17.0",
+    "yarl==1.25.1",
+    "pycparser==3.12",
+)
+MARKER = ".strata-pins"
+
+
+def buildgrid_venv() -> Path:
+    return Path(os.environ.get("STRATA_BUILDGRID_VENV", DEFAULT_VENV))
+
+
+def _pins_text() -> str:
+    return "".join(f"{pin}\n" for pin in PINS)
+
+
+def _installed(venv: Path) -> bool:
+    marker = venv / MARKER
+    return (
+        (venv / "bin" / "bgd").is_file()
+        and marker.is_file()
+        and marker.read_text() == _pins_text()
+    )
+
+
+def _run(cmd: list[str], env: dict[str, str], what: str, timeout: float = 900) -> None:
+    try:
+        proc = subprocess.run(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        unavailable(f"cannot install BuildGrid {BUILDGRID_VERSION}: {what}: {e}")
+    if proc.returncode != 0:
+        unavailable(
+            f"cannot install BuildGrid {BUILDGRID_VERSION}: {what} exited {proc.returncode}:\n"
+            f"{proc.stderr[-4000:]}{proc.stdout[-2000:]}"
+        )
+
+
+def ensure_buildgrid() -> Path:
+    """The path of `bgd`, installing BuildGrid into its venv first if needed (or skip, fail
+    under CI). Concurrent test processes serialise on a lock file next to the venv."""
+    venv = buildgrid_venv()
+    if _installed(venv):
+        return venv / "bin" / "bgd"
+    if not os.access(PYTHON, os.X_OK):
+        unavailable(f"BuildGrid {BUILDGRID_VERSION} needs CPython >= 3.11 at {PYTHON}")
+    try:
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(venv.parent / f".{venv.name}.lock", "w")
+    except OSError as e:
+        unavailable(f"cannot create BuildGrid's venv at {venv}: {e}")
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed(venv):
+            return venv / "bin" / "bgd"
+        shutil.rmtree(venv, ignore_errors=True)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": os.path.expanduser("~"),
+            "LANG": "C.UTF-8",
+            # The pins are the whole closure: no machine-wide constraints file applies.
+            "PIP_CONSTRAINT": "",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        # Whatever pip configuration the machine has (pip.conf, PIP_*, proxies) applies.
+        for name, value in os.environ.items():
+            if name.startswith("PIP_") or name.lower().endswith("_proxy"):
+                env.setdefault(name, value)
+        _run([PYTHON, "-m", "venv", "--without-pip", str(venv)], env, "python3.11 -m venv")
+        wheels = sorted(Path("/usr/share/python-wheels").glob("pip-*.whl"))
+        python = str(venv / "bin" / "python")
+        if wheels:
+            # Seed pip from Debian's wheel (python3-venv's ensurepip may be missing).
+            wheel = str(wheels[-1])
+            _run([python, f"{wheel}/pip", "install", "-q", "--no-index", wheel], env, "seeding pip")
+        else:
+            _run([python, "-m", "ensurepip", "--default-pip"], env, "ensurepip")
+        requirements = venv / "requirements.txt"
+        requirements.write_text(_pins_text())
+        _run(
+            [python, "-m", "pip", "install", "-q", "--no-deps", "-r", str(requirements)],
+            env,
+            "pip install",
+        )
+        _run([python, "-m", "pip", "check"], env, "pip check")
+        (venv / MARKER).write_text(_pins_text())
+    return venv / "bin" / "bgd"
+
+
+def _die_with_parent() -> None:
+    """SIGTERM BuildGrid when the test process dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def config_yaml(port: int, storage: Path, instance_name: str = INSTANCE_NAME) -> str:
+    """A cache-only BuildGrid: disk-backed CAS + ByteStream, an in-memory ActionCache whose
+    results live in that CAS; no execution service, no auth. JSON strings are YAML scalars."""
+    return f"""\
+server:
+  - !channel
+    address: {json.dumps(f"127.0.0.1:{port}")}
+    insecure-mode: true
+authorization:
+  method: none
+storages:
+  - !disk-storage &cas
+    path: {json.dumps(str(storage))}
+caches:
+  - !lru-action-cache &ac
+    storage: *cas
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: false
+instances:
+  - name: {json.dumps(instance_name)}
+    services:
+      - !action-cache
+        cache: *ac
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"""
+
+
+class BuildGrid:
+    """A running BuildGrid: `.address` is grpc://127.0.0.1:PORT, `.instance_name` its instance.
+
+    Use it as a context manager, or call `.stop()`."""
+
+    def __init__(self, root: Path, bgd: Path) -> None:
+        self.root = root
+        self.bgd = bgd
+        self.log_path = root / "buildgrid.log"
+        self.config_path = root / "buildgrid.yml"
+        self.instance_name = INSTANCE_NAME
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"grpc://127.0.0.1:{self.port}"
+
+    def pants_args(self, *, read: bool = True, write: bool = False) -> list[str]:
+        """Pants flags for using this server as the remote cache (no remote execution)."""
+        return [
+            f"--remote-store-address={self.address}",
+            f"--remote-instance-name={self.instance_name}",
+            f"--{'' if read else 'no-'}remote-cache-read",
+            f"--{'' if write else 'no-'}remote-cache-write",
+            # The first remote cache error is logged in any case, so a broken cache shows.
+            "--remote-cache-warnings=first_only",
+        ]
+
+    def __enter__(self) -> BuildGrid:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _env(self) -> dict[str, str]:
+        # 127.0.0.1 only: no proxies from the environment.
+        return {"PATH": "/usr/bin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8"}
+
+    def _capabilities(self) -> bool:
+        """True once a Capabilities call to our instance succeeds."""
+        try:
+            proc = subprocess.run(
+                [
+                    str(self.bgd),
+                    "capabilities",
+                    f"--remote=http://127.0.0.1:{self.port}",
+                    f"--instance-name={self.instance_name}",
+                ],
+                env=self._env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return proc.returncode == 0 and "cacheCapabilities" in proc.stdout
+
+    def start(self) -> BuildGrid:
+        """Starts on a free port, retrying when another process takes the port first."""
+        storage = self.root / "cas"
+        storage.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            self.port = _free_port()
+            self.config_path.write_text(config_yaml(self.port, storage, self.instance_name))
+            with open(self.log_path, "ab") as log:
+                self._process = subprocess.Popen(
+                    [str(self.bgd), "server", "start", "-v", str(self.config_path)],
+                    cwd=self.root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(),
+                    start_new_session=True,  # its own process group, killed as a whole
+                    preexec_fn=_die_with_parent,
+                )
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline and self._process.poll() is None:
+                if _port_open(self.port) and self._capabilities():
+                    return self
+                time.sleep(0.2)
+            self.stop()
+            if "address already in use" not in self.log_path.read_text(errors="replace").lower():
+                break
+        unavailable(
+            f"BuildGrid {BUILDGRID_VERSION} did not come up on 127.0.0.1:{self.port}:\n"
+            + self.log_path.read_text(errors="replace")[-8000:]
+        )
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Reap the group's stragglers, if any survived the leader.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_buildgrid(tmp: str | os.PathLike[str]) -> BuildGrid:
+    """Installs BuildGrid if needed and starts it storing under `tmp` (the caller stops it)."""
+    bgd = ensure_buildgrid()
+    root = Path(tmp)
+    root.mkdir(parents=True, exist_ok=True)
+    return BuildGrid(root, bgd).start()
