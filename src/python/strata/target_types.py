@@ -395,6 +395,20 @@ class OciRegistriesField(StringSequenceField):
     )
 
 
+class OciPublishFormatField(StringField):
+    alias = "publish_format"
+    default = "oci"
+    valid_choices = ("oci", "docker")
+    help = help_text(
+        """
+        The manifest `pants publish` pushes: `oci` (OCI image manifest; layers as `compression`
+        says, gzip when that is `none`) or `docker` (Docker v2 schema 2, for registries and
+        tools that predate OCI; gzip layers, so `compression="zstd"` is an error). The blobs are
+        the same either way.
+        """
+    )
+
+
 class OciImageTagsField(StringSequenceField):
     alias = "image_tags"
     help = help_text(
@@ -449,6 +463,7 @@ class OciImageTarget(Target):
         OciBaseField,
         OciRegistriesField,
         OciImageTagsField,
+        OciPublishFormatField,
         OciFakeNssField,
         OciCaCertificatesField,
     )

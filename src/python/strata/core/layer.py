@@ -7,10 +7,12 @@ then the tar is written once, hashed (diff_id) and compressed (digest) in the sa
 import argparse
 import json
 import os
+import queue
 import stat
 import sys
+import threading
 from pathlib import Path
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from strata.core.compression import CHUNK, SUFFIXES, open_compressor
 from strata.core.hashing import HashingWriter
@@ -196,6 +198,55 @@ class _Collector:
                     break  # this directory's own parents are (or will be) handled
 
 
+class _WriterThread:
+    """Feeds the tar's blocks to `write` (hash, compress, write the blob) from a second thread, so
+    that this work overlaps reading the next files rather than following it: hashing, deflate and
+    file writes release the GIL. Blocks are copied into a few recycled buffers, which bounds the
+    memory; one FIFO queue and one thread keep their order, so the bytes are the same."""
+
+    def __init__(self, write, block_size: int, depth: int = 3):
+        self._write = write
+        self._free: "queue.SimpleQueue[bytearray]" = queue.SimpleQueue()
+        for _ in range(depth):
+            self._free.put(bytearray(block_size))
+        self._full: "queue.SimpleQueue[Optional[Tuple[bytearray, int]]]" = queue.SimpleQueue()
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._full.get()
+            if item is None:
+                return
+            buffer, size = item
+            if self._error is None:  # after an error, keep recycling so that write() never blocks
+                try:
+                    self._write(memoryview(buffer)[:size])
+                except BaseException as e:  # re-raised in the main thread
+                    self._error = e
+            self._free.put(buffer)
+
+    def write(self, data) -> None:
+        if self._error is not None:
+            raise self._error
+        size = len(data)
+        buffer = self._free.get()
+        if size > len(buffer):
+            buffer = bytearray(size)
+        buffer[:size] = data  # same length: overwrites in place
+        self._full.put((buffer, size))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        self._full.put(None)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+
 def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
     """Writes the layer blob and layer.json for `spec` into `out_dir`; returns layer.json's data."""
     _check_keys(spec, "layer spec", (), ("settings", "trees", "entries"))
@@ -229,22 +280,23 @@ def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
         sink = blob_file if blob is None else blob
         with open_compressor(compression, sink, settings["zstd"]) as compressor:
             tar_bytes = HashingWriter(compressor)
-            # Gathered into large blocks, file contents read straight into them, so that the
-            # hash, compressor and file see few writes.
-            tar = TarWriter(tar_bytes, mtime=settings["mtime"], uid=settings["uid"],
-                            gid=settings["gid"], uname=settings["uname"], gname=settings["gname"],
-                            buffer_size=_BUFFER_SIZE)
-            for entry in entries:
-                if entry.kind == "dir":
-                    tar.add_dir(entry.path, entry.mode)
-                elif entry.kind == "symlink":
-                    tar.add_symlink(entry.path, entry.target)
-                else:
-                    with open(entry.source, "rb", buffering=0) as data:
-                        tar.add_file(entry.path, entry.size, data, entry.mode)
-                        if data.read(1):
-                            raise ValueError(f"{entry.origin}: file grew while being read")
-            tar.close()
+            with _WriterThread(tar_bytes.write, _BUFFER_SIZE) as writer:
+                # Gathered into large blocks, file contents read straight into them, so that the
+                # hash, compressor and file see few writes.
+                tar = TarWriter(writer, mtime=settings["mtime"], uid=settings["uid"],
+                                gid=settings["gid"], uname=settings["uname"],
+                                gname=settings["gname"], buffer_size=_BUFFER_SIZE)
+                for entry in entries:
+                    if entry.kind == "dir":
+                        tar.add_dir(entry.path, entry.mode)
+                    elif entry.kind == "symlink":
+                        tar.add_symlink(entry.path, entry.target)
+                    else:
+                        with open(entry.source, "rb", buffering=0) as data:
+                            tar.add_file(entry.path, entry.size, data, entry.mode)
+                            if data.read(1):
+                                raise ValueError(f"{entry.origin}: file grew while being read")
+                tar.close()
     if blob is None:
         blob = tar_bytes
     result = {

@@ -8,7 +8,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from strata.core.image import canonical_json, digest_hex
+from strata.core.image import (
+    MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_OCI_LAYER,
+    MEDIA_TYPE_OCI_LAYER_GZIP,
+    MEDIA_TYPE_OCI_LAYER_ZSTD,
+    canonical_json,
+    digest_hex,
+    make_manifest,
+)
 from strata.core.registry import PushReport, RegistryClient, RegistryError
 
 
@@ -26,6 +34,25 @@ def layout_image(layout: Path) -> Tuple[bytes, str, List[Tuple[str, int, str]]]:
         for d in [manifest["config"], *manifest["layers"]]
     ]
     return manifest_bytes, descriptor["mediaType"], list(dict.fromkeys(blobs))
+
+
+_COMPRESSION_OF = {
+    MEDIA_TYPE_OCI_LAYER: "none",
+    MEDIA_TYPE_OCI_LAYER_GZIP: "gzip",
+    MEDIA_TYPE_OCI_LAYER_ZSTD: "zstd",
+}
+
+
+def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> Tuple[bytes, str]:
+    """The same image as a Docker v2 schema 2 manifest (for registries and tools that predate
+    OCI): same config and layer blobs, Docker media types, so only the manifest digest differs.
+    zstd layers have no Docker media type, which is an error."""
+    manifest = json.loads(manifest_bytes)
+    layers = [
+        {"compression": _COMPRESSION_OF[d["mediaType"]], "digest": d["digest"], "blob_size": d["size"]}
+        for d in manifest["layers"]
+    ]
+    return canonical_json(make_manifest(config_bytes, layers, oci=False)), MEDIA_TYPE_DOCKER_MANIFEST
 
 
 def _blob(layout: Path, digest: str) -> Path:
@@ -71,10 +98,16 @@ def push_layout(
     known_in: Optional[str] = None,
     insecure: Optional[bool] = None,
     record: Optional[PushedBlobs] = None,
+    docker: bool = False,
 ) -> PushReport:
-    """Pushes the layout's image; blobs missing from `repository` are mounted from `known_in`,
-    else from the repository `record` says holds most of them, else uploaded."""
+    """Pushes the layout's image (as a Docker v2s2 manifest when `docker`); blobs missing from
+    `repository` are mounted from `known_in`, else from the repository `record` says holds most
+    of them, else uploaded."""
     manifest_bytes, media_type, blobs = layout_image(layout)
+    if docker:
+        config_digest = json.loads(manifest_bytes)["config"]["digest"]
+        config_bytes = _blob(layout, config_digest).read_bytes()
+        manifest_bytes, media_type = as_docker_manifest(manifest_bytes, config_bytes)
     digests = [digest for digest, _, _ in blobs]
     if known_in is None and record is not None:
         known_in = record.best_source(registry, repository, digests)
@@ -93,6 +126,7 @@ def push_main(argv: List[str]) -> int:
     parser.add_argument("--tag", action="append", default=[])
     parser.add_argument("--mount-from")
     parser.add_argument("--insecure", action="store_true", default=None)
+    parser.add_argument("--docker", action="store_true", help="push a Docker v2s2 manifest")
     args = parser.parse_args(argv)
     record = PushedBlobs(default_record_path())
     for registry in args.registry:
@@ -105,6 +139,7 @@ def push_main(argv: List[str]) -> int:
                 known_in=args.mount_from,
                 insecure=args.insecure,
                 record=record,
+                docker=args.docker,
             )
         except (RegistryError, ValueError, OSError) as e:
             print(f"strata.core push: error: {registry}/{args.repository}: {e}", file=sys.stderr)

@@ -23,9 +23,10 @@ from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
 from strata.rules.tool import ImageTool
 from strata.target_types import (
     Compression,
+    OciImageTagsField,
+    OciPublishFormatField,
     OciPullRepositoryField,
     OciPullTarget,
-    OciImageTagsField,
     OciRegistriesField,
     OciRepositoryField,
     OutputFormat,
@@ -48,6 +49,7 @@ class PublishOciImageFieldSet(PublishFieldSet):
     registries: OciRegistriesField
     image_tags: OciImageTagsField
     repository: OciRepositoryField
+    publish_format: OciPublishFormatField
 
     def get_output_data(self) -> PublishOutputData:
         return PublishOutputData(
@@ -83,6 +85,8 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         Get(Digest, MergeDigests([tool.digest, image.output])),
     )
     argv = [*tool.argv("push", "--layout", _LAYOUT, "--repository", repository)]
+    if fs.publish_format.value == "docker":
+        argv.append("--docker")
     if image_fs.base.value:
         # Layers of a pulled base are already in its repository: mount them, don't upload.
         origin = f"the `base` field of {fs.address}"
