@@ -85,3 +85,15 @@ def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(
     # Only the code layer's process ran again: the Debian and wheel layers came from the cache.
     rebuilt = ran_processes(rebuild, "Building app:image: layer")
     assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:bin)"), rebuilt
+
+
+def test_a_deb_that_does_not_match_its_lock_is_rejected(tmp_path: Path) -> None:
+    repo = demo_repo(tmp_path / "repo")
+    lock_path = repo.root / "app/debian.lock.json"
+    lock = json.loads(lock_path.read_text())
+    lock["packages"]["libc6"]["sha256"] = "0" * 64  # what a tampered mirror would not match
+    lock_path.write_text(json.dumps(lock))
+    result = repo.run("package", "app:image", check=False)
+    assert result.returncode != 0
+    assert "0" * 64 in result.stderr
+    assert not (repo.root / "dist/app/image.tar").exists()
