@@ -7,6 +7,7 @@ level (its output does not depend on the Python version).
 import os
 import struct
 import subprocess
+import sys
 import threading
 import zlib
 
@@ -61,6 +62,19 @@ class _Gzip(_Compressor):
             self._deflate = None
 
 
+def _enlarge_pipe(fd: int) -> None:
+    """Moves data through the pipe in up to 1 MiB at a time rather than Linux's default 64 KiB:
+    far fewer wake-ups of each side. Only the speed changes, never the bytes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), CHUNK)  # the name is 3.10+
+    except OSError:
+        pass  # e.g. above /proc/sys/fs/pipe-max-size: the default size works, only slower
+
+
 class _Zstd(_Compressor):
     """Pipes through the `zstd` binary; a thread drains its stdout so neither pipe fills up."""
 
@@ -74,6 +88,8 @@ class _Zstd(_Compressor):
             [binary, "-q", "-c", "-3", "--no-progress"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
+        _enlarge_pipe(self._proc.stdin.fileno())
+        _enlarge_pipe(self._proc.stdout.fileno())
         self._error = None
         self._pump = threading.Thread(target=self._drain, args=(out,), daemon=True)
         self._pump.start()

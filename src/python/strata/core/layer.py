@@ -201,13 +201,15 @@ class _Collector:
 class _WriterThread:
     """Feeds the tar's blocks to `write` (hash, compress, write the blob) from a second thread, so
     that this work overlaps reading the next files rather than following it: hashing, deflate and
-    file writes release the GIL. Blocks are copied into a few recycled buffers, which bounds the
-    memory; one FIFO queue and one thread keep their order, so the bytes are the same."""
+    file writes release the GIL. The TarWriter hands over its filled buffers (`take_buffer`) and
+    gets recycled ones back, so blocks are not copied and memory stays bounded; one FIFO queue and
+    one thread keep the blocks in order, so the bytes are the same."""
 
-    def __init__(self, write, block_size: int, depth: int = 3):
+    def __init__(self, write, block_size: int, spare: int = 3):
         self._write = write
+        self._block_size = block_size
         self._free: "queue.SimpleQueue[bytearray]" = queue.SimpleQueue()
-        for _ in range(depth):
+        for _ in range(spare):
             self._free.put(bytearray(block_size))
         self._full: "queue.SimpleQueue[Optional[Tuple[bytearray, int]]]" = queue.SimpleQueue()
         self._error: Optional[BaseException] = None
@@ -220,22 +222,28 @@ class _WriterThread:
             if item is None:
                 return
             buffer, size = item
-            if self._error is None:  # after an error, keep recycling so that write() never blocks
+            if self._error is None:  # after an error, keep recycling so that nothing blocks
                 try:
                     self._write(memoryview(buffer)[:size])
                 except BaseException as e:  # re-raised in the main thread
                     self._error = e
             self._free.put(buffer)
 
-    def write(self, data) -> None:
+    def take_buffer(self, buffer: bytearray, size: int) -> bytearray:
+        """Queues `buffer[:size]` for writing and returns a free buffer."""
         if self._error is not None:
             raise self._error
-        size = len(data)
-        buffer = self._free.get()
-        if size > len(buffer):
-            buffer = bytearray(size)
-        buffer[:size] = data  # same length: overwrites in place
         self._full.put((buffer, size))
+        return self._free.get()
+
+    def write(self, data) -> None:
+        """Queues a copy of `data` in free buffers (the TarWriter hands over its own instead)."""
+        view = memoryview(data)
+        for start in range(0, len(view), self._block_size):
+            piece = view[start : start + self._block_size]
+            buffer = self._free.get()
+            buffer[: len(piece)] = piece  # same length: overwrites in place
+            self._free.put(self.take_buffer(buffer, len(piece)))
 
     def __enter__(self):
         return self

@@ -56,7 +56,9 @@ class TarWriter:
         """`buffer_size` > 0 gathers the archive into blocks of that many bytes before writing
         them to `out` (reading file contents straight into them), so `out` sees few, large
         writes; `flush()` or `close()` writes what is pending. `out` must not keep the buffer
-        it is handed beyond the `write` call. 0 writes every piece as it comes."""
+        it is handed beyond the `write` call, unless it has `take_buffer(buffer, size)`: then
+        that receives each filled bytearray to keep, and returns another one to fill (of at
+        least `buffer_size` bytes), so no block is copied. 0 writes every piece as it comes."""
         self._out = out
         self._mtime = _octal(mtime, 12, "mtime")
         self._uid = _octal(uid, 8, "uid")
@@ -74,7 +76,9 @@ class TarWriter:
             if buffer_size < BLOCK or buffer_size % BLOCK:
                 raise ValueError(f"tar buffer size {buffer_size} is not a positive multiple of "
                                  f"{BLOCK}")
-            self._buffer = memoryview(bytearray(buffer_size))
+            self._take_buffer = getattr(out, "take_buffer", None)
+            self._array = bytearray(buffer_size)
+            self._buffer = memoryview(self._array)
             self._write = self._buffered_write
         else:
             self._buffer = None
@@ -125,7 +129,11 @@ class TarWriter:
     def flush(self) -> None:
         """Writes pending bytes to `out` (buffered mode; otherwise nothing is pending)."""
         if self._fill:
-            self._out.write(self._buffer[: self._fill])
+            if self._take_buffer is None:
+                self._out.write(self._buffer[: self._fill])
+            else:
+                self._array = self._take_buffer(self._array, self._fill)
+                self._buffer = memoryview(self._array)
             self._fill = 0
 
     def _buffered_write(self, data) -> None:
@@ -143,12 +151,12 @@ class TarWriter:
 
     def _read_into_buffer(self, path: str, size: int, data) -> None:
         """Reads `size` bytes of `data` straight into the buffer, writing it out as it fills."""
-        buffer, capacity, remaining = self._buffer, len(self._buffer), size
+        remaining = size
         while remaining:
-            if self._fill == capacity:
+            if self._fill == len(self._buffer):
                 self.flush()
-            end = min(capacity, self._fill + remaining)
-            count = data.readinto(buffer[self._fill : end])
+            end = min(len(self._buffer), self._fill + remaining)
+            count = data.readinto(self._buffer[self._fill : end])
             if not count:
                 done = size - remaining
                 raise ValueError(f"tar: {path!r} ended after {done} of {size} bytes")

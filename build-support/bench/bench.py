@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""Benchmarks Strata's layer writer (`python -m strata.core layer`) on a synthetic tree.
+
+    python3 build-support/bench/bench.py [--size-mb N] [--files N] [--seed S] [--reps R]
+                                         [--big-file-mb N] [--json OUT]
+
+Measures, each as the median (with min and max) of --reps runs of the real CLI in a subprocess:
+uncompressed layer throughput against a `tar | openssl dgst -sha256` baseline measured in the same
+run, peak RSS on the whole tree and on one large file, and gzip / zstd layer throughput. Prints a
+table; --json writes the same figures as JSON. See build-support/bench/README.md.
+
+Standard library only; runs on CPython >= 3.9. MB means 2**20 bytes throughout.
+"""
+
+import argparse
+import ast
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+MB = 1 << 20
+SCHEMA = 1
+RATIO_TARGET = 0.8  # Strata's uncompressed throughput / the tar | openssl baseline's
+RSS_TARGET_MB = 150.0  # the layer tool's peak RSS, whatever the content size
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where Pants looks for the `python3` that runs the layer tool ([strata].python_search_paths).
+PYTHON_SEARCH_PATHS = ("/usr/bin", "/bin", "/usr/local/bin")
+TOOL_SEARCH_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
+BASELINE = ("tar --sort=name --mtime=@1 --owner=0 --group=0 --numeric-owner -cf - -C {tree} . "
+            "| openssl dgst -sha256")
+
+
+# --------------------------------------------------------------------------------------------
+# The synthetic tree
+
+
+_EXTENSIONS = (".py", ".txt", ".json", ".cfg", ".so", ".bin", ".dat", ".pyc", ".md", "")
+_UNICODE_NAMES = ("données", "Ωmega", "naïve", "日本語")
+
+
+class _Content:
+    """Deterministic file contents: compressible text lines, or incompressible random bytes."""
+
+    def __init__(self, rng: random.Random, pool_bytes: int):
+        self._rng = rng
+        self._pool = rng.randbytes(pool_bytes)
+        alphabet = "abcdefghijklmnopqrstuvwxyz_"
+        words = ["".join(rng.choices(alphabet, k=rng.randint(2, 10))) for _ in range(4000)]
+        lines = []
+        for _ in range(20000):
+            indent = " " * (4 * rng.randint(0, 3))
+            body = " ".join(rng.choices(words, k=rng.randint(1, 12)))
+            end = rng.choice(("", ":", ",", "()", " = None", " # note"))
+            lines.append(f"{indent}{body}{end}\n".encode())
+        self._lines = lines
+
+    def text(self, size: int) -> bytes:
+        out: List[bytes] = []
+        have = 0
+        while have < size:
+            batch = self._rng.choices(self._lines, k=max(16, (size - have) // 40))
+            out.extend(batch)
+            have += sum(map(len, batch))
+        return b"".join(out)[:size]
+
+    def random(self, size: int) -> bytes:
+        out: List[bytes] = []
+        while size:
+            start = self._rng.randrange(len(self._pool))
+            piece = self._pool[start : start + size]
+            out.append(piece)
+            size -= len(piece)
+        return b"".join(out)
+
+    def mixed(self, size: int) -> bytes:
+        half = size // 2
+        return self.text(half) + self.random(size - half)
+
+    def stream(self, out, size: int, chunk: int = 8 * MB) -> None:
+        """Writes `size` incompressible bytes to `out` without holding them all in memory."""
+        while size:
+            piece = self.random(min(chunk, size))
+            out.write(piece)
+            size -= len(piece)
+
+
+def _file_sizes(rng: random.Random, total: int, count: int) -> List[int]:
+    """`count` sizes summing to `total`: many small files (log-uniform 100 B..64 KB, a few empty)
+    and about 0.5% multi-MB files that carry the rest of the bytes."""
+    big = max(1, round(count * 0.005)) if count > 1 else count
+    small = [0 if rng.random() < 0.01 else int(10 ** rng.uniform(2, 4.82))
+             for _ in range(count - big)]
+    budget = int(total * 0.55)  # small files never carry more than ~55% of the bytes
+    if sum(small) > budget:
+        scale = budget / sum(small)
+        small = [int(size * scale) for size in small]
+    rest = total - sum(small)
+    weights = [rng.lognormvariate(0, 0.7) for _ in range(big)]
+    bigs = [int(rest * w / sum(weights)) for w in weights]
+    if bigs:
+        bigs[-1] += rest - sum(bigs)
+    sizes = small + bigs
+    rng.shuffle(sizes)
+    return sizes
+
+
+def generate_tree(root: Path, total: int, count: int, seed: int) -> Dict[str, int]:
+    """A deterministic tree of `count` regular files holding `total` bytes, plus nested
+    directories and ~2% symlinks; ~5% of files executable. Same arguments, same tree."""
+    rng = random.Random(seed)
+    content = _Content(rng, pool_bytes=min(64 * MB, max(MB, total)))
+    root.mkdir(parents=True)
+
+    def word() -> str:
+        return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz-_0123456789", k=rng.randint(3, 12)))
+
+    # Nested directories: each new one under a random existing one, at most 8 deep.
+    dirs: List[Tuple[str, int]] = [("", 0)]
+    for index in range(max(1, count // 12)):
+        parent, depth = rng.choice(dirs)
+        if depth >= 8:
+            parent, depth = "", 0
+        name = rng.choice(_UNICODE_NAMES) if index % 997 == 5 else word()
+        if index == 7:  # one long path, beyond ustar's name/prefix split, to exercise PAX
+            name = "long-" + "x" * 200
+        path = f"{parent}/{name}-{index}" if parent else f"{name}-{index}"
+        (root / path).mkdir()
+        dirs.append((path, depth + 1))
+
+    stats = {"files": 0, "bytes": 0, "dirs": len(dirs) - 1, "symlinks": 0, "executables": 0,
+             "text_files": 0, "random_files": 0, "mixed_files": 0}
+    files: List[str] = []
+    for index, size in enumerate(_file_sizes(rng, total, count)):
+        parent = rng.choice(dirs)[0]
+        name = f"{word()}-{index}{rng.choice(_EXTENSIONS)}"
+        path = f"{parent}/{name}" if parent else name
+        kind = rng.choices(("text", "random", "mixed"), weights=(60, 25, 15))[0]
+        data = getattr(content, kind)(size)
+        (root / path).write_bytes(data)
+        if rng.random() < 0.05:
+            os.chmod(root / path, 0o755)
+            stats["executables"] += 1
+        else:
+            os.chmod(root / path, 0o644)
+        stats["files"] += 1
+        stats["bytes"] += size
+        stats[f"{kind}_files"] += 1
+        files.append(path)
+
+    for index in range(max(1, count // 50)):
+        parent = rng.choice(dirs)[0]
+        link = root / parent / f"link-{index}"
+        if index % 20 == 0:
+            target = "../does-not-exist"  # dangling links are legal in layers
+        elif index % 5 == 0:
+            target = os.path.relpath(root / rng.choice(dirs)[0], root / parent)
+        else:
+            target = os.path.relpath(root / rng.choice(files), root / parent)
+        os.symlink(target, link)
+        stats["symlinks"] += 1
+    return stats
+
+
+def generate_big_file(path: Path, size: int, seed: int) -> None:
+    content = _Content(random.Random(seed + 1), pool_bytes=64 * MB)
+    with open(path, "wb") as f:
+        content.stream(f, size)
+
+
+# --------------------------------------------------------------------------------------------
+# Running and measuring
+
+
+def _layer_modules(src: Path) -> List[str]:
+    """The core modules Pants gives layer processes (strata.rules.layers._LAYER_MODULES), or
+    every core module when that file is not at hand."""
+    rules = src / "strata/rules/layers.py"
+    if rules.is_file():
+        for node in ast.parse(rules.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "_LAYER_MODULES" for t in node.targets
+            ):
+                return list(ast.literal_eval(node.value))
+    return sorted(p.name for p in (src / "strata/core").glob("*.py"))
+
+
+def make_sandbox(sandbox: Path, src: Path) -> None:
+    """Lays the tool out as a layer process's sandbox has it: strata/__init__.py (empty) and
+    the core modules; the process runs with the sandbox as its working directory."""
+    core = sandbox / "strata/core"
+    core.mkdir(parents=True)
+    (sandbox / "strata/__init__.py").write_bytes(b"")
+    for name in _layer_modules(src):
+        shutil.copyfile(src / "strata/core" / name, core / name)
+
+
+class Run:
+    def __init__(self, seconds: float, rss_mb: float, cpu_seconds: float, stdout: str):
+        self.seconds = seconds
+        self.rss_mb = rss_mb
+        self.cpu_seconds = cpu_seconds
+        self.stdout = stdout
+
+
+# Runs argv (its own argv[2:]) and writes its wall time and wait4() usage as JSON to argv[1].
+# A separate small process, because a child's ru_maxrss starts from the RSS of the process that
+# forked it: measured straight from the bench, the tool would inherit the bench's own footprint.
+_MEASURE = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    json.dump({"seconds": seconds, "maxrss_kb": usage.ru_maxrss,
+               "cpu_seconds": usage.ru_utime + usage.ru_stime,
+               "status": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
+def run_measured(argv: List[str], cwd: Path, env: Dict[str, str]) -> Run:
+    """Runs `argv` to completion: its wall time, and the peak RSS and CPU time wait4() reports
+    for it (ru_maxrss is the largest of the child and the processes it waited for)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        usage_file = os.path.join(scratch, "usage.json")
+        proc = subprocess.run([sys.executable, "-E", "-s", "-c", _MEASURE, usage_file, *argv],
+                              cwd=cwd, env=env, capture_output=True)
+        if proc.returncode != 0 or not os.path.exists(usage_file):
+            raise RuntimeError(f"bench: measuring {argv!r} failed: {proc.stderr.decode().strip()}")
+        with open(usage_file, encoding="utf-8") as f:
+            usage = json.load(f)
+    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    if usage["status"] != 0:
+        raise RuntimeError(f"{argv!r} exited with {usage['status']}: {stderr.strip()}")
+    return Run(usage["seconds"], usage["maxrss_kb"] / 1024, usage["cpu_seconds"], stdout)
+
+
+def warm(root: Path) -> None:
+    """Reads every file under `root`, so that the runs that follow find it in the page cache
+    (some VMs page out memory that has been idle a few seconds)."""
+    buffer = bytearray(MB)
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                with open(path, "rb", buffering=0) as f:
+                    while f.readinto(buffer):
+                        pass
+
+
+def summary(values: List[float]) -> Dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+class Bench:
+    def __init__(self, args, work: Path):
+        self.args = args
+        self.work = work
+        self.sandbox = work / "sandbox"
+        self.out = work / "out"
+        self.python = args.python
+        self.bash = "bash"
+        self.env = {"PATH": TOOL_SEARCH_PATH, "LANG": "C.UTF-8"}
+        self.results: Dict[str, dict] = {}
+
+    def spec(self, name: str, source: str, compression: str, zstd: Optional[str]) -> str:
+        spec = {
+            "settings": {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
+                         "compression": compression, "zstd": zstd},
+            "trees": [{"source": source, "dest": "app"}],
+        }
+        path = self.sandbox / f"spec-{name}.json"
+        path.write_text(json.dumps(spec), encoding="utf-8")
+        return path.name
+
+    def layer(self, spec: str) -> Tuple[Run, dict]:
+        out = self.out / "layer"
+        argv = [self.python, "-E", "-s", "-B", "-m", "strata.core", "layer",
+                "--spec", spec, "--out", str(out)]
+        run = run_measured(argv, self.sandbox, self.env)
+        meta = json.loads((out / "layer.json").read_text(encoding="utf-8"))
+        shutil.rmtree(out)  # the next run starts from nothing; large blobs do not pile up
+        return run, meta
+
+    def baseline(self) -> Tuple[Run, str]:
+        command = BASELINE.format(tree=self.sandbox / "tree")
+        run = run_measured([self.bash, "-o", "pipefail", "-c", command], self.sandbox, self.env)
+        return run, run.stdout.strip().rsplit(" ", 1)[-1]
+
+    def record(self, key: str, runs: List[Run], content_bytes: int, **extra) -> dict:
+        result = {
+            "seconds": summary([r.seconds for r in runs]),
+            "mb_per_s": summary([content_bytes / MB / r.seconds for r in runs]),
+            "cpu_seconds": summary([r.cpu_seconds for r in runs]),
+            "peak_rss_mb": summary([r.rss_mb for r in runs]),
+            "input_mb": content_bytes / MB,
+            "runs": len(runs),
+            **extra,
+        }
+        self.results[key] = result
+        return result
+
+
+def _find_tool(name: str) -> Optional[str]:
+    return shutil.which(name, path=TOOL_SEARCH_PATH)
+
+
+def default_python() -> str:
+    for directory in PYTHON_SEARCH_PATHS:
+        candidate = os.path.join(directory, "python3")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
+def run_bench(args, work: Path) -> dict:
+    bench = Bench(args, work)
+    tools = {name: _find_tool(name) for name in ("tar", "openssl", "bash", "zstd")}
+    missing = [name for name in ("tar", "openssl", "bash") if not tools[name]]
+    if missing:
+        raise SystemExit(f"bench: missing required tools: {', '.join(missing)}")
+    bench.bash = tools["bash"]
+    make_sandbox(bench.sandbox, args.src)
+    bench.out.mkdir()
+    load_before = os.getloadavg()
+
+    log(f"generating a {args.size_mb:g} MB tree of {args.files} files (seed {args.seed}) ...")
+    start = time.perf_counter()
+    tree = generate_tree(bench.sandbox / "tree", int(args.size_mb * MB), args.files, args.seed)
+    tree["generate_seconds"] = round(time.perf_counter() - start, 3)
+    content = tree["bytes"]
+    reps = args.reps
+
+    # Warm-up (imports, page cache), unmeasured.
+    spec_none = bench.spec("none", "tree", "none", None)
+    warm(bench.sandbox / "tree")
+    bench.layer(spec_none)
+    bench.baseline()
+
+    # Uncompressed layer vs. baseline, interleaved so that drift hits both alike.
+    log(f"layer (none) vs. baseline, {reps} reps ...")
+    strata_runs, base_runs, metas, base_digests = [], [], [], []
+    for _ in range(reps):
+        run, meta = bench.layer(spec_none)
+        strata_runs.append(run)
+        metas.append(meta)
+        run, digest = bench.baseline()
+        base_runs.append(run)
+        base_digests.append(digest)
+    diff_ids = {m["diff_id"] for m in metas}
+    if len(diff_ids) != 1:
+        raise SystemExit(f"bench: the layer is not reproducible across runs: {sorted(diff_ids)}")
+    layer_none = bench.record("layer_none", strata_runs, content, diff_id=metas[0]["diff_id"],
+                              tar_bytes=metas[0]["size"], entries=metas[0]["entries"])
+    baseline = bench.record("baseline", base_runs, content, command=BASELINE.format(tree="TREE"),
+                            sha256=base_digests[0])
+    ratio = layer_none["mb_per_s"]["median"] / baseline["mb_per_s"]["median"]
+
+    # One large file: memory must not grow with content.
+    if args.big_file_mb > 0:
+        big_bytes = int(args.big_file_mb * MB)
+        log(f"generating a {args.big_file_mb:g} MB file ...")
+        (bench.sandbox / "big").mkdir()
+        generate_big_file(bench.sandbox / "big/big.bin", big_bytes, args.seed)
+        spec_big = bench.spec("big", "big", "none", None)
+        log(f"layer (none) on the {args.big_file_mb:g} MB file, {reps} reps ...")
+        runs = [bench.layer(spec_big)[0] for _ in range(reps)]
+        bench.record("layer_big_file", runs, big_bytes)
+        (bench.sandbox / "big/big.bin").unlink()
+    else:
+        bench.results["layer_big_file"] = {"skipped": "--big-file-mb 0"}
+
+    # Compression.
+    for kind in ("gzip", "zstd"):
+        key = f"layer_{kind}"
+        if kind == "zstd" and not tools["zstd"]:
+            bench.results[key] = {"skipped": "zstd is not installed"}
+            continue
+        spec = bench.spec(kind, "tree", kind, tools["zstd"] if kind == "zstd" else None)
+        warm(bench.sandbox / "tree")
+        log(f"layer ({kind}), {reps} reps ...")
+        runs, metas = [], []
+        for _ in range(reps):
+            run, meta = bench.layer(spec)
+            runs.append(run)
+            metas.append(meta)
+        if {m["diff_id"] for m in metas} != diff_ids:
+            raise SystemExit(f"bench: the {kind} layer's diff_id differs from the plain layer's")
+        bench.record(key, runs, content, digest=metas[0]["digest"],
+                     blob_mb=metas[0]["blob_size"] / MB,
+                     compression_ratio=metas[0]["size"] / metas[0]["blob_size"])
+
+    rss_runs = [bench.results[key]["peak_rss_mb"]["max"]
+                for key in ("layer_none", "layer_big_file") if "peak_rss_mb" in bench.results[key]]
+    python_version = subprocess.run(
+        [bench.python, "-E", "-s", "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    return {
+        "schema": SCHEMA,
+        "params": {
+            "size_mb": args.size_mb, "files": args.files, "seed": args.seed, "reps": reps,
+            "big_file_mb": args.big_file_mb, "python": bench.python,
+            "python_version": python_version,
+            "src": str(args.src),
+        },
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "machine": platform.machine(),
+                    # 1-minute load averages: other work on the machine skews every figure.
+                    "load_before": round(load_before[0], 2),
+                    "load_after": round(os.getloadavg()[0], 2)},
+        "tools": tools,
+        "tree": tree,
+        "results": bench.results,
+        "ratio": ratio,
+        "targets": {
+            "ratio_min": RATIO_TARGET,
+            "ratio_met": ratio >= RATIO_TARGET,
+            "peak_rss_max_mb": RSS_TARGET_MB,
+            "peak_rss_mb": max(rss_runs),
+            "peak_rss_met": max(rss_runs) <= RSS_TARGET_MB,
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _row(cells, widths) -> str:
+    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                     for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+
+def format_table(report: dict) -> str:
+    params, tree, results = report["params"], report["tree"], report["results"]
+    lines = [
+        f"Strata layer benchmark: {tree['files']} files, {tree['dirs']} dirs, "
+        f"{tree['symlinks']} symlinks, {tree['bytes'] / MB:.1f} MB (seed {params['seed']}); "
+        f"{params['reps']} reps, median [min-max]",
+        f"tool: {params['python']} (Python {params['python_version']}) -m strata.core layer; "
+        f"{report['machine']['cpus']} CPUs, load average {report['machine']['load_before']:.2f} "
+        f"before, {report['machine']['load_after']:.2f} after",
+        "",
+    ]
+    widths = (34, 8, 17, 8, 8, 12)
+    lines.append(_row(("measurement", "MB/s", "[min-max]", "wall s", "CPU s", "peak RSS MB"),
+                      widths))
+    lines.append(_row(tuple("-" * w for w in widths), widths))
+    labels = {
+        "layer_none": "strata layer, tree (none)",
+        "baseline": "baseline: tar | openssl sha256",
+        "layer_big_file": f"strata layer, {params['big_file_mb']:g} MB file (none)",
+        "layer_gzip": "strata layer, tree (gzip)",
+        "layer_zstd": "strata layer, tree (zstd)",
+    }
+    for key, label in labels.items():
+        result = results[key]
+        if "skipped" in result:
+            lines.append(_row((label, "skipped", result["skipped"]), widths))
+            continue
+        rate, rss = result["mb_per_s"], result["peak_rss_mb"]
+        spread = f"[{rate['min']:.1f}-{rate['max']:.1f}]"
+        # The baseline's RSS is its largest process's, not the layer tool's: not comparable.
+        rss_text = "" if key == "baseline" else f"{rss['median']:.1f}"
+        lines.append(_row((label, f"{rate['median']:.1f}", spread,
+                           f"{result['seconds']['median']:.2f}",
+                           f"{result['cpu_seconds']['median']:.2f}", rss_text), widths))
+    lines.append("")
+    targets = report["targets"]
+    for key in ("layer_gzip", "layer_zstd"):
+        if "compression_ratio" in results[key]:
+            lines.append(f"{key[6:]}: {results[key]['blob_mb']:.1f} MB blob, "
+                         f"{results[key]['compression_ratio']:.2f}x smaller than the tar")
+    lines.append(
+        f"ratio strata/baseline: {report['ratio']:.2f}x (target >= {targets['ratio_min']}x: "
+        f"{'met' if targets['ratio_met'] else 'NOT met'})"
+    )
+    lines.append(
+        f"peak RSS of the layer tool: {targets['peak_rss_mb']:.1f} MB (target <= "
+        f"{targets['peak_rss_max_mb']:g} MB: {'met' if targets['peak_rss_met'] else 'NOT met'})"
+    )
+    lines.append(f"diff_id: {results['layer_none']['diff_id']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=float, default=500, help="tree size (default 500)")
+    parser.add_argument("--files", type=int, default=20000,
+                        help="regular files in the tree (default 20000)")
+    parser.add_argument("--seed", type=int, default=0, help="tree seed (default 0)")
+    parser.add_argument("--reps", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--big-file-mb", type=float, default=2048,
+                        help="size of the single large file (default 2048; 0 skips it)")
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    parser.add_argument("--python", default=None,
+                        help="interpreter for the layer tool (default: the first python3 in "
+                             f"{', '.join(PYTHON_SEARCH_PATHS)}, as Pants picks it)")
+    parser.add_argument("--src", type=Path, default=REPO_ROOT / "src/python",
+                        help="the source root holding the strata package (default: this "
+                             "checkout's src/python)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where to create the scratch directory (default: $TMPDIR)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    if args.files < 1 or args.reps < 1 or args.size_mb <= 0 or args.big_file_mb < 0:
+        parser.error("--files and --reps must be >= 1, --size-mb > 0, --big-file-mb >= 0")
+    if not (args.src / "strata/core/layer.py").is_file():
+        parser.error(f"--src {args.src}: no strata/core/layer.py there")
+    args.src = args.src.resolve()
+    args.python = args.python or default_python()
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="strata-bench-", dir=args.workdir))
+    try:
+        report = run_bench(args, work)
+    except RuntimeError as e:
+        log(str(e))
+        return 1
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(format_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n",
+                             encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Smoke test of the layer-writer benchmark (build-support/bench/bench.py) at a tiny size: it
+runs end to end, prints its table and writes JSON with every expected key. Timings are never
+checked: they belong to the machine, not to the code."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import strata.core
+
+BENCH = Path("build-support/bench/bench.py")  # materialised by the `files` dependency
+TOOLS = ("bash", "tar", "openssl", "zstd")
+MEASUREMENTS = ("layer_none", "baseline", "layer_big_file", "layer_gzip", "layer_zstd")
+SUMMARIES = ("seconds", "mb_per_s", "cpu_seconds", "peak_rss_mb")
+
+
+def bench_script() -> Path:
+    bench = BENCH if BENCH.is_file() else Path(__file__).parents[3] / BENCH
+    assert bench.is_file(), f"{BENCH} is missing"
+    return bench.resolve()
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("strata_bench", bench_script())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def require_tools() -> None:
+    path = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
+    missing = [tool for tool in TOOLS if not shutil.which(tool, path=path)]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"missing {missing}: CI must run the benchmark's every measurement")
+        pytest.skip(f"not installed: {missing}")
+
+
+def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
+    require_tools()
+    src = Path(strata.core.__file__).resolve().parents[2]
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(bench_script()), "--size-mb", "5", "--files", "200", "--reps", "1",
+         "--big-file-mb", "20", "--seed", "7", "--json", str(out), "--src", str(src),
+         "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+
+    for label in ("strata layer, tree (none)", "baseline: tar | openssl sha256",
+                  "strata layer, 20 MB file (none)", "strata layer, tree (gzip)",
+                  "strata layer, tree (zstd)", "ratio strata/baseline:",
+                  "peak RSS of the layer tool:", "MB/s", "peak RSS MB"):
+        assert label in done.stdout, done.stdout
+    assert "skipped" not in done.stdout
+
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert {"schema", "params", "machine", "tools", "tree", "results", "ratio",
+            "targets"} <= set(report)
+    assert report["params"]["files"] == 200 and report["params"]["reps"] == 1
+    assert report["tree"]["files"] == 200 and report["tree"]["bytes"] == 5 * 2**20
+    assert report["tree"]["symlinks"] > 0 and report["tree"]["executables"] > 0
+    assert set(report["results"]) == set(MEASUREMENTS)
+    for key in MEASUREMENTS:
+        result = report["results"][key]
+        assert result["runs"] == 1
+        for name in SUMMARIES:
+            assert set(result[name]) == {"median", "min", "max"}, (key, name)
+            assert result[name]["min"] <= result[name]["median"] <= result[name]["max"]
+    assert report["results"]["layer_big_file"]["input_mb"] == 20
+    none = report["results"]["layer_none"]
+    assert none["diff_id"].startswith("sha256:") and none["entries"] > 200
+    for kind in ("gzip", "zstd"):
+        assert report["results"][f"layer_{kind}"]["digest"].startswith("sha256:")
+        assert report["results"][f"layer_{kind}"]["blob_mb"] > 0
+    assert isinstance(report["ratio"], float)
+    targets = report["targets"]
+    assert (targets["ratio_min"], targets["peak_rss_max_mb"]) == (0.8, 150)
+    assert isinstance(targets["ratio_met"], bool) and isinstance(targets["peak_rss_met"], bool)
+
+
+def tree_fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        if path.is_symlink():
+            digest.update(b"L" + os.readlink(path).encode())
+        elif path.is_file():
+            digest.update(b"F%o" % (path.stat().st_mode & 0o777) + path.read_bytes())
+        else:
+            digest.update(b"D")
+    return digest.hexdigest()
+
+
+def test_the_tree_is_a_function_of_its_arguments(tmp_path):
+    bench = load_bench()
+    stats = [bench.generate_tree(tmp_path / name, 2 << 20, 120, seed)
+             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    assert stats[0] == stats[1] and stats[0]["files"] == 120 and stats[0]["bytes"] == 2 << 20
+    a, b, c = (tree_fingerprint(tmp_path / name) for name in "abc")
+    assert a == b != c
