@@ -4,9 +4,10 @@ Subcommands import their module lazily, so a Process only loads (and a layer pro
 only needs) the modules its subcommand uses.
 """
 
+from __future__ import annotations  # no `typing` import: start-up time is per Process
+
 import importlib
 import sys
-from typing import List, Optional
 
 # subcommand -> (module, function taking the remaining arguments and returning an exit code)
 _COMMANDS = {
@@ -23,7 +24,7 @@ _COMMANDS = {
 _USAGE = f"usage: python -m strata.core {{{','.join(_COMMANDS)}}} [options]"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     command, rest = (args[0], args[1:]) if args else ("", [])
     if command not in _COMMANDS:

@@ -6,7 +6,6 @@ level (its output does not depend on the Python version).
 
 import os
 import struct
-import subprocess
 import sys
 import threading
 import zlib
@@ -84,6 +83,8 @@ class _Zstd(_Compressor):
         # ZSTD_CLEVEL / ZSTD_NBTHREADS from the environment must not change the output.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
         self._binary = binary
+        import subprocess  # here: a layer without zstd does not pay for importing it
+
         self._proc = subprocess.Popen(
             [binary, "-q", "-c", "-3", "--no-progress"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,

@@ -1,18 +1,20 @@
 """The `layer` subcommand: one layer spec in, one deterministic layer blob and its digests out.
 
-See docs/architecture.md. Everything is collected and checked before the first byte is written,
-then the tar is written once, hashed (diff_id) and compressed (digest) in the same pass.
+See docs/architecture.md. Every entry is collected and checked (kinds, paths, conflicts) before
+the first byte is written; a file's size and mode are read from the open file as it is added, so
+they always match the bytes. The tar is written once, hashed (diff_id) and compressed (digest) in
+the same pass, by a second thread while the main one reads the next files.
 """
 
-import argparse
+from __future__ import annotations  # annotations stay strings: no `typing` import at start-up
+
 import json
 import os
 import queue
 import stat
 import sys
 import threading
-from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from collections import namedtuple
 
 from strata.core.compression import CHUNK, SUFFIXES, open_compressor
 from strata.core.hashing import HashingWriter
@@ -22,24 +24,32 @@ from strata.core.tarstream import TarWriter
 # to stay in the CPU's caches on their way through.
 _BUFFER_SIZE = 1 << 20
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
 _SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
              "compression": "none", "zstd": None}
 
 
-class _Entry(NamedTuple):
-    path: str
-    kind: str  # "dir", "file" or "symlink"
-    mode: int
-    origin: str  # where the entry came from, for error messages
-    size: int = 0
-    source: str = ""  # a file's content
-    target: str = ""  # a symlink's target
+class _Entry(namedtuple("_Entry", "path kind mode origin source target", defaults=("", ""))):
+    """path: in the image; kind: "dir", "file" or "symlink"; mode: None for a file whose mode
+    follows its executable bit; origin: where the entry came from, for error messages; source:
+    a file's content; target: a symlink's target."""
+
+    __slots__ = ()
+
+    def file_facts(self) -> tuple[int, int]:
+        """A file's (mode, size), read from its source: the walk does not stat files (the
+        writer reads both from the open file), only a conflict needs them early."""
+        st = os.stat(self.source)
+        return (_file_mode(st.st_mode) if self.mode is None else self.mode), st.st_size
 
     def describe(self) -> str:
         if self.kind == "symlink":
             return f"symlink to {self.target!r} from {self.origin}"
-        size = f", {self.size} bytes" if self.kind == "file" else ""
-        return f"{self.kind} (mode {self.mode:04o}{size}) from {self.origin}"
+        if self.kind == "dir":
+            return f"dir (mode {self.mode:04o}) from {self.origin}"
+        mode, size = self.file_facts()
+        return f"file (mode {mode:04o}, {size} bytes) from {self.origin}"
 
 
 def normalise_path(path, what: str) -> str:
@@ -100,20 +110,25 @@ class _Collector:
     """Entries by image path; identical duplicates collapse, any other repeat is an error."""
 
     def __init__(self):
-        self.entries: Dict[str, _Entry] = {}
+        self.entries: dict[str, _Entry] = {}
 
     def add(self, entry: _Entry) -> None:
         for text in (entry.path, entry.target):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"{entry.origin}: {text!r} is not valid UTF-8") from None
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{entry.origin}: {text!r} is not valid UTF-8") from None
         old = self.entries.get(entry.path)
         if old is None:
             self.entries[entry.path] = entry
-        elif old._replace(origin="", source="") != entry._replace(origin="", source="") or (
-            entry.kind == "file" and not _same_content(old.source, entry.source)
-        ):
+            return
+        if old.kind == entry.kind == "file":
+            same = old.file_facts() == entry.file_facts() and _same_content(old.source,
+                                                                            entry.source)
+        else:
+            same = old._replace(origin="") == entry._replace(origin="")
+        if not same:
             raise ValueError(
                 f"conflicting entries for {entry.path!r}: {old.describe()} vs {entry.describe()}"
             )
@@ -131,22 +146,22 @@ class _Collector:
         pending = [(top, dest, origin_top)]
         while pending:
             fs_dir, image_dir, origin_dir = pending.pop()
-            with os.scandir(fs_dir) as scan:
-                children = sorted(scan, key=lambda child: child.name)
-            for child in children:
-                path = f"{image_dir}/{child.name}" if image_dir else child.name
-                origin = f"{origin_dir}/{child.name}"
-                st = child.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    self.add(_Entry(path, "dir", 0o755, origin))
-                    pending.append((child.path, path, origin))
-                elif stat.S_ISLNK(st.st_mode):
-                    self.add(_Entry(path, "symlink", 0o777, origin, target=os.readlink(child.path)))
-                elif stat.S_ISREG(st.st_mode):  # hard links included: each is a regular file
-                    mode = _file_mode(st.st_mode)
-                    self.add(_Entry(path, "file", mode, origin, st.st_size, child.path))
-                else:
-                    raise ValueError(f"{origin}: not a regular file, directory or symlink")
+            # In directory order: the entries are sorted once, at the end, by image path.
+            with os.scandir(fs_dir) as children:
+                for child in children:
+                    path = f"{image_dir}/{child.name}" if image_dir else child.name
+                    origin = f"{origin_dir}/{child.name}"
+                    # The kind comes from the directory listing: no stat per entry.
+                    if child.is_dir(follow_symlinks=False):
+                        self.add(_Entry(path, "dir", 0o755, origin))
+                        pending.append((child.path, path, origin))
+                    elif child.is_symlink():
+                        target = os.readlink(child.path)
+                        self.add(_Entry(path, "symlink", 0o777, origin, target=target))
+                    elif child.is_file(follow_symlinks=False):  # hard links too: each a file
+                        self.add(_Entry(path, "file", None, origin, child.path))
+                    else:
+                        raise ValueError(f"{origin}: not a regular file, directory or symlink")
 
     def explicit(self, root: str, index: int, spec) -> None:
         what = f"entries[{index}]"
@@ -173,10 +188,9 @@ class _Collector:
                 ) from None
             if not stat.S_ISREG(st.st_mode):
                 raise ValueError(f"{what}: source {spec['source']!r} is not a regular file")
-            mode = _mode(spec["mode"], what) if "mode" in spec else _file_mode(st.st_mode)
+            mode = _mode(spec["mode"], what) if "mode" in spec else None
             origin = f"{what} (source {spec['source']})"
-            self.add(_Entry(_image_path(spec["path"], what), "file", mode, origin, st.st_size,
-                            source))
+            self.add(_Entry(_image_path(spec["path"], what), "file", mode, origin, source))
         else:
             raise ValueError(f"{what}: type must be 'dir', 'symlink' or 'file', got {kind!r}")
 
@@ -205,14 +219,15 @@ class _WriterThread:
     gets recycled ones back, so blocks are not copied and memory stays bounded; one FIFO queue and
     one thread keep the blocks in order, so the bytes are the same."""
 
-    def __init__(self, write, block_size: int, spare: int = 3):
+    def __init__(self, write, block_size: int, spare: int = 16):
         self._write = write
         self._block_size = block_size
         self._free: "queue.SimpleQueue[bytearray]" = queue.SimpleQueue()
-        for _ in range(spare):
-            self._free.put(bytearray(block_size))
-        self._full: "queue.SimpleQueue[Optional[Tuple[bytearray, int]]]" = queue.SimpleQueue()
-        self._error: Optional[BaseException] = None
+        # Up to `spare` blocks in flight, so that a burst of small files does not stall on the
+        # writer; allocated as needed, so a small layer never touches that much memory.
+        self._unallocated = spare
+        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
         self._thread.start()
 
@@ -234,6 +249,12 @@ class _WriterThread:
         if self._error is not None:
             raise self._error
         self._full.put((buffer, size))
+        return self._free_buffer()
+
+    def _free_buffer(self) -> bytearray:
+        if self._unallocated and self._free.empty():
+            self._unallocated -= 1
+            return bytearray(self._block_size)
         return self._free.get()
 
     def write(self, data) -> None:
@@ -241,7 +262,7 @@ class _WriterThread:
         view = memoryview(data)
         for start in range(0, len(view), self._block_size):
             piece = view[start : start + self._block_size]
-            buffer = self._free.get()
+            buffer = self._free_buffer()
             buffer[: len(piece)] = piece  # same length: overwrites in place
             self._free.put(self.take_buffer(buffer, len(piece)))
 
@@ -255,7 +276,26 @@ class _WriterThread:
             raise self._error
 
 
-def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
+def _add_file(tar: TarWriter, entry: _Entry) -> None:
+    """Adds a file entry through a bare descriptor (no file object; one read for most files),
+    its size and mode read from the open file, so that they match the bytes written."""
+    try:
+        fd = os.open(entry.source, _READ_FLAGS)
+    except OSError as e:
+        raise ValueError(f"{entry.origin}: cannot read {entry.source!r}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        mode = _file_mode(st.st_mode) if entry.mode is None else entry.mode
+        tar.add_file(entry.path, st.st_size, fd, mode)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{entry.origin}: {e}") from None
+    finally:
+        os.close(fd)
+
+
+def build_layer(spec: dict, sandbox_root: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
     """Writes the layer blob and layer.json for `spec` into `out_dir`; returns layer.json's data."""
     _check_keys(spec, "layer spec", (), ("settings", "trees", "entries"))
     _check_keys(spec.get("settings", {}), "settings", (), tuple(_SETTINGS))
@@ -271,18 +311,18 @@ def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
         if not isinstance(spec.get(key, []), list):
             raise ValueError(f"layer spec: {key} must be a list")
 
-    root = str(sandbox_root)
+    root = os.fspath(sandbox_root)
     collector = _Collector()
     for index, tree in enumerate(spec.get("trees", [])):
         collector.walk(root, index, tree)
     for index, entry in enumerate(spec.get("entries", [])):
         collector.explicit(root, index, entry)
     collector.add_parents()
-    entries: List[_Entry] = [collector.entries[path] for path in sorted(collector.entries)]
+    entries: list[_Entry] = [collector.entries[path] for path in sorted(collector.entries)]
 
     blob_name = "layer.tar" + SUFFIXES[compression]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / blob_name, "wb") as blob_file:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, blob_name), "wb") as blob_file:
         # Uncompressed, the blob is the tar: one hash gives both digests.
         blob = HashingWriter(blob_file) if compression != "none" else None
         sink = blob_file if blob is None else blob
@@ -300,10 +340,7 @@ def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
                     elif entry.kind == "symlink":
                         tar.add_symlink(entry.path, entry.target)
                     else:
-                        with open(entry.source, "rb", buffering=0) as data:
-                            tar.add_file(entry.path, entry.size, data, entry.mode)
-                            if data.read(1):
-                                raise ValueError(f"{entry.origin}: file grew while being read")
+                        _add_file(tar, entry)
                 tar.close()
     if blob is None:
         blob = tar_bytes
@@ -316,21 +353,38 @@ def build_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
         "compression": compression,
         "entries": len(entries),
     }
-    (out_dir / "layer.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    with open(os.path.join(out_dir, "layer.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def layer_main(argv: List[str]) -> int:
+def _layer_options(argv: list[str]) -> dict[str, str]:
+    """`--spec SPEC --out OUTDIR` (or `--name=value`), parsed by hand: importing argparse (re,
+    enum, gettext) takes longer than writing a small layer, and every layer is a Process."""
+    options: dict[str, str] = {}
+    args = iter(argv)
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name not in ("--spec", "--out"):
+            raise ValueError(f"unrecognized argument: {arg}")
+        if not equals:
+            value = next(args, None)
+            if value is None:
+                raise ValueError(f"argument {name}: expected one argument")
+        options[name[2:]] = value
+    missing = [f"--{name}" for name in ("spec", "out") if name not in options]
+    if missing:
+        raise ValueError(f"the following arguments are required: {', '.join(missing)}")
+    return options
+
+
+def layer_main(argv: list[str]) -> int:
     """`layer --spec SPEC --out OUTDIR`, run in the sandbox root; errors exit 2, one line."""
-    # No usage text, so that misuse is reported on one line like every other error.
-    parser = argparse.ArgumentParser(prog="strata.core layer", usage=argparse.SUPPRESS)
-    parser.add_argument("--spec", required=True, help="layer-spec.json")
-    parser.add_argument("--out", required=True, help="directory for the blob and layer.json")
-    args = parser.parse_args(argv)
     try:
-        with open(args.spec, encoding="utf-8") as f:
+        options = _layer_options(argv)
+        with open(options["spec"], encoding="utf-8") as f:
             spec = json.load(f)
-        build_layer(spec, Path.cwd(), Path(args.out))
+        build_layer(spec, os.getcwd(), options["out"])
     except (OSError, ValueError) as e:
         print(f"strata.core layer: error: {e}".replace("\n", " "), file=sys.stderr)
         return 2

@@ -4,6 +4,9 @@ Its own header encoder (rather than `tarfile`) pins every byte: `tarfile`'s outp
 Python versions and carries whatever metadata it is handed.
 """
 
+import os
+import struct
+
 BLOCK = 512
 CHUNK = 1 << 20
 
@@ -11,6 +14,11 @@ _NAME_MAX = 100
 _PREFIX_MAX = 155
 _SIZE_LIMIT = 8 ** 11  # the 11 octal digits of the ustar size field
 _ZEROS = bytes(2 * BLOCK)
+# A ustar header: name, mode, uid, gid, size, mtime, checksum, typeflag, linkname, magic and
+# version, uname, gname, devmajor, devminor, prefix, padding. `s` fields are NUL-padded.
+_HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
+_MAGIC = b"ustar\x0000"
+_NO_DEVICE = b"0000000\0"
 
 
 def _octal(value: int, width: int, what: str) -> bytes:
@@ -18,10 +26,6 @@ def _octal(value: int, width: int, what: str) -> bytes:
     if not 0 <= value < 8 ** digits:
         raise ValueError(f"tar {what} {value} does not fit a {digits}-digit octal field")
     return b"%0*o\0" % (digits, value)
-
-
-def _field(value: bytes, width: int) -> bytes:
-    return value.ljust(width, b"\0")
 
 
 def _split_ustar(name: bytes):
@@ -67,11 +71,11 @@ class TarWriter:
         self._gname = self._owner_name(gname)
         # The byte sum of the header fields every entry shares, the checksum field as spaces.
         self._fixed_sum = (
-            sum(self._uid) + sum(self._gid) + sum(self._mtime) + sum(b" " * 8)
-            + sum(b"ustar\x0000") + sum(self._uname) + sum(self._gname) + 2 * sum(b"0000000\0")
+            sum(self._uid) + sum(self._gid) + sum(self._mtime) + sum(b" " * 8) + sum(_MAGIC)
+            + sum(self._uname) + sum(self._gname) + 2 * sum(_NO_DEVICE)
         )
-        self._uname_field = _field(self._uname, 32)
-        self._gname_field = _field(self._gname, 32)
+        self._modes = {}  # mode -> (its octal field, the field's byte sum)
+        self._probe = bytearray(1)  # one byte past a file's end: did it grow?
         if buffer_size:
             if buffer_size < BLOCK or buffer_size % BLOCK:
                 raise ValueError(f"tar buffer size {buffer_size} is not a positive multiple of "
@@ -100,15 +104,20 @@ class TarWriter:
         self._header(path, b"2", 0o777, 0, target)
 
     def add_file(self, path: str, size: int, data, mode: int = 0o644) -> None:
-        """Adds a regular file of exactly `size` bytes from `data` (bytes or a binary file)."""
+        """Adds a regular file of exactly `size` bytes from `data`: bytes, a binary file, or an
+        OS file descriptor (an int) at the file's start. A descriptor is read straight into the
+        buffer (buffered mode) and must then end after `size` bytes: a file that grew while
+        being read is an error rather than a silently truncated copy."""
+        if type(data) is int:
+            self._header(path, b"0", mode, size, "")
+            self._read_fd(path, size, data)
+            return
         if isinstance(data, (bytes, bytearray, memoryview)) and len(data) != size:
             raise ValueError(f"tar: {path!r} has {len(data)} bytes, not the declared {size}")
         self._header(path, b"0", mode, size, "")
         if isinstance(data, (bytes, bytearray, memoryview)):
             if size:
                 self._write(data)
-        elif self._buffer is not None and hasattr(data, "readinto"):
-            self._read_into_buffer(path, size, data)
         else:
             remaining = size
             while remaining:
@@ -149,25 +158,53 @@ class TarWriter:
             else:
                 self._out.write(data)
 
-    def _read_into_buffer(self, path: str, size: int, data) -> None:
-        """Reads `size` bytes of `data` straight into the buffer, writing it out as it fills."""
+    def _read_fd(self, path: str, size: int, fd: int) -> None:
+        """Reads `size` bytes of `fd` into the buffer and pads them to a block, asking for one
+        byte more with the last read (a second buffer in the same readv call), so that the
+        end-of-file check costs no extra system call."""
+        buffer = self._buffer
+        if buffer is None:
+            raise ValueError("tar: reading from a file descriptor needs buffer_size > 0")
         remaining = size
-        while remaining:
-            if self._fill == len(self._buffer):
+        while True:
+            fill = self._fill
+            if fill == len(buffer):
                 self.flush()
-            end = min(len(self._buffer), self._fill + remaining)
-            count = data.readinto(self._buffer[self._fill : end])
-            if not count:
-                done = size - remaining
-                raise ValueError(f"tar: {path!r} ended after {done} of {size} bytes")
-            self._fill += count
+                buffer, fill = self._buffer, 0
+            end = fill + remaining
+            if end <= len(buffer):  # the rest fits: the last read, with the probe byte
+                count = os.readv(fd, (buffer[fill:end], self._probe))
+                if count > remaining:
+                    raise ValueError(f"tar: {path!r} grew while being read (beyond {size} "
+                                     "bytes)")
+            else:
+                count = os.readv(fd, (buffer[fill:],))
+            self._fill = fill + count
             remaining -= count
+            if not remaining:
+                break
+            if not count:
+                raise ValueError(f"tar: {path!r} ended after {size - remaining} of {size} bytes")
+        padding = -size % BLOCK
+        if padding:
+            fill = self._fill
+            if fill + padding <= len(buffer):
+                buffer[fill : fill + padding] = _ZEROS[:padding]
+                self._fill = fill + padding
+            else:
+                self._write(_ZEROS[:padding])
 
     def _header(self, path: str, typeflag: bytes, mode: int, size: int, target: str) -> None:
-        if not path.strip("/") or "\0" in path:
+        if "\0" in path or not path.strip("/"):
             raise ValueError(f"tar: invalid path {path!r}")
+        if size < 0:
+            raise ValueError(f"tar: {path!r} has a negative size {size}")
         encoded = path.encode("utf-8")
         link = target.encode("utf-8")
+        if (len(encoded) <= _NAME_MAX and len(link) <= _NAME_MAX and size < _SIZE_LIMIT
+                and path.isascii() and target.isascii()):
+            self._block(encoded, b"", typeflag, mode, size, link)  # the common case
+            return
         pax = []
         split = _split_ustar(encoded) if path.isascii() else None
         if split is None:
@@ -184,34 +221,33 @@ class TarWriter:
             # Deterministic header name; readers apply the records to the next entry.
             base = path.rstrip("/").rsplit("/", 1)[-1]
             pax_name = (b"PaxHeaders/" + _ascii(base))[:_NAME_MAX]
-            self._write(self._block(pax_name, b"", b"x", 0o644, len(payload), b""))
+            self._block(pax_name, b"", b"x", 0o644, len(payload), b"")
             self._write(payload + bytes(-len(payload) % BLOCK))
         name, prefix = split
-        self._write(self._block(name, prefix, typeflag, mode, size, link))
+        self._block(name, prefix, typeflag, mode, size, link)
 
     def _block(self, name: bytes, prefix: bytes, typeflag: bytes, mode: int, size: int,
-               link: bytes) -> bytes:
-        mode_field = _octal(mode, 8, "mode")
-        size_field = _octal(size, 12, "size")
+               link: bytes) -> None:
+        """Writes one header block; in buffered mode packed straight into the buffer (a header
+        always starts on a block boundary, so it fits whole)."""
+        mode_field = self._modes.get(mode)
+        if mode_field is None:
+            octal = _octal(mode, 8, "mode")
+            mode_field = self._modes[mode] = (octal, sum(octal))
+        size_field = b"%011o\0" % size  # < _SIZE_LIMIT: larger sizes go to a PAX record
         # The checksum is the byte sum of the header with its own field as spaces (in
         # _fixed_sum); the fields' NUL padding adds nothing.
-        checksum = (self._fixed_sum + sum(name) + sum(mode_field) + sum(size_field)
+        checksum = (self._fixed_sum + sum(name) + mode_field[1] + sum(size_field)
                     + typeflag[0] + sum(link) + sum(prefix))
-        return b"".join((
-            _field(name, 100),
-            mode_field,
-            self._uid,
-            self._gid,
-            size_field,
-            self._mtime,
-            b"%06o\0 " % checksum,
-            typeflag,
-            _field(link, 100),
-            b"ustar\x0000",
-            self._uname_field,
-            self._gname_field,
-            b"0000000\0",  # devmajor
-            b"0000000\0",  # devminor
-            _field(prefix, 155),
-            bytes(12),
-        ))
+        fields = (
+            name, mode_field[0], self._uid, self._gid, size_field, self._mtime,
+            b"%06o\0 " % checksum, typeflag, link, _MAGIC, self._uname, self._gname,
+            _NO_DEVICE, _NO_DEVICE, prefix,
+        )
+        if self._buffer is None:
+            self._out.write(_HEADER.pack(*fields))
+            return
+        if self._fill + BLOCK > len(self._buffer):
+            self.flush()
+        _HEADER.pack_into(self._buffer, self._fill, *fields)
+        self._fill += BLOCK

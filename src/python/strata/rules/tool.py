@@ -33,8 +33,9 @@ class ImageTool:
     python: str
 
     def argv(self, *args: str) -> Tuple[str, ...]:
-        # -E/-s: no user environment or site-packages may change the output or the cache key.
-        return (self.python, "-E", "-s", "-B", "-m", "strata.core", *args)
+        # -E/-s/-S: no environment variable, user or system site-packages (nor the .pth files
+        # there, which run code at startup) may change the output, the cache key or the speed.
+        return (self.python, "-E", "-s", "-S", "-B", "-m", "strata.core", *args)
 
 
 @dataclass(frozen=True)
