@@ -85,7 +85,16 @@ create_pants_venv() {
   say "installing pantsbuild.pants==2.17.1 and pantsbuild.pants.testutil==2.17.1 (pinned by ${PANTS_CONSTRAINTS#$STRATA_ROOT/})"
   PIP_CONSTRAINT= "$PANTS_VENV/bin/python" -m pip install -q -c "$PANTS_CONSTRAINTS" \
     pantsbuild.pants==2.17.1 pantsbuild.pants.testutil==2.17.1 "pex==$PEX_VERSION" >&2
+  install_native_client
   cp "$PANTS_CONSTRAINTS" "$PANTS_VENV/.strata-constraints"
+}
+
+# Pants' native (Rust) client, shipped in the wheel without its executable bit: it hands a run
+# to a running pantsd in a fraction of the Python client's start-up time, and execs the Python
+# client (named by _PANTS_SERVER_EXE) when no pantsd runs or pantsd is off.
+install_native_client() {
+  local native; native="$(ls "$PANTS_VENV"/lib/python3*/site-packages/pants/bin/native_client)"
+  install -m 0755 "$native" "$PANTS_VENV/bin/pants-native-client"
 }
 
 pex_expected_sha256() {
@@ -115,6 +124,7 @@ main() {
     fi
     create_pants_venv "$python"
   fi
+  [ -x "$PANTS_VENV/bin/pants-native-client" ] || install_native_client
   [ -f "$PEX_BIN" ] || build_pex_cli
 }
 
