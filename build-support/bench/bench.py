@@ -31,6 +31,7 @@ MB = 1 << 20
 SCHEMA = 1
 RATIO_TARGET = 0.8  # Strata's uncompressed throughput / the tar | openssl baseline's
 RSS_TARGET_MB = 150.0  # the layer tool's peak RSS, whatever the content size
+NOOP_TARGET_SECONDS = 1.5  # `pants package` with nothing changed and pantsd warm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where Pants looks for the `python3` that runs the layer tool ([strata].python_search_paths).
@@ -285,7 +286,8 @@ class Bench:
 
     def layer(self, spec: str) -> Tuple[Run, dict]:
         out = self.out / "layer"
-        argv = [self.python, "-E", "-s", "-B", "-m", "strata.core", "layer",
+        # As the rules run it (strata.rules.tool.ImageTool.argv).
+        argv = [self.python, "-E", "-s", "-S", "-B", "-m", "strata.core", "layer",
                 "--spec", spec, "--out", str(out)]
         run = run_measured(argv, self.sandbox, self.env)
         meta = json.loads((out / "layer.json").read_text(encoding="utf-8"))
@@ -338,6 +340,7 @@ def run_bench(args, work: Path) -> dict:
     start = time.perf_counter()
     tree = generate_tree(bench.sandbox / "tree", int(args.size_mb * MB), args.files, args.seed)
     tree["generate_seconds"] = round(time.perf_counter() - start, 3)
+    os.sync()  # no writeback of the new tree during the runs
     content = tree["bytes"]
     reps = args.reps
 
@@ -372,6 +375,7 @@ def run_bench(args, work: Path) -> dict:
         log(f"generating a {args.big_file_mb:g} MB file ...")
         (bench.sandbox / "big").mkdir()
         generate_big_file(bench.sandbox / "big/big.bin", big_bytes, args.seed)
+        os.sync()
         spec_big = bench.spec("big", "big", "none", None)
         log(f"layer (none) on the {args.big_file_mb:g} MB file, {reps} reps ...")
         runs = [bench.layer(spec_big)[0] for _ in range(reps)]
@@ -400,6 +404,9 @@ def run_bench(args, work: Path) -> dict:
                      blob_mb=metas[0]["blob_size"] / MB,
                      compression_ratio=metas[0]["size"] / metas[0]["blob_size"])
 
+    pants = _pants_rows(args, bench, baseline["seconds"]["median"]) if args.pants else {
+        "skipped": "--no-pants"}
+
     rss_runs = [bench.results[key]["peak_rss_mb"]["max"]
                 for key in ("layer_none", "layer_big_file") if "peak_rss_mb" in bench.results[key]]
     python_version = subprocess.run(
@@ -421,6 +428,7 @@ def run_bench(args, work: Path) -> dict:
         "tools": tools,
         "tree": tree,
         "results": bench.results,
+        "pants": pants,
         "ratio": ratio,
         "targets": {
             "ratio_min": RATIO_TARGET,
@@ -428,7 +436,42 @@ def run_bench(args, work: Path) -> dict:
             "peak_rss_max_mb": RSS_TARGET_MB,
             "peak_rss_mb": max(rss_runs),
             "peak_rss_met": max(rss_runs) <= RSS_TARGET_MB,
+            **_pants_targets(pants),
         },
+    }
+
+
+def _pants_rows(args, bench: "Bench", baseline_seconds: float) -> dict:
+    """The end-to-end rows (pants_e2e.py), or why they were skipped. Under pytest (the smoke
+    test, with CI set) a missing tool fails rather than skips, as in every other test."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pants_e2e
+
+    harness_roots = [REPO_ROOT / "tests/python", Path.cwd()]
+    if (REPO_ROOT / "pants.toml").is_file():  # scratch repos take their settings from it
+        os.environ.setdefault("STRATA_ROOT", str(REPO_ROOT))
+    work = bench.work / "pants"
+    work.mkdir()
+    try:
+        return pants_e2e.run_pants_bench(bench.sandbox / "tree", work, args.src, harness_roots,
+                                         baseline_seconds, log)
+    except ImportError as e:  # no test harness next to this script (or in the working dir)
+        return {"skipped": f"the test harness is not importable: {e}"}
+    except BaseException as e:  # the harness's Unavailable, or pytest's Skipped under pytest
+        if type(e).__name__ not in ("Unavailable", "Skipped"):
+            raise
+        return {"skipped": str(e)}
+
+
+def _pants_targets(pants: dict) -> dict:
+    if "skipped" in pants:
+        return {}
+    noop = pants["noop_package"]["seconds"]["median"]
+    return {
+        "noop_max_seconds": NOOP_TARGET_SECONDS,
+        "noop_met": noop <= NOOP_TARGET_SECONDS,
+        "one_change_layer_processes_met": len(pants["one_file_change"]["layer_processes"]) == 1,
+        "second_push_zero_bytes_met": pants["publish"]["second"]["bytes_uploaded"] == 0,
     }
 
 
@@ -494,7 +537,43 @@ def format_table(report: dict) -> str:
         f"{targets['peak_rss_max_mb']:g} MB: {'met' if targets['peak_rss_met'] else 'NOT met'})"
     )
     lines.append(f"diff_id: {results['layer_none']['diff_id']}")
+    lines.extend(_format_pants(report))
     return "\n".join(lines)
+
+
+def _met(flag: bool) -> str:
+    return "met" if flag else "NOT met"
+
+
+def _format_pants(report: dict) -> List[str]:
+    pants, targets = report["pants"], report["targets"]
+    lines = ["", "end to end through Pants"]
+    if "skipped" in pants:
+        return lines + [f"  skipped: {pants['skipped']}"]
+    tree = report["tree"]
+    cold, noop, change = pants["cold_package"], pants["noop_package"], pants["one_file_change"]
+    first, second = pants["publish"]["first"], pants["publish"]["second"]
+    noop_s = noop["seconds"]
+    lines += [
+        f"  the tree without its {tree['symlinks']} symlinks, as {pants['nodes']} `files` "
+        "nodes of one oci_image",
+        f"  cold package (empty local store, no pantsd): {cold['seconds']:.1f} s, "
+        f"{cold['layer_processes']} layer processes; {cold['ratio_to_baseline']:.1f}x the "
+        "baseline's time",
+        f"  no-op package (pantsd warm): {noop_s['median']:.2f} s [{noop_s['min']:.2f}-"
+        f"{noop_s['max']:.2f}], processes run: {len(noop['processes'])} (target <= "
+        f"{targets['noop_max_seconds']:g} s: {_met(targets['noop_met'])})",
+        f"  package after changing {change['changed']}: {change['seconds']:.2f} s, layer "
+        f"processes run: {len(change['layer_processes'])} (target exactly 1: "
+        f"{_met(targets['one_change_layer_processes_met'])})",
+        "publish to a docker-registry on 127.0.0.1",
+        f"  first push: {first['blobs_uploaded']} blobs, {first['bytes_uploaded'] / MB:.1f} MB "
+        f"uploaded in {first['seconds']:.1f} s",
+        f"  second, identical push: {second['blobs_uploaded']} blobs, "
+        f"{second['bytes_uploaded']} bytes uploaded, {second['blobs_present']} already present "
+        f"(target 0 bytes: {_met(targets['second_push_zero_bytes_met'])})",
+    ]
+    return lines
 
 
 def parse_args(argv: Optional[List[str]] = None):
@@ -503,7 +582,7 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--files", type=int, default=20000,
                         help="regular files in the tree (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="tree seed (default 0)")
-    parser.add_argument("--reps", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--reps", type=int, default=5, help="runs per measurement (default 5)")
     parser.add_argument("--big-file-mb", type=float, default=2048,
                         help="size of the single large file (default 2048; 0 skips it)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
@@ -516,6 +595,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where to create the scratch directory (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--no-pants", dest="pants", action="store_false",
+                        help="skip the end-to-end rows (Pants and docker-registry)")
     args = parser.parse_args(argv)
     if args.files < 1 or args.reps < 1 or args.size_mb <= 0 or args.big_file_mb < 0:
         parser.error("--files and --reps must be >= 1, --size-mb > 0, --big-file-mb >= 0")

@@ -1,6 +1,7 @@
-"""Smoke test of the layer-writer benchmark (build-support/bench/bench.py) at a tiny size: it
-runs end to end, prints its table and writes JSON with every expected key. Timings are never
-checked: they belong to the machine, not to the code."""
+"""Smoke test of the benchmark (build-support/bench/bench.py) at a tiny size: it runs end to end,
+through Pants and a registry too, prints its table and writes JSON with every expected key.
+Timings are never checked: they belong to the machine, not to the code; what the end-to-end rows
+count (processes run, bytes pushed) is."""
 
 import hashlib
 import importlib.util
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import strata.core
+from strata_harness import require_tool
 
 BENCH = Path("build-support/bench/bench.py")  # materialised by the `files` dependency
 TOOLS = ("bash", "tar", "openssl", "zstd")
@@ -45,6 +47,7 @@ def require_tools() -> None:
 
 def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     require_tools()
+    require_tool("docker-registry")  # the publish rows
     src = Path(strata.core.__file__).resolve().parents[2]
     out = tmp_path / "bench.json"
     done = subprocess.run(
@@ -85,6 +88,21 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     targets = report["targets"]
     assert (targets["ratio_min"], targets["peak_rss_max_mb"]) == (0.8, 150)
     assert isinstance(targets["ratio_met"], bool) and isinstance(targets["peak_rss_met"], bool)
+
+    # End to end through Pants: these are behaviours, not timings, so they are checked.
+    pants = report["pants"]
+    assert "skipped" not in pants, pants
+    assert pants["cold_package"]["layer_processes"] == pants["nodes"] == 10
+    assert pants["noop_package"]["processes"] == []
+    assert len(pants["one_file_change"]["layer_processes"]) == 1
+    first, second = pants["publish"]["first"], pants["publish"]["second"]
+    assert first["blobs_uploaded"] == 11 and first["bytes_uploaded"] > 0  # 10 layers, config
+    assert (second["blobs_uploaded"], second["bytes_uploaded"], second["blobs_present"]) == (
+        0, 0, 11)
+    assert targets["one_change_layer_processes_met"] and targets["second_push_zero_bytes_met"]
+    for label in ("end to end through Pants", "cold package", "no-op package",
+                  "publish to a docker-registry", "second, identical push"):
+        assert label in done.stdout, done.stdout
 
 
 def tree_fingerprint(root: Path) -> str:

@@ -12,12 +12,14 @@ from strata_harness.images import (
     source_ref,
 )
 from strata_harness.podman import Podman
+from strata_harness.pushes import Push, pushes
 from strata_harness.registry import Registry, start_registry
 from strata_harness.scratch import ScratchRepo, ran_processes
 from strata_harness.tools import require_tool, run_tool
 
 __all__ = [
     "Podman",
+    "Push",
     "Registry",
     "ScratchRepo",
     "Symlink",
@@ -27,6 +29,7 @@ __all__ = [
     "make_busybox_image",
     "make_docker_archive",
     "make_oci_layout",
+    "pushes",
     "ran_processes",
     "require_tool",
     "run_tool",

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import textwrap
 from pathlib import Path
@@ -181,15 +182,17 @@ class ScratchRepo:
         check: bool = True,
         timeout: float = 1200,
         env: Mapping[str, str] | None = None,
+        pantsd: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """Runs `pants ARGS` here, output captured as text; check=True asserts it exits 0.
 
         env: extra variables for the Pants process (overriding the defaults below), e.g.
         registry credentials for `publish`.
 
-        --no-pantsd: every run is a fresh process, so a second run sees only the persistent
-        caches (what reproducibility tests compare). --no-pantsrc: no ~/.pants.rc or
-        /etc/pantsrc. --no-watch-filesystem: no inotify watches for a one-shot run.
+        By default --no-pantsd: every run is a fresh process, so a second run sees only the
+        persistent caches (what reproducibility tests compare); pantsd=True runs through (and
+        starts) this repo's pantsd instead, watching the filesystem: stop it with
+        `stop_pantsd()`. --no-pantsrc: no ~/.pants.rc or /etc/pantsrc.
         """
         pants_env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -201,7 +204,13 @@ class ScratchRepo:
         if "CI" in os.environ:
             pants_env["CI"] = os.environ["CI"]
         pants_env.update(env or {})
-        cmd = [str(self.pants), "--no-pantsd", "--no-pantsrc", "--no-watch-filesystem", *args]
+        if pantsd:  # as ./pants runs it: the native client, falling back to self.pants
+            native = self.pants.with_name("pants-native-client")
+            pants_env["_PANTS_SERVER_EXE"] = str(self.pants)
+            cmd = [str(native if native.is_file() else self.pants), "--pantsd", "--no-pantsrc"]
+        else:
+            cmd = [str(self.pants), "--no-pantsd", "--no-pantsrc", "--no-watch-filesystem"]
+        cmd.extend(args)
         proc = subprocess.run(
             cmd,
             cwd=self.root,
@@ -217,3 +226,15 @@ class ScratchRepo:
                 f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
             )
         return proc
+
+    def stop_pantsd(self) -> None:
+        """Stops this repo's pantsd, if one runs (its process title names the buildroot)."""
+        title = f"pantsd [{self.root}]".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if (proc / "cmdline").read_bytes().startswith(title):
+                    os.kill(int(proc.name), signal.SIGTERM)
+            except (OSError, ProcessLookupError):
+                continue  # gone meanwhile

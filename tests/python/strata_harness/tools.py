@@ -8,8 +8,6 @@ import struct
 import subprocess
 from typing import Mapping, Sequence
 
-import pytest
-
 INSTALL_SCRIPT = "build-support/install-system-tools.sh"
 
 # The tools tests may ask for, with the Debian package providing each (see INSTALL_SCRIPT).
@@ -30,8 +28,17 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+class Unavailable(Exception):
+    """A tool or setup is missing, outside pytest (e.g. in the benchmark, which reports it)."""
+
+
 def unavailable(reason: str) -> None:
-    """Skips the test locally, but fails it under CI: a CI run must never pass by skipping."""
+    """Skips the test locally, but fails it under CI: a CI run must never pass by skipping.
+    Outside pytest, raises Unavailable."""
+    try:
+        import pytest
+    except ImportError:
+        raise Unavailable(reason) from None
     if in_ci():
         pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
     pytest.skip(reason)
