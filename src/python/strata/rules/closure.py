@@ -72,12 +72,6 @@ class InvalidImageContent(Exception):
     """The closure cannot become an image (conflicting paths, empty content, ...)."""
 
 
-@dataclass(frozen=True)
-class _ContentRequest:
-    target: Target
-    package: Optional[PackageFieldSet]
-
-
 # Packed PEX parts, as laid out by `pex --layout packed`: one directory per wheel, the bootstrap,
 # and everything else (PEX-INFO, __main__.py, user code).
 _PEX_DEPS = ".deps/"
@@ -160,15 +154,32 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
                     f"{deb.package} from its `debian_packages` targets: lock them together."
                 )
 
-    # Gather each content-bearing target's files at their image paths.
-    content_targets = sorted(a for a in targets if _has_content(targets[a], packageable, a))
-    digests = await MultiGet(
-        Get(Digest, _ContentRequest(targets[a], packageable.get(a))) for a in content_targets
-    )
+    # Gather each node's files at their image paths: its file and resource targets in one
+    # request each (not one per target: a `files` generator can hold thousands, and every
+    # request's result stays memoised in pantsd), and each package built.
+    files_of: Dict[str, List[FileSourceField]] = {}
+    resources_of: Dict[str, List[ResourceSourceField]] = {}
+    package_addresses: List[str] = []
+    for address in sorted(targets):
+        tgt, node = targets[address], node_of[address]
+        if tgt.has_field(ResourceSourceField):
+            resources_of.setdefault(node, []).append(tgt[ResourceSourceField])
+        elif tgt.has_field(FileSourceField):
+            files_of.setdefault(node, []).append(tgt[FileSourceField])
+        elif address in packageable:
+            package_addresses.append(address)
+    file_nodes, resource_nodes = sorted(files_of), sorted(resources_of)
+    results = await MultiGet([
+        *(Get(SourceFiles, SourceFilesRequest(files_of[n])) for n in file_nodes),
+        *(Get(StrippedSourceFiles, SourceFilesRequest(resources_of[n])) for n in resource_nodes),
+        *(Get(BuiltPackage, EnvironmentAwarePackageRequest(packageable[a]))
+          for a in package_addresses),
+    ])
+    owners = [*file_nodes, *resource_nodes, *(node_of[a] for a in package_addresses)]
     by_node: Dict[str, List[Digest]] = {}
-    for address, digest in zip(content_targets, digests):
-        node = node_of[address]
+    for node, result in zip(owners, results):
         assert node is not None
+        digest = result.digest if isinstance(result, BuiltPackage) else result.snapshot.digest
         by_node.setdefault(node, []).append(digest)
 
     node_keys = sorted(by_node)
@@ -222,14 +233,6 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
         final.append(StoreNode(key, split_by_key[key], ()))
     final.extend(deb_nodes.values())
     return ImageClosure(tuple(sorted(final, key=lambda n: n.key)))
-
-
-def _has_content(tgt: Target, packageable: Dict[str, PackageFieldSet], address: str) -> bool:
-    return (
-        tgt.has_field(FileSourceField)
-        or tgt.has_field(ResourceSourceField)
-        or address in packageable
-    )
 
 
 def _assign_nodes(
@@ -316,20 +319,6 @@ def _split_packed_pex(key: str, pex_root: str, entries) -> Dict[str, List]:
             part = key
         parts.setdefault(part, []).append(entry)
     return parts
-
-
-@rule(desc="Gathering a store node's content", level=LogLevel.DEBUG)
-async def node_content(request: _ContentRequest) -> Digest:
-    tgt = request.target
-    if tgt.has_field(ResourceSourceField):
-        stripped = await Get(StrippedSourceFiles, SourceFilesRequest([tgt[ResourceSourceField]]))
-        return stripped.snapshot.digest
-    if tgt.has_field(FileSourceField):
-        sources = await Get(SourceFiles, SourceFilesRequest([tgt[FileSourceField]]))
-        return sources.snapshot.digest
-    assert request.package is not None
-    built = await Get(BuiltPackage, EnvironmentAwarePackageRequest(request.package))
-    return built.digest
 
 
 def rules():
