@@ -562,7 +562,8 @@ def _format_pants(report: dict) -> List[str]:
         "baseline's time",
         f"  no-op package (pantsd warm): {noop_s['median']:.2f} s [{noop_s['min']:.2f}-"
         f"{noop_s['max']:.2f}], processes run: {len(noop['processes'])} (target <= "
-        f"{targets['noop_max_seconds']:g} s: {_met(targets['noop_met'])})",
+        f"{targets['noop_max_seconds']:g} s: {_met(targets['noop_met'])}); pantsd RSS "
+        f"{noop['pantsd_rss_mb'] or 0:.0f} MB",
         f"  package after changing {change['changed']}: {change['seconds']:.2f} s, layer "
         f"processes run: {len(change['layer_processes'])} (target exactly 1: "
         f"{_met(targets['one_change_layer_processes_met'])})",

@@ -112,6 +112,7 @@ def run_pants_bench(tree: Path, work: Path, src: Path, harness_roots: List[Path]
         repo.run("package", target, pantsd=True)
         noop_runs = [_timed(repo.run, "package", target, pantsd=True) for _ in range(NOOP_REPS)]
         noop_processes = sorted({p for _, run in noop_runs for p in harness.ran_processes(run)})
+        pantsd_rss_mb = repo.pantsd_rss_mb()
 
         changed = _first_file(repo.root / "tree", groups[3])
         log(f"pants: rebuild after changing {changed.relative_to(repo.root)} ...")
@@ -144,7 +145,8 @@ def run_pants_bench(tree: Path, work: Path, src: Path, harness_roots: List[Path]
                          "ratio_to_baseline": cold_seconds / baseline_seconds},
         "noop_package": {"seconds": {"median": statistics.median(noop), "min": min(noop),
                                      "max": max(noop)},
-                         "runs": len(noop), "processes": noop_processes},
+                         "runs": len(noop), "processes": noop_processes,
+                         "pantsd_rss_mb": pantsd_rss_mb},
         "one_file_change": {"seconds": change_seconds, "changed": str(changed.relative_to(
                             repo.root)), "layer_processes": change_layers},
         "publish": {"first": pushes[0], "second": pushes[1]},

@@ -94,6 +94,7 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert "skipped" not in pants, pants
     assert pants["cold_package"]["layer_processes"] == pants["nodes"] == 10
     assert pants["noop_package"]["processes"] == []
+    assert pants["noop_package"]["pantsd_rss_mb"] > 0  # pantsd was running
     assert len(pants["one_file_change"]["layer_processes"]) == 1
     first, second = pants["publish"]["first"], pants["publish"]["second"]
     assert first["blobs_uploaded"] == 11 and first["bytes_uploaded"] > 0  # 10 layers, config

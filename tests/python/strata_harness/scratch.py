@@ -227,14 +227,34 @@ class ScratchRepo:
             )
         return proc
 
-    def stop_pantsd(self) -> None:
-        """Stops this repo's pantsd, if one runs (its process title names the buildroot)."""
+    def _pantsd_pids(self) -> list[int]:
+        """This repo's pantsd processes (their process title names the buildroot)."""
         title = f"pantsd [{self.root}]".encode()
+        pids = []
         for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
             try:
-                if (proc / "cmdline").read_bytes().startswith(title):
-                    os.kill(int(proc.name), signal.SIGTERM)
-            except (OSError, ProcessLookupError):
+                if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(title):
+                    pids.append(int(proc.name))
+            except OSError:
                 continue  # gone meanwhile
+        return pids
+
+    def pantsd_rss_mb(self) -> float | None:
+        """The resident memory of this repo's pantsd, or None when none runs."""
+        for pid in self._pantsd_pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return None
+
+    def stop_pantsd(self) -> None:
+        """Stops this repo's pantsd, if one runs."""
+        for pid in self._pantsd_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
