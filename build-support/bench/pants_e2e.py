@@ -95,7 +95,7 @@ def run_pants_bench(tree: Path, work: Path, src: Path, harness_roots: List[Path]
     repo = None
     try:
         # pantsd restarts when it grows past 4 GiB (its default limit), dropping its memoised
-        # graph: the 20,000-file default tree needs a little more than that.
+        # graph: the 20,000-file default tree comes close to that.
         repo = harness.ScratchRepo(work / "pants-repo", isolated_cache=True,
                                    config={"GLOBAL": {"pantsd_max_memory_usage": PANTSD_MEMORY}})
         _copy_tree(tree, repo.root / "tree")
