@@ -109,16 +109,18 @@ class TarWriter:
         buffer (buffered mode) and must then end after `size` bytes: a file that grew while
         being read is an error rather than a silently truncated copy."""
         if type(data) is int:
+            if self._buffer is None:
+                raise ValueError("tar: reading from a file descriptor needs buffer_size > 0")
             self._header(path, b"0", mode, size, "")
             self._read_fd(path, size, data)
-            return
-        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) != size:
+        elif isinstance(data, (bytes, bytearray, memoryview)) and len(data) != size:
             raise ValueError(f"tar: {path!r} has {len(data)} bytes, not the declared {size}")
-        self._header(path, b"0", mode, size, "")
-        if isinstance(data, (bytes, bytearray, memoryview)):
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self._header(path, b"0", mode, size, "")
             if size:
                 self._write(data)
         else:
+            self._header(path, b"0", mode, size, "")
             remaining = size
             while remaining:
                 chunk = data.read(min(CHUNK, remaining))
@@ -159,12 +161,10 @@ class TarWriter:
                 self._out.write(data)
 
     def _read_fd(self, path: str, size: int, fd: int) -> None:
-        """Reads `size` bytes of `fd` into the buffer and pads them to a block, asking for one
-        byte more with the last read (a second buffer in the same readv call), so that the
-        end-of-file check costs no extra system call."""
+        """Reads `size` bytes of `fd` into the buffer, asking for one byte more with the last
+        read (a second buffer in the same readv call), so that the end-of-file check costs no
+        extra system call."""
         buffer = self._buffer
-        if buffer is None:
-            raise ValueError("tar: reading from a file descriptor needs buffer_size > 0")
         remaining = size
         while True:
             fill = self._fill
@@ -185,14 +185,6 @@ class TarWriter:
                 break
             if not count:
                 raise ValueError(f"tar: {path!r} ended after {size - remaining} of {size} bytes")
-        padding = -size % BLOCK
-        if padding:
-            fill = self._fill
-            if fill + padding <= len(buffer):
-                buffer[fill : fill + padding] = _ZEROS[:padding]
-                self._fill = fill + padding
-            else:
-                self._write(_ZEROS[:padding])
 
     def _header(self, path: str, typeflag: bytes, mode: int, size: int, target: str) -> None:
         if "\0" in path or not path.strip("/"):
@@ -228,8 +220,8 @@ class TarWriter:
 
     def _block(self, name: bytes, prefix: bytes, typeflag: bytes, mode: int, size: int,
                link: bytes) -> None:
-        """Writes one header block; in buffered mode packed straight into the buffer (a header
-        always starts on a block boundary, so it fits whole)."""
+        """Writes one header block; in buffered mode packed straight into the buffer (flushed
+        first when less than a block is left)."""
         mode_field = self._modes.get(mode)
         if mode_field is None:
             octal = _octal(mode, 8, "mode")
