@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import strata.core
-from strata_harness import require_tool
+from strata_harness import assert_valid_image, require_tool
 
 BENCH = Path("build-support/bench/bench.py")  # materialised by the `files` dependency
 TOOLS = ("bash", "tar", "openssl", "zstd")
@@ -53,10 +53,13 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     done = subprocess.run(
         [sys.executable, str(bench_script()), "--size-mb", "5", "--files", "200", "--reps", "1",
          "--big-file-mb", "20", "--seed", "7", "--json", str(out), "--src", str(src),
-         "--workdir", str(tmp_path)],
+         "--workdir", str(tmp_path), "--keep"],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
+    # The image the end-to-end rows built (kept with --keep) passes the strict check.
+    (image,) = tmp_path.glob("strata-bench-*/pants/pants-repo/dist/image.tar")
+    assert_valid_image(image)
 
     for label in ("strata layer, tree (none)", "baseline: tar | openssl sha256",
                   "strata layer, 20 MB file (none)", "strata layer, tree (gzip)",
