@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple, Type
 
 from pants.backend.python.target_types import PexLayout, PexLayoutField
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
-from pants.core.target_types import FileSourceField, ResourceSourceField
+from pants.core.target_types import AssetSourceField, FileSourceField, ResourceSourceField
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Address
@@ -19,6 +19,8 @@ from pants.engine.fs import (
     Directory,
     FileEntry,
     MergeDigests,
+    PathGlobs,
+    Snapshot,
     SymlinkEntry,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
@@ -154,33 +156,66 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
                     f"{deb.package} from its `debian_packages` targets: lock them together."
                 )
 
-    # Gather each node's files at their image paths: its file and resource targets in one
-    # request each (not one per target: a `files` generator can hold thousands, and every
-    # request's result stays memoised in pantsd), and each package built.
-    files_of: Dict[str, List[FileSourceField]] = {}
-    resources_of: Dict[str, List[ResourceSourceField]] = {}
-    package_addresses: List[str] = []
+    # Gather each node's files at their image paths, and build its packages. Files on disk are
+    # globbed in one request per node, not hydrated target by target: a `files` generator can
+    # hold thousands, and pantsd re-checks each memoised request on every run.
+    asset_fields: Dict[Tuple[str, Type[AssetSourceField]], List[AssetSourceField]] = {}
+    packages: List[Tuple[str, PackageFieldSet]] = []
     for address in sorted(targets):
         tgt, node = targets[address], node_of[address]
-        if tgt.has_field(ResourceSourceField):
-            resources_of.setdefault(node, []).append(tgt[ResourceSourceField])
-        elif tgt.has_field(FileSourceField):
-            files_of.setdefault(node, []).append(tgt[FileSourceField])
+        asset_type = next((t for t in (FileSourceField, ResourceSourceField) if tgt.has_field(t)),
+                          None)
+        if asset_type is not None:
+            assert node is not None
+            asset_fields.setdefault((node, asset_type), []).append(tgt[asset_type])
         elif address in packageable:
-            package_addresses.append(address)
-    file_nodes, resource_nodes = sorted(files_of), sorted(resources_of)
-    results = await MultiGet([
-        *(Get(SourceFiles, SourceFilesRequest(files_of[n])) for n in file_nodes),
-        *(Get(StrippedSourceFiles, SourceFilesRequest(resources_of[n])) for n in resource_nodes),
-        *(Get(BuiltPackage, EnvironmentAwarePackageRequest(packageable[a]))
-          for a in package_addresses),
-    ])
-    owners = [*file_nodes, *resource_nodes, *(node_of[a] for a in package_addresses)]
+            assert node is not None
+            packages.append((node, packageable[address]))
+    on_disk: List[Tuple[str, List[AssetSourceField], bool]] = []  # node, fields, strip roots
+    downloads: List[Tuple[str, Get]] = []
+    for (node, asset_type), fields in sorted(asset_fields.items(),
+                                             key=lambda item: (item[0][0], item[0][1].alias)):
+        local = [f for f in fields if isinstance(f.value, str)]
+        remote = [f for f in fields if not isinstance(f.value, str)]  # `http_source`s
+        if local:
+            on_disk.append((node, local, asset_type.uses_source_roots))
+        if remote:  # Pants' hydration downloads and verifies them
+            hydrate = SourceFilesRequest(
+                remote, for_sources_types=(asset_type,), enable_codegen=True
+            )
+            downloads.append((node, Get(StrippedSourceFiles, SourceFilesRequest, hydrate)
+                              if asset_type.uses_source_roots
+                              else Get(SourceFiles, SourceFilesRequest, hydrate)))
+    owners: List[str] = [
+        *(node for node, _, _ in on_disk),
+        *(node for node, _ in downloads),
+        *(node for node, _ in packages),
+    ]
+    results = list(await MultiGet([
+        *(Get(Snapshot, PathGlobs(sorted({f.file_path for f in fields})))
+          for _, fields, _ in on_disk),
+        *(get for _, get in downloads),
+        *(Get(BuiltPackage, EnvironmentAwarePackageRequest(field_set))
+          for _, field_set in packages),
+    ]))
+
+    for (_, fields, _), snapshot in zip(on_disk, results):
+        present = set(snapshot.files)
+        for field in fields:
+            if field.file_path not in present:
+                field.validate_resolved_files([])  # raises Pants' error naming target and field
+    # Resources lose their source root, as in Python and JVM packages; files keep their paths.
+    to_strip = [i for i, (_, _, strip) in enumerate(on_disk) if strip]
+    stripped = await MultiGet(
+        Get(StrippedSourceFiles, SourceFiles(results[i], ())) for i in to_strip
+    )
+    for i, result in zip(to_strip, stripped):
+        results[i] = result
     by_node: Dict[str, List[Digest]] = {}
     for node, result in zip(owners, results):
-        assert node is not None
-        digest = result.digest if isinstance(result, BuiltPackage) else result.snapshot.digest
-        by_node.setdefault(node, []).append(digest)
+        if isinstance(result, (StrippedSourceFiles, SourceFiles)):
+            result = result.snapshot
+        by_node.setdefault(node, []).append(result.digest)
 
     node_keys = sorted(by_node)
     merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in node_keys)

@@ -6,13 +6,18 @@ store of its own, is shared by the tests that only read its output.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import http.server
 import json
 import shutil
 import subprocess
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -216,3 +221,70 @@ def test_conflicting_paths_fail_naming_both_targets_and_write_nothing(tmp_path: 
         assert fragment in result.stderr
     dist = repo.root / "dist"
     assert not dist.exists() or list(dist.rglob("*")) == []
+
+
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    """Serves `directory` on a free 127.0.0.1 port; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_http_sources_are_downloaded_and_a_missing_file_fails_naming_its_target(
+    tmp_path: Path,
+) -> None:
+    served = {"notice.txt": b"downloaded file\n", "banner.txt": b"downloaded resource\n"}
+    (tmp_path / "served").mkdir()
+    for name, data in served.items():
+        (tmp_path / "served" / name).write_bytes(data)
+
+    def http_source(name: str) -> str:
+        data = served[name]
+        return (f'http_source("{url}/{name}", len={len(data)}, '
+                f'sha256="{hashlib.sha256(data).hexdigest()}", filename="{name}")')
+
+    with http_server(tmp_path / "served") as url:
+        repo = ScratchRepo(tmp_path / "repo", config={"source": {"root_patterns": ["/src"]}})
+        repo.write(
+            {
+                "etc/local.txt": "on disk\n",
+                "etc/BUILD": f"""
+                    file(name="notice", source={http_source("notice.txt")})
+                    file(name="local", source="local.txt")
+                    file(name="gone", source="gone.txt")
+                """,
+                "src/BUILD": f'resource(name="banner", source={http_source("banner.txt")})',
+                "BUILD": """
+                    oci_image(name="image", dependencies=["etc:notice", "etc:local", "src:banner"])
+                    oci_image(name="broken", dependencies=["etc:local", "etc:gone"])
+                """,
+            }
+        )
+        broken = repo.run("package", "//:broken", check=False)
+        assert broken.returncode != 0
+        assert "The 'source' field in target etc:gone must have 1 file" in broken.stderr
+        assert not (repo.root / "dist").exists() or list((repo.root / "dist").rglob("*")) == []
+
+        repo.run("package", "//:image")
+    image = repo.root / "dist/image.tar"
+    assert_valid_image(image, "docker-archive")
+    with tarfile.open(image) as outer:
+        (manifest,) = json.load(outer.extractfile("manifest.json"))
+        contents = {}
+        for name in manifest["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                contents.update({m.name: layer.extractfile(m).read()
+                                 for m in layer.getmembers() if m.isfile()})
+    assert contents == {
+        "etc/notice.txt": served["notice.txt"],
+        "etc/local.txt": b"on disk\n",
+        "banner.txt": served["banner.txt"],
+    }
