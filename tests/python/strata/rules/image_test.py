@@ -6,12 +6,14 @@ Processes (the layer and assembly tool) run for real; the output is read back wi
 import io
 import json
 import tarfile
+from dataclasses import dataclass
 from textwrap import dedent
 
 import pytest
 from pants.core.goals import package
 from pants.core.goals.package import BuiltPackage
 from pants.core.target_types import (
+    FileSourceField,
     FilesGeneratorTarget,
     GenericTarget,
     FileTarget,
@@ -23,6 +25,9 @@ from pants.core.util_rules import archive, source_files, stripped_source_files, 
 from pants.engine.addresses import Address
 from pants.engine.fs import Digest, DigestContents
 from pants.engine.internals.scheduler import ExecutionError
+from pants.engine.rules import rule
+from pants.engine.target import FieldSet, InferDependenciesRequest, InferredDependencies
+from pants.engine.unions import UnionRule
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from strata import register
@@ -30,10 +35,10 @@ from strata.rules.image import OciImageFieldSet
 from strata.target_types import OciImageTarget, OciLayerTarget
 
 
-@pytest.fixture
-def rule_runner() -> RuleRunner:
+def make_rule_runner(*extra_rules) -> RuleRunner:
     runner = RuleRunner(
         rules=[
+            *extra_rules,
             *register.rules(),
             *package.rules(),
             *core_target_type_rules(),
@@ -56,6 +61,11 @@ def rule_runner() -> RuleRunner:
     )
     runner.set_options(["--source-root-patterns=['/src']"], env_inherit={"PATH"})
     return runner
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    return make_rule_runner()
 
 
 def build(rule_runner: RuleRunner, spec: str) -> BuiltPackage:
@@ -213,6 +223,48 @@ def test_metadata_targets_pass_references_through(rule_runner: RuleRunner) -> No
     )
     _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
     assert [comment for comment, _ in layers] == ["//:a", "//:b"]
+
+
+@dataclass(frozen=True)
+class ConfigFieldSet(FieldSet):
+    required_fields = (FileSourceField,)
+    source: FileSourceField
+
+
+class InferFromConfigs(InferDependenciesRequest):
+    infer_from = ConfigFieldSet
+
+
+@rule
+async def infer_schema_of_configs(request: InferFromConfigs) -> InferredDependencies:
+    """A plugin's inference on `file` targets: each `*.conf` file needs //:schema."""
+    if request.field_set.source.value.endswith(".conf"):
+        return InferredDependencies([Address("", target_name="schema")])
+    return InferredDependencies([])
+
+
+def test_dependencies_inferred_for_file_targets_are_followed() -> None:
+    rule_runner = make_rule_runner(
+        infer_schema_of_configs, UnionRule(InferDependenciesRequest, InferFromConfigs)
+    )
+    rule_runner.write_files(
+        {
+            "app.conf": "conf",
+            "schema.txt": "schema",
+            "BUILD": dedent(
+                """\
+                file(name="conf", source="app.conf")
+                file(name="schema", source="schema.txt")
+                oci_image(name="image", dependencies=[":conf"])
+                """
+            ),
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert [(layer[0], files_of(layer)) for layer in layers] == [
+        ("//:schema", ["schema.txt"]),
+        ("//:conf", ["app.conf"]),
+    ]
 
 
 def test_same_inputs_same_bytes(rule_runner: RuleRunner) -> None:
