@@ -40,6 +40,9 @@ class OciImageDependenciesField(Dependencies):
         - `file`/`files` targets: each file at `/<path from the build root>`.
         - `resource`/`resources` targets: each file at `/<path with its source root stripped>`,
           where Python's import machinery would find it.
+        - A `file` or `resource` whose `source` is an `http_source` is downloaded (and checked
+          against its `sha256` and `len`) by Pants, then placed as if it were on disk under its
+          `filename`.
         - Any target that can be packaged (`pex_binary`, `archive`, ...): its built package at
           `/<its output_path>`, i.e. where `package` would put it under `dist/`. A package is a
           leaf: everything it needs is inside it. A `pex_binary` with `layout="packed"` is split
