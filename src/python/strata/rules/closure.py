@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple, Type
+from typing import Dict, List, Optional, Set, Tuple
 
 from pants.backend.python.target_types import PexLayout, PexLayoutField
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
-from pants.core.target_types import AssetSourceField, FileSourceField, ResourceSourceField
+from pants.core.target_types import AssetSourceField
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Address
@@ -119,7 +119,7 @@ def _certainly_without_dependencies(tgt: Target, union_membership: UnionMembersh
     validation rule applies: Pants' dependency resolution (`resolve_dependencies`) can only find
     nothing for it. Asking anyway costs one memoised request per file, which pantsd re-checks on
     every run: most of a no-op's time for an image of 20,000 files."""
-    if not (tgt.has_field(FileSourceField) or tgt.has_field(ResourceSourceField)):
+    if not tgt.has_field(AssetSourceField):
         return False
     if tgt.get(Dependencies).value:
         return False
@@ -149,7 +149,7 @@ async def resolve_image_closure(
                 f"{request.address} depends on the image {address}: images cannot contain other "
                 "images. (Layering one image on another is the job of a base image.)"
             )
-        if field_sets and not tgt.has_field(FileSourceField) and not tgt.has_field(ResourceSourceField):
+        if field_sets and not tgt.has_field(AssetSourceField):
             packageable[address] = field_sets[0]
 
     # A package is a leaf: what it is built from is inside it, so the walk stops there.
@@ -185,63 +185,53 @@ async def resolve_image_closure(
     # Gather each node's files at their image paths, and build its packages. Files on disk are
     # globbed in one request per node, not hydrated target by target: a `files` generator can
     # hold thousands, and pantsd re-checks each memoised request on every run.
-    asset_fields: Dict[Tuple[str, Type[AssetSourceField]], List[AssetSourceField]] = {}
+    assets: Dict[Tuple[str, bool], List[AssetSourceField]] = {}  # (node, uses source roots)
     packages: List[Tuple[str, PackageFieldSet]] = []
     for address in sorted(targets):
         tgt, node = targets[address], node_of[address]
-        asset_type = next((t for t in (FileSourceField, ResourceSourceField) if tgt.has_field(t)),
-                          None)
-        if asset_type is not None:
+        if tgt.has_field(AssetSourceField):
             assert node is not None
-            asset_fields.setdefault((node, asset_type), []).append(tgt[asset_type])
+            field = tgt[AssetSourceField]
+            assets.setdefault((node, field.uses_source_roots), []).append(field)
         elif address in packageable:
             assert node is not None
             packages.append((node, packageable[address]))
-    on_disk: List[Tuple[str, List[AssetSourceField], bool]] = []  # node, fields, strip roots
-    downloads: List[Tuple[str, Get]] = []
-    for (node, asset_type), fields in sorted(asset_fields.items(),
-                                             key=lambda item: (item[0][0], item[0][1].alias)):
-        local = [f for f in fields if isinstance(f.value, str)]
-        remote = [f for f in fields if not isinstance(f.value, str)]  # `http_source`s
-        if local:
-            on_disk.append((node, local, asset_type.uses_source_roots))
-        if remote:  # Pants' hydration downloads and verifies them
-            hydrate = SourceFilesRequest(
-                remote, for_sources_types=(asset_type,), enable_codegen=True
-            )
-            downloads.append((node, Get(StrippedSourceFiles, SourceFilesRequest, hydrate)
-                              if asset_type.uses_source_roots
-                              else Get(SourceFiles, SourceFilesRequest, hydrate)))
-    owners: List[str] = [
-        *(node for node, _, _ in on_disk),
-        *(node for node, _ in downloads),
-        *(node for node, _ in packages),
-    ]
-    results = list(await MultiGet([
-        *(Get(Snapshot, PathGlobs(sorted({f.file_path for f in fields})))
-          for _, fields, _ in on_disk),
-        *(get for _, get in downloads),
-        *(Get(BuiltPackage, EnvironmentAwarePackageRequest(field_set))
-          for _, field_set in packages),
-    ]))
-
-    for (_, fields, _), snapshot in zip(on_disk, results):
+    groups = sorted(assets)
+    on_disk: List[List[AssetSourceField]] = []
+    downloads: List[Tuple[str, List[AssetSourceField]]] = []  # `http_source`s
+    for group in groups:
+        on_disk.append([f for f in assets[group] if isinstance(f.value, str)])
+        remote = [f for f in assets[group] if not isinstance(f.value, str)]
+        if remote:
+            downloads.append((group[0], remote))
+    snapshots = await MultiGet(
+        Get(Snapshot, PathGlobs(sorted({f.file_path for f in fields}))) for fields in on_disk
+    )
+    for fields, snapshot in zip(on_disk, snapshots):
         present = set(snapshot.files)
         for field in fields:
             if field.file_path not in present:
                 field.validate_resolved_files([])  # raises Pants' error naming target and field
     # Resources lose their source root, as in Python and JVM packages; files keep their paths.
-    to_strip = [i for i, (_, _, strip) in enumerate(on_disk) if strip]
-    stripped = await MultiGet(
-        Get(StrippedSourceFiles, SourceFiles(results[i], ())) for i in to_strip
-    )
-    for i, result in zip(to_strip, stripped):
-        results[i] = result
+    # An `http_source` goes through Pants' hydration, which downloads and verifies it.
+    results = await MultiGet([
+        *(Get(StrippedSourceFiles, SourceFiles(snapshot, () if rooted else snapshot.files))
+          for (_, rooted), snapshot in zip(groups, snapshots)),
+        *(Get(StrippedSourceFiles, SourceFilesRequest(
+            fields, for_sources_types=(AssetSourceField,), enable_codegen=True))
+          for _, fields in downloads),
+        *(Get(BuiltPackage, EnvironmentAwarePackageRequest(field_set))
+          for _, field_set in packages),
+    ])
+    owners = [
+        *(node for node, _ in groups),
+        *(node for node, _ in downloads),
+        *(node for node, _ in packages),
+    ]
     by_node: Dict[str, List[Digest]] = {}
     for node, result in zip(owners, results):
-        if isinstance(result, (StrippedSourceFiles, SourceFiles)):
-            result = result.snapshot
-        by_node.setdefault(node, []).append(result.digest)
+        digest = result.digest if isinstance(result, BuiltPackage) else result.snapshot.digest
+        by_node.setdefault(node, []).append(digest)
 
     node_keys = sorted(by_node)
     merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in node_keys)
@@ -311,7 +301,7 @@ def _assign_nodes(
             node_of[address] = address
         elif address in packageable:
             node_of[address] = address
-        elif tgt.has_field(FileSourceField) or tgt.has_field(ResourceSourceField):
+        elif tgt.has_field(AssetSourceField):
             node_of[address] = tgt.address.maybe_convert_to_target_generator().spec
         else:
             node_of[address] = None
