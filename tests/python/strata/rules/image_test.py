@@ -5,7 +5,9 @@ Processes (the layer and assembly tool) run for real; the output is read back wi
 
 import io
 import json
+import os
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from textwrap import dedent
 
@@ -31,6 +33,7 @@ from pants.engine.unions import UnionRule
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from strata import register
+from strata_harness import assert_valid_image
 from strata.rules.image import OciImageFieldSet
 from strata.target_types import OciImageTarget, OciLayerTarget
 
@@ -75,9 +78,15 @@ def build(rule_runner: RuleRunner, spec: str) -> BuiltPackage:
 
 
 def read_image(rule_runner: RuleRunner, built: BuiltPackage):
-    """(config, [(layer comment, {path: (type, mode, data or linkname)})]) of a docker-archive."""
+    """(config, [(layer comment, {path: (type, mode, data or linkname)})]) of a docker-archive,
+    after the strict check."""
     contents = rule_runner.request(DigestContents, [built.digest])
     (archive,) = contents
+    with tempfile.TemporaryDirectory(prefix="strata-image-test-") as tmp:
+        path = os.path.join(tmp, "image.tar")
+        with open(path, "wb") as f:
+            f.write(archive.content)
+        assert_valid_image(path, "docker-archive")
     with tarfile.open(fileobj=io.BytesIO(archive.content)) as outer:
         manifest = json.load(outer.extractfile("manifest.json"))[0]
         config = json.load(outer.extractfile(manifest["Config"]))
