@@ -263,6 +263,18 @@ def summary(values: List[float]) -> Dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def _executables(tree: Path) -> List[str]:
+    """The tree's executable files, as the rules take them from the Digest (the layer tool
+    never reads modes from its sandbox)."""
+    found = []
+    for dirpath, _, filenames in os.walk(tree):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path) and os.stat(path).st_mode & 0o111:
+                found.append(os.path.relpath(path, tree))
+    return sorted(found)
+
+
 class Bench:
     def __init__(self, args, work: Path):
         self.args = args
@@ -278,7 +290,8 @@ class Bench:
         spec = {
             "settings": {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
                          "compression": compression, "zstd": zstd},
-            "trees": [{"source": source, "dest": "app"}],
+            "trees": [{"source": source, "dest": "app",
+                       "executables": _executables(self.sandbox / source)}],
         }
         path = self.sandbox / f"spec-{name}.json"
         path.write_text(json.dumps(spec), encoding="utf-8")

@@ -22,6 +22,17 @@ def layers_of(archive: Path) -> dict:
     return dict(zip(comments, config["rootfs"]["diff_ids"]))
 
 
+def file_modes(archive: Path) -> dict:
+    """{path: mode} of every regular file in a docker-archive's layers."""
+    modes = {}
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]
+        for name in manifest["Layers"]:
+            with tarfile.open(fileobj=tar.extractfile(name)) as layer:
+                modes.update((m.name, m.mode) for m in layer if m.isfile())
+    return modes
+
+
 def demo_repo(root: Path) -> ScratchRepo:
     repo = ScratchRepo(
         root,
@@ -64,6 +75,22 @@ def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(
     assert (rootfs / "etc/ssl/certs/ca-certificates.crt").read_text().count("BEGIN CERT") > 100
     assert (rootfs / "var/lib/dpkg/status.d/libc6").read_text().startswith("Package: libc6")
     assert (rootfs / "bin").is_symlink() and (rootfs / "usr/bin/python3.11").is_file()
+    # Modes as the Digest and the .debs record them, also for files of 512 KiB or more (which
+    # Pants hardlinks into sandboxes from its store, mode 0555): PEX parts, Debian files.
+    modes = file_modes(image)
+    assert {path: modes[path] for path in (
+        "app/bin.pex/.bootstrap",  # 600 KB
+        "app/bin.pex/__main__.py",
+        "usr/lib/x86_64-linux-gnu/libcrypto.so.3",  # 4.7 MB
+        "usr/lib/x86_64-linux-gnu/libc.so.6",
+        "usr/bin/python3.11",
+    )} == {
+        "app/bin.pex/.bootstrap": 0o644,
+        "app/bin.pex/__main__.py": 0o755,
+        "usr/lib/x86_64-linux-gnu/libcrypto.so.3": 0o644,
+        "usr/lib/x86_64-linux-gnu/libc.so.6": 0o755,
+        "usr/bin/python3.11": 0o755,
+    }
     assert run_image(image, ["Ada"]) == (0, "Hello from Strata, Ada! (layers dated 1970-01-01)\n")
     assert run_image(image, ["Bob"], user="nobody")[1].startswith("Hello from Strata, Bob!")
     before = layers_of(image)

@@ -1,8 +1,9 @@
 """The `layer` subcommand: one layer spec in, one deterministic layer blob and its digests out.
 
 See docs/architecture.md. Every entry is collected and checked (kinds, paths, conflicts) before
-the first byte is written; a file's size and mode are read from the open file as it is added, so
-they always match the bytes. The tar is written once, hashed (diff_id) and compressed (digest) in
+the first byte is written; a file's size is read from the open file as it is added, so it always
+matches the bytes. Modes come from the spec alone: a sandbox's file modes say nothing reliable
+(Pants hardlinks large inputs from a store where every file is 0555). The tar is written once, hashed (diff_id) and compressed (digest) in
 the same pass, by a second thread while the main one reads the next files.
 """
 
@@ -31,25 +32,23 @@ _SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
 
 
 class _Entry(namedtuple("_Entry", "path kind mode origin source target", defaults=("", ""))):
-    """path: in the image; kind: "dir", "file" or "symlink"; mode: None for a file whose mode
-    follows its executable bit; origin: where the entry came from, for error messages; source:
-    a file's content; target: a symlink's target."""
+    """path: in the image; kind: "dir", "file" or "symlink"; mode: from the spec, never from the
+    sandbox; origin: where the entry came from, for error messages; source: a file's content;
+    target: a symlink's target."""
 
     __slots__ = ()
 
-    def file_facts(self) -> tuple[int, int]:
-        """A file's (mode, size), read from its source: the walk does not stat files (the
-        writer reads both from the open file), only a conflict needs them early."""
-        st = os.stat(self.source)
-        return (_file_mode(st.st_mode) if self.mode is None else self.mode), st.st_size
+    def size(self) -> int:
+        """A file's size, read from its source: the walk does not stat files (the writer reads
+        the size from the open file), only a conflict needs it early."""
+        return os.stat(self.source).st_size
 
     def describe(self) -> str:
         if self.kind == "symlink":
             return f"symlink to {self.target!r} from {self.origin}"
         if self.kind == "dir":
             return f"dir (mode {self.mode:04o}) from {self.origin}"
-        mode, size = self.file_facts()
-        return f"file (mode {mode:04o}, {size} bytes) from {self.origin}"
+        return f"file (mode {self.mode:04o}, {self.size()} bytes) from {self.origin}"
 
 
 def normalise_path(path, what: str) -> str:
@@ -90,10 +89,6 @@ def _mode(value, what: str) -> int:
     return value
 
 
-def _file_mode(st_mode: int) -> int:
-    return 0o755 if st_mode & 0o111 else 0o644
-
-
 def _same_content(a: str, b: str) -> bool:
     if os.path.samefile(a, b):
         return True
@@ -124,8 +119,8 @@ class _Collector:
             self.entries[entry.path] = entry
             return
         if old.kind == entry.kind == "file":
-            same = old.file_facts() == entry.file_facts() and _same_content(old.source,
-                                                                            entry.source)
+            same = (old.mode == entry.mode and old.size() == entry.size()
+                    and _same_content(old.source, entry.source))
         else:
             same = old._replace(origin="") == entry._replace(origin="")
         if not same:
@@ -135,11 +130,17 @@ class _Collector:
 
     def walk(self, root: str, index: int, tree) -> None:
         what = f"trees[{index}]"
-        _check_keys(tree, what, ("source", "dest"))
+        _check_keys(tree, what, ("source", "dest", "executables"))
         top = _sandbox_path(root, tree["source"], what)
         dest = normalise_path(tree["dest"], what)
         if not os.path.isdir(top):
             raise ValueError(f"{what}: source {tree['source']!r} is not a directory")
+        if not isinstance(tree["executables"], list):
+            raise ValueError(f"{what}: executables must be a list of paths")
+        executables = {
+            f"{dest}/{path}" if dest else path
+            for path in (_image_path(p, f"{what}.executables") for p in tree["executables"])
+        }
         origin_top = normalise_path(tree["source"], what) or "."
         if dest:
             self.add(_Entry(dest, "dir", 0o755, origin_top))
@@ -159,9 +160,16 @@ class _Collector:
                         target = os.readlink(child.path)
                         self.add(_Entry(path, "symlink", 0o777, origin, target=target))
                     elif child.is_file(follow_symlinks=False):  # hard links too: each a file
-                        self.add(_Entry(path, "file", None, origin, child.path))
+                        mode = 0o755 if path in executables else 0o644
+                        executables.discard(path)
+                        self.add(_Entry(path, "file", mode, origin, child.path))
                     else:
                         raise ValueError(f"{origin}: not a regular file, directory or symlink")
+        if executables:
+            raise ValueError(
+                f"{what}: executables names what is not a file of the tree: "
+                f"{sorted(executables)[:5]}"
+            )
 
     def explicit(self, root: str, index: int, spec) -> None:
         what = f"entries[{index}]"
@@ -178,7 +186,7 @@ class _Collector:
             self.add(_Entry(_image_path(spec["path"], what), "symlink", 0o777, what,
                             target=target))
         elif kind == "file":
-            _check_keys(spec, what, ("path", "type", "source"), ("mode",))
+            _check_keys(spec, what, ("path", "type", "source", "mode"))
             source = _sandbox_path(root, spec["source"], what)
             try:
                 st = os.stat(source)
@@ -188,7 +196,7 @@ class _Collector:
                 ) from None
             if not stat.S_ISREG(st.st_mode):
                 raise ValueError(f"{what}: source {spec['source']!r} is not a regular file")
-            mode = _mode(spec["mode"], what) if "mode" in spec else None
+            mode = _mode(spec["mode"], what)
             origin = f"{what} (source {spec['source']})"
             self.add(_Entry(_image_path(spec["path"], what), "file", mode, origin, source))
         else:
@@ -278,7 +286,7 @@ class _WriterThread:
 
 def _add_file(tar: TarWriter, entry: _Entry) -> None:
     """Adds a file entry through a bare descriptor (no file object; one read for most files),
-    its size and mode read from the open file, so that they match the bytes written."""
+    its size read from the open file, so that it matches the bytes written."""
     try:
         fd = os.open(entry.source, _READ_FLAGS)
     except OSError as e:
@@ -287,8 +295,7 @@ def _add_file(tar: TarWriter, entry: _Entry) -> None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
-        mode = _file_mode(st.st_mode) if entry.mode is None else entry.mode
-        tar.add_file(entry.path, st.st_size, fd, mode)
+        tar.add_file(entry.path, st.st_size, fd, entry.mode)
     except (OSError, ValueError) as e:
         raise ValueError(f"{entry.origin}: {e}") from None
     finally:

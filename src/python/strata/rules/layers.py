@@ -12,8 +12,10 @@ from pants.engine.fs import (
     CreateDigest,
     Digest,
     DigestContents,
+    DigestEntries,
     DigestSubset,
     FileContent,
+    FileEntry,
     MergeDigests,
     PathGlobs,
     RemovePrefix,
@@ -156,6 +158,10 @@ async def build_layer(
     zstd: Optional[str] = None
     if settings.compression == "zstd":
         zstd = (await Get(ZstdBinary, ZstdBinaryRequest())).path
+    # The executable bit as the Digest records it: in the sandbox, large files are hardlinks
+    # into Pants' store, mode 0555 whatever they were.
+    entries = await Get(DigestEntries, Digest, request.content)
+    executables = [e.path for e in entries if isinstance(e, FileEntry) and e.is_executable]
     spec = {
         "settings": {
             "mtime": settings.mtime,
@@ -166,7 +172,7 @@ async def build_layer(
             "compression": settings.compression,
             "zstd": zstd,
         },
-        "trees": [{"source": "rootfs", "dest": ""}],
+        "trees": [{"source": "rootfs", "dest": "", "executables": executables}],
         "entries": json.loads(request.entries_json),
     }
     if request.debs:

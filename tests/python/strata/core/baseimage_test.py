@@ -259,7 +259,7 @@ def strata_layers(tmp_path, compression: str) -> list:
     (sandbox / "src").mkdir(parents=True)
     (sandbox / "src" / "hello.txt").write_bytes(b"hello from strata\n")
     specs = [
-        {"settings": {"compression": compression}, "trees": [{"source": "src", "dest": "srv"}]},
+        {"settings": {"compression": compression}, "trees": [{"source": "src", "dest": "srv", "executables": []}]},
         {"settings": {"compression": compression},
          "entries": [{"path": "etc/motd", "type": "symlink", "target": "/srv/hello.txt"}]},
     ]
@@ -729,7 +729,7 @@ def test_chain_of_three(tmp_path):
         (sandbox / "src" / f"level-{level}").write_text(f"{level}\n")
         own = sandbox / "layer"
         build_layer({"settings": {"compression": "gzip"},
-                     "trees": [{"source": "src", "dest": "levels"}]}, sandbox, own)
+                     "trees": [{"source": "src", "dest": "levels", "executables": []}]}, sandbox, own)
         spec = image_spec(tmp_path, "oci", [own], base, {"Env": [f"LEVEL={level}"]},
                           name=f"level-{level}")
         first, metadata, config_bytes = assemble(tmp_path, spec, f"image-{level}")

@@ -203,7 +203,7 @@ def test_deb_layer_compression_options_match_the_layer_subcommand(
 def test_without_debs_the_output_is_the_layer_subcommands(tmp_path: Path, sandbox: Path):
     (sandbox / "rootfs/app").mkdir(parents=True)
     (sandbox / "rootfs/app/run").write_bytes(b"run\n")
-    spec = {"settings": SETTINGS, "trees": [{"source": "rootfs", "dest": ""}],
+    spec = {"settings": SETTINGS, "trees": [{"source": "rootfs", "dest": "", "executables": []}],
             "entries": [{"path": "tmp", "type": "dir", "mode": 0o1777}]}
     build_layer(spec, sandbox, tmp_path / "layer")
     build_deb_layer({**spec, "debs": []}, sandbox, tmp_path / "deb")
@@ -224,7 +224,7 @@ def test_shared_layer_of_debs_and_trees(tmp_path: Path, sandbox: Path):
     (sandbox / "rootfs/app").mkdir(parents=True)
     (sandbox / "rootfs/app/main.py").write_bytes(b"print()\n")
     spec = {**deb_spec((a, "pkg-a"), (b, "pkg-b")),
-            "trees": [{"source": "rootfs", "dest": ""}]}
+            "trees": [{"source": "rootfs", "dest": "", "executables": []}]}
     build_deb_layer(spec, sandbox, tmp_path / "out")
     _, entries = read_layer(tmp_path / "out")
     assert {"app/main.py", "usr/share/common/file", "var/lib/dpkg/status.d/pkg-a",

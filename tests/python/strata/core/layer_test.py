@@ -20,7 +20,7 @@ BIG = bytes(range(256)) * 5000  # > 1 MiB
 CONTRACT_SPEC = {
     "settings": {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
                  "compression": "none", "zstd": None},
-    "trees": [{"source": "nodes/3", "dest": "app"}],
+    "trees": [{"source": "nodes/3", "dest": "app", "executables": ["bin/hello"]}],
     "entries": [
         {"path": "tmp", "type": "dir", "mode": 1023},
         {"path": "bin/sh", "type": "symlink", "target": "busybox"},
@@ -130,7 +130,7 @@ def test_same_bytes_whatever_the_umask_and_mtimes(tmp_path):
 def test_pinned_digest_of_a_small_layer(tmp_path):
     (tmp_path / "t/bin").mkdir(parents=True)
     (tmp_path / "t/bin/hello").write_bytes(b"hello\n")
-    spec = {"settings": {"mtime": 1}, "trees": [{"source": "t", "dest": "/"}],
+    spec = {"settings": {"mtime": 1}, "trees": [{"source": "t", "dest": "/", "executables": []}],
             "entries": [{"path": "bin/sh", "type": "symlink", "target": "hello"}]}
     result = build_layer(spec, tmp_path, tmp_path / "out")
     # Pins the exact bytes: any change in the layer's encoding must be deliberate.
@@ -165,9 +165,10 @@ def test_paths_are_normalised_and_sorted_bytewise(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t/f").write_bytes(b"x")
     files = ["/a-b", "a.b", "ä", "Z", "a/b/c", "/./a/b0"]
-    spec = {"trees": [{"source": "./t/", "dest": "/r/./"}],
+    spec = {"trees": [{"source": "./t/", "dest": "/r/./", "executables": []}],
             "entries": [{"path": "./a//b/", "type": "dir"}]
-            + [{"path": name, "type": "file", "source": "t//f"} for name in files]}
+            + [{"path": name, "type": "file", "source": "t//f", "mode": 0o644}
+               for name in files]}
     build_layer(spec, tmp_path, tmp_path / "out")
     got = [name for name, *_ in read_layer(tmp_path / "out/layer.tar")]
     assert got == ["Z", "a", "a-b", "a.b", "a/b", "a/b/c", "a/b0", "r", "r/f", "ä"]
@@ -184,11 +185,11 @@ def test_empty_spec_is_an_empty_archive(tmp_path):
     ({"entries": [{"path": "a/../b", "type": "dir"}]}, r"entries\[0\]: path 'a/../b' escapes"),
     ({"entries": [{"path": "/../etc", "type": "dir"}]}, r"path '/../etc' escapes"),
     ({"entries": [{"path": "/", "type": "dir"}]}, r"path '/' names the image root"),
-    ({"trees": [{"source": "t", "dest": "../x"}]}, r"trees\[0\]: path '../x' escapes"),
-    ({"trees": [{"source": "../t", "dest": "x"}]}, r"trees\[0\]: path '../t' escapes"),
-    ({"trees": [{"source": "/etc", "dest": "x"}]}, r"source '/etc' must be relative"),
-    ({"trees": [{"source": "missing", "dest": "x"}]}, r"source 'missing' is not a directory"),
-    ({"entries": [{"path": "f", "type": "file", "source": "nope"}]}, r"cannot read source 'nope'"),
+    ({"trees": [{"source": "t", "dest": "../x", "executables": []}]}, r"trees\[0\]: path '../x' escapes"),
+    ({"trees": [{"source": "../t", "dest": "x", "executables": []}]}, r"trees\[0\]: path '../t' escapes"),
+    ({"trees": [{"source": "/etc", "dest": "x", "executables": []}]}, r"source '/etc' must be relative"),
+    ({"trees": [{"source": "missing", "dest": "x", "executables": []}]}, r"source 'missing' is not a directory"),
+    ({"entries": [{"path": "f", "type": "file", "source": "nope", "mode": 0o644}]}, r"cannot read source 'nope'"),
     ({"entries": [{"path": "f", "type": "fifo"}]}, r"type must be"),
     ({"entries": [{"path": "d", "type": "dir", "mode": "755"}]}, r"mode must be an integer"),
     ({"entries": [{"path": "d", "type": "dir", "owner": 1}]}, r"unknown keys \['owner'\]"),
@@ -206,7 +207,8 @@ def two_trees(tmp_path, first: bytes, second: bytes):
     for name, content in (("one", first), ("two", second)):
         (tmp_path / name / "etc").mkdir(parents=True)
         (tmp_path / name / "etc/conf").write_bytes(content)
-    return {"trees": [{"source": "one", "dest": ""}, {"source": "two", "dest": "/"}]}
+    return {"trees": [{"source": "one", "dest": "", "executables": []},
+                      {"source": "two", "dest": "/", "executables": []}]}
 
 
 def test_conflicting_files_name_the_path_and_both_sources(tmp_path):
@@ -249,14 +251,16 @@ def test_special_files_are_rejected(tmp_path):
     (tmp_path / "t").mkdir()
     os.mkfifo(tmp_path / "t/pipe")
     with pytest.raises(ValueError, match="t/pipe: not a regular file, directory or symlink"):
-        build_layer({"trees": [{"source": "t", "dest": "x"}]}, tmp_path, tmp_path / "out")
+        build_layer({"trees": [{"source": "t", "dest": "x", "executables": []}]}, tmp_path,
+                    tmp_path / "out")
 
 
 def test_names_that_are_not_utf8_are_rejected(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t").joinpath(os.fsdecode(b"bad\xff")).write_bytes(b"x")
     with pytest.raises(ValueError, match="is not valid UTF-8"):
-        build_layer({"trees": [{"source": "t", "dest": "x"}]}, tmp_path, tmp_path / "out")
+        build_layer({"trees": [{"source": "t", "dest": "x", "executables": []}]}, tmp_path,
+                    tmp_path / "out")
 
 
 def standalone_core(where: Path) -> Path:
@@ -330,3 +334,41 @@ def test_dispatcher_runs_layer_in_process(tmp_path, monkeypatch, capsys):
     assert main(["layer", "--spec", "spec.json", "--out", "out"]) == 0
     assert json.loads((tmp_path / "out/layer.json").read_text())["entries"] == 1
     assert main([]) == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_file_modes_come_from_the_spec_never_from_the_sandbox(tmp_path):
+    """In a Pants sandbox, large inputs are hardlinks into a store where every file is 0555:
+    the spec's `executables` is what says a file is executable."""
+    (tmp_path / "t/bin").mkdir(parents=True)
+    for name, mode in (("data", 0o555), ("tool", 0o444), ("plain", 0o644)):
+        (tmp_path / "t/bin" / name).write_bytes(name.encode())
+        (tmp_path / "t/bin" / name).chmod(mode)
+    spec = {"trees": [{"source": "t", "dest": "x", "executables": ["bin/tool", "./bin//tool"]}]}
+    build_layer(spec, tmp_path, tmp_path / "out")
+    modes = {name: mode for name, kind, mode, _ in read_layer(tmp_path / "out/layer.tar")
+             if kind == "file"}
+    assert modes == {"x/bin/data": 0o644, "x/bin/plain": 0o644, "x/bin/tool": 0o755}
+
+
+@pytest.mark.parametrize("executables, message", [
+    (["bin"], r"trees\[0\]: executables names what is not a file of the tree: \['x/bin'\]"),
+    (["bin/missing"], r"not a file of the tree: \['x/bin/missing'\]"),
+    (["../up"], r"trees\[0\].executables: path '../up' escapes"),
+    ("bin/tool", r"trees\[0\]: executables must be a list"),
+])
+def test_executables_must_name_files_of_the_tree(tmp_path, executables, message):
+    (tmp_path / "t/bin").mkdir(parents=True)
+    (tmp_path / "t/bin/tool").write_bytes(b"tool")
+    spec = {"trees": [{"source": "t", "dest": "x", "executables": executables}]}
+    with pytest.raises(ValueError, match=message):
+        build_layer(spec, tmp_path, tmp_path / "out")
+
+
+def test_trees_and_file_entries_must_state_their_modes(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/f").write_bytes(b"f")
+    with pytest.raises(ValueError, match=r"trees\[0\]: missing keys \['executables'\]"):
+        build_layer({"trees": [{"source": "t", "dest": ""}]}, tmp_path, tmp_path / "out")
+    with pytest.raises(ValueError, match=r"entries\[0\]: missing keys \['mode'\]"):
+        build_layer({"entries": [{"path": "f", "type": "file", "source": "t/f"}]}, tmp_path,
+                    tmp_path / "out")

@@ -293,13 +293,13 @@ def make_sandbox(root, compression: str) -> list:
         (root / path).write_bytes(data)
     settings = {"compression": compression, "zstd": None}
     specs = [
-        {"settings": settings, "trees": [{"source": "nodes/0", "dest": "etc"}]},
+        {"settings": settings, "trees": [{"source": "nodes/0", "dest": "etc", "executables": []}]},
         {
             "settings": settings,
             "entries": [
                 {"path": "bin/hello", "type": "file", "source": "custom/hello", "mode": 0o755},
                 {"path": "bin/sh", "type": "symlink", "target": "hello"},
-                {"path": "etc/motd", "type": "file", "source": "custom/motd"},
+                {"path": "etc/motd", "type": "file", "source": "custom/motd", "mode": 0o644},
             ],
         },
     ]

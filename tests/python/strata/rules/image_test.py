@@ -15,6 +15,7 @@ import pytest
 from pants.core.goals import package
 from pants.core.goals.package import BuiltPackage
 from pants.core.target_types import (
+    ArchiveTarget,
     FileSourceField,
     FilesGeneratorTarget,
     GenericTarget,
@@ -53,6 +54,7 @@ def make_rule_runner(*extra_rules) -> RuleRunner:
             *archive.rules(),
         ],
         target_types=[
+            ArchiveTarget,
             OciImageTarget,
             OciLayerTarget,
             FileTarget,
@@ -371,3 +373,41 @@ def test_fractional_seconds_and_separate_mtime(rule_runner: RuleRunner) -> None:
         manifest = json.load(outer.extractfile("manifest.json"))[0]
         with tarfile.open(fileobj=outer.extractfile(manifest["Layers"][0])) as layer:
             assert {m.mtime for m in layer.getmembers()} == {946684810}
+
+
+# Pants hardlinks files of 512 KiB (524,288 bytes) or more into sandboxes from its immutable
+# store, where every file is mode 0555: modes must come from the Digest, never from `stat`.
+LARGE_FILE_SIZES = (524_287, 524_288, 3_000_000)
+
+
+def test_file_modes_follow_the_executable_bit_at_every_size(rule_runner: RuleRunner) -> None:
+    files = {}
+    for size in LARGE_FILE_SIZES:
+        for kind in ("data", "tool"):
+            files[f"{kind}/{size}"] = f"{kind} {size}".ljust(size, ".")
+    rule_runner.write_files(
+        {
+            **files,
+            "BUILD": dedent(
+                """\
+                files(name="data", sources=["data/*"])
+                files(name="tools", sources=["tool/*"])
+                archive(name="bundle", format="tar", files=[":data"])
+                oci_image(name="image", dependencies=[":data", ":tools", ":bundle"])
+                """
+            ),
+        }
+    )
+    for size in LARGE_FILE_SIZES:
+        os.chmod(os.path.join(rule_runner.build_root, f"tool/{size}"), 0o755)
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    modes = {
+        path: mode for _, entries in layers for path, (kind, mode, _) in entries.items()
+        if kind == "file"
+    }
+    assert modes == {
+        **{f"data/{size}": 0o644 for size in LARGE_FILE_SIZES},
+        **{f"tool/{size}": 0o755 for size in LARGE_FILE_SIZES},
+        "bundle.tar": 0o644,  # a package: about 3.5 MB
+    }
+
