@@ -39,6 +39,10 @@ def project_references(
     return refs
 
 
+# The fingerprint prefix of a symlink's claim: "symlink:<target>".
+SYMLINK = "symlink:"
+
+
 class PathConflict(ValueError):
     """Two store nodes place different content at the same image path."""
 
@@ -49,7 +53,8 @@ def check_paths(
     """Raises PathConflict when nodes disagree about a path.
 
     `files` holds (node, image path, content fingerprint) triples, where the fingerprint covers
-    everything that ends up in the layer (content digest and executable bit); `directories`
+    everything that ends up in the layer (content digest and executable bit, or `SYMLINK` and
+    the link's target for a symlink); `directories`
     holds (node, image path) pairs. The same file from two nodes is fine (it is written once per
     layer); different content, or a file where another node needs a directory, is not.
     """
@@ -67,8 +72,10 @@ def check_paths(
     for node, path in sorted(directories):
         parents.setdefault(path, node)
     for path in sorted(set(owners) & set(parents)):
+        owner, fingerprint = owners[path]
+        kind = "a symlink" if fingerprint.startswith(SYMLINK) else "a file"
         raise PathConflict(
-            f"{owners[path][0]} places a file at /{path}, where {parents[path]} needs a directory."
+            f"{owner} places {kind} at /{path}, where {parents[path]} needs a directory."
         )
 
 

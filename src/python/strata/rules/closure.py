@@ -37,7 +37,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionMembership
 from pants.util.logging import LogLevel
 
-from strata.core.closure import PathConflict, check_paths, project_references
+from strata.core.closure import SYMLINK, PathConflict, check_paths, project_references
 from strata.rules.debian import DebianClosure, DebianClosureRequest
 from strata.rules.debian import node_key as debian_node_key
 from strata.target_types import (
@@ -248,14 +248,7 @@ async def resolve_image_closure(
     path_claims: List[Tuple[str, str, str]] = []
     dir_claims: List[Tuple[str, str]] = []
     for key, digest, entries in zip(node_keys, merged, all_entries):
-        for entry in entries:
-            if isinstance(entry, FileEntry):
-                fingerprint = f"{entry.file_digest.fingerprint}:{int(entry.is_executable)}"
-                path_claims.append((key, entry.path, fingerprint))
-            elif isinstance(entry, SymlinkEntry):
-                path_claims.append((key, entry.path, f"symlink:{entry.target}"))
-            elif isinstance(entry, Directory):
-                dir_claims.append((key, entry.path))
+        add_path_claims(key, entries, path_claims, dir_claims)
         pex_root = _packed_pex_root(key, targets, packageable)
         if pex_root is None:
             nodes.append(StoreNode(key, digest, tuple(sorted(references.get(key, ())))))
@@ -284,6 +277,24 @@ async def resolve_image_closure(
         final.append(StoreNode(key, split_by_key[key], ()))
     final.extend(deb_nodes.values())
     return ImageClosure(tuple(sorted(final, key=lambda n: n.key)))
+
+
+def add_path_claims(
+    owner: str,
+    entries: DigestEntries,
+    files: List[Tuple[str, str, str]],
+    directories: List[Tuple[str, str]],
+) -> None:
+    """What `owner` places at each path, for `check_paths`: a file's fingerprint covers all
+    that its layer keeps (content and executable bit), a symlink's its target."""
+    for entry in entries:
+        if isinstance(entry, FileEntry):
+            fingerprint = f"{entry.file_digest.fingerprint}:{int(entry.is_executable)}"
+            files.append((owner, entry.path, fingerprint))
+        elif isinstance(entry, SymlinkEntry):
+            files.append((owner, entry.path, f"{SYMLINK}{entry.target}"))
+        elif isinstance(entry, Directory):
+            directories.append((owner, entry.path))
 
 
 def _assign_nodes(

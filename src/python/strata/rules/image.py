@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
@@ -18,6 +19,7 @@ from pants.engine.fs import (
     CreateDigest,
     Digest,
     DigestContents,
+    DigestEntries,
     DigestSubset,
     FileContent,
     MergeDigests,
@@ -30,9 +32,16 @@ from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTar
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from strata.core.deb import nss_files
+from strata.core.closure import SYMLINK, PathConflict, check_paths
+from strata.core.deb import merged_usr_entries, nss_files
+from strata.core.layer import normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
-from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.rules.closure import (
+    ImageClosure,
+    ImageClosureRequest,
+    InvalidImageContent,
+    add_path_claims,
+)
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
 from strata.rules.tool import ImageTool
@@ -220,6 +229,40 @@ async def _ca_bundle(fs: OciImageFieldSet, closure: ImageClosure, tool: ImageToo
     return result.output_digest
 
 
+async def _check_customisation(
+    fs: OciImageFieldSet, closure: ImageClosure, custom: CustomisationLayer
+) -> None:
+    """The customisation layer sits on top of every other: a path it sets would silently turn
+    what a dependency places there into a directory or a symlink. Like a conflict between two
+    dependencies, that is an error, naming the field, the path and the dependency."""
+    def owner(field) -> str:
+        return f"the `{field.alias}` field of {fs.address}"
+
+    files: List[Tuple[str, str, str]] = []
+    dirs: List[Tuple[str, str]] = []
+    for path, target in custom.symlinks:
+        files.append((owner(fs.symlinks), normalise_path(path, "symlinks"), SYMLINK + target))
+    for path, _ in custom.directories:
+        dirs.append((owner(fs.directories), normalise_path(path, "directories")))
+    for path, data in custom.files:
+        files.append((owner(fs.fake_nss), path, f"{hashlib.sha256(data).hexdigest()}:0"))
+    if custom.merged_usr:
+        usr = f"the merged-/usr symlinks of {fs.address} (it has Debian packages)"
+        files.extend((usr, e["path"], SYMLINK + e["target"])
+                     for e in merged_usr_entries() if e["type"] == "symlink")
+    if not files and not dirs and custom.generated == EMPTY_DIGEST:
+        return
+    owners = [owner(fs.ca_certificates), *(n.key for n in closure.nodes if not n.deb_package)]
+    digests = [custom.generated, *(n.digest for n in closure.nodes if not n.deb_package)]
+    all_entries = await MultiGet(Get(DigestEntries, Digest, d) for d in digests)
+    for claimant, entries in zip(owners, all_entries):
+        add_path_claims(claimant, entries, files, dirs)
+    try:
+        check_paths(files, dirs)
+    except PathConflict as e:
+        raise InvalidImageContent(f"Cannot build {fs.address}: {e}") from e
+
+
 async def _loader(choice: str) -> str:
     if choice == "stdout":
         return ""
@@ -245,7 +288,7 @@ class BaseRequest:
     compression: str
 
 
-@rule(desc="Resolving a base image", level=LogLevel.DEBUG)
+@rule(desc="Resolving an image's `base` field", level=LogLevel.DEBUG)
 async def resolve_base(request: BaseRequest) -> BaseImage:
     origin = f"the `base` field of {request.image}"
     address = await Get(
@@ -291,6 +334,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
         merged_usr=any(node.deb_package for node in closure.nodes),
     )
+    await _check_customisation(fs, closure, customisation)
     compression = request.compression or fs.layer_compression()
     base = None
     if fs.base.value:

@@ -411,3 +411,49 @@ def test_file_modes_follow_the_executable_bit_at_every_size(rule_runner: RuleRun
         "bundle.tar": 0o644,  # a package: about 3.5 MB
     }
 
+
+MOTD_BUILD = 'file(name="motd", source="etc/motd")\noci_image(name="image", dependencies=[":motd"], {})'
+
+
+@pytest.mark.parametrize(
+    "fields, fragments",
+    [
+        ('symlinks={"/etc/motd": "/etc/issue"}',
+         ["the `symlinks` field of //:image", "//:motd", "/etc/motd"]),
+        ('directories={"/etc/motd": "0755"}',
+         ["//:motd places a file at /etc/motd", "the `directories` field of //:image"]),
+        ('symlinks={"/etc": "/usr/etc"}',
+         ["the `symlinks` field of //:image places a symlink at /etc", "//:motd"]),
+        ('symlinks={"/etc/motd/x": "/y"}',
+         ["//:motd places a file at /etc/motd", "the `symlinks` field of //:image"]),
+    ],
+)
+def test_the_customisation_layer_may_not_replace_a_dependencys_files(
+    rule_runner: RuleRunner, fields: str, fragments: list
+) -> None:
+    assert_build_error(
+        rule_runner, {"etc/motd": "hi", "BUILD": MOTD_BUILD.format(fields)}, *fragments
+    )
+
+
+def test_fake_nss_may_not_replace_a_dependencys_passwd(rule_runner: RuleRunner) -> None:
+    assert_build_error(
+        rule_runner,
+        {
+            "etc/passwd": "root:x:0:0::/:/bin/sh\n",
+            "BUILD": 'file(name="passwd", source="etc/passwd")\n'
+            'oci_image(name="image", dependencies=[":passwd"], fake_nss=True)',
+        },
+        "//:passwd", "the `fake_nss` field of //:image", "/etc/passwd",
+    )
+
+
+def test_the_customisation_layer_may_restate_a_dependencys_directory(
+    rule_runner: RuleRunner,
+) -> None:
+    rule_runner.write_files(
+        {"etc/motd": "hi", "BUILD": MOTD_BUILD.format('directories={"/etc": "0700"}')}
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert layers[-1] == ("customisation layer", {"etc": ("dir", 0o700, None)})
+
