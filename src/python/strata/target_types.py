@@ -1,7 +1,9 @@
-"""The `oci_image` and `oci_layer` targets.
+"""Strata's targets: `oci_image` and `oci_layer` (what an image holds and how it is layered),
+`oci_image_archive` and `oci_pull` (base images), and `debian_packages` (locked Debian packages
+as store nodes).
 
-Fields are grouped by concern: what goes into the image (dependencies, customisation), how it is
-layered, what the runtime config says, and how the result is written.
+The `oci_image` fields are grouped by concern: what goes into the image (dependencies,
+customisation), how it is layered, what the runtime config says, and how the result is written.
 """
 
 from __future__ import annotations
@@ -213,7 +215,25 @@ class OciCmdField(StringSequenceField):
 
 class OciEnvField(DictStringToStringField):
     alias = "env"
-    help = "Environment variables for the container (`Env`), written in key order."
+    help = help_text(
+        """
+        Environment variables for the container (`Env`), written in key order. Names are
+        non-empty and contain no `=` (it separates name from value in `Env`).
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        value = super().compute_value(raw_value, address)
+        for name in value or {}:
+            if not name or "=" in name or "\0" in name:
+                raise InvalidFieldException(
+                    f"The {repr(cls.alias)} field in target {address} has an invalid variable "
+                    f"name {name!r}: names must be non-empty and contain no `=` (nor NUL)."
+                )
+        return value
 
 
 class OciWorkdirField(StringField):
@@ -228,7 +248,12 @@ class OciUserField(StringField):
 
 class OciExposedPortsField(StringSequenceField):
     alias = "exposed_ports"
-    help = "Ports the container listens on (`ExposedPorts`), e.g. `['8080/tcp', '53/udp']`."
+    help = help_text(
+        """
+        Ports the container listens on (`ExposedPorts`), e.g. `['8080/tcp', '53/udp']`: a port
+        from 1 to 65535, optionally with the protocol `tcp` (the default), `udp` or `sctp`.
+        """
+    )
 
     @classmethod
     def compute_value(
@@ -236,10 +261,11 @@ class OciExposedPortsField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for port in value or ():
-            if not re.fullmatch(r"\d{1,5}(/(tcp|udp|sctp))?", port):
+            match = re.fullmatch(r"(\d{1,5})(/(tcp|udp|sctp))?", port)
+            if not match or not 1 <= int(match.group(1)) <= 65535:
                 raise InvalidFieldException(
                     f"The {repr(cls.alias)} field in target {address} has an invalid port "
-                    f"{port!r}: expected `PORT` or `PORT/tcp|udp|sctp`."
+                    f"{port!r}: expected `PORT` or `PORT/tcp|udp|sctp`, PORT from 1 to 65535."
                 )
         return value
 

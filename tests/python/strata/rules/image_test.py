@@ -337,6 +337,11 @@ def test_an_image_without_content_is_an_error(rule_runner: RuleRunner) -> None:
         ('output_format="zip"', ["output_format", "zip"]),
         ('compression="lz4"', ["compression", "lz4"]),
         ('exposed_ports=["http"]', ["exposed_ports", "http"]),
+        ('exposed_ports=["99999"]', ["'exposed_ports'", "//:image", "'99999'", "1 to 65535"]),
+        ('exposed_ports=["0/udp"]', ["'exposed_ports'", "'0/udp'"]),
+        ('exposed_ports=["80/icmp"]', ["'exposed_ports'", "'80/icmp'"]),
+        ('env={"A=B": "x"}', ["'env'", "//:image", "'A=B'", "no `=`"]),
+        ('env={"": "x"}', ["'env'", "//:image", "''", "non-empty"]),
     ],
 )
 def test_invalid_fields_name_the_target_and_field(
@@ -457,3 +462,16 @@ def test_the_customisation_layer_may_restate_a_dependencys_directory(
     _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
     assert layers[-1] == ("customisation layer", {"etc": ("dir", 0o700, None)})
 
+
+def test_edge_values_of_env_and_exposed_ports_are_kept(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "x.txt": "x",
+            "BUILD": 'file(name="x", source="x.txt")\n'
+            'oci_image(name="image", dependencies=[":x"], env={"A": "B=C", "_": ""}, '
+            'exposed_ports=["1", "65535/sctp"])',
+        }
+    )
+    config, _ = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert config["config"]["Env"] == ["A=B=C", "_="]
+    assert config["config"]["ExposedPorts"] == {"1/tcp": {}, "65535/sctp": {}}
