@@ -329,7 +329,8 @@ class OciSymlinksField(DictStringToStringField):
         """
         Symlinks the image adds in its customisation layer: `{'/bin/sh': '/bin/busybox'}`
         (absolute link path to target). The customisation layer is the top layer, holding what
-        the image target itself adds.
+        the image target itself adds. A symlink may not replace what a dependency places at its
+        path, or at a path below it: that is an error naming the path and the dependency.
         """
     )
 
@@ -348,7 +349,8 @@ class OciDirectoriesField(DictStringToStringField):
     help = help_text(
         """
         Empty directories the image adds in its customisation layer, with octal modes:
-        `{'/tmp': '1777', '/var/empty': '0755'}`.
+        `{'/tmp': '1777', '/var/empty': '0755'}`. A directory a dependency also has gets this
+        mode; one where a dependency places a file or symlink is an error.
         """
     )
 
