@@ -317,8 +317,11 @@ class OciCompressionField(StringField):
     help = help_text(
         """
         How layer blobs are compressed in `oci` and `oci-archive` output: `none`, `gzip` or
-        `zstd`, always deterministically (no names or timestamps in headers). `docker-archive`
-        output always holds uncompressed layers.
+        `zstd`, always deterministically (no names or timestamps in headers). In
+        `docker-archive` output the image's own layers are always uncompressed tars; a base
+        image's layers go in as they are when uncompressed or gzip (`docker load`, `podman load`
+        and skopeo read those), and decompressed (with the `zstd` binary) when zstd, which
+        Docker cannot read.
         """
     )
 
