@@ -9,7 +9,7 @@
 # neither HOME nor TMPDIR nor a shared PEX_ROOT.
 set -euo pipefail
 umask 022
-export LC_ALL=C.UTF-8
+export LC_ALL=C
 
 STRATA_ROOT="${STRATA_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 # A fixed path on purpose: pex-based processes embed the interpreter path in their cache keys,
@@ -122,7 +122,7 @@ build_pex_cli() {
   PIP_CONSTRAINT= "$PANTS_VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: \
     -d "$tmp/wheels" "pex==$PEX_VERSION" >&2
   mkdir "$tmp/home"
-  env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 HOME="$tmp/home" TMPDIR="$tmp" PEX_ROOT="$tmp/pex-root" \
+  env -i PATH=/usr/bin:/bin LC_ALL=C HOME="$tmp/home" TMPDIR="$tmp" PEX_ROOT="$tmp/pex-root" \
     "$PANTS_VENV/bin/pex" --no-pypi --find-links "$tmp/wheels" "pex==$PEX_VERSION" -c pex \
     -o "$tmp/pex" >&2
   local actual; actual="$(sha256sum "$tmp/pex" | cut -d' ' -f1)"
