@@ -3,8 +3,13 @@
 #   1. CPython 3.9 from Debian bullseye (apt pin 100, so nothing else is upgraded from it),
 #   2. a venv at a fixed path with Pants and its testutil, under a committed constraints file,
 #   3. the pex CLI, built from PyPI into build-support/pex and checked against pants.toml.
-# Each step is skipped when its result already exists. Sourced by ./pants; prints progress to stderr.
+# Each step is skipped when its result already exists. Run by ./pants; prints progress to stderr.
+# The results must not depend on who runs it: the pex zip records file modes (some copied from
+# the venv), so everything is written under umask 022, in a fixed locale, and the pex build sees
+# neither HOME nor TMPDIR nor a shared PEX_ROOT.
 set -euo pipefail
+umask 022
+export LC_ALL=C
 
 STRATA_ROOT="${STRATA_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 # A fixed path on purpose: pex-based processes embed the interpreter path in their cache keys,
@@ -97,6 +102,12 @@ install_native_client() {
   install -m 0755 "$native" "$PANTS_VENV/bin/pants-native-client"
 }
 
+# A venv that an older bootstrap made under a restrictive umask: unusable by other users, and
+# pex would copy its files' modes into build-support/pex.
+venv_unreadable() {
+  [ -d "$PANTS_VENV" ] && [ -n "$(find "$PANTS_VENV" ! -type l ! -perm -0444 -print -quit)" ]
+}
+
 pex_expected_sha256() {
   sed -n 's/^ *"v[0-9.]*|linux_x86_64|\([0-9a-f]\{64\}\)|.*/\1/p' "$STRATA_ROOT/pants.toml" | head -n1
 }
@@ -105,7 +116,15 @@ build_pex_cli() {
   local expected; expected="$(pex_expected_sha256)"
   say "building the pex CLI (pex==$PEX_VERSION) into build-support/pex"
   local tmp; tmp="$(mktemp -d)"
-  "$PANTS_VENV/bin/pex" "pex==$PEX_VERSION" -c pex -o "$tmp/pex" >&2
+  # The wheel comes through the machine's pip configuration (its index or mirror); pex then
+  # builds offline in a clean environment, with a PEX_ROOT of its own: installed wheels cached
+  # in ~/.pex keep the modes of the umask they were made under.
+  PIP_CONSTRAINT= "$PANTS_VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: \
+    -d "$tmp/wheels" "pex==$PEX_VERSION" >&2
+  mkdir "$tmp/home"
+  env -i PATH=/usr/bin:/bin LC_ALL=C HOME="$tmp/home" TMPDIR="$tmp" PEX_ROOT="$tmp/pex-root" \
+    "$PANTS_VENV/bin/pex" --no-pypi --find-links "$tmp/wheels" "pex==$PEX_VERSION" -c pex \
+    -o "$tmp/pex" >&2
   local actual; actual="$(sha256sum "$tmp/pex" | cut -d' ' -f1)"
   if [ -n "$expected" ] && [ "$actual" != "$expected" ]; then
     rm -rf "$tmp"
@@ -116,7 +135,8 @@ build_pex_cli() {
 }
 
 main() {
-  if [ ! -x "$PANTS_VENV/bin/pants" ] || ! cmp -s "$PANTS_CONSTRAINTS" "$PANTS_VENV/.strata-constraints"; then
+  if [ ! -x "$PANTS_VENV/bin/pants" ] || ! cmp -s "$PANTS_CONSTRAINTS" "$PANTS_VENV/.strata-constraints" \
+     || venv_unreadable; then
     local python
     if ! python="$(find_python39)"; then
       install_python39

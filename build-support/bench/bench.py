@@ -13,7 +13,7 @@ Standard library only; runs on CPython >= 3.9. MB means 2**20 bytes throughout.
 """
 
 import argparse
-import ast
+import importlib.util
 import json
 import os
 import platform
@@ -182,17 +182,18 @@ def generate_big_file(path: Path, size: int, seed: int) -> None:
 # Running and measuring
 
 
-def _layer_modules(src: Path) -> List[str]:
-    """The core modules Pants gives layer processes (strata.rules.layers._LAYER_MODULES), or
-    every core module when that file is not at hand."""
-    rules = src / "strata/rules/layers.py"
-    if rules.is_file():
-        for node in ast.parse(rules.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "_LAYER_MODULES" for t in node.targets
-            ):
-                return list(ast.literal_eval(node.value))
-    return sorted(p.name for p in (src / "strata/core").glob("*.py"))
+def layer_modules(src: Path) -> Tuple[str, ...]:
+    """The core modules Pants gives layer processes: LAYER_MODULES of the checkout's
+    strata/core/__main__.py, loaded from that file (this process may hold another strata)."""
+    main = src / "strata/core/__main__.py"
+    spec = importlib.util.spec_from_file_location("strata_bench_core_main", main)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    modules = getattr(module, "LAYER_MODULES", None)
+    if not modules:
+        raise SystemExit(f"bench: {main} has no LAYER_MODULES, the core modules layer "
+                         "processes get; this bench cannot lay out their sandbox")
+    return modules
 
 
 def make_sandbox(sandbox: Path, src: Path) -> None:
@@ -201,7 +202,7 @@ def make_sandbox(sandbox: Path, src: Path) -> None:
     core = sandbox / "strata/core"
     core.mkdir(parents=True)
     (sandbox / "strata/__init__.py").write_bytes(b"")
-    for name in _layer_modules(src):
+    for name in layer_modules(src):
         shutil.copyfile(src / "strata/core" / name, core / name)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import strata.core
+from strata.core.__main__ import LAYER_MODULES
 from strata_harness import assert_valid_image, require_tool
 
 BENCH = Path("build-support/bench/bench.py")  # materialised by the `files` dependency
@@ -107,6 +108,21 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     for label in ("end to end through Pants", "cold package", "no-op package",
                   "publish to a docker-registry", "second, identical push"):
         assert label in done.stdout, done.stdout
+
+
+def test_the_sandbox_holds_just_the_layer_modules_and_no_list_is_an_error(tmp_path):
+    bench = load_bench()
+    src = Path(strata.core.__file__).resolve().parents[2]
+    bench.make_sandbox(tmp_path / "sandbox", src)
+    shipped = sorted(p.name for p in (tmp_path / "sandbox/strata/core").iterdir())
+    assert shipped == sorted(LAYER_MODULES)
+
+    # A checkout whose core does not say what layer processes get: no guessing, a clear stop.
+    listless = tmp_path / "listless"
+    (listless / "strata/core").mkdir(parents=True)
+    (listless / "strata/core/__main__.py").write_text('"""No LAYER_MODULES here."""\n')
+    with pytest.raises(SystemExit, match=r"__main__\.py has no LAYER_MODULES"):
+        bench.make_sandbox(tmp_path / "listless-sandbox", listless)
 
 
 def tree_fingerprint(root: Path) -> str:

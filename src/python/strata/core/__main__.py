@@ -23,6 +23,12 @@ _COMMANDS = {
 }
 _USAGE = f"usage: python -m strata.core {{{','.join(_COMMANDS)}}} [options]"
 
+# Every core module the `layer` and `deb-layer` subcommands import, and no other: layer processes
+# get only these (strata.rules.tool; build-support/bench copies them likewise), so a change to the
+# image writers does not invalidate every cached layer.
+LAYER_MODULES = ("__init__.py", "__main__.py", "compression.py", "deb.py", "hashing.py",
+                 "layer.py", "tarstream.py")
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv

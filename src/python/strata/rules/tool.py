@@ -16,12 +16,8 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from strata import core as strata_core
+from strata.core.__main__ import LAYER_MODULES
 from strata.subsystems import StrataSubsystem
-
-# What the `layer` subcommand imports. Layer processes get only these modules, so a change to
-# the image writers does not invalidate every cached layer.
-_LAYER_MODULES = ("__init__.py", "__main__.py", "compression.py", "deb.py", "hashing.py",
-                  "layer.py", "tarstream.py")
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
         )
     digest, layer_digest = await MultiGet(
         Get(Digest, CreateDigest([package, *modules.values()])),
-        Get(Digest, CreateDigest([package, *(modules[name] for name in _LAYER_MODULES)])),
+        Get(Digest, CreateDigest([package, *(modules[name] for name in LAYER_MODULES)])),
     )
     return ImageTool(digest, layer_digest, python.path)
 

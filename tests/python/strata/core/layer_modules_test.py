@@ -1,0 +1,98 @@
+"""LAYER_MODULES is all a layer process's sandbox holds of the core: `layer` and `deb-layer` must
+run with just those modules (the list is complete) and import every one of them (it is minimal,
+so a change to another module leaves cached layers valid)."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import strata.core
+from strata.core.__main__ import LAYER_MODULES
+from strata_harness.tools import unavailable
+
+SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
+            "compression": "gzip", "zstd": None}
+
+# Runs each argument (a JSON argv) through the dispatcher, then lists the strata modules loaded.
+PROBE = """
+import json, sys
+from strata.core.__main__ import main
+codes = [main(json.loads(argv)) for argv in sys.argv[1:]]
+print(json.dumps({"codes": codes, "modules": sorted(m for m in sys.modules if m.startswith("strata"))}))
+"""
+
+
+def module_name(file: str) -> str:
+    return "strata.core" if file == "__init__.py" else f"strata.core.{file[:-len('.py')]}"
+
+
+def python3() -> str:
+    """The interpreter layer processes run ([strata].python_search_paths)."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        unavailable("no python3 in /usr/bin or /bin")
+    return python
+
+
+def small_deb(tmp_path: Path) -> Path:
+    dpkg_deb = shutil.which("dpkg-deb")
+    if dpkg_deb is None:
+        unavailable("dpkg-deb (Debian package dpkg) is not on PATH")
+    root = tmp_path / "deb-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        "Package: demo\nVersion: 1\nArchitecture: all\nMaintainer: Tests <t@example.invalid>\n"
+        "Description: a test package\n")
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/demo").write_text("#!/bin/sh\n")
+    subprocess.run([dpkg_deb, "--root-owner-group", "--build", str(root), str(tmp_path / "demo.deb")],
+                   check=True, capture_output=True)
+    return tmp_path / "demo.deb"
+
+
+def layer_sandbox(tmp_path: Path) -> Path:
+    """A sandbox as the rules lay it out for a layer process: an empty strata/__init__.py, the
+    listed core modules, a small tree and a small .deb, with a spec for each subcommand."""
+    sandbox = tmp_path / "sandbox"
+    (sandbox / "strata/core").mkdir(parents=True)
+    (sandbox / "strata/__init__.py").write_bytes(b"")
+    core = Path(strata.core.__file__).parent
+    for name in LAYER_MODULES:
+        shutil.copy(core / name, sandbox / "strata/core" / name)
+    (sandbox / "rootfs/app").mkdir(parents=True)
+    (sandbox / "rootfs/app/hello.txt").write_text("hello\n")
+    (sandbox / "debs").mkdir()
+    shutil.copy(small_deb(tmp_path), sandbox / "debs/demo.deb")
+    specs = {
+        "layer-spec.json": {"settings": SETTINGS, "trees": [{"source": "rootfs", "dest": ""}]},
+        "deb-spec.json": {"settings": SETTINGS,
+                          "debs": [{"source": "debs/demo.deb", "package": "demo"}]},
+    }
+    for name, spec in specs.items():
+        (sandbox / name).write_text(json.dumps(spec))
+    return sandbox
+
+
+ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
+         ("deb-layer", "--spec", "deb-spec.json", "--out", "out-deb"))
+
+
+def test_layer_and_deb_layer_run_with_only_the_listed_modules(tmp_path):
+    sandbox = layer_sandbox(tmp_path)
+    for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.argv)
+        done = subprocess.run([python3(), "-E", "-s", "-S", "-B", "-m", "strata.core", *argv],
+                              cwd=sandbox, env={}, capture_output=True, text=True)
+        assert (done.returncode, done.stderr) == (0, ""), argv
+        assert json.loads((sandbox / argv[-1] / "layer.json").read_text())["entries"] > 0
+
+
+def test_layer_and_deb_layer_import_every_listed_module(tmp_path):
+    sandbox = layer_sandbox(tmp_path)
+    done = subprocess.run(
+        [python3(), "-E", "-s", "-S", "-B", "-c", PROBE, *(json.dumps(a) for a in ARGVS)],
+        cwd=sandbox, env={}, capture_output=True, text=True, check=True,
+    )
+    probe = json.loads(done.stdout.splitlines()[-1])
+    assert probe["codes"] == [0, 0]
+    assert set(probe["modules"]) == {"strata", *map(module_name, LAYER_MODULES)}
