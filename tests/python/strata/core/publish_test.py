@@ -38,9 +38,8 @@ def test_docker_manifest_keeps_the_blobs_and_changes_the_media_types():
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": "sha256:" + "a" * 64, "size": 10}],
     }  # fmt: skip
-    docker_bytes, media_type = as_docker_manifest(canonical_json(oci), config)
-    docker = json.loads(docker_bytes)
-    assert media_type == docker["mediaType"] == (
+    docker = json.loads(as_docker_manifest(canonical_json(oci), config))
+    assert docker["mediaType"] == (
         "application/vnd.docker.distribution.manifest.v2+json"
     )
     assert docker["config"]["digest"] == oci["config"]["digest"]
