@@ -5,6 +5,7 @@ more registries."""
 import argparse
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,7 @@ from strata.core.image import (
     digest_hex,
     make_manifest,
 )
-from strata.core.registry import PushReport, RegistryClient, RegistryError
+from strata.core.registry import PushProgress, PushReport, RegistryClient, RegistryError
 
 
 def layout_manifest(layout: Path) -> bytes:
@@ -113,6 +114,7 @@ def push_layout(
     known_in: Optional[str] = None,
     insecure: Optional[bool] = None,
     record: Optional[PushedBlobs] = None,
+    progress: Optional[PushProgress] = None,
 ) -> PushReport:
     """Pushes `manifest_bytes` (from manifest_to_push) with its blobs from the layout; blobs
     missing from `repository` are mounted from `known_in`, else from the repository `record`
@@ -123,7 +125,9 @@ def push_layout(
     if known_in is None and record is not None:
         known_in = record.best_source(registry, repository, digests)
     client = RegistryClient(registry, insecure=insecure)
-    report = client.push_image(repository, tags, manifest_bytes, media_type, blobs, known_in)
+    report = client.push_image(
+        repository, tags, manifest_bytes, media_type, blobs, known_in, progress
+    )
     if record is not None:
         record.record(registry, repository, digests)
     return report
@@ -144,6 +148,23 @@ def manifest_main(argv: List[str]) -> int:
     return 0
 
 
+def interrupted_message(name: str, progress: PushProgress) -> str:
+    """One line for an interrupted push: what reached the registry, and that re-running
+    resumes (present blobs are found by HEAD and skipped)."""
+    present = progress.blobs_skipped + progress.blobs_mounted + progress.blobs_uploaded
+    manifest = (
+        f"manifest pushed, {progress.tags_pushed} tag(s) set"
+        if progress.manifest_pushed
+        else "manifest not pushed"
+    )
+    return (
+        f"strata.core push: interrupted: {name}: {present} of {progress.blobs} blobs in place: "
+        f"{progress.blobs_uploaded} uploaded ({progress.bytes_uploaded} bytes), "
+        f"{progress.blobs_mounted} mounted, {progress.blobs_skipped} already present; "
+        f"{manifest}; run `pants publish` again to resume: blobs already pushed are skipped"
+    )
+
+
 def push_main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="strata.core push", add_help=False)
     parser.add_argument("--layout", required=True, type=Path)
@@ -157,6 +178,7 @@ def push_main(argv: List[str]) -> int:
     record = PushedBlobs(default_record_path())
     for registry in args.registry:
         name = f"{registry}/{args.repository}"
+        progress = PushProgress()
         try:
             report = push_layout(
                 args.layout,
@@ -167,14 +189,20 @@ def push_main(argv: List[str]) -> int:
                 known_in=args.mount_from,
                 insecure=args.insecure,
                 record=record,
+                progress=progress,
+            )
+            for tag in report.tags or ("(no tag)",):
+                print(f"{name}:{tag}@{report.digest}")
+            print(
+                f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
+                f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
             )
         except (RegistryError, ValueError, OSError) as e:
             print(f"strata.core push: error: {name}: {e}", file=sys.stderr)
             return 1
-        for tag in report.tags or ("(no tag)",):
-            print(f"{name}:{tag}@{report.digest}")
-        print(
-            f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
-            f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
-        )
+        except KeyboardInterrupt:
+            # Ctrl-C, or Pants cancelling the run: one line, and no second interruption of it.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            print(interrupted_message(name, progress), file=sys.stderr)
+            return 130
     return 0
