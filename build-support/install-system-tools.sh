@@ -17,6 +17,7 @@ TOOLS=(
   gpgv:gpgv
   zstd:zstd
   htpasswd:apache2-utils
+  dockerd:docker.io
 )
 
 missing=()

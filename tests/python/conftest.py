@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from strata_harness.dockerd import Dockerd
 from strata_harness.podman import Podman
 from strata_harness.registry import Registry, start_registry
 from strata_harness.scratch import ScratchRepo
@@ -46,6 +47,14 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
         yield instance
     finally:
         instance.close()
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A private dockerd for the whole session (see strata_harness.dockerd); call it to run
+    its `docker` client."""
+    with Dockerd(tmp_path_factory.mktemp("dockerd")) as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="session")

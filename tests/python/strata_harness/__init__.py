@@ -1,5 +1,6 @@
-"""Strata's test harness: real tools (skopeo, umoci, podman, docker-registry), hand-made images,
-and Pants runs on scratch repos. Fixtures wrapping these live in tests/python/conftest.py."""
+"""Strata's test harness: real tools (skopeo, umoci, podman, dockerd, docker-registry),
+hand-made images, and Pants runs on scratch repos. Fixtures wrapping these live in
+tests/python/conftest.py."""
 
 from strata_harness.images import (
     Symlink,
@@ -11,6 +12,7 @@ from strata_harness.images import (
     make_oci_layout,
     source_ref,
 )
+from strata_harness.dockerd import Dockerd
 from strata_harness.podman import Podman
 from strata_harness.pushes import Push, pushes
 from strata_harness.registry import Registry, start_registry
@@ -18,6 +20,7 @@ from strata_harness.scratch import ScratchRepo, ran_processes
 from strata_harness.tools import require_tool, run_tool
 
 __all__ = [
+    "Dockerd",
     "Podman",
     "Push",
     "Registry",

@@ -13,18 +13,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from strata_harness.cgroups import remove_cgroup
 from strata_harness.images import source_ref
 from strata_harness.tools import require_tool, run_tool
-
-
-def _cgroup_mounts() -> list[Path]:
-    mounts = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            before, after = line.split(" - ", 1)
-            if after.split()[0] in ("cgroup", "cgroup2"):
-                mounts.append(Path(before.split()[4]))
-    return mounts
 
 
 class Podman:
@@ -166,12 +157,5 @@ class Podman:
             capture_output=True,
             timeout=120,
         )
-        for mount in _cgroup_mounts():
-            parent = mount / self.cgroup_parent.lstrip("/")
-            if parent.is_dir():
-                # cgroups go by rmdir, children first; their control files go with them.
-                children = [p for p in parent.rglob("*") if p.is_dir()]
-                for d in sorted(children, key=lambda p: -len(p.parts)):
-                    d.rmdir()
-                parent.rmdir()
+        remove_cgroup(self.cgroup_parent)
         shutil.rmtree(self.root)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import struct
 import subprocess
 from typing import Mapping, Sequence
@@ -21,7 +23,12 @@ TOOLS = {
     "oci-image-tool": "oci-image-tool",
     "fakeroot": "fakeroot",
     "htpasswd": "apache2-utils",
+    "dockerd": "docker.io",
+    "containerd": "containerd",
 }
+# Daemons (dockerd) live here, which the tests' PATH (Pants' [pex].executable_search_paths)
+# lacks.
+SBIN = ("/usr/sbin", "/sbin")
 
 
 def in_ci() -> bool:
@@ -42,6 +49,12 @@ def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
     pytest.skip(reason)
+
+
+def die_with_parent() -> None:
+    """A Popen preexec_fn: SIGTERM the child when the test process dies, even by SIGKILL
+    (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
 def _is_static_elf(path: str) -> bool:
@@ -66,11 +79,11 @@ def require_tool(name: str) -> str:
     """The absolute path of a system tool, or skip (fail under CI) naming how to install it."""
     if name not in TOOLS:
         raise ValueError(f"unknown tool {name!r}; expected one of {sorted(TOOLS)}")
-    path = shutil.which(name)
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
     if path is None:
         unavailable(
-            f"{name} (Debian package {TOOLS[name]}) is not on PATH={os.environ.get('PATH', '')}; "
-            f"install it with {INSTALL_SCRIPT}"
+            f"{name} (Debian package {TOOLS[name]}) is not on PATH={os.environ.get('PATH', '')} "
+            f"nor in {' '.join(SBIN)}; install it with {INSTALL_SCRIPT}"
         )
     path = os.path.abspath(path)
     # Images get a copy of the host's busybox, which only runs there if statically linked.

@@ -19,6 +19,7 @@ _COMMANDS = {
     "ca-bundle": ("strata.core.deb", "ca_bundle_main"),
     "debian-lock": ("strata.core.debian", "debian_lock_main"),
     "pull": ("strata.core.pull", "pull_main"),
+    "manifest": ("strata.core.publish", "manifest_main"),
     "push": ("strata.core.publish", "push_main"),
 }
 _USAGE = f"usage: python -m strata.core {{{','.join(_COMMANDS)}}} [options]"

@@ -1,15 +1,17 @@
-"""`python -m strata.core push`: an OCI image layout, pushed to one or more registries."""
+"""`python -m strata.core manifest` decides the exact manifest a push sends (so its digest is
+known before the push), and `push` pushes it with its blobs from an OCI image layout to one or
+more registries."""
 
 import argparse
 import json
 import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from strata.core.image import (
-    MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_OCI_LAYER,
     MEDIA_TYPE_OCI_LAYER_GZIP,
     MEDIA_TYPE_OCI_LAYER_ZSTD,
@@ -17,23 +19,15 @@ from strata.core.image import (
     digest_hex,
     make_manifest,
 )
-from strata.core.registry import PushReport, RegistryClient, RegistryError
+from strata.core.registry import PushProgress, PushReport, RegistryClient, RegistryError
 
 
-def layout_image(layout: Path) -> Tuple[bytes, str, List[Tuple[str, int, str]]]:
-    """(manifest bytes, media type, blobs as (digest, size, path)) of a single-image layout."""
-    index = json.loads((layout / "index.json").read_bytes())
-    manifests = index.get("manifests", [])
+def layout_manifest(layout: Path) -> bytes:
+    """The manifest of a single-image OCI layout, its exact bytes."""
+    manifests = json.loads((layout / "index.json").read_bytes()).get("manifests", [])
     if len(manifests) != 1:
         raise ValueError(f"{layout} holds {len(manifests)} images; expected exactly one")
-    descriptor = manifests[0]
-    manifest_bytes = _blob(layout, descriptor["digest"]).read_bytes()
-    manifest = json.loads(manifest_bytes)
-    blobs = [
-        (d["digest"], d["size"], str(_blob(layout, d["digest"])))
-        for d in [manifest["config"], *manifest["layers"]]
-    ]
-    return manifest_bytes, descriptor["mediaType"], list(dict.fromkeys(blobs))
+    return _blob(layout, manifests[0]["digest"]).read_bytes()
 
 
 _COMPRESSION_OF = {
@@ -43,7 +37,7 @@ _COMPRESSION_OF = {
 }
 
 
-def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> Tuple[bytes, str]:
+def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> bytes:
     """The same image as a Docker v2 schema 2 manifest (for registries and tools that predate
     OCI): same config and layer blobs, Docker media types, so only the manifest digest differs.
     zstd layers have no Docker media type, which is an error."""
@@ -52,7 +46,28 @@ def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> Tuple[byte
         {"compression": _COMPRESSION_OF[d["mediaType"]], "digest": d["digest"], "blob_size": d["size"]}
         for d in manifest["layers"]
     ]
-    return canonical_json(make_manifest(config_bytes, layers, oci=False)), MEDIA_TYPE_DOCKER_MANIFEST
+    return canonical_json(make_manifest(config_bytes, layers, oci=False))
+
+
+def manifest_to_push(layout: Path, docker: bool) -> bytes:
+    """The one place that decides the bytes a push sends, so the digest reported before the
+    push is the digest of what the registry gets: the layout's own manifest, or (`docker`) its
+    Docker v2s2 form."""
+    manifest_bytes = layout_manifest(layout)
+    if not docker:
+        return manifest_bytes
+    config_digest = json.loads(manifest_bytes)["config"]["digest"]
+    return as_docker_manifest(manifest_bytes, _blob(layout, config_digest).read_bytes())
+
+
+def manifest_blobs(layout: Path, manifest_bytes: bytes) -> List[Tuple[str, int, str]]:
+    """(digest, size, path in the layout) of the manifest's config and layers, without repeats."""
+    manifest = json.loads(manifest_bytes)
+    blobs = [
+        (d["digest"], d["size"], str(_blob(layout, d["digest"])))
+        for d in [manifest["config"], *manifest["layers"]]
+    ]
+    return list(dict.fromkeys(blobs))
 
 
 def _blob(layout: Path, digest: str) -> Path:
@@ -91,6 +106,7 @@ def default_record_path() -> Path:
 
 def push_layout(
     layout: Path,
+    manifest_bytes: bytes,
     registry: str,
     repository: str,
     tags: Sequence[str],
@@ -98,56 +114,95 @@ def push_layout(
     known_in: Optional[str] = None,
     insecure: Optional[bool] = None,
     record: Optional[PushedBlobs] = None,
-    docker: bool = False,
+    progress: Optional[PushProgress] = None,
 ) -> PushReport:
-    """Pushes the layout's image (as a Docker v2s2 manifest when `docker`); blobs missing from
-    `repository` are mounted from `known_in`, else from the repository `record` says holds most
-    of them, else uploaded."""
-    manifest_bytes, media_type, blobs = layout_image(layout)
-    if docker:
-        config_digest = json.loads(manifest_bytes)["config"]["digest"]
-        config_bytes = _blob(layout, config_digest).read_bytes()
-        manifest_bytes, media_type = as_docker_manifest(manifest_bytes, config_bytes)
+    """Pushes `manifest_bytes` (from manifest_to_push) with its blobs from the layout; blobs
+    missing from `repository` are mounted from `known_in`, else from the repository `record`
+    says holds most of them, else uploaded."""
+    media_type = json.loads(manifest_bytes).get("mediaType")
+    blobs = manifest_blobs(layout, manifest_bytes)
     digests = [digest for digest, _, _ in blobs]
     if known_in is None and record is not None:
         known_in = record.best_source(registry, repository, digests)
     client = RegistryClient(registry, insecure=insecure)
-    report = client.push_image(repository, tags, manifest_bytes, media_type, blobs, known_in)
+    report = client.push_image(
+        repository, tags, manifest_bytes, media_type, blobs, known_in, progress
+    )
     if record is not None:
         record.record(registry, repository, digests)
     return report
 
 
+def manifest_main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(prog="strata.core manifest", add_help=False)
+    parser.add_argument("--layout", required=True, type=Path)
+    parser.add_argument("--docker", action="store_true", help="a Docker v2s2 manifest")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        manifest_bytes = manifest_to_push(args.layout, args.docker)
+    except (ValueError, KeyError, OSError) as e:
+        print(f"strata.core manifest: error: {args.layout}: {e}", file=sys.stderr)
+        return 2
+    args.out.write_bytes(manifest_bytes)
+    return 0
+
+
+def interrupted_message(name: str, progress: PushProgress) -> str:
+    """One line for an interrupted push: what reached the registry, and that re-running
+    resumes (present blobs are found by HEAD and skipped)."""
+    present = progress.blobs_skipped + progress.blobs_mounted + progress.blobs_uploaded
+    manifest = (
+        f"manifest pushed, {progress.tags_pushed} tag(s) set"
+        if progress.manifest_pushed
+        else "manifest not pushed"
+    )
+    return (
+        f"strata.core push: interrupted: {name}: {present} of {progress.blobs} blobs in place: "
+        f"{progress.blobs_uploaded} uploaded ({progress.bytes_uploaded} bytes), "
+        f"{progress.blobs_mounted} mounted, {progress.blobs_skipped} already present; "
+        f"{manifest}; run `pants publish` again to resume: blobs already pushed are skipped"
+    )
+
+
 def push_main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="strata.core push", add_help=False)
     parser.add_argument("--layout", required=True, type=Path)
+    parser.add_argument("--manifest", required=True, type=Path, help="from `manifest`")
     parser.add_argument("--registry", action="append", required=True)
     parser.add_argument("--repository", required=True)
     parser.add_argument("--tag", action="append", default=[])
     parser.add_argument("--mount-from")
     parser.add_argument("--insecure", action="store_true", default=None)
-    parser.add_argument("--docker", action="store_true", help="push a Docker v2s2 manifest")
     args = parser.parse_args(argv)
     record = PushedBlobs(default_record_path())
     for registry in args.registry:
+        name = f"{registry}/{args.repository}"
+        progress = PushProgress()
         try:
             report = push_layout(
                 args.layout,
+                args.manifest.read_bytes(),
                 registry,
                 args.repository,
                 args.tag,
                 known_in=args.mount_from,
                 insecure=args.insecure,
                 record=record,
-                docker=args.docker,
+                progress=progress,
+            )
+            for tag in report.tags or ("(no tag)",):
+                print(f"{name}:{tag}@{report.digest}")
+            print(
+                f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
+                f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
             )
         except (RegistryError, ValueError, OSError) as e:
-            print(f"strata.core push: error: {registry}/{args.repository}: {e}", file=sys.stderr)
+            print(f"strata.core push: error: {name}: {e}", file=sys.stderr)
             return 1
-        for tag in report.tags or ("(no tag)",):
-            print(f"{registry}/{args.repository}:{tag}@{report.digest}")
-        print(
-            f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
-            f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
-        )
+        except KeyboardInterrupt:
+            # Ctrl-C, or Pants cancelling the run: one line, and no second interruption of it.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            print(interrupted_message(name, progress), file=sys.stderr)
+            return 130
     return 0

@@ -90,6 +90,20 @@ class PushReport:
     bytes_uploaded: int
 
 
+@dataclass
+class PushProgress:
+    """What push_image has done so far, kept up to date as it goes so that a caller can say
+    what reached the registry when the push is interrupted."""
+
+    blobs: int = 0  # in the image
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    manifest_pushed: bool = False
+    tags_pushed: int = 0
+
+
 class _FileSlice(NamedTuple):
     """A request body streamed from disk, so re-sendable on retry."""
 
@@ -401,10 +415,12 @@ class RegistryClient:
         media_type: str,
         blobs: Sequence[Tuple[str, int, str]],
         known_in: Optional[str] = None,
+        progress: Optional[PushProgress] = None,
     ) -> PushReport:
         """Pushes an image. Each blob, (digest, size, path), is skipped when the repository has
         it, mounted from `known_in` when that has it, else uploaded. Then the manifest goes up
-        by digest and only after that each tag, so no tag ever names a partial image."""
+        by digest and only after that each tag, so no tag ever names a partial image. Each step
+        is counted in `progress` as soon as it is done."""
         image.validate_repository(repository)
         if isinstance(tags, str):
             raise ValueError(f"tags must be a sequence of tags, not the string {tags!r}")
@@ -430,25 +446,35 @@ class RegistryClient:
                     f"blob {digest} has size {given[digest][0]}; the manifest says {size}"
                 )
 
-        skipped = mounted = uploaded = uploaded_bytes = 0
+        done = PushProgress() if progress is None else progress
+        done.blobs = len(wanted)
         for digest, size in wanted.items():
             if self._blob_exists(repository, digest, self._push_scope(repository)):
-                skipped += 1
+                done.blobs_skipped += 1
                 continue
             session = None
             if known_in is not None and known_in != repository:
                 session = self._mount(repository, digest, known_in)
                 if session is None:
-                    mounted += 1
+                    done.blobs_mounted += 1
                     continue
             self._upload(repository, given[digest][1], digest, size, session)
-            uploaded += 1
-            uploaded_bytes += size
+            done.blobs_uploaded += 1
+            done.bytes_uploaded += size
         digest = image.sha256_digest(manifest_bytes)
         self.push_manifest(repository, digest, media_type, manifest_bytes)
+        done.manifest_pushed = True
         for tag in tags:
             self.push_manifest(repository, tag, media_type, manifest_bytes)
-        return PushReport(digest, tags, skipped, mounted, uploaded, uploaded_bytes)
+            done.tags_pushed += 1
+        return PushReport(
+            digest,
+            tags,
+            done.blobs_skipped,
+            done.blobs_mounted,
+            done.blobs_uploaded,
+            done.bytes_uploaded,
+        )
 
     # --- operations (each attempt of one; _retrying repeats them) -----------------------------
 

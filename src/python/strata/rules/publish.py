@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from pants.core.goals.publish import (
@@ -13,12 +14,13 @@ from pants.core.goals.publish import (
 )
 from pants.engine.addresses import Address, AddressInput
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import Digest, MergeDigests
-from pants.engine.process import InteractiveProcess
+from pants.engine.fs import Digest, DigestContents, DigestSubset, MergeDigests, PathGlobs
+from pants.engine.process import InteractiveProcess, Process, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
+from strata.core.image import digest_hex, sha256_digest
 from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
 from strata.rules.tool import ImageTool
 from strata.target_types import (
@@ -35,6 +37,7 @@ from strata.target_types import (
 # Read by the push process itself, so credentials never enter a cache key or a log line.
 _CREDENTIAL_ENV = ("STRATA_REGISTRY_USERNAME", "STRATA_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME")
 _LAYOUT = "image"
+_MANIFEST = "push-manifest.json"
 
 
 class PublishOciImageRequest(PublishRequest):
@@ -61,6 +64,47 @@ class PublishOciImageFieldSet(PublishFieldSet):
         )
 
 
+@dataclass(frozen=True)
+class _PushManifest:
+    """The manifest the push sends: the file (for the push's sandbox), its digest and type."""
+
+    file: Digest
+    digest: str
+    media_type: str
+
+
+async def _manifest_to_push(
+    image: AssembledImage, *, docker: bool, tool: ImageTool, address: Address
+) -> _PushManifest:
+    """Decided once, by the core's `manifest`, so that what is printed and returned to Pants
+    is the digest of the very bytes pushed (a Docker v2s2 manifest has another digest than
+    the layout's OCI one)."""
+    # The process reads only the index, the manifest and the config, never the layers.
+    wanted = [f"{_LAYOUT}/index.json"] + [
+        f"{_LAYOUT}/blobs/sha256/{digest_hex(image.metadata[key])}"
+        for key in ("manifest_digest", "config_digest")
+    ]
+    layout_head = await Get(Digest, DigestSubset(image.output, PathGlobs(wanted)))
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv(
+                "manifest", "--layout", _LAYOUT, *(["--docker"] if docker else []),
+                "--out", _MANIFEST,
+            ),  # fmt: skip
+            input_digest=await Get(Digest, MergeDigests([tool.digest, layout_head])),
+            output_files=(_MANIFEST,),
+            description=f"Deciding the manifest to push for {address}",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    contents = await Get(DigestContents, Digest, result.output_digest)
+    manifest_bytes = contents[0].content
+    return _PushManifest(
+        result.output_digest, sha256_digest(manifest_bytes), json.loads(manifest_bytes)["mediaType"]
+    )
+
+
 @rule(desc="Preparing to push an OCI image", level=LogLevel.DEBUG)
 async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) -> PublishProcesses:
     fs = request.field_set
@@ -80,13 +124,18 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
     )
     tags = fs.image_tags.value or (image.metadata["repo_tag"].rsplit(":", 1)[1],)
     repository = fs.repository.value_or_default(fs.address)
+    manifest = await _manifest_to_push(
+        image, docker=fs.publish_format.value == "docker", tool=tool, address=fs.address
+    )
     env, input_digest = await MultiGet(
         Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV)),
-        Get(Digest, MergeDigests([tool.digest, image.output])),
+        Get(Digest, MergeDigests([tool.digest, image.output, manifest.file])),
     )
-    argv = [*tool.argv("push", "--layout", _LAYOUT, "--repository", repository)]
-    if fs.publish_format.value == "docker":
-        argv.append("--docker")
+    argv = [
+        *tool.argv("push", "--layout", _LAYOUT, "--manifest", _MANIFEST),
+        *("--repository", repository),
+        *(arg for tag in tags for arg in ("--tag", tag)),
+    ]
     if image_fs.base.value:
         # Layers of a pulled base are already in its repository: mount them, don't upload.
         origin = f"the `base` field of {fs.address}"
@@ -102,21 +151,24 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         )
         if isinstance(base.target, OciPullTarget):
             argv += ["--mount-from", base.target[OciPullRepositoryField].value]
-    for registry in registries:
-        argv += ["--registry", registry]
-    for tag in tags:
-        argv += ["--tag", tag]
+    # One push per registry, so each registry's outcome is reported on its own.
     return PublishProcesses(
-        [
-            PublishPackages(
-                names=tuple(f"{r}/{repository}:{t}" for r in registries for t in tags),
-                process=InteractiveProcess(
-                    argv=tuple(argv), env=dict(env), input_digest=input_digest
-                ),
-                description=f"({image.metadata['manifest_digest']})",
-                data=fs.get_output_data(),
-            )
-        ]
+        PublishPackages(
+            names=tuple(f"{registry}/{repository}:{tag}" for tag in tags),
+            process=InteractiveProcess(
+                argv=(*argv, "--registry", registry), env=dict(env), input_digest=input_digest
+            ),
+            description=f"({manifest.digest})",
+            data=PublishOutputData(
+                {
+                    **fs.get_output_data(),
+                    "registry": registry,
+                    "digest": manifest.digest,
+                    "media_type": manifest.media_type,
+                }
+            ),
+        )
+        for registry in registries
     )
 
 

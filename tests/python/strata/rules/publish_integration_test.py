@@ -8,6 +8,8 @@ first with credentials, the second without.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 import secrets
 import subprocess
@@ -18,6 +20,7 @@ from typing import Iterator
 import pytest
 
 from strata_harness import (
+    Dockerd,
     Registry,
     ScratchRepo,
     assert_valid_image,
@@ -54,7 +57,7 @@ BUILD = """
         repository="strata/docker",
         dependencies=[":busybox"],
         entrypoint=["/bin/busybox", "echo", "docker v2s2"],
-        registries=["{host}"],
+        registries=["{host}", "{auth_host}"],
         image_tags=["v1"],
         publish_format="docker",
     )
@@ -71,7 +74,8 @@ BUILD = """
 class Published:
     registry: Registry
     auth_registry: Registry
-    first: subprocess.CompletedProcess[str]  # //:app and //:private, with credentials
+    first: subprocess.CompletedProcess[str]  # //:app, //:docker and //:private, with credentials
+    first_output: list[dict]  # its --publish-output JSON
     second: subprocess.CompletedProcess[str]  # //:app, //:other and //:private, without
     first_log: str  # what the open registry logged during each run
     second_log: str
@@ -97,8 +101,14 @@ def published(
         credentials = {"STRATA_REGISTRY_USERNAME": USER, "STRATA_REGISTRY_PASSWORD": PASSWORD}
 
         log_start = registry.log_path.stat().st_size
+        output = base / "publish-output.json"
         first = repo.run(
-            "publish", "//:app", "//:docker", "//:private", env={**no_docker_config, **credentials}
+            "publish",
+            f"--publish-output={output}",
+            "//:app",
+            "//:docker",
+            "//:private",
+            env={**no_docker_config, **credentials},
         )
         log_middle = registry.log_path.stat().st_size
         second = repo.run(
@@ -109,6 +119,7 @@ def published(
             registry,
             auth_registry,
             first,
+            json.loads(output.read_text()),
             second,
             log[log_start:log_middle].decode(),
             log[log_middle:].decode(),
@@ -220,3 +231,48 @@ def test_publish_without_credentials_fails_clearly_and_leaks_nothing(
     for run in (published.first, second):
         for secret in (PASSWORD, basic):
             assert secret not in run.stdout and secret not in run.stderr
+
+
+def printed_digest(run: subprocess.CompletedProcess[str], name: str) -> str:
+    """The digest `pants publish` printed for `name` ("host/repository:tag")."""
+    match = re.search(rf"{re.escape(name)} published to \((sha256:[0-9a-f]{{64}})\)", run.stderr)
+    assert match, f"no digest printed for {name}:\n{run.stderr}"
+    return match[1]
+
+
+@pytest.mark.parametrize(
+    "repository, media_type, output",
+    [
+        ("strata/app", "application/vnd.oci.image.manifest.v1+json", "published\n"),
+        ("strata/docker", "application/vnd.docker.distribution.manifest.v2+json", "docker v2s2\n"),
+    ],
+)
+def test_the_printed_digest_is_the_pushed_manifest_and_docker_pulls_it(
+    published: Published, dockerd: Dockerd, tmp_path: Path, repository, media_type, output
+) -> None:
+    """Per registry and per publish_format, the digest `pants publish` prints and writes to
+    --publish-output is that of the manifest the registry holds: `image@digest` works."""
+    registries = [published.registry]
+    if repository == "strata/docker":
+        registries.append(published.auth_registry)
+    for registry in registries:
+        name = f"{registry.host}/{repository}:v1"
+        digest = printed_digest(published.first, name)
+        creds = [f"--creds={USER}:{PASSWORD}"] if registry.credentials else []
+        raw = run_tool(
+            [require_tool("skopeo"), "inspect", "--raw", "--tls-verify=false", *creds,
+             registry.ref(f"{repository}@{digest}")]
+        ).stdout  # fmt: skip
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+        assert json.loads(raw)["mediaType"] == media_type
+        [entry] = [e for e in published.first_output if name in e["names"]]
+        assert entry["published"] and entry["registry"] == registry.host
+        assert (entry["digest"], entry["media_type"]) == (digest, media_type)
+
+    name = f"{published.registry.host}/{repository}"
+    reference = f"{name}@{printed_digest(published.first, f'{name}:v1')}"
+    dockerd("pull", "--quiet", reference)
+    assert dockerd.run(reference) == (0, output)
+    saved = tmp_path / "saved.tar"
+    dockerd("save", "--output", str(saved), reference)
+    assert_valid_image(saved, "docker-archive")
