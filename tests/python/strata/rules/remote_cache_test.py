@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -40,12 +41,6 @@ def remote_counters(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in sorted(stats.items()) if k.startswith("remote_")}
 
 
-def _report(what: str, result: subprocess.CompletedProcess[str], stats: dict[str, int]) -> None:
-    """Figures for --test-output=all: what ran locally and the remote cache counters."""
-    ran = ran_processes(result)
-    print(f"{what}: ran locally {len(ran)} {ran}; {remote_counters(stats)}")
-
-
 def dist_digests(repo: ScratchRepo) -> dict[str, str]:
     dist = repo.root / "dist"
     return {
@@ -56,12 +51,18 @@ def dist_digests(repo: ScratchRepo) -> dict[str, str]:
 
 
 def package(
-    repo: ScratchRepo, server: BuildGrid, *, write: bool
+    what: str, repo: ScratchRepo, server: BuildGrid, *, write: bool
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
+    start = time.monotonic()
     result = repo.run(
         *server.pants_args(read=True, write=write), "--stats-log", "package", "app:image"
     )
+    took = time.monotonic() - start
     stats = counters(result)
+    # Figures for the test's output: time, what ran locally and the remote cache counters.
+    layers = ran_processes(result, LAYER)
+    print(f"{what}, {took:.0f} s: {len(layers)} layer processes ran {layers}")
+    print(f"  {remote_counters(stats)}")
     # A broken cache must not pass as "nothing cached": Pants logs every remote error here.
     assert "Failed to read from remote cache" not in result.stderr, result.stderr[-8000:]
     assert "Failed to write to remote cache" not in result.stderr, result.stderr[-8000:]
@@ -74,8 +75,7 @@ def test_a_second_checkout_gets_every_layer_of_the_demo_image_from_the_remote_ca
     tmp_path: Path, buildgrid: BuildGrid, run_image
 ) -> None:
     a = demo_repo(tmp_path / "a" / "repo", isolated_cache=True)
-    first, a_stats = package(a, buildgrid, write=True)
-    _report("A (cold, read+write)", first, a_stats)
+    first, a_stats = package("A (cold, read+write)", a, buildgrid, write=True)
     # Its store is its own and the cache is new: every layer ran in A...
     layers = ran_processes(first, LAYER)
     assert len(layers) >= 40, layers
@@ -92,8 +92,7 @@ def test_a_second_checkout_gets_every_layer_of_the_demo_image_from_the_remote_ca
     ), remote_counters(a_stats)
 
     b = demo_repo(tmp_path / "b" / "deeper" / "checkout", isolated_cache=True)
-    second, b_stats = package(b, buildgrid, write=False)
-    _report("B (fresh checkout, read)", second, b_stats)
+    second, b_stats = package("B (fresh checkout, read)", b, buildgrid, write=False)
     # Nothing built locally in B: layers and assembly all came from BuildGrid.
     ran = ran_processes(second)
     assert ran_processes(second, LAYER) == [], (ran, remote_counters(b_stats))
@@ -108,8 +107,7 @@ def test_a_second_checkout_gets_every_layer_of_the_demo_image_from_the_remote_ca
     # A code change in B: its layer is built here, every other one still comes from the cache.
     main = b.root / "app/hello/main.py"
     main.write_text(main.read_text().replace("Hello from Strata", f"Hi ({uuid.uuid4()})"))
-    changed, changed_stats = package(b, buildgrid, write=False)
-    _report("B (app/hello/main.py changed, read)", changed, changed_stats)
+    changed, _ = package("B (app/hello/main.py changed, read)", b, buildgrid, write=False)
     rebuilt = ran_processes(changed, LAYER)
     assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:bin)"), rebuilt
     assert ran_processes(changed, ASSEMBLY) == [ASSEMBLY]
