@@ -1,16 +1,13 @@
 """`//app:image`, built as a user would (`pants package`) in a scratch copy of the repo."""
 
 import json
-import shutil
 import tarfile
 import uuid
 from pathlib import Path
 
+from strata_harness.demo import demo_repo
 from strata_harness.images import assert_valid_image
-from strata_harness.scratch import ScratchRepo, ran_processes
-
-# In a test sandbox, `files` dependencies sit at their paths from the build root.
-DEMO_FILES = ("app/BUILD", "app/debian.lock.json", "app/hello/__init__.py", "app/hello/main.py")
+from strata_harness.scratch import ran_processes
 
 
 def layers_of(archive: Path) -> dict:
@@ -31,36 +28,6 @@ def file_modes(archive: Path) -> dict:
             with tarfile.open(fileobj=tar.extractfile(name)) as layer:
                 modes.update((m.name, m.mode) for m in layer if m.isfile())
     return modes
-
-
-def demo_repo(root: Path) -> ScratchRepo:
-    repo = ScratchRepo(
-        root,
-        config={
-            "source": {"root_patterns": ["/app"]},
-            "python": {
-                "requirement_constraints": "3rdparty/python/constraints.txt",
-                "resolve_all_constraints": False,
-            },
-        },
-    )
-    for rel in DEMO_FILES:
-        (repo.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(rel, repo.root / rel)
-    (repo.root / "app/hello/BUILD").write_text(
-        'python_sources(interpreter_constraints=["CPython==3.11.*"])\n'
-    )
-    for rel in ("3rdparty/python/constraints.txt", "3rdparty/python/app-requirements.txt"):
-        (repo.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(rel, repo.root / rel)
-    repo.write(
-        {
-            "3rdparty/python/BUILD": """
-                python_requirements(name="app", source="app-requirements.txt")
-            """
-        }
-    )
-    return repo
 
 
 def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(

@@ -86,6 +86,15 @@ PINS = (
     "pycparser==3.12",
 )
 MARKER = ".strata-pins"
+# The settings README.md ("Sharing layers between machines") asks for, and nothing else changed
+# from BuildGrid's and Pants' defaults: without them a fresh checkout rebuilds some layers.
+# The server serves at most THREAD_POOL_SIZE RPCs at once and refuses the rest (its default is
+# 5 x CPUs); a Pants client keeps up to STORE_RPC_CONCURRENCY + CACHE_RPC_CONCURRENCY in flight.
+THREAD_POOL_SIZE = 128
+STORE_RPC_CONCURRENCY = 16
+CACHE_RPC_CONCURRENCY = 16
+# Seconds a writing Pants run waits for its background cache writes before dropping them.
+SESSION_END_TASKS_TIMEOUT = 60
 
 
 def buildgrid_venv() -> Path:
@@ -196,8 +205,10 @@ def _port_open(port: int) -> bool:
 
 def config_yaml(port: int, storage: Path, instance_name: str = INSTANCE_NAME) -> str:
     """A cache-only BuildGrid: disk-backed CAS + ByteStream, an in-memory ActionCache whose
-    results live in that CAS; no execution service, no auth. JSON strings are YAML scalars."""
+    results live in that CAS; no execution service, no auth; stock but for `thread-pool-size`.
+    JSON strings are YAML scalars."""
     return f"""\
+thread-pool-size: {THREAD_POOL_SIZE}
 server:
   - !channel
     address: {json.dumps(f"127.0.0.1:{port}")}
@@ -250,8 +261,11 @@ class BuildGrid:
             f"--remote-instance-name={self.instance_name}",
             f"--{'' if read else 'no-'}remote-cache-read",
             f"--{'' if write else 'no-'}remote-cache-write",
+            f"--remote-store-rpc-concurrency={STORE_RPC_CONCURRENCY}",
+            f"--remote-cache-rpc-concurrency={CACHE_RPC_CONCURRENCY}",
             # The first remote cache error is logged in any case, so a broken cache shows.
             "--remote-cache-warnings=first_only",
+            *([f"--session-end-tasks-timeout={SESSION_END_TASKS_TIMEOUT}"] if write else []),
         ]
 
     def __enter__(self) -> BuildGrid:

@@ -1,0 +1,48 @@
+"""The demo app (`//app:image`: Debian's CPython 3.11 and a packed PEX, 46 layers) in a scratch
+repo, built as a user would build it.
+
+Its sources are copied from the test sandbox, so a test using it depends on the `files` targets
+`app:demo_sources` and `//:pins` (in a sandbox, `files` sit at their paths from the
+build root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from strata_harness.scratch import ScratchRepo
+
+DEMO_FILES = (
+    "app/BUILD",
+    "app/debian.lock.json",
+    "app/hello/__init__.py",
+    "app/hello/main.py",
+    "3rdparty/python/constraints.txt",
+    "3rdparty/python/app-requirements.txt",
+)
+
+
+def demo_repo(root: str | os.PathLike[str], *, isolated_cache: bool = False) -> ScratchRepo:
+    """A scratch repo holding the demo app; see ScratchRepo for `isolated_cache`."""
+    repo = ScratchRepo(
+        root,
+        config={
+            "source": {"root_patterns": ["/app"]},
+            "python": {
+                "requirement_constraints": "3rdparty/python/constraints.txt",
+                "resolve_all_constraints": False,
+            },
+        },
+        isolated_cache=isolated_cache,
+    )
+    for rel in DEMO_FILES:
+        (repo.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(rel, repo.root / rel)
+    repo.write(
+        {
+            "app/hello/BUILD": 'python_sources(interpreter_constraints=["CPython==3.11.*"])\n',
+            "3rdparty/python/BUILD": 'python_requirements(name="app", source="app-requirements.txt")\n',
+        }
+    )
+    return repo
+
