@@ -1,6 +1,7 @@
 """Strata's test harness: real tools (skopeo, umoci, podman, docker-registry), hand-made images,
-and Pants runs on scratch repos. Fixtures wrapping these live in tests/python/conftest.py."""
+a fault-injecting proxy and Pants runs on scratch repos. Fixtures wrapping these live in tests/python/conftest.py."""
 
+from strata_harness.faults import Fault, FaultProxy, Request
 from strata_harness.images import (
     Symlink,
     assert_valid_image,
@@ -18,9 +19,12 @@ from strata_harness.scratch import ScratchRepo, ran_processes
 from strata_harness.tools import require_tool, run_tool
 
 __all__ = [
+    "Fault",
+    "FaultProxy",
     "Podman",
     "Push",
     "Registry",
+    "Request",
     "ScratchRepo",
     "Symlink",
     "assert_valid_image",

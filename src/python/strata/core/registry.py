@@ -35,6 +35,7 @@ USER_AGENT = "strata"
 _MAX_SMALL_BODY = 64 * 1024  # error bodies and token answers
 _MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
+_RESENDABLE = ("GET", "HEAD")  # requests that change nothing on the registry
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 _REGISTRY = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?\Z"
@@ -179,27 +180,50 @@ def _manifest_blobs(manifest_bytes: bytes) -> Dict[str, int]:
 
 
 class _Response:
-    """A response on a pooled connection, which is closed if the body is left unread."""
+    """A response on a pooled connection, which is closed if the body is left unread.
+
+    A body that ends before its Content-Length (http.client just returns fewer bytes) or
+    whose connection fails is a dropped connection, so _Transient: never taken for the
+    registry's answer, which would then fail its digest check as if it were corrupt.
+    """
 
     def __init__(self, client: "RegistryClient", origin: Tuple[str, str], raw) -> None:
         self._client, self._origin, self._raw = client, origin, raw
         self.status, self.reason = raw.status, raw.reason
+        # http.client's framing: the body's length (0 for HEAD, 204, 304), or None when it
+        # is chunked (a cut raises IncompleteRead) or runs until the connection closes.
+        self._length: Optional[int] = raw.length
+        self._received = 0
 
     def header(self, name: str) -> Optional[str]:
         return self._raw.getheader(name)
 
     def read(self, amount: int) -> bytes:
-        return self._reading(self._raw.read, amount)
+        return self._reading(self._raw.read, amount, amount, len)
 
     def readinto(self, buffer: memoryview) -> int:
-        return self._reading(self._raw.readinto, buffer)
+        return self._reading(self._raw.readinto, buffer, len(buffer), int)
 
-    def _reading(self, read: Callable[[_T], _U], argument: _T) -> _U:
+    def _reading(
+        self, read: Callable[[_T], _U], argument: _T, asked: int, count: Callable[[_U], int]
+    ) -> _U:
+        """read(argument), which returns fewer than `asked` bytes only at the end of the
+        body or of the connection (http.client reads through a BufferedReader)."""
         try:
-            return read(argument)
+            result = read(argument)
         except (OSError, http.client.HTTPException) as e:
             self.release()
-            raise _Transient(f"reading the response: {type(e).__name__}: {e}") from None
+            raise _Transient(f"{self._dropped()} ({type(e).__name__}: {e})") from None
+        got = count(result)
+        self._received += got
+        if got < asked and self._length is not None and self._received < self._length:
+            self.release()
+            raise _Transient(self._dropped())
+        return result
+
+    def _dropped(self) -> str:
+        of = "" if self._length is None else f" of {self._length}"
+        return f"the connection dropped after {self._received}{of} bytes"
 
     def read_all(self, limit: int, what: str) -> bytes:
         data = self.read(limit + 1)
@@ -507,14 +531,15 @@ class RegistryClient:
                     writer.write(buffer[:n])
                     if size is not None and writer.size > size:
                         raise DigestMismatchError(f"{what}: the registry sent over {size} bytes")
+            # The length before the digest: a short body (without a Content-Length to tell a
+            # dropped connection by) may be cut short, and is worth another try; wrong bytes
+            # are not.
+            if size is not None and writer.size < size:
+                raise _Transient(f"the body ended after {writer.size} of {size} bytes")
             if writer.digest_str() != digest:
                 raise DigestMismatchError(
                     f"{what}: the registry sent {writer.size} bytes whose digest is "
                     f"{writer.digest_str()}"
-                )
-            if size is not None and writer.size != size:
-                raise DigestMismatchError(
-                    f"{what}: the registry sent {writer.size} bytes, expected {size}"
                 )
             os.replace(tmp, out_path)
         except BaseException:
@@ -806,7 +831,10 @@ class RegistryClient:
         body: Union[bytes, _FileSlice, None],
     ) -> _Response:
         """Sends on the origin's keep-alive connection. A reused connection that the server had
-        closed meanwhile is replaced once, outside the retry budget."""
+        closed meanwhile is replaced once, outside the retry budget, for GET and HEAD only: the
+        failure may as well be the answer to a request the server carried out (an upload
+        session's PATCH or PUT cannot be sent twice), which only the operation's retry, from
+        its start, can repeat."""
         parts = urllib.parse.urlsplit(url)
         origin = (parts.scheme, parts.netloc.lower())
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -824,7 +852,7 @@ class RegistryClient:
                 ) from None
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 self._drop(origin)
-                if not reused:
+                if not reused or method not in _RESENDABLE:
                     raise _Transient(f"{failure}: {type(e).__name__}: {e}") from None
             except (OSError, http.client.HTTPException) as e:
                 self._drop(origin)

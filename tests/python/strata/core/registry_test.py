@@ -5,6 +5,7 @@ import http.client
 import http.server
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -17,11 +18,12 @@ import tracemalloc
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
 from strata.core import image
+from strata.core.pull import pull_layout
 from strata.core.auth import Credentials, credentials_for, parse_challenge
 from strata.core.registry import (
     AuthenticationError,
@@ -35,6 +37,9 @@ from strata.core.registry import (
     UnsupportedMediaTypeError,
 )
 from strata_harness import (
+    Fault,
+    FaultProxy,
+    Request,
     assert_valid_image,
     make_oci_layout,
     require_tool,
@@ -139,13 +144,6 @@ def write_random(path: Path, size: int) -> str:
 # --- in-test HTTP servers -----------------------------------------------------------------
 
 
-class Request(NamedTuple):
-    method: str
-    path: str
-    headers: http.client.HTTPMessage
-    body: bytes
-
-
 Handler = Callable[[Request], Tuple[int, Dict[str, str], bytes]]
 
 
@@ -206,33 +204,11 @@ def serve():
         server.close()
 
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
-
-
-def forwarding_to(upstream: str) -> Handler:
-    """A recording proxy's handler: the Host header passes unchanged, so the registry's
-    Location headers point back through the proxy."""
-
-    def handle(request: Request):
-        conn = http.client.HTTPConnection(upstream, timeout=60)
-        try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() != "connection"}
-            conn.request(request.method, request.path, body=request.body, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-        if request.method == "HEAD" and response.getheader("Content-Length"):
-            out["Content-Length"] = response.getheader("Content-Length")
-        return response.status, out, body
-
-    return handle
-
-
 @pytest.fixture
-def proxy(registry, serve) -> Server:
-    return serve(forwarding_to(registry.host))
+def proxy(registry) -> Iterator[FaultProxy]:
+    """A recording proxy in front of the registry (faults added by each test)."""
+    with FaultProxy(registry.host) as proxy:
+        yield proxy
 
 
 def skopeo_copy(src: str, dest: str, *flags: str) -> None:
@@ -449,6 +425,101 @@ def test_fetch_blob_verifies_and_leaves_nothing_behind(registry, tmp_path):
 
     assert client.fetch_blob("strata/verify", digest, out, len(data)) == len(data)
     assert Path(out).read_bytes() == data and os.listdir(out_dir) == ["blob"]
+
+
+# --- dropped connections and corruption (a fault-injecting proxy before the registry) ------
+
+
+@pytest.fixture
+def pushed(registry, tmp_path) -> LocalImage:
+    """strata/faults:1 in the registry: a config and a 64 KiB layer."""
+    img = local_image(tmp_path / "img", {"data.bin": os.urandom(64 * 1024)})
+    client = RegistryClient(registry.host)
+    client.push_image("strata/faults", ["1"], img.manifest, OCI_MANIFEST, img.blobs)
+    return img
+
+
+def retry_warnings(caplog) -> List[str]:
+    return [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+
+
+def test_pull_retries_connections_dropped_mid_body(pushed, proxy, tmp_path, caplog):
+    (config, _, _), (layer, layer_size, _) = pushed.blobs
+    cut_layer = proxy.add(Fault("cut", "GET", f"/blobs/{layer}", after=1000, times=2))
+    reset_config = proxy.add(Fault("reset", "GET", f"/blobs/{config}", after=10))
+    cut_manifest = proxy.add(Fault("cut", "GET", "/manifests/", after=10))
+    caplog.set_level(logging.WARNING, logger="strata.core.registry")
+
+    out = tmp_path / "pulled"
+    assert pull_layout(proxy.host, "strata/faults", pushed.digest, "linux/amd64", out) == (
+        pushed.digest
+    )
+    assert (cut_layer.applied, reset_config.applied, cut_manifest.applied) == (2, 1, 1)
+    assert_valid_image(out, "oci")
+    warnings = retry_warnings(caplog)
+    assert len(warnings) == 4, warnings
+    dropped = f"fetching blob {layer} from {proxy.host}/strata/faults: the connection dropped "
+    assert sum(w.startswith(dropped + f"after 1000 of {layer_size} bytes") for w in warnings) == 2
+    # A reset may discard what had arrived: the count is what the client received.
+    assert any(f"blob {config} from" in w and "ConnectionResetError" in w for w in warnings)
+    assert any("resolving" in w and "dropped after 10 of" in w for w in warnings)
+    assert not any("digest is" in w for w in warnings)
+
+
+def test_pull_of_a_blob_always_cut_fails_saying_so(pushed, proxy, tmp_path):
+    layer, layer_size, _ = pushed.blobs[1]
+    cut = proxy.add(Fault("cut", "GET", f"/blobs/{layer}", after=1000, times=None))
+    client = RegistryClient(proxy.host, retries=2, backoff=0.01)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RegistryError) as e:
+        client.fetch_blob("strata/faults", layer, str(out / "layer"), layer_size)
+    assert not isinstance(e.value, DigestMismatchError)
+    assert str(e.value) == (
+        f"fetching blob {layer} from {proxy.host}/strata/faults: failed after 3 attempts: "
+        f"the connection dropped after 1000 of {layer_size} bytes"
+    )
+    assert cut.applied == 3
+    assert list(out.iterdir()) == []
+
+
+def test_pull_of_a_corrupted_blob_fails_at_once(pushed, proxy, tmp_path):
+    layer, layer_size, _ = pushed.blobs[1]
+    corrupt = proxy.add(Fault("corrupt", "GET", f"/blobs/{layer}", after=5000, times=None))
+    client = RegistryClient(proxy.host, retries=2, backoff=0.01)
+    with pytest.raises(DigestMismatchError, match=f"the registry sent {layer_size} bytes whose"):
+        client.fetch_blob("strata/faults", layer, str(tmp_path / "layer"), layer_size)
+    assert corrupt.applied == 1
+
+
+def test_push_retries_dropped_uploads_and_answers(registry, proxy, tmp_path, caplog):
+    quote = urllib.parse.quote
+    img = local_image(tmp_path / "img", {"data.bin": os.urandom(10_000)})
+    (config, _, _), (layer, _, _) = img.blobs
+    faults = [
+        # The connection drops while the config, then a chunk of the layer, goes up...
+        Fault("cut_request", "PUT", f"/blobs/uploads/.*digest={quote(config)}", after=100),
+        Fault("cut_request", "PATCH", "/blobs/uploads/", after=1000),
+        # ...and the registry completes the layer and takes the manifest, but its answers
+        # are lost: the upload session is gone, so only a new one can succeed.
+        Fault("no_response", "PUT", f"/blobs/uploads/.*digest={quote(layer)}"),
+        Fault("no_response", "PUT", f"/manifests/{img.digest}"),
+    ]
+    for fault in faults:
+        proxy.add(fault)
+    caplog.set_level(logging.WARNING, logger="strata.core.registry")
+    client = RegistryClient(proxy.host, chunk_size=4096, backoff=0.01)
+    report = client.push_image("strata/faults-push", ["v1"], img.manifest, OCI_MANIFEST, img.blobs)
+
+    assert [f.applied for f in faults] == [1] * len(faults)
+    assert report.digest == img.digest
+    assert registry.inspect("strata/faults-push:v1")["Digest"] == img.digest
+    warnings = retry_warnings(caplog)
+    for what in (f"uploading blob {config}", f"uploading blob {layer}", "pushing manifest"):
+        assert any(w.startswith(what) for w in warnings), (what, warnings)
+    copy = tmp_path / "copy"
+    skopeo_copy(registry.ref("strata/faults-push:v1"), f"oci:{copy}:t", "--src-tls-verify=false")
+    assert_valid_image(copy, ref="t")
 
 
 # --- basic auth (the real registry with htpasswd) -----------------------------------------
