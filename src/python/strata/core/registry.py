@@ -18,7 +18,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
-from strata.core import image
+from strata.core import image, platforms
 from strata.core.auth import Credentials, credentials_for, parse_challenge
 from strata.core.hashing import HashingWriter
 
@@ -62,10 +62,6 @@ class AuthorizationError(RegistryError):
 
 
 class NotFoundError(RegistryError):
-    pass
-
-
-class PlatformNotFoundError(NotFoundError):
     pass
 
 
@@ -155,13 +151,6 @@ def _media_type(content_type: Optional[str], body: bytes) -> Optional[str]:
     except (ValueError, AttributeError):
         declared = None
     return declared if declared in ALL_MANIFEST_MEDIA_TYPES else (header or declared)
-
-
-def _platform_str(platform: object) -> str:
-    if not isinstance(platform, dict):
-        return "unknown"
-    keys = ("os", "architecture", "variant")
-    return "/".join(str(platform[k]) for k in keys if platform.get(k)) or "unknown"
 
 
 def _manifest_blobs(manifest_bytes: bytes) -> Dict[str, int]:
@@ -306,12 +295,11 @@ class RegistryClient:
         self, repository: str, digest: str, platform: str = "linux/amd64"
     ) -> Tuple[str, bytes, str]:
         """(media type, bytes, digest) of the image manifest at `digest` or, when that is an
-        index, of its manifest for `platform` ("os/arch[/variant]"; without a variant, the
-        first entry for os/arch). Every manifest fetched is verified against its digest."""
+        index, of its manifest for `platform` ("os/arch[/variant]", matched by
+        strata.core.platforms, which raises PlatformError for none or several). Every
+        manifest fetched is verified against its digest."""
         image.digest_hex(digest)
-        parts = platform.split("/") if isinstance(platform, str) else []
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"platform must be os/arch[/variant]: {platform!r}")
+        platforms.parse(platform)
         media_type, data, _ = self.resolve(repository, digest)
         if media_type in MANIFEST_MEDIA_TYPES:
             return media_type, data, digest
@@ -320,23 +308,22 @@ class RegistryClient:
             manifests = [m for m in json.loads(data)["manifests"] if isinstance(m, dict)]
         except (ValueError, KeyError, TypeError) as e:
             raise RegistryError(f"{name} is not a valid index: {e!r}") from None
-        for descriptor in manifests:
-            found = _platform_str(descriptor.get("platform"))
-            if found == platform or (len(parts) == 2 and found.startswith(platform + "/")):
-                child = descriptor.get("digest")
-                if not isinstance(child, str) or not _is_digest(child):
-                    raise RegistryError(f"{name} lists an invalid digest for {platform}")
-                child_type, child_data, _ = self.resolve(repository, child)
-                if child_type not in MANIFEST_MEDIA_TYPES:
-                    raise UnsupportedMediaTypeError(
-                        f"{self._name(repository, child)} ({platform} in {name}) is a "
-                        f"{child_type}, not an image manifest"
-                    )
-                return child_type, child_data, child
-        available = ", ".join(_platform_str(m.get("platform")) for m in manifests) or "none"
-        raise PlatformNotFoundError(
-            f"{name} has no manifest for platform {platform}; available: {available}"
-        )
+        offered = [(i, m.get("platform")) for i, m in enumerate(manifests)]
+        children = [manifests[i].get("digest") for i in platforms.select(platform, offered, name)]
+        if not all(isinstance(c, str) and _is_digest(c) for c in children):
+            raise RegistryError(f"{name} lists an invalid digest for {platform}")
+        if len(children) > 1:
+            raise RegistryError(
+                f"{name} lists {len(children)} manifests for {platform}: {', '.join(children)}"
+            )
+        child = children[0]
+        child_type, child_data, _ = self.resolve(repository, child)
+        if child_type not in MANIFEST_MEDIA_TYPES:
+            raise UnsupportedMediaTypeError(
+                f"{self._name(repository, child)} ({platform} in {name}) is a "
+                f"{child_type}, not an image manifest"
+            )
+        return child_type, child_data, child
 
     def fetch_blob(
         self, repository: str, digest: str, out_path: str, size: Optional[int] = None

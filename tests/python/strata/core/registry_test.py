@@ -23,6 +23,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from strata.core import image
+from strata.core.platforms import PlatformError
 from strata.core.pull import pull_layout
 from strata.core.auth import Credentials, credentials_for, parse_challenge
 from strata.core.registry import (
@@ -30,7 +31,6 @@ from strata.core.registry import (
     AuthorizationError,
     DigestMismatchError,
     NotFoundError,
-    PlatformNotFoundError,
     PushReport,
     RegistryClient,
     RegistryError,
@@ -76,6 +76,12 @@ class LocalImage:
     def size(self) -> int:
         return sum(size for _, size, _ in self.blobs)
 
+    @property
+    def platform(self) -> str:
+        """os/arch, from the config (the harness's images are the host's)."""
+        config = json.loads(Path(self.blobs[0][2]).read_bytes())
+        return f"{config['os']}/{config['architecture']}"
+
 
 def local_image(path: Path, files: dict, **kwargs) -> LocalImage:
     """An image made by the harness (independent of Strata), as push_image takes it."""
@@ -93,8 +99,9 @@ def local_image(path: Path, files: dict, **kwargs) -> LocalImage:
     )
 
 
-def two_platform_layout(tmp: Path) -> Path:
-    """An OCI layout whose ref "multi" is an index of a linux/amd64 and a linux/arm64 image."""
+def index_layout(tmp: Path, *platforms: str) -> Path:
+    """An OCI layout whose ref "multi" is an index of one image per platform ("os/arch[/v]"),
+    each with /etc/arch holding its platform."""
     out = tmp / "multi"
     (out / "blobs" / "sha256").mkdir(parents=True)
 
@@ -103,16 +110,17 @@ def two_platform_layout(tmp: Path) -> Path:
         return {"mediaType": media_type, "digest": image.sha256_digest(data), "size": len(data)}
 
     entries = []
-    for arch in ("amd64", "arm64"):
-        single = local_image(tmp / arch, {"etc/arch": arch.encode() + b"\n"})
-        config = json.loads(Path(single.blobs[0][2]).read_bytes())
-        config["architecture"] = arch
+    for platform in platforms:
+        fields = dict(zip(("os", "architecture", "variant"), platform.split("/")))
+        files = {"etc/arch": f"{platform}\n".encode()}
+        single = local_image(tmp / platform.replace("/", "-"), files)
+        config = {**json.loads(Path(single.blobs[0][2]).read_bytes()), **fields}
         layer = Path(single.blobs[1][2]).read_bytes()
         manifest = json.loads(single.manifest)
         manifest["config"] = put(image.canonical_json(config), image.MEDIA_TYPE_OCI_CONFIG)
         manifest["layers"] = [put(layer, image.MEDIA_TYPE_OCI_LAYER)]
         entry = put(image.canonical_json(manifest), OCI_MANIFEST)
-        entry["platform"] = {"architecture": arch, "os": "linux"}
+        entry["platform"] = fields
         entries.append(entry)
     index = {"schemaVersion": 2, "mediaType": image.MEDIA_TYPE_OCI_INDEX, "manifests": entries}
     top = put(image.canonical_json(index), image.MEDIA_TYPE_OCI_INDEX)
@@ -354,7 +362,7 @@ def test_push_validates_its_input_before_sending_anything(tmp_path):
 
 
 def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
-    layout = two_platform_layout(tmp_path)
+    layout = index_layout(tmp_path, "linux/amd64", "linux/arm64")
     skopeo_copy(
         f"oci:{layout}:multi", registry.ref("strata/multi:1"), "--all", "--dest-tls-verify=false"
     )
@@ -378,13 +386,15 @@ def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
         config = json.loads((out / image.digest_hex(manifest["config"]["digest"])).read_bytes())
         assert config["architecture"] == arch
         layer = out / image.digest_hex(manifest["layers"][0]["digest"])
-        assert layer_files(str(layer)) == {"etc/arch": arch.encode() + b"\n"}
+        assert layer_files(str(layer)) == {"etc/arch": f"linux/{arch}\n".encode()}
         assert sorted(p.name for p in out.iterdir()) == sorted(
             image.digest_hex(d["digest"]) for d in [manifest["config"], *manifest["layers"]]
         )
 
     with pytest.raises(
-        PlatformNotFoundError, match="linux/s390x; available: linux/amd64, linux/arm64"
+        PlatformError,
+        match=f"platform linux/s390x is not in {registry.host}/strata/multi@{index_digest}: "
+        "it holds linux/amd64, linux/arm64$",
     ):
         client.pull_manifest("strata/multi", index_digest, "linux/s390x")
     missing = "sha256:" + "0" * 64
@@ -392,6 +402,37 @@ def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
         NotFoundError, match=f"strata/multi@{missing}: manifest {missing} not found"
     ):
         client.pull_manifest("strata/multi", missing)
+
+
+def test_pull_of_a_platform_with_several_variants_is_ambiguous(registry, tmp_path):
+    layout = index_layout(tmp_path, "linux/arm/v6", "linux/arm/v7", "linux/arm64/v8")
+    skopeo_copy(
+        f"oci:{layout}:multi", registry.ref("strata/arm:1"), "--all", "--dest-tls-verify=false"
+    )
+    client = RegistryClient(registry.host)
+    index_digest = client.resolve("strata/arm", "1")[2]
+    with pytest.raises(PlatformError) as e:
+        client.pull_manifest("strata/arm", index_digest, "linux/arm")
+    assert str(e.value) == (
+        f"platform linux/arm is ambiguous in {registry.host}/strata/arm@{index_digest}: "
+        "it holds linux/arm/v6, linux/arm/v7"
+    )
+    for platform, variant in (("linux/arm/v7", "v7"), ("linux/arm64", "v8")):
+        manifest = json.loads(client.pull_manifest("strata/arm", index_digest, platform)[1])
+        config = tmp_path / variant
+        client.fetch_blob("strata/arm", manifest["config"]["digest"], str(config))
+        assert json.loads(config.read_bytes())["variant"] == variant
+
+
+def test_pull_of_a_single_image_of_another_platform_fails(pushed, registry, tmp_path):
+    own = pushed.platform
+    where = f"{registry.host}/strata/faults@{pushed.digest}"
+    message = f"^platform linux/s390x is not in {where}: it holds {own}$"
+    with pytest.raises(PlatformError, match=message):
+        pull_layout(registry.host, "strata/faults", pushed.digest, "linux/s390x", tmp_path / "x")
+    assert pull_layout(registry.host, "strata/faults", pushed.digest, own, tmp_path / "y") == (
+        pushed.digest
+    )
 
 
 def test_fetch_blob_verifies_and_leaves_nothing_behind(registry, tmp_path):
@@ -451,7 +492,7 @@ def test_pull_retries_connections_dropped_mid_body(pushed, proxy, tmp_path, capl
     caplog.set_level(logging.WARNING, logger="strata.core.registry")
 
     out = tmp_path / "pulled"
-    assert pull_layout(proxy.host, "strata/faults", pushed.digest, "linux/amd64", out) == (
+    assert pull_layout(proxy.host, "strata/faults", pushed.digest, pushed.platform, out) == (
         pushed.digest
     )
     assert (cut_layer.applied, reset_config.applied, cut_manifest.applied) == (2, 1, 1)
