@@ -22,7 +22,9 @@ def pull_layout(
 ) -> str:
     """Writes the image for `platform` at `digest` (a manifest or an index) as an OCI layout;
     returns the image manifest's digest. An image of another platform is a PlatformError."""
-    client = RegistryClient(registry, insecure=insecure)
+    # Only the docker config.json: credentials in the environment would be part of the pull
+    # process's cache key (rules/base.py passes it only DOCKER_CONFIG and HOME).
+    client = RegistryClient(registry, insecure=insecure, environment_credentials=False)
     media_type, manifest_bytes, manifest_digest = client.pull_manifest(repository, digest, platform)
     manifest = json.loads(manifest_bytes)
     tmp = out.with_name(out.name + ".tmp")

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from strata.core import image, platforms
-from strata.core.auth import Credentials, credentials_for, parse_challenge
+from strata.core.auth import (
+    Credentials,
+    credentials_for,
+    no_credentials_hint,
+    parse_challenge,
+)
 from strata.core.hashing import HashingWriter
 
 MEDIA_TYPE_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -231,7 +236,8 @@ class RegistryClient:
 
     Plain http is used for localhost, 127.0.0.1 and [::1] (unless insecure=False) and for any
     registry with insecure=True; otherwise https with certificate verification. Credentials
-    default to strata.core.auth.credentials_for(registry). Each operation is tried again up to
+    default to strata.core.auth.credentials_for(registry), from the environment too unless
+    environment_credentials=False. Each operation is tried again up to
     `retries` times, with exponential backoff from `backoff` seconds, after 5xx/429 answers
     and connection errors. Blobs of `chunk_size` bytes or more are uploaded in PATCHes of
     that size, smaller ones in one PUT.
@@ -243,6 +249,7 @@ class RegistryClient:
         *,
         insecure: Optional[bool] = None,
         credentials: Optional[Credentials] = None,
+        environment_credentials: bool = True,
         retries: int = 4,
         backoff: float = 0.5,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -258,7 +265,10 @@ class RegistryClient:
             insecure = hostname.lower() in _LOOPBACK
         self.base_url = f"{'http' if insecure else 'https'}://{registry}"
         self._origin = _origin(self.base_url)
-        self._credentials = credentials if credentials is not None else credentials_for(registry)
+        self._environment_credentials = environment_credentials
+        if credentials is None:
+            credentials = credentials_for(registry, from_environment=environment_credentials)
+        self._credentials = credentials
         self._retries, self._backoff = retries, backoff
         self._chunk_size, self._timeout = chunk_size, timeout
         self._conns: Dict[Tuple[str, str], http.client.HTTPConnection] = {}
@@ -724,8 +734,7 @@ class RegistryClient:
             if response.status == 403:
                 raise AuthorizationError(f"{what}: {self.registry} denied access{detail}")
             if self._credentials is None:
-                hint = ("no credentials were found: set STRATA_REGISTRY_USERNAME and "
-                        "STRATA_REGISTRY_PASSWORD, or log in so that the docker config.json has them")
+                hint = no_credentials_hint(from_environment=self._environment_credentials)
             else:
                 hint = f"it rejected the credentials ({self._credentials.source})"
             raise AuthenticationError(

@@ -625,6 +625,39 @@ def test_basic_auth_failures_are_clear_and_leak_nothing(auth_registry):
     assert_no_secret(e.value)
 
 
+def test_a_pull_without_credentials_says_what_pulls_read(
+    auth_registry, tmp_path, monkeypatch
+):
+    img = local_image(tmp_path / "img", {"etc/motd": b"private\n"})
+    pusher = RegistryClient(auth_registry.host, credentials=Credentials("strata", PASSWORD))
+    pusher.push_image("strata/pulled", ["1"], img.manifest, OCI_MANIFEST, img.blobs)
+    # Set for `publish`; a pull must not take them (they would enter its cache key).
+    monkeypatch.setenv("STRATA_REGISTRY_USERNAME", "strata")
+    monkeypatch.setenv("STRATA_REGISTRY_PASSWORD", PASSWORD)
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    platform = img.platform
+    with pytest.raises(AuthenticationError) as e:
+        pull_layout(auth_registry.host, "strata/pulled", img.digest, platform, tmp_path / "o")
+    message = str(e.value)
+    assert message.startswith(
+        f"resolving {auth_registry.host}/strata/pulled@{img.digest}: {auth_registry.host} "
+        "requires authentication"
+    )
+    assert message.endswith(
+        f"no credentials were found in {config}: pulls read only the docker config.json "
+        "($DOCKER_CONFIG/config.json, else ~/.docker/config.json), never "
+        "$STRATA_REGISTRY_USERNAME/$STRATA_REGISTRY_PASSWORD, which would become part of the "
+        "cached pull's key; log in (docker login) so that the config.json has them"
+    )
+    assert_no_secret(e.value)
+
+    config.parent.mkdir()
+    auth = base64.b64encode(f"strata:{PASSWORD}".encode()).decode()
+    config.write_text(json.dumps({"auths": {auth_registry.host: {"auth": auth}}}))
+    pulled = pull_layout(auth_registry.host, "strata/pulled", img.digest, platform, tmp_path / "o")
+    assert pulled == img.digest
+
+
 # --- bearer tokens, redirects, retries (in-test servers) ----------------------------------
 
 
