@@ -145,11 +145,11 @@ class FaultProxy:
         handler.send_response(status, reason)
         for name, value in headers:
             handler.send_header(name, value)
-        if method != "HEAD":
+        if method == "HEAD":
+            answer = b""  # its Content-Length, among `headers`, is the resource's
+        else:
             handler.send_header("Content-Length", str(len(answer)))
         handler.end_headers()
-        if method == "HEAD":
-            return
         if fault is not None and action in ("cut", "reset"):
             handler.wfile.write(answer[: fault.after])
             if action == "reset":
