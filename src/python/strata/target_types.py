@@ -553,8 +553,13 @@ class OciPlatformField(StringField):
     default = "linux/amd64"
     help = help_text(
         """
-        `os/arch[/variant]`: the image to pick from a multi-platform index (an error lists the
-        platforms on offer when it is missing).
+        `os/arch[/variant]`: the platform of the image to use. It picks the image from a
+        multi-platform index (or an archive of several images) by the OCI image-index rules with
+        containerd's normalisation (`linux/arm64` is `linux/arm64/v8`, `linux/amd64` is
+        `linux/amd64/v1`); a single image must be of it too. Without a variant it takes the
+        image without one, else the only variant there: `linux/arm` before arm/v6 and arm/v7 is
+        ambiguous. When it matches no image, or images of several platforms, the error lists
+        the platforms on offer.
         """
     )
 

@@ -1,7 +1,8 @@
 """Strata's test harness: real tools (skopeo, umoci, podman, dockerd, docker-registry),
-hand-made images, and Pants runs on scratch repos. Fixtures wrapping these live in
-tests/python/conftest.py."""
+hand-made images, a fault-injecting proxy and Pants runs on scratch repos. Fixtures wrapping
+these live in tests/python/conftest.py."""
 
+from strata_harness.faults import Fault, FaultProxy, Request
 from strata_harness.images import (
     Symlink,
     assert_valid_image,
@@ -21,9 +22,12 @@ from strata_harness.tools import require_tool, run_tool
 
 __all__ = [
     "Dockerd",
+    "Fault",
+    "FaultProxy",
     "Podman",
     "Push",
     "Registry",
+    "Request",
     "ScratchRepo",
     "Symlink",
     "assert_valid_image",

@@ -40,17 +40,34 @@ def docker_config_path(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def credentials_for(
-    registry: str, environ: Mapping[str, str] = os.environ
+    registry: str, environ: Mapping[str, str] = os.environ, *, from_environment: bool = True
 ) -> Optional[Credentials]:
     """The credentials for `registry` (host[:port]): $STRATA_REGISTRY_USERNAME and
-    $STRATA_REGISTRY_PASSWORD when set, else `auths.<registry>` of the docker config.json.
-    Credential helpers (credsStore, credHelpers) are not run."""
+    $STRATA_REGISTRY_PASSWORD when set (and `from_environment`), else `auths.<registry>` of
+    the docker config.json. Credential helpers (credsStore, credHelpers) are not run."""
     username, password = environ.get(ENV_USERNAME), environ.get(ENV_PASSWORD)
-    if username or password:
+    if from_environment and (username or password):
         if not (username and password):
             raise ValueError(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
         return Credentials(username, password, f"${ENV_USERNAME}/${ENV_PASSWORD}")
     return _from_docker_config(docker_config_path(environ), registry)
+
+
+def no_credentials_hint(
+    environ: Mapping[str, str] = os.environ, *, from_environment: bool = True
+) -> str:
+    """What to do when credentials_for(..., from_environment=...) found none."""
+    if from_environment:
+        return (
+            f"no credentials were found: set {ENV_USERNAME} and {ENV_PASSWORD}, or log in so "
+            "that the docker config.json has them"
+        )
+    return (
+        f"no credentials were found in {docker_config_path(environ)}: pulls read only the "
+        "docker config.json ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), never "
+        f"${ENV_USERNAME}/${ENV_PASSWORD}, which would become part of the cached pull's key; "
+        "log in (docker login) so that the config.json has them"
+    )
 
 
 def _config_host(key: str) -> str:

@@ -13,7 +13,7 @@ import re
 import tarfile
 from typing import NamedTuple, Optional
 
-from strata.core import image, writers
+from strata.core import image, platforms, writers
 from strata.core.compression import SUFFIXES
 from strata.core.hashing import HashingWriter
 
@@ -157,17 +157,6 @@ def _blob_name(descriptor: dict) -> str:
     return "blobs/sha256/" + image.digest_hex(descriptor["digest"])
 
 
-def _platform_text(platform: dict) -> str:
-    return "/".join(platform[k] for k in ("os", "architecture", "variant") if platform.get(k))
-
-
-def parse_platform(text: str) -> dict:
-    parts = text.split("/") if isinstance(text, str) else []
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(f"--platform must be os/arch or os/arch/variant: {text!r}")
-    return dict(zip(("os", "architecture", "variant"), parts))
-
-
 def _oci_candidates(source) -> list:
     _read_json(source, "oci-layout", f"{source.root}: oci-layout")
     _, index = _read_json(source, "index.json", f"{source.root}: index.json")
@@ -257,26 +246,28 @@ def _docker_config(source, name: str):
     return data, config
 
 
-def _select(candidates: list, ref: Optional[str], platform: Optional[dict], root: str):
-    chosen = [
-        c
-        for c in candidates
-        if (ref is None or ref in c.names)
-        and (platform is None or all(c.platform.get(k) == v for k, v in platform.items()))
-    ]
+def _select(candidates: list, ref: Optional[str], platform: Optional[str], root: str):
+    """The one image named `ref` (when given) of `platform` (when given, matched by
+    strata.core.platforms, which raises PlatformError for none or several platforms)."""
+    chosen = [c for c in candidates if ref is None or ref in c.names]
+    if platform is not None and chosen:
+        where = root if ref is None else f"{ref!r} in {root}"
+        keys = platforms.select(platform, [(c.key, c.platform) for c in chosen], where)
+        chosen = [c for c in chosen if c.key in keys]
     images = len({c.key for c in chosen})
     if images == 1:
         return chosen[0]
     listing = sorted(
-        {f"{', '.join(c.names) or '(no name)'} {_platform_text(c.platform)}" for c in candidates}
-    )
+        {f"{', '.join(c.names) or '(no name)'} {platforms.describe(c.platform)}"
+         for c in candidates}
+    )  # fmt: skip
     wanted = (f" named {ref!r}" if ref is not None else "") + (
-        f" for {_platform_text(platform)}" if platform is not None else ""
+        f" for {platform}" if platform is not None else ""
     )
     found = f"no image{wanted}" if not images else f"{images} images{wanted}"
     raise ValueError(
         f"{root} holds {found}; it has: {'; '.join(listing) or 'none'} "
-        "(pick one with --ref or --platform)"
+        "(images are told apart by name, then by platform)"
     )
 
 
@@ -396,9 +387,10 @@ def import_base(archive: str, out: str, ref=None, platform=None, zstd=None) -> d
     an OCI layout directory) to `out`, atomically; returns base.json's data.
 
     `ref` picks the image by org.opencontainers.image.ref.name (OCI) or RepoTags entry
-    (docker-archive), `platform` ({"os", "architecture"[, "variant"]}) from an index; with
-    neither, the source must hold one image. A tar holding manifest.json is read as a
-    docker-archive (so docker 25's saves, which are OCI layouts too, keep their RepoTags)."""
+    (docker-archive), `platform` ("os/arch[/variant]") by strata.core.platforms' rules
+    (which a single image must meet too); with neither, the source must hold one image. A
+    tar holding manifest.json is read as a docker-archive (so docker 25's saves, which are OCI
+    layouts too, keep their RepoTags)."""
     if zstd is not None and not os.path.isabs(zstd):
         raise ValueError(f"--zstd must be the zstd binary's absolute path: {zstd!r}")
     if os.path.isdir(archive):
@@ -459,15 +451,18 @@ def import_base_main(argv: list) -> int:
         "--archive", required=True, help="a docker-archive or oci-archive, or an OCI layout dir"
     )
     parser.add_argument("--ref", help="the image's ref.name annotation or RepoTags entry")
-    parser.add_argument("--platform", help="os/arch[/variant], to pick an image from an index")
+    parser.add_argument("--platform", help="os/arch[/variant]: the image's platform")
     parser.add_argument("--zstd", help="the zstd binary, to verify zstd layers' diff_ids")
     parser.add_argument("--out", required=True, help="the base dir to write")
     args, code = writers.parse(parser, argv)
     if args is None:
         return code
     try:
-        platform = None if args.platform is None else parse_platform(args.platform)
-        import_base(args.archive, args.out, args.ref, platform, args.zstd)
+        if args.platform is not None:
+            platforms.parse(args.platform)
+        import_base(args.archive, args.out, args.ref, args.platform, args.zstd)
+    except platforms.PlatformError as e:
+        return platforms.fail(parser.prog, e)
     except ValueError as e:
         return writers.fail(parser.prog, e, 2)
     except OSError as e:

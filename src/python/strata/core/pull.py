@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import List
 
-from strata.core.image import canonical_json, digest_hex
+from strata.core import platforms
+from strata.core.image import canonical_json, digest_hex, platform_of
 from strata.core.registry import RegistryClient, RegistryError
 
 
@@ -20,8 +21,10 @@ def pull_layout(
     registry: str, repository: str, digest: str, platform: str, out: Path, insecure=None
 ) -> str:
     """Writes the image for `platform` at `digest` (a manifest or an index) as an OCI layout;
-    returns the image manifest's digest."""
-    client = RegistryClient(registry, insecure=insecure)
+    returns the image manifest's digest. An image of another platform is a PlatformError."""
+    # Only the docker config.json: credentials in the environment would be part of the pull
+    # process's cache key (rules/base.py passes it only DOCKER_CONFIG and HOME).
+    client = RegistryClient(registry, insecure=insecure, environment_credentials=False)
     media_type, manifest_bytes, manifest_digest = client.pull_manifest(repository, digest, platform)
     manifest = json.loads(manifest_bytes)
     tmp = out.with_name(out.name + ".tmp")
@@ -32,6 +35,12 @@ def pull_layout(
         target = blobs / digest_hex(descriptor["digest"])
         if not target.exists():
             client.fetch_blob(repository, descriptor["digest"], str(target), descriptor["size"])
+        if descriptor is manifest["config"] and manifest_digest == digest:
+            # A single image, not picked from an index: it must be of `platform` all the same,
+            # as an archive's single image must.
+            config = json.loads(target.read_bytes())
+            where = f"{registry}/{repository}@{digest}"
+            platforms.select(platform, [(digest, platform_of(config))], where)
     (blobs / digest_hex(manifest_digest)).write_bytes(manifest_bytes)
     (tmp / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
     index = {
@@ -58,6 +67,8 @@ def pull_main(argv: List[str]) -> int:
         pull_layout(
             args.registry, args.repository, args.digest, args.platform, args.out, args.insecure
         )
+    except platforms.PlatformError as e:
+        return platforms.fail("strata.core pull", e)
     except (RegistryError, ValueError, OSError) as e:
         where = f"{args.registry}/{args.repository}@{args.digest}"
         print(f"strata.core pull: error: {where}: {e}", file=sys.stderr)

@@ -18,8 +18,13 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
-from strata.core import image
-from strata.core.auth import Credentials, credentials_for, parse_challenge
+from strata.core import image, platforms
+from strata.core.auth import (
+    Credentials,
+    credentials_for,
+    no_credentials_hint,
+    parse_challenge,
+)
 from strata.core.hashing import HashingWriter
 
 MEDIA_TYPE_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -35,6 +40,7 @@ USER_AGENT = "strata"
 _MAX_SMALL_BODY = 64 * 1024  # error bodies and token answers
 _MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
+_RESENDABLE = ("GET", "HEAD")  # requests that change nothing on the registry
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 _REGISTRY = re.compile(
     r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?\Z"
@@ -61,10 +67,6 @@ class AuthorizationError(RegistryError):
 
 
 class NotFoundError(RegistryError):
-    pass
-
-
-class PlatformNotFoundError(NotFoundError):
     pass
 
 
@@ -170,13 +172,6 @@ def _media_type(content_type: Optional[str], body: bytes) -> Optional[str]:
     return declared if declared in ALL_MANIFEST_MEDIA_TYPES else (header or declared)
 
 
-def _platform_str(platform: object) -> str:
-    if not isinstance(platform, dict):
-        return "unknown"
-    keys = ("os", "architecture", "variant")
-    return "/".join(str(platform[k]) for k in keys if platform.get(k)) or "unknown"
-
-
 def _manifest_blobs(manifest_bytes: bytes) -> Dict[str, int]:
     """{digest: size} of an image manifest's config and layers, in that order."""
     try:
@@ -193,27 +188,50 @@ def _manifest_blobs(manifest_bytes: bytes) -> Dict[str, int]:
 
 
 class _Response:
-    """A response on a pooled connection, which is closed if the body is left unread."""
+    """A response on a pooled connection, which is closed if the body is left unread.
+
+    A body that ends before its Content-Length (http.client just returns fewer bytes) or
+    whose connection fails is a dropped connection, so _Transient: never taken for the
+    registry's answer, which would then fail its digest check as if it were corrupt.
+    """
 
     def __init__(self, client: "RegistryClient", origin: Tuple[str, str], raw) -> None:
         self._client, self._origin, self._raw = client, origin, raw
         self.status, self.reason = raw.status, raw.reason
+        # http.client's framing: the body's length (0 for HEAD, 204, 304), or None when it
+        # is chunked (a cut raises IncompleteRead) or runs until the connection closes.
+        self._length: Optional[int] = raw.length
+        self._received = 0
 
     def header(self, name: str) -> Optional[str]:
         return self._raw.getheader(name)
 
     def read(self, amount: int) -> bytes:
-        return self._reading(self._raw.read, amount)
+        return self._reading(self._raw.read, amount, amount, len)
 
     def readinto(self, buffer: memoryview) -> int:
-        return self._reading(self._raw.readinto, buffer)
+        return self._reading(self._raw.readinto, buffer, len(buffer), int)
 
-    def _reading(self, read: Callable[[_T], _U], argument: _T) -> _U:
+    def _reading(
+        self, read: Callable[[_T], _U], argument: _T, asked: int, count: Callable[[_U], int]
+    ) -> _U:
+        """read(argument), which returns fewer than `asked` bytes only at the end of the
+        body or of the connection (http.client reads through a BufferedReader)."""
         try:
-            return read(argument)
+            result = read(argument)
         except (OSError, http.client.HTTPException) as e:
             self.release()
-            raise _Transient(f"reading the response: {type(e).__name__}: {e}") from None
+            raise _Transient(f"{self._dropped()} ({type(e).__name__}: {e})") from None
+        got = count(result)
+        self._received += got
+        if got < asked and self._length is not None and self._received < self._length:
+            self.release()
+            raise _Transient(self._dropped())
+        return result
+
+    def _dropped(self) -> str:
+        of = "" if self._length is None else f" of {self._length}"
+        return f"the connection dropped after {self._received}{of} bytes"
 
     def read_all(self, limit: int, what: str) -> bytes:
         data = self.read(limit + 1)
@@ -232,7 +250,8 @@ class RegistryClient:
 
     Plain http is used for localhost, 127.0.0.1 and [::1] (unless insecure=False) and for any
     registry with insecure=True; otherwise https with certificate verification. Credentials
-    default to strata.core.auth.credentials_for(registry). Each operation is tried again up to
+    default to strata.core.auth.credentials_for(registry), from the environment too unless
+    environment_credentials=False. Each operation is tried again up to
     `retries` times, with exponential backoff from `backoff` seconds, after 5xx/429 answers
     and connection errors. Blobs of `chunk_size` bytes or more are uploaded in PATCHes of
     that size, smaller ones in one PUT.
@@ -244,6 +263,7 @@ class RegistryClient:
         *,
         insecure: Optional[bool] = None,
         credentials: Optional[Credentials] = None,
+        environment_credentials: bool = True,
         retries: int = 4,
         backoff: float = 0.5,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -259,7 +279,10 @@ class RegistryClient:
             insecure = hostname.lower() in _LOOPBACK
         self.base_url = f"{'http' if insecure else 'https'}://{registry}"
         self._origin = _origin(self.base_url)
-        self._credentials = credentials if credentials is not None else credentials_for(registry)
+        self._environment_credentials = environment_credentials
+        if credentials is None:
+            credentials = credentials_for(registry, from_environment=environment_credentials)
+        self._credentials = credentials
         self._retries, self._backoff = retries, backoff
         self._chunk_size, self._timeout = chunk_size, timeout
         self._conns: Dict[Tuple[str, str], http.client.HTTPConnection] = {}
@@ -296,12 +319,11 @@ class RegistryClient:
         self, repository: str, digest: str, platform: str = "linux/amd64"
     ) -> Tuple[str, bytes, str]:
         """(media type, bytes, digest) of the image manifest at `digest` or, when that is an
-        index, of its manifest for `platform` ("os/arch[/variant]"; without a variant, the
-        first entry for os/arch). Every manifest fetched is verified against its digest."""
+        index, of its manifest for `platform` ("os/arch[/variant]", matched by
+        strata.core.platforms, which raises PlatformError for none or several). Every
+        manifest fetched is verified against its digest."""
         image.digest_hex(digest)
-        parts = platform.split("/") if isinstance(platform, str) else []
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"platform must be os/arch[/variant]: {platform!r}")
+        platforms.parse(platform)
         media_type, data, _ = self.resolve(repository, digest)
         if media_type in MANIFEST_MEDIA_TYPES:
             return media_type, data, digest
@@ -310,23 +332,22 @@ class RegistryClient:
             manifests = [m for m in json.loads(data)["manifests"] if isinstance(m, dict)]
         except (ValueError, KeyError, TypeError) as e:
             raise RegistryError(f"{name} is not a valid index: {e!r}") from None
-        for descriptor in manifests:
-            found = _platform_str(descriptor.get("platform"))
-            if found == platform or (len(parts) == 2 and found.startswith(platform + "/")):
-                child = descriptor.get("digest")
-                if not isinstance(child, str) or not _is_digest(child):
-                    raise RegistryError(f"{name} lists an invalid digest for {platform}")
-                child_type, child_data, _ = self.resolve(repository, child)
-                if child_type not in MANIFEST_MEDIA_TYPES:
-                    raise UnsupportedMediaTypeError(
-                        f"{self._name(repository, child)} ({platform} in {name}) is a "
-                        f"{child_type}, not an image manifest"
-                    )
-                return child_type, child_data, child
-        available = ", ".join(_platform_str(m.get("platform")) for m in manifests) or "none"
-        raise PlatformNotFoundError(
-            f"{name} has no manifest for platform {platform}; available: {available}"
-        )
+        offered = [(i, m.get("platform")) for i, m in enumerate(manifests)]
+        children = [manifests[i].get("digest") for i in platforms.select(platform, offered, name)]
+        if not all(isinstance(c, str) and _is_digest(c) for c in children):
+            raise RegistryError(f"{name} lists an invalid digest for {platform}")
+        if len(children) > 1:
+            raise RegistryError(
+                f"{name} lists {len(children)} manifests for {platform}: {', '.join(children)}"
+            )
+        child = children[0]
+        child_type, child_data, _ = self.resolve(repository, child)
+        if child_type not in MANIFEST_MEDIA_TYPES:
+            raise UnsupportedMediaTypeError(
+                f"{self._name(repository, child)} ({platform} in {name}) is a "
+                f"{child_type}, not an image manifest"
+            )
+        return child_type, child_data, child
 
     def fetch_blob(
         self, repository: str, digest: str, out_path: str, size: Optional[int] = None
@@ -533,14 +554,15 @@ class RegistryClient:
                     writer.write(buffer[:n])
                     if size is not None and writer.size > size:
                         raise DigestMismatchError(f"{what}: the registry sent over {size} bytes")
+            # The length before the digest: a short body (without a Content-Length to tell a
+            # dropped connection by) may be cut short, and is worth another try; wrong bytes
+            # are not.
+            if size is not None and writer.size < size:
+                raise _Transient(f"the body ended after {writer.size} of {size} bytes")
             if writer.digest_str() != digest:
                 raise DigestMismatchError(
                     f"{what}: the registry sent {writer.size} bytes whose digest is "
                     f"{writer.digest_str()}"
-                )
-            if size is not None and writer.size != size:
-                raise DigestMismatchError(
-                    f"{what}: the registry sent {writer.size} bytes, expected {size}"
                 )
             os.replace(tmp, out_path)
         except BaseException:
@@ -738,8 +760,7 @@ class RegistryClient:
             if response.status == 403:
                 raise AuthorizationError(f"{what}: {self.registry} denied access{detail}")
             if self._credentials is None:
-                hint = ("no credentials were found: set STRATA_REGISTRY_USERNAME and "
-                        "STRATA_REGISTRY_PASSWORD, or log in so that the docker config.json has them")
+                hint = no_credentials_hint(from_environment=self._environment_credentials)
             else:
                 hint = f"it rejected the credentials ({self._credentials.source})"
             raise AuthenticationError(
@@ -832,7 +853,10 @@ class RegistryClient:
         body: Union[bytes, _FileSlice, None],
     ) -> _Response:
         """Sends on the origin's keep-alive connection. A reused connection that the server had
-        closed meanwhile is replaced once, outside the retry budget."""
+        closed meanwhile is replaced once, outside the retry budget, for GET and HEAD only: the
+        failure may as well be the answer to a request the server carried out (an upload
+        session's PATCH or PUT cannot be sent twice), which only the operation's retry, from
+        its start, can repeat."""
         parts = urllib.parse.urlsplit(url)
         origin = (parts.scheme, parts.netloc.lower())
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -850,7 +874,7 @@ class RegistryClient:
                 ) from None
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 self._drop(origin)
-                if not reused:
+                if not reused or method not in _RESENDABLE:
                     raise _Transient(f"{failure}: {type(e).__name__}: {e}") from None
             except (OSError, http.client.HTTPException) as e:
                 self._drop(origin)

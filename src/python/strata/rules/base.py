@@ -5,17 +5,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests, Snapshot
-from pants.engine.process import Process, ProcessResult
+from pants.engine.process import (
+    FallibleProcessResult,
+    Process,
+    ProcessResult,
+    ProductDescription,
+)
 from pants.engine.rules import Get, collect_rules, rule
-from pants.engine.target import Target
+from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
+from strata.core import platforms
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
@@ -56,6 +63,34 @@ class ImportBaseRequest:
 class ExternalBaseRequest:
     target: Target
 
+def _platform_error(target: str, platform: str, details: dict) -> InvalidFieldException:
+    """The core's PlatformError (its JSON details), as an error about the target's field."""
+    field = f"The `{OciPlatformField.alias}` field of {target} is `{platform}`"
+    if details["matching"]:
+        images = ", ".join(details["matching"])
+        return InvalidFieldException(
+            f"{field}, which matches several images of {details['in']}: {images}. "
+            "Set it to one of them."
+        )
+    images = ", ".join(details["available"]) or "no image"
+    return InvalidFieldException(
+        f"{field}, which matches no image of {details['in']}; it holds {images}. "
+        "Set it to one of those."
+    )
+
+
+async def _run_choosing_platform(process: Process, target: str, platform: str) -> ProcessResult:
+    """Runs a core process that picks an image by `platform`: its platform failure (exit code
+    platforms.EXIT_CODE, details as JSON on stdout) is an error naming the target's field."""
+    result = await Get(FallibleProcessResult, Process, process)
+    if result.exit_code == platforms.EXIT_CODE:
+        raise _platform_error(target, platform, json.loads(result.stdout))
+    description = ProductDescription(process.description)
+    return await Get(
+        ProcessResult, {result: FallibleProcessResult, description: ProductDescription}
+    )
+
+
 @rule(desc="Importing a base image", level=LogLevel.DEBUG)
 async def import_base(
     request: ImportBaseRequest, tool: ImageTool, strata: StrataSubsystem
@@ -66,17 +101,15 @@ async def import_base(
     if request.platform:
         argv += ["--platform", request.platform]
     input_digest = await Get(Digest, MergeDigests([tool.digest, request.digest]))
-    result = await Get(
-        ProcessResult,
-        Process(
-            argv=tool.argv(*argv),
-            input_digest=input_digest,
-            output_directories=(BASE_DIR,),
-            description=f"Importing base image {request.description}",
-            level=LogLevel.INFO,
-            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
-        ),
+    process = Process(
+        argv=tool.argv(*argv),
+        input_digest=input_digest,
+        output_directories=(BASE_DIR,),
+        description=f"Importing base image {request.description}",
+        level=LogLevel.INFO,
+        remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
+    result = await _run_choosing_platform(process, request.description, request.platform or "")
     snapshot = await Get(Snapshot, Digest, result.output_digest)
     layers = sum(1 for f in snapshot.files if f.endswith("/layer.json"))
     return BaseImage(result.output_digest, layers)
@@ -113,18 +146,16 @@ async def external_base(
     if tgt[OciPullInsecureField].value:
         argv.append("--insecure")
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(_PULL_ENV))
-    pulled = await Get(
-        ProcessResult,
-        Process(
-            argv=tool.argv(*argv),
-            input_digest=tool.digest,
-            env=dict(env),
-            output_directories=(_PULLED,),
-            description=f"Pulling {registry}/{repository}@{digest} for {tgt.address}",
-            level=LogLevel.INFO,
-            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
-        ),
+    process = Process(
+        argv=tool.argv(*argv),
+        input_digest=tool.digest,
+        env=dict(env),
+        output_directories=(_PULLED,),
+        description=f"Pulling {registry}/{repository}@{digest} for {tgt.address}",
+        level=LogLevel.INFO,
+        remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
+    pulled = await _run_choosing_platform(process, str(tgt.address), tgt[OciPlatformField].value)
     return await Get(
         BaseImage, ImportBaseRequest(pulled.output_digest, _PULLED, str(tgt.address))
     )

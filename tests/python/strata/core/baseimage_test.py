@@ -380,8 +380,7 @@ def test_import_picks_from_an_index(tmp_path, args, which):
         ([], "holds 3 images; it has: multi linux/amd64; multi linux/arm64/v8; single linux/"),
         (["--ref", "multi"], "holds 2 images named 'multi'"),
         (["--ref", "nope"], "holds no image named 'nope'"),
-        (["--platform", "linux/s390x"], "holds no image for linux/s390x"),
-        (["--platform", "linux"], "--platform must be os/arch or os/arch/variant"),
+        (["--platform", "linux"], "a platform must be os/arch or os/arch/variant"),
     ],
 )
 def test_import_ambiguous_or_missing_image(tmp_path, capsys, args, message):
@@ -390,7 +389,49 @@ def test_import_ambiguous_or_missing_image(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("strata.core import-base: error: ")
     assert re.search(message, err), err
+    assert "--ref" not in err and "--platform" not in err
     assert not out.exists()
+
+
+def arm_variants_layout(tmp_path) -> pathlib.Path:
+    """index.json -> linux/arm/v6 and linux/arm/v7 images, as many multi-arch images have."""
+    layout = make_oci_layout(tmp_path / "arm", {"which": b"v6\n"}, ref="v6")
+    v7 = make_oci_layout(tmp_path / "v7", {"which": b"v7\n"}, ref="v7")
+    index = merge_layouts(layout, v7)
+    for descriptor, variant in zip(index["manifests"], ("v6", "v7")):
+        descriptor["platform"] = {"os": "linux", "architecture": "arm", "variant": variant}
+    write_json(layout / "index.json", index)
+    return layout
+
+
+@pytest.mark.parametrize(
+    "platform, matching, message",
+    [
+        (
+            "linux/arm",
+            ["linux/arm/v6", "linux/arm/v7"],
+            "platform linux/arm is ambiguous in {root}: it holds linux/arm/v6, linux/arm/v7",
+        ),
+        (
+            "linux/s390x",
+            [],
+            "platform linux/s390x is not in {root}: it holds linux/arm/v6, linux/arm/v7",
+        ),
+    ],
+)
+def test_import_of_an_ambiguous_or_missing_platform(tmp_path, capsys, platform, matching, message):
+    layout = arm_variants_layout(tmp_path)
+    out = import_base(tmp_path, layout, "--platform", platform, expect=3)
+    stdout, stderr = capsys.readouterr()
+    assert stderr == f"strata.core import-base: error: {message.format(root=layout)}\n"
+    assert json.loads(stdout) == {
+        "platform": platform,
+        "in": str(layout),
+        "matching": matching,
+        "available": ["linux/arm/v6", "linux/arm/v7"],
+    }
+    assert not out.exists()
+    assert base_file(import_base(tmp_path, layout, "--platform", "linux/arm/v7")) == b"v7\n"
 
 
 def test_import_picks_a_repo_tag(tmp_path, capsys):

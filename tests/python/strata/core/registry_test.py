@@ -5,6 +5,7 @@ import http.client
 import http.server
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -17,24 +18,28 @@ import tracemalloc
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
 from strata.core import image
+from strata.core.platforms import PlatformError
+from strata.core.pull import pull_layout
 from strata.core.auth import Credentials, credentials_for, parse_challenge
 from strata.core.registry import (
     AuthenticationError,
     AuthorizationError,
     DigestMismatchError,
     NotFoundError,
-    PlatformNotFoundError,
     PushReport,
     RegistryClient,
     RegistryError,
     UnsupportedMediaTypeError,
 )
 from strata_harness import (
+    Fault,
+    FaultProxy,
+    Request,
     assert_valid_image,
     make_oci_layout,
     require_tool,
@@ -71,6 +76,12 @@ class LocalImage:
     def size(self) -> int:
         return sum(size for _, size, _ in self.blobs)
 
+    @property
+    def platform(self) -> str:
+        """os/arch, from the config (the harness's images are the host's)."""
+        config = json.loads(Path(self.blobs[0][2]).read_bytes())
+        return f"{config['os']}/{config['architecture']}"
+
 
 def local_image(path: Path, files: dict, **kwargs) -> LocalImage:
     """An image made by the harness (independent of Strata), as push_image takes it."""
@@ -88,8 +99,9 @@ def local_image(path: Path, files: dict, **kwargs) -> LocalImage:
     )
 
 
-def two_platform_layout(tmp: Path) -> Path:
-    """An OCI layout whose ref "multi" is an index of a linux/amd64 and a linux/arm64 image."""
+def index_layout(tmp: Path, *platforms: str) -> Path:
+    """An OCI layout whose ref "multi" is an index of one image per platform ("os/arch[/v]"),
+    each with /etc/arch holding its platform."""
     out = tmp / "multi"
     (out / "blobs" / "sha256").mkdir(parents=True)
 
@@ -98,16 +110,17 @@ def two_platform_layout(tmp: Path) -> Path:
         return {"mediaType": media_type, "digest": image.sha256_digest(data), "size": len(data)}
 
     entries = []
-    for arch in ("amd64", "arm64"):
-        single = local_image(tmp / arch, {"etc/arch": arch.encode() + b"\n"})
-        config = json.loads(Path(single.blobs[0][2]).read_bytes())
-        config["architecture"] = arch
+    for platform in platforms:
+        fields = dict(zip(("os", "architecture", "variant"), platform.split("/")))
+        files = {"etc/arch": f"{platform}\n".encode()}
+        single = local_image(tmp / platform.replace("/", "-"), files)
+        config = {**json.loads(Path(single.blobs[0][2]).read_bytes()), **fields}
         layer = Path(single.blobs[1][2]).read_bytes()
         manifest = json.loads(single.manifest)
         manifest["config"] = put(image.canonical_json(config), image.MEDIA_TYPE_OCI_CONFIG)
         manifest["layers"] = [put(layer, image.MEDIA_TYPE_OCI_LAYER)]
         entry = put(image.canonical_json(manifest), OCI_MANIFEST)
-        entry["platform"] = {"architecture": arch, "os": "linux"}
+        entry["platform"] = fields
         entries.append(entry)
     index = {"schemaVersion": 2, "mediaType": image.MEDIA_TYPE_OCI_INDEX, "manifests": entries}
     top = put(image.canonical_json(index), image.MEDIA_TYPE_OCI_INDEX)
@@ -137,13 +150,6 @@ def write_random(path: Path, size: int) -> str:
 
 
 # --- in-test HTTP servers -----------------------------------------------------------------
-
-
-class Request(NamedTuple):
-    method: str
-    path: str
-    headers: http.client.HTTPMessage
-    body: bytes
 
 
 Handler = Callable[[Request], Tuple[int, Dict[str, str], bytes]]
@@ -206,33 +212,11 @@ def serve():
         server.close()
 
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
-
-
-def forwarding_to(upstream: str) -> Handler:
-    """A recording proxy's handler: the Host header passes unchanged, so the registry's
-    Location headers point back through the proxy."""
-
-    def handle(request: Request):
-        conn = http.client.HTTPConnection(upstream, timeout=60)
-        try:
-            headers = {k: v for k, v in request.headers.items() if k.lower() != "connection"}
-            conn.request(request.method, request.path, body=request.body, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        finally:
-            conn.close()
-        out = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
-        if request.method == "HEAD" and response.getheader("Content-Length"):
-            out["Content-Length"] = response.getheader("Content-Length")
-        return response.status, out, body
-
-    return handle
-
-
 @pytest.fixture
-def proxy(registry, serve) -> Server:
-    return serve(forwarding_to(registry.host))
+def proxy(registry) -> Iterator[FaultProxy]:
+    """A recording proxy in front of the registry (faults added by each test)."""
+    with FaultProxy(registry.host) as proxy:
+        yield proxy
 
 
 def skopeo_copy(src: str, dest: str, *flags: str) -> None:
@@ -378,7 +362,7 @@ def test_push_validates_its_input_before_sending_anything(tmp_path):
 
 
 def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
-    layout = two_platform_layout(tmp_path)
+    layout = index_layout(tmp_path, "linux/amd64", "linux/arm64")
     skopeo_copy(
         f"oci:{layout}:multi", registry.ref("strata/multi:1"), "--all", "--dest-tls-verify=false"
     )
@@ -402,13 +386,15 @@ def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
         config = json.loads((out / image.digest_hex(manifest["config"]["digest"])).read_bytes())
         assert config["architecture"] == arch
         layer = out / image.digest_hex(manifest["layers"][0]["digest"])
-        assert layer_files(str(layer)) == {"etc/arch": arch.encode() + b"\n"}
+        assert layer_files(str(layer)) == {"etc/arch": f"linux/{arch}\n".encode()}
         assert sorted(p.name for p in out.iterdir()) == sorted(
             image.digest_hex(d["digest"]) for d in [manifest["config"], *manifest["layers"]]
         )
 
     with pytest.raises(
-        PlatformNotFoundError, match="linux/s390x; available: linux/amd64, linux/arm64"
+        PlatformError,
+        match=f"platform linux/s390x is not in {registry.host}/strata/multi@{index_digest}: "
+        "it holds linux/amd64, linux/arm64$",
     ):
         client.pull_manifest("strata/multi", index_digest, "linux/s390x")
     missing = "sha256:" + "0" * 64
@@ -416,6 +402,37 @@ def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
         NotFoundError, match=f"strata/multi@{missing}: manifest {missing} not found"
     ):
         client.pull_manifest("strata/multi", missing)
+
+
+def test_pull_of_a_platform_with_several_variants_is_ambiguous(registry, tmp_path):
+    layout = index_layout(tmp_path, "linux/arm/v6", "linux/arm/v7", "linux/arm64/v8")
+    skopeo_copy(
+        f"oci:{layout}:multi", registry.ref("strata/arm:1"), "--all", "--dest-tls-verify=false"
+    )
+    client = RegistryClient(registry.host)
+    index_digest = client.resolve("strata/arm", "1")[2]
+    with pytest.raises(PlatformError) as e:
+        client.pull_manifest("strata/arm", index_digest, "linux/arm")
+    assert str(e.value) == (
+        f"platform linux/arm is ambiguous in {registry.host}/strata/arm@{index_digest}: "
+        "it holds linux/arm/v6, linux/arm/v7"
+    )
+    for platform, variant in (("linux/arm/v7", "v7"), ("linux/arm64", "v8")):
+        manifest = json.loads(client.pull_manifest("strata/arm", index_digest, platform)[1])
+        config = tmp_path / variant
+        client.fetch_blob("strata/arm", manifest["config"]["digest"], str(config))
+        assert json.loads(config.read_bytes())["variant"] == variant
+
+
+def test_pull_of_a_single_image_of_another_platform_fails(pushed, registry, tmp_path):
+    own = pushed.platform
+    where = f"{registry.host}/strata/faults@{pushed.digest}"
+    message = f"^platform linux/s390x is not in {where}: it holds {own}$"
+    with pytest.raises(PlatformError, match=message):
+        pull_layout(registry.host, "strata/faults", pushed.digest, "linux/s390x", tmp_path / "x")
+    assert pull_layout(registry.host, "strata/faults", pushed.digest, own, tmp_path / "y") == (
+        pushed.digest
+    )
 
 
 def test_fetch_blob_verifies_and_leaves_nothing_behind(registry, tmp_path):
@@ -449,6 +466,101 @@ def test_fetch_blob_verifies_and_leaves_nothing_behind(registry, tmp_path):
 
     assert client.fetch_blob("strata/verify", digest, out, len(data)) == len(data)
     assert Path(out).read_bytes() == data and os.listdir(out_dir) == ["blob"]
+
+
+# --- dropped connections and corruption (a fault-injecting proxy before the registry) ------
+
+
+@pytest.fixture
+def pushed(registry, tmp_path) -> LocalImage:
+    """strata/faults:1 in the registry: a config and a 64 KiB layer."""
+    img = local_image(tmp_path / "img", {"data.bin": os.urandom(64 * 1024)})
+    client = RegistryClient(registry.host)
+    client.push_image("strata/faults", ["1"], img.manifest, OCI_MANIFEST, img.blobs)
+    return img
+
+
+def retry_warnings(caplog) -> List[str]:
+    return [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+
+
+def test_pull_retries_connections_dropped_mid_body(pushed, proxy, tmp_path, caplog):
+    (config, _, _), (layer, layer_size, _) = pushed.blobs
+    cut_layer = proxy.add(Fault("cut", "GET", f"/blobs/{layer}", after=1000, times=2))
+    reset_config = proxy.add(Fault("reset", "GET", f"/blobs/{config}", after=10))
+    cut_manifest = proxy.add(Fault("cut", "GET", "/manifests/", after=10))
+    caplog.set_level(logging.WARNING, logger="strata.core.registry")
+
+    out = tmp_path / "pulled"
+    assert pull_layout(proxy.host, "strata/faults", pushed.digest, pushed.platform, out) == (
+        pushed.digest
+    )
+    assert (cut_layer.applied, reset_config.applied, cut_manifest.applied) == (2, 1, 1)
+    assert_valid_image(out, "oci")
+    warnings = retry_warnings(caplog)
+    assert len(warnings) == 4, warnings
+    dropped = f"fetching blob {layer} from {proxy.host}/strata/faults: the connection dropped "
+    assert sum(w.startswith(dropped + f"after 1000 of {layer_size} bytes") for w in warnings) == 2
+    # A reset may discard what had arrived: the count is what the client received.
+    assert any(f"blob {config} from" in w and "ConnectionResetError" in w for w in warnings)
+    assert any("resolving" in w and "dropped after 10 of" in w for w in warnings)
+    assert not any("digest is" in w for w in warnings)
+
+
+def test_pull_of_a_blob_always_cut_fails_saying_so(pushed, proxy, tmp_path):
+    layer, layer_size, _ = pushed.blobs[1]
+    cut = proxy.add(Fault("cut", "GET", f"/blobs/{layer}", after=1000, times=None))
+    client = RegistryClient(proxy.host, retries=2, backoff=0.01)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RegistryError) as e:
+        client.fetch_blob("strata/faults", layer, str(out / "layer"), layer_size)
+    assert not isinstance(e.value, DigestMismatchError)
+    assert str(e.value) == (
+        f"fetching blob {layer} from {proxy.host}/strata/faults: failed after 3 attempts: "
+        f"the connection dropped after 1000 of {layer_size} bytes"
+    )
+    assert cut.applied == 3
+    assert list(out.iterdir()) == []
+
+
+def test_pull_of_a_corrupted_blob_fails_at_once(pushed, proxy, tmp_path):
+    layer, layer_size, _ = pushed.blobs[1]
+    corrupt = proxy.add(Fault("corrupt", "GET", f"/blobs/{layer}", after=5000, times=None))
+    client = RegistryClient(proxy.host, retries=2, backoff=0.01)
+    with pytest.raises(DigestMismatchError, match=f"the registry sent {layer_size} bytes whose"):
+        client.fetch_blob("strata/faults", layer, str(tmp_path / "layer"), layer_size)
+    assert corrupt.applied == 1
+
+
+def test_push_retries_dropped_uploads_and_answers(registry, proxy, tmp_path, caplog):
+    quote = urllib.parse.quote
+    img = local_image(tmp_path / "img", {"data.bin": os.urandom(10_000)})
+    (config, _, _), (layer, _, _) = img.blobs
+    faults = [
+        # The connection drops while the config, then a chunk of the layer, goes up...
+        Fault("cut_request", "PUT", f"/blobs/uploads/.*digest={quote(config)}", after=100),
+        Fault("cut_request", "PATCH", "/blobs/uploads/", after=1000),
+        # ...and the registry completes the layer and takes the manifest, but its answers
+        # are lost: the upload session is gone, so only a new one can succeed.
+        Fault("no_response", "PUT", f"/blobs/uploads/.*digest={quote(layer)}"),
+        Fault("no_response", "PUT", f"/manifests/{img.digest}"),
+    ]
+    for fault in faults:
+        proxy.add(fault)
+    caplog.set_level(logging.WARNING, logger="strata.core.registry")
+    client = RegistryClient(proxy.host, chunk_size=4096, backoff=0.01)
+    report = client.push_image("strata/faults-push", ["v1"], img.manifest, OCI_MANIFEST, img.blobs)
+
+    assert [f.applied for f in faults] == [1] * len(faults)
+    assert report.digest == img.digest
+    assert registry.inspect("strata/faults-push:v1")["Digest"] == img.digest
+    warnings = retry_warnings(caplog)
+    for what in (f"uploading blob {config}", f"uploading blob {layer}", "pushing manifest"):
+        assert any(w.startswith(what) for w in warnings), (what, warnings)
+    copy = tmp_path / "copy"
+    skopeo_copy(registry.ref("strata/faults-push:v1"), f"oci:{copy}:t", "--src-tls-verify=false")
+    assert_valid_image(copy, ref="t")
 
 
 # --- basic auth (the real registry with htpasswd) -----------------------------------------
@@ -511,6 +623,39 @@ def test_basic_auth_failures_are_clear_and_leak_nothing(auth_registry):
         wrong.blob_exists("strata/private", "sha256:" + "2" * 64)
     assert auth_registry.host in str(e.value) and "strata/private" in str(e.value)
     assert_no_secret(e.value)
+
+
+def test_a_pull_without_credentials_says_what_pulls_read(
+    auth_registry, tmp_path, monkeypatch
+):
+    img = local_image(tmp_path / "img", {"etc/motd": b"private\n"})
+    pusher = RegistryClient(auth_registry.host, credentials=Credentials("strata", PASSWORD))
+    pusher.push_image("strata/pulled", ["1"], img.manifest, OCI_MANIFEST, img.blobs)
+    # Set for `publish`; a pull must not take them (they would enter its cache key).
+    monkeypatch.setenv("STRATA_REGISTRY_USERNAME", "strata")
+    monkeypatch.setenv("STRATA_REGISTRY_PASSWORD", PASSWORD)
+    config = Path(os.environ["DOCKER_CONFIG"], "config.json")
+    platform = img.platform
+    with pytest.raises(AuthenticationError) as e:
+        pull_layout(auth_registry.host, "strata/pulled", img.digest, platform, tmp_path / "o")
+    message = str(e.value)
+    assert message.startswith(
+        f"resolving {auth_registry.host}/strata/pulled@{img.digest}: {auth_registry.host} "
+        "requires authentication"
+    )
+    assert message.endswith(
+        f"no credentials were found in {config}: pulls read only the docker config.json "
+        "($DOCKER_CONFIG/config.json, else ~/.docker/config.json), never "
+        "$STRATA_REGISTRY_USERNAME/$STRATA_REGISTRY_PASSWORD, which would become part of the "
+        "cached pull's key; log in (docker login) so that the config.json has them"
+    )
+    assert_no_secret(e.value)
+
+    config.parent.mkdir()
+    auth = base64.b64encode(f"strata:{PASSWORD}".encode()).decode()
+    config.write_text(json.dumps({"auths": {auth_registry.host: {"auth": auth}}}))
+    pulled = pull_layout(auth_registry.host, "strata/pulled", img.digest, platform, tmp_path / "o")
+    assert pulled == img.digest
 
 
 # --- bearer tokens, redirects, retries (in-test servers) ----------------------------------

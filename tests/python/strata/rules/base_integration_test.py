@@ -76,25 +76,21 @@ def _json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def two_platform_layout(out: Path) -> tuple[str, str]:
-    """An OCI layout whose ref "multi" is an index of a runnable linux/amd64 image (busybox and
-    /etc/arch) and a linux/arm64 one. Layers are gzipped, as registries hold them, so skopeo
-    can push the index with --preserve-digests. Returns (index digest, amd64 layer's diff_id)."""
+def index_layout(out: Path, ref: str, images: dict[str, dict]) -> tuple[str, dict[str, str]]:
+    """An OCI layout whose ref `ref` is an index of one image per platform ("os/arch[/variant]":
+    files, with /etc/arch naming the architecture added). Layers are gzipped, as registries
+    hold them, so skopeo can push the index with --preserve-digests. Returns (index digest,
+    {platform: its layer's diff_id})."""
     (out / "blobs" / "sha256").mkdir(parents=True)
-    busybox = Path(require_tool("busybox")).read_bytes()
-    files = {
-        "amd64": {"bin/busybox": (busybox, 0o755), "bin/sh": Symlink("busybox")},
-        "arm64": {},
-    }
     entries, diff_ids = [], {}
-    for arch, extra in files.items():
-        layer = layer_tar({**extra, "etc/arch": f"{arch}\n".encode()})
-        diff_ids[arch] = "sha256:" + hashlib.sha256(layer).hexdigest()
+    for platform, files in images.items():
+        fields = dict(zip(("os", "architecture", "variant"), platform.split("/")))
+        layer = layer_tar({**files, "etc/arch": f"{fields['architecture']}\n".encode()})
+        diff_ids[platform] = "sha256:" + hashlib.sha256(layer).hexdigest()
         config = {
-            "architecture": arch,
-            "os": "linux",
+            **fields,
             "config": {"Entrypoint": ["/bin/busybox", "cat"], "Cmd": ["/etc/arch"]},
-            "rootfs": {"type": "layers", "diff_ids": [diff_ids[arch]]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_ids[platform]]},
         }
         manifest = {
             "schemaVersion": 2,
@@ -109,15 +105,24 @@ def two_platform_layout(out: Path) -> tuple[str, str]:
             ],
         }
         entry = _put(out, _json(manifest), manifest["mediaType"])
-        entries.append({**entry, "platform": {"architecture": arch, "os": "linux"}})
+        entries.append({**entry, "platform": fields})
     index_type = "application/vnd.oci.image.index.v1+json"
     index = _put(
         out, _json({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}), index_type
     )
-    index["annotations"] = {"org.opencontainers.image.ref.name": "multi"}
+    index["annotations"] = {"org.opencontainers.image.ref.name": ref}
     (out / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
     (out / "index.json").write_bytes(_json({"schemaVersion": 2, "manifests": [index]}))
-    return index["digest"], diff_ids["amd64"]
+    return index["digest"], diff_ids
+
+
+def two_platform_layout(out: Path) -> tuple[str, str]:
+    """An index "multi" of a runnable linux/amd64 image (busybox and /etc/arch) and a
+    linux/arm64 one. Returns (index digest, amd64 layer's diff_id)."""
+    busybox = Path(require_tool("busybox")).read_bytes()
+    amd64 = {"bin/busybox": (busybox, 0o755), "bin/sh": Symlink("busybox")}
+    digest, diff_ids = index_layout(out, "multi", {"linux/amd64": amd64, "linux/arm64": {}})
+    return digest, diff_ids["linux/amd64"]
 
 
 @dataclass(frozen=True)
@@ -251,3 +256,54 @@ def test_tag_instead_of_digest_is_a_field_error(built: Built, registry: Registry
         result.stderr
     )
     assert "'latest'" in result.stderr
+
+
+def test_an_ambiguous_or_missing_platform_is_an_error_naming_the_field(
+    built: Built, registry: Registry, tmp_path: Path
+) -> None:
+    layout = tmp_path / "arm"
+    digest, _ = index_layout(layout, "arm", {"linux/arm/v6": {}, "linux/arm/v7": {}})
+    run_tool(
+        [require_tool("skopeo"), "--insecure-policy", "copy", "--quiet", "--all",
+         "--preserve-digests", "--dest-tls-verify=false", f"oci:{layout}:arm",
+         registry.ref("strata/arm:1")]
+    )  # fmt: skip
+    (built.repo.root / "platforms").mkdir()
+    with tarfile.open(built.repo.root / "platforms/arm.tar", "w") as tar:  # an oci-archive
+        for child in sorted(layout.iterdir()):
+            tar.add(child, arcname=child.name)
+    pulled = f"{registry.host}/strata/arm@{digest}"
+    built.repo.write(
+        {
+            "platforms/BUILD": f"""
+                oci_pull(name="pull", registry="{registry.host}", repository="strata/arm",
+                         digest="{digest}", platform="linux/arm")
+                oci_image(name="on_pull", base=":pull", dependencies=["//:note"])
+                oci_image_archive(name="archive", source="arm.tar", platform="linux/arm")
+                oci_image(name="on_archive", base=":archive", dependencies=["//:note"])
+                oci_pull(name="pull_s390x", registry="{registry.host}", repository="strata/arm",
+                         digest="{digest}", platform="linux/s390x")
+                oci_image(name="on_pull_s390x", base=":pull_s390x", dependencies=["//:note"])
+            """
+        }
+    )
+    expected = {
+        "on_pull": (
+            "The `platform` field of platforms:pull is `linux/arm`, which matches several "
+            f"images of {pulled}: linux/arm/v6, linux/arm/v7. Set it to one of them."
+        ),
+        "on_archive": (
+            "The `platform` field of platforms:archive is `linux/arm`, which matches several "
+            "images of platforms/arm.tar: linux/arm/v6, linux/arm/v7. Set it to one of them."
+        ),
+        "on_pull_s390x": (
+            "The `platform` field of platforms:pull_s390x is `linux/s390x`, which matches no "
+            f"image of {pulled}; it holds linux/arm/v6, linux/arm/v7. Set it to one of those."
+        ),
+    }
+    for image, message in expected.items():
+        result = built.repo.run("package", f"platforms:{image}", check=False)
+        assert result.returncode != 0
+        assert f"InvalidFieldException: {message}" in result.stderr, result.stderr
+        assert "--platform" not in result.stderr and "--ref" not in result.stderr
+        assert not (built.repo.root / "dist" / "platforms").exists()

@@ -1,0 +1,105 @@
+"""`oci_pull` and `pants publish` on a scratch repo through a fault-injecting proxy in front of
+a real registry: connections dropped mid-transfer are retried and the images come out whole.
+
+One module fixture makes both Pants runs (~15 s each).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from strata_harness import (
+    Fault,
+    FaultProxy,
+    Registry,
+    ScratchRepo,
+    assert_valid_image,
+    make_busybox_image,
+    pushes,
+    require_tool,
+    run_tool,
+)
+
+BUILD = """
+    file(name="note", source="etc/note.txt")
+    oci_pull(name="base", registry="{proxy}", repository="strata/flaky-base", digest="{digest}")
+    oci_image(
+        name="on_pull",
+        base=":base",
+        dependencies=[":note"],
+        entrypoint=["/bin/busybox", "cat", "/etc/note.txt"],
+    )
+    oci_image(
+        name="app",
+        repository="strata/flaky-push",
+        base=":base",
+        dependencies=[":note"],
+        entrypoint=["/bin/busybox", "cat", "/etc/note.txt"],
+        registries=["{proxy}"],
+        image_tags=["v1"],
+    )
+"""
+NOTE = "pulled and pushed through a flaky connection\n"
+
+
+@dataclass(frozen=True)
+class Runs:
+    package: subprocess.CompletedProcess[str]
+    publish: subprocess.CompletedProcess[str]
+    pull_faults: list[Fault]
+    push_faults: list[Fault]
+    dist: Path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterator[Runs]:
+    base = tmp_path_factory.mktemp("faults")
+    make_busybox_image(base / "base.tar", files={"etc/base.txt": b"the base\n"})
+    registry.push(base / "base.tar", "strata/flaky-base:1")
+    digest = registry.inspect("strata/flaky-base:1")["Digest"]
+    layer = registry.inspect("strata/flaky-base:1", raw=True)["layers"][0]
+    with FaultProxy(registry.host) as proxy:
+        repo = ScratchRepo(base / "repo")
+        repo.write({"etc/note.txt": NOTE, "BUILD": BUILD.format(proxy=proxy.host, digest=digest)})
+        pull_faults = [
+            proxy.add(Fault("cut", "GET", f"/manifests/{digest}", after=50)),
+            proxy.add(
+                Fault("cut", "GET", f"/blobs/{layer['digest']}", after=layer["size"] // 2, times=2)
+            ),
+        ]
+        package = repo.run("package", "//:on_pull")
+        push = "/v2/strata/flaky-push"
+        push_faults = [
+            proxy.add(Fault("cut_request", "PUT", f"{push}/blobs/uploads/", after=10)),
+            proxy.add(Fault("no_response", "PUT", f"{push}/manifests/sha256:")),
+            proxy.add(Fault("no_response", "PUT", f"{push}/manifests/v1")),
+        ]
+        publish = repo.run("publish", "//:app")
+        yield Runs(package, publish, pull_faults, push_faults, repo.root / "dist")
+
+
+def test_pull_through_dropped_connections(runs: Runs, run_image) -> None:
+    assert [f.applied for f in runs.pull_faults] == [1, 2]
+    image = runs.dist / "on_pull.tar"
+    assert_valid_image(image, "docker-archive")
+    assert run_image(image) == (0, NOTE)
+
+
+def test_publish_through_dropped_connections(
+    runs: Runs, registry: Registry, run_image, tmp_path: Path
+) -> None:
+    assert [f.applied for f in runs.push_faults] == [1, 1, 1]
+    (push,) = pushes(runs.publish.stdout).values()
+    assert registry.inspect("strata/flaky-push:v1")["Digest"] == push.tags["v1"]
+    pulled = tmp_path / "pulled.tar"
+    run_tool(
+        [require_tool("skopeo"), "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+         registry.ref("strata/flaky-push:v1"), f"docker-archive:{pulled}"]
+    )  # fmt: skip
+    assert_valid_image(pulled, "docker-archive")
+    assert run_image(pulled) == (0, NOTE)
