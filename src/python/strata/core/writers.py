@@ -208,13 +208,15 @@ def check_docker_archive(img: Image) -> None:
             where = os.path.dirname(layer.blob_path)
             if layer.info["size"] is None:
                 raise ValueError(
-                    f"docker-archive: base layer {where} is zstd of unknown size: import the "
-                    "base with --zstd, or use format oci or oci-archive"
+                    f"docker-archive: base layer {where} is zstd and was imported without the "
+                    "zstd binary, so its size is unknown: install zstd, or write oci or "
+                    "oci-archive output"
                 )
             if img.zstd is None:
                 raise ValueError(
-                    f"docker-archive: base layer {where} is zstd, which docker-archive cannot "
-                    "hold: give the spec's zstd (the binary's absolute path) to decompress it"
+                    f"docker-archive: base layer {where} is zstd, which Docker cannot read, and "
+                    "decompressing it needs the zstd binary: install zstd, or write oci or "
+                    "oci-archive output"
                 )
         own += not layer.base
 

@@ -23,7 +23,7 @@ from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
 from strata.core import platforms
-from strata.rules.tool import ImageTool
+from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchiveRefField,
@@ -100,6 +100,11 @@ async def import_base(
         argv += ["--ref", request.ref]
     if request.platform:
         argv += ["--platform", request.platform]
+    zstd = await Get(ZstdBinary, ZstdBinaryRequest())
+    if zstd.path:
+        # zstd layers get their diff_ids checked and their sizes known, which a docker-archive
+        # (where they go decompressed) needs.
+        argv += ["--zstd", zstd.path]
     input_digest = await Get(Digest, MergeDigests([tool.digest, request.digest]))
     process = Process(
         argv=tool.argv(*argv),

@@ -44,7 +44,7 @@ from strata.rules.closure import (
 )
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
-from strata.rules.tool import ImageTool
+from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchitectureField,
@@ -386,6 +386,9 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     }
     if base is not None:
         spec["base"] = BASE_DIR
+        if request.fmt == OutputFormat.DOCKER_ARCHIVE.value:
+            # A base's zstd layers go in decompressed: Docker cannot read zstd.
+            spec["zstd"] = (await Get(ZstdBinary, ZstdBinaryRequest())).path
     prefixed = await _prefixed_layers(layers, layer_dirs)
     spec_digest = await Get(
         Digest, CreateDigest([FileContent(_SPEC, json.dumps(spec, sort_keys=True).encode())])

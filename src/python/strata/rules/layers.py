@@ -157,7 +157,7 @@ async def build_layer(
     settings = request.settings
     zstd: Optional[str] = None
     if settings.compression == "zstd":
-        zstd = (await Get(ZstdBinary, ZstdBinaryRequest())).path
+        zstd = (await Get(ZstdBinary, ZstdBinaryRequest())).require("compression='zstd'")
     # The executable bit as the Digest records it: in the sandbox, large files are hardlinks
     # into Pants' store, mode 0555 whatever they were.
     entries = await Get(DigestEntries, Digest, request.content)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 from pants.core.util_rules.system_binaries import (
     BinaryPathRequest,
@@ -36,7 +36,19 @@ class ImageTool:
 
 @dataclass(frozen=True)
 class ZstdBinary:
-    path: str
+    """The `zstd` binary, if installed: some steps need it only for some inputs (a base image's
+    zstd layers), so a missing one is an error only where it is required."""
+
+    path: Optional[str]
+    search_paths: Tuple[str, ...]
+
+    def require(self, why: str) -> str:
+        if self.path is None:
+            raise EnvironmentError(
+                f"{why} needs the `zstd` binary in one of {list(self.search_paths)} "
+                "([strata].zstd_search_paths)."
+            )
+        return self.path
 
 
 @dataclass(frozen=True)
@@ -83,12 +95,8 @@ async def find_zstd(_: ZstdBinaryRequest, strata: StrataSubsystem) -> ZstdBinary
             binary_name="zstd", search_path=strata.zstd_search_paths, test=BinaryPathTest(["-V"])
         ),
     )
-    if paths.first_path is None:
-        raise EnvironmentError(
-            "compression='zstd' needs the `zstd` binary in one of "
-            f"{list(strata.zstd_search_paths)} ([strata].zstd_search_paths)."
-        )
-    return ZstdBinary(paths.first_path.path)
+    found = paths.first_path.path if paths.first_path else None
+    return ZstdBinary(found, tuple(strata.zstd_search_paths))
 
 
 def rules():

@@ -58,6 +58,15 @@ BUILD = """
         entrypoint=["/bin/busybox", "cat", "/etc/note.txt"],
     )
 
+    # The same image with zstd layers, which a docker-archive cannot hold as they are.
+    oci_image_archive(name="handmade_zstd", source="handmade-zstd.tar")
+    oci_image(
+        name="on_zstd_archive",
+        base=":handmade_zstd",
+        dependencies=[":note"],
+        entrypoint=["/bin/busybox", "cat", "/etc/note.txt"],
+    )
+
     oci_pull(name="multi", registry="{host}", repository="strata/multi", digest="{digest}", tag="1")
     oci_image(
         name="on_pull", base=":multi", dependencies=[":note"], cmd=["/etc/arch", "/etc/note.txt"]
@@ -152,6 +161,11 @@ def built(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built
     )
     (repo.root / "bin/busybox").chmod(0o755)
     make_busybox_image(repo.root / "handmade.tar")
+    run_tool(
+        [require_tool("skopeo"), "--insecure-policy", "copy", "--quiet",
+         "--dest-compress-format", "zstd", f"docker-archive:{repo.root / 'handmade.tar'}",
+         f"oci-archive:{repo.root / 'handmade-zstd.tar'}"]
+    )  # fmt: skip
 
     before_push = repo.run("package", "//:on_pull", check=False)
     run_tool(
@@ -160,7 +174,9 @@ def built(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built
          f"oci:{base / 'multi'}:multi", registry.ref("strata/multi:1")]
     )  # fmt: skip
     cold = repo.run(
-        "package", *(f"//:{name}" for name in (*CHAIN, "config_only", "on_archive", "on_pull"))
+        "package",
+        *(f"//:{name}" for name in (*CHAIN, "config_only", "on_archive", "on_zstd_archive",
+                                    "on_pull")),
     )
     dist = Path(shutil.copytree(repo.root / "dist", base / "dist"))
     assert repo.local_store is not None
@@ -220,6 +236,20 @@ def test_image_on_an_archive_runs(built: Built, run_image) -> None:
     image = built.dist / "on_archive.tar"
     assert_valid_image(image, "docker-archive")
     assert len(config_of(image)["rootfs"]["diff_ids"]) == 2
+    assert run_image(image) == (0, NOTE)
+
+
+def test_a_zstd_base_goes_into_a_docker_archive_decompressed_and_runs(
+    built: Built, run_image
+) -> None:
+    image = built.dist / "on_zstd_archive.tar"
+    assert_valid_image(image, "docker-archive")
+    with tarfile.open(image) as tar:
+        (manifest,) = json.load(tar.extractfile("manifest.json"))
+        heads = [tar.extractfile(name).read(512) for name in manifest["Layers"]]
+    assert all(head[257:262] == b"ustar" for head in heads)  # tars, none zstd (or gzip)
+    assert config_of(image)["rootfs"]["diff_ids"] == config_of(built.dist / "on_archive.tar")[
+        "rootfs"]["diff_ids"]
     assert run_image(image) == (0, NOTE)
 
 
