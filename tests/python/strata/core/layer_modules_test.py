@@ -65,7 +65,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
     (sandbox / "debs").mkdir()
     shutil.copy(small_deb(tmp_path), sandbox / "debs/demo.deb")
     specs = {
-        "layer-spec.json": {"settings": SETTINGS, "trees": [{"source": "rootfs", "dest": ""}]},
+        "layer-spec.json": {"settings": SETTINGS,
+                            "trees": [{"source": "rootfs", "dest": "", "executables": []}]},
         "deb-spec.json": {"settings": SETTINGS,
                           "debs": [{"source": "debs/demo.deb", "package": "demo"}]},
     }
