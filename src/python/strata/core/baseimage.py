@@ -16,19 +16,8 @@ from typing import NamedTuple, Optional
 from strata.core import image, platforms, writers
 from strata.core.compression import SUFFIXES
 from strata.core.hashing import HashingWriter
+from strata.core.oci import media_types
 
-_INDEX_TYPES = frozenset(
-    {image.MEDIA_TYPE_OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json"}
-)
-_MANIFEST_TYPES = frozenset({image.MEDIA_TYPE_OCI_MANIFEST, image.MEDIA_TYPE_DOCKER_MANIFEST})
-_CONFIG_TYPES = frozenset({image.MEDIA_TYPE_OCI_CONFIG, image.MEDIA_TYPE_DOCKER_CONFIG})
-_LAYER_COMPRESSIONS = {
-    image.MEDIA_TYPE_OCI_LAYER: "none",
-    image.MEDIA_TYPE_OCI_LAYER_GZIP: "gzip",
-    image.MEDIA_TYPE_OCI_LAYER_ZSTD: "zstd",
-    image.MEDIA_TYPE_DOCKER_LAYER: "none",
-    image.MEDIA_TYPE_DOCKER_LAYER_GZIP: "gzip",
-}
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
 # are recognised only to be refused by name.
 _MAGIC = (
@@ -172,11 +161,11 @@ def _oci_candidates(source) -> list:
             ref = annotations.get(image.REF_NAME_ANNOTATION)
             refs = (ref,) if isinstance(ref, str) else names
             media_type = descriptor["mediaType"]
-            if media_type in _INDEX_TYPES:
+            if media_types.is_index(media_type):
                 what_nested = f"index {descriptor['digest']}"
                 _, nested = _read_json(source, _blob_name(descriptor), what_nested, descriptor)
                 walk(nested, refs, what_nested)
-            elif media_type in _MANIFEST_TYPES and _ATTESTATION_ANNOTATION not in annotations:
+            elif media_types.is_manifest(media_type) and _ATTESTATION_ANNOTATION not in annotations:
                 platform = descriptor.get("platform")
                 if not isinstance(platform, dict):
                     platform = _oci_platform(source, descriptor)
@@ -193,15 +182,15 @@ def _oci_manifest(source, descriptor: dict):
     if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):
         raise ValueError(f"{what} has no layers list")
     config = _descriptor(manifest.get("config"), f"{what} config")
-    if config["mediaType"] not in _CONFIG_TYPES:
+    if not media_types.is_config(config["mediaType"]):
         raise ValueError(f"{what}: {config['mediaType']} is not an image config")
     config_bytes, _ = _read_json(source, _blob_name(config), f"config {config['digest']}", config)
     blobs = []
     for i, value in enumerate(manifest["layers"]):
         layer = _descriptor(value, f"{what} layers[{i}]")
-        compression = _LAYER_COMPRESSIONS.get(layer["mediaType"])
-        if compression is None:
+        if not media_types.is_layer(layer["mediaType"]):
             raise ValueError(f"{what} layers[{i}]: unsupported layer type {layer['mediaType']}")
+        compression = media_types.compression_of(layer["mediaType"])
         blobs.append(_Blob(_blob_name(layer), layer["digest"], layer["size"], compression))
     return config_bytes, blobs
 
@@ -373,7 +362,7 @@ def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
             layers = [writers.as_tar(info) for info in infos]
             manifest = image.make_manifest(config_bytes, layers, oci=False)
             digest = image.sha256_digest(image.canonical_json(manifest))
-            media_type = image.MEDIA_TYPE_DOCKER_MANIFEST
+            media_type = media_types.DOCKER_MANIFEST
         else:
             digest, media_type = chosen.entry["digest"], chosen.entry["mediaType"]
         result.update(_write_base(tmp, config_bytes, digest, media_type))
@@ -437,34 +426,13 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
                 os.path.join(layer_dir, "layer.json"), os.path.join(target, "layer.json")
             )
         digest = image.sha256_digest(image.canonical_json(manifest))
-        result.update(_write_base(tmp, config_bytes, digest, image.MEDIA_TYPE_OCI_MANIFEST))
+        result.update(_write_base(tmp, config_bytes, digest, media_types.OCI_MANIFEST))
 
     writers.write_dir_atomically(out_dir, write)
     return result
 
 
-def import_base_main(argv: list) -> int:
-    parser = writers.CliParser(
-        prog="strata.core import-base", description="Make a base dir of an image on disk."
-    )
-    parser.add_argument(
-        "--archive", required=True, help="a docker-archive or oci-archive, or an OCI layout dir"
-    )
-    parser.add_argument("--ref", help="the image's ref.name annotation or RepoTags entry")
-    parser.add_argument("--platform", help="os/arch[/variant]: the image's platform")
-    parser.add_argument("--zstd", help="the zstd binary, to verify zstd layers' diff_ids")
-    parser.add_argument("--out", required=True, help="the base dir to write")
-    args, code = writers.parse(parser, argv)
-    if args is None:
-        return code
-    try:
-        if args.platform is not None:
-            platforms.parse(args.platform)
-        import_base(args.archive, args.out, args.ref, args.platform, args.zstd)
-    except platforms.PlatformError as e:
-        return platforms.fail(parser.prog, e)
-    except ValueError as e:
-        return writers.fail(parser.prog, e, 2)
-    except OSError as e:
-        return writers.fail(parser.prog, e, 1)
-    return 0
+def import_base_command(options) -> None:
+    if options.platform is not None:
+        platforms.parse(options.platform)
+    import_base(options.archive, options.out, options.ref, options.platform, options.zstd)

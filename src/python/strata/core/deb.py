@@ -6,7 +6,6 @@ sorting, normalisation, digests and layer.json. Ownership and mtime are normalis
 settings; modes (setuid, sticky, ...) are kept, as dpkg would install them.
 """
 
-import argparse
 import bz2
 import gzip
 import io
@@ -15,7 +14,6 @@ import lzma
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -322,40 +320,21 @@ def build_deb_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
         return build_layer({**layer_spec, "entries": entries}, sandbox_root, out_dir)
 
 
-def deb_layer_main(argv: List[str]) -> int:
-    """`deb-layer --spec SPEC --out OUTDIR`, run in the sandbox root; errors exit 2, one line."""
-    parser = argparse.ArgumentParser(prog="strata.core deb-layer", usage=argparse.SUPPRESS)
-    parser.add_argument("--spec", required=True, help="layer-spec.json, with optional debs")
-    parser.add_argument("--out", required=True, help="directory for the blob and layer.json")
-    args = parser.parse_args(argv)
-    try:
-        with open(args.spec, encoding="utf-8") as f:
-            spec = json.load(f)
-        build_deb_layer(spec, Path.cwd(), Path(args.out))
-    except (OSError, ValueError) as e:
-        print(f"strata.core deb-layer: error: {e}".replace("\n", " "), file=sys.stderr)
-        return 2
-    return 0
+def deb_layer_command(options) -> None:
+    """`deb-layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
+    with open(options.spec, encoding="utf-8") as f:
+        spec = json.load(f)
+    build_deb_layer(spec, Path.cwd(), Path(options.out))
 
 
-def ca_bundle_main(argv: List[str]) -> int:
+def ca_bundle_command(options) -> None:
     """`ca-bundle --deb CA_CERTIFICATES_DEB --out FILE [--zstd PATH]`: the bundle postinst would
-    have written; errors exit 2, one line."""
-    parser = argparse.ArgumentParser(prog="strata.core ca-bundle", usage=argparse.SUPPRESS)
-    parser.add_argument("--deb", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--zstd")
-    args = parser.parse_args(argv)
-    try:
-        with open(args.deb, "rb") as f:
-            bundle = ca_certificates_bundle(f, args.zstd)
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "wb") as out:
-            out.write(bundle)
-    except (OSError, ValueError) as e:
-        print(f"strata.core ca-bundle: error: {e}".replace("\n", " "), file=sys.stderr)
-        return 2
-    return 0
+    have written."""
+    with open(options.deb, "rb") as f:
+        bundle = ca_certificates_bundle(f, options.zstd)
+    os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
+    with open(options.out, "wb") as out:
+        out.write(bundle)
 
 
 def merged_usr_entries() -> List[dict]:

@@ -11,10 +11,8 @@ built from a lock has only what the lock holds, so whatever relies on an undecla
 package (maintainer scripts, shell-outs to /bin/sh) needs it requested explicitly.
 """
 
-import argparse
 import json
 import re
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Set
@@ -353,21 +351,13 @@ def _check_lock(lock, what: str) -> None:
             raise ValueError(f"{what}: {name} has path {package['path']!r}, not under pool/")
 
 
-def debian_lock_main(argv: List[str]) -> int:
+def debian_lock_command(options) -> None:
     """`python -m strata.core debian-lock`: fetch and verify a suite's index, resolve, lock."""
-    parser = argparse.ArgumentParser(prog="strata.core debian-lock", add_help=False)
-    parser.add_argument("--mirror", required=True)
-    parser.add_argument("--suite", required=True)
-    parser.add_argument("--arch", required=True)
-    parser.add_argument("--package", action="append", required=True)
-    parser.add_argument("--keyring", default=DEFAULT_KEYRING)
-    parser.add_argument("--gpgv", default=DEFAULT_GPGV)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    try:
-        index = fetch_index(args.mirror, args.suite, args.arch, keyring=args.keyring, gpgv=args.gpgv)
-        write_lock(resolve(index, args.package, args.arch), args.out)
-    except (ValueError, OSError) as e:
-        print(f"strata.core debian-lock: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    index = fetch_index(
+        options.mirror,
+        options.suite,
+        options.arch,
+        keyring=options.keyring or DEFAULT_KEYRING,
+        gpgv=options.gpgv or DEFAULT_GPGV,
+    )
+    write_lock(resolve(index, options.package, options.arch), options.out)

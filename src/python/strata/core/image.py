@@ -1,31 +1,11 @@
-"""Image config, manifest and index JSON, media types and references (OCI and Docker v2s2)."""
+"""Image config, manifest and index JSON, and references (OCI and Docker v2s2)."""
 
 import datetime
 import hashlib
 import json
 import re
 
-MEDIA_TYPE_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_TYPE_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_TYPE_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_TYPE_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_TYPE_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_TYPE_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-MEDIA_TYPE_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-MEDIA_TYPE_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-
-# Docker v2s2 has no zstd layer type: a zstd image must be written as OCI.
-_LAYER_MEDIA_TYPES = {
-    True: {
-        "none": MEDIA_TYPE_OCI_LAYER,
-        "gzip": MEDIA_TYPE_OCI_LAYER_GZIP,
-        "zstd": MEDIA_TYPE_OCI_LAYER_ZSTD,
-    },
-    False: {"none": MEDIA_TYPE_DOCKER_LAYER, "gzip": MEDIA_TYPE_DOCKER_LAYER_GZIP},
-}
+from strata.core.oci import media_types
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
@@ -77,14 +57,6 @@ def digest_hex(digest: str) -> str:
     if not match:
         raise ValueError(f"not a sha256 digest (sha256:<64 lowercase hex>): {digest!r}")
     return match.group(1)
-
-
-def layer_media_type(compression: str, oci: bool) -> str:
-    try:
-        return _LAYER_MEDIA_TYPES[oci][compression]
-    except KeyError:
-        kind = "OCI" if oci else "Docker v2s2"
-        raise ValueError(f"no {kind} layer media type for compression {compression!r}") from None
 
 
 def resolve_created(created: str) -> str:
@@ -267,13 +239,13 @@ def make_manifest(config_bytes: bytes, layers: list, oci: bool) -> dict:
     """An image manifest over the config and the layer blobs as produced (layer.json dicts)."""
     return {
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_OCI_MANIFEST if oci else MEDIA_TYPE_DOCKER_MANIFEST,
+        "mediaType": media_types.manifest_of(oci),
         "config": _descriptor(
-            MEDIA_TYPE_OCI_CONFIG if oci else MEDIA_TYPE_DOCKER_CONFIG, config_bytes
+            media_types.config_of(oci), config_bytes
         ),
         "layers": [
             {
-                "mediaType": layer_media_type(layer["compression"], oci),
+                "mediaType": media_types.layer_media_type(layer["compression"], oci),
                 "digest": layer["digest"],
                 "size": layer["blob_size"],
             }
@@ -284,11 +256,11 @@ def make_manifest(config_bytes: bytes, layers: list, oci: bool) -> dict:
 
 def make_index(manifest_bytes: bytes, ref_name: str, platform: dict = None) -> dict:
     """An OCI index naming one manifest; the ref.name annotation is what `oci:DIR:tag` finds."""
-    descriptor = _descriptor(MEDIA_TYPE_OCI_MANIFEST, manifest_bytes)
+    descriptor = _descriptor(media_types.OCI_MANIFEST, manifest_bytes)
     descriptor["annotations"] = {REF_NAME_ANNOTATION: ref_name}
     if platform:
         descriptor["platform"] = platform
-    return {"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": [descriptor]}
+    return {"schemaVersion": 2, "mediaType": media_types.OCI_INDEX, "manifests": [descriptor]}
 
 
 def content_tag(config_digest: str) -> str:

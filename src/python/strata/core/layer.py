@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import stat
-import sys
 import threading
 from collections import namedtuple
 
@@ -365,34 +364,8 @@ def build_layer(spec: dict, sandbox_root: str | os.PathLike, out_dir: str | os.P
     return result
 
 
-def _layer_options(argv: list[str]) -> dict[str, str]:
-    """`--spec SPEC --out OUTDIR` (or `--name=value`), parsed by hand: importing argparse (re,
-    enum, gettext) takes longer than writing a small layer, and every layer is a Process."""
-    options: dict[str, str] = {}
-    args = iter(argv)
-    for arg in args:
-        name, equals, value = arg.partition("=")
-        if name not in ("--spec", "--out"):
-            raise ValueError(f"unrecognized argument: {arg}")
-        if not equals:
-            value = next(args, None)
-            if value is None:
-                raise ValueError(f"argument {name}: expected one argument")
-        options[name[2:]] = value
-    missing = [f"--{name}" for name in ("spec", "out") if name not in options]
-    if missing:
-        raise ValueError(f"the following arguments are required: {', '.join(missing)}")
-    return options
-
-
-def layer_main(argv: list[str]) -> int:
-    """`layer --spec SPEC --out OUTDIR`, run in the sandbox root; errors exit 2, one line."""
-    try:
-        options = _layer_options(argv)
-        with open(options["spec"], encoding="utf-8") as f:
-            spec = json.load(f)
-        build_layer(spec, os.getcwd(), options["out"])
-    except (OSError, ValueError) as e:
-        print(f"strata.core layer: error: {e}".replace("\n", " "), file=sys.stderr)
-        return 2
-    return 0
+def layer_command(options) -> None:
+    """`layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
+    with open(options.spec, encoding="utf-8") as f:
+        spec = json.load(f)
+    build_layer(spec, os.getcwd(), options.out)

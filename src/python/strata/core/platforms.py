@@ -22,13 +22,9 @@ No image, or images of several platforms, is a PlatformError; several images of 
 are left to the caller to tell apart (by name, say).
 """
 
-import json
-import sys
 from typing import Hashable, List, Sequence, Tuple
 
-# Exit code of the core's subcommands for a PlatformError, which they also describe as JSON
-# on stdout for the Pants rules to name the target's `platform` field (docs/architecture.md).
-EXIT_CODE = 3
+from strata.core.errors import InvalidInput
 
 _ARCH_ALIASES = {
     "x86_64": ("amd64", None),
@@ -45,9 +41,12 @@ _VARIANT_ALIASES = {
 _DEFAULT_VARIANT = {"amd64": "v1", "arm64": "v8"}
 
 
-class PlatformError(ValueError):
+class PlatformError(InvalidInput):
     """The requested platform matches no image in `where`, or images of several platforms
-    (`matching`); `available` lists every platform there, as each image gives it."""
+    (`matching`); `available` lists every platform there, as each image gives it. Its exit
+    code and JSON details let the rules name the target's `platform` field."""
+
+    exit_code = 3
 
     def __init__(self, requested: str, where: str, matching: List[str], available: List[str]):
         self.requested, self.where = requested, where
@@ -57,6 +56,14 @@ class PlatformError(ValueError):
         else:
             problem = f"is not in {where}: it holds {', '.join(available) or 'no image'}"
         super().__init__(f"platform {requested} {problem}")
+
+    def details(self) -> dict:
+        return {
+            "platform": self.requested,
+            "in": self.where,
+            "matching": self.matching,
+            "available": self.available,
+        }
 
 
 def parse(text: str) -> dict:
@@ -121,17 +128,3 @@ def select(
         matching = list(dict.fromkeys(describe(p) for _, p in chosen))
         raise PlatformError(requested, where, matching, available)
     return list(dict.fromkeys(key for key, _ in chosen))
-
-
-def fail(prog: str, error: PlatformError) -> int:
-    """Reports a PlatformError as the core's subcommands do: one line on stderr, the details
-    as JSON on stdout; returns EXIT_CODE."""
-    details = {
-        "platform": error.requested,
-        "in": error.where,
-        "matching": error.matching,
-        "available": error.available,
-    }
-    sys.stdout.write(json.dumps(details, sort_keys=True) + "\n")
-    sys.stderr.write(f"{prog}: error: {error}\n")
-    return EXIT_CODE

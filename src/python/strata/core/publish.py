@@ -2,23 +2,16 @@
 known before the push), and `push` pushes it with its blobs from an OCI image layout to one or
 more registries."""
 
-import argparse
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from strata.core.image import (
-    MEDIA_TYPE_OCI_LAYER,
-    MEDIA_TYPE_OCI_LAYER_GZIP,
-    MEDIA_TYPE_OCI_LAYER_ZSTD,
-    canonical_json,
-    digest_hex,
-    make_manifest,
-)
+from strata.core.errors import Interrupted, InvalidInput, StrataError
+from strata.core.image import canonical_json, digest_hex, make_manifest
+from strata.core.oci import media_types
 from strata.core.registry import PushProgress, PushReport, RegistryClient, RegistryError
 
 
@@ -30,12 +23,6 @@ def layout_manifest(layout: Path) -> bytes:
     return _blob(layout, manifests[0]["digest"]).read_bytes()
 
 
-_COMPRESSION_OF = {
-    MEDIA_TYPE_OCI_LAYER: "none",
-    MEDIA_TYPE_OCI_LAYER_GZIP: "gzip",
-    MEDIA_TYPE_OCI_LAYER_ZSTD: "zstd",
-}
-
 
 def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> bytes:
     """The same image as a Docker v2 schema 2 manifest (for registries and tools that predate
@@ -43,7 +30,7 @@ def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> bytes:
     zstd layers have no Docker media type, which is an error."""
     manifest = json.loads(manifest_bytes)
     layers = [
-        {"compression": _COMPRESSION_OF[d["mediaType"]], "digest": d["digest"], "blob_size": d["size"]}
+        {"compression": media_types.compression_of(d["mediaType"]), "digest": d["digest"], "blob_size": d["size"]}
         for d in manifest["layers"]
     ]
     return canonical_json(make_manifest(config_bytes, layers, oci=False))
@@ -133,19 +120,13 @@ def push_layout(
     return report
 
 
-def manifest_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="strata.core manifest", add_help=False)
-    parser.add_argument("--layout", required=True, type=Path)
-    parser.add_argument("--docker", action="store_true", help="a Docker v2s2 manifest")
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
+def manifest_command(options) -> None:
+    layout = Path(options.layout)
     try:
-        manifest_bytes = manifest_to_push(args.layout, args.docker)
-    except (ValueError, KeyError, OSError) as e:
-        print(f"strata.core manifest: error: {args.layout}: {e}", file=sys.stderr)
-        return 2
-    args.out.write_bytes(manifest_bytes)
-    return 0
+        manifest_bytes = manifest_to_push(layout, options.docker)
+    except KeyError as e:
+        raise InvalidInput(f"{layout}: a manifest or index without {e}") from None
+    Path(options.out).write_bytes(manifest_bytes)
 
 
 def interrupted_message(name: str, progress: PushProgress) -> str:
@@ -158,51 +139,40 @@ def interrupted_message(name: str, progress: PushProgress) -> str:
         else "manifest not pushed"
     )
     return (
-        f"strata.core push: interrupted: {name}: {present} of {progress.blobs} blobs in place: "
+        f"{name}: {present} of {progress.blobs} blobs in place: "
         f"{progress.blobs_uploaded} uploaded ({progress.bytes_uploaded} bytes), "
         f"{progress.blobs_mounted} mounted, {progress.blobs_skipped} already present; "
         f"{manifest}; run `pants publish` again to resume: blobs already pushed are skipped"
     )
 
 
-def push_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="strata.core push", add_help=False)
-    parser.add_argument("--layout", required=True, type=Path)
-    parser.add_argument("--manifest", required=True, type=Path, help="from `manifest`")
-    parser.add_argument("--registry", action="append", required=True)
-    parser.add_argument("--repository", required=True)
-    parser.add_argument("--tag", action="append", default=[])
-    parser.add_argument("--mount-from")
-    parser.add_argument("--insecure", action="store_true", default=None)
-    args = parser.parse_args(argv)
+def push_command(options) -> None:
     record = PushedBlobs(default_record_path())
-    for registry in args.registry:
-        name = f"{registry}/{args.repository}"
+    manifest_bytes = Path(options.manifest).read_bytes()
+    for registry in options.registry:
+        name = f"{registry}/{options.repository}"
         progress = PushProgress()
         try:
             report = push_layout(
-                args.layout,
-                args.manifest.read_bytes(),
+                Path(options.layout),
+                manifest_bytes,
                 registry,
-                args.repository,
-                args.tag,
-                known_in=args.mount_from,
-                insecure=args.insecure,
+                options.repository,
+                options.tag,
+                known_in=options.mount_from,
+                insecure=options.insecure or None,
                 record=record,
                 progress=progress,
             )
-            for tag in report.tags or ("(no tag)",):
-                print(f"{name}:{tag}@{report.digest}")
-            print(
-                f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
-                f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
-            )
         except (RegistryError, ValueError, OSError) as e:
-            print(f"strata.core push: error: {name}: {e}", file=sys.stderr)
-            return 1
+            raise StrataError(f"{name}: {e}") from e
         except KeyboardInterrupt:
             # Ctrl-C, or Pants cancelling the run: one line, and no second interruption of it.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            print(interrupted_message(name, progress), file=sys.stderr)
-            return 130
-    return 0
+            raise Interrupted(interrupted_message(name, progress)) from None
+        for tag in report.tags or ("(no tag)",):
+            print(f"{name}:{tag}@{report.digest}")
+        print(
+            f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
+            f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
+        )

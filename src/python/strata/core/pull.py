@@ -4,16 +4,14 @@ Every manifest and blob is verified against its digest by the registry client; t
 written beside OUT and renamed into place only when complete.
 """
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
-from typing import List
 
 from strata.core import platforms
 from strata.core.image import canonical_json, digest_hex, platform_of
+from strata.core.errors import StrataError
 from strata.core.registry import RegistryClient, RegistryError
 
 
@@ -54,23 +52,16 @@ def pull_layout(
     return manifest_digest
 
 
-def pull_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(prog="strata.core pull", add_help=False)
-    parser.add_argument("--registry", required=True)
-    parser.add_argument("--repository", required=True)
-    parser.add_argument("--digest", required=True)
-    parser.add_argument("--platform", default="linux/amd64")
-    parser.add_argument("--insecure", action="store_true", default=None)
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
+def pull_command(options) -> None:
     try:
         pull_layout(
-            args.registry, args.repository, args.digest, args.platform, args.out, args.insecure
+            options.registry,
+            options.repository,
+            options.digest,
+            options.platform,
+            Path(options.out),
+            options.insecure or None,
         )
-    except platforms.PlatformError as e:
-        return platforms.fail("strata.core pull", e)
-    except (RegistryError, ValueError, OSError) as e:
-        where = f"{args.registry}/{args.repository}@{args.digest}"
-        print(f"strata.core pull: error: {where}: {e}", file=sys.stderr)
-        return 2
-    return 0
+    except (RegistryError, OSError) as e:
+        where = f"{options.registry}/{options.repository}@{options.digest}"
+        raise StrataError(f"{where}: {e}") from e

@@ -26,11 +26,9 @@ from strata.core.auth import (
     parse_challenge,
 )
 from strata.core.hashing import HashingWriter
+from strata.core.oci import media_types
 
-MEDIA_TYPE_DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_MEDIA_TYPES = (image.MEDIA_TYPE_OCI_MANIFEST, image.MEDIA_TYPE_DOCKER_MANIFEST)
-INDEX_MEDIA_TYPES = (image.MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_DOCKER_MANIFEST_LIST)
-ALL_MANIFEST_MEDIA_TYPES = MANIFEST_MEDIA_TYPES + INDEX_MEDIA_TYPES
+ALL_MANIFEST_MEDIA_TYPES = media_types.MANIFESTS + media_types.INDEXES
 
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 IO_CHUNK = 1024 * 1024
@@ -325,7 +323,7 @@ class RegistryClient:
         image.digest_hex(digest)
         platforms.parse(platform)
         media_type, data, _ = self.resolve(repository, digest)
-        if media_type in MANIFEST_MEDIA_TYPES:
+        if media_type in media_types.MANIFESTS:
             return media_type, data, digest
         name = self._name(repository, digest)
         try:
@@ -342,7 +340,7 @@ class RegistryClient:
             )
         child = children[0]
         child_type, child_data, _ = self.resolve(repository, child)
-        if child_type not in MANIFEST_MEDIA_TYPES:
+        if child_type not in media_types.MANIFESTS:
             raise UnsupportedMediaTypeError(
                 f"{self._name(repository, child)} ({platform} in {name}) is a "
                 f"{child_type}, not an image manifest"
@@ -448,9 +446,9 @@ class RegistryClient:
         tags = tuple(image.validate_tag(t) for t in tags)
         if known_in is not None:
             image.validate_repository(known_in)
-        if media_type not in MANIFEST_MEDIA_TYPES:
+        if media_type not in media_types.MANIFESTS:
             raise UnsupportedMediaTypeError(
-                f"push_image pushes image manifests ({', '.join(MANIFEST_MEDIA_TYPES)}), "
+                f"push_image pushes image manifests ({', '.join(media_types.MANIFESTS)}), "
                 f"not {media_type!r}"
             )
         wanted = _manifest_blobs(manifest_bytes)

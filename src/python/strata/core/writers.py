@@ -1,7 +1,6 @@
 """docker-archive, OCI image layout and oci-archive writers; every blob is streamed, none is
 held in memory. Also reads the inputs they take: `layer` outputs and base dirs."""
 
-import argparse
 import hashlib
 import json
 import os
@@ -12,6 +11,7 @@ import threading
 import zlib
 
 from strata.core import image
+from strata.core.errors import StrataError
 from strata.core.tarstream import TarWriter
 
 FORMATS = ("docker-archive", "oci", "oci-archive")
@@ -474,76 +474,25 @@ def assemble(img: Image, output: str) -> dict:
     }
 
 
-class CliParser(argparse.ArgumentParser):
-    """Usage errors on one line, exit 2, like every other error of the core's subcommands."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def fail(prog: str, error, code: int) -> int:
-    message = " ".join(str(error).split())
-    sys.stderr.write(f"{prog}: error: {message}\n")
-    return code
-
-
-def parse(parser: argparse.ArgumentParser, argv: list):
-    """Parsed args, or the exit code argparse wanted (so the mains always return an int)."""
-    try:
-        return parser.parse_args(argv), None
-    except SystemExit as e:
-        return None, e.code
+def assemble_command(options) -> None:
+    """Write an image from an image spec (docs/architecture.md)."""
+    img = load_image(options.spec)
+    if img.format == "docker-archive":
+        check_docker_archive(img)
+    metadata = assemble(img, options.out)
+    for path, data in (
+        (options.metadata, image.canonical_json(metadata)),
+        (options.config_out, img.config_bytes),
+    ):
+        if path:
+            _write_file_atomically(path, lambda f, data=data: f.write(data))
 
 
-def assemble_main(argv: list) -> int:
-    parser = CliParser(
-        prog="strata.core assemble", description="Write an image from an image spec."
-    )
-    parser.add_argument("--spec", required=True, help="image-spec.json (docs/architecture.md)")
-    parser.add_argument("--out", required=True, help="the image: a file, or a directory for oci")
-    parser.add_argument("--metadata", help="where to write the image's digests as JSON")
-    parser.add_argument(
-        "--config-out", help="where to write the image config's bytes (to make it a base)"
-    )
-    args, code = parse(parser, argv)
-    if args is None:
-        return code
-    try:
-        img = load_image(args.spec)
-        if img.format == "docker-archive":
-            check_docker_archive(img)
-    except (OSError, ValueError) as e:
-        return fail(parser.prog, e, 2)
-    try:
-        metadata = assemble(img, args.out)
-        for path, data in (
-            (args.metadata, image.canonical_json(metadata)),
-            (args.config_out, img.config_bytes),
-        ):
-            if path:
-                _write_file_atomically(path, lambda f, data=data: f.write(data))
-    except ValueError as e:  # a base blob that does not decompress to its diff_id
-        return fail(parser.prog, e, 2)
-    except OSError as e:
-        return fail(parser.prog, e, 1)
-    return 0
-
-
-def stream_main(argv: list) -> int:
+def stream_command(options) -> None:
     """docker-archive bytes to stdout, whatever the spec's format: what `run` pipes into
     `docker load`, with no copy of the image on disk."""
-    parser = CliParser(
-        prog="strata.core stream", description="Write an image spec's docker-archive to stdout."
-    )
-    parser.add_argument("--spec", required=True, help="image-spec.json (docs/architecture.md)")
-    args, code = parse(parser, argv)
-    if args is None:
-        return code
-    try:
-        img = load_image(args.spec)
-        check_docker_archive(img)
-    except (OSError, ValueError) as e:
-        return fail(parser.prog, e, 2)
+    img = load_image(options.spec)
+    check_docker_archive(img)
     out = sys.stdout.buffer
     try:
         write_docker_archive(img, out)
@@ -551,9 +500,4 @@ def stream_main(argv: list) -> int:
     except BrokenPipeError:
         # Keep the interpreter's final flush of stdout from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return fail(parser.prog, "the reader closed stdout before the image was written", 1)
-    except ValueError as e:
-        return fail(parser.prog, e, 2)
-    except OSError as e:
-        return fail(parser.prog, e, 1)
-    return 0
+        raise StrataError("the reader closed stdout before the image was written") from None

@@ -22,7 +22,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
-from strata.core import platforms
+from strata.core.platforms import PlatformError
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
@@ -81,9 +81,9 @@ def _platform_error(target: str, platform: str, details: dict) -> InvalidFieldEx
 
 async def _run_choosing_platform(process: Process, target: str, platform: str) -> ProcessResult:
     """Runs a core process that picks an image by `platform`: its platform failure (exit code
-    platforms.EXIT_CODE, details as JSON on stdout) is an error naming the target's field."""
+    PlatformError.exit_code, details as JSON on stdout) is an error naming the target's field."""
     result = await Get(FallibleProcessResult, Process, process)
-    if result.exit_code == platforms.EXIT_CODE:
+    if result.exit_code == PlatformError.exit_code:
         raise _platform_error(target, platform, json.loads(result.stdout))
     description = ProductDescription(process.description)
     return await Get(

@@ -61,8 +61,10 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
     core_dir = Path(strata_core.__file__).parent
     package = FileContent("strata/__init__.py", b"")
     modules = {
-        source.name: FileContent(f"strata/core/{source.name}", source.read_bytes())
-        for source in sorted(core_dir.glob("*.py"))
+        source.relative_to(core_dir).as_posix(): FileContent(
+            f"strata/core/{source.relative_to(core_dir).as_posix()}", source.read_bytes()
+        )
+        for source in sorted(core_dir.rglob("*.py"))
     }
     pythons = await Get(
         BinaryPaths,

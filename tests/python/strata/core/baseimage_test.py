@@ -13,9 +13,10 @@ import tracemalloc
 
 import pytest
 
-from strata.core import __main__ as core_cli
+from strata.core import cli as core_cli
 from strata.core import baseimage, image, writers
 from strata.core.layer import build_layer
+from strata.core.oci import media_types
 from strata_harness import (
     assert_valid_image,
     layer_tar,
@@ -126,9 +127,9 @@ def compress_oci_layout(layout, compression="gzip", media_type=None):
     blobs = pathlib.Path(layout, "blobs", "sha256")
     for layer in manifest["layers"]:
         data = COMPRESS[compression]((blobs / image.digest_hex(layer["digest"])).read_bytes())
-        media_type = media_type or image.layer_media_type(compression, True)
+        media_type = media_type or media_types.layer_media_type(compression, True)
         layer.update(put_blob(layout, data, media_type))
-    descriptor = put_blob(layout, image.canonical_json(manifest), image.MEDIA_TYPE_OCI_MANIFEST)
+    descriptor = put_blob(layout, image.canonical_json(manifest), media_types.OCI_MANIFEST)
     index["manifests"][0].update(descriptor)
     write_json(pathlib.Path(layout, "index.json"), index)
     return layout
@@ -189,7 +190,7 @@ def test_import_docker_archive(tmp_path, compression):
                 )
             )
         ),
-        "media_type": image.MEDIA_TYPE_DOCKER_MANIFEST,
+        "media_type": media_types.DOCKER_MANIFEST,
     }
     assert sorted(os.listdir(base)) == ["base.json", "config.json", "layers"]
     assert not os.path.exists(f"{base}.tmp")
@@ -208,7 +209,7 @@ def test_import_zstd_docker_archive(tmp_path, capsys):
     archive = compress_docker_archive(
         make_docker_archive(tmp_path / "plain.tar", BASE_FILES), tmp_path / "zstd.tar", "zstd"
     )
-    import_base(tmp_path, archive, expect=2)
+    import_base(tmp_path, archive, expect=1)
     assert "is zstd: reading one from a docker-archive needs --zstd" in capsys.readouterr().err
     base = import_base(tmp_path, archive, "--zstd", zstd_path())
     ((info, _),) = base_layers(base)
@@ -231,7 +232,7 @@ def test_import_oci_layout_gzip(tmp_path):
     assert read_json(base / "base.json") == {
         "config_digest": manifest["config"]["digest"],
         "manifest_digest": index["manifests"][0]["digest"],
-        "media_type": image.MEDIA_TYPE_OCI_MANIFEST,
+        "media_type": media_types.OCI_MANIFEST,
     }
     assert (base / "config.json").read_bytes() == (
         blobs / image.digest_hex(manifest["config"]["digest"])
@@ -305,8 +306,8 @@ def test_import_strata_image(tmp_path, fmt):
     assert read_json(base / "base.json") == {
         "config_digest": metadata["config_digest"],
         "manifest_digest": metadata["manifest_digest"],
-        "media_type": image.MEDIA_TYPE_DOCKER_MANIFEST if fmt == "docker-archive"
-        else image.MEDIA_TYPE_OCI_MANIFEST,
+        "media_type": media_types.DOCKER_MANIFEST if fmt == "docker-archive"
+        else media_types.OCI_MANIFEST,
     }
     assert (base / "config.json").read_bytes() == config
     for (info, layer_dir), source in zip(base_layers(base), dirs):
@@ -335,10 +336,10 @@ def multi_platform_layout(tmp_path) -> pathlib.Path:
     single = make_oci_layout(tmp_path / "single", {"which": b"single\n"}, ref="single")
     index = merge_layouts(layout, arm, single)
     amd64, arm64, plain = index["manifests"]
-    attestation = put_blob(layout, b'{"schemaVersion":2}', image.MEDIA_TYPE_OCI_MANIFEST)
+    attestation = put_blob(layout, b'{"schemaVersion":2}', media_types.OCI_MANIFEST)
     nested = {
         "schemaVersion": 2,
-        "mediaType": image.MEDIA_TYPE_OCI_INDEX,
+        "mediaType": media_types.OCI_INDEX,
         "manifests": [
             dict(amd64, annotations={}, platform={"os": "linux", "architecture": "amd64"}),
             dict(arm64, annotations={},
@@ -347,7 +348,7 @@ def multi_platform_layout(tmp_path) -> pathlib.Path:
                  platform={"os": "unknown", "architecture": "unknown"}),
         ],
     }
-    descriptor = put_blob(layout, image.canonical_json(nested), image.MEDIA_TYPE_OCI_INDEX)
+    descriptor = put_blob(layout, image.canonical_json(nested), media_types.OCI_INDEX)
     descriptor["annotations"] = {OCI_REF: "multi"}
     write_json(layout / "index.json", {"schemaVersion": 2, "manifests": [descriptor, plain]})
     return layout
@@ -385,7 +386,7 @@ def test_import_picks_from_an_index(tmp_path, args, which):
 )
 def test_import_ambiguous_or_missing_image(tmp_path, capsys, args, message):
     layout = multi_platform_layout(tmp_path)
-    out = import_base(tmp_path, layout, *args, expect=2)
+    out = import_base(tmp_path, layout, *args, expect=1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("strata.core import-base: error: ")
     assert re.search(message, err), err
@@ -443,7 +444,7 @@ def test_import_picks_a_repo_tag(tmp_path, capsys):
     both = write_tar(tmp_path / "both.tar", members)
     base = import_base(tmp_path, both, "--ref", "a/two:2")
     assert base_file(base) == b"two\n"
-    import_base(tmp_path, both, name="none", expect=2)
+    import_base(tmp_path, both, name="none", expect=1)
     assert "holds 2 images; it has: a/one:1 linux/" in capsys.readouterr().err
 
 
@@ -465,7 +466,7 @@ def test_import_reads_an_archive_in_place(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["base", "big-gz.tar", "big.tar"]
 
 
-# Tampered sources: a clear one-line error, exit 2, and no base dir at all.
+# Tampered sources: a clear one-line error, exit 1, and no base dir at all.
 
 
 def tamper_layer_blob(tmp_path):
@@ -497,13 +498,13 @@ def truncated_gzip(tmp_path):
     _, manifest = layout_manifest(layout)
     blobs = layout / "blobs" / "sha256"
     data = (blobs / image.digest_hex(manifest["layers"][0]["digest"])).read_bytes()[:-20]
-    manifest["layers"][0].update(put_blob(layout, data, image.MEDIA_TYPE_OCI_LAYER_GZIP))
+    manifest["layers"][0].update(put_blob(layout, data, media_types.OCI_LAYER_GZIP))
     return rewrite_manifest(layout, manifest)
 
 
 def rewrite_manifest(layout, manifest):
     index = read_json(layout / "index.json")
-    descriptor = put_blob(layout, image.canonical_json(manifest), image.MEDIA_TYPE_OCI_MANIFEST)
+    descriptor = put_blob(layout, image.canonical_json(manifest), media_types.OCI_MANIFEST)
     index["manifests"][0].update(descriptor)
     write_json(layout / "index.json", index)
     return layout
@@ -526,7 +527,7 @@ def rewrite_manifest(layout, manifest):
         (tamper_docker_config, r"config \w+\.json does not match the digest in its name"),
         (truncated_gzip, "not a valid gzip stream: truncated"),
         (lambda t: compress_oci_layout(make_oci_layout(t / "l", BASE_FILES), "none",
-                                       image.MEDIA_TYPE_OCI_LAYER_GZIP),
+                                       media_types.OCI_LAYER_GZIP),
          "its media type says gzip, it is none"),
         (lambda t: write_tar(t / "x.tar", {"hello": b"hi"}), "has neither manifest.json nor"),
         (lambda t: t / "missing", "does not exist"),
@@ -536,7 +537,7 @@ def test_import_rejects_bad_sources(tmp_path, capsys, make, message):
     source = make(tmp_path)
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "old").write_text("kept")
-    import_base(tmp_path, source, expect=2)
+    import_base(tmp_path, source, expect=1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("strata.core import-base: error: "), err
     assert re.search(message, err), err
@@ -568,7 +569,7 @@ def test_import_zstd_diff_id(tmp_path, capsys):
     """The binary catches a wrong diff_id; without it the config is trusted (documented)."""
     zstd = zstd_path()
     layout = zstd_layout(tmp_path, corrupt_diff_id=True)
-    import_base(tmp_path, layout, "--zstd", zstd, expect=2)
+    import_base(tmp_path, layout, "--zstd", zstd, expect=1)
     assert "its tar has diff_id" in capsys.readouterr().err
     import_base(tmp_path, layout)
 
@@ -623,7 +624,7 @@ def test_assemble_on_a_base(tmp_path, fmt):
         manifest = read_json(layout / "blobs" / "sha256" / image.digest_hex(
             metadata["manifest_digest"]))
         assert [l["mediaType"] for l in manifest["layers"]] == [
-            image.MEDIA_TYPE_OCI_LAYER_GZIP, image.MEDIA_TYPE_OCI_LAYER, image.MEDIA_TYPE_OCI_LAYER
+            media_types.OCI_LAYER_GZIP, media_types.OCI_LAYER, media_types.OCI_LAYER
         ]
         # Byte for byte the base's blob.
         copied = layout / "blobs" / "sha256" / image.digest_hex(base_info["digest"])
@@ -666,14 +667,14 @@ def test_zstd_base(tmp_path, capsys):
 
     oci, metadata, _ = assemble(tmp_path, image_spec(tmp_path, "oci", dirs, trusted), "oci")
     manifest = read_json(oci / "blobs" / "sha256" / image.digest_hex(metadata["manifest_digest"]))
-    assert manifest["layers"][0]["mediaType"] == image.MEDIA_TYPE_OCI_LAYER_ZSTD
+    assert manifest["layers"][0]["mediaType"] == media_types.OCI_LAYER_ZSTD
     run_skopeo_copy(tmp_path, f"oci:{oci}:v1")  # umoci 0.4 predates zstd
 
     spec = image_spec(tmp_path, "docker-archive", dirs, checked, name="nozstd")
-    assemble(tmp_path, spec, "a.tar", expect=2)
+    assemble(tmp_path, spec, "a.tar", expect=1)
     assert "decompressing it needs the zstd binary" in capsys.readouterr().err
     spec = image_spec(tmp_path, "docker-archive", dirs, trusted, name="trusted", zstd=zstd)
-    assemble(tmp_path, spec, "b.tar", expect=2)
+    assemble(tmp_path, spec, "b.tar", expect=1)
     assert "imported without the zstd binary, so its size is unknown" in capsys.readouterr().err
     spec = image_spec(tmp_path, "docker-archive", dirs, checked, name="checked", zstd=zstd)
     out, metadata, _ = assemble(tmp_path, spec, "c.tar")
@@ -690,7 +691,7 @@ def test_zstd_base_that_lies_fails(tmp_path, capsys):
     ((info, layer_dir),) = base_layers(trusted)
     write_json(layer_dir / "layer.json", dict(info, size=len(layer_tar(BASE_FILES))))
     spec = image_spec(tmp_path, "docker-archive", [], trusted, zstd=zstd)
-    assemble(tmp_path, spec, "a.tar", expect=2)
+    assemble(tmp_path, spec, "a.tar", expect=1)
     assert "does not decompress to its diff_id" in capsys.readouterr().err
     assert not (tmp_path / "a.tar").exists() and not (tmp_path / "a.tar.tmp").exists()
 
@@ -727,7 +728,7 @@ def break_base(base, what):
 def test_assemble_rejects_a_broken_base(tmp_path, capsys, what, message):
     base = gzip_base(tmp_path)
     break_base(base, what)
-    assemble(tmp_path, image_spec(tmp_path, "oci", [], base), "o", expect=2)
+    assemble(tmp_path, image_spec(tmp_path, "oci", [], base), "o", expect=1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
     assert not (tmp_path / "o").exists()
@@ -738,7 +739,7 @@ def test_assemble_rejects_another_platform(tmp_path, capsys):
     spec = read_json(image_spec(tmp_path, "oci", [], base))
     other = "arm64" if read_json(base / "config.json")["architecture"] != "arm64" else "amd64"
     spec["config"]["architecture"] = other
-    assemble(tmp_path, write_json(tmp_path / "s.json", spec), "o", expect=2)
+    assemble(tmp_path, write_json(tmp_path / "s.json", spec), "o", expect=1)
     assert f"config.architecture is '{other}' but the base image's is" in capsys.readouterr().err
 
 
@@ -782,7 +783,7 @@ def test_chain_of_three(tmp_path):
         assert written == {
             "config_digest": metadata["config_digest"],
             "manifest_digest": metadata["manifest_digest"],
-            "media_type": image.MEDIA_TYPE_OCI_MANIFEST,
+            "media_type": media_types.OCI_MANIFEST,
         }
         imported = import_base(tmp_path, first, name=f"imported-{level}")
         # Strata's own layer.json has "entries"; an imported one cannot know it.

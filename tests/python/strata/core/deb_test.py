@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import pytest
 
-from strata.core.__main__ import main
+from strata.core.cli import main
 from strata.core.deb import (
     MERGED_USR_DIRS,
     build_deb_layer,
@@ -364,7 +364,7 @@ def test_deb_layer_subcommand(tmp_path: Path, sandbox: Path, monkeypatch, capsys
     _, entries = read_layer(sandbox / "out")
     assert "usr/bin/tool" in entries
     (sandbox / "spec.json").write_text(json.dumps(deb_spec(("debs/missing.deb", "demo"))))
-    assert main(["deb-layer", "--spec", "spec.json", "--out", "out2"]) == 2
+    assert main(["deb-layer", "--spec", "spec.json", "--out", "out2"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("strata.core deb-layer: error: debs[0] (debs/missing.deb): ")
     assert error.count("\n") == 1

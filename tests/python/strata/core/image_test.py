@@ -5,6 +5,7 @@ import json
 import pytest
 
 from strata.core import image
+from strata.core.oci import media_types
 
 DIFF_IDS = ["sha256:" + c * 64 for c in "abc"]
 LAYERS = [
@@ -136,16 +137,16 @@ def test_manifest_shape(oci):
     manifest = image.make_manifest(config_bytes, layers, oci)
     assert manifest["schemaVersion"] == 2
     assert manifest["config"] == {
-        "mediaType": image.MEDIA_TYPE_OCI_CONFIG if oci else image.MEDIA_TYPE_DOCKER_CONFIG,
+        "mediaType": media_types.OCI_CONFIG if oci else media_types.DOCKER_CONFIG,
         "digest": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
         "size": len(config_bytes),
     }
     if oci:
         assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
-        types = [image.MEDIA_TYPE_OCI_LAYER, image.MEDIA_TYPE_OCI_LAYER_GZIP]
+        types = [media_types.OCI_LAYER, media_types.OCI_LAYER_GZIP]
     else:
         assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
-        types = [image.MEDIA_TYPE_DOCKER_LAYER, image.MEDIA_TYPE_DOCKER_LAYER_GZIP]
+        types = [media_types.DOCKER_LAYER, media_types.DOCKER_LAYER_GZIP]
     assert manifest["layers"] == [
         {"mediaType": types[0], "digest": DIFF_IDS[0], "size": 10240},
         {"mediaType": types[1], "digest": "sha256:" + "d" * 64, "size": 99},
@@ -153,14 +154,14 @@ def test_manifest_shape(oci):
 
 
 def test_layer_media_types():
-    assert image.layer_media_type("zstd", True) == "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert media_types.layer_media_type("zstd", True) == "application/vnd.oci.image.layer.v1.tar+zstd"
     assert (
-        image.layer_media_type("gzip", False) == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        media_types.layer_media_type("gzip", False) == "application/vnd.docker.image.rootfs.diff.tar.gzip"
     )
     with pytest.raises(ValueError, match="no Docker v2s2 layer media type for compression 'zstd'"):
         image.make_manifest(b"{}", [dict(LAYERS[0], compression="zstd")], oci=False)
     with pytest.raises(ValueError, match="'xz'"):
-        image.layer_media_type("xz", True)
+        media_types.layer_media_type("xz", True)
 
 
 def test_index_shape():

@@ -17,7 +17,8 @@ SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
 # Runs each argument (a JSON argv) through the dispatcher, then lists the strata modules loaded.
 PROBE = """
 import json, sys
-from strata.core.__main__ import main
+import strata.core.__main__  # what `-m strata.core` loads first
+from strata.core.cli import main
 codes = [main(json.loads(argv)) for argv in sys.argv[1:]]
 print(json.dumps({"codes": codes, "modules": sorted(m for m in sys.modules if m.startswith("strata"))}))
 """

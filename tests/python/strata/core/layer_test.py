@@ -1,6 +1,5 @@
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import strata.core
-from strata.core.__main__ import main
+from strata.core.cli import main
 from strata.core.layer import build_layer
 
 ZSTD = "/usr/bin/zstd"
@@ -309,7 +308,7 @@ def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
 
 
 @pytest.mark.parametrize("python", PYTHONS)
-def test_cli_errors_exit_2_with_one_line(tmp_path, python):
+def test_cli_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
     sandbox = standalone_core(tmp_path)
     (sandbox / "conflict.json").write_text(json.dumps({"entries": [
         {"path": "a", "type": "dir"}, {"path": "a", "type": "symlink", "target": "b"}]}))
@@ -318,7 +317,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, python):
                           ("escape.json", "path '../a' escapes the image root"),
                           ("missing.json", "No such file or directory")):
         done = run_cli(python, sandbox, "layer", "--spec", spec, "--out", "out")
-        assert done.returncode == 2
+        assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and message in done.stderr
         assert done.stderr.startswith("strata.core layer: error: ")
     done = run_cli(python, sandbox, "layer", "--out", "out")

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from strata.core import platforms
+from strata.core.cli import report
 from strata.core.platforms import PlatformError, select
 
 WHERE = "reg/app@sha256:1"
@@ -109,9 +110,9 @@ def test_parse_rejects(text):
         platforms.parse(text)
 
 
-def test_fail_reports_on_both_streams(capsys):
+def test_cli_reports_a_platform_error_on_both_streams(capsys):
     error = PlatformError("linux/arm", WHERE, ["linux/arm/v6", "linux/arm/v7"], ["x"])
-    assert platforms.fail("strata.core pull", error) == platforms.EXIT_CODE == 3
+    assert report("strata.core pull", error) == PlatformError.exit_code == 3
     out, err = capsys.readouterr()
     assert err == f"strata.core pull: error: {error}\n"
     assert json.loads(out) == {

@@ -26,6 +26,7 @@ from strata.core import image
 from strata.core.platforms import PlatformError
 from strata.core.pull import pull_layout
 from strata.core.auth import Credentials, credentials_for, parse_challenge
+from strata.core.oci import media_types
 from strata.core.registry import (
     AuthenticationError,
     AuthorizationError,
@@ -47,7 +48,7 @@ from strata_harness import (
     start_registry,
 )
 
-OCI_MANIFEST = image.MEDIA_TYPE_OCI_MANIFEST
+OCI_MANIFEST = media_types.OCI_MANIFEST
 PASSWORD = "pw-" + secrets.token_hex(8)  # random, so a leak is unmistakable
 MiB = 1024 * 1024
 
@@ -117,13 +118,13 @@ def index_layout(tmp: Path, *platforms: str) -> Path:
         config = {**json.loads(Path(single.blobs[0][2]).read_bytes()), **fields}
         layer = Path(single.blobs[1][2]).read_bytes()
         manifest = json.loads(single.manifest)
-        manifest["config"] = put(image.canonical_json(config), image.MEDIA_TYPE_OCI_CONFIG)
-        manifest["layers"] = [put(layer, image.MEDIA_TYPE_OCI_LAYER)]
+        manifest["config"] = put(image.canonical_json(config), media_types.OCI_CONFIG)
+        manifest["layers"] = [put(layer, media_types.OCI_LAYER)]
         entry = put(image.canonical_json(manifest), OCI_MANIFEST)
         entry["platform"] = fields
         entries.append(entry)
-    index = {"schemaVersion": 2, "mediaType": image.MEDIA_TYPE_OCI_INDEX, "manifests": entries}
-    top = put(image.canonical_json(index), image.MEDIA_TYPE_OCI_INDEX)
+    index = {"schemaVersion": 2, "mediaType": media_types.OCI_INDEX, "manifests": entries}
+    top = put(image.canonical_json(index), media_types.OCI_INDEX)
     top["annotations"] = {image.REF_NAME_ANNOTATION: "multi"}
     (out / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
     (out / "index.json").write_bytes(image.canonical_json({"schemaVersion": 2, "manifests": [top]}))
@@ -349,13 +350,13 @@ def test_push_validates_its_input_before_sending_anything(tmp_path):
     with pytest.raises(ValueError, match="invalid tag"):
         client.push_image("strata/x", ["-bad"], img.manifest, OCI_MANIFEST, img.blobs)
     with pytest.raises(UnsupportedMediaTypeError, match="image manifests"):
-        client.push_image("strata/x", ["1"], img.manifest, image.MEDIA_TYPE_OCI_INDEX, img.blobs)
+        client.push_image("strata/x", ["1"], img.manifest, media_types.OCI_INDEX, img.blobs)
     with pytest.raises(UnsupportedMediaTypeError, match="text/plain"):
         client.push_manifest("strata/x", "1", "text/plain", img.manifest)
     with pytest.raises(DigestMismatchError, match="the manifest's digest is"):
         client.push_manifest("strata/x", "sha256:" + "0" * 64, OCI_MANIFEST, img.manifest)
     with pytest.raises(ValueError, match="mediaType"):
-        client.push_manifest("strata/x", "1", image.MEDIA_TYPE_DOCKER_MANIFEST, img.manifest)
+        client.push_manifest("strata/x", "1", media_types.DOCKER_MANIFEST, img.manifest)
 
 
 # --- pull against the real registry -------------------------------------------------------
@@ -368,7 +369,7 @@ def test_pull_platform_from_an_index_pushed_by_skopeo(registry, tmp_path):
     )
     client = RegistryClient(registry.host)
     media_type, index_bytes, index_digest = client.resolve("strata/multi", "1")
-    assert media_type == image.MEDIA_TYPE_OCI_INDEX
+    assert media_type == media_types.OCI_INDEX
     assert index_digest == image.sha256_digest(index_bytes)
 
     for arch in ("amd64", "arm64"):

@@ -14,9 +14,10 @@ import tracemalloc
 import pytest
 
 import strata
-from strata.core import __main__ as core_cli
+from strata.core import cli as core_cli
 from strata.core import image, writers
 from strata.core.layer import build_layer
+from strata.core.oci import media_types
 
 ENTRYPOINT = ["/bin/hello"]
 LAYER_FILES = [
@@ -103,7 +104,7 @@ def make_spec(tmp_path, fmt="docker-archive", compression="none", tag="v1", laye
 def assemble(tmp_path, spec, name="out"):
     out, metadata = tmp_path / name, tmp_path / f"{name}.json"
     assert (
-        writers.assemble_main(["--spec", spec, "--out", str(out), "--metadata", str(metadata)]) == 0
+        core_cli.main(["assemble", "--spec", spec, "--out", str(out), "--metadata", str(metadata)]) == 0
     )
     return out, json.loads(metadata.read_text())
 
@@ -262,7 +263,7 @@ def test_stream_equals_assemble(tmp_path, monkeypatch):
     before = sorted(os.listdir(tmp_path))
     stdout = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", stdout)
-    assert writers.stream_main(["--spec", spec]) == 0
+    assert core_cli.main(["stream", "--spec", spec]) == 0
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == before
     spec_data = json.loads(pathlib.Path(spec).read_text())
@@ -275,7 +276,7 @@ def test_stream_equals_assemble(tmp_path, monkeypatch):
 def test_stream_rejects_compressed_layers(tmp_path, capsys, monkeypatch):
     stdout = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", stdout)
-    assert writers.stream_main(["--spec", make_spec(tmp_path, "oci", "gzip")]) == 2
+    assert core_cli.main(["stream", "--spec", make_spec(tmp_path, "oci", "gzip")]) == 1
     assert stdout.buffer.getvalue() == b""
     assert "docker-archive needs uncompressed layers" in capsys.readouterr().err
 
@@ -415,10 +416,10 @@ def test_oci_layout(tmp_path, compression):
         assert sha256_file(blobs / name) == "sha256:" + name
     manifest = json.loads((blobs / image.digest_hex(descriptor["digest"])).read_bytes())
     assert manifest["config"]["digest"] == metadata["config_digest"]
-    assert manifest["config"]["mediaType"] == image.MEDIA_TYPE_OCI_CONFIG
+    assert manifest["config"]["mediaType"] == media_types.OCI_CONFIG
     suffix = {"none": "", "gzip": "+gzip", "zstd": "+zstd"}[compression]
     assert [layer["mediaType"] for layer in manifest["layers"]] == [
-        image.MEDIA_TYPE_OCI_LAYER + suffix
+        media_types.OCI_LAYER + suffix
     ] * 2
     assert [layer["digest"] for layer in manifest["layers"]] == [
         l["digest"] for l in metadata["layers"]
@@ -566,43 +567,43 @@ def test_large_layer_streams_in_constant_memory(tmp_path):
         (lambda s, d: edit_layer_json(s, compression="xz"), "compression must be one of"),
     ],
 )
-def test_bad_input_exits_2(tmp_path, capsys, mutate, message):
+def test_bad_input_exits_1(tmp_path, capsys, mutate, message):
     spec = json.loads(pathlib.Path(make_spec(tmp_path)).read_text())
     mutate(spec, tmp_path)
     write_json(tmp_path / "bad.json", spec)
-    code = writers.assemble_main(
-        ["--spec", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")]
+    code = core_cli.main(
+        ["assemble", "--spec", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")]
     )
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     assert err.count("\n") == 1 and err.startswith("strata.core assemble: error: ")
     assert re.search(message, err), err
     assert not os.path.exists(tmp_path / "o") and not os.path.exists(tmp_path / "o.tmp")
 
 
 def test_docker_archive_rejects_compressed_layers(tmp_path, capsys):
-    code = writers.assemble_main(
-        ["--spec", make_spec(tmp_path, compression="gzip"), "--out", str(tmp_path / "o")]
+    code = core_cli.main(
+        ["assemble", "--spec", make_spec(tmp_path, compression="gzip"), "--out", str(tmp_path / "o")]
     )
-    assert code == 2
+    assert code == 1
     assert "docker-archive needs uncompressed layers; layers[0]" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):
-    assert writers.assemble_main(["--out", str(tmp_path / "o")]) == 2
-    assert writers.stream_main(["--bogus"]) == 2
+    assert core_cli.main(["assemble", "--out", str(tmp_path / "o")]) == 2
+    assert core_cli.main(["stream", "--bogus"]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "strata.core assemble: error: the following arguments are required: --spec",
-        "strata.core stream: error: the following arguments are required: --spec",
+        "strata.core stream: error: unrecognized argument: --bogus",
     ]
 
 
 def test_unwritable_output_exits_1(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    code = writers.assemble_main(
-        ["--spec", make_spec(tmp_path), "--out", str(tmp_path / "file" / "o")]
+    code = core_cli.main(
+        ["assemble", "--spec", make_spec(tmp_path), "--out", str(tmp_path / "file" / "o")]
     )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "strata.core assemble: error:" in err
