@@ -31,7 +31,8 @@ MB = 1 << 20
 SCHEMA = 1
 RATIO_TARGET = 0.8  # Strata's uncompressed throughput / the tar | openssl baseline's
 RSS_TARGET_MB = 150.0  # the layer tool's peak RSS, whatever the content size
-NOOP_TARGET_SECONDS = 1.5  # `pants package` with nothing changed and pantsd warm
+NOOP_TARGET_SECONDS = 1.5
+STARTUP_REPS = 20  # start-up is short and noisy: more runs than the throughput rows  # `pants package` with nothing changed and pantsd warm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where Pants looks for the `python3` that runs the layer tool ([strata].python_search_paths).
@@ -418,6 +419,16 @@ def run_bench(args, work: Path) -> dict:
                      blob_mb=metas[0]["blob_size"] / MB,
                      compression_ratio=metas[0]["size"] / metas[0]["blob_size"])
 
+    # Start-up: every layer is a Process, so a small layer costs what the interpreter and the
+    # core's imports cost.
+    (bench.sandbox / "tiny").mkdir()
+    (bench.sandbox / "tiny/hello.txt").write_bytes(b"hello\n")
+    spec_tiny = bench.spec("tiny", "tiny", "none", None)
+    bench.layer(spec_tiny)
+    log(f"layer start-up (one small file), {STARTUP_REPS} reps ...")
+    runs = [bench.layer(spec_tiny)[0] for _ in range(STARTUP_REPS)]
+    bench.record("layer_startup", runs, 6)
+
     pants = _pants_rows(args, bench, baseline["seconds"]["median"]) if args.pants else {
         "skipped": "--no-pants"}
 
@@ -549,6 +560,13 @@ def format_table(report: dict) -> str:
     lines.append(
         f"peak RSS of the layer tool: {targets['peak_rss_mb']:.1f} MB (target <= "
         f"{targets['peak_rss_max_mb']:g} MB: {'met' if targets['peak_rss_met'] else 'NOT met'})"
+    )
+    startup = results["layer_startup"]["seconds"]
+    lines.append(
+        f"layer start-up (a one-file layer, {results['layer_startup']['runs']} runs): "
+        f"{startup['median'] * 1000:.0f} ms [{startup['min'] * 1000:.0f}-"
+        f"{startup['max'] * 1000:.0f}], peak RSS "
+        f"{results['layer_startup']['peak_rss_mb']['median']:.1f} MB"
     )
     lines.append(f"diff_id: {results['layer_none']['diff_id']}")
     lines.extend(_format_pants(report))

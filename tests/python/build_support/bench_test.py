@@ -20,7 +20,8 @@ from strata_harness import assert_valid_image, require_tool
 
 BENCH = Path("build-support/bench/bench.py")  # materialised by the `files` dependency
 TOOLS = ("bash", "tar", "openssl", "zstd")
-MEASUREMENTS = ("layer_none", "baseline", "layer_big_file", "layer_gzip", "layer_zstd")
+MEASUREMENTS = ("layer_none", "baseline", "layer_big_file", "layer_gzip", "layer_zstd",
+                "layer_startup")
 SUMMARIES = ("seconds", "mb_per_s", "cpu_seconds", "peak_rss_mb")
 
 
@@ -65,7 +66,8 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     for label in ("strata layer, tree (none)", "baseline: tar | openssl sha256",
                   "strata layer, 20 MB file (none)", "strata layer, tree (gzip)",
                   "strata layer, tree (zstd)", "ratio strata/baseline:",
-                  "peak RSS of the layer tool:", "MB/s", "peak RSS MB"):
+                  "peak RSS of the layer tool:", "MB/s", "peak RSS MB",
+                  "layer start-up (a one-file layer, 20 runs):"):
         assert label in done.stdout, done.stdout
     assert "skipped" not in done.stdout
 
@@ -78,7 +80,7 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert set(report["results"]) == set(MEASUREMENTS)
     for key in MEASUREMENTS:
         result = report["results"][key]
-        assert result["runs"] == 1
+        assert result["runs"] == (20 if key == "layer_startup" else 1)
         for name in SUMMARIES:
             assert set(result[name]) == {"median", "min", "max"}, (key, name)
             assert result[name]["min"] <= result[name]["median"] <= result[name]["max"]
