@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pants.backend.python.target_types import PexLayout, PexLayoutField
 from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
@@ -37,7 +37,14 @@ from pants.engine.target import (
 from pants.engine.unions import UnionMembership
 from pants.util.logging import LogLevel
 
-from strata.core.closure import SYMLINK, PathConflict, check_paths, project_references
+from strata.core.graph.closure import (
+    SYMLINK,
+    PathConflict,
+    check_paths,
+    project_references,
+    reach,
+)
+from strata.core.graph.packed_pex import split_packed_pex
 from strata.rules.debian import DebianClosure, DebianClosureRequest
 from strata.rules.debian import node_key as debian_node_key
 from strata.target_types import (
@@ -77,10 +84,6 @@ class InvalidImageContent(Exception):
     """The closure cannot become an image (conflicting paths, empty content, ...)."""
 
 
-# Packed PEX parts, as laid out by `pex --layout packed`: one directory per wheel, the bootstrap,
-# and everything else (PEX-INFO, __main__.py, user code).
-_PEX_DEPS = ".deps/"
-_PEX_BOOTSTRAP = ".bootstrap"
 _IMAGE = "<image>"
 
 
@@ -153,7 +156,7 @@ async def resolve_image_closure(
             packageable[address] = field_sets[0]
 
     # A package is a leaf: what it is built from is inside it, so the walk stops there.
-    visible = _reach(edges, _IMAGE, stop=lambda a: a in packageable) - {_IMAGE}
+    visible = reach(edges, _IMAGE, stop=lambda a: a in packageable) - {_IMAGE}
     targets = {a: t for a, t in targets.items() if a in visible}
     edges = {a: ([] if a in packageable else [d for d in deps if d in visible])
              for a, deps in edges.items() if a in visible}
@@ -253,9 +256,10 @@ async def resolve_image_closure(
         if pex_root is None:
             nodes.append(StoreNode(key, digest, tuple(sorted(references.get(key, ())))))
             continue
-        parts = _split_packed_pex(key, pex_root, entries)
-        for part_key, part_entries in parts.items():
-            split_requests.append((part_key, CreateDigest(part_entries)))
+        entry_at = {entry.path: entry for entry in entries}
+        parts = split_packed_pex(key, pex_root, entry_at)
+        for part_key, paths in parts.items():
+            split_requests.append((part_key, CreateDigest(entry_at[p] for p in paths)))
         part_refs = tuple(sorted(k for k in parts if k != key))
         own_refs = tuple(sorted(set(references.get(key, ())) | set(part_refs)))
         nodes.append(StoreNode(key, EMPTY_DIGEST, own_refs))  # digest filled in below
@@ -319,7 +323,7 @@ def _assign_nodes(
 
     claimed: Dict[str, str] = {}
     for layer in sorted(a for a in targets if isinstance(targets[a], OciLayerTarget)):
-        members = _reach(
+        members = reach(
             edges,
             layer,
             stop=lambda a: isinstance(targets[a], (OciLayerTarget, DebianPackagesTarget))
@@ -340,20 +344,6 @@ def _assign_nodes(
     return node_of
 
 
-def _reach(edges: Dict[str, List[str]], start: str, stop) -> Set[str]:
-    """Targets reachable from `start`, not expanding past targets for which `stop` is true."""
-    seen = {start}
-    stack = list(edges.get(start, ()))
-    while stack:
-        address = stack.pop()
-        if address in seen:
-            continue
-        seen.add(address)
-        if not stop(address):
-            stack.extend(edges.get(address, ()))
-    return seen
-
-
 def _packed_pex_root(
     key: str, targets: Dict[str, Target], packageable: Dict[str, PackageFieldSet]
 ) -> Optional[str]:
@@ -363,24 +353,6 @@ def _packed_pex_root(
     if tgt[PexLayoutField].value != PexLayout.PACKED.value:
         return None
     return getattr(packageable[key], "output_path").value_or_default(file_ending="pex")
-
-
-def _split_packed_pex(key: str, pex_root: str, entries) -> Dict[str, List]:
-    """One node per `.deps/<wheel>`, one for `.bootstrap`, and the rest under the target's key.
-
-    In a packed PEX each of those is a zip file (or, for loose-like tooling, a directory)."""
-    parts: Dict[str, List] = {key: []}
-    prefix = pex_root.rstrip("/") + "/"
-    for entry in entries:
-        rel = entry.path[len(prefix):] if entry.path.startswith(prefix) else ""
-        if rel.startswith(_PEX_DEPS) and len(rel) > len(_PEX_DEPS):
-            part = f"{key}#{rel[len(_PEX_DEPS):].split('/', 1)[0]}"
-        elif rel.split("/", 1)[0] == _PEX_BOOTSTRAP:
-            part = f"{key}#{_PEX_BOOTSTRAP}"
-        else:
-            part = key
-        parts.setdefault(part, []).append(entry)
-    return parts
 
 
 def rules():
