@@ -2,6 +2,8 @@
 
 from strata import target_types as _target_types
 from strata.rules import base, closure, debian, image, layers, publish, tool
+from strata.rules.nodes import debian as debian_nodes
+from strata.rules.nodes import files, packages, packed_pex
 
 
 def target_types():
@@ -13,6 +15,10 @@ def rules():
         *base.rules(),
         *closure.rules(),
         *debian.rules(),
+        *files.rules(),
+        *packages.rules(),
+        *packed_pex.rules(),
+        *debian_nodes.rules(),
         *layers.rules(),
         *image.rules(),
         *publish.rules(),

@@ -1,34 +1,18 @@
-"""From an image target's dependency closure to store nodes: content, destination, references."""
+"""From an image target's dependency closure to store nodes: a walk over the build graph that
+hands each target to its kind of store node (`strata.rules.nodes`) and joins what they make."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Type
 
-from pants.backend.python.target_types import PexLayout, PexLayoutField
-from pants.core.goals.package import BuiltPackage, EnvironmentAwarePackageRequest, PackageFieldSet
 from pants.core.target_types import AssetSourceField
-from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Address
-from pants.engine.fs import (
-    EMPTY_DIGEST,
-    CreateDigest,
-    Digest,
-    DigestEntries,
-    Directory,
-    FileEntry,
-    MergeDigests,
-    PathGlobs,
-    Snapshot,
-    SymlinkEntry,
-)
+from pants.engine.fs import Digest, DigestEntries, Directory, FileEntry, MergeDigests, SymlinkEntry
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     Dependencies,
     DependenciesRequest,
-    FieldSetsPerTarget,
-    FieldSetsPerTargetRequest,
     InferDependenciesRequest,
     Target,
     Targets,
@@ -37,25 +21,15 @@ from pants.engine.target import (
 from pants.engine.unions import UnionMembership
 from pants.util.logging import LogLevel
 
-from strata.core.closure import SYMLINK, PathConflict, check_paths, project_references
-from strata.rules.debian import DebianClosure, DebianClosureRequest
-from strata.rules.debian import node_key as debian_node_key
-from strata.target_types import (
-    DebianPackagesTarget,
-    OciImageDependenciesField,
-    OciImageTarget,
-    OciLayerTarget,
+from strata.core.graph.closure import (
+    SYMLINK,
+    PathConflict,
+    check_paths,
+    project_references,
+    reach,
 )
-
-
-@dataclass(frozen=True)
-class StoreNode:
-    """One unit of layer content: a stable key, its files at image paths, and its references."""
-
-    key: str
-    digest: Digest
-    references: Tuple[str, ...]
-    deb_package: Optional[str] = None  # a Debian package: `digest` holds debs/<package>.deb
+from strata.rules.nodes import FileTree, StoreNode, StoreNodes, StoreNodesRequest
+from strata.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
 
 
 @dataclass(frozen=True)
@@ -77,10 +51,6 @@ class InvalidImageContent(Exception):
     """The closure cannot become an image (conflicting paths, empty content, ...)."""
 
 
-# Packed PEX parts, as laid out by `pex --layout packed`: one directory per wheel, the bootstrap,
-# and everything else (PEX-INFO, __main__.py, user code).
-_PEX_DEPS = ".deps/"
-_PEX_BOOTSTRAP = ".bootstrap"
 _IMAGE = "<image>"
 
 
@@ -130,153 +100,107 @@ def _certainly_without_dependencies(tgt: Target, union_membership: UnionMembersh
     )
 
 
+def _kind_of(
+    image: Address, tgt: Target, union_membership: UnionMembership
+) -> Optional[Type[StoreNodesRequest]]:
+    """The kind of store node the target is, if any (else it only passes references on)."""
+    if isinstance(tgt, OciImageTarget):
+        raise InvalidImageContent(
+            f"{image} depends on the image {tgt.address}: images cannot contain other "
+            "images. (Layering one image on another is the job of a base image.)"
+        )
+    kinds = [
+        kind
+        for kind in union_membership.get(StoreNodesRequest)
+        if kind.is_applicable(tgt, union_membership)
+    ]
+    # A kind that specialises another (a packed PEX is a package) takes the target.
+    kinds = [k for k in kinds if not any(o is not k and issubclass(o, k) for o in kinds)]
+    if len(kinds) > 1:
+        raise InvalidImageContent(
+            f"{tgt.address} is of several store-node kinds ({', '.join(k.__name__ for k in kinds)})"
+            ": each target must be of one kind. Make one kind subclass the other to take over "
+            "its targets."
+        )
+    return kinds[0] if kinds else None
+
+
+def _holds_dependencies(kind: Optional[Type[StoreNodesRequest]]) -> bool:
+    return kind is not None and kind.holds_dependencies
+
+
+async def _join(
+    made: Sequence[StoreNodes],
+    references: Dict[str, Set[str]],
+    stand_ins: Dict[str, Tuple[str, ...]],
+) -> Tuple[StoreNode, ...]:
+    """The image's nodes, by key: content from several targets or kinds merged, references
+    projected from the build graph added, and stand-ins replaced by the nodes they stand for."""
+    by_key: Dict[str, List[StoreNode]] = {}
+    for node in (node for m in made for node in m.nodes):
+        by_key.setdefault(node.key, []).append(node)
+    keys = sorted(by_key)
+    for key in keys:
+        kinds = sorted({type(node.kind).__name__ for node in by_key[key]})
+        if len(kinds) > 1:
+            raise InvalidImageContent(f"Store nodes of kinds {kinds} share the key {key}.")
+    merged = await MultiGet(
+        Get(Digest, MergeDigests(node.digest for node in by_key[k])) for k in keys
+    )
+    nodes = []
+    for key, digest in zip(keys, merged):
+        refs = {r for ref in references.get(key, ()) for r in stand_ins.get(ref, (ref,))}
+        refs.update(ref for node in by_key[key] for ref in node.references)
+        nodes.append(StoreNode(key, digest, tuple(sorted(refs)), by_key[key][0].kind))
+    return tuple(nodes)
+
+
+async def _check_paths(image: Address, nodes: Sequence[StoreNode]) -> None:
+    """Two nodes may not place different content at one path."""
+    trees = [node for node in nodes if isinstance(node.kind, FileTree)]
+    all_entries = await MultiGet(Get(DigestEntries, Digest, node.digest) for node in trees)
+    files: List[Tuple[str, str, str]] = []
+    dirs: List[Tuple[str, str]] = []
+    for node, entries in zip(trees, all_entries):
+        add_path_claims(node.key, entries, files, dirs)
+    try:
+        check_paths(files, dirs)
+    except PathConflict as e:
+        raise InvalidImageContent(f"Cannot build {image}: {e}") from e
+
+
 @rule(desc="Projecting an image's dependency closure onto store nodes", level=LogLevel.DEBUG)
 async def resolve_image_closure(
     request: ImageClosureRequest, union_membership: UnionMembership
 ) -> ImageClosure:
     edges, targets = await _walk(request.dependencies, union_membership)
-
-    ordered = sorted(targets)
-    package_field_sets = await Get(
-        FieldSetsPerTarget,
-        FieldSetsPerTargetRequest(PackageFieldSet, [targets[a] for a in ordered]),
-    )
-    packageable: Dict[str, PackageFieldSet] = {}
-    for address, field_sets in zip(ordered, package_field_sets.collection):
-        tgt = targets[address]
-        if isinstance(tgt, OciImageTarget):
-            raise InvalidImageContent(
-                f"{request.address} depends on the image {address}: images cannot contain other "
-                "images. (Layering one image on another is the job of a base image.)"
-            )
-        if field_sets and not tgt.has_field(AssetSourceField):
-            packageable[address] = field_sets[0]
-
-    # A package is a leaf: what it is built from is inside it, so the walk stops there.
-    visible = _reach(edges, _IMAGE, stop=lambda a: a in packageable) - {_IMAGE}
+    kind_of = {a: _kind_of(request.address, targets[a], union_membership) for a in sorted(targets)}
+    visible = reach(edges, _IMAGE, stop=lambda a: _holds_dependencies(kind_of[a])) - {_IMAGE}
     targets = {a: t for a, t in targets.items() if a in visible}
-    edges = {a: ([] if a in packageable else [d for d in deps if d in visible])
+    edges = {a: ([] if _holds_dependencies(kind_of[a]) else [d for d in deps if d in visible])
              for a, deps in edges.items() if a in visible}
-    node_of = _assign_nodes(edges, targets, packageable)
-    references = project_references(edges, node_of)
+    node_of = _assign_nodes(edges, targets, kind_of)
 
-    # A debian_packages target stands for the packages it requests; its lock adds the packages'
-    # own nodes, referencing each other as resolved.
-    debian_addresses = sorted(a for a in targets if isinstance(targets[a], DebianPackagesTarget))
-    debian = await MultiGet(
-        Get(DebianClosure, DebianClosureRequest(targets[a])) for a in debian_addresses
-    )
-    roots_of = dict(zip(debian_addresses, (d.requested for d in debian)))
-    references = {
-        node: {r for ref in refs for r in roots_of.get(ref, (ref,))}
-        for node, refs in references.items()
-        if node not in roots_of
-    }
-    deb_nodes: Dict[str, StoreNode] = {}
-    for closure in debian:
-        for deb in closure.nodes:
-            node = StoreNode(debian_node_key(deb.package), deb.digest, deb.depends, deb.package)
-            if deb_nodes.setdefault(node.key, node) != node:
-                raise InvalidImageContent(
-                    f"{request.address} gets two different builds of the Debian package "
-                    f"{deb.package} from its `debian_packages` targets: lock them together."
-                )
-
-    # Gather each node's files at their image paths, and build its packages. Files on disk are
-    # globbed in one request per node, not hydrated target by target: a `files` generator can
-    # hold thousands, and pantsd re-checks each memoised request on every run.
-    assets: Dict[Tuple[str, bool], List[AssetSourceField]] = {}  # (node, uses source roots)
-    packages: List[Tuple[str, PackageFieldSet]] = []
+    members: Dict[Type[StoreNodesRequest], List[Tuple[str, Target]]] = {}
     for address in sorted(targets):
-        tgt, node = targets[address], node_of[address]
-        if tgt.has_field(AssetSourceField):
-            assert node is not None
-            field = tgt[AssetSourceField]
-            assets.setdefault((node, field.uses_source_roots), []).append(field)
-        elif address in packageable:
-            assert node is not None
-            packages.append((node, packageable[address]))
-    groups = sorted(assets)
-    on_disk: List[List[AssetSourceField]] = []
-    downloads: List[Tuple[str, List[AssetSourceField]]] = []  # `http_source`s
-    for group in groups:
-        on_disk.append([f for f in assets[group] if isinstance(f.value, str)])
-        remote = [f for f in assets[group] if not isinstance(f.value, str)]
-        if remote:
-            downloads.append((group[0], remote))
-    snapshots = await MultiGet(
-        Get(Snapshot, PathGlobs(sorted({f.file_path for f in fields}))) for fields in on_disk
+        kind, node = kind_of[address], node_of[address]
+        if kind is not None and node is not None:
+            members.setdefault(kind, []).append((node, targets[address]))
+    kinds = sorted(members, key=lambda kind: kind.__name__)
+    made = await MultiGet(
+        Get(StoreNodes, StoreNodesRequest, kind(request.address, tuple(members[kind])))
+        for kind in kinds
     )
-    for fields, snapshot in zip(on_disk, snapshots):
-        present = set(snapshot.files)
-        for field in fields:
-            if field.file_path not in present:
-                field.validate_resolved_files([])  # raises Pants' error naming target and field
-    # Resources lose their source root, as in Python and JVM packages; files keep their paths.
-    # An `http_source` goes through Pants' hydration, which downloads and verifies it.
-    results = await MultiGet([
-        *(Get(StrippedSourceFiles, SourceFiles(snapshot, () if rooted else snapshot.files))
-          for (_, rooted), snapshot in zip(groups, snapshots)),
-        *(Get(StrippedSourceFiles, SourceFilesRequest(
-            fields, for_sources_types=(AssetSourceField,), enable_codegen=True))
-          for _, fields in downloads),
-        *(Get(BuiltPackage, EnvironmentAwarePackageRequest(field_set))
-          for _, field_set in packages),
-    ])
-    owners = [
-        *(node for node, _ in groups),
-        *(node for node, _ in downloads),
-        *(node for node, _ in packages),
-    ]
-    by_node: Dict[str, List[Digest]] = {}
-    for node, result in zip(owners, results):
-        digest = result.digest if isinstance(result, BuiltPackage) else result.snapshot.digest
-        by_node.setdefault(node, []).append(digest)
-
-    node_keys = sorted(by_node)
-    merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in node_keys)
-    if not node_keys and not deb_nodes and not request.has_base:
+    nodes = await _join(
+        made, project_references(edges, node_of), {k: v for m in made for k, v in m.stand_ins}
+    )
+    if not nodes and not request.has_base:
         raise InvalidImageContent(
             f"The `dependencies` of {request.address} produce no content: depend on `file`, "
             "`resource`, packageable (e.g. `pex_binary`) or `oci_layer` targets."
         )
-
-    # Split packed PEXes into per-wheel nodes; other nodes pass through as they are.
-    nodes: List[StoreNode] = []
-    all_entries = await MultiGet(Get(DigestEntries, Digest, d) for d in merged)
-    split_requests: List[Tuple[str, CreateDigest]] = []
-    path_claims: List[Tuple[str, str, str]] = []
-    dir_claims: List[Tuple[str, str]] = []
-    for key, digest, entries in zip(node_keys, merged, all_entries):
-        add_path_claims(key, entries, path_claims, dir_claims)
-        pex_root = _packed_pex_root(key, targets, packageable)
-        if pex_root is None:
-            nodes.append(StoreNode(key, digest, tuple(sorted(references.get(key, ())))))
-            continue
-        parts = _split_packed_pex(key, pex_root, entries)
-        for part_key, part_entries in parts.items():
-            split_requests.append((part_key, CreateDigest(part_entries)))
-        part_refs = tuple(sorted(k for k in parts if k != key))
-        own_refs = tuple(sorted(set(references.get(key, ())) | set(part_refs)))
-        nodes.append(StoreNode(key, EMPTY_DIGEST, own_refs))  # digest filled in below
-
-    try:
-        check_paths(path_claims, dir_claims)
-    except PathConflict as e:
-        raise InvalidImageContent(f"Cannot build {request.address}: {e}") from e
-
-    split_digests = await MultiGet(Get(Digest, CreateDigest, req) for _, req in split_requests)
-    split_by_key = {k: d for (k, _), d in zip(split_requests, split_digests)}
-    final: List[StoreNode] = []
-    for node in nodes:
-        if node.key in split_by_key:
-            final.append(StoreNode(node.key, split_by_key[node.key], node.references))
-        else:
-            final.append(node)
-    for key in sorted(set(split_by_key) - {n.key for n in nodes}):
-        final.append(StoreNode(key, split_by_key[key], ()))
-    final.extend(deb_nodes.values())
-    return ImageClosure(tuple(sorted(final, key=lambda n: n.key)))
+    await _check_paths(request.address, nodes)
+    return ImageClosure(nodes)
 
 
 def add_path_claims(
@@ -300,33 +224,32 @@ def add_path_claims(
 def _assign_nodes(
     edges: Dict[str, List[str]],
     targets: Dict[str, Target],
-    packageable: Dict[str, PackageFieldSet],
+    kind_of: Dict[str, Optional[Type[StoreNodesRequest]]],
 ) -> Dict[str, Optional[str]]:
-    """Which node holds each target's content: `oci_layer` groups claim their closure (stopping at
-    packages' insides and nested groups), generated files belong to their generator's node,
-    packages are their own node; anything else is a pass-through (None)."""
+    """Which node holds each target's content: its kind's (a file's generator, a package itself)
+    unless an `oci_layer` claims it (its closure, stopping at targets that hold their
+    dependencies and at nested groups); anything else is a pass-through (None)."""
+    def grouped(address: str) -> bool:
+        kind = kind_of[address]
+        return isinstance(targets[address], OciLayerTarget) or (
+            kind is not None and not kind.groupable
+        )
+
     node_of: Dict[str, Optional[str]] = {}
     for address in sorted(targets):
-        tgt = targets[address]
-        if isinstance(tgt, (OciLayerTarget, DebianPackagesTarget)):
+        tgt, kind = targets[address], kind_of[address]
+        if isinstance(tgt, OciLayerTarget):
             node_of[address] = address
-        elif address in packageable:
-            node_of[address] = address
-        elif tgt.has_field(AssetSourceField):
-            node_of[address] = tgt.address.maybe_convert_to_target_generator().spec
         else:
-            node_of[address] = None
+            node_of[address] = kind.node_key(tgt) if kind is not None else None
 
     claimed: Dict[str, str] = {}
     for layer in sorted(a for a in targets if isinstance(targets[a], OciLayerTarget)):
-        members = _reach(
-            edges,
-            layer,
-            stop=lambda a: isinstance(targets[a], (OciLayerTarget, DebianPackagesTarget))
-            or a in packageable,
+        members = reach(
+            edges, layer, stop=lambda a: grouped(a) or _holds_dependencies(kind_of[a])
         )
         for member in sorted(members - {layer}):
-            if isinstance(targets[member], (OciLayerTarget, DebianPackagesTarget)):
+            if grouped(member):
                 continue
             if member in claimed and claimed[member] != layer:
                 raise InvalidImageContent(
@@ -338,49 +261,6 @@ def _assign_nodes(
         if node_of[member] is not None:
             node_of[member] = layer
     return node_of
-
-
-def _reach(edges: Dict[str, List[str]], start: str, stop) -> Set[str]:
-    """Targets reachable from `start`, not expanding past targets for which `stop` is true."""
-    seen = {start}
-    stack = list(edges.get(start, ()))
-    while stack:
-        address = stack.pop()
-        if address in seen:
-            continue
-        seen.add(address)
-        if not stop(address):
-            stack.extend(edges.get(address, ()))
-    return seen
-
-
-def _packed_pex_root(
-    key: str, targets: Dict[str, Target], packageable: Dict[str, PackageFieldSet]
-) -> Optional[str]:
-    tgt = targets.get(key)
-    if tgt is None or key not in packageable or not tgt.has_field(PexLayoutField):
-        return None
-    if tgt[PexLayoutField].value != PexLayout.PACKED.value:
-        return None
-    return getattr(packageable[key], "output_path").value_or_default(file_ending="pex")
-
-
-def _split_packed_pex(key: str, pex_root: str, entries) -> Dict[str, List]:
-    """One node per `.deps/<wheel>`, one for `.bootstrap`, and the rest under the target's key.
-
-    In a packed PEX each of those is a zip file (or, for loose-like tooling, a directory)."""
-    parts: Dict[str, List] = {key: []}
-    prefix = pex_root.rstrip("/") + "/"
-    for entry in entries:
-        rel = entry.path[len(prefix):] if entry.path.startswith(prefix) else ""
-        if rel.startswith(_PEX_DEPS) and len(rel) > len(_PEX_DEPS):
-            part = f"{key}#{rel[len(_PEX_DEPS):].split('/', 1)[0]}"
-        elif rel.split("/", 1)[0] == _PEX_BOOTSTRAP:
-            part = f"{key}#{_PEX_BOOTSTRAP}"
-        else:
-            part = key
-        parts.setdefault(part, []).append(entry)
-    return parts
 
 
 def rules():

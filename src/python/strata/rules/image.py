@@ -32,7 +32,7 @@ from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTar
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from strata.core.closure import SYMLINK, PathConflict, check_paths
+from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.deb import merged_usr_entries, nss_files
 from strata.core.layer import normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
@@ -44,6 +44,8 @@ from strata.rules.closure import (
 )
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
+from strata.rules.nodes import FileTree
+from strata.rules.nodes.debian import DebianPackage
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
@@ -208,7 +210,7 @@ async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest
 
 async def _ca_bundle(fs: OciImageFieldSet, closure: ImageClosure, tool: ImageTool) -> Digest:
     """/etc/ssl/certs/ca-certificates.crt, from the image's ca-certificates package."""
-    package = next((n for n in closure.nodes if n.deb_package == "ca-certificates"), None)
+    package = next((n for n in closure.nodes if n.kind == DebianPackage("ca-certificates")), None)
     if package is None:
         raise InvalidFieldException(
             f"The `ca_certificates` field of {fs.address} needs the `ca-certificates` Debian "
@@ -252,8 +254,9 @@ async def _check_customisation(
                      for e in merged_usr_entries() if e["type"] == "symlink")
     if not files and not dirs and custom.generated == EMPTY_DIGEST:
         return
-    owners = [owner(fs.ca_certificates), *(n.key for n in closure.nodes if not n.deb_package)]
-    digests = [custom.generated, *(n.digest for n in closure.nodes if not n.deb_package)]
+    trees = [n for n in closure.nodes if isinstance(n.kind, FileTree)]
+    owners = [owner(fs.ca_certificates), *(n.key for n in trees)]
+    digests = [custom.generated, *(n.digest for n in trees)]
     all_entries = await MultiGet(Get(DigestEntries, Digest, d) for d in digests)
     for claimant, entries in zip(owners, all_entries):
         add_path_claims(claimant, entries, files, dirs)
@@ -332,7 +335,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         ),
         files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
         generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
-        merged_usr=any(node.deb_package for node in closure.nodes),
+        merged_usr=any(isinstance(node.kind, DebianPackage) for node in closure.nodes),
     )
     await _check_customisation(fs, closure, customisation)
     compression = request.compression or fs.layer_compression()

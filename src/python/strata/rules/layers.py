@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -25,8 +25,10 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from strata.core.deb import merged_usr_entries
-from strata.core.layering import assign_layers
+from strata.core.graph.layering import assign_layers
 from strata.rules.closure import ImageClosure
+from strata.rules.nodes import FileTree, NodeKind, StoreNode
+from strata.rules.nodes.debian import DebianPackage
 from strata.rules.debian import DEB_DIR
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
@@ -98,38 +100,51 @@ class BuiltLayers:
 
 @dataclass(frozen=True)
 class _LayerProcessRequest:
-    content: Digest  # files at their image paths
     entries_json: str
     settings: LayerSettings
     comment: str
     description: str
+    content: Digest = EMPTY_DIGEST  # files at their image paths
     debs: Tuple[str, ...] = ()  # Debian packages, their .debs at debs/<package>.deb
     deb_files: Digest = EMPTY_DIGEST
+
+
+# How a layer Process receives each kind of node: the fields of its request that the layer's
+# nodes of that kind fill, given their digests merged.
+_LAYER_PARTS: Dict[Type[NodeKind], Callable[[List[StoreNode], Digest], Dict[str, Any]]] = {
+    FileTree: lambda nodes, files: {"content": files},
+    DebianPackage: lambda nodes, debs: {
+        "debs": tuple(sorted(node.kind.package for node in nodes)),  # type: ignore[attr-defined]
+        "deb_files": debs,
+    },
+}
 
 
 @rule(desc="Building image layers", level=LogLevel.DEBUG)
 async def build_layers(request: LayersRequest) -> BuiltLayers:
     by_key = {node.key: node for node in request.closure.nodes}
     groups = assign_layers(request.closure.graph(), request.budget)
-    contents = await MultiGet(
-        Get(Digest, MergeDigests(by_key[k].digest for k in group if not by_key[k].deb_package))
-        for group in groups
+    parts: List[Tuple[int, Type[NodeKind], List[StoreNode]]] = []  # (group, kind, its nodes)
+    for i, group in enumerate(groups):
+        by_kind: Dict[Type[NodeKind], List[StoreNode]] = {}
+        for key in group:
+            by_kind.setdefault(type(by_key[key].kind), []).append(by_key[key])
+        parts.extend((i, kind, nodes) for kind, nodes in by_kind.items())
+    merged = await MultiGet(
+        Get(Digest, MergeDigests(node.digest for node in nodes)) for _, _, nodes in parts
     )
-    deb_files = await MultiGet(
-        Get(Digest, MergeDigests(by_key[k].digest for k in group if by_key[k].deb_package))
-        for group in groups
-    )
+    fields: List[Dict[str, Any]] = [{} for _ in groups]
+    for (i, kind, nodes), digest in zip(parts, merged):
+        fields[i].update(_LAYER_PARTS[kind](nodes, digest))
     process_requests = [
         _LayerProcessRequest(
-            content=content,
             entries_json="[]",
             settings=request.settings,
             comment=_comment(group),
             description=f"{request.description}: layer {i + 1} ({_comment(group, limit=3)})",
-            debs=tuple(sorted(p for k in group if (p := by_key[k].deb_package))),
-            deb_files=debs,
+            **fields[i],
         )
-        for i, (group, content, debs) in enumerate(zip(groups, contents, deb_files))
+        for i, group in enumerate(groups)
     ]
     custom = request.customisation
     if custom:

@@ -28,7 +28,7 @@ from strata.core.debian_index import (
     read_packages,
     read_release,
 )
-from strata.core.layering import order_by_popularity
+from strata.core.graph.layering import order_by_popularity
 from strata_harness.tools import unavailable
 
 # --- Version comparison, checked against dpkg itself ---

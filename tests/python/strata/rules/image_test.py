@@ -26,16 +26,24 @@ from pants.core.target_types import (
 from pants.core.target_types import rules as core_target_type_rules
 from pants.core.util_rules import archive, source_files, stripped_source_files, system_binaries
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestContents
+from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent
 from pants.engine.internals.scheduler import ExecutionError
-from pants.engine.rules import rule
-from pants.engine.target import FieldSet, InferDependenciesRequest, InferredDependencies
-from pants.engine.unions import UnionRule
+from pants.engine.rules import Get, MultiGet, rule
+from pants.engine.target import (
+    DescriptionField,
+    FieldSet,
+    InferDependenciesRequest,
+    InferredDependencies,
+    Tags,
+    Target,
+)
+from pants.engine.unions import UnionMembership, UnionRule
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from strata import register
 from strata_harness import assert_valid_image
 from strata.rules.image import OciImageFieldSet
+from strata.rules.nodes import StoreNode, StoreNodes, StoreNodesRequest
 from strata.target_types import OciImageTarget, OciLayerTarget
 
 
@@ -276,6 +284,74 @@ def test_dependencies_inferred_for_file_targets_are_followed() -> None:
         ("//:schema", ["schema.txt"]),
         ("//:conf", ["app.conf"]),
     ]
+
+
+class MotdNodesRequest(StoreNodesRequest):
+    """A plugin's kind of store node: a `target` tagged `motd` becomes /etc/motd."""
+
+    @classmethod
+    def is_applicable(cls, target: Target, union_membership: UnionMembership) -> bool:
+        return isinstance(target, GenericTarget) and "motd" in (target[Tags].value or ())
+
+
+@rule
+async def motd_nodes(request: MotdNodesRequest) -> StoreNodes:
+    digests = await MultiGet(
+        Get(Digest, CreateDigest([FileContent("etc/motd", tgt[DescriptionField].value.encode())]))
+        for _, tgt in request.members
+    )
+    return StoreNodes(
+        tuple(StoreNode(key, digest, ()) for (key, _), digest in zip(request.members, digests))
+    )
+
+
+class ConfigNodesRequest(StoreNodesRequest):
+    """A plugin's kind that also claims `file` targets."""
+
+    @classmethod
+    def is_applicable(cls, target: Target, union_membership: UnionMembership) -> bool:
+        return target.has_field(FileSourceField)
+
+
+@rule
+async def config_nodes(request: ConfigNodesRequest) -> StoreNodes:
+    return StoreNodes(())
+
+
+def test_a_plugin_adds_a_kind_of_store_node_with_one_rule_and_a_union_rule() -> None:
+    rule_runner = make_rule_runner(motd_nodes, UnionRule(StoreNodesRequest, MotdNodesRequest))
+    rule_runner.write_files(
+        {
+            "a.txt": "a",
+            "BUILD": dedent(
+                """\
+                target(name="motd", tags=["motd"], description="Welcome")
+                file(name="a", source="a.txt", dependencies=[":motd"])
+                oci_image(name="image", dependencies=[":a"])
+                """
+            ),
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert [(layer[0], files_of(layer)) for layer in layers] == [
+        ("//:motd", ["etc/motd"]),  # referenced by //:a, so more popular
+        ("//:a", ["a.txt"]),
+    ]
+    assert layers[0][1]["etc/motd"][2] == b"Welcome"
+
+
+def test_a_target_of_two_kinds_is_an_error_naming_both() -> None:
+    rule_runner = make_rule_runner(config_nodes, UnionRule(StoreNodesRequest, ConfigNodesRequest))
+    assert_build_error(
+        rule_runner,
+        {
+            "a.txt": "a",
+            "BUILD": 'file(name="a", source="a.txt")\noci_image(name="image", dependencies=[":a"])',
+        },
+        "//:a is of several store-node kinds",
+        "ConfigNodesRequest",
+        "FileNodesRequest",
+    )
 
 
 def test_same_inputs_same_bytes(rule_runner: RuleRunner) -> None:

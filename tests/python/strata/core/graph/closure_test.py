@@ -1,6 +1,18 @@
 import pytest
 
-from strata.core.closure import PathConflict, check_paths, project_references
+from strata.core.graph.closure import PathConflict, check_paths, project_references, reach
+
+
+def test_reach_stops_at_leaves_but_includes_them():
+    # a package (pkg) is reached, what it is built from (src) is not
+    edges = {"image": ["pkg", "file"], "pkg": ["src"], "file": ["data"], "src": [], "data": []}
+    assert reach(edges, "image", stop=lambda a: a == "pkg") == {"image", "pkg", "file", "data"}
+
+
+def test_reach_terminates_on_cycles_and_tolerates_unknown_targets():
+    edges = {"a": ["b"], "b": ["a", "c"]}  # c has no entry
+    assert reach(edges, "a", stop=lambda a: False) == {"a", "b", "c"}
+    assert reach(edges, "c", stop=lambda a: False) == {"c"}
 
 
 def test_references_pass_through_metadata_targets():

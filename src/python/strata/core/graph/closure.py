@@ -7,7 +7,24 @@ tested without Pants.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+
+def reach(
+    edges: Mapping[str, Iterable[str]], start: str, stop: Callable[[str], bool]
+) -> Set[str]:
+    """`start` and the targets reachable from it, not expanding past targets for which `stop`
+    is true (they are reached, their dependencies are not)."""
+    seen = {start}
+    stack = list(edges.get(start, ()))
+    while stack:
+        address = stack.pop()
+        if address in seen:
+            continue
+        seen.add(address)
+        if not stop(address):
+            stack.extend(edges.get(address, ()))
+    return seen
 
 
 def project_references(

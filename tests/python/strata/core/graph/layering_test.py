@@ -5,7 +5,7 @@ from functools import lru_cache
 
 import pytest
 
-from strata.core.layering import assign_layers, order_by_popularity, popularity
+from strata.core.graph.layering import assign_layers, order_by_popularity, popularity
 
 WORKED = {"A": ["B", "G"], "B": ["C", "E"], "C": ["D", "E"], "D": ["F"], "E": ["F"]}
 

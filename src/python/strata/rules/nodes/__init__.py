@@ -1,0 +1,76 @@
+"""Store-node kinds as plug-ins: each kind turns its targets in an image's closure into nodes.
+
+A kind is a `StoreNodesRequest` subclass, registered with `UnionRule(StoreNodesRequest, ...)`,
+and a rule from it to `StoreNodes`, as Pants' docker backend asks each `DockerImageTagsRequest`
+member for tags. `strata.rules.closure` walks the closure, gives each target to the one kind
+that applies to it and joins what the kinds return into the image's node graph;
+`strata.rules.layers` writes each node by the type of its `kind`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Tuple
+
+from pants.engine.addresses import Address
+from pants.engine.environment import EnvironmentName
+from pants.engine.fs import Digest
+from pants.engine.target import Target
+from pants.engine.unions import UnionMembership, union
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """How a layer Process receives a node's digest: `strata.rules.layers` has one entry per
+    subclass."""
+
+
+@dataclass(frozen=True)
+class FileTree(NodeKind):
+    """The digest holds the node's files at their image paths."""
+
+
+@dataclass(frozen=True)
+class StoreNode:
+    """One unit of layer content: a stable key, its content, and the nodes it references."""
+
+    key: str
+    digest: Digest
+    references: Tuple[str, ...]
+    kind: NodeKind = FileTree()
+
+
+@union(in_scope_types=[EnvironmentName])  # building a package needs one
+@dataclass(frozen=True)
+class StoreNodesRequest:
+    """The targets of one kind in an image's closure, each with the key of the node that holds
+    its content."""
+
+    image: Address
+    members: Tuple[Tuple[str, Target], ...]
+
+    # The targets hold what they depend on (a package is built from it): the walk stops there.
+    holds_dependencies: ClassVar[bool] = False
+    # An `oci_layer` depending on such a target takes its content into the layer's node.
+    groupable: ClassVar[bool] = True
+
+    @classmethod
+    def is_applicable(cls, target: Target, union_membership: UnionMembership) -> bool:
+        """Whether the target is of this kind. A kind that subclasses another (a packed PEX is
+        a package) takes the targets both apply to."""
+        raise NotImplementedError
+
+    @classmethod
+    def node_key(cls, target: Target) -> str:
+        """The node that holds the target's content, unless an `oci_layer` takes it."""
+        return target.address.spec
+
+
+@dataclass(frozen=True)
+class StoreNodes:
+    """What one kind makes of its targets: nodes (a key may come from several targets, and
+    from other kinds: their content is merged), and the targets that stand for other nodes
+    (a `debian_packages` target for the packages it requests) by node key."""
+
+    nodes: Tuple[StoreNode, ...]
+    stand_ins: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()

@@ -1,0 +1,57 @@
+"""`debian_packages` as store nodes: one node per locked package, referencing the packages it
+depends on, written by the layer Process from its `.deb`. The target itself stands for the
+packages it requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict
+
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import Target
+from pants.engine.unions import UnionMembership, UnionRule
+from pants.util.logging import LogLevel
+
+from strata.rules.closure import InvalidImageContent
+from strata.rules.debian import DebianClosure, DebianClosureRequest, node_key
+from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest
+from strata.target_types import DebianPackagesTarget
+
+
+@dataclass(frozen=True)
+class DebianPackage(NodeKind):
+    """The digest holds the package's `.deb` at `debs/<package>.deb`."""
+
+    package: str
+
+
+class DebianNodesRequest(StoreNodesRequest):
+    holds_dependencies = True
+    groupable = False  # its packages are nodes of their own, referencing each other as locked
+
+    @classmethod
+    def is_applicable(cls, target: Target, union_membership: UnionMembership) -> bool:
+        return isinstance(target, DebianPackagesTarget)
+
+
+@rule(desc="Turning locked Debian packages into store nodes", level=LogLevel.DEBUG)
+async def debian_nodes(request: DebianNodesRequest) -> StoreNodes:
+    closures = await MultiGet(
+        Get(DebianClosure, DebianClosureRequest(tgt)) for _, tgt in request.members
+    )
+    nodes: Dict[str, StoreNode] = {}
+    for closure in closures:
+        for deb in closure.nodes:
+            node = StoreNode(node_key(deb.package), deb.digest, deb.depends,
+                             DebianPackage(deb.package))
+            if nodes.setdefault(node.key, node) != node:
+                raise InvalidImageContent(
+                    f"{request.image} gets two different builds of the Debian package "
+                    f"{deb.package} from its `debian_packages` targets: lock them together."
+                )
+    stand_ins = zip((key for key, _ in request.members), (c.requested for c in closures))
+    return StoreNodes(tuple(nodes.values()), tuple(stand_ins))
+
+
+def rules():
+    return [*collect_rules(), UnionRule(StoreNodesRequest, DebianNodesRequest)]
