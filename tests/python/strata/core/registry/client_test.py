@@ -24,10 +24,10 @@ import pytest
 
 from strata.core import image
 from strata.core.platforms import PlatformError
-from strata.core.pull import pull_layout
-from strata.core.auth import Credentials, credentials_for, parse_challenge
+from strata.core.registry.pull import pull_layout
+from strata.core.registry.auth import Credentials, credentials_for, parse_challenge
 from strata.core.oci import media_types
-from strata.core.registry import (
+from strata.core.registry.client import (
     AuthenticationError,
     AuthorizationError,
     DigestMismatchError,

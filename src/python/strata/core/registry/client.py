@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from strata.core import image, platforms
-from strata.core.auth import (
+from strata.core.registry.auth import (
     Credentials,
     credentials_for,
     no_credentials_hint,
@@ -248,7 +248,7 @@ class RegistryClient:
 
     Plain http is used for localhost, 127.0.0.1 and [::1] (unless insecure=False) and for any
     registry with insecure=True; otherwise https with certificate verification. Credentials
-    default to strata.core.auth.credentials_for(registry), from the environment too unless
+    default to strata.core.registry.auth.credentials_for(registry), from the environment too unless
     environment_credentials=False. Each operation is tried again up to
     `retries` times, with exponential backoff from `backoff` seconds, after 5xx/429 answers
     and connection errors. Blobs of `chunk_size` bytes or more are uploaded in PATCHes of
