@@ -75,7 +75,10 @@ COMMANDS = {
         logs=True,
     ),
     "manifest": Command(
-        "strata.core.registry.push", "manifest_command", required=("layout", "out"), flags=("docker",)
+        "strata.core.oci.push_manifest",
+        "manifest_command",
+        required=("layout", "out"),
+        flags=("docker",),
     ),
     "push": Command(
         "strata.core.registry.push",

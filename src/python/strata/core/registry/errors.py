@@ -1,0 +1,26 @@
+"""A registry's failures: each message names the registry, the repository and the object, never
+credentials or tokens."""
+
+
+class RegistryError(Exception):
+    """A registry operation failed."""
+
+
+class AuthenticationError(RegistryError):
+    """HTTP 401: no credentials, or the registry (or its token server) rejected them."""
+
+
+class AuthorizationError(RegistryError):
+    """HTTP 403: authenticated, but not allowed."""
+
+
+class NotFoundError(RegistryError):
+    pass
+
+
+class DigestMismatchError(RegistryError):
+    pass
+
+
+class UnsupportedMediaTypeError(RegistryError):
+    pass
