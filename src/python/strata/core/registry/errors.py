@@ -1,8 +1,10 @@
-"""A registry's failures: each message names the registry, the repository and the object, never
-credentials or tokens."""
+"""A registry's failures, in the core's one hierarchy (strata.core.errors: exit code 1, one line):
+each message names the registry, the repository and the object, never credentials or tokens."""
+
+from strata.core.errors import StrataError
 
 
-class RegistryError(Exception):
+class RegistryError(StrataError):
     """A registry operation failed."""
 
 

@@ -4,7 +4,8 @@ import socket
 
 import pytest
 
-from strata.core import image
+from strata.core import cli, image
+from strata.core.errors import StrataError
 from strata.core.oci import media_types
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import DigestMismatchError, RegistryError
@@ -42,6 +43,20 @@ def test_retries_server_errors_then_gives_up_clearly(serve):
             RegistryError, match="failed after 2 attempts: .*ConnectionRefusedError"
         ):
             closed.resolve("app", "latest")
+
+
+def test_a_registry_failure_is_a_strata_error_in_one_line(capsys):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{s.getsockname()[1]}"
+        with pytest.raises(StrataError) as e:
+            RegistryClient(host, retries=0).resolve("app", "latest")
+    assert cli.report("strata.core pull", e.value) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(
+        f"strata.core pull: error: resolving {host}/app:latest: failed after 1 attempts: "
+    )
 
 
 def test_a_keep_alive_connection_the_server_closed_costs_no_retry(serve):
