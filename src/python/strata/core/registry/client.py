@@ -11,12 +11,11 @@ import json
 import logging
 import os
 import tempfile
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from strata.core import image, platforms
 from strata.core.hashing import HashingWriter
 from strata.core.oci import media_types
-from strata.core.registry.auth import Credentials
 from strata.core.registry.errors import (
     DigestMismatchError,
     RegistryError,
@@ -67,34 +66,17 @@ def _media_type(content_type: Optional[str], body: bytes) -> Optional[str]:
 
 
 class RegistryClient:
-    """A client for one registry, `host[:port]`: the arguments but `chunk_size` are the
-    Transport's (scheme, credentials, retries). Blobs of `chunk_size` bytes or more are
-    uploaded in PATCHes of that size, smaller ones in one PUT.
+    """A client for one registry, `host[:port]`; the other keyword arguments are the
+    Transport's (scheme, credentials, retries, timeout). Blobs of `chunk_size` bytes or more
+    are uploaded in PATCHes of that size, smaller ones in one PUT.
     """
 
     def __init__(
-        self,
-        registry: str,
-        *,
-        insecure: Optional[bool] = None,
-        credentials: Optional[Credentials] = None,
-        environment_credentials: bool = True,
-        retries: int = 4,
-        backoff: float = 0.5,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        timeout: float = 60.0,
+        self, registry: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE, **transport: Any
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
-        self._transport = Transport(
-            registry,
-            insecure=insecure,
-            credentials=credentials,
-            environment_credentials=environment_credentials,
-            retries=retries,
-            backoff=backoff,
-            timeout=timeout,
-        )
+        self._transport = Transport(registry, **transport)
         self.registry, self.base_url = registry, self._transport.base_url
         self._chunk_size = chunk_size
 
