@@ -68,17 +68,20 @@ COMMANDS = {
         logs=True,
     ),
     "pull": Command(
-        "strata.core.pull",
+        "strata.core.registry.pull",
         "pull_command",
         required=("registry", "repository", "digest", "platform", "out"),
         flags=("insecure",),
         logs=True,
     ),
     "manifest": Command(
-        "strata.core.publish", "manifest_command", required=("layout", "out"), flags=("docker",)
+        "strata.core.oci.push_manifest",
+        "manifest_command",
+        required=("layout", "out"),
+        flags=("docker",),
     ),
     "push": Command(
-        "strata.core.publish",
+        "strata.core.registry.push",
         "push_command",
         required=("layout", "manifest", "repository"),
         optional=("mount-from",),

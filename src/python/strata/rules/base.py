@@ -6,16 +6,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, MergeDigests, Snapshot
+from pants.engine.internals.session import RunId
 from pants.engine.process import (
     FallibleProcessResult,
     Process,
     ProcessResult,
+    ProcessResultMetadata,
     ProductDescription,
 )
 from pants.engine.rules import Get, collect_rules, rule
@@ -35,6 +38,8 @@ from strata.target_types import (
     OciPullRegistryField,
     OciPullRepositoryField,
 )
+
+logger = logging.getLogger(__name__)
 
 BASE_DIR = "base"
 _PULLED = "pulled"
@@ -91,6 +96,14 @@ async def _run_choosing_platform(process: Process, target: str, platform: str) -
     )
 
 
+def _show_warnings(result: ProcessResult, description: str, run_id: RunId) -> None:
+    """A successful core Process's warnings (its stderr: e.g. the registry's retries), shown
+    when it ran in this run; a cached result's warnings are not news."""
+    warnings = result.stderr.decode("utf-8", "replace").strip()
+    if warnings and result.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
+        logger.warning(f"{description}:\n{warnings}")
+
+
 @rule(desc="Importing a base image", level=LogLevel.DEBUG)
 async def import_base(
     request: ImportBaseRequest, tool: ImageTool, strata: StrataSubsystem
@@ -121,7 +134,7 @@ async def import_base(
 
 @rule(desc="Resolving a base image", level=LogLevel.DEBUG)
 async def external_base(
-    request: ExternalBaseRequest, tool: ImageTool, strata: StrataSubsystem
+    request: ExternalBaseRequest, tool: ImageTool, strata: StrataSubsystem, run_id: RunId
 ) -> BaseImage:
     tgt = request.target
     if isinstance(tgt, OciImageArchiveTarget):
@@ -161,6 +174,7 @@ async def external_base(
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
     pulled = await _run_choosing_platform(process, str(tgt.address), tgt[OciPlatformField].value)
+    _show_warnings(pulled, process.description, run_id)
     return await Get(
         BaseImage, ImportBaseRequest(pulled.output_digest, _PULLED, str(tgt.address))
     )

@@ -1,7 +1,8 @@
 """`oci_pull` and `pants publish` on a scratch repo through a fault-injecting proxy in front of
-a real registry: connections dropped mid-transfer are retried and the images come out whole.
+a real registry: connections dropped mid-transfer are retried, each retry is shown to the user,
+and the images come out whole.
 
-One module fixture makes both Pants runs (~15 s each).
+One module fixture makes the Pants runs (~15 s each).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ NOTE = "pulled and pushed through a flaky connection\n"
 @dataclass(frozen=True)
 class Runs:
     package: subprocess.CompletedProcess[str]
+    package_again: subprocess.CompletedProcess[str]  # the pull a cache hit
     publish: subprocess.CompletedProcess[str]
     pull_faults: list[Fault]
     push_faults: list[Fault]
@@ -73,6 +75,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterat
             ),
         ]
         package = repo.run("package", "//:on_pull")
+        package_again = repo.run("package", "//:on_pull")
         push = "/v2/strata/flaky-push"
         push_faults = [
             proxy.add(Fault("cut_request", "PUT", f"{push}/blobs/uploads/", after=10)),
@@ -80,11 +83,24 @@ def runs(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterat
             proxy.add(Fault("no_response", "PUT", f"{push}/manifests/v1")),
         ]
         publish = repo.run("publish", "//:app")
-        yield Runs(package, publish, pull_faults, push_faults, repo.root / "dist")
+        yield Runs(package, package_again, publish, pull_faults, push_faults, repo.root / "dist")
+
+
+def retries(output: str, repository: str) -> list[str]:
+    """The registry client's retry warnings about `repository` in a Pants run's output."""
+    return [
+        line for line in output.splitlines() if "trying again" in line and repository in line
+    ]
 
 
 def test_pull_through_dropped_connections(runs: Runs, run_image) -> None:
     assert [f.applied for f in runs.pull_faults] == [1, 2]
+    shown = retries(runs.package.stderr, "/strata/flaky-base")
+    assert len(shown) == 3, runs.package.stderr
+    assert sum("resolving " in line for line in shown) == 1
+    assert sum("fetching blob " in line for line in shown) == 2
+    # The pull is cached now: its retries are history, not news.
+    assert retries(runs.package_again.stderr, "/strata/flaky-base") == []
     image = runs.dist / "on_pull.tar"
     assert_valid_image(image, "docker-archive")
     assert run_image(image) == (0, NOTE)
@@ -94,6 +110,10 @@ def test_publish_through_dropped_connections(
     runs: Runs, registry: Registry, run_image, tmp_path: Path
 ) -> None:
     assert [f.applied for f in runs.push_faults] == [1, 1, 1]
+    shown = retries(runs.publish.stderr, "/strata/flaky-push")
+    assert len(shown) == 3, runs.publish.stderr
+    assert sum("uploading blob " in line for line in shown) == 1
+    assert sum("pushing manifest " in line for line in shown) == 2
     (push,) = pushes(runs.publish.stdout).values()
     assert registry.inspect("strata/flaky-push:v1")["Digest"] == push.tags["v1"]
     pulled = tmp_path / "pulled.tar"

@@ -12,7 +12,8 @@ from pathlib import Path
 from strata.core import platforms
 from strata.core.image import canonical_json, digest_hex, platform_of
 from strata.core.errors import StrataError
-from strata.core.registry import RegistryClient, RegistryError
+from strata.core.registry.client import RegistryClient
+from strata.core.registry.errors import RegistryError
 
 
 def pull_layout(

@@ -1,0 +1,69 @@
+"""`python -m strata.core manifest`: the exact manifest a push sends, decided before the push so
+that its digest is known first. A format decision (the layout's OCI manifest, or the same image
+as Docker v2s2), made without a registry: it lives with the OCI formats."""
+
+import json
+from pathlib import Path
+from typing import List, Tuple
+
+from strata.core.errors import InvalidInput
+from strata.core.image import canonical_json, digest_hex, make_manifest
+from strata.core.oci import media_types
+
+
+def layout_blob(layout: Path, digest: str) -> Path:
+    return layout / "blobs" / "sha256" / digest_hex(digest)
+
+
+def layout_manifest(layout: Path) -> bytes:
+    """The manifest of a single-image OCI layout, its exact bytes."""
+    manifests = json.loads((layout / "index.json").read_bytes()).get("manifests", [])
+    if len(manifests) != 1:
+        raise ValueError(f"{layout} holds {len(manifests)} images; expected exactly one")
+    return layout_blob(layout, manifests[0]["digest"]).read_bytes()
+
+
+def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> bytes:
+    """The same image as a Docker v2 schema 2 manifest (for registries and tools that predate
+    OCI): same config and layer blobs, Docker media types, so only the manifest digest differs.
+    zstd layers have no Docker media type, which is an error."""
+    manifest = json.loads(manifest_bytes)
+    layers = [
+        {
+            "compression": media_types.compression_of(d["mediaType"]),
+            "digest": d["digest"],
+            "blob_size": d["size"],
+        }
+        for d in manifest["layers"]
+    ]
+    return canonical_json(make_manifest(config_bytes, layers, oci=False))
+
+
+def manifest_to_push(layout: Path, docker: bool) -> bytes:
+    """The one place that decides the bytes a push sends, so the digest reported before the
+    push is the digest of what the registry gets: the layout's own manifest, or (`docker`) its
+    Docker v2s2 form."""
+    manifest_bytes = layout_manifest(layout)
+    if not docker:
+        return manifest_bytes
+    config_digest = json.loads(manifest_bytes)["config"]["digest"]
+    return as_docker_manifest(manifest_bytes, layout_blob(layout, config_digest).read_bytes())
+
+
+def manifest_blobs(layout: Path, manifest_bytes: bytes) -> List[Tuple[str, int, str]]:
+    """(digest, size, path in the layout) of the manifest's config and layers, without repeats."""
+    manifest = json.loads(manifest_bytes)
+    blobs = [
+        (d["digest"], d["size"], str(layout_blob(layout, d["digest"])))
+        for d in [manifest["config"], *manifest["layers"]]
+    ]
+    return list(dict.fromkeys(blobs))
+
+
+def manifest_command(options) -> None:
+    layout = Path(options.layout)
+    try:
+        manifest_bytes = manifest_to_push(layout, options.docker)
+    except KeyError as e:
+        raise InvalidInput(f"{layout}: a manifest or index without {e}") from None
+    Path(options.out).write_bytes(manifest_bytes)

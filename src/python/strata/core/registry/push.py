@@ -1,0 +1,97 @@
+"""`python -m strata.core push`: the manifest decided by `manifest` (strata.core.oci.push_manifest),
+with its blobs from an OCI image layout, to one or more registries."""
+
+import json
+import signal
+from pathlib import Path
+from typing import Optional, Sequence
+
+from strata.core.errors import Interrupted, StrataError
+from strata.core.oci.push_manifest import manifest_blobs
+from strata.core.registry.client import RegistryClient
+from strata.core.registry.errors import RegistryError
+from strata.core.registry.push_policy import (
+    PushedBlobs,
+    PushProgress,
+    PushReport,
+    default_record_path,
+    push_image,
+)
+
+
+def push_layout(
+    layout: Path,
+    manifest_bytes: bytes,
+    registry: str,
+    repository: str,
+    tags: Sequence[str],
+    *,
+    known_in: Optional[str] = None,
+    insecure: Optional[bool] = None,
+    record: Optional[PushedBlobs] = None,
+    progress: Optional[PushProgress] = None,
+) -> PushReport:
+    """Pushes `manifest_bytes` (from manifest_to_push) with its blobs from the layout; blobs
+    missing from `repository` are mounted from `known_in`, else from the repository `record`
+    says holds most of them, else uploaded."""
+    media_type = json.loads(manifest_bytes).get("mediaType")
+    blobs = manifest_blobs(layout, manifest_bytes)
+    digests = [digest for digest, _, _ in blobs]
+    if known_in is None and record is not None:
+        known_in = record.best_source(registry, repository, digests)
+    client = RegistryClient(registry, insecure=insecure)
+    report = push_image(
+        client, repository, tags, manifest_bytes, media_type, blobs, known_in, progress
+    )
+    if record is not None:
+        record.record(registry, repository, digests)
+    return report
+
+
+def interrupted_message(name: str, progress: PushProgress) -> str:
+    """One line for an interrupted push: what reached the registry, and that re-running
+    resumes (present blobs are found by HEAD and skipped)."""
+    present = progress.blobs_skipped + progress.blobs_mounted + progress.blobs_uploaded
+    manifest = (
+        f"manifest pushed, {progress.tags_pushed} tag(s) set"
+        if progress.manifest_pushed
+        else "manifest not pushed"
+    )
+    return (
+        f"{name}: {present} of {progress.blobs} blobs in place: "
+        f"{progress.blobs_uploaded} uploaded ({progress.bytes_uploaded} bytes), "
+        f"{progress.blobs_mounted} mounted, {progress.blobs_skipped} already present; "
+        f"{manifest}; run `pants publish` again to resume: blobs already pushed are skipped"
+    )
+
+
+def push_command(options) -> None:
+    record = PushedBlobs(default_record_path())
+    manifest_bytes = Path(options.manifest).read_bytes()
+    for registry in options.registry:
+        name = f"{registry}/{options.repository}"
+        progress = PushProgress()
+        try:
+            report = push_layout(
+                Path(options.layout),
+                manifest_bytes,
+                registry,
+                options.repository,
+                options.tag,
+                known_in=options.mount_from,
+                insecure=options.insecure or None,
+                record=record,
+                progress=progress,
+            )
+        except (RegistryError, ValueError, OSError) as e:
+            raise StrataError(f"{name}: {e}") from e
+        except KeyboardInterrupt:
+            # Ctrl-C, or Pants cancelling the run: one line, and no second interruption of it.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            raise Interrupted(interrupted_message(name, progress)) from None
+        for tag in report.tags or ("(no tag)",):
+            print(f"{name}:{tag}@{report.digest}")
+        print(
+            f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
+            f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
+        )

@@ -1,0 +1,156 @@
+"""What a push sends, and in which order: each blob is skipped when the repository has it,
+mounted when another repository of the registry holds it (as this machine's record of pushed
+blobs says), else uploaded; the manifest goes up by digest, and only then the tags."""
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+from strata.core import image
+from strata.core.image import canonical_json
+from strata.core.oci import media_types
+from strata.core.registry.client import RegistryClient
+from strata.core.registry.errors import UnsupportedMediaTypeError
+
+
+@dataclass(frozen=True)
+class PushReport:
+    digest: str
+    tags: Tuple[str, ...]
+    blobs_skipped: int
+    blobs_mounted: int
+    blobs_uploaded: int
+    bytes_uploaded: int
+
+
+@dataclass
+class PushProgress:
+    """What push_image has done so far, kept up to date as it goes so that a caller can say
+    what reached the registry when the push is interrupted."""
+
+    blobs: int = 0  # in the image
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    blobs_uploaded: int = 0
+    bytes_uploaded: int = 0
+    manifest_pushed: bool = False
+    tags_pushed: int = 0
+
+
+class PushedBlobs:
+    """Which repository of each registry this machine last pushed each blob to, so that a later
+    push to another repository can mount the blob instead of uploading it again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data: Dict[str, Dict[str, str]] = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            self.data = {}
+
+    def best_source(self, registry: str, repository: str, digests: Sequence[str]) -> Optional[str]:
+        """The other repository holding most of `digests`, if any."""
+        known = self.data.get(registry, {})
+        counts = Counter(known[d] for d in digests if known.get(d, repository) != repository)
+        return min(counts, key=lambda r: (-counts[r], r)) if counts else None
+
+    def record(self, registry: str, repository: str, digests: Sequence[str]) -> None:
+        self.data.setdefault(registry, {}).update((d, repository) for d in digests)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(canonical_json(self.data))
+        os.replace(tmp, self.path)
+
+
+def default_record_path() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "strata" / "pushed-blobs.json"
+
+
+def _manifest_blobs(manifest_bytes: bytes) -> Dict[str, int]:
+    """{digest: size} of an image manifest's config and layers, in that order."""
+    try:
+        manifest = json.loads(manifest_bytes)
+        blobs = {}
+        for descriptor in [manifest["config"], *manifest["layers"]]:
+            image.digest_hex(descriptor["digest"])
+            if not isinstance(descriptor["size"], int):
+                raise TypeError(f"size of {descriptor['digest']} is not an integer")
+            blobs[descriptor["digest"]] = descriptor["size"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"manifest_bytes is not an image manifest: {e!r}") from None
+    return blobs
+
+
+def push_image(
+    client: RegistryClient,
+    repository: str,
+    tags: Sequence[str],
+    manifest_bytes: bytes,
+    media_type: str,
+    blobs: Sequence[Tuple[str, int, str]],
+    known_in: Optional[str] = None,
+    progress: Optional[PushProgress] = None,
+) -> PushReport:
+    """Pushes an image with `client`. Each blob, (digest, size, path), is skipped when the repository has
+    it, mounted from `known_in` when that has it, else uploaded. Then the manifest goes up
+    by digest and only after that each tag, so no tag ever names a partial image. Each step
+    is counted in `progress` as soon as it is done."""
+    image.validate_repository(repository)
+    if isinstance(tags, str):
+        raise ValueError(f"tags must be a sequence of tags, not the string {tags!r}")
+    tags = tuple(image.validate_tag(t) for t in tags)
+    if known_in is not None:
+        image.validate_repository(known_in)
+    if media_type not in media_types.MANIFESTS:
+        raise UnsupportedMediaTypeError(
+            f"push_image pushes image manifests ({', '.join(media_types.MANIFESTS)}), "
+            f"not {media_type!r}"
+        )
+    wanted = _manifest_blobs(manifest_bytes)
+    given = {digest: (size, path) for digest, size, path in blobs}
+    missing, extra = sorted(set(wanted) - set(given)), sorted(set(given) - set(wanted))
+    if missing or extra:
+        raise ValueError(
+            "blobs must be exactly the manifest's config and layers; "
+            f"missing: {missing or 'none'}; not in the manifest: {extra or 'none'}"
+        )
+    for digest, size in wanted.items():
+        if given[digest][0] != size:
+            raise ValueError(
+                f"blob {digest} has size {given[digest][0]}; the manifest says {size}"
+            )
+
+    done = PushProgress() if progress is None else progress
+    done.blobs = len(wanted)
+    for digest, size in wanted.items():
+        if client.blob_exists(repository, digest, pushing=True):
+            done.blobs_skipped += 1
+            continue
+        session = None
+        if known_in is not None and known_in != repository:
+            session = client.mount_blob(repository, digest, known_in)
+            if session is None:
+                done.blobs_mounted += 1
+                continue
+        client.upload_blob(repository, given[digest][1], digest, size, session)
+        done.blobs_uploaded += 1
+        done.bytes_uploaded += size
+    digest = image.sha256_digest(manifest_bytes)
+    client.push_manifest(repository, digest, media_type, manifest_bytes)
+    done.manifest_pushed = True
+    for tag in tags:
+        client.push_manifest(repository, tag, media_type, manifest_bytes)
+        done.tags_pushed += 1
+    return PushReport(
+        digest,
+        tags,
+        done.blobs_skipped,
+        done.blobs_mounted,
+        done.blobs_uploaded,
+        done.bytes_uploaded,
+    )
+
