@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterable, List, Optional, Tuple, Type
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -29,7 +29,13 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
-from strata.core.image import resolve_created, validate_repository, validate_tag
+from strata.core.image import (
+    INHERITANCE,
+    Inheritance,
+    resolve_created,
+    validate_repository,
+    validate_tag,
+)
 
 
 class OciImageDependenciesField(Dependencies):
@@ -203,18 +209,40 @@ class OciOsField(StringField):
     help = "The image's operating system, as Go names it."
 
 
-class OciEntrypointField(StringSequenceField):
+class RuntimeConfigField:
+    """A field that sets one key of the image's runtime config (the config's `config`), looped
+    over like the docker backend's build options. How a base's value for the key is inherited
+    is the core's `INHERITANCE[config_key]`: a base may carry keys no field sets."""
+
+    config_key: ClassVar[str]
+    value: Any
+
+    def config_value(self) -> Any:
+        """The key's JSON value, or None to leave it unset (so that a base's is inherited)."""
+        return self.value or None
+
+
+class _CommandField(RuntimeConfigField, StringSequenceField):
+    def config_value(self) -> Optional[List[str]]:
+        # An empty list is set: it clears the base's command.
+        return None if self.value is None else list(self.value)
+
+
+class OciEntrypointField(_CommandField):
     alias = "entrypoint"
+    config_key = "Entrypoint"
     help = "The command the container runs (config `Entrypoint`), e.g. `['/app/bin.pex']`."
 
 
-class OciCmdField(StringSequenceField):
+class OciCmdField(_CommandField):
     alias = "cmd"
+    config_key = "Cmd"
     help = "Default arguments for the entrypoint, or the command when there is none (`Cmd`)."
 
 
-class OciEnvField(DictStringToStringField):
+class OciEnvField(RuntimeConfigField, DictStringToStringField):
     alias = "env"
+    config_key = "Env"
     help = help_text(
         """
         Environment variables for the container (`Env`), written in key order. Names are
@@ -235,19 +263,25 @@ class OciEnvField(DictStringToStringField):
                 )
         return value
 
+    def config_value(self) -> Optional[List[str]]:
+        return [f"{k}={v}" for k, v in sorted(self.value.items())] if self.value else None
 
-class OciWorkdirField(StringField):
+
+class OciWorkdirField(RuntimeConfigField, StringField):
     alias = "workdir"
+    config_key = "WorkingDir"
     help = "The container's working directory (`WorkingDir`); absolute."
 
 
-class OciUserField(StringField):
+class OciUserField(RuntimeConfigField, StringField):
     alias = "user"
+    config_key = "User"
     help = "The user (and group) the container runs as (`User`), e.g. `nobody` or `65534:65534`."
 
 
-class OciExposedPortsField(StringSequenceField):
+class OciExposedPortsField(RuntimeConfigField, StringSequenceField):
     alias = "exposed_ports"
+    config_key = "ExposedPorts"
     help = help_text(
         """
         Ports the container listens on (`ExposedPorts`), e.g. `['8080/tcp', '53/udp']`: a port
@@ -269,20 +303,71 @@ class OciExposedPortsField(StringSequenceField):
                 )
         return value
 
+    def config_value(self) -> Optional[Dict[str, dict]]:
+        if not self.value:
+            return None
+        return {port if "/" in port else f"{port}/tcp": {} for port in self.value}
 
-class OciLabelsField(DictStringToStringField):
+
+class OciLabelsField(RuntimeConfigField, DictStringToStringField):
     alias = "labels"
+    config_key = "Labels"
     help = "Image labels (`Labels`), e.g. `{'org.opencontainers.image.source': '...'}`."
 
+    def config_value(self) -> Optional[Dict[str, str]]:
+        return dict(self.value) if self.value else None
 
-class OciVolumesField(StringSequenceField):
+
+class OciVolumesField(RuntimeConfigField, StringSequenceField):
     alias = "volumes"
+    config_key = "Volumes"
     help = "Paths the container expects to be volumes (`Volumes`); absolute."
 
+    def config_value(self) -> Optional[Dict[str, dict]]:
+        return {volume: {} for volume in self.value} if self.value else None
 
-class OciStopSignalField(StringField):
+
+class OciStopSignalField(RuntimeConfigField, StringField):
     alias = "stop_signal"
+    config_key = "StopSignal"
     help = "The signal that stops the container (`StopSignal`), e.g. `SIGTERM`."
+
+
+# The image's runtime config: `oci_image` has these fields, `runtime_config` writes them, and the
+# help of `base` says how each key is inherited.
+RUNTIME_CONFIG_FIELDS: Tuple[Type[RuntimeConfigField], ...] = (
+    OciEntrypointField,
+    OciCmdField,
+    OciEnvField,
+    OciWorkdirField,
+    OciUserField,
+    OciExposedPortsField,
+    OciLabelsField,
+    OciVolumesField,
+    OciStopSignalField,
+)
+
+
+def _inherited_config_help() -> str:
+    """The inheritance paragraph of `base`'s help, from the core's table and the fields."""
+    aliases = {field.config_key: field.alias for field in RUNTIME_CONFIG_FIELDS}
+
+    def key(name: str) -> str:
+        return f"`{name}` (`{aliases[name]}`)" if name in aliases else f"`{name}`"
+
+    items = [
+        f"* {', '.join(key(name) for name, r in INHERITANCE.items() if r is rule)}: {rule.value}."
+        for rule in Inheritance
+    ]
+    return "\n".join(
+        [
+            "Its runtime config is inherited key by key (with the field that sets each key):",
+            *items,
+            "",
+            "Other keys of the base's (`OnBuild`, `Hostname`, ...) describe how it was built and "
+            "are dropped. The architecture and OS must match the base's.",
+        ]
+    )
 
 
 class OutputFormat(Enum):
@@ -406,15 +491,8 @@ class OciBaseField(StringField):
         The image to build on top of: the address of another `oci_image`, an `oci_image_archive`
         or an `oci_pull` target. Its layers are reused verbatim (never unpacked) below this
         image's own and count against `max_layers`; its history is kept.
-
-        Its runtime config is inherited: `Env` is merged (base variables first, in their order;
-        a variable this image sets replaces the base's value in place; new ones follow in this
-        image's order); `Labels` are merged (this image wins per key); `Entrypoint`, `Cmd`,
-        `WorkingDir`, `User`, `ExposedPorts`, `Volumes` and `StopSignal` are inherited unless
-        this image sets them, except that setting `entrypoint` without `cmd` drops the base's
-        `Cmd` (as a Dockerfile `ENTRYPOINT` does). The architecture and OS must match the base's.
         """
-    )
+    ) + "\n\n" + _inherited_config_help()
 
 
 class OciRegistriesField(StringSequenceField):
@@ -480,15 +558,7 @@ class OciImageTarget(Target):
         OciGnameField,
         OciArchitectureField,
         OciOsField,
-        OciEntrypointField,
-        OciCmdField,
-        OciEnvField,
-        OciWorkdirField,
-        OciUserField,
-        OciExposedPortsField,
-        OciLabelsField,
-        OciVolumesField,
-        OciStopSignalField,
+        *RUNTIME_CONFIG_FIELDS,
         OciSymlinksField,
         OciDirectoriesField,
         OciOutputFormatField,

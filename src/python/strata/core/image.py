@@ -39,7 +39,10 @@ CONTENT_TAG_LENGTH = 32
 class Inheritance(enum.Enum):
     """How an image built on a base gets one runtime config key; the value says it for help."""
 
-    REPLACED = "the base's unless this image sets it; a value it sets replaces the base's whole"
+    REPLACED = (
+        "the base's unless this image sets it; a value it sets replaces the base's whole (even "
+        "`ExposedPorts` and `Volumes`, to which Dockerfile `EXPOSE` and `VOLUME` add)"
+    )
     RESET_BY_ENTRYPOINT = (
         "the base's unless this image sets it or `Entrypoint` (a new Dockerfile `ENTRYPOINT` "
         "resets `CMD` too, as the base's arguments rarely suit another program)"
@@ -161,8 +164,7 @@ def inherit_config(base_runtime_config: dict, own: dict) -> dict:
     key by key as INHERITANCE says. A key set to null counts as unset. Details:
     - Env: an own `KEY=VALUE` whose KEY the base has replaces that entry in place (its last one,
       as Docker's ReplaceOrAppendEnvValues does).
-    - ExposedPorts and Volumes are replaced, unlike Docker's EXPOSE and VOLUME, which add to
-      them: so that an image can close a base's port.
+    - ExposedPorts and Volumes are replaced, so that an image can close a base's port.
     - Any other base key (OnBuild triggers, Docker's per-container Hostname, Image, Attach*...)
       describes how the base was built, not how to run it, and is dropped.
     - The image's own keys are kept whatever they are.
