@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from fractions import Fraction
 from typing import Any, ClassVar, Dict, Iterable, List, Optional, Tuple, Type
 
 from pants.core.goals.package import OutputPathField
@@ -19,6 +20,7 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     DictStringToStringField,
+    Field,
     IntField,
     InvalidFieldException,
     SingleSourceField,
@@ -333,6 +335,91 @@ class OciStopSignalField(RuntimeConfigField, StringField):
     help = "The signal that stops the container (`StopSignal`), e.g. `SIGTERM`."
 
 
+class OciHealthcheckField(RuntimeConfigField, Field):
+    alias = "healthcheck"
+    config_key = "Healthcheck"
+    default = None
+    value: Optional[FrozenDict[str, Any]]
+    help = help_text(
+        """
+        How the container's health is checked (Docker's `Healthcheck`, as a Dockerfile's
+        `HEALTHCHECK` writes it), e.g.
+        `{'test': ['CMD', '/app/bin.pex', '--check'], 'interval': '30s', 'retries': 3}`.
+
+        `test` is `['CMD', program, arg...]`, `['CMD-SHELL', command]` (run by the image's
+        `/bin/sh -c`) or `['NONE']` (no check, not even a base's; then no other key).
+        `interval`, `timeout` and `start_period` are durations as Go writes them (`1m30s`,
+        `500ms`; units `h`, `m`, `s`, `ms`, `us`, `ns`) of at least 1ms, stored in nanoseconds;
+        `retries` is at least 1. Docker's defaults apply to those left out (30s, 30s, 0s, 3).
+        """
+    )
+
+    _DURATION_KEYS = {"interval": "Interval", "timeout": "Timeout", "start_period": "StartPeriod"}
+    _NANOSECONDS = {"h": 3600 * 10**9, "m": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3,
+                    "µs": 10**3, "ns": 1}  # fmt: skip
+    _DURATION_PART = r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)"
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, Any]], address: Address
+    ) -> Optional[FrozenDict[str, Any]]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+
+        def invalid(why: str) -> InvalidFieldException:
+            return InvalidFieldException(f"The {cls.alias!r} field in target {address} {why}")
+
+        if not isinstance(value, dict):
+            raise invalid(f"must be a dict such as {{'test': ['CMD', '/bin/check']}}: {value!r}.")
+        unknown = sorted(set(value) - {"test", "retries", *cls._DURATION_KEYS})
+        if unknown:
+            raise invalid(
+                f"has unknown keys {unknown}: expected `test`, `interval`, `timeout`, "
+                "`start_period` and `retries`."
+            )
+        test = value.get("test")
+        if not (
+            isinstance(test, (list, tuple))
+            and all(isinstance(word, str) for word in test)
+            and (
+                (len(test) >= 2 and test[0] == "CMD")
+                or (len(test) == 2 and test[0] == "CMD-SHELL")
+                or list(test) == ["NONE"]
+            )
+        ):
+            raise invalid(
+                f"has an invalid `test` {test!r}: expected `['CMD', program, arg...]`, "
+                "`['CMD-SHELL', command]` or `['NONE']`."
+            )
+        if test[0] == "NONE" and len(value) > 1:
+            raise invalid("turns the check off (`['NONE']`), so it takes no other key.")
+        healthcheck: Dict[str, Any] = {"Test": tuple(test)}
+        for key, config_key in cls._DURATION_KEYS.items():
+            duration = value.get(key)
+            if duration is None:
+                continue
+            parts = re.findall(cls._DURATION_PART, duration) if isinstance(duration, str) else []
+            if not duration or "".join(n + u for n, u in parts) != duration:
+                raise invalid(
+                    f"has an invalid `{key}` {duration!r}: expected a duration such as `30s`, "
+                    "`1m30s` or `500ms`."
+                )
+            nanoseconds = int(sum(Fraction(n) * cls._NANOSECONDS[u] for n, u in parts))
+            if nanoseconds < 10**6:
+                raise invalid(f"has `{key}` {duration!r}: it must be at least 1ms.")
+            healthcheck[config_key] = nanoseconds
+        retries = value.get("retries")
+        if retries is not None:
+            if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
+                raise invalid(f"has an invalid `retries` {retries!r}: expected an integer >= 1.")
+            healthcheck["Retries"] = retries
+        return FrozenDict(healthcheck)
+
+    def config_value(self) -> Optional[Dict[str, Any]]:
+        return None if self.value is None else {**self.value, "Test": list(self.value["Test"])}
+
+
 # The image's runtime config: `oci_image` has these fields, `runtime_config` writes them, and the
 # help of `base` says how each key is inherited.
 RUNTIME_CONFIG_FIELDS: Tuple[Type[RuntimeConfigField], ...] = (
@@ -345,6 +432,7 @@ RUNTIME_CONFIG_FIELDS: Tuple[Type[RuntimeConfigField], ...] = (
     OciLabelsField,
     OciVolumesField,
     OciStopSignalField,
+    OciHealthcheckField,
 )
 
 
