@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
+from fractions import Fraction
+from typing import Any, ClassVar, Dict, Iterable, List, Optional, Tuple, Type
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -19,6 +20,7 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     DictStringToStringField,
+    Field,
     IntField,
     InvalidFieldException,
     SingleSourceField,
@@ -29,7 +31,13 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
-from strata.core.image import resolve_created, validate_repository, validate_tag
+from strata.core.image import (
+    INHERITANCE,
+    Inheritance,
+    resolve_created,
+    validate_repository,
+    validate_tag,
+)
 
 
 class OciImageDependenciesField(Dependencies):
@@ -203,18 +211,40 @@ class OciOsField(StringField):
     help = "The image's operating system, as Go names it."
 
 
-class OciEntrypointField(StringSequenceField):
+class RuntimeConfigField:
+    """A field that sets one key of the image's runtime config (the config's `config`), looped
+    over like the docker backend's build options. How a base's value for the key is inherited
+    is the core's `INHERITANCE[config_key]`: a base may carry keys no field sets."""
+
+    config_key: ClassVar[str]
+    value: Any
+
+    def config_value(self) -> Any:
+        """The key's JSON value, or None to leave it unset (so that a base's is inherited)."""
+        return self.value or None
+
+
+class _CommandField(RuntimeConfigField, StringSequenceField):
+    def config_value(self) -> Optional[List[str]]:
+        # An empty list is set: it clears the base's command.
+        return None if self.value is None else list(self.value)
+
+
+class OciEntrypointField(_CommandField):
     alias = "entrypoint"
+    config_key = "Entrypoint"
     help = "The command the container runs (config `Entrypoint`), e.g. `['/app/bin.pex']`."
 
 
-class OciCmdField(StringSequenceField):
+class OciCmdField(_CommandField):
     alias = "cmd"
+    config_key = "Cmd"
     help = "Default arguments for the entrypoint, or the command when there is none (`Cmd`)."
 
 
-class OciEnvField(DictStringToStringField):
+class OciEnvField(RuntimeConfigField, DictStringToStringField):
     alias = "env"
+    config_key = "Env"
     help = help_text(
         """
         Environment variables for the container (`Env`), written in key order. Names are
@@ -235,19 +265,25 @@ class OciEnvField(DictStringToStringField):
                 )
         return value
 
+    def config_value(self) -> Optional[List[str]]:
+        return [f"{k}={v}" for k, v in sorted(self.value.items())] if self.value else None
 
-class OciWorkdirField(StringField):
+
+class OciWorkdirField(RuntimeConfigField, StringField):
     alias = "workdir"
+    config_key = "WorkingDir"
     help = "The container's working directory (`WorkingDir`); absolute."
 
 
-class OciUserField(StringField):
+class OciUserField(RuntimeConfigField, StringField):
     alias = "user"
+    config_key = "User"
     help = "The user (and group) the container runs as (`User`), e.g. `nobody` or `65534:65534`."
 
 
-class OciExposedPortsField(StringSequenceField):
+class OciExposedPortsField(RuntimeConfigField, StringSequenceField):
     alias = "exposed_ports"
+    config_key = "ExposedPorts"
     help = help_text(
         """
         Ports the container listens on (`ExposedPorts`), e.g. `['8080/tcp', '53/udp']`: a port
@@ -269,20 +305,157 @@ class OciExposedPortsField(StringSequenceField):
                 )
         return value
 
+    def config_value(self) -> Optional[Dict[str, dict]]:
+        if not self.value:
+            return None
+        return {port if "/" in port else f"{port}/tcp": {} for port in self.value}
 
-class OciLabelsField(DictStringToStringField):
+
+class OciLabelsField(RuntimeConfigField, DictStringToStringField):
     alias = "labels"
+    config_key = "Labels"
     help = "Image labels (`Labels`), e.g. `{'org.opencontainers.image.source': '...'}`."
 
+    def config_value(self) -> Optional[Dict[str, str]]:
+        return dict(self.value) if self.value else None
 
-class OciVolumesField(StringSequenceField):
+
+class OciVolumesField(RuntimeConfigField, StringSequenceField):
     alias = "volumes"
+    config_key = "Volumes"
     help = "Paths the container expects to be volumes (`Volumes`); absolute."
 
+    def config_value(self) -> Optional[Dict[str, dict]]:
+        return {volume: {} for volume in self.value} if self.value else None
 
-class OciStopSignalField(StringField):
+
+class OciStopSignalField(RuntimeConfigField, StringField):
     alias = "stop_signal"
+    config_key = "StopSignal"
     help = "The signal that stops the container (`StopSignal`), e.g. `SIGTERM`."
+
+
+class OciHealthcheckField(RuntimeConfigField, Field):
+    alias = "healthcheck"
+    config_key = "Healthcheck"
+    default = None
+    value: Optional[FrozenDict[str, Any]]
+    help = help_text(
+        """
+        How the container's health is checked (Docker's `Healthcheck`, as a Dockerfile's
+        `HEALTHCHECK` writes it), e.g.
+        `{'test': ['CMD', '/app/bin.pex', '--check'], 'interval': '30s', 'retries': 3}`.
+
+        `test` is `['CMD', program, arg...]`, `['CMD-SHELL', command]` (run by the image's
+        `/bin/sh -c`) or `['NONE']` (no check, not even a base's; then no other key).
+        `interval`, `timeout` and `start_period` are durations as Go writes them (`1m30s`,
+        `500ms`; units `h`, `m`, `s`, `ms`, `us`, `ns`) of at least 1ms, stored in nanoseconds;
+        `retries` is at least 1. Docker's defaults apply to those left out (30s, 30s, 0s, 3).
+        """
+    )
+
+    _DURATION_KEYS = {"interval": "Interval", "timeout": "Timeout", "start_period": "StartPeriod"}
+    _NANOSECONDS = {"h": 3600 * 10**9, "m": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3,
+                    "µs": 10**3, "ns": 1}  # fmt: skip
+    _DURATION_PART = r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)"
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, Any]], address: Address
+    ) -> Optional[FrozenDict[str, Any]]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+
+        def invalid(why: str) -> InvalidFieldException:
+            return InvalidFieldException(f"The {cls.alias!r} field in target {address} {why}")
+
+        if not isinstance(value, dict):
+            raise invalid(f"must be a dict such as {{'test': ['CMD', '/bin/check']}}: {value!r}.")
+        unknown = sorted(set(value) - {"test", "retries", *cls._DURATION_KEYS})
+        if unknown:
+            raise invalid(
+                f"has unknown keys {unknown}: expected `test`, `interval`, `timeout`, "
+                "`start_period` and `retries`."
+            )
+        test = value.get("test")
+        if not (
+            isinstance(test, (list, tuple))
+            and all(isinstance(word, str) for word in test)
+            and (
+                (len(test) >= 2 and test[0] == "CMD")
+                or (len(test) == 2 and test[0] == "CMD-SHELL")
+                or list(test) == ["NONE"]
+            )
+        ):
+            raise invalid(
+                f"has an invalid `test` {test!r}: expected `['CMD', program, arg...]`, "
+                "`['CMD-SHELL', command]` or `['NONE']`."
+            )
+        if test[0] == "NONE" and len(value) > 1:
+            raise invalid("turns the check off (`['NONE']`), so it takes no other key.")
+        healthcheck: Dict[str, Any] = {"Test": tuple(test)}
+        for key, config_key in cls._DURATION_KEYS.items():
+            duration = value.get(key)
+            if duration is None:
+                continue
+            parts = re.findall(cls._DURATION_PART, duration) if isinstance(duration, str) else []
+            if not duration or "".join(n + u for n, u in parts) != duration:
+                raise invalid(
+                    f"has an invalid `{key}` {duration!r}: expected a duration such as `30s`, "
+                    "`1m30s` or `500ms`."
+                )
+            nanoseconds = int(sum(Fraction(n) * cls._NANOSECONDS[u] for n, u in parts))
+            if nanoseconds < 10**6:
+                raise invalid(f"has `{key}` {duration!r}: it must be at least 1ms.")
+            healthcheck[config_key] = nanoseconds
+        retries = value.get("retries")
+        if retries is not None:
+            if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
+                raise invalid(f"has an invalid `retries` {retries!r}: expected an integer >= 1.")
+            healthcheck["Retries"] = retries
+        return FrozenDict(healthcheck)
+
+    def config_value(self) -> Optional[Dict[str, Any]]:
+        return None if self.value is None else {**self.value, "Test": list(self.value["Test"])}
+
+
+# The image's runtime config: `oci_image` has these fields, `runtime_config` writes them, and the
+# help of `base` says how each key is inherited.
+RUNTIME_CONFIG_FIELDS: Tuple[Type[RuntimeConfigField], ...] = (
+    OciEntrypointField,
+    OciCmdField,
+    OciEnvField,
+    OciWorkdirField,
+    OciUserField,
+    OciExposedPortsField,
+    OciLabelsField,
+    OciVolumesField,
+    OciStopSignalField,
+    OciHealthcheckField,
+)
+
+
+def _inherited_config_help() -> str:
+    """The inheritance paragraph of `base`'s help, from the core's table and the fields."""
+    aliases = {field.config_key: field.alias for field in RUNTIME_CONFIG_FIELDS}
+
+    def key(name: str) -> str:
+        return f"`{name}` (`{aliases[name]}`)" if name in aliases else f"`{name}`"
+
+    items = [
+        f"* {', '.join(key(name) for name, r in INHERITANCE.items() if r is rule)}: {rule.value}."
+        for rule in Inheritance
+    ]
+    return "\n".join(
+        [
+            "Its runtime config is inherited key by key (with the field that sets each key):",
+            *items,
+            "",
+            "Other keys of the base's (`OnBuild`, `Hostname`, ...) describe how it was built and "
+            "are dropped. The architecture and OS must match the base's.",
+        ]
+    )
 
 
 class OutputFormat(Enum):
@@ -406,15 +579,8 @@ class OciBaseField(StringField):
         The image to build on top of: the address of another `oci_image`, an `oci_image_archive`
         or an `oci_pull` target. Its layers are reused verbatim (never unpacked) below this
         image's own and count against `max_layers`; its history is kept.
-
-        Its runtime config is inherited: `Env` is merged (base variables first, in their order;
-        a variable this image sets replaces the base's value in place; new ones follow in this
-        image's order); `Labels` are merged (this image wins per key); `Entrypoint`, `Cmd`,
-        `WorkingDir`, `User`, `ExposedPorts`, `Volumes` and `StopSignal` are inherited unless
-        this image sets them, except that setting `entrypoint` without `cmd` drops the base's
-        `Cmd` (as a Dockerfile `ENTRYPOINT` does). The architecture and OS must match the base's.
         """
-    )
+    ) + "\n\n" + _inherited_config_help()
 
 
 class OciRegistriesField(StringSequenceField):
@@ -480,15 +646,7 @@ class OciImageTarget(Target):
         OciGnameField,
         OciArchitectureField,
         OciOsField,
-        OciEntrypointField,
-        OciCmdField,
-        OciEnvField,
-        OciWorkdirField,
-        OciUserField,
-        OciExposedPortsField,
-        OciLabelsField,
-        OciVolumesField,
-        OciStopSignalField,
+        *RUNTIME_CONFIG_FIELDS,
         OciSymlinksField,
         OciDirectoriesField,
         OciOutputFormatField,

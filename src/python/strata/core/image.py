@@ -1,6 +1,7 @@
 """Image config, manifest and index JSON, and references (OCI and Docker v2s2)."""
 
 import datetime
+import enum
 import hashlib
 import json
 import re
@@ -13,11 +14,39 @@ REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 # gives an equal tag. 32 hex chars (128 bits) keep collisions out of reach.
 CONTENT_TAG_LENGTH = 32
 
-# Runtime config keys an image inherits from its base unless it sets them (see inherit_config).
-_INHERITED_KEYS = (
-    "Entrypoint", "Cmd", "Env", "Labels", "WorkingDir", "User", "ExposedPorts", "Volumes",
-    "StopSignal", "Healthcheck", "Shell",
-)
+
+
+class Inheritance(enum.Enum):
+    """How an image built on a base gets one runtime config key; the value says it for help."""
+
+    REPLACED = (
+        "the base's unless this image sets it; a value it sets replaces the base's whole (even "
+        "`ExposedPorts` and `Volumes`, to which Dockerfile `EXPOSE` and `VOLUME` add)"
+    )
+    RESET_BY_ENTRYPOINT = (
+        "the base's unless this image sets it or `Entrypoint` (a new Dockerfile `ENTRYPOINT` "
+        "resets `CMD` too, as the base's arguments rarely suit another program)"
+    )
+    MERGED_ENV = (
+        "merged: the base's variables first, in their order; a variable this image sets "
+        "replaces the base's value in place; new ones follow in this image's order"
+    )
+    MERGED_BY_KEY = "merged, this image's value winning per key"
+
+
+# The one table of how a base's runtime config is inherited (inherit_config), keyed by Docker's
+# config keys, whether or not an `oci_image` field sets them: a base may carry any. The shell's
+# help for `base` is generated from it. Any other key of a base's is dropped.
+INHERITANCE = {
+    "Env": Inheritance.MERGED_ENV,
+    "Labels": Inheritance.MERGED_BY_KEY,
+    "Cmd": Inheritance.RESET_BY_ENTRYPOINT,
+    **{
+        key: Inheritance.REPLACED
+        for key in ("Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "StopSignal",
+                    "Healthcheck", "Shell")
+    },
+}
 
 _SPEC_CONFIG_KEYS = frozenset({"architecture", "os", "variant", "created", "config"})
 # The default `created` matches the layers' default mtime (1): 0 reads as "unset" to some tools.
@@ -103,19 +132,11 @@ def _labels(value, what: str) -> dict:
 
 
 def inherit_config(base_runtime_config: dict, own: dict) -> dict:
-    """The runtime `config` of an image built on a base, from the base's and the image's own.
-
-    A key set to null counts as unset. The exact rule:
-    - Env: the base's entries in their order; an own `KEY=VALUE` whose KEY the base has replaces
-      that entry in place (its last one, as Docker's ReplaceOrAppendEnvValues does); other own
-      entries are appended in own order.
-    - Labels: merged, the image's value winning per key.
-    - Cmd: inherited unless the image sets it, but not when the image sets Entrypoint: Docker
-      resets CMD with a new ENTRYPOINT, as the base's arguments rarely suit another program.
-    - Entrypoint, WorkingDir, User, ExposedPorts, Volumes, StopSignal, and Docker's Healthcheck
-      and Shell: inherited unless the image sets them (the image's value replaces the base's,
-      ExposedPorts and Volumes included, unlike Docker's EXPOSE and VOLUME, which add to them:
-      so that an image can close a base's port).
+    """The runtime `config` of an image built on a base, from the base's and the image's own,
+    key by key as INHERITANCE says. A key set to null counts as unset. Details:
+    - Env: an own `KEY=VALUE` whose KEY the base has replaces that entry in place (its last one,
+      as Docker's ReplaceOrAppendEnvValues does).
+    - ExposedPorts and Volumes are replaced, so that an image can close a base's port.
     - Any other base key (OnBuild triggers, Docker's per-container Hostname, Image, Attach*...)
       describes how the base was built, not how to run it, and is dropped.
     - The image's own keys are kept whatever they are.
@@ -125,14 +146,17 @@ def inherit_config(base_runtime_config: dict, own: dict) -> dict:
     base = {k: v for k, v in base_runtime_config.items() if v is not None}
     own = {k: v for k, v in own.items() if v is not None}
     result = dict(own)
-    for key in _INHERITED_KEYS:
-        if key in base and key not in own and not (key == "Cmd" and "Entrypoint" in own):
+    for key, rule in INHERITANCE.items():
+        if key in own:
+            if rule is Inheritance.MERGED_ENV:
+                result[key] = _merge_env(base.get(key, []), own[key])
+            elif rule is Inheritance.MERGED_BY_KEY:
+                merged = _labels(base.get(key, {}), f"the base config's {key}")
+                result[key] = {**merged, **_labels(own[key], f"config.{key}")}
+        elif key in base and not (
+            rule is Inheritance.RESET_BY_ENTRYPOINT and "Entrypoint" in own
+        ):
             result[key] = base[key]
-    if "Env" in own:
-        result["Env"] = _merge_env(base.get("Env", []), own["Env"])
-    if "Labels" in own:
-        labels = _labels(base.get("Labels", {}), "the base config's Labels")
-        result["Labels"] = {**labels, **_labels(own["Labels"], "config.Labels")}
     return result
 
 

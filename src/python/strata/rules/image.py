@@ -28,7 +28,12 @@ from pants.engine.fs import (
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.addresses import Address, AddressInput
-from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTargetRequest
+from pants.engine.target import (
+    InvalidFieldException,
+    Target,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
@@ -49,40 +54,30 @@ from strata.rules.nodes.debian import DebianPackage
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
+    RUNTIME_CONFIG_FIELDS,
     OciArchitectureField,
     OciBaseField,
     OciCaCertificatesField,
-    OciFakeNssField,
-    OciImageTagsField,
-    OciRegistriesField,
-    OciCmdField,
     OciCompressionField,
     OciCreatedField,
     OciDirectoriesField,
-    OciEntrypointField,
-    OciEnvField,
-    OciExposedPortsField,
+    OciFakeNssField,
     OciGidField,
     OciGnameField,
     OciImageArchiveTarget,
     OciImageDependenciesField,
-    OciImageTarget,
-    OciPullTarget,
     OciImageOutputPathField,
-    OciLabelsField,
+    OciImageTarget,
     OciMaxLayersField,
     OciMtimeField,
     OciOsField,
     OciOutputFormatField,
+    OciPullTarget,
     OciRepositoryField,
-    OciStopSignalField,
     OciSymlinksField,
     OciTagField,
     OciUidField,
     OciUnameField,
-    OciUserField,
-    OciVolumesField,
-    OciWorkdirField,
     OutputFormat,
 )
 
@@ -104,23 +99,12 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     gname: OciGnameField
     architecture: OciArchitectureField
     os: OciOsField
-    entrypoint: OciEntrypointField
-    cmd: OciCmdField
-    env: OciEnvField
-    workdir: OciWorkdirField
-    user: OciUserField
-    exposed_ports: OciExposedPortsField
-    labels: OciLabelsField
-    volumes: OciVolumesField
-    stop_signal: OciStopSignalField
     symlinks: OciSymlinksField
     directories: OciDirectoriesField
     output_format: OciOutputFormatField
     compression: OciCompressionField
     output_path: OciImageOutputPathField
     base: OciBaseField
-    registries: OciRegistriesField
-    image_tags: OciImageTagsField
     fake_nss: OciFakeNssField
     ca_certificates: OciCaCertificatesField
 
@@ -136,31 +120,13 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
             return "none"
         return self.compression.value
 
-    def runtime_config(self) -> dict:
-        config: dict = {}
-        if self.entrypoint.value is not None:
-            config["Entrypoint"] = list(self.entrypoint.value)
-        if self.cmd.value is not None:
-            config["Cmd"] = list(self.cmd.value)
-        if self.env.value:
-            config["Env"] = [f"{k}={v}" for k, v in sorted(self.env.value.items())]
-        if self.workdir.value:
-            config["WorkingDir"] = self.workdir.value
-        if self.user.value:
-            config["User"] = self.user.value
-        if self.exposed_ports.value:
-            config["ExposedPorts"] = {_port(p): {} for p in sorted(self.exposed_ports.value)}
-        if self.labels.value:
-            config["Labels"] = dict(sorted(self.labels.value.items()))
-        if self.volumes.value:
-            config["Volumes"] = {v: {} for v in sorted(self.volumes.value)}
-        if self.stop_signal.value:
-            config["StopSignal"] = self.stop_signal.value
-        return config
 
-
-def _port(port: str) -> str:
-    return port if "/" in port else f"{port}/tcp"
+def runtime_config(target: Target) -> dict:
+    """The image's own runtime config: the keys its RUNTIME_CONFIG_FIELDS set (a FieldSet holds
+    fields one by one, so the list is looped over on the target, as the docker backend's
+    `get_build_options` does)."""
+    values = {field.config_key: target[field].config_value() for field in RUNTIME_CONFIG_FIELDS}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _epoch(timestamp: str) -> int:
@@ -324,8 +290,9 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
 async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
     fs = request.field_set
     address = fs.address
-    closure = await Get(
-        ImageClosure, ImageClosureRequest(address, fs.dependencies, bool(fs.base.value))
+    closure, wrapped = await MultiGet(
+        Get(ImageClosure, ImageClosureRequest(address, fs.dependencies, bool(fs.base.value))),
+        Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin="oci_image")),
     )
 
     customisation = CustomisationLayer(
@@ -382,7 +349,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             "architecture": fs.architecture.value,
             "os": fs.os.value,
             "created": created,
-            "config": fs.runtime_config(),
+            "config": runtime_config(wrapped.target),
         },
         "repository": fs.repository.value_or_default(address),
         "tag": fs.tag.value,

@@ -418,6 +418,13 @@ def test_an_image_without_content_is_an_error(rule_runner: RuleRunner) -> None:
         ('exposed_ports=["80/icmp"]', ["'exposed_ports'", "'80/icmp'"]),
         ('env={"A=B": "x"}', ["'env'", "//:image", "'A=B'", "no `=`"]),
         ('env={"": "x"}', ["'env'", "//:image", "''", "non-empty"]),
+        ('healthcheck={"test": ["CMD"]}', ["'healthcheck'", "//:image", "`test`", "['CMD']"]),
+        ('healthcheck={"test": ["CMD", "x"], "interval": "30"}',
+         ["'healthcheck'", "//:image", "`interval` '30'", "`1m30s`"]),
+        ('healthcheck={"test": ["CMD", "x"], "timeout": "10us"}', ["`timeout` '10us'", "1ms"]),
+        ('healthcheck={"test": ["CMD", "x"], "retries": 0}', ["'healthcheck'", "`retries` 0"]),
+        ('healthcheck={"test": ["NONE"], "retries": 3}', ["'healthcheck'", "no other key"]),
+        ('healthcheck={"test": ["CMD", "x"], "every": "1s"}', ["'healthcheck'", "['every']"]),
     ],
 )
 def test_invalid_fields_name_the_target_and_field(
@@ -551,3 +558,60 @@ def test_edge_values_of_env_and_exposed_ports_are_kept(rule_runner: RuleRunner) 
     config, _ = read_image(rule_runner, build(rule_runner, "//:image"))
     assert config["config"]["Env"] == ["A=B=C", "_="]
     assert config["config"]["ExposedPorts"] == {"1/tcp": {}, "65535/sctp": {}}
+
+
+HEALTHCHECK = (
+    'healthcheck={"test": ["CMD", "/bin/check", "--quick"], "interval": "1m30s", '
+    '"timeout": "500ms", "start_period": "1.5s", "retries": 2}'
+)
+# As a Dockerfile's HEALTHCHECK writes it: durations in nanoseconds.
+DOCKER_HEALTHCHECK = {
+    "Test": ["CMD", "/bin/check", "--quick"],
+    "Interval": 90_000_000_000,
+    "Timeout": 500_000_000,
+    "StartPeriod": 1_500_000_000,
+    "Retries": 2,
+}
+
+
+def test_a_healthcheck_is_written_as_docker_writes_it_and_docker_reads_it(
+    rule_runner: RuleRunner, dockerd, tmp_path
+) -> None:
+    rule_runner.write_files(
+        {
+            "x.txt": "x",
+            "BUILD": 'file(name="x", source="x.txt")\n'
+            'oci_image(name="image", dependencies=[":x"], repository="strata-test/health", '
+            f'tag="v1", {HEALTHCHECK})',
+        }
+    )
+    built = build(rule_runner, "//:image")
+    config, _ = read_image(rule_runner, built)
+    assert config["config"] == {"Healthcheck": DOCKER_HEALTHCHECK}
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(rule_runner.request(DigestContents, [built.digest])[0].content)
+    dockerd("load", "--input", str(archive))
+    inspected = dockerd(
+        "inspect", "--format", "{{json .Config.Healthcheck}}", "strata-test/health:v1"
+    )
+    assert json.loads(inspected.stdout) == DOCKER_HEALTHCHECK
+
+
+def test_a_healthcheck_is_inherited_from_a_base_unless_replaced(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files(
+        {
+            "x.txt": "x",
+            "BUILD": dedent(
+                f"""\
+                file(name="x", source="x.txt")
+                oci_image(name="base", dependencies=[":x"], {HEALTHCHECK})
+                oci_image(name="image", base=":base", env={{"A": "1"}})
+                oci_image(name="off", base=":base", healthcheck={{"test": ["NONE"]}})
+                """
+            ),
+        }
+    )
+    inherited, _ = read_image(rule_runner, build(rule_runner, "//:image"))
+    assert inherited["config"] == {"Env": ["A=1"], "Healthcheck": DOCKER_HEALTHCHECK}
+    off, _ = read_image(rule_runner, build(rule_runner, "//:off"))
+    assert off["config"] == {"Healthcheck": {"Test": ["NONE"]}}

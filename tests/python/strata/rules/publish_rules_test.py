@@ -1,0 +1,152 @@
+"""The shell's decisions in rules/publish.py, with the engine mocked (run_rule_with_mocks): the
+layout it assembles, the manifest Process, and one push Process per registry with its argv and
+environment. publish_integration_test.py pushes to a real registry."""
+
+from __future__ import annotations
+
+import hashlib
+from types import SimpleNamespace
+
+import pytest
+from pants.engine.addresses import Address, AddressInput
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import Digest, DigestContents, DigestSubset, FileContent, MergeDigests
+from pants.engine.process import Process, ProcessResult
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
+
+from strata.rules.image import AssembledImage, AssembleRequest
+from strata.rules.publish import PublishOciImageFieldSet, PublishOciImageRequest, publish_oci_image
+from strata.rules.tool import ImageTool
+from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget
+
+ADDRESS = Address("app", target_name="image")
+TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
+CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
+MANIFEST = b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}'
+BASES = {
+    Address("base", target_name="pulled"): OciPullTarget(
+        {"registry": "127.0.0.1:5000", "repository": "library/debian",
+         "digest": "sha256:" + "d" * 64},
+        Address("base", target_name="pulled"),
+    ),
+    Address("base", target_name="archived"): OciImageArchiveTarget(
+        {"source": "base.tar"}, Address("base", target_name="archived")
+    ),
+}  # fmt: skip
+
+
+def publish(**fields):
+    """(PublishProcesses, what was asked for: assembly, manifest Process, env names)."""
+    target = OciImageTarget({"dependencies": [":bin"], **fields}, ADDRESS)
+    asked: dict = {"assemble": [], "manifest": [], "env": []}
+
+    def wrapped(request: WrappedTargetRequest) -> WrappedTarget:
+        return WrappedTarget(target if request.address == ADDRESS else BASES[request.address])
+
+    def assemble(request: AssembleRequest) -> AssembledImage:
+        asked["assemble"].append(request)
+        metadata = {
+            "repo_tag": "image:0123abcd",
+            "manifest_digest": "sha256:" + "a" * 64,
+            "config_digest": "sha256:" + "b" * 64,
+        }
+        return AssembledImage(Digest("3" * 64, 3), metadata)
+
+    def manifest(process: Process) -> SimpleNamespace:
+        asked["manifest"].append(process)
+        return SimpleNamespace(output_digest=Digest("4" * 64, 4))
+
+    def env(request: EnvironmentVarsRequest) -> EnvironmentVars:
+        asked["env"].append(tuple(request.requested))
+        return EnvironmentVars({"HOME": "/root", "STRATA_REGISTRY_USERNAME": "u"})
+
+    def address(request: AddressInput) -> Address:
+        return Address(request.path_component, target_name=request.target_component)
+
+    field_set = PublishOciImageFieldSet.create(target)
+    processes = run_rule_with_mocks(
+        publish_oci_image,
+        rule_args=[PublishOciImageRequest(field_set, ()), TOOL],
+        mock_gets=[
+            MockGet(WrappedTarget, (WrappedTargetRequest,), wrapped),
+            MockGet(AssembledImage, (AssembleRequest,), assemble),
+            MockGet(Digest, (DigestSubset,), lambda r: Digest("5" * 64, 5)),
+            MockGet(ProcessResult, (Process,), manifest),
+            MockGet(Digest, (MergeDigests,), lambda r: Digest("6" * 64, 6)),
+            MockGet(
+                DigestContents, (Digest,), lambda d: DigestContents([FileContent("m", MANIFEST)])
+            ),
+            MockGet(EnvironmentVars, (EnvironmentVarsRequest,), env),
+            MockGet(Address, (AddressInput,), address),
+        ],
+    )
+    return processes, asked
+
+
+def test_one_push_per_registry_with_credentials_from_the_environment() -> None:
+    processes, asked = publish(
+        registries=["127.0.0.1:5000", "localhost:5001"], repository="acme/app",
+        image_tags=["1.0", "latest"],
+    )  # fmt: skip
+    assert [p.names for p in processes] == [
+        ("127.0.0.1:5000/acme/app:1.0", "127.0.0.1:5000/acme/app:latest"),
+        ("localhost:5001/acme/app:1.0", "localhost:5001/acme/app:latest"),
+    ]
+    push = (*CORE, "push", "--layout", "image", "--manifest", "push-manifest.json",
+            "--repository", "acme/app", "--tag", "1.0", "--tag", "latest")  # fmt: skip
+    for registry, package in zip(("127.0.0.1:5000", "localhost:5001"), processes):
+        assert package.process.process.argv == (*push, "--registry", registry)
+        # Credentials reach the push process only, never a cache key.
+        assert dict(package.process.process.env) == {
+            "HOME": "/root", "STRATA_REGISTRY_USERNAME": "u"
+        }
+        assert package.data["registry"] == registry
+        assert package.data["digest"] == package.description.strip("()")
+    assert asked["env"] == [
+        ("STRATA_REGISTRY_USERNAME", "STRATA_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME")
+    ]
+
+
+@pytest.mark.parametrize(
+    "compression, pushed", [("none", "gzip"), ("gzip", "gzip"), ("zstd", "zstd")]
+)
+def test_the_pushed_layout_has_compressed_layers(compression, pushed) -> None:
+    _, asked = publish(registries=["127.0.0.1:5000"], compression=compression)
+    ((fmt, output, layers),) = [(r.fmt, r.output, r.compression) for r in asked["assemble"]]
+    assert (fmt, output, layers) == ("oci", "image", pushed)
+
+
+@pytest.mark.parametrize("publish_format, flag", [("oci", []), ("docker", ["--docker"])])
+def test_the_manifest_to_push_is_decided_by_the_core(publish_format, flag) -> None:
+    processes, asked = publish(registries=["127.0.0.1:5000"], publish_format=publish_format)
+    (process,) = asked["manifest"]
+    assert process.argv == (
+        *CORE, "manifest", "--layout", "image", *flag, "--out", "push-manifest.json"
+    )
+    assert process.output_files == ("push-manifest.json",)
+    # What is reported is the digest of the bytes the push sends.
+    (package,) = processes
+    digest = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+    assert package.data["digest"] == digest and package.description == f"({digest})"
+    # Without image_tags, the content-derived tag of the assembled image.
+    assert package.names == ("127.0.0.1:5000/image:0123abcd",)
+
+
+@pytest.mark.parametrize(
+    "base, mount",
+    [(None, []), ("//base:pulled", ["--mount-from", "library/debian"]), ("//base:archived", [])],
+)
+def test_layers_of_a_pulled_base_are_mounted_from_its_repository(base, mount) -> None:
+    fields = {"base": base} if base else {}
+    (package,), _ = publish(registries=["127.0.0.1:5000"], **fields)
+    argv = package.process.process.argv
+    assert argv[-2:] == ("--registry", "127.0.0.1:5000")
+    assert list(argv[argv.index("--tag") + 2 : -2]) == mount
+
+
+def test_an_image_without_registries_pushes_nothing() -> None:
+    processes, asked = publish()
+    ((package,),) = [processes]
+    assert package.names == () and package.process is None
+    assert asked["assemble"] == []
