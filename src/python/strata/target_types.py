@@ -29,7 +29,7 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
-from strata.core.image import resolve_created, validate_repository, validate_tag
+from strata.core.oci.image import resolve_created, validate_repository, validate_tag
 
 
 class OciImageDependenciesField(Dependencies):

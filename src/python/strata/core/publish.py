@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from strata.core.errors import Interrupted, InvalidInput, StrataError
-from strata.core.image import canonical_json, digest_hex, make_manifest
+from strata.core.oci.image import canonical_json, digest_hex, make_manifest
 from strata.core.oci import media_types
 from strata.core.registry import PushProgress, PushReport, RegistryClient, RegistryError
 

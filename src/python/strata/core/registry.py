@@ -18,14 +18,14 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
-from strata.core import image, platforms
+from strata.core.oci import image, platforms
 from strata.core.auth import (
     Credentials,
     credentials_for,
     no_credentials_hint,
     parse_challenge,
 )
-from strata.core.hashing import HashingWriter
+from strata.core.build.hashing import HashingWriter
 from strata.core.oci import media_types
 
 ALL_MANIFEST_MEDIA_TYPES = media_types.MANIFESTS + media_types.INDEXES
@@ -318,7 +318,7 @@ class RegistryClient:
     ) -> Tuple[str, bytes, str]:
         """(media type, bytes, digest) of the image manifest at `digest` or, when that is an
         index, of its manifest for `platform` ("os/arch[/variant]", matched by
-        strata.core.platforms, which raises PlatformError for none or several). Every
+        strata.core.oci.platforms, which raises PlatformError for none or several). Every
         manifest fetched is verified against its digest."""
         image.digest_hex(digest)
         platforms.parse(platform)

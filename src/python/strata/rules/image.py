@@ -33,8 +33,8 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from strata.core.closure import SYMLINK, PathConflict, check_paths
-from strata.core.deb import merged_usr_entries, nss_files
-from strata.core.layer import normalise_path
+from strata.core.debian.rootfs import merged_usr_entries, nss_files
+from strata.core.spec import normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
     ImageClosure,

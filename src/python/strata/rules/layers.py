@@ -24,7 +24,7 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from strata.core.deb import merged_usr_entries
+from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.layering import assign_layers
 from strata.rules.closure import ImageClosure
 from strata.rules.debian import DEB_DIR

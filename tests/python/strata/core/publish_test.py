@@ -11,7 +11,7 @@ from typing import List
 import pytest
 
 import strata.core
-from strata.core.image import canonical_json, sha256_digest
+from strata.core.oci.image import canonical_json, sha256_digest
 from strata.core.publish import PushedBlobs, as_docker_manifest, manifest_to_push
 from strata_harness import assert_valid_image, make_oci_layout, require_tool, run_tool
 

@@ -22,8 +22,8 @@ from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
-from strata.core import image
-from strata.core.platforms import PlatformError
+from strata.core.oci import image
+from strata.core.oci.platforms import PlatformError
 from strata.core.pull import pull_layout
 from strata.core.auth import Credentials, credentials_for, parse_challenge
 from strata.core.oci import media_types

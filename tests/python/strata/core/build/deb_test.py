@@ -14,16 +14,14 @@ from typing import Dict, Optional
 import pytest
 
 from strata.core.cli import main
-from strata.core.deb import (
-    MERGED_USR_DIRS,
-    build_deb_layer,
+from strata.core.build.deb import MERGED_USR_DIRS, build_deb_layer, open_deb
+from strata.core.debian.rootfs import (
     ca_certificates_bundle,
     file_entries,
     merged_usr_entries,
     nss_files,
-    open_deb,
 )
-from strata.core.layer import build_layer
+from strata.core.build.layer import build_layer
 from strata_harness.tools import unavailable
 
 ZSTD = "/usr/bin/zstd"

@@ -13,9 +13,9 @@ import re
 import tarfile
 from typing import NamedTuple, Optional
 
-from strata.core import image, platforms, writers
-from strata.core.compression import SUFFIXES
-from strata.core.hashing import HashingWriter
+from strata.core.oci import image, platforms, writers
+from strata.core.build.compression import SUFFIXES
+from strata.core.build.hashing import HashingWriter
 from strata.core.oci import media_types
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
@@ -237,7 +237,7 @@ def _docker_config(source, name: str):
 
 def _select(candidates: list, ref: Optional[str], platform: Optional[str], root: str):
     """The one image named `ref` (when given) of `platform` (when given, matched by
-    strata.core.platforms, which raises PlatformError for none or several platforms)."""
+    strata.core.oci.platforms, which raises PlatformError for none or several platforms)."""
     chosen = [c for c in candidates if ref is None or ref in c.names]
     if platform is not None and chosen:
         where = root if ref is None else f"{ref!r} in {root}"
@@ -376,7 +376,7 @@ def import_base(archive: str, out: str, ref=None, platform=None, zstd=None) -> d
     an OCI layout directory) to `out`, atomically; returns base.json's data.
 
     `ref` picks the image by org.opencontainers.image.ref.name (OCI) or RepoTags entry
-    (docker-archive), `platform` ("os/arch[/variant]") by strata.core.platforms' rules
+    (docker-archive), `platform` ("os/arch[/variant]") by strata.core.oci.platforms' rules
     (which a single image must meet too); with neither, the source must hold one image. A
     tar holding manifest.json is read as a docker-archive (so docker 25's saves, which are OCI
     layouts too, keep their RepoTags)."""

@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Set
 
-from strata.core.debian_index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_index
+from strata.core.debian.index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_index
 
 LOCK_VERSION = 1
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from strata.core import image
+from strata.core.oci import image
 from strata.core.oci import media_types
 
 DIFF_IDS = ["sha256:" + c * 64 for c in "abc"]

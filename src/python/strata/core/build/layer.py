@@ -16,9 +16,10 @@ import stat
 import threading
 from collections import namedtuple
 
-from strata.core.compression import CHUNK, SUFFIXES, open_compressor
-from strata.core.hashing import HashingWriter
-from strata.core.tarstream import TarWriter
+from strata.core.build.compression import CHUNK, SUFFIXES, open_compressor
+from strata.core.build.hashing import HashingWriter
+from strata.core.build.tarstream import TarWriter
+from strata.core.spec import image_path, normalise_path
 
 # The tar's blocks: large enough that the hash, compressor and file see few writes, small enough
 # to stay in the CPU's caches on their way through.
@@ -48,23 +49,6 @@ class _Entry(namedtuple("_Entry", "path kind mode origin source target", default
         if self.kind == "dir":
             return f"dir (mode {self.mode:04o}) from {self.origin}"
         return f"file (mode {self.mode:04o}, {self.size()} bytes) from {self.origin}"
-
-
-def normalise_path(path, what: str) -> str:
-    """A relative, `/`-separated image path without `.`, empty or trailing components."""
-    if not isinstance(path, str) or "\0" in path:
-        raise ValueError(f"{what}: invalid path {path!r}")
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ValueError(f"{what}: path {path!r} escapes the image root ('..' is not allowed)")
-    return "/".join(parts)
-
-
-def _image_path(path, what: str) -> str:
-    normal = normalise_path(path, what)
-    if not normal:
-        raise ValueError(f"{what}: path {path!r} names the image root itself")
-    return normal
 
 
 def _sandbox_path(root: str, path, what: str) -> str:
@@ -138,7 +122,7 @@ class _Collector:
             raise ValueError(f"{what}: executables must be a list of paths")
         executables = {
             f"{dest}/{path}" if dest else path
-            for path in (_image_path(p, f"{what}.executables") for p in tree["executables"])
+            for path in (image_path(p, f"{what}.executables") for p in tree["executables"])
         }
         origin_top = normalise_path(tree["source"], what) or "."
         if dest:
@@ -176,13 +160,13 @@ class _Collector:
         if kind == "dir":
             _check_keys(spec, what, ("path", "type"), ("mode",))
             mode = _mode(spec.get("mode", 0o755), what)
-            self.add(_Entry(_image_path(spec["path"], what), "dir", mode, what))
+            self.add(_Entry(image_path(spec["path"], what), "dir", mode, what))
         elif kind == "symlink":
             _check_keys(spec, what, ("path", "type", "target"))
             target = spec["target"]
             if not isinstance(target, str) or not target or "\0" in target:
                 raise ValueError(f"{what}: invalid symlink target {target!r}")
-            self.add(_Entry(_image_path(spec["path"], what), "symlink", 0o777, what,
+            self.add(_Entry(image_path(spec["path"], what), "symlink", 0o777, what,
                             target=target))
         elif kind == "file":
             _check_keys(spec, what, ("path", "type", "source", "mode"))
@@ -197,7 +181,7 @@ class _Collector:
                 raise ValueError(f"{what}: source {spec['source']!r} is not a regular file")
             mode = _mode(spec["mode"], what)
             origin = f"{what} (source {spec['source']})"
-            self.add(_Entry(_image_path(spec["path"], what), "file", mode, origin, source))
+            self.add(_Entry(image_path(spec["path"], what), "file", mode, origin, source))
         else:
             raise ValueError(f"{what}: type must be 'dir', 'symlink' or 'file', got {kind!r}")
 

@@ -10,9 +10,9 @@ import sys
 import threading
 import zlib
 
-from strata.core import image
+from strata.core.oci import image
 from strata.core.errors import StrataError
-from strata.core.tarstream import TarWriter
+from strata.core.build.tarstream import TarWriter
 
 FORMATS = ("docker-archive", "oci", "oci-archive")
 COMPRESSIONS = ("none", "gzip", "zstd")

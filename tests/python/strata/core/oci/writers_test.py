@@ -15,8 +15,8 @@ import pytest
 
 import strata
 from strata.core import cli as core_cli
-from strata.core import image, writers
-from strata.core.layer import build_layer
+from strata.core.oci import image, writers
+from strata.core.build.layer import build_layer
 from strata.core.oci import media_types
 
 ENTRYPOINT = ["/bin/hello"]

@@ -14,8 +14,8 @@ import tracemalloc
 import pytest
 
 from strata.core import cli as core_cli
-from strata.core import baseimage, image, writers
-from strata.core.layer import build_layer
+from strata.core.oci import baseimage, image, writers
+from strata.core.build.layer import build_layer
 from strata.core.oci import media_types
 from strata_harness import (
     assert_valid_image,
