@@ -29,7 +29,9 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
+from strata.core.build.compression import SUFFIXES
 from strata.core.oci.image import resolve_created, validate_repository, validate_tag
+from strata.core.oci.writers import FORMATS
 
 
 class OciImageDependenciesField(Dependencies):
@@ -285,10 +287,10 @@ class OciStopSignalField(StringField):
     help = "The signal that stops the container (`StopSignal`), e.g. `SIGTERM`."
 
 
-class OutputFormat(Enum):
-    DOCKER_ARCHIVE = "docker-archive"
-    OCI = "oci"
-    OCI_ARCHIVE = "oci-archive"
+# The core's output formats and layer compressions, as enums: OutputFormat.OCI_ARCHIVE is
+# "oci-archive". A format or compression the core adds is a choice here with no edit.
+OutputFormat = Enum("OutputFormat", {name.upper().replace("-", "_"): name for name in FORMATS})
+Compression = Enum("Compression", {name.upper(): name for name in SUFFIXES})
 
 
 class OciOutputFormatField(StringField):
@@ -302,12 +304,6 @@ class OciOutputFormatField(StringField):
         `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`).
         """
     )
-
-
-class Compression(Enum):
-    NONE = "none"
-    GZIP = "gzip"
-    ZSTD = "zstd"
 
 
 class OciCompressionField(StringField):

@@ -42,7 +42,6 @@ class Command:
 
 COMMANDS = {
     "layer": Command("strata.core.build.layer", "layer_command", required=("spec", "out")),
-    "deb-layer": Command("strata.core.build.deb", "deb_layer_command", required=("spec", "out")),
     "assemble": Command(
         "strata.core.oci.writers",
         "assemble_command",

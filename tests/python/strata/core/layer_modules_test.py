@@ -1,6 +1,6 @@
-"""`layer_sources` is all a layer process's sandbox holds of the core: `layer` and `deb-layer`
-must run with just those modules (the set is complete) and import every one of them (it is
-minimal, so a change to another module leaves cached layers valid)."""
+"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree or
+.debs, must run with just those modules (the set is complete) and import every one of them (it
+is minimal, so a change to another module leaves cached layers valid)."""
 
 import json
 import shutil
@@ -80,10 +80,10 @@ def layer_sandbox(tmp_path: Path) -> Path:
 
 
 ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
-         ("deb-layer", "--spec", "deb-spec.json", "--out", "out-deb"))
+         ("layer", "--spec", "deb-spec.json", "--out", "out-deb"))
 
 
-def test_layer_and_deb_layer_run_with_only_the_listed_modules(tmp_path):
+def test_tree_and_deb_layers_run_with_only_the_layer_sources(tmp_path):
     sandbox = layer_sandbox(tmp_path)
     for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.argv)
         done = subprocess.run([python3(), "-E", "-s", "-S", "-B", "-m", "strata.core", *argv],
@@ -92,7 +92,7 @@ def test_layer_and_deb_layer_run_with_only_the_listed_modules(tmp_path):
         assert json.loads((sandbox / argv[-1] / "layer.json").read_text())["entries"] > 0
 
 
-def test_layer_and_deb_layer_import_every_listed_module(tmp_path):
+def test_tree_and_deb_layers_import_every_layer_source(tmp_path):
     sandbox = layer_sandbox(tmp_path)
     done = subprocess.run(
         [python3(), "-E", "-s", "-S", "-B", "-c", PROBE, *(json.dumps(a) for a in ARGVS)],

@@ -11,6 +11,7 @@ import threading
 import zlib
 
 CHUNK = 1 << 20
+# Each compression of a layer blob, and the suffix of its file name.
 SUFFIXES = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 
 

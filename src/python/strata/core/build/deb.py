@@ -1,31 +1,28 @@
 """Debian binary packages (.deb) as layer content.
 
 A .deb is read as a stream (ar, then the compressed data.tar) and its entries become explicit
-`layer` spec entries, so a deb layer is written by `build_layer` like any other: the same
-sorting, normalisation, digests and layer.json. Ownership and mtime are normalised by the layer
+layer entries (strata.core.spec.Entry), checked and added like any other: the same sorting,
+normalisation, digests and layer.json. Ownership and mtime are normalised by the layer
 settings; modes (setuid, sticky, ...) are kept, as dpkg would install them.
 """
 
 import bz2
 import gzip
 import io
-import json
 import lzma
 import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import threading
 import zlib
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from strata.core.build.compression import CHUNK
 from strata.core.build.deb822 import parse_deb822
-from strata.core.build.layer import build_layer
-from strata.core.spec import normalise_path
+from strata.core.build.layer import add_entry
+from strata.core.spec import Entry, normalise_path
 
 # Top-level directories that merged-/usr turns into symlinks to usr/<dir>: every directory
 # debootstrap links on some architecture, so one set serves all of them.
@@ -250,41 +247,15 @@ def _deb_entries(deb_path: str, package: str, work: str, sandbox_root: str,
     return entries
 
 
-def build_deb_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
-    """`build_layer` for a layer spec that may also name .debs: `"debs": [{"source": "x.deb",
-    "package": "name"}]`. Returns layer.json's data."""
-    if not isinstance(spec, dict):
-        raise ValueError("layer spec must be a JSON object")
-    debs = spec.get("debs", [])
-    entries = spec.get("entries", [])
-    if not isinstance(debs, list) or not isinstance(entries, list):
-        raise ValueError("layer spec: debs and entries must be lists")
-    settings = spec.get("settings", {})
-    zstd = settings.get("zstd") if isinstance(settings, dict) else None
-    root = str(sandbox_root)
-    # Inside the sandbox, because spec sources are sandbox paths; removed before returning.
-    with tempfile.TemporaryDirectory(prefix=".strata-debs-", dir=root) as work:
-        entries = list(entries)
-        for index, deb in enumerate(debs):
-            what = f"debs[{index}]"
-            if not isinstance(deb, dict) or sorted(deb) != ["package", "source"]:
-                raise ValueError(f"{what}: expected exactly the keys 'package' and 'source'")
-            if not isinstance(deb["source"], str) or deb["source"].startswith("/"):
-                raise ValueError(f"{what}: source must be a path relative to the sandbox")
-            source = os.path.join(root, normalise_path(deb["source"], what))
-            try:
-                entries += _deb_entries(source, deb["package"],
-                                        os.path.join(work, str(index)), root, zstd)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"{what} ({deb['source']}): {e}") from None
-        layer_spec = {key: value for key, value in spec.items() if key != "debs"}
-        return build_layer({**layer_spec, "entries": entries}, sandbox_root, out_dir)
-
-
-def deb_layer_command(options) -> None:
-    """`deb-layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
-    with open(options.spec, encoding="utf-8") as f:
-        spec = json.load(f)
-    build_deb_layer(spec, Path.cwd(), Path(options.out))
-
-
+def add_deb(collector, context, deb, what: str) -> None:
+    """The layer content step for one .deb (strata.core.spec.Deb): its files as dpkg installs
+    them, on merged-/usr, and its dpkg status entry."""
+    work = os.path.join(context.scratch(), what)
+    try:
+        entries = _deb_entries(context.path(deb.source), deb.package, work, context.root,
+                               context.settings.zstd)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{what} ({deb.source}): {e}") from None
+    for index, entry in enumerate(entries):
+        origin = f"{what} ({deb.package})"
+        add_entry(collector, context, Entry.from_json(entry, f"{origin} entry {index}"), origin)

@@ -3,10 +3,10 @@ maintainer script would have written them (none is ever run): the CA bundle, use
 the merged-/usr root symlinks."""
 
 import os
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional
 
 from strata.core.build.deb import MERGED_USR_DIRS, open_deb
-from strata.core.spec import normalise_path
+from strata.core.spec import Entry, normalise_path
 
 
 def ca_bundle_command(options) -> None:
@@ -19,13 +19,12 @@ def ca_bundle_command(options) -> None:
         out.write(bundle)
 
 
-def merged_usr_entries() -> List[dict]:
+def merged_usr_entries() -> List[Entry]:
     """The merged-/usr root symlinks (/bin -> usr/bin, ...) and their target directories, for a
     layer on top of the deb layers: deb layers put those directories' content under usr/."""
-    entries: List[dict] = []
+    entries: List[Entry] = []
     for name in MERGED_USR_DIRS:
-        entries.append({"path": name, "type": "symlink", "target": f"usr/{name}"})
-        entries.append({"path": f"usr/{name}", "type": "dir", "mode": 0o755})
+        entries += [Entry.symlink(name, f"usr/{name}"), Entry.dir(f"usr/{name}")]
     return entries
 
 
@@ -59,15 +58,3 @@ def nss_files() -> Dict[str, bytes]:
                              b"hosts: files dns\nnetworks: files\nprotocols: files\n"
                              b"services: files\nethers: files\nrpc: files\n",
     }
-
-
-def file_entries(files: Mapping[str, bytes], source_dir: str
-                 ) -> Tuple[List[dict], Dict[str, bytes]]:
-    """Layer spec entries (mode 0644) for `files` (image path -> content), and the sandbox files
-    (path under `source_dir` -> content) the caller must create for them."""
-    entries, sandbox = [], {}
-    for path in sorted(files):
-        source = f"{source_dir.rstrip('/')}/{path}"
-        entries.append({"path": path, "type": "file", "source": source, "mode": 0o644})
-        sandbox[source] = files[path]
-    return entries, sandbox

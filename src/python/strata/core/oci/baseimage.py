@@ -13,10 +13,10 @@ import re
 import tarfile
 from typing import NamedTuple, Optional
 
-from strata.core.oci import image, platforms, writers
 from strata.core.build.compression import SUFFIXES
 from strata.core.build.hashing import HashingWriter
-from strata.core.oci import media_types
+from strata.core.oci import image, media_types, platforms, writers
+from strata.core.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
 # are recognised only to be refused by name.
@@ -322,11 +322,7 @@ def _write_json(path: str, data: dict) -> None:
 def _write_base(tmp: str, config_bytes: bytes, manifest_digest: str, media_type: str) -> dict:
     with open(os.path.join(tmp, "config.json"), "wb") as f:
         f.write(config_bytes)
-    info = {
-        "config_digest": image.sha256_digest(config_bytes),
-        "manifest_digest": manifest_digest,
-        "media_type": media_type,
-    }
+    info = BaseInfo(image.sha256_digest(config_bytes), manifest_digest, media_type).to_json()
     _write_json(os.path.join(tmp, "base.json"), info)
     return info
 
@@ -410,7 +406,7 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
         diff_ids = image.base_parts(json.loads(config_bytes))[1]
     except ValueError as e:
         raise ValueError(f"the config: {e}") from None
-    layers = [writers.load_layer({"dir": d}, i) for i, d in enumerate(layer_dirs)]
+    layers = [writers.load_layer(LayerRef(d)) for d in layer_dirs]
     if [layer.info["diff_id"] for layer in layers] != diff_ids:
         raise ValueError("the layer dirs' diff_ids are not the config's rootfs.diff_ids")
     manifest = image.make_manifest(config_bytes, [layer.info for layer in layers], oci=True)

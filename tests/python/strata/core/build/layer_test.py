@@ -12,7 +12,14 @@ import pytest
 import strata.core
 from strata.core.__main__ import layer_sources
 from strata.core.cli import main
-from strata.core.build.layer import build_layer
+from strata.core.build import layer
+from strata.core.spec import LayerSpec
+
+
+def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
+    """The `layer` subcommand's work, on a spec as JSON data (what the rules write)."""
+    return layer.build_layer(LayerSpec.from_json(spec), sandbox_root, out_dir)
+
 
 ZSTD = "/usr/bin/zstd"
 BIG = bytes(range(256)) * 5000  # > 1 MiB

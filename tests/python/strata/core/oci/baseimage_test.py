@@ -15,7 +15,8 @@ import pytest
 
 from strata.core import cli as core_cli
 from strata.core.oci import baseimage, image, writers
-from strata.core.build.layer import build_layer
+from strata.core.build import layer
+from strata.core.spec import LayerRef, LayerSpec
 from strata.core.oci import media_types
 from strata_harness import (
     assert_valid_image,
@@ -26,6 +27,12 @@ from strata_harness import (
     require_tool,
 )
 from strata_harness.tools import unavailable
+
+
+def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
+    """The `layer` subcommand's work, on a spec as JSON data (what the rules write)."""
+    return layer.build_layer(LayerSpec.from_json(spec), sandbox_root, out_dir)
+
 
 OCI_REF = "org.opencontainers.image.ref.name"
 BASE_FILES = {"etc/base.txt": b"from the base\n", "bin/tool": (b"#!/bin/sh\n", 0o755)}
@@ -178,7 +185,7 @@ def test_import_docker_archive(tmp_path, compression):
         "compression": compression,
     }
     # The layer dir reads as a `layer` output does.
-    assert writers.load_layer({"dir": str(layer_dir)}, 0).info == info
+    assert writers.load_layer(LayerRef(str(layer_dir))).info == info
     assert read_json(base / "base.json") == {
         "config_digest": sha256(members[entry["Config"]]),
         "manifest_digest": sha256(

@@ -16,8 +16,15 @@ import pytest
 import strata
 from strata.core import cli as core_cli
 from strata.core.oci import image, writers
-from strata.core.build.layer import build_layer
+from strata.core.build import layer
+from strata.core.spec import LayerSpec
 from strata.core.oci import media_types
+
+
+def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
+    """The `layer` subcommand's work, on a spec as JSON data (what the rules write)."""
+    return layer.build_layer(LayerSpec.from_json(spec), sandbox_root, out_dir)
+
 
 ENTRYPOINT = ["/bin/hello"]
 LAYER_FILES = [
