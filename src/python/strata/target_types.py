@@ -32,6 +32,7 @@ from pants.util.strutil import help_text
 from strata.core.build.compression import SUFFIXES
 from strata.core.oci.image import resolve_created, validate_repository, validate_tag
 from strata.core.oci.writers import FORMATS
+from strata.core.spec import absolute_image_path
 
 
 class OciImageDependenciesField(Dependencies):
@@ -718,11 +719,7 @@ class DebianPackagesTarget(Target):
 
 
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
-    if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
-        raise InvalidFieldException(
-            f"The {repr(field.alias)} field in target {address} has an invalid image path "
-            f"{path!r}: expected an absolute path below `/` without `..`."
-        )
+    _check(field, address, lambda p: absolute_image_path(p, "image path"), path)
 
 
 def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None:

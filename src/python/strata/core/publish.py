@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from strata.core.atomic import write_bytes_atomically
 from strata.core.errors import Interrupted, InvalidInput, StrataError
 from strata.core.oci.image import canonical_json, digest_hex, make_manifest
 from strata.core.oci import media_types
@@ -81,9 +82,7 @@ class PushedBlobs:
     def record(self, registry: str, repository: str, digests: Sequence[str]) -> None:
         self.data.setdefault(registry, {}).update((d, repository) for d in digests)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(canonical_json(self.data))
-        os.replace(tmp, self.path)
+        write_bytes_atomically(self.path, canonical_json(self.data))
 
 
 def default_record_path() -> Path:

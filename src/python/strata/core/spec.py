@@ -32,6 +32,13 @@ def image_path(path, what: str) -> str:
     return normal
 
 
+def absolute_image_path(path, what: str) -> str:
+    """An image path as a target's fields write it (`/etc/motd`): absolute, then `image_path`."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{what}: {path!r} is not an absolute path below `/`")
+    return image_path(path, what)
+
+
 def sandbox_path(path, what: str) -> str:
     """A spec's source: a normalised path relative to the sandbox root."""
     if isinstance(path, str) and path.startswith("/"):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import List, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -34,6 +32,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.closure import SYMLINK, PathConflict, check_paths
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
+from strata.core.oci.image import epoch_seconds
 from strata.core.oci.writers import FORMATS
 from strata.core.spec import ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
@@ -158,15 +157,6 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
 
 def _port(port: str) -> str:
     return port if "/" in port else f"{port}/tcp"
-
-
-def _epoch(timestamp: str) -> int:
-    """Whole seconds since the epoch of an RFC 3339 time (already validated) or "now"."""
-    if timestamp == "now":
-        return int(datetime.now(timezone.utc).timestamp())
-    # Python 3.9's fromisoformat takes neither "Z" nor arbitrary fractions of a second.
-    whole = re.sub(r"\.\d+", "", timestamp.replace("z", "Z").replace("Z", "+00:00"))
-    return int(datetime.fromisoformat(whole.replace("t", "T")).timestamp())
 
 
 @dataclass(frozen=True)
@@ -354,7 +344,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             closure=closure,
             budget=budget,
             settings=LayerSettings(
-                mtime=_epoch(mtime),
+                mtime=epoch_seconds(mtime),
                 reproducible=mtime != "now",
                 uid=fs.uid.value,
                 gid=fs.gid.value,

@@ -12,14 +12,12 @@ import io
 import lzma
 import os
 import shutil
-import subprocess
 import tarfile
-import threading
 import zlib
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
-from strata.core.build.compression import CHUNK
+from strata.core.build.compression import CHUNK, ZstdReader
 from strata.core.build.deb822 import parse_deb822
 from strata.core.build.layer import add_entry
 from strata.core.spec import Entry, normalise_path
@@ -83,34 +81,6 @@ def _ar_members(f) -> Iterator[_Member]:
 
 
 @contextmanager
-def _zstd_reader(member: _Member, zstd: Optional[str]) -> Iterator:
-    """`zstd -d` as a readable stream; a thread feeds it so neither pipe fills up."""
-    if not zstd or not os.path.isabs(zstd):
-        raise ValueError(f"{member.name} needs the zstd binary: set settings.zstd to its "
-                         f"absolute path")
-    proc = subprocess.Popen([zstd, "-d", "-c", "-q"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
-
-    def feed() -> None:
-        try:
-            shutil.copyfileobj(member, proc.stdin, CHUNK)
-            proc.stdin.close()
-        except (BrokenPipeError, ValueError):  # the reader stopped; wait() reports why
-            proc.kill()
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    try:
-        yield proc.stdout
-    finally:
-        proc.stdout.close()
-        feeder.join()
-        status = proc.wait()
-    if status != 0:
-        raise ValueError(f"{zstd} could not decompress {member.name} (exit status {status})")
-
-
-@contextmanager
 def _decompressed(member: _Member, zstd: Optional[str]) -> Iterator:
     """The member's uncompressed bytes, read to the end on success so every checksum is seen."""
     suffix = member.name.partition(".tar")[2]
@@ -119,7 +89,10 @@ def _decompressed(member: _Member, zstd: Optional[str]) -> Iterator:
     if suffix == "":
         yield member
     elif suffix == ".zst":
-        with _zstd_reader(member, zstd) as stream:
+        if not zstd:
+            raise ValueError(f"{member.name} needs the zstd binary: set settings.zstd to its "
+                             f"absolute path")
+        with ZstdReader(zstd, member, member.name) as stream:
             yield stream
             while stream.read(CHUNK):
                 pass

@@ -5,6 +5,7 @@ the merged-/usr root symlinks."""
 import os
 from typing import Dict, List, Optional
 
+from strata.core.atomic import write_bytes_atomically
 from strata.core.build.deb import MERGED_USR_DIRS, open_deb
 from strata.core.spec import Entry, normalise_path
 
@@ -15,8 +16,7 @@ def ca_bundle_command(options) -> None:
     with open(options.deb, "rb") as f:
         bundle = ca_certificates_bundle(f, options.zstd)
     os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
-    with open(options.out, "wb") as out:
-        out.write(bundle)
+    write_bytes_atomically(options.out, bundle)
 
 
 def merged_usr_entries() -> List[Entry]:

@@ -13,6 +13,7 @@ import re
 import tarfile
 from typing import NamedTuple, Optional
 
+from strata.core.atomic import write_dir_atomically
 from strata.core.build.compression import SUFFIXES
 from strata.core.build.hashing import HashingWriter
 from strata.core.oci import image, media_types, platforms, writers
@@ -363,7 +364,7 @@ def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
             digest, media_type = chosen.entry["digest"], chosen.entry["mediaType"]
         result.update(_write_base(tmp, config_bytes, digest, media_type))
 
-    writers.write_dir_atomically(out, write)
+    write_dir_atomically(out, write)
     return result
 
 
@@ -424,7 +425,7 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
         digest = image.sha256_digest(image.canonical_json(manifest))
         result.update(_write_base(tmp, config_bytes, digest, media_types.OCI_MANIFEST))
 
-    writers.write_dir_atomically(out_dir, write)
+    write_dir_atomically(out_dir, write)
     return result
 
 

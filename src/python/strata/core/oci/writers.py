@@ -5,12 +5,15 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
 import zlib
 
-from strata.core.build.compression import SUFFIXES
+from strata.core.atomic import (
+    write_bytes_atomically,
+    write_dir_atomically,
+    write_file_atomically,
+)
+from strata.core.build.compression import SUFFIXES, ZstdReader
 from strata.core.build.tarstream import TarWriter
 from strata.core.errors import StrataError
 from strata.core.oci import image
@@ -196,51 +199,22 @@ class DecompressedReader:
         self._path = path
         self._hash = hashlib.sha256()
         self.size = 0
-        self._proc = None
+        self._zstd = None
         self._file = open(path, "rb")
         if compression == "gzip":
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
             self._pending = b""
             return
-        # ZSTD_* settings from the environment must not change what is read.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
         try:
-            self._proc = subprocess.Popen(
-                [zstd, "-d", "-q", "-c", "--no-progress"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            )
+            self._zstd = ZstdReader(zstd, self._file, path)
         except BaseException:
             self._file.close()
             raise
-        self._feeder = threading.Thread(target=self._feed, daemon=True)
-        self._feeder.start()
-
-    def _feed(self) -> None:
-        """Runs in a thread, so that zstd's stdout is read while its stdin is written."""
-        try:
-            shutil.copyfileobj(self._file, self._proc.stdin, CHUNK_SIZE)
-        except OSError:
-            pass  # zstd went away: read() reports its exit status
-        finally:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
 
     def read(self, size: int = CHUNK_SIZE) -> bytes:
-        data = self._read_zstd(size) if self._proc else self._read_gzip(size)
+        data = self._zstd.read(size) if self._zstd else self._read_gzip(size)
         self._hash.update(data)
         self.size += len(data)
-        return data
-
-    def _read_zstd(self, size: int) -> bytes:
-        data = self._proc.stdout.read(size)
-        if not data:
-            self._feeder.join()
-            status = self._proc.wait()
-            if status:
-                message = self._proc.stderr.read().decode(errors="replace").strip()
-                raise ValueError(f"{self._path}: zstd -d exited {status}: {message}")
         return data
 
     def _read_gzip(self, size: int) -> bytes:
@@ -272,13 +246,8 @@ class DecompressedReader:
         return "sha256:" + self._hash.hexdigest()
 
     def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._feeder.join()
-            self._proc.wait()
-            for pipe in (self._proc.stdout, self._proc.stderr):
-                pipe.close()
+        if self._zstd is not None:
+            self._zstd.close()
         self._file.close()
 
     def __enter__(self):
@@ -381,39 +350,6 @@ def write_oci_archive(img: Image, out) -> None:
     tar.close()
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-
-
-def _write_file_atomically(path: str, write) -> None:
-    """Readers never see a partial file: write PATH.tmp, then rename over PATH."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def write_dir_atomically(path: str, write) -> None:
-    """Readers never see a partial directory: `write(PATH.tmp)`, then rename it over PATH."""
-    tmp = path + ".tmp"
-    _remove(tmp)
-    try:
-        os.mkdir(tmp)
-        write(tmp)
-        _remove(path)
-        os.rename(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
 class Format:
     """An output format: how `assemble` writes it (atomically), whether it is a directory, and
     whether its manifest is OCI's (else Docker's v2s2, over the layers as uncompressed tars)."""
@@ -425,7 +361,7 @@ class Format:
 
 
 def _docker_archive_file(img: Image, output: str) -> None:
-    _write_file_atomically(output, lambda f: write_docker_archive(img, f))
+    write_file_atomically(output, lambda f: write_docker_archive(img, f))
 
 
 def _oci_layout_dir(img: Image, output: str) -> None:
@@ -433,7 +369,7 @@ def _oci_layout_dir(img: Image, output: str) -> None:
 
 
 def _oci_archive_file(img: Image, output: str) -> None:
-    _write_file_atomically(output, lambda f: write_oci_archive(img, f))
+    write_file_atomically(output, lambda f: write_oci_archive(img, f))
 
 
 # Every output format (the `output_format` field's choices): a new format is a row and its writer.
@@ -473,7 +409,7 @@ def assemble_command(options) -> None:
         (options.config_out, img.config_bytes),
     ):
         if path:
-            _write_file_atomically(path, lambda f, data=data: f.write(data))
+            write_bytes_atomically(path, data)
 
 
 def stream_command(options) -> None:

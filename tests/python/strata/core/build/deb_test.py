@@ -188,6 +188,21 @@ def test_zstd_data_needs_the_binary(tmp_path: Path, sandbox: Path):
         build_layer(deb_spec((source, "demo"), zstd=None), sandbox, tmp_path / "out")
 
 
+def test_zstd_data_is_read_without_the_zstd_environment(tmp_path: Path, sandbox: Path,
+                                                       monkeypatch):
+    """Every zstd pipe keeps ZSTD_* settings out, reading included (one place: compression.py)."""
+    if not os.path.exists(ZSTD):
+        unavailable(f"{ZSTD} (Debian package zstd) is missing")
+    recorder = tmp_path / "zstd"
+    recorder.write_text(f'#!/bin/sh\nenv > "{tmp_path}/zstd-env"\nexec {ZSTD} "$@"\n')
+    recorder.chmod(0o755)
+    source = place(sandbox, build_deb(tmp_path, compression="zstd"))
+    monkeypatch.setenv("ZSTD_NBTHREADS", "2")
+    build_layer(deb_spec((source, "demo"), zstd=str(recorder)), sandbox, tmp_path / "out")
+    environment = (tmp_path / "zstd-env").read_text().splitlines()
+    assert [line for line in environment if line.startswith("ZSTD_")] == []
+
+
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_deb_layer_compression_options_match_the_layer_subcommand(
         tmp_path: Path, sandbox: Path, compression: str):

@@ -1,3 +1,4 @@
+import glob
 import gzip
 import hashlib
 import io
@@ -200,7 +201,7 @@ def test_import_docker_archive(tmp_path, compression):
         "media_type": media_types.DOCKER_MANIFEST,
     }
     assert sorted(os.listdir(base)) == ["base.json", "config.json", "layers"]
-    assert not os.path.exists(f"{base}.tmp")
+    assert not glob.glob(f"{base}.*tmp")
 
 
 def test_import_gzipped_docker_archive(tmp_path):
@@ -850,7 +851,7 @@ def test_zstd_reader_reports_zstd_errors(tmp_path):
     path = tmp_path / "blob.zst"
     path.write_bytes(zstd_compress(b"x" * 100000)[:-10])
     with writers.DecompressedReader(str(path), "zstd", zstd) as reader:
-        with pytest.raises(ValueError, match=r"zstd -d exited \d+"):
+        with pytest.raises(ValueError, match=r"zstd exited with status \d+"):
             while reader.read():
                 pass
 

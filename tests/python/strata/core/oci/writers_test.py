@@ -1,3 +1,4 @@
+import glob
 import gzip
 import hashlib
 import io
@@ -201,7 +202,7 @@ def test_docker_archive_reads_back(tmp_path):
             )
         )
     )
-    assert not os.path.exists(str(out) + ".tmp")
+    assert not glob.glob(f"{out}.*tmp")
 
 
 def test_docker_archive_entries_are_fixed(tmp_path):
@@ -438,7 +439,7 @@ def test_oci_layout(tmp_path, compression):
         for d in [metadata["config_digest"], metadata["manifest_digest"]]
         + [l["digest"] for l in metadata["layers"]]
     )
-    assert not os.path.exists(str(out) + ".tmp")
+    assert not glob.glob(f"{out}.*tmp")
     # Same filesystem: the layer blobs are hard links, not copies.
     spec = json.loads((tmp_path / f"spec-oci-{compression}.json").read_text())
     for layer, meta in zip(spec["layers"], metadata["layers"]):
