@@ -13,9 +13,9 @@ from __future__ import annotations  # annotations stay strings: no `typing` impo
 import importlib
 import json
 import os
-import queue
 import stat
 import threading
+from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue's imports (heapq)
 from collections import namedtuple
 
 from strata.core.build.compression import CHUNK, SUFFIXES, open_compressor
@@ -173,11 +173,11 @@ class _WriterThread:
     def __init__(self, write, block_size: int, spare: int = 16):
         self._write = write
         self._block_size = block_size
-        self._free: "queue.SimpleQueue[bytearray]" = queue.SimpleQueue()
+        self._free: SimpleQueue[bytearray] = SimpleQueue()
         # Up to `spare` blocks in flight, so that a burst of small files does not stall on the
         # writer; allocated as needed, so a small layer never touches that much memory.
         self._unallocated = spare
-        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        self._full: SimpleQueue[tuple[bytearray, int] | None] = SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
         self._thread.start()
