@@ -75,20 +75,32 @@ def _enlarge_pipe(fd: int) -> None:
         pass  # e.g. above /proc/sys/fs/pipe-max-size: the default size works, only slower
 
 
-def _zstd(binary: str, *args: str):
-    """The `zstd` binary as a pipe, stdin to stdout (and stderr kept for a failure's message).
-    The one place zstd runs: ZSTD_CLEVEL, ZSTD_NBTHREADS and the like from the environment must
-    not change what is written or read."""
+def _zstd(binary: str, flag: str, pump, other_end):
+    """The `zstd` binary as a pipe, stdin to stdout (its stderr kept for a failure's message),
+    and a thread running `pump(proc, other_end)`, one side of the pipe, so that neither pipe
+    fills up. The one place zstd runs: ZSTD_CLEVEL, ZSTD_NBTHREADS and the like from the
+    environment must not change what is written or read."""
     if not binary or not os.path.isabs(binary):
         raise ValueError(f"zstd binary must be an absolute path, got {binary!r}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
     import subprocess  # here: a layer without zstd does not pay for importing it
 
-    proc = subprocess.Popen([binary, *args, "-q", "-c", "--no-progress"], env=env,
+    proc = subprocess.Popen([binary, flag, "-q", "-c", "--no-progress"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _enlarge_pipe(proc.stdin.fileno())
     _enlarge_pipe(proc.stdout.fileno())
-    return proc
+    thread = threading.Thread(target=pump, args=(proc, other_end), daemon=True)
+    thread.start()
+    return proc, thread
+
+
+def _copy(source, out) -> None:
+    """Chunk by chunk to the end of `source`: one side of a zstd pipe, in its own thread."""
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            return
+        out.write(chunk)
 
 
 def _failure(proc) -> str:
@@ -101,21 +113,15 @@ class _Zstd(_Compressor):
     """Pipes through the `zstd` binary; a thread drains its stdout so neither pipe fills up."""
 
     def __init__(self, out, binary: str):
-        self._proc = _zstd(binary, "-3")
         self._error = None
-        self._pump = threading.Thread(target=self._drain, args=(out,), daemon=True)
-        self._pump.start()
+        self._proc, self._pump = _zstd(binary, "-3", self._drain, out)
 
-    def _drain(self, out) -> None:
+    def _drain(self, proc, out) -> None:
         try:
-            while True:
-                chunk = self._proc.stdout.read(CHUNK)
-                if not chunk:
-                    return
-                out.write(chunk)
+            _copy(proc.stdout, out)
         except BaseException as e:  # re-raised by close() in the writing thread
             self._error = e
-            self._proc.kill()  # unblocks a writer waiting on a full stdin pipe
+            proc.kill()  # unblocks a writer waiting on a full stdin pipe
 
     def write(self, data) -> None:
         try:
@@ -140,30 +146,25 @@ class _Zstd(_Compressor):
             raise OSError(_failure(self._proc))
 
 
+def _feed(proc, source) -> None:
+    try:
+        _copy(source, proc.stdin)
+    except (OSError, ValueError):
+        pass  # zstd went away, or the reader stopped: the exit status tells which
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
 class ZstdReader:
     """`zstd -d` of a readable file object, as a readable stream: a thread feeds it, so neither
     pipe fills up. Reading to the end checks zstd's exit status (a ValueError naming `what`)."""
 
     def __init__(self, binary: str, source, what: str):
-        self._proc = _zstd(binary, "-d")
         self._what = what
-        self._feeder = threading.Thread(target=self._feed, args=(source,), daemon=True)
-        self._feeder.start()
-
-    def _feed(self, source) -> None:
-        try:
-            while True:
-                chunk = source.read(CHUNK)
-                if not chunk:
-                    break
-                self._proc.stdin.write(chunk)
-        except (OSError, ValueError):
-            pass  # zstd went away, or the reader stopped: the exit status tells which
-        finally:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
+        self._proc, self._feeder = _zstd(binary, "-d", _feed, source)
 
     def read(self, size: int = CHUNK) -> bytes:
         data = self._proc.stdout.read(size)
