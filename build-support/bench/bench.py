@@ -183,27 +183,28 @@ def generate_big_file(path: Path, size: int, seed: int) -> None:
 # Running and measuring
 
 
-def layer_modules(src: Path) -> Tuple[str, ...]:
-    """The core modules Pants gives layer processes: LAYER_MODULES of the checkout's
+def layer_sources(src: Path) -> Tuple[str, ...]:
+    """The core files Pants gives layer processes: `layer_sources` of the checkout's
     strata/core/__main__.py, loaded from that file (this process may hold another strata)."""
     main = src / "strata/core/__main__.py"
     spec = importlib.util.spec_from_file_location("strata_bench_core_main", main)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    modules = getattr(module, "LAYER_MODULES", None)
-    if not modules:
-        raise SystemExit(f"bench: {main} has no LAYER_MODULES, the core modules layer "
-                         "processes get; this bench cannot lay out their sandbox")
-    return modules
+    sources = getattr(module, "layer_sources", None)
+    if sources is None:
+        raise SystemExit(f"bench: {main} has no layer_sources, which names the core files "
+                         "layer processes get; this bench cannot lay out their sandbox")
+    return tuple(sources(src / "strata/core"))
 
 
 def make_sandbox(sandbox: Path, src: Path) -> None:
     """Lays the tool out as a layer process's sandbox has it: strata/__init__.py (empty) and
-    the core modules; the process runs with the sandbox as its working directory."""
+    the core's layer sources; the process runs with the sandbox as its working directory."""
     core = sandbox / "strata/core"
-    core.mkdir(parents=True)
+    (sandbox / "strata").mkdir(parents=True)
     (sandbox / "strata/__init__.py").write_bytes(b"")
-    for name in layer_modules(src):
+    for name in layer_sources(src):
+        (core / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / "strata/core" / name, core / name)
 
 
@@ -633,8 +634,8 @@ def parse_args(argv: Optional[List[str]] = None):
     args = parser.parse_args(argv)
     if args.files < 1 or args.reps < 1 or args.size_mb <= 0 or args.big_file_mb < 0:
         parser.error("--files and --reps must be >= 1, --size-mb > 0, --big-file-mb >= 0")
-    if not (args.src / "strata/core/layer.py").is_file():
-        parser.error(f"--src {args.src}: no strata/core/layer.py there")
+    if not (args.src / "strata/core/__main__.py").is_file():
+        parser.error(f"--src {args.src}: no strata/core/__main__.py there")
     args.src = args.src.resolve()
     args.python = args.python or default_python()
     return args

@@ -31,13 +31,16 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
-from strata.core.image import (
+from strata.core.build.compression import SUFFIXES
+from strata.core.oci.image import (
     INHERITANCE,
     Inheritance,
     resolve_created,
     validate_repository,
     validate_tag,
 )
+from strata.core.oci.writers import FORMATS
+from strata.core.spec import absolute_image_path
 
 
 class OciImageDependenciesField(Dependencies):
@@ -458,10 +461,10 @@ def _inherited_config_help() -> str:
     )
 
 
-class OutputFormat(Enum):
-    DOCKER_ARCHIVE = "docker-archive"
-    OCI = "oci"
-    OCI_ARCHIVE = "oci-archive"
+# The core's output formats and layer compressions, as enums: OutputFormat.OCI_ARCHIVE is
+# "oci-archive". A format or compression the core adds is a choice here with no edit.
+OutputFormat = Enum("OutputFormat", {name.upper().replace("-", "_"): name for name in FORMATS})
+Compression = Enum("Compression", {name.upper(): name for name in SUFFIXES})
 
 
 class OciOutputFormatField(StringField):
@@ -475,12 +478,6 @@ class OciOutputFormatField(StringField):
         `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`).
         """
     )
-
-
-class Compression(Enum):
-    NONE = "none"
-    GZIP = "gzip"
-    ZSTD = "zstd"
 
 
 class OciCompressionField(StringField):
@@ -880,11 +877,7 @@ class DebianPackagesTarget(Target):
 
 
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
-    if not path.startswith("/") or ".." in path.split("/") or path.strip("/") == "":
-        raise InvalidFieldException(
-            f"The {repr(field.alias)} field in target {address} has an invalid image path "
-            f"{path!r}: expected an absolute path below `/` without `..`."
-        )
+    _check(field, address, lambda p: absolute_image_path(p, "image path"), path)
 
 
 def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None:

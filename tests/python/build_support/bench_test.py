@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import strata.core
-from strata.core.__main__ import LAYER_MODULES
+from strata.core.__main__ import layer_sources
 from strata_harness import assert_valid_image, require_tool
 
 BENCH = Path("build-support/bench/bench.py")  # materialised by the `files` dependency
@@ -116,14 +116,15 @@ def test_the_sandbox_holds_just_the_layer_modules_and_no_list_is_an_error(tmp_pa
     bench = load_bench()
     src = Path(strata.core.__file__).resolve().parents[2]
     bench.make_sandbox(tmp_path / "sandbox", src)
-    shipped = sorted(p.name for p in (tmp_path / "sandbox/strata/core").iterdir())
-    assert shipped == sorted(LAYER_MODULES)
+    core = tmp_path / "sandbox/strata/core"
+    shipped = sorted(p.relative_to(core).as_posix() for p in core.rglob("*") if p.is_file())
+    assert shipped == layer_sources(Path(strata.core.__file__).parent)
 
     # A checkout whose core does not say what layer processes get: no guessing, a clear stop.
     listless = tmp_path / "listless"
     (listless / "strata/core").mkdir(parents=True)
-    (listless / "strata/core/__main__.py").write_text('"""No LAYER_MODULES here."""\n')
-    with pytest.raises(SystemExit, match=r"__main__\.py has no LAYER_MODULES"):
+    (listless / "strata/core/__main__.py").write_text('"""No layer_sources here."""\n')
+    with pytest.raises(SystemExit, match=r"__main__\.py has no layer_sources"):
         bench.make_sandbox(tmp_path / "listless-sandbox", listless)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from strata.core import image
+from strata.core.oci import image
 from strata.core.oci import media_types
 from strata_harness.images import make_oci_layout
 from strata_harness.tools import require_tool, run_tool

@@ -2,11 +2,21 @@
 
 import sys
 
-# Every core module the `layer` and `deb-layer` subcommands import, and no other: layer processes
-# get only these (strata.rules.tool; build-support/bench copies them likewise), so a change to the
-# image writers does not invalidate every cached layer.
-LAYER_MODULES = ("__init__.py", "__main__.py", "cli.py", "compression.py", "deb.py", "errors.py",
-                 "hashing.py", "layer.py", "tarstream.py")
+# What a layer Process's sandbox holds of the core (strata.rules.tool; build-support/bench lays
+# out its sandbox likewise): the entry modules every subcommand loads, and the package holding
+# exactly what `layer` imports. So a change anywhere else in the core leaves cached layers valid.
+ENTRY_MODULES = ("__init__.py", "__main__.py", "cli.py", "errors.py", "spec.py")
+LAYER_PACKAGE = "build"
+
+
+def layer_sources(core_dir) -> list:
+    """The files, relative to the core's directory, that a layer Process gets."""
+    import os
+
+    package = os.path.join(core_dir, LAYER_PACKAGE)
+    modules = [f"{LAYER_PACKAGE}/{name}" for name in os.listdir(package) if name.endswith(".py")]
+    return sorted([*ENTRY_MODULES, *modules])
+
 
 if __name__ == "__main__":
     from strata.core.cli import main

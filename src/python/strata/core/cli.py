@@ -41,26 +41,28 @@ class Command:
 
 
 COMMANDS = {
-    "layer": Command("strata.core.layer", "layer_command", required=("spec", "out")),
-    "deb-layer": Command("strata.core.deb", "deb_layer_command", required=("spec", "out")),
+    "layer": Command("strata.core.build.layer", "layer_command", required=("spec", "out")),
     "assemble": Command(
-        "strata.core.writers",
+        "strata.core.oci.writers",
         "assemble_command",
         required=("spec", "out"),
         optional=("metadata", "config-out"),
     ),
-    "stream": Command("strata.core.writers", "stream_command", required=("spec",)),
+    "stream": Command("strata.core.oci.writers", "stream_command", required=("spec",)),
     "import-base": Command(
-        "strata.core.baseimage",
+        "strata.core.oci.baseimage",
         "import_base_command",
         required=("archive", "out"),
         optional=("ref", "platform", "zstd"),
     ),
     "ca-bundle": Command(
-        "strata.core.deb", "ca_bundle_command", required=("deb", "out"), optional=("zstd",)
+        "strata.core.debian.rootfs",
+        "ca_bundle_command",
+        required=("deb", "out"),
+        optional=("zstd",),
     ),
     "debian-lock": Command(
-        "strata.core.debian",
+        "strata.core.debian.lock",
         "debian_lock_command",
         required=("mirror", "suite", "arch", "out"),
         optional=("keyring", "gpgv"),

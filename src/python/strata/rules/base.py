@@ -25,7 +25,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
-from strata.core.platforms import PlatformError
+from strata.core.oci.platforms import PlatformError
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (

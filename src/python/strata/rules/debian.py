@@ -26,7 +26,7 @@ from pants.engine.target import Target, Targets
 from pants.option.global_options import GlobMatchErrorBehavior
 from pants.util.logging import LogLevel
 
-from strata.core.debian_index import debian_mirror
+from strata.core.debian.index import debian_mirror
 from strata.rules.tool import ImageTool
 from strata.subsystems import DebianSubsystem
 from strata.target_types import (

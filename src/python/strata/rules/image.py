@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shlex
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import List, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -37,9 +35,11 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
-from strata.core.deb import merged_usr_entries, nss_files
-from strata.core.layer import normalise_path
+from strata.core.oci.image import epoch_seconds
+from strata.core.oci.writers import FORMATS
+from strata.core.spec import ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
     ImageClosure,
@@ -109,10 +109,8 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     ca_certificates: OciCaCertificatesField
 
     def output_file(self) -> str:
-        fmt = OutputFormat(self.output_format.value)
-        return self.output_path.value_or_default(
-            file_ending=None if fmt == OutputFormat.OCI else "tar"
-        )
+        directory = FORMATS[self.output_format.value].directory
+        return self.output_path.value_or_default(file_ending=None if directory else "tar")
 
     def layer_compression(self) -> str:
         # docker-archive layers are plain tars: their digests are their diff_ids.
@@ -127,15 +125,6 @@ def runtime_config(target: Target) -> dict:
     `get_build_options` does)."""
     values = {field.config_key: target[field].config_value() for field in RUNTIME_CONFIG_FIELDS}
     return {key: value for key, value in values.items() if value is not None}
-
-
-def _epoch(timestamp: str) -> int:
-    """Whole seconds since the epoch of an RFC 3339 time (already validated) or "now"."""
-    if timestamp == "now":
-        return int(datetime.now(timezone.utc).timestamp())
-    # Python 3.9's fromisoformat takes neither "Z" nor arbitrary fractions of a second.
-    whole = re.sub(r"\.\d+", "", timestamp.replace("z", "Z").replace("Z", "+00:00"))
-    return int(datetime.fromisoformat(whole.replace("t", "T")).timestamp())
 
 
 @dataclass(frozen=True)
@@ -216,8 +205,8 @@ async def _check_customisation(
         files.append((owner(fs.fake_nss), path, f"{hashlib.sha256(data).hexdigest()}:0"))
     if custom.merged_usr:
         usr = f"the merged-/usr symlinks of {fs.address} (it has Debian packages)"
-        files.extend((usr, e["path"], SYMLINK + e["target"])
-                     for e in merged_usr_entries() if e["type"] == "symlink")
+        files.extend((usr, e.path, SYMLINK + e.target)
+                     for e in merged_usr_entries() if e.type == "symlink")
     if not files and not dirs and custom.generated == EMPTY_DIGEST:
         return
     trees = [n for n in closure.nodes if isinstance(n.kind, FileTree)]
@@ -325,7 +314,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             closure=closure,
             budget=budget,
             settings=LayerSettings(
-                mtime=_epoch(mtime),
+                mtime=epoch_seconds(mtime),
                 reproducible=mtime != "now",
                 uid=fs.uid.value,
                 gid=fs.gid.value,
@@ -340,28 +329,28 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
 
     layer_dirs = [f"layers/{i:03d}" for i in range(len(layers.layers))]
     created = fs.created.value
-    spec = {
-        "format": request.fmt,
-        "layers": [
-            {"dir": d, "comment": layer.comment} for d, layer in zip(layer_dirs, layers.layers)
-        ],
-        "config": {
+    zstd = None
+    if base is not None and request.fmt == OutputFormat.DOCKER_ARCHIVE.value:
+        # A base's zstd layers go in decompressed: Docker cannot read zstd.
+        zstd = (await Get(ZstdBinary, ZstdBinaryRequest())).path
+    spec = ImageSpec(
+        format=request.fmt,
+        layers=tuple(LayerRef(d, layer.comment) for d, layer in zip(layer_dirs, layers.layers)),
+        config={
             "architecture": fs.architecture.value,
             "os": fs.os.value,
             "created": created,
             "config": runtime_config(wrapped.target),
         },
-        "repository": fs.repository.value_or_default(address),
-        "tag": fs.tag.value,
-    }
-    if base is not None:
-        spec["base"] = BASE_DIR
-        if request.fmt == OutputFormat.DOCKER_ARCHIVE.value:
-            # A base's zstd layers go in decompressed: Docker cannot read zstd.
-            spec["zstd"] = (await Get(ZstdBinary, ZstdBinaryRequest())).path
+        repository=fs.repository.value_or_default(address),
+        tag=fs.tag.value,
+        base=BASE_DIR if base is not None else None,
+        zstd=zstd,
+    )
     prefixed = await _prefixed_layers(layers, layer_dirs)
     spec_digest = await Get(
-        Digest, CreateDigest([FileContent(_SPEC, json.dumps(spec, sort_keys=True).encode())])
+        Digest,
+        CreateDigest([FileContent(_SPEC, json.dumps(spec.to_json(), sort_keys=True).encode())]),
     )
     input_digest = await Get(
         Digest,
@@ -376,7 +365,7 @@ async def assemble_image(
 ) -> AssembledImage:
     address = request.field_set.address
     inputs = await Get(ImageInputs, AssembleRequest, request)
-    is_dir = request.fmt == OutputFormat.OCI.value
+    is_dir = FORMATS[request.fmt].directory
     result = await Get(
         ProcessResult,
         Process(

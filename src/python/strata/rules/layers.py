@@ -24,8 +24,10 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from strata.core.deb import merged_usr_entries
+from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
+from strata.core.spec import Deb, Entry, LayerSpec, Tree
+from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.closure import ImageClosure
 from strata.rules.nodes import FileTree, NodeKind, StoreNode
 from strata.rules.nodes.debian import DebianPackage
@@ -58,12 +60,12 @@ class CustomisationLayer:
     generated: Digest = EMPTY_DIGEST  # files made by other processes, at their image paths
     merged_usr: bool = False
 
-    def entries(self) -> List[dict]:
-        return [
+    def entries(self) -> Tuple[Entry, ...]:
+        return (
             *(merged_usr_entries() if self.merged_usr else ()),
-            *({"path": p, "type": "dir", "mode": m} for p, m in self.directories),
-            *({"path": p, "type": "symlink", "target": t} for p, t in self.symlinks),
-        ]
+            *(Entry.dir(p, m) for p, m in self.directories),
+            *(Entry.symlink(p, t) for p, t in self.symlinks),
+        )
 
     def __bool__(self) -> bool:
         return bool(
@@ -100,7 +102,7 @@ class BuiltLayers:
 
 @dataclass(frozen=True)
 class _LayerProcessRequest:
-    entries_json: str
+    entries: Tuple[Entry, ...]
     settings: LayerSettings
     comment: str
     description: str
@@ -138,7 +140,7 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
         fields[i].update(_LAYER_PARTS[kind](nodes, digest))
     process_requests = [
         _LayerProcessRequest(
-            entries_json="[]",
+            entries=(),
             settings=request.settings,
             comment=_comment(group),
             description=f"{request.description}: layer {i + 1} ({_comment(group, limit=3)})",
@@ -155,7 +157,7 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
         process_requests.append(
             _LayerProcessRequest(
                 content=custom_files,
-                entries_json=json.dumps(custom.entries(), sort_keys=True),
+                entries=custom.entries(),
                 settings=request.settings,
                 comment="customisation layer",
                 description=f"{request.description}: customisation layer",
@@ -177,28 +179,18 @@ async def build_layer(
     # into Pants' store, mode 0555 whatever they were.
     entries = await Get(DigestEntries, Digest, request.content)
     executables = [e.path for e in entries if isinstance(e, FileEntry) and e.is_executable]
-    spec = {
-        "settings": {
-            "mtime": settings.mtime,
-            "uid": settings.uid,
-            "gid": settings.gid,
-            "uname": settings.uname,
-            "gname": settings.gname,
-            "compression": settings.compression,
-            "zstd": zstd,
-        },
-        "trees": [{"source": "rootfs", "dest": "", "executables": executables}],
-        "entries": json.loads(request.entries_json),
-    }
-    if request.debs:
-        spec["debs"] = [{"source": f"{DEB_DIR}/{p}.deb", "package": p} for p in request.debs]
-    spec_digest, rootfs = await MultiGet(
-        Get(
-            Digest,
-            CreateDigest(
-                [FileContent("layer-spec.json", json.dumps(spec, sort_keys=True).encode())]
-            ),
+    spec = LayerSpec(
+        CoreLayerSettings(
+            settings.mtime, settings.uid, settings.gid, settings.uname, settings.gname,
+            settings.compression, zstd,
         ),
+        trees=(Tree("rootfs", "", tuple(executables)),),
+        entries=request.entries,
+        debs=tuple(Deb(f"{DEB_DIR}/{p}.deb", p) for p in request.debs),
+    )
+    spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()
+    spec_digest, rootfs = await MultiGet(
+        Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)])),
         Get(Digest, AddPrefix(request.content, "rootfs")),
     )
     input_digest = await Get(
@@ -207,10 +199,7 @@ async def build_layer(
     result = await Get(
         ProcessResult,
         Process(
-            argv=tool.argv(
-                "deb-layer" if request.debs else "layer",
-                "--spec", "layer-spec.json", "--out", _LAYER_OUT,
-            ),  # fmt: skip
+            argv=tool.argv("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT),
             input_digest=input_digest,
             output_directories=(_LAYER_OUT,),
             description=request.description,

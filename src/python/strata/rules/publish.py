@@ -20,7 +20,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
-from strata.core.image import digest_hex, sha256_digest
+from strata.core.oci.image import digest_hex, sha256_digest
 from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
 from strata.rules.tool import ImageTool
 from strata.target_types import (

@@ -16,7 +16,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from strata import core as strata_core
-from strata.core.__main__ import LAYER_MODULES
+from strata.core.__main__ import layer_sources
 from strata.subsystems import StrataSubsystem
 
 
@@ -84,7 +84,7 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
         )
     digest, layer_digest = await MultiGet(
         Get(Digest, CreateDigest([package, *modules.values()])),
-        Get(Digest, CreateDigest([package, *(modules[name] for name in LAYER_MODULES)])),
+        Get(Digest, CreateDigest([package, *(modules[name] for name in layer_sources(core_dir))])),
     )
     return ImageTool(digest, layer_digest, python.path)
 

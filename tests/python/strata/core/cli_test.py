@@ -6,7 +6,7 @@ import pytest
 from strata.core import cli
 from strata.core.cli import COMMANDS, Command, main, parse
 from strata.core.errors import Interrupted, InvalidInput, UsageError
-from strata.core.platforms import PlatformError
+from strata.core.oci.platforms import PlatformError
 
 PUSH = COMMANDS["push"]
 

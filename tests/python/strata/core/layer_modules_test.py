@@ -1,6 +1,6 @@
-"""LAYER_MODULES is all a layer process's sandbox holds of the core: `layer` and `deb-layer` must
-run with just those modules (the list is complete) and import every one of them (it is minimal,
-so a change to another module leaves cached layers valid)."""
+"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree or
+.debs, must run with just those modules (the set is complete) and import every one of them (it
+is minimal, so a change to another module leaves cached layers valid)."""
 
 import json
 import shutil
@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import strata.core
-from strata.core.__main__ import LAYER_MODULES
+from strata.core.__main__ import layer_sources
 from strata_harness.tools import unavailable
 
 SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
@@ -25,7 +25,9 @@ print(json.dumps({"codes": codes, "modules": sorted(m for m in sys.modules if m.
 
 
 def module_name(file: str) -> str:
-    return "strata.core" if file == "__init__.py" else f"strata.core.{file[:-len('.py')]}"
+    """`build/layer.py` -> `strata.core.build.layer`; `build/__init__.py` -> `strata.core.build`."""
+    parts = ["strata", "core", *file[: -len(".py")].split("/")]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def python3() -> str:
@@ -59,7 +61,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
     (sandbox / "strata/core").mkdir(parents=True)
     (sandbox / "strata/__init__.py").write_bytes(b"")
     core = Path(strata.core.__file__).parent
-    for name in LAYER_MODULES:
+    for name in layer_sources(core):
+        (sandbox / "strata/core" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(core / name, sandbox / "strata/core" / name)
     (sandbox / "rootfs/app").mkdir(parents=True)
     (sandbox / "rootfs/app/hello.txt").write_text("hello\n")
@@ -77,10 +80,10 @@ def layer_sandbox(tmp_path: Path) -> Path:
 
 
 ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
-         ("deb-layer", "--spec", "deb-spec.json", "--out", "out-deb"))
+         ("layer", "--spec", "deb-spec.json", "--out", "out-deb"))
 
 
-def test_layer_and_deb_layer_run_with_only_the_listed_modules(tmp_path):
+def test_tree_and_deb_layers_run_with_only_the_layer_sources(tmp_path):
     sandbox = layer_sandbox(tmp_path)
     for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.argv)
         done = subprocess.run([python3(), "-E", "-s", "-S", "-B", "-m", "strata.core", *argv],
@@ -89,7 +92,7 @@ def test_layer_and_deb_layer_run_with_only_the_listed_modules(tmp_path):
         assert json.loads((sandbox / argv[-1] / "layer.json").read_text())["entries"] > 0
 
 
-def test_layer_and_deb_layer_import_every_listed_module(tmp_path):
+def test_tree_and_deb_layers_import_every_layer_source(tmp_path):
     sandbox = layer_sandbox(tmp_path)
     done = subprocess.run(
         [python3(), "-E", "-s", "-S", "-B", "-c", PROBE, *(json.dumps(a) for a in ARGVS)],
@@ -97,4 +100,5 @@ def test_layer_and_deb_layer_import_every_listed_module(tmp_path):
     )
     probe = json.loads(done.stdout.splitlines()[-1])
     assert probe["codes"] == [0, 0]
-    assert set(probe["modules"]) == {"strata", *map(module_name, LAYER_MODULES)}
+    sources = layer_sources(Path(strata.core.__file__).parent)
+    assert set(probe["modules"]) == {"strata", *map(module_name, sources)}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from strata.core.errors import InvalidInput
-from strata.core.image import canonical_json, digest_hex, make_manifest
+from strata.core.oci.image import canonical_json, digest_hex, make_manifest
 from strata.core.oci import media_types
 
 

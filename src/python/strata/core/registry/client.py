@@ -13,8 +13,8 @@ import os
 import tempfile
 from typing import Any, List, Optional, Tuple, Union
 
-from strata.core import image, platforms
-from strata.core.hashing import HashingWriter
+from strata.core.oci import image, platforms
+from strata.core.build.hashing import HashingWriter
 from strata.core.oci import media_types
 from strata.core.registry.errors import (
     DigestMismatchError,
@@ -109,7 +109,7 @@ class RegistryClient:
     ) -> Tuple[str, bytes, str]:
         """(media type, bytes, digest) of the image manifest at `digest` or, when that is an
         index, of its manifest for `platform` ("os/arch[/variant]", matched by
-        strata.core.platforms, which raises PlatformError for none or several). Every
+        strata.core.oci.platforms, which raises PlatformError for none or several). Every
         manifest fetched is verified against its digest."""
         image.digest_hex(digest)
         platforms.parse(platform)

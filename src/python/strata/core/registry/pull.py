@@ -9,8 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
-from strata.core import platforms
-from strata.core.image import canonical_json, digest_hex, platform_of
+from strata.core.oci import platforms
+from strata.core.oci.image import canonical_json, digest_hex, platform_of
 from strata.core.errors import StrataError
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError

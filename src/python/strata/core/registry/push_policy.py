@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-from strata.core import image
-from strata.core.image import canonical_json
-from strata.core.oci import media_types
+from strata.core.atomic import write_bytes_atomically
+from strata.core.oci import image, media_types
+from strata.core.oci.image import canonical_json
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import UnsupportedMediaTypeError
 
@@ -60,9 +60,7 @@ class PushedBlobs:
     def record(self, registry: str, repository: str, digests: Sequence[str]) -> None:
         self.data.setdefault(registry, {}).update((d, repository) for d in digests)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(canonical_json(self.data))
-        os.replace(tmp, self.path)
+        write_bytes_atomically(self.path, canonical_json(self.data))
 
 
 def default_record_path() -> Path:

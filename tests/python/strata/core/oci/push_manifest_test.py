@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from strata.core.image import canonical_json, sha256_digest
+from strata.core.oci.image import canonical_json, sha256_digest
 from strata.core.oci.push_manifest import as_docker_manifest
 
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from strata.core import image
+from strata.core.oci import image
 from strata.core.oci import media_types
 from strata.core.registry.auth import Credentials, credentials_for, parse_challenge
 from strata.core.registry.client import RegistryClient

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from strata.core import image
+from strata.core.oci import image
 from strata.core.oci import media_types
-from strata.core.platforms import PlatformError
+from strata.core.oci.platforms import PlatformError
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import (
     AuthorizationError,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from strata.core.platforms import PlatformError
+from strata.core.oci.platforms import PlatformError
 from strata.core.registry.pull import pull_layout
 from strata_harness import Fault, assert_valid_image
 

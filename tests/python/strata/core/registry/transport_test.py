@@ -4,7 +4,8 @@ import socket
 
 import pytest
 
-from strata.core import cli, image
+from strata.core import cli
+from strata.core.oci import image
 from strata.core.errors import StrataError
 from strata.core.oci import media_types
 from strata.core.registry.client import RegistryClient

@@ -10,8 +10,8 @@ from typing import Dict, Iterator
 
 import pytest
 
-from strata.core.deb import parse_deb822
-from strata.core.debian_index import (
+from strata.core.build.deb822 import parse_deb822
+from strata.core.debian.index import (
     INDEX_FIELDS,
     debian_mirror,
     index_file_url,

@@ -1,29 +1,26 @@
-"""Debian binary packages (.deb) as layer content, and the files a package-built root needs.
+"""Debian binary packages (.deb) as layer content.
 
 A .deb is read as a stream (ar, then the compressed data.tar) and its entries become explicit
-`layer` spec entries, so a deb layer is written by `build_layer` like any other: the same
-sorting, normalisation, digests and layer.json. Ownership and mtime are normalised by the layer
+layer entries (strata.core.spec.Entry), checked and added like any other: the same sorting,
+normalisation, digests and layer.json. Ownership and mtime are normalised by the layer
 settings; modes (setuid, sticky, ...) are kept, as dpkg would install them.
 """
 
 import bz2
 import gzip
 import io
-import json
 import lzma
 import os
 import shutil
-import subprocess
 import tarfile
-import tempfile
-import threading
 import zlib
 from contextlib import contextmanager
-from pathlib import Path
-from typing import AbstractSet, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
-from strata.core.compression import CHUNK
-from strata.core.layer import build_layer, normalise_path
+from strata.core.build.compression import CHUNK, ZstdReader
+from strata.core.build.deb822 import parse_deb822
+from strata.core.build.layer import add_entry
+from strata.core.spec import Entry, normalise_path
 
 # Top-level directories that merged-/usr turns into symlinks to usr/<dir>: every directory
 # debootstrap links on some architecture, so one set serves all of them.
@@ -35,47 +32,6 @@ _AR_MAGIC = b"!<arch>\n"
 _AR_HEADER = 60
 # What a damaged or truncated member raises while being decompressed and untarred.
 _CORRUPT = (OSError, EOFError, tarfile.TarError, lzma.LZMAError, zlib.error)
-
-
-def parse_deb822(lines: Iterable[str], keep: Optional[AbstractSet[str]] = None
-                 ) -> List[Dict[str, str]]:
-    """Paragraphs of `Field: value` lines (control files, Packages, Release, .sources), keeping
-    only the fields in `keep` when given.
-
-    A value keeps its continuation lines, each after a newline with its leading whitespace, so
-    a paragraph can be written back unchanged. `#` lines outside values are comments.
-    """
-    paragraphs: List[Dict[str, str]] = []
-    current: Dict[str, str] = {}
-    field: Optional[str] = None  # where continuation lines go; None for a dropped field
-    in_field = False
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            if current:
-                paragraphs.append(current)
-            current, field, in_field = {}, None, False
-        elif line[0] in " \t":
-            if not in_field:
-                raise ValueError(f"line {number}: continuation line outside a field: {line!r}")
-            if field is not None:
-                current[field] += "\n" + line
-        elif line.startswith("#"):
-            continue
-        else:
-            name, colon, value = line.partition(":")
-            name = name.strip()
-            if not colon or not name or " " in name:
-                raise ValueError(f"line {number}: not a 'Field: value' line: {line!r}")
-            in_field = True
-            field = name if keep is None or name in keep else None
-            if field is None:
-                continue
-            if field in current:
-                raise ValueError(f"line {number}: field {field!r} repeated in one paragraph")
-            current[field] = value.strip()
-    if current:
-        paragraphs.append(current)
-    return paragraphs
 
 
 class _Member(io.RawIOBase):
@@ -125,34 +81,6 @@ def _ar_members(f) -> Iterator[_Member]:
 
 
 @contextmanager
-def _zstd_reader(member: _Member, zstd: Optional[str]) -> Iterator:
-    """`zstd -d` as a readable stream; a thread feeds it so neither pipe fills up."""
-    if not zstd or not os.path.isabs(zstd):
-        raise ValueError(f"{member.name} needs the zstd binary: set settings.zstd to its "
-                         f"absolute path")
-    proc = subprocess.Popen([zstd, "-d", "-c", "-q"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
-
-    def feed() -> None:
-        try:
-            shutil.copyfileobj(member, proc.stdin, CHUNK)
-            proc.stdin.close()
-        except (BrokenPipeError, ValueError):  # the reader stopped; wait() reports why
-            proc.kill()
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    try:
-        yield proc.stdout
-    finally:
-        proc.stdout.close()
-        feeder.join()
-        status = proc.wait()
-    if status != 0:
-        raise ValueError(f"{zstd} could not decompress {member.name} (exit status {status})")
-
-
-@contextmanager
 def _decompressed(member: _Member, zstd: Optional[str]) -> Iterator:
     """The member's uncompressed bytes, read to the end on success so every checksum is seen."""
     suffix = member.name.partition(".tar")[2]
@@ -161,7 +89,10 @@ def _decompressed(member: _Member, zstd: Optional[str]) -> Iterator:
     if suffix == "":
         yield member
     elif suffix == ".zst":
-        with _zstd_reader(member, zstd) as stream:
+        if not zstd:
+            raise ValueError(f"{member.name} needs the zstd binary: set settings.zstd to its "
+                             f"absolute path")
+        with ZstdReader(zstd, member, member.name) as stream:
             yield stream
             while stream.read(CHUNK):
                 pass
@@ -289,103 +220,15 @@ def _deb_entries(deb_path: str, package: str, work: str, sandbox_root: str,
     return entries
 
 
-def build_deb_layer(spec: dict, sandbox_root: Path, out_dir: Path) -> dict:
-    """`build_layer` for a layer spec that may also name .debs: `"debs": [{"source": "x.deb",
-    "package": "name"}]`. Returns layer.json's data."""
-    if not isinstance(spec, dict):
-        raise ValueError("layer spec must be a JSON object")
-    debs = spec.get("debs", [])
-    entries = spec.get("entries", [])
-    if not isinstance(debs, list) or not isinstance(entries, list):
-        raise ValueError("layer spec: debs and entries must be lists")
-    settings = spec.get("settings", {})
-    zstd = settings.get("zstd") if isinstance(settings, dict) else None
-    root = str(sandbox_root)
-    # Inside the sandbox, because spec sources are sandbox paths; removed before returning.
-    with tempfile.TemporaryDirectory(prefix=".strata-debs-", dir=root) as work:
-        entries = list(entries)
-        for index, deb in enumerate(debs):
-            what = f"debs[{index}]"
-            if not isinstance(deb, dict) or sorted(deb) != ["package", "source"]:
-                raise ValueError(f"{what}: expected exactly the keys 'package' and 'source'")
-            if not isinstance(deb["source"], str) or deb["source"].startswith("/"):
-                raise ValueError(f"{what}: source must be a path relative to the sandbox")
-            source = os.path.join(root, normalise_path(deb["source"], what))
-            try:
-                entries += _deb_entries(source, deb["package"],
-                                        os.path.join(work, str(index)), root, zstd)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"{what} ({deb['source']}): {e}") from None
-        layer_spec = {key: value for key, value in spec.items() if key != "debs"}
-        return build_layer({**layer_spec, "entries": entries}, sandbox_root, out_dir)
-
-
-def deb_layer_command(options) -> None:
-    """`deb-layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
-    with open(options.spec, encoding="utf-8") as f:
-        spec = json.load(f)
-    build_deb_layer(spec, Path.cwd(), Path(options.out))
-
-
-def ca_bundle_command(options) -> None:
-    """`ca-bundle --deb CA_CERTIFICATES_DEB --out FILE [--zstd PATH]`: the bundle postinst would
-    have written."""
-    with open(options.deb, "rb") as f:
-        bundle = ca_certificates_bundle(f, options.zstd)
-    os.makedirs(os.path.dirname(options.out) or ".", exist_ok=True)
-    with open(options.out, "wb") as out:
-        out.write(bundle)
-
-
-def merged_usr_entries() -> List[dict]:
-    """The merged-/usr root symlinks (/bin -> usr/bin, ...) and their target directories, for a
-    layer on top of the deb layers: deb layers put those directories' content under usr/."""
-    entries: List[dict] = []
-    for name in MERGED_USR_DIRS:
-        entries.append({"path": name, "type": "symlink", "target": f"usr/{name}"})
-        entries.append({"path": f"usr/{name}", "type": "dir", "mode": 0o755})
-    return entries
-
-
-def ca_certificates_bundle(f, zstd: Optional[str] = None) -> bytes:
-    """/etc/ssl/certs/ca-certificates.crt from the ca-certificates .deb in `f`: its
-    usr/share/ca-certificates/**/*.crt concatenated in path order, each ending in a newline, as
-    update-ca-certificates writes it (the package's postinst, which runs it, is never run)."""
-    prefix = "usr/share/ca-certificates/"
-    certificates: Dict[str, bytes] = {}
-    with open_deb(f, zstd) as (_, tar):
-        for info in tar:
-            path = normalise_path(info.name, "ca-certificates data.tar")
-            if info.isreg() and path.startswith(prefix) and path.endswith(".crt"):
-                certificates[path] = tar.extractfile(info).read()
-    if not certificates:
-        raise ValueError(f"the .deb has no {prefix}**/*.crt files")
-    return b"".join(
-        data if data.endswith(b"\n") or not data else data + b"\n"
-        for _, data in sorted(certificates.items(), key=lambda item: item[0].encode())
-    )
-
-
-def nss_files() -> Dict[str, bytes]:
-    """Minimal users, groups and nsswitch.conf, so that root and nobody resolve without
-    base-passwd (whose postinst, never run, would write them). Image path -> content."""
-    return {
-        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n"
-                      b"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-        "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
-        "etc/nsswitch.conf": b"passwd: files\ngroup: files\nshadow: files\n"
-                             b"hosts: files dns\nnetworks: files\nprotocols: files\n"
-                             b"services: files\nethers: files\nrpc: files\n",
-    }
-
-
-def file_entries(files: Mapping[str, bytes], source_dir: str
-                 ) -> Tuple[List[dict], Dict[str, bytes]]:
-    """Layer spec entries (mode 0644) for `files` (image path -> content), and the sandbox files
-    (path under `source_dir` -> content) the caller must create for them."""
-    entries, sandbox = [], {}
-    for path in sorted(files):
-        source = f"{source_dir.rstrip('/')}/{path}"
-        entries.append({"path": path, "type": "file", "source": source, "mode": 0o644})
-        sandbox[source] = files[path]
-    return entries, sandbox
+def add_deb(collector, context, deb, what: str) -> None:
+    """The layer content step for one .deb (strata.core.spec.Deb): its files as dpkg installs
+    them, on merged-/usr, and its dpkg status entry."""
+    work = os.path.join(context.scratch(), what)
+    try:
+        entries = _deb_entries(context.path(deb.source), deb.package, work, context.root,
+                               context.settings.zstd)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{what} ({deb.source}): {e}") from None
+    for index, entry in enumerate(entries):
+        origin = f"{what} ({deb.package})"
+        add_entry(collector, context, Entry.from_json(entry, f"{origin} entry {index}"), origin)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from strata.core.compression import open_compressor
+from strata.core.build.compression import open_compressor
 
 ZSTD = "/usr/bin/zstd"
 DATA = random.Random(0).randbytes(3 << 20) + bytes(2 << 20)

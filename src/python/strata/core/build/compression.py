@@ -11,6 +11,7 @@ import threading
 import zlib
 
 CHUNK = 1 << 20
+# Each compression of a layer blob, and the suffix of its file name.
 SUFFIXES = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 
 
@@ -74,37 +75,53 @@ def _enlarge_pipe(fd: int) -> None:
         pass  # e.g. above /proc/sys/fs/pipe-max-size: the default size works, only slower
 
 
+def _zstd(binary: str, flag: str, pump, other_end):
+    """The `zstd` binary as a pipe, stdin to stdout (its stderr kept for a failure's message),
+    and a thread running `pump(proc, other_end)`, one side of the pipe, so that neither pipe
+    fills up. The one place zstd runs: ZSTD_CLEVEL, ZSTD_NBTHREADS and the like from the
+    environment must not change what is written or read."""
+    if not binary or not os.path.isabs(binary):
+        raise ValueError(f"zstd binary must be an absolute path, got {binary!r}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
+    import subprocess  # here: a layer without zstd does not pay for importing it
+
+    proc = subprocess.Popen([binary, flag, "-q", "-c", "--no-progress"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _enlarge_pipe(proc.stdin.fileno())
+    _enlarge_pipe(proc.stdout.fileno())
+    thread = threading.Thread(target=pump, args=(proc, other_end), daemon=True)
+    thread.start()
+    return proc, thread
+
+
+def _copy(source, out) -> None:
+    """Chunk by chunk to the end of `source`: one side of a zstd pipe, in its own thread."""
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            return
+        out.write(chunk)
+
+
+def _failure(proc) -> str:
+    """What a zstd that exited with an error said, after its exit status."""
+    said = proc.stderr.read().decode(errors="replace").strip()
+    return f"{proc.args[0]} exited with status {proc.returncode}" + (f": {said}" if said else "")
+
+
 class _Zstd(_Compressor):
     """Pipes through the `zstd` binary; a thread drains its stdout so neither pipe fills up."""
 
     def __init__(self, out, binary: str):
-        if not os.path.isabs(binary):
-            raise ValueError(f"zstd binary must be an absolute path, got {binary!r}")
-        # ZSTD_CLEVEL / ZSTD_NBTHREADS from the environment must not change the output.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
-        self._binary = binary
-        import subprocess  # here: a layer without zstd does not pay for importing it
-
-        self._proc = subprocess.Popen(
-            [binary, "-q", "-c", "-3", "--no-progress"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-        )
-        _enlarge_pipe(self._proc.stdin.fileno())
-        _enlarge_pipe(self._proc.stdout.fileno())
         self._error = None
-        self._pump = threading.Thread(target=self._drain, args=(out,), daemon=True)
-        self._pump.start()
+        self._proc, self._pump = _zstd(binary, "-3", self._drain, out)
 
-    def _drain(self, out) -> None:
+    def _drain(self, proc, out) -> None:
         try:
-            while True:
-                chunk = self._proc.stdout.read(CHUNK)
-                if not chunk:
-                    return
-                out.write(chunk)
+            _copy(proc.stdout, out)
         except BaseException as e:  # re-raised by close() in the writing thread
             self._error = e
-            self._proc.kill()  # unblocks a writer waiting on a full stdin pipe
+            proc.kill()  # unblocks a writer waiting on a full stdin pipe
 
     def write(self, data) -> None:
         try:
@@ -126,7 +143,50 @@ class _Zstd(_Compressor):
         if self._error is not None:
             raise self._error
         if status != 0:
-            raise OSError(f"{self._binary} exited with status {status}")
+            raise OSError(_failure(self._proc))
+
+
+def _feed(proc, source) -> None:
+    try:
+        _copy(source, proc.stdin)
+    except (OSError, ValueError):
+        pass  # zstd went away, or the reader stopped: the exit status tells which
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+
+
+class ZstdReader:
+    """`zstd -d` of a readable file object, as a readable stream: a thread feeds it, so neither
+    pipe fills up. Reading to the end checks zstd's exit status (a ValueError naming `what`)."""
+
+    def __init__(self, binary: str, source, what: str):
+        self._what = what
+        self._proc, self._feeder = _zstd(binary, "-d", _feed, source)
+
+    def read(self, size: int = CHUNK) -> bytes:
+        data = self._proc.stdout.read(size)
+        if not data:
+            self._feeder.join()
+            if self._proc.wait() != 0:
+                raise ValueError(f"{self._what}: {_failure(self._proc)}")
+        return data
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._feeder.join()
+        self._proc.wait()
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            pipe.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
 def open_compressor(kind: str, out, zstd=None) -> _Compressor:

@@ -9,8 +9,8 @@ from typing import List, Tuple
 
 import pytest
 
-from strata.core.deb import parse_deb822
-from strata.core.debian import (
+from strata.core.build.deb822 import parse_deb822
+from strata.core.debian.lock import (
     Relation,
     compare_versions,
     lock_bytes,
@@ -19,7 +19,7 @@ from strata.core.debian import (
     resolve,
     write_lock,
 )
-from strata.core.debian_index import (
+from strata.core.debian.index import (
     Index,
     debian_mirror,
     fetch_url,

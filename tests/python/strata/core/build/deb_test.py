@@ -14,17 +14,21 @@ from typing import Dict, Optional
 import pytest
 
 from strata.core.cli import main
-from strata.core.deb import (
-    MERGED_USR_DIRS,
-    build_deb_layer,
+from strata.core.build.deb import MERGED_USR_DIRS, open_deb
+from strata.core.debian.rootfs import (
     ca_certificates_bundle,
-    file_entries,
     merged_usr_entries,
     nss_files,
-    open_deb,
 )
-from strata.core.layer import build_layer
+from strata.core.build import layer
+from strata.core.spec import LayerSpec
 from strata_harness.tools import unavailable
+
+
+def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
+    """The `layer` subcommand's work, on a spec as JSON data (what the rules write)."""
+    return layer.build_layer(LayerSpec.from_json(spec), sandbox_root, out_dir)
+
 
 ZSTD = "/usr/bin/zstd"
 SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
@@ -126,8 +130,8 @@ def place(sandbox: Path, deb: Path) -> str:
 def test_deb_layer_keeps_modes_links_and_rewrites_merged_usr(tmp_path: Path, sandbox: Path):
     source = place(sandbox, build_deb(tmp_path))
     out = tmp_path / "out"
-    meta = build_deb_layer(deb_spec((source, "demo"), uid=7, gid=8, uname="app",
-                                    gname="grp", mtime=99), sandbox, out)
+    meta = build_layer(deb_spec((source, "demo"), uid=7, gid=8, uname="app",
+                                gname="grp", mtime=99), sandbox, out)
     _, entries = read_layer(out)
     assert meta["entries"] == len(entries)
     assert entries["usr/bin/sudo-ish"][:2] == ("file", 0o4755)
@@ -146,12 +150,12 @@ def test_deb_layer_keeps_modes_links_and_rewrites_merged_usr(tmp_path: Path, san
     assert {value[2:6] for value in entries.values()} == {(7, 8, "app", 99)}
     # The layer is written like any other: parents first, sorted.
     assert list(entries) == sorted(entries, key=lambda p: p.encode())
-    assert not list(sandbox.glob(".strata-debs-*"))  # the extraction area is gone
+    assert not list(sandbox.glob(".strata-scratch-*"))  # the extraction area is gone
 
 
 def test_status_file_holds_the_control_fields(tmp_path: Path, sandbox: Path):
     source = place(sandbox, build_deb(tmp_path))
-    build_deb_layer(deb_spec((source, "demo")), sandbox, tmp_path / "out")
+    build_layer(deb_spec((source, "demo")), sandbox, tmp_path / "out")
     _, entries = read_layer(tmp_path / "out")
     kind, mode, *_, status = entries["var/lib/dpkg/status.d/demo"]
     assert (kind, mode) == ("file", 0o644)
@@ -171,8 +175,8 @@ def test_data_tar_compressions_give_the_same_layer(tmp_path: Path, sandbox: Path
         unavailable(f"{ZSTD} (Debian package zstd) is missing")
     reference = place(sandbox, build_deb(tmp_path / "ref", compression="xz"))
     other = place(sandbox, build_deb(tmp_path, compression=compression))
-    a = build_deb_layer(deb_spec((reference, "demo")), sandbox, tmp_path / "a")
-    b = build_deb_layer(deb_spec((other, "demo")), sandbox, tmp_path / "b")
+    a = build_layer(deb_spec((reference, "demo")), sandbox, tmp_path / "a")
+    b = build_layer(deb_spec((other, "demo")), sandbox, tmp_path / "b")
     assert a == b
 
 
@@ -181,7 +185,22 @@ def test_zstd_data_needs_the_binary(tmp_path: Path, sandbox: Path):
         unavailable(f"{ZSTD} (Debian package zstd) is missing")
     source = place(sandbox, build_deb(tmp_path, compression="zstd"))
     with pytest.raises(ValueError, match="needs the zstd binary"):
-        build_deb_layer(deb_spec((source, "demo"), zstd=None), sandbox, tmp_path / "out")
+        build_layer(deb_spec((source, "demo"), zstd=None), sandbox, tmp_path / "out")
+
+
+def test_zstd_data_is_read_without_the_zstd_environment(tmp_path: Path, sandbox: Path,
+                                                       monkeypatch):
+    """Every zstd pipe keeps ZSTD_* settings out, reading included (one place: compression.py)."""
+    if not os.path.exists(ZSTD):
+        unavailable(f"{ZSTD} (Debian package zstd) is missing")
+    recorder = tmp_path / "zstd"
+    recorder.write_text(f'#!/bin/sh\nenv > "{tmp_path}/zstd-env"\nexec {ZSTD} "$@"\n')
+    recorder.chmod(0o755)
+    source = place(sandbox, build_deb(tmp_path, compression="zstd"))
+    monkeypatch.setenv("ZSTD_NBTHREADS", "2")
+    build_layer(deb_spec((source, "demo"), zstd=str(recorder)), sandbox, tmp_path / "out")
+    environment = (tmp_path / "zstd-env").read_text().splitlines()
+    assert [line for line in environment if line.startswith("ZSTD_")] == []
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
@@ -190,9 +209,9 @@ def test_deb_layer_compression_options_match_the_layer_subcommand(
     if compression == "zstd" and not os.path.exists(ZSTD):
         unavailable(f"{ZSTD} (Debian package zstd) is missing")
     source = place(sandbox, build_deb(tmp_path))
-    plain = build_deb_layer(deb_spec((source, "demo")), sandbox, tmp_path / "plain")
-    packed = build_deb_layer(deb_spec((source, "demo"), compression=compression), sandbox,
-                             tmp_path / "packed")
+    plain = build_layer(deb_spec((source, "demo")), sandbox, tmp_path / "plain")
+    packed = build_layer(deb_spec((source, "demo"), compression=compression), sandbox,
+                         tmp_path / "packed")
     meta, _ = read_layer(tmp_path / "packed")
     assert packed["diff_id"] == plain["diff_id"] == meta["diff_id"]
     assert packed["blob"] == "layer.tar" + {"gzip": ".gz", "zstd": ".zst"}[compression]
@@ -200,13 +219,13 @@ def test_deb_layer_compression_options_match_the_layer_subcommand(
     assert packed["digest"] == "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
-def test_without_debs_the_output_is_the_layer_subcommands(tmp_path: Path, sandbox: Path):
+def test_an_empty_debs_list_changes_nothing(tmp_path: Path, sandbox: Path):
     (sandbox / "rootfs/app").mkdir(parents=True)
     (sandbox / "rootfs/app/run").write_bytes(b"run\n")
     spec = {"settings": SETTINGS, "trees": [{"source": "rootfs", "dest": "", "executables": []}],
             "entries": [{"path": "tmp", "type": "dir", "mode": 0o1777}]}
     build_layer(spec, sandbox, tmp_path / "layer")
-    build_deb_layer({**spec, "debs": []}, sandbox, tmp_path / "deb")
+    build_layer({**spec, "debs": []}, sandbox, tmp_path / "deb")
     for name in ("layer.json", "layer.tar"):
         assert (tmp_path / "layer" / name).read_bytes() == (tmp_path / "deb" / name).read_bytes()
 
@@ -225,7 +244,7 @@ def test_shared_layer_of_debs_and_trees(tmp_path: Path, sandbox: Path):
     (sandbox / "rootfs/app/main.py").write_bytes(b"print()\n")
     spec = {**deb_spec((a, "pkg-a"), (b, "pkg-b")),
             "trees": [{"source": "rootfs", "dest": "", "executables": []}]}
-    build_deb_layer(spec, sandbox, tmp_path / "out")
+    build_layer(spec, sandbox, tmp_path / "out")
     _, entries = read_layer(tmp_path / "out")
     assert {"app/main.py", "usr/share/common/file", "var/lib/dpkg/status.d/pkg-a",
             "var/lib/dpkg/status.d/pkg-b"} <= set(entries)
@@ -235,7 +254,7 @@ def test_debs_disagreeing_on_a_path_are_an_error(tmp_path: Path, sandbox: Path):
     a = place(sandbox, build_deb(tmp_path, "pkg-a", setup=two_files(b"one\n")))
     b = place(sandbox, build_deb(tmp_path, "pkg-b", setup=two_files(b"two\n")))
     with pytest.raises(ValueError, match="conflicting entries for 'usr/share/common/file'"):
-        build_deb_layer(deb_spec((a, "pkg-a"), (b, "pkg-b")), sandbox, tmp_path / "out")
+        build_layer(deb_spec((a, "pkg-a"), (b, "pkg-b")), sandbox, tmp_path / "out")
 
 
 def test_merged_usr_duplicate_is_an_error(tmp_path: Path, sandbox: Path):
@@ -246,13 +265,13 @@ def test_merged_usr_duplicate_is_an_error(tmp_path: Path, sandbox: Path):
     source = place(sandbox, build_deb(tmp_path, setup=setup))
     with pytest.raises(ValueError,
                        match="/bin/dup and /usr/bin/dup are both /usr/bin/dup on merged-/usr"):
-        build_deb_layer(deb_spec((source, "demo")), sandbox, tmp_path / "out")
+        build_layer(deb_spec((source, "demo")), sandbox, tmp_path / "out")
 
 
 def test_package_name_must_match(tmp_path: Path, sandbox: Path):
     source = place(sandbox, build_deb(tmp_path))
     with pytest.raises(ValueError, match=r"debs\[0\].*expected package 'other'.*'demo'"):
-        build_deb_layer(deb_spec((source, "other")), sandbox, tmp_path / "out")
+        build_layer(deb_spec((source, "other")), sandbox, tmp_path / "out")
 
 
 # --- Hand-assembled .debs: formats dpkg-deb no longer writes, and entries it cannot ---
@@ -298,8 +317,8 @@ def test_bz2_data_and_a_hardlink(tmp_path: Path, sandbox: Path):
         (entry("./usr/bin/perl5.36", mode=0o755), b"perl\n"),
         (entry("./usr/bin/perl", tarfile.LNKTYPE, 0o755, "./usr/bin/perl5.36"), None),
     ])
-    build_deb_layer(deb_spec((deb.relative_to(sandbox).as_posix(), "demo")), sandbox,
-                    tmp_path / "out")
+    build_layer(deb_spec((deb.relative_to(sandbox).as_posix(), "demo")), sandbox,
+                tmp_path / "out")
     _, entries = read_layer(tmp_path / "out")
     assert entries["usr/bin/perl"] == entries["usr/bin/perl5.36"]
     assert entries["usr/bin/perl"][::6] == ("file", b"perl\n")
@@ -312,12 +331,12 @@ def test_base_files_merged_usr_symlinks_are_left_to_merged_usr_entries(tmp_path:
         (entry("./lib64", tarfile.SYMTYPE, 0o777, "/usr/lib64"), None),
         (entry("./usr/bin/sh", tarfile.SYMTYPE, 0o777, "dash"), None),
     ])
-    build_deb_layer(deb_spec(("debs/demo.deb", "demo")), sandbox, tmp_path / "out")
+    build_layer(deb_spec(("debs/demo.deb", "demo")), sandbox, tmp_path / "out")
     _, entries = read_layer(tmp_path / "out")
     assert "bin" not in entries and "lib64" not in entries and "usr/bin/sh" in entries
     deb = handmade_deb(deb, [(entry("./lib", tarfile.SYMTYPE, 0o777, "elsewhere"), None)])
     with pytest.raises(ValueError, match="merged-/usr needs /lib -> usr/lib"):
-        build_deb_layer(deb_spec(("debs/demo.deb", "demo")), sandbox, tmp_path / "out2")
+        build_layer(deb_spec(("debs/demo.deb", "demo")), sandbox, tmp_path / "out2")
 
 
 @pytest.mark.parametrize("data_members, error", [
@@ -329,7 +348,7 @@ def test_base_files_merged_usr_symlinks_are_left_to_merged_usr_entries(tmp_path:
 def test_entries_a_layer_cannot_hold(tmp_path: Path, sandbox: Path, data_members, error):
     handmade_deb(sandbox / "debs/demo.deb", data_members)
     with pytest.raises(ValueError, match=error):
-        build_deb_layer(deb_spec(("debs/demo.deb", "demo")), sandbox, tmp_path / "out")
+        build_layer(deb_spec(("debs/demo.deb", "demo")), sandbox, tmp_path / "out")
 
 
 def test_damaged_debs_are_rejected(tmp_path: Path, sandbox: Path):
@@ -352,21 +371,21 @@ def test_damaged_debs_are_rejected(tmp_path: Path, sandbox: Path):
     for name, (content, error) in cases.items():
         (sandbox / "debs" / name).write_bytes(content)
         with pytest.raises(ValueError, match=error):
-            build_deb_layer(deb_spec((f"debs/{name}", "demo")), sandbox, tmp_path / name)
-    assert not list(sandbox.glob(".strata-debs-*"))
+            build_layer(deb_spec((f"debs/{name}", "demo")), sandbox, tmp_path / name)
+    assert not list(sandbox.glob(".strata-scratch-*"))
 
 
 def test_deb_layer_subcommand(tmp_path: Path, sandbox: Path, monkeypatch, capsys):
     source = place(sandbox, build_deb(tmp_path))
     (sandbox / "spec.json").write_text(json.dumps(deb_spec((source, "demo"))))
     monkeypatch.chdir(sandbox)
-    assert main(["deb-layer", "--spec", "spec.json", "--out", "out"]) == 0
+    assert main(["layer", "--spec", "spec.json", "--out", "out"]) == 0
     _, entries = read_layer(sandbox / "out")
     assert "usr/bin/tool" in entries
     (sandbox / "spec.json").write_text(json.dumps(deb_spec(("debs/missing.deb", "demo"))))
-    assert main(["deb-layer", "--spec", "spec.json", "--out", "out2"]) == 1
+    assert main(["layer", "--spec", "spec.json", "--out", "out2"]) == 1
     error = capsys.readouterr().err
-    assert error.startswith("strata.core deb-layer: error: debs[0] (debs/missing.deb): ")
+    assert error.startswith("strata.core layer: error: debs[0] (debs/missing.deb): ")
     assert error.count("\n") == 1
 
 
@@ -418,11 +437,11 @@ def test_root_files_are_valid_layer_entries(tmp_path: Path, sandbox: Path):
     with open(deb, "rb") as f:
         files = {**nss_files(),
                  "etc/ssl/certs/ca-certificates.crt": ca_certificates_bundle(f)}
-    entries, sandbox_files = file_entries(files, "custom")
-    for path, content in sandbox_files.items():
-        (sandbox / path).parent.mkdir(parents=True, exist_ok=True)
-        (sandbox / path).write_bytes(content)
-    spec = {"settings": SETTINGS, "entries": entries + merged_usr_entries()}
+    for path, content in files.items():
+        (sandbox / "custom" / path).parent.mkdir(parents=True, exist_ok=True)
+        (sandbox / "custom" / path).write_bytes(content)
+    spec = {"settings": SETTINGS, "trees": [{"source": "custom", "dest": "", "executables": []}],
+            "entries": [entry.to_json() for entry in merged_usr_entries()]}
     build_layer(spec, sandbox, tmp_path / "out")
     _, layer = read_layer(tmp_path / "out")
     assert layer["etc/passwd"][::6] == ("file", nss_files()["etc/passwd"])

@@ -13,10 +13,11 @@ import re
 import tarfile
 from typing import NamedTuple, Optional
 
-from strata.core import image, platforms, writers
-from strata.core.compression import SUFFIXES
-from strata.core.hashing import HashingWriter
-from strata.core.oci import media_types
+from strata.core.atomic import write_dir_atomically
+from strata.core.build.compression import SUFFIXES
+from strata.core.build.hashing import HashingWriter
+from strata.core.oci import image, media_types, platforms, writers
+from strata.core.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
 # are recognised only to be refused by name.
@@ -237,7 +238,7 @@ def _docker_config(source, name: str):
 
 def _select(candidates: list, ref: Optional[str], platform: Optional[str], root: str):
     """The one image named `ref` (when given) of `platform` (when given, matched by
-    strata.core.platforms, which raises PlatformError for none or several platforms)."""
+    strata.core.oci.platforms, which raises PlatformError for none or several platforms)."""
     chosen = [c for c in candidates if ref is None or ref in c.names]
     if platform is not None and chosen:
         where = root if ref is None else f"{ref!r} in {root}"
@@ -322,11 +323,7 @@ def _write_json(path: str, data: dict) -> None:
 def _write_base(tmp: str, config_bytes: bytes, manifest_digest: str, media_type: str) -> dict:
     with open(os.path.join(tmp, "config.json"), "wb") as f:
         f.write(config_bytes)
-    info = {
-        "config_digest": image.sha256_digest(config_bytes),
-        "manifest_digest": manifest_digest,
-        "media_type": media_type,
-    }
+    info = BaseInfo(image.sha256_digest(config_bytes), manifest_digest, media_type).to_json()
     _write_json(os.path.join(tmp, "base.json"), info)
     return info
 
@@ -367,7 +364,7 @@ def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
             digest, media_type = chosen.entry["digest"], chosen.entry["mediaType"]
         result.update(_write_base(tmp, config_bytes, digest, media_type))
 
-    writers.write_dir_atomically(out, write)
+    write_dir_atomically(out, write)
     return result
 
 
@@ -376,7 +373,7 @@ def import_base(archive: str, out: str, ref=None, platform=None, zstd=None) -> d
     an OCI layout directory) to `out`, atomically; returns base.json's data.
 
     `ref` picks the image by org.opencontainers.image.ref.name (OCI) or RepoTags entry
-    (docker-archive), `platform` ("os/arch[/variant]") by strata.core.platforms' rules
+    (docker-archive), `platform` ("os/arch[/variant]") by strata.core.oci.platforms' rules
     (which a single image must meet too); with neither, the source must hold one image. A
     tar holding manifest.json is read as a docker-archive (so docker 25's saves, which are OCI
     layouts too, keep their RepoTags)."""
@@ -410,7 +407,7 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
         diff_ids = image.base_parts(json.loads(config_bytes))[1]
     except ValueError as e:
         raise ValueError(f"the config: {e}") from None
-    layers = [writers.load_layer({"dir": d}, i) for i, d in enumerate(layer_dirs)]
+    layers = [writers.load_layer(LayerRef(d)) for d in layer_dirs]
     if [layer.info["diff_id"] for layer in layers] != diff_ids:
         raise ValueError("the layer dirs' diff_ids are not the config's rootfs.diff_ids")
     manifest = image.make_manifest(config_bytes, [layer.info for layer in layers], oci=True)
@@ -428,7 +425,7 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
         digest = image.sha256_digest(image.canonical_json(manifest))
         result.update(_write_base(tmp, config_bytes, digest, media_types.OCI_MANIFEST))
 
-    writers.write_dir_atomically(out_dir, write)
+    write_dir_atomically(out_dir, write)
     return result
 
 

@@ -5,24 +5,25 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
 import zlib
 
-from strata.core import image
+from strata.core.atomic import (
+    write_bytes_atomically,
+    write_dir_atomically,
+    write_file_atomically,
+)
+from strata.core.build.compression import SUFFIXES, ZstdReader
+from strata.core.build.tarstream import TarWriter
 from strata.core.errors import StrataError
-from strata.core.tarstream import TarWriter
+from strata.core.oci import image
+from strata.core.spec import BaseInfo, ImageSpec, LayerRef
 
-FORMATS = ("docker-archive", "oci", "oci-archive")
-COMPRESSIONS = ("none", "gzip", "zstd")
 # mtime of every entry of the archives written here (layers carry their own): fixed for
 # reproducibility, 1 like the layers' default because some tools read 0 as "unset".
 ARCHIVE_MTIME = 1
 CHUNK_SIZE = 1 << 20
 
-_SPEC_KEYS = frozenset({"format", "layers", "config", "repository", "tag", "base", "zstd"})
-_LAYER_KEYS = frozenset({"dir", "comment"})
 _OCI_LAYOUT = image.canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
@@ -79,17 +80,8 @@ def _is_size(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def load_layer(entry, index: int, base: bool = False) -> Layer:
-    where = f"layers[{index}]"
-    if not isinstance(entry, dict) or not isinstance(entry.get("dir"), str):
-        raise ValueError(f"{where} must be an object with a string 'dir'")
-    unknown = sorted(set(entry) - _LAYER_KEYS)
-    if unknown:
-        raise ValueError(f"{where} has unknown keys {unknown}")
-    comment = entry.get("comment", "")
-    if not isinstance(comment, str):
-        raise ValueError(f"{where}.comment must be a string")
-    path = os.path.join(entry["dir"], "layer.json")
+def load_layer(ref: LayerRef, base: bool = False) -> Layer:
+    path = os.path.join(ref.dir, "layer.json")
     info = _load_json(path, "layer metadata")
     if not isinstance(info, dict):
         raise ValueError(f"{path} must hold an object")
@@ -98,8 +90,8 @@ def load_layer(entry, index: int, base: bool = False) -> Layer:
         image.digest_hex(info.get("digest"))
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    if info.get("compression") not in COMPRESSIONS:
-        raise ValueError(f"{path}: compression must be one of {list(COMPRESSIONS)}")
+    if info.get("compression") not in SUFFIXES:
+        raise ValueError(f"{path}: compression must be one of {list(SUFFIXES)}")
     # A zstd base layer imported without the zstd binary has an unknown size.
     unknown_size = info.get("size") is None and info["compression"] == "zstd"
     if not ((_is_size(info.get("size")) or unknown_size) and _is_size(info.get("blob_size"))):
@@ -113,29 +105,22 @@ def load_layer(entry, index: int, base: bool = False) -> Layer:
         raise ValueError(
             f"{path}: an uncompressed blob must have digest == diff_id and blob_size == size"
         )
-    blob_path = os.path.join(entry["dir"], blob)
+    blob_path = os.path.join(ref.dir, blob)
     actual = os.stat(blob_path).st_size
     if actual != info["blob_size"]:
         raise ValueError(f"{blob_path} has {actual} bytes, layer.json says {info['blob_size']}")
-    return Layer(info, blob_path, comment, base)
+    return Layer(info, blob_path, ref.comment, base)
 
 
 def load_base(directory: str):
     """A base dir's config and layers, checked against each other and base.json (the blobs are
     not re-read: `import-base` verified them, like `layer` outputs they are trusted inputs)."""
-    info = _load_json(os.path.join(directory, "base.json"), "base image metadata")
     where = os.path.join(directory, "base.json")
-    if not isinstance(info, dict) or not isinstance(info.get("media_type"), str):
-        raise ValueError(f"{where} must be an object with a string media_type")
-    try:
-        image.digest_hex(info.get("config_digest"))
-        image.digest_hex(info.get("manifest_digest"))
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+    info = BaseInfo.from_json(_load_json(where, "base image metadata"), where)
     config_path = os.path.join(directory, "config.json")
     with open(config_path, "rb") as f:
         config_bytes = f.read()
-    if image.sha256_digest(config_bytes) != info["config_digest"]:
+    if image.sha256_digest(config_bytes) != info.config_digest:
         raise ValueError(f"{config_path} does not match config_digest in {where}")
     try:
         config = json.loads(config_bytes)
@@ -147,8 +132,7 @@ def load_base(directory: str):
     if sorted(os.listdir(layers_dir)) != names:
         raise ValueError(f"{layers_dir} must hold exactly {names} for the config's diff_ids")
     layers = [
-        load_layer({"dir": os.path.join(layers_dir, name)}, i, base=True)
-        for i, name in enumerate(names)
+        load_layer(LayerRef(os.path.join(layers_dir, name)), base=True) for name in names
     ]
     for layer, diff_id in zip(layers, diff_ids):
         if layer.info["diff_id"] != diff_id:
@@ -166,30 +150,12 @@ def layer_dir_name(index: int) -> str:
 
 def load_image(spec_path: str) -> Image:
     """Reads and validates the image spec and its layers' metadata (never their blobs)."""
-    spec = _load_json(spec_path, "image spec")
-    if not isinstance(spec, dict):
-        raise ValueError(f"image spec {spec_path} must hold an object")
-    unknown = sorted(set(spec) - _SPEC_KEYS)
-    if unknown:
-        raise ValueError(f"image spec has unknown keys {unknown}; allowed: {sorted(_SPEC_KEYS)}")
-    fmt = spec.get("format")
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {list(FORMATS)}: {fmt!r}")
-    entries = spec.get("layers")
-    if not isinstance(entries, list):
-        raise ValueError("layers must be a list")
-    zstd = spec.get("zstd")
-    if zstd is not None and not (isinstance(zstd, str) and os.path.isabs(zstd)):
-        raise ValueError(f"zstd must be the zstd binary's absolute path: {zstd!r}")
-    base, base_layers = None, []
-    if spec.get("base") is not None:
-        if not isinstance(spec["base"], str):
-            raise ValueError(f"base must be a base dir's path: {spec['base']!r}")
-        base, base_layers = load_base(spec["base"])
-    layers = [load_layer(entry, i) for i, entry in enumerate(entries)]
+    spec = ImageSpec.from_json(_load_json(spec_path, "image spec"))
+    base, base_layers = load_base(spec.base) if spec.base is not None else (None, [])
+    layers = [load_layer(ref) for ref in spec.layers]
     infos, comments = [layer.info for layer in layers], [layer.comment for layer in layers]
-    config = image.make_config(spec.get("config", {}), infos, comments, base)
-    return Image(fmt, base_layers + layers, config, spec.get("repository"), spec.get("tag"), zstd)
+    config = image.make_config(spec.config, infos, comments, base)
+    return Image(spec.format, base_layers + layers, config, spec.repository, spec.tag, spec.zstd)
 
 
 def check_docker_archive(img: Image) -> None:
@@ -233,51 +199,22 @@ class DecompressedReader:
         self._path = path
         self._hash = hashlib.sha256()
         self.size = 0
-        self._proc = None
+        self._zstd = None
         self._file = open(path, "rb")
         if compression == "gzip":
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
             self._pending = b""
             return
-        # ZSTD_* settings from the environment must not change what is read.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
         try:
-            self._proc = subprocess.Popen(
-                [zstd, "-d", "-q", "-c", "--no-progress"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            )
+            self._zstd = ZstdReader(zstd, self._file, path)
         except BaseException:
             self._file.close()
             raise
-        self._feeder = threading.Thread(target=self._feed, daemon=True)
-        self._feeder.start()
-
-    def _feed(self) -> None:
-        """Runs in a thread, so that zstd's stdout is read while its stdin is written."""
-        try:
-            shutil.copyfileobj(self._file, self._proc.stdin, CHUNK_SIZE)
-        except OSError:
-            pass  # zstd went away: read() reports its exit status
-        finally:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
 
     def read(self, size: int = CHUNK_SIZE) -> bytes:
-        data = self._read_zstd(size) if self._proc else self._read_gzip(size)
+        data = self._zstd.read(size) if self._zstd else self._read_gzip(size)
         self._hash.update(data)
         self.size += len(data)
-        return data
-
-    def _read_zstd(self, size: int) -> bytes:
-        data = self._proc.stdout.read(size)
-        if not data:
-            self._feeder.join()
-            status = self._proc.wait()
-            if status:
-                message = self._proc.stderr.read().decode(errors="replace").strip()
-                raise ValueError(f"{self._path}: zstd -d exited {status}: {message}")
         return data
 
     def _read_gzip(self, size: int) -> bytes:
@@ -309,13 +246,8 @@ class DecompressedReader:
         return "sha256:" + self._hash.hexdigest()
 
     def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._feeder.join()
-            self._proc.wait()
-            for pipe in (self._proc.stdout, self._proc.stderr):
-                pipe.close()
+        if self._zstd is not None:
+            self._zstd.close()
         self._file.close()
 
     def __enter__(self):
@@ -418,37 +350,34 @@ def write_oci_archive(img: Image, out) -> None:
     tar.close()
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
+class Format:
+    """An output format: how `assemble` writes it (atomically), whether it is a directory, and
+    whether its manifest is OCI's (else Docker's v2s2, over the layers as uncompressed tars)."""
+
+    def __init__(self, write, directory: bool, oci: bool):
+        self.write = write
+        self.directory = directory
+        self.oci = oci
 
 
-def _write_file_atomically(path: str, write) -> None:
-    """Readers never see a partial file: write PATH.tmp, then rename over PATH."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
+def _docker_archive_file(img: Image, output: str) -> None:
+    write_file_atomically(output, lambda f: write_docker_archive(img, f))
 
 
-def write_dir_atomically(path: str, write) -> None:
-    """Readers never see a partial directory: `write(PATH.tmp)`, then rename it over PATH."""
-    tmp = path + ".tmp"
-    _remove(tmp)
-    try:
-        os.mkdir(tmp)
-        write(tmp)
-        _remove(path)
-        os.rename(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
+def _oci_layout_dir(img: Image, output: str) -> None:
+    write_dir_atomically(output, lambda d: write_oci_layout(img, d))
+
+
+def _oci_archive_file(img: Image, output: str) -> None:
+    write_file_atomically(output, lambda f: write_oci_archive(img, f))
+
+
+# Every output format (the `output_format` field's choices): a new format is a row and its writer.
+FORMATS = {
+    "docker-archive": Format(_docker_archive_file, directory=False, oci=False),
+    "oci": Format(_oci_layout_dir, directory=True, oci=True),
+    "oci-archive": Format(_oci_archive_file, directory=False, oci=True),
+}
 
 
 def assemble(img: Image, output: str) -> dict:
@@ -456,20 +385,15 @@ def assemble(img: Image, output: str) -> dict:
     manifest_digest is that of the Docker v2s2 manifest over the archive's (uncompressed) layers."""
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
-    if img.format == "docker-archive":
-        _write_file_atomically(output, lambda f: write_docker_archive(img, f))
-    elif img.format == "oci-archive":
-        _write_file_atomically(output, lambda f: write_oci_archive(img, f))
-    else:
-        write_dir_atomically(output, lambda d: write_oci_layout(img, d))
-    oci = img.format != "docker-archive"
+    fmt = FORMATS[img.format]
+    fmt.write(img, output)
     return {
         "config_digest": img.config_digest,
-        "manifest_digest": image.sha256_digest(img.manifest_bytes(oci)),
+        "manifest_digest": image.sha256_digest(img.manifest_bytes(fmt.oci)),
         "repo_tag": img.repo_tag,
         "layers": [
             {"diff_id": info["diff_id"], "digest": info["digest"], "size": info["blob_size"]}
-            for info in (img.layer_infos if oci else img.docker_layer_infos)
+            for info in (img.layer_infos if fmt.oci else img.docker_layer_infos)
         ],
     }
 
@@ -485,7 +409,7 @@ def assemble_command(options) -> None:
         (options.config_out, img.config_bytes),
     ):
         if path:
-            _write_file_atomically(path, lambda f, data=data: f.write(data))
+            write_bytes_atomically(path, data)
 
 
 def stream_command(options) -> None:

@@ -17,7 +17,7 @@ import tempfile
 import urllib.request
 from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from strata.core.deb import parse_deb822
+from strata.core.build.deb822 import parse_deb822
 
 DEFAULT_GPGV = "/usr/bin/gpgv"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"

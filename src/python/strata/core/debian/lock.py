@@ -14,10 +14,10 @@ package (maintainer scripts, shell-outs to /bin/sh) needs it requested explicitl
 import json
 import re
 from collections import deque
-from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Set
 
-from strata.core.debian_index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_index
+from strata.core.atomic import write_bytes_atomically
+from strata.core.debian.index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_index
 
 LOCK_VERSION = 1
 
@@ -316,7 +316,7 @@ def lock_bytes(lock: dict) -> bytes:
 
 def write_lock(lock: dict, path) -> None:
     _check_lock(lock, str(path))
-    Path(path).write_bytes(lock_bytes(lock))
+    write_bytes_atomically(path, lock_bytes(lock))
 
 
 def read_lock(path) -> dict:

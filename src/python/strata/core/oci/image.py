@@ -88,26 +88,44 @@ def digest_hex(digest: str) -> str:
     return match.group(1)
 
 
+def _rfc3339(text: str):
+    """The datetime of an RFC 3339 time (Go's parser: upper-case T and Z), to whole seconds, or
+    None."""
+    match = _RFC3339.match(text) if isinstance(text, str) else None
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    offset = datetime.timedelta()
+    if match.group(8):
+        hours, minutes = int(match.group(9)), int(match.group(10))
+        if hours > 23 or minutes > 59:
+            return None
+        offset = (1 if match.group(8) == "+" else -1) * datetime.timedelta(hours=hours,
+                                                                          minutes=minutes)
+    try:
+        zone = datetime.timezone(offset)
+        return datetime.datetime(year, month, day, hour, minute, second, tzinfo=zone)
+    except ValueError:
+        return None
+
+
 def resolve_created(created: str) -> str:
     """`created` must be RFC 3339 (Go's parser: upper-case T and Z) or "now", the one option
     that makes the image non-reproducible."""
     if created == "now":
         now = datetime.datetime.now(datetime.timezone.utc)
         return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    match = _RFC3339.match(created) if isinstance(created, str) else None
-    if match:
-        year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
-        try:
-            datetime.datetime(year, month, day, hour, minute, second)
-            if match.group(8) and (int(match.group(9)) > 23 or int(match.group(10)) > 59):
-                raise ValueError
-            return created
-        except ValueError:
-            pass
-    raise ValueError(
-        "config.created must be an RFC 3339 time such as "
-        f'"1970-01-01T00:00:01Z" or "now": {created!r}'
-    )
+    if _rfc3339(created) is None:
+        raise ValueError(
+            "config.created must be an RFC 3339 time such as "
+            f'"1970-01-01T00:00:01Z" or "now": {created!r}'
+        )
+    return created
+
+
+def epoch_seconds(created: str) -> int:
+    """Whole seconds since the epoch of a time `resolve_created` takes (a layer's mtime)."""
+    return int(_rfc3339(resolve_created(created)).timestamp())
 
 
 def platform_of(config: dict) -> dict:

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from strata.core.tarstream import TarWriter
+from strata.core.build.tarstream import TarWriter
 
 SPLIT_NAME = "s" * 60 + "/" + "t" * 60  # > 100 bytes, fits ustar's prefix + name
 DEEP_NAME = "/".join(["d" * 50] * 6) + "/leaf.txt"  # > 255 bytes: PAX

@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 import strata.core
+from strata.core.__main__ import layer_sources
 from strata.core.cli import main
-from strata.core.layer import build_layer
+from strata.core.build import layer
+from strata.core.spec import LayerSpec
+
+
+def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
+    """The `layer` subcommand's work, on a spec as JSON data (what the rules write)."""
+    return layer.build_layer(LayerSpec.from_json(spec), sandbox_root, out_dir)
+
 
 ZSTD = "/usr/bin/zstd"
 BIG = bytes(range(256)) * 5000  # > 1 MiB
@@ -263,14 +271,13 @@ def test_names_that_are_not_utf8_are_rejected(tmp_path):
 
 
 def standalone_core(where: Path) -> Path:
-    """A copy of just the strata package's core, as the Pants rules materialise it."""
+    """What the Pants rules materialise of the core for a layer Process."""
     core = Path(strata.core.__file__).parent
-    (where / "strata/core").mkdir(parents=True)
-    init = core.parent / "__init__.py"
-    (where / "strata/__init__.py").write_bytes(init.read_bytes() if init.is_file() else b"")
-    for source in core.glob("*.py"):
-        if not source.name.endswith("_test.py"):
-            shutil.copy(source, where / "strata/core" / source.name)
+    (where / "strata").mkdir(parents=True)
+    (where / "strata/__init__.py").write_bytes(b"")
+    for name in layer_sources(core):
+        (where / "strata/core" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(core / name, where / "strata/core" / name)
     return where
 
 

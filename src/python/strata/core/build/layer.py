@@ -3,32 +3,31 @@
 See docs/architecture.md. Every entry is collected and checked (kinds, paths, conflicts) before
 the first byte is written; a file's size is read from the open file as it is added, so it always
 matches the bytes. Modes come from the spec alone: a sandbox's file modes say nothing reliable
-(Pants hardlinks large inputs from a store where every file is 0555). The tar is written once, hashed (diff_id) and compressed (digest) in
-the same pass, by a second thread while the main one reads the next files.
+(Pants hardlinks large inputs from a store where every file is 0555). The tar is written once,
+hashed (diff_id) and compressed (digest) in the same pass, by a second thread while the main one
+reads the next files.
 """
 
 from __future__ import annotations  # annotations stay strings: no `typing` import at start-up
 
+import importlib
 import json
 import os
-import queue
 import stat
 import threading
+from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue's imports (heapq)
 from collections import namedtuple
 
-from strata.core.compression import CHUNK, SUFFIXES, open_compressor
-from strata.core.hashing import HashingWriter
-from strata.core.tarstream import TarWriter
+from strata.core.build.compression import CHUNK, SUFFIXES, open_compressor
+from strata.core.build.hashing import HashingWriter
+from strata.core.build.tarstream import TarWriter
+from strata.core.spec import LayerSpec
 
 # The tar's blocks: large enough that the hash, compressor and file see few writes, small enough
 # to stay in the CPU's caches on their way through.
 _BUFFER_SIZE = 1 << 20
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-
-_SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
-             "compression": "none", "zstd": None}
-
 
 class _Entry(namedtuple("_Entry", "path kind mode origin source target", defaults=("", ""))):
     """path: in the image; kind: "dir", "file" or "symlink"; mode: from the spec, never from the
@@ -48,44 +47,6 @@ class _Entry(namedtuple("_Entry", "path kind mode origin source target", default
         if self.kind == "dir":
             return f"dir (mode {self.mode:04o}) from {self.origin}"
         return f"file (mode {self.mode:04o}, {self.size()} bytes) from {self.origin}"
-
-
-def normalise_path(path, what: str) -> str:
-    """A relative, `/`-separated image path without `.`, empty or trailing components."""
-    if not isinstance(path, str) or "\0" in path:
-        raise ValueError(f"{what}: invalid path {path!r}")
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ValueError(f"{what}: path {path!r} escapes the image root ('..' is not allowed)")
-    return "/".join(parts)
-
-
-def _image_path(path, what: str) -> str:
-    normal = normalise_path(path, what)
-    if not normal:
-        raise ValueError(f"{what}: path {path!r} names the image root itself")
-    return normal
-
-
-def _sandbox_path(root: str, path, what: str) -> str:
-    if isinstance(path, str) and path.startswith("/"):
-        raise ValueError(f"{what}: source {path!r} must be relative to the sandbox")
-    return os.path.join(root, normalise_path(path, what))
-
-
-def _check_keys(obj, what: str, required, optional=()) -> None:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{what} must be a JSON object")
-    missing = [key for key in required if key not in obj]
-    unknown = sorted(set(obj) - set(required) - set(optional))
-    if missing or unknown:
-        raise ValueError(f"{what}: missing keys {missing}, unknown keys {unknown}")
-
-
-def _mode(value, what: str) -> int:
-    if type(value) is not int or not 0 <= value <= 0o7777:
-        raise ValueError(f"{what}: mode must be an integer in 0..0o7777, got {value!r}")
-    return value
 
 
 def _same_content(a: str, b: str) -> bool:
@@ -127,80 +88,6 @@ class _Collector:
                 f"conflicting entries for {entry.path!r}: {old.describe()} vs {entry.describe()}"
             )
 
-    def walk(self, root: str, index: int, tree) -> None:
-        what = f"trees[{index}]"
-        _check_keys(tree, what, ("source", "dest", "executables"))
-        top = _sandbox_path(root, tree["source"], what)
-        dest = normalise_path(tree["dest"], what)
-        if not os.path.isdir(top):
-            raise ValueError(f"{what}: source {tree['source']!r} is not a directory")
-        if not isinstance(tree["executables"], list):
-            raise ValueError(f"{what}: executables must be a list of paths")
-        executables = {
-            f"{dest}/{path}" if dest else path
-            for path in (_image_path(p, f"{what}.executables") for p in tree["executables"])
-        }
-        origin_top = normalise_path(tree["source"], what) or "."
-        if dest:
-            self.add(_Entry(dest, "dir", 0o755, origin_top))
-        pending = [(top, dest, origin_top)]
-        while pending:
-            fs_dir, image_dir, origin_dir = pending.pop()
-            # In directory order: the entries are sorted once, at the end, by image path.
-            with os.scandir(fs_dir) as children:
-                for child in children:
-                    path = f"{image_dir}/{child.name}" if image_dir else child.name
-                    origin = f"{origin_dir}/{child.name}"
-                    # The kind comes from the directory listing: no stat per entry.
-                    if child.is_dir(follow_symlinks=False):
-                        self.add(_Entry(path, "dir", 0o755, origin))
-                        pending.append((child.path, path, origin))
-                    elif child.is_symlink():
-                        target = os.readlink(child.path)
-                        self.add(_Entry(path, "symlink", 0o777, origin, target=target))
-                    elif child.is_file(follow_symlinks=False):  # hard links too: each a file
-                        mode = 0o755 if path in executables else 0o644
-                        executables.discard(path)
-                        self.add(_Entry(path, "file", mode, origin, child.path))
-                    else:
-                        raise ValueError(f"{origin}: not a regular file, directory or symlink")
-        if executables:
-            raise ValueError(
-                f"{what}: executables names what is not a file of the tree: "
-                f"{sorted(executables)[:5]}"
-            )
-
-    def explicit(self, root: str, index: int, spec) -> None:
-        what = f"entries[{index}]"
-        kind = spec.get("type") if isinstance(spec, dict) else None
-        if kind == "dir":
-            _check_keys(spec, what, ("path", "type"), ("mode",))
-            mode = _mode(spec.get("mode", 0o755), what)
-            self.add(_Entry(_image_path(spec["path"], what), "dir", mode, what))
-        elif kind == "symlink":
-            _check_keys(spec, what, ("path", "type", "target"))
-            target = spec["target"]
-            if not isinstance(target, str) or not target or "\0" in target:
-                raise ValueError(f"{what}: invalid symlink target {target!r}")
-            self.add(_Entry(_image_path(spec["path"], what), "symlink", 0o777, what,
-                            target=target))
-        elif kind == "file":
-            _check_keys(spec, what, ("path", "type", "source", "mode"))
-            source = _sandbox_path(root, spec["source"], what)
-            try:
-                st = os.stat(source)
-            except OSError as e:
-                raise ValueError(
-                    f"{what}: cannot read source {spec['source']!r}: {e.strerror}"
-                ) from None
-            if not stat.S_ISREG(st.st_mode):
-                raise ValueError(f"{what}: source {spec['source']!r} is not a regular file")
-            mode = _mode(spec["mode"], what)
-            origin = f"{what} (source {spec['source']})"
-            self.add(_Entry(_image_path(spec["path"], what), "file", mode, origin, source))
-        else:
-            raise ValueError(f"{what}: type must be 'dir', 'symlink' or 'file', got {kind!r}")
-
     def add_parents(self) -> None:
         """Adds missing parent directories (0755); a parent that is not a directory is an error."""
         for entry in list(self.entries.values()):
@@ -219,6 +106,63 @@ class _Collector:
                     break  # this directory's own parents are (or will be) handled
 
 
+def add_tree(collector: _Collector, context: LayerContext, tree, what: str) -> None:
+    """The files, directories and symlinks under a sandbox directory (strata.core.spec.Tree)."""
+    top, dest = context.path(tree.source), tree.dest
+    if not os.path.isdir(top):
+        raise ValueError(f"{what}: source {tree.source!r} is not a directory")
+    executables = {f"{dest}/{path}" if dest else path for path in tree.executables}
+    origin_top = tree.source or "."
+    if dest:
+        collector.add(_Entry(dest, "dir", 0o755, origin_top))
+    pending = [(top, dest, origin_top)]
+    while pending:
+        fs_dir, image_dir, origin_dir = pending.pop()
+        # In directory order: the entries are sorted once, at the end, by image path.
+        with os.scandir(fs_dir) as children:
+            for child in children:
+                path = f"{image_dir}/{child.name}" if image_dir else child.name
+                origin = f"{origin_dir}/{child.name}"
+                # The kind comes from the directory listing: no stat per entry.
+                if child.is_dir(follow_symlinks=False):
+                    collector.add(_Entry(path, "dir", 0o755, origin))
+                    pending.append((child.path, path, origin))
+                elif child.is_symlink():
+                    target = os.readlink(child.path)
+                    collector.add(_Entry(path, "symlink", 0o777, origin, target=target))
+                elif child.is_file(follow_symlinks=False):  # hard links too: each a file
+                    mode = 0o755 if path in executables else 0o644
+                    executables.discard(path)
+                    collector.add(_Entry(path, "file", mode, origin, child.path))
+                else:
+                    raise ValueError(f"{origin}: not a regular file, directory or symlink")
+    if executables:
+        raise ValueError(
+            f"{what}: executables names what is not a file of the tree: "
+            f"{sorted(executables)[:5]}"
+        )
+
+
+def add_entry(collector: _Collector, context: LayerContext, entry, what: str) -> None:
+    """One explicit entry (strata.core.spec.Entry)."""
+    if entry.type == "dir":
+        collector.add(_Entry(entry.path, "dir", entry.mode, what))
+    elif entry.type == "symlink":
+        collector.add(_Entry(entry.path, "symlink", 0o777, what, target=entry.target))
+    else:
+        source = context.path(entry.source)
+        try:
+            st = os.stat(source)
+        except OSError as e:
+            raise ValueError(
+                f"{what}: cannot read source {entry.source!r}: {e.strerror}"
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{what}: source {entry.source!r} is not a regular file")
+        origin = f"{what} (source {entry.source})"
+        collector.add(_Entry(entry.path, "file", entry.mode, origin, source))
+
+
 class _WriterThread:
     """Feeds the tar's blocks to `write` (hash, compress, write the blob) from a second thread, so
     that this work overlaps reading the next files rather than following it: hashing, deflate and
@@ -229,11 +173,11 @@ class _WriterThread:
     def __init__(self, write, block_size: int, spare: int = 16):
         self._write = write
         self._block_size = block_size
-        self._free: "queue.SimpleQueue[bytearray]" = queue.SimpleQueue()
+        self._free: SimpleQueue[bytearray] = SimpleQueue()
         # Up to `spare` blocks in flight, so that a burst of small files does not stall on the
         # writer; allocated as needed, so a small layer never touches that much memory.
         self._unallocated = spare
-        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        self._full: SimpleQueue[tuple[bytearray, int] | None] = SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
         self._thread.start()
@@ -301,45 +245,85 @@ def _add_file(tar: TarWriter, entry: _Entry) -> None:
         os.close(fd)
 
 
-def build_layer(spec: dict, sandbox_root: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
-    """Writes the layer blob and layer.json for `spec` into `out_dir`; returns layer.json's data."""
-    _check_keys(spec, "layer spec", (), ("settings", "trees", "entries"))
-    _check_keys(spec.get("settings", {}), "settings", (), tuple(_SETTINGS))
-    settings = {**_SETTINGS, **spec.get("settings", {})}
-    for key, value in settings.items():
-        expected = type(_SETTINGS[key]) if key != "zstd" else (str, type(None))
-        if type(value) is bool or not isinstance(value, expected):
-            raise ValueError(f"settings: {key} has the wrong type: {value!r}")
-    compression = settings["compression"]
-    if compression not in SUFFIXES:
-        raise ValueError(f"settings: unknown compression {compression!r}")
-    for key in ("trees", "entries"):
-        if not isinstance(spec.get(key, []), list):
-            raise ValueError(f"layer spec: {key} must be a list")
+class LayerContext:
+    """What a content step needs besides its part: the layer's settings and the sandbox, whose
+    root spec sources are relative to. Steps that unpack files (a .deb's) do so in its scratch
+    directory, removed when the layer is written."""
 
-    root = os.fspath(sandbox_root)
+    def __init__(self, root: str, settings):
+        self.root = root
+        self.settings = settings
+        self._scratch = None
+
+    def path(self, source: str) -> str:
+        return os.path.join(self.root, source)
+
+    def scratch(self) -> str:
+        """A directory inside the sandbox (so its files are sandbox paths too), made on demand:
+        `tempfile` is imported only by layers that need it."""
+        if self._scratch is None:
+            import tempfile
+
+            self._scratch = tempfile.mkdtemp(prefix=".strata-scratch-", dir=self.root)
+        return self._scratch
+
+    def __enter__(self) -> LayerContext:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch)
+
+
+# Each content part of a layer spec (strata.core.spec.LayerSpec.PARTS), in the order they are
+# added, and the module and function that add a part's entries to the _Collector: a new kind of
+# content is one module and one row. A row's module is imported only for a spec that has such
+# parts (reading a .deb needs tarfile, lzma and bz2, which a tree's layer does not load).
+CONTENT_STEPS = (
+    ("trees", "strata.core.build.layer", "add_tree"),
+    ("entries", "strata.core.build.layer", "add_entry"),
+    ("debs", "strata.core.build.deb", "add_deb"),
+)
+
+
+def _collect(spec: LayerSpec, context: LayerContext) -> list:
+    """Every entry of the layer, checked, sorted by image path."""
     collector = _Collector()
-    for index, tree in enumerate(spec.get("trees", [])):
-        collector.walk(root, index, tree)
-    for index, entry in enumerate(spec.get("entries", [])):
-        collector.explicit(root, index, entry)
+    for part, module, function in CONTENT_STEPS:
+        items = getattr(spec, part)
+        if items:
+            step = getattr(importlib.import_module(module), function)
+            for index, item in enumerate(items):
+                step(collector, context, item, f"{part}[{index}]")
     collector.add_parents()
-    entries: list[_Entry] = [collector.entries[path] for path in sorted(collector.entries)]
+    return [collector.entries[path] for path in sorted(collector.entries)]
 
+
+def build_layer(spec: LayerSpec, sandbox_root: str | os.PathLike,
+                out_dir: str | os.PathLike) -> dict:
+    """Writes the layer blob and layer.json for `spec` into `out_dir`; returns layer.json's data."""
+    with LayerContext(os.fspath(sandbox_root), spec.settings) as context:
+        return _write(_collect(spec, context), spec.settings, out_dir)
+
+
+def _write(entries: list, settings, out_dir) -> dict:
+    compression = settings.compression
     blob_name = "layer.tar" + SUFFIXES[compression]
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, blob_name), "wb") as blob_file:
         # Uncompressed, the blob is the tar: one hash gives both digests.
         blob = HashingWriter(blob_file) if compression != "none" else None
         sink = blob_file if blob is None else blob
-        with open_compressor(compression, sink, settings["zstd"]) as compressor:
+        with open_compressor(compression, sink, settings.zstd) as compressor:
             tar_bytes = HashingWriter(compressor)
             with _WriterThread(tar_bytes.write, _BUFFER_SIZE) as writer:
                 # Gathered into large blocks, file contents read straight into them, so that the
                 # hash, compressor and file see few writes.
-                tar = TarWriter(writer, mtime=settings["mtime"], uid=settings["uid"],
-                                gid=settings["gid"], uname=settings["uname"],
-                                gname=settings["gname"], buffer_size=_BUFFER_SIZE)
+                tar = TarWriter(writer, mtime=settings.mtime, uid=settings.uid,
+                                gid=settings.gid, uname=settings.uname,
+                                gname=settings.gname, buffer_size=_BUFFER_SIZE)
                 for entry in entries:
                     if entry.kind == "dir":
                         tar.add_dir(entry.path, entry.mode)
@@ -367,5 +351,5 @@ def build_layer(spec: dict, sandbox_root: str | os.PathLike, out_dir: str | os.P
 def layer_command(options) -> None:
     """`layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
     with open(options.spec, encoding="utf-8") as f:
-        spec = json.load(f)
+        spec = LayerSpec.from_json(json.load(f))
     build_layer(spec, os.getcwd(), options.out)

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from strata.core import platforms
+from strata.core.oci import platforms
 from strata.core.cli import report
-from strata.core.platforms import PlatformError, select
+from strata.core.oci.platforms import PlatformError, select
 
 WHERE = "reg/app@sha256:1"
 

@@ -1,10 +1,11 @@
 import datetime
 import hashlib
 import json
+import time
 
 import pytest
 
-from strata.core import image
+from strata.core.oci import image
 from strata.core.oci import media_types
 
 DIFF_IDS = ["sha256:" + c * 64 for c in "abc"]
@@ -408,3 +409,19 @@ def test_config_on_a_base():
 def test_config_on_a_base_rejects(spec, base, message):
     with pytest.raises(ValueError, match=message):
         image.make_config(spec, [], [], base)
+
+
+@pytest.mark.parametrize("created, seconds", [
+    ("1970-01-01T00:00:01Z", 1),
+    ("2023-05-06T07:08:09.123+05:30", 1683337089),
+    ("1969-12-31T23:59:59.9-00:00", -1),
+])
+def test_epoch_seconds_is_the_layers_mtime_of_a_created_time(created, seconds):
+    """One RFC 3339 parser for `created` (config) and `mtime` (the layers' entries)."""
+    assert image.epoch_seconds(created) == seconds
+
+
+def test_epoch_seconds_takes_what_resolve_created_takes():
+    assert abs(image.epoch_seconds("now") - time.time()) < 5
+    with pytest.raises(ValueError, match="RFC 3339"):
+        image.epoch_seconds("2023-02-30T00:00:00Z")

@@ -1,7 +1,7 @@
 import hashlib
 import io
 
-from strata.core.hashing import HashingWriter
+from strata.core.build.hashing import HashingWriter
 
 
 def test_writes_through_while_hashing_and_counting():

@@ -1,0 +1,283 @@
+"""The typed contract between the Pants rules and the core: what each subcommand reads.
+
+Both halves import this module: the rules build these values and write `to_json()`, the core
+reads them back with `from_json()`, the one place their shape is checked (what the files they
+name hold is checked where they are read). Namedtuples, not dataclasses or `typing`: every
+layer Process imports this module, and its start-up time is paid per layer.
+"""
+
+from __future__ import annotations  # annotations stay strings: no `typing` import at start-up
+
+import os
+from collections import namedtuple
+
+from strata.core.build.compression import SUFFIXES
+
+
+def normalise_path(path, what: str) -> str:
+    """A relative, `/`-separated image path without `.`, empty or trailing components."""
+    if not isinstance(path, str) or "\0" in path:
+        raise ValueError(f"{what}: invalid path {path!r}")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{what}: path {path!r} escapes the image root ('..' is not allowed)")
+    return "/".join(parts)
+
+
+def image_path(path, what: str) -> str:
+    """`normalise_path` for a path that names something in the image: never the root itself."""
+    normal = normalise_path(path, what)
+    if not normal:
+        raise ValueError(f"{what}: path {path!r} names the image root itself")
+    return normal
+
+
+def absolute_image_path(path, what: str) -> str:
+    """An image path as a target's fields write it (`/etc/motd`): absolute, then `image_path`."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"{what}: {path!r} is not an absolute path below `/`")
+    return image_path(path, what)
+
+
+def sandbox_path(path, what: str) -> str:
+    """A spec's source: a normalised path relative to the sandbox root."""
+    if isinstance(path, str) and path.startswith("/"):
+        raise ValueError(f"{what}: source {path!r} must be relative to the sandbox")
+    return normalise_path(path, what)
+
+
+def check_keys(obj, what: str, required, optional=()) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    missing = [key for key in required if key not in obj]
+    unknown = sorted(set(obj) - set(required) - set(optional))
+    if missing or unknown:
+        raise ValueError(f"{what}: missing keys {missing}, unknown keys {unknown}")
+
+
+def _list(value, what: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list")
+    return value
+
+
+def _mode(value, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= 0o7777:
+        raise ValueError(f"{what}: mode must be an integer in 0..0o7777, got {value!r}")
+    return value
+
+
+def _zstd(value, what: str):
+    if value is not None and not (isinstance(value, str) and os.path.isabs(value)):
+        raise ValueError(f"{what} must be the zstd binary's absolute path: {value!r}")
+    return value
+
+
+def _to_json(value):
+    """A spec value as JSON data: namedtuples become objects (without their None fields)."""
+    if hasattr(value, "_asdict"):
+        return {k: _to_json(v) for k, v in value._asdict().items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    return value
+
+
+class _Spec:
+    __slots__ = ()
+
+    def to_json(self) -> dict:
+        return _to_json(self)
+
+
+class LayerSettings(
+    _Spec,
+    namedtuple("LayerSettings", "mtime uid gid uname gname compression zstd",
+               defaults=(1, 0, 0, "root", "root", "none", None)),
+):
+    """How every entry of a layer is stamped and how its blob is compressed (`zstd`: the
+    binary's absolute path, needed to write or to read zstd)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj) -> LayerSettings:
+        check_keys(obj, "settings", (), cls._fields)
+        settings = cls(**obj)
+        for key, default in cls._field_defaults.items():
+            value = getattr(settings, key)
+            expected = type(default) if key != "zstd" else (str, type(None))
+            if type(value) is bool or not isinstance(value, expected):
+                raise ValueError(f"settings: {key} has the wrong type: {value!r}")
+        if settings.compression not in SUFFIXES:
+            raise ValueError(f"settings: unknown compression {settings.compression!r}")
+        _zstd(settings.zstd, "settings.zstd")
+        return settings
+
+
+class Tree(_Spec, namedtuple("Tree", "source dest executables")):
+    """A sandbox directory's files at `dest` in the image; modes are 0644, or 0755 for the
+    `executables` (image paths relative to `dest`): a sandbox's modes say nothing reliable."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Tree:
+        check_keys(obj, what, cls._fields)
+        executables = _list(obj["executables"], f"{what}: executables")
+        return cls(
+            sandbox_path(obj["source"], what),
+            normalise_path(obj["dest"], what),
+            tuple(image_path(path, f"{what}.executables") for path in executables),
+        )
+
+
+class Entry(_Spec, namedtuple("Entry", "path type mode source target", defaults=(None,) * 3)):
+    """One explicit image entry: a `dir` (mode), a `symlink` (target) or a `file` (a sandbox
+    `source`, and its mode)."""
+
+    __slots__ = ()
+
+    _KEYS = {"dir": (("path", "type"), ("mode",)), "symlink": (("path", "type", "target"), ()),
+             "file": (("path", "type", "source", "mode"), ())}
+
+    @classmethod
+    def dir(cls, path: str, mode: int = 0o755) -> Entry:
+        return cls(path, "dir", mode)
+
+    @classmethod
+    def symlink(cls, path: str, target: str) -> Entry:
+        return cls(path, "symlink", target=target)
+
+    @classmethod
+    def file(cls, path: str, source: str, mode: int) -> Entry:
+        return cls(path, "file", mode, source)
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Entry:
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind not in cls._KEYS:
+            raise ValueError(f"{what}: type must be 'dir', 'symlink' or 'file', got {kind!r}")
+        check_keys(obj, what, *cls._KEYS[kind])
+        path = image_path(obj["path"], what)
+        if kind == "dir":
+            return cls.dir(path, _mode(obj.get("mode", 0o755), what))
+        if kind == "symlink":
+            target = obj["target"]
+            if not isinstance(target, str) or not target or "\0" in target:
+                raise ValueError(f"{what}: invalid symlink target {target!r}")
+            return cls.symlink(path, target)
+        return cls.file(path, sandbox_path(obj["source"], what), _mode(obj["mode"], what))
+
+
+class Deb(_Spec, namedtuple("Deb", "source package")):
+    """A Debian package's .deb in the sandbox, whose files the layer holds as dpkg installs
+    them (merged-/usr), with its dpkg status entry."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Deb:
+        check_keys(obj, what, cls._fields)
+        if not isinstance(obj["package"], str) or not obj["package"]:
+            raise ValueError(f"{what}: package must be a package name")
+        return cls(sandbox_path(obj["source"], what), obj["package"])
+
+
+class LayerSpec(
+    _Spec, namedtuple("LayerSpec", "settings trees entries debs", defaults=((), (), ()))
+):
+    """The `layer` subcommand's input. Each content part (trees, entries, debs) is written by
+    its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer."""
+
+    __slots__ = ()
+
+    PARTS = {"trees": Tree, "entries": Entry, "debs": Deb}
+
+    @classmethod
+    def from_json(cls, obj) -> LayerSpec:
+        check_keys(obj, "layer spec", (), ("settings", *cls.PARTS))
+        parts = {
+            name: tuple(
+                part.from_json(item, f"{name}[{index}]")
+                for index, item in enumerate(_list(obj.get(name, []), f"layer spec: {name}"))
+            )
+            for name, part in cls.PARTS.items()
+        }
+        return cls(LayerSettings.from_json(obj.get("settings", {})), **parts)
+
+
+class LayerRef(_Spec, namedtuple("LayerRef", "dir comment", defaults=("",))):
+    """A `layer` output directory in the sandbox, and its history comment."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> LayerRef:
+        if not isinstance(obj, dict) or not isinstance(obj.get("dir"), str):
+            raise ValueError(f"{what} must be an object with a string 'dir'")
+        unknown = sorted(set(obj) - set(cls._fields))
+        if unknown:
+            raise ValueError(f"{what} has unknown keys {unknown}")
+        if not isinstance(obj.get("comment", ""), str):
+            raise ValueError(f"{what}.comment must be a string")
+        return cls(**obj)
+
+
+class ImageSpec(
+    _Spec,
+    namedtuple("ImageSpec", "format layers config repository tag base zstd",
+               defaults=(None, None, None)),
+):
+    """The `assemble` and `stream` subcommands' input: the output format, the image's own
+    layers (bottom first), the image config's settings (strata.core.oci.image.make_config),
+    the repository and tag (None: one derived from the config digest), the base dir, and the
+    zstd binary that decompresses a base's zstd layers for docker-archive."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj) -> ImageSpec:
+        from strata.core.oci.writers import FORMATS  # not in layer Processes' sandboxes
+
+        if not isinstance(obj, dict):
+            raise ValueError("the image spec must hold an object")
+        unknown = sorted(set(obj) - set(cls._fields))
+        if unknown:
+            raise ValueError(
+                f"image spec has unknown keys {unknown}; allowed: {sorted(cls._fields)}"
+            )
+        if obj.get("format") not in FORMATS:
+            raise ValueError(f"format must be one of {list(FORMATS)}: {obj.get('format')!r}")
+        layers = _list(obj.get("layers"), "layers")
+        if obj.get("base") is not None and not isinstance(obj["base"], str):
+            raise ValueError(f"base must be a base dir's path: {obj['base']!r}")
+        return cls(
+            obj["format"],
+            tuple(LayerRef.from_json(layer, f"layers[{i}]") for i, layer in enumerate(layers)),
+            obj.get("config", {}),
+            obj.get("repository"),
+            obj.get("tag"),
+            obj.get("base"),
+            _zstd(obj.get("zstd"), "zstd"),
+        )
+
+
+class BaseInfo(_Spec, namedtuple("BaseInfo", "config_digest manifest_digest media_type")):
+    """A base dir's base.json, which `import-base` writes beside config.json and layers/NNN:
+    the config's digest, and the manifest (and its media type) the base was read from."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> BaseInfo:
+        from strata.core.oci.image import digest_hex
+
+        if not isinstance(obj, dict) or not isinstance(obj.get("media_type"), str):
+            raise ValueError(f"{what} must be an object with a string media_type")
+        check_keys(obj, what, cls._fields)
+        try:
+            digest_hex(obj["config_digest"])
+            digest_hex(obj["manifest_digest"])
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
+        return cls(**obj)
