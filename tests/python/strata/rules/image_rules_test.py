@@ -264,8 +264,7 @@ def test_the_spec_carries_the_runtime_config_fields() -> None:
                 "Healthcheck": {"Test": ["CMD-SHELL", "check || exit 1"], "Interval": 60 * 10**9},
             },
         },
-        "repository": "image",
-        "tag": None,
+        "repository": "image",  # and no `tag`: the core derives it from the content
     }
     assert asked["base"] == [] and asked["zstd"] == 0
 

@@ -10,12 +10,11 @@ name the registry, repository and object, never credentials or tokens.
 import json
 import logging
 import os
-import tempfile
 from typing import Any, List, Optional, Tuple, Union
 
-from strata.core.oci import image, platforms
+from strata.core.atomic import write_file_atomically
 from strata.core.build.hashing import HashingWriter
-from strata.core.oci import media_types
+from strata.core.oci import image, media_types, platforms
 from strata.core.registry.errors import (
     DigestMismatchError,
     RegistryError,
@@ -306,19 +305,15 @@ class RegistryClient:
     def _fetch_blob(
         self, repository: str, digest: str, out_path: str, size: Optional[int], what: str
     ) -> int:
-        out_path = os.path.abspath(out_path)
-        fd, tmp = tempfile.mkstemp(
-            dir=os.path.dirname(out_path), prefix=f".{os.path.basename(out_path)}.", suffix=".part"
-        )
-        response = None
+        response = self._open_blob(repository, digest, what)
         try:
-            with open(fd, "wb") as f:
-                response = self._open_blob(repository, digest, what)
-                length = response.header("Content-Length")
-                if size is not None and length and length.isdigit() and int(length) != size:
-                    raise DigestMismatchError(
-                        f"{what}: the registry sends {length} bytes, expected {size}"
-                    )
+            length = response.header("Content-Length")
+            if size is not None and length and length.isdigit() and int(length) != size:
+                raise DigestMismatchError(
+                    f"{what}: the registry sends {length} bytes, expected {size}"
+                )
+
+            def write(f) -> None:
                 writer = HashingWriter(f)
                 buffer = memoryview(bytearray(IO_CHUNK))
                 while True:
@@ -328,26 +323,22 @@ class RegistryClient:
                     writer.write(buffer[:n])
                     if size is not None and writer.size > size:
                         raise DigestMismatchError(f"{what}: the registry sent over {size} bytes")
-            # The length before the digest: a short body (without a Content-Length to tell a
-            # dropped connection by) may be cut short, and is worth another try; wrong bytes
-            # are not.
-            if size is not None and writer.size < size:
-                raise Transient(f"the body ended after {writer.size} of {size} bytes")
-            if writer.digest_str() != digest:
-                raise DigestMismatchError(
-                    f"{what}: the registry sent {writer.size} bytes whose digest is "
-                    f"{writer.digest_str()}"
-                )
-            os.replace(tmp, out_path)
+                # The length before the digest: a short body (without a Content-Length to tell
+                # a dropped connection by) may be cut short, and is worth another try; wrong
+                # bytes are not.
+                if size is not None and writer.size < size:
+                    raise Transient(f"the body ended after {writer.size} of {size} bytes")
+                if writer.digest_str() != digest:
+                    raise DigestMismatchError(
+                        f"{what}: the registry sent {writer.size} bytes whose digest is "
+                        f"{writer.digest_str()}"
+                    )
+
+            write_file_atomically(out_path, write)
         except BaseException:
-            if response is not None:
-                response.release()
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            response.release()
             raise
-        return writer.size
+        return os.path.getsize(out_path)  # as verified: the size and digest were checked
 
     def _open_blob(self, repository: str, digest: str, what: str) -> Response:
         """The blob's response, after redirects (to storage that gets no Authorization)."""

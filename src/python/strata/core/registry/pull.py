@@ -5,10 +5,9 @@ written beside OUT and renamed into place only when complete.
 """
 
 import json
-import os
-import shutil
 from pathlib import Path
 
+from strata.core.atomic import write_dir_atomically
 from strata.core.oci import platforms
 from strata.core.oci.image import canonical_json, digest_hex, platform_of
 from strata.core.errors import StrataError
@@ -26,30 +25,30 @@ def pull_layout(
     client = RegistryClient(registry, insecure=insecure, environment_credentials=False)
     media_type, manifest_bytes, manifest_digest = client.pull_manifest(repository, digest, platform)
     manifest = json.loads(manifest_bytes)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    blobs = tmp / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    for descriptor in [manifest["config"], *manifest["layers"]]:
-        target = blobs / digest_hex(descriptor["digest"])
-        if not target.exists():
-            client.fetch_blob(repository, descriptor["digest"], str(target), descriptor["size"])
-        if descriptor is manifest["config"] and manifest_digest == digest:
-            # A single image, not picked from an index: it must be of `platform` all the same,
-            # as an archive's single image must.
-            config = json.loads(target.read_bytes())
-            where = f"{registry}/{repository}@{digest}"
-            platforms.select(platform, [(digest, platform_of(config))], where)
-    (blobs / digest_hex(manifest_digest)).write_bytes(manifest_bytes)
-    (tmp / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {"mediaType": media_type, "digest": manifest_digest, "size": len(manifest_bytes)}
-        ],
-    }
-    (tmp / "index.json").write_bytes(canonical_json(index))
-    os.replace(tmp, out)
+    def write(tmp: str) -> None:
+        blobs = Path(tmp, "blobs", "sha256")
+        blobs.mkdir(parents=True)
+        for descriptor in [manifest["config"], *manifest["layers"]]:
+            target = blobs / digest_hex(descriptor["digest"])
+            if not target.exists():
+                client.fetch_blob(repository, descriptor["digest"], str(target), descriptor["size"])
+            if descriptor is manifest["config"] and manifest_digest == digest:
+                # A single image, not picked from an index: it must be of `platform` all the
+                # same, as an archive's single image must.
+                config = json.loads(target.read_bytes())
+                where = f"{registry}/{repository}@{digest}"
+                platforms.select(platform, [(digest, platform_of(config))], where)
+        (blobs / digest_hex(manifest_digest)).write_bytes(manifest_bytes)
+        Path(tmp, "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
+        index = {
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": media_type, "digest": manifest_digest, "size": len(manifest_bytes)}
+            ],
+        }
+        Path(tmp, "index.json").write_bytes(canonical_json(index))
+
+    write_dir_atomically(out, write)
     return manifest_digest
 
 
