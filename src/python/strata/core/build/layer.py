@@ -11,7 +11,6 @@ reads the next files.
 from __future__ import annotations  # annotations stay strings: no `typing` import at start-up
 
 import importlib
-import json
 import os
 import stat
 import threading
@@ -19,6 +18,7 @@ from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue's imp
 from collections import namedtuple
 
 from strata.core.build.compression import CHUNK, SUFFIXES, open_compressor
+from strata.core.build import json_c
 from strata.core.build.hashing import HashingWriter
 from strata.core.build.tarstream import TarWriter
 from strata.core.spec import LayerSpec
@@ -344,12 +344,12 @@ def _write(entries: list, settings, out_dir) -> dict:
         "entries": len(entries),
     }
     with open(os.path.join(out_dir, "layer.json"), "w", encoding="utf-8") as f:
-        f.write(json.dumps(result, indent=2) + "\n")
+        f.write(json_c.dumps_flat(result) + "\n")
     return result
 
 
 def layer_command(options) -> None:
     """`layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
     with open(options.spec, encoding="utf-8") as f:
-        spec = LayerSpec.from_json(json.load(f))
+        spec = LayerSpec.from_json(json_c.loads(f.read()))
     build_layer(spec, os.getcwd(), options.out)
