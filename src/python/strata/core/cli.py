@@ -1,6 +1,6 @@
 """`python -m strata.core SUBCOMMAND [--option value ...]`: the one command line of the core.
 
-One table names each subcommand's module, function and options. Arguments are parsed here, by
+One table names each subcommand's function and its options, as its usage line writes them. Arguments are parsed here, by
 hand: importing argparse (re, enum, gettext) takes longer than writing a small layer, and every
 layer is a Process. A subcommand's module is imported only when it runs, so a layer Process
 loads (and its sandbox needs) only `strata.core.build`. Failures are reported here, one line
@@ -16,79 +16,65 @@ from strata.core.errors import Interrupted, StrataError, UsageError
 
 
 class Command:
-    """A subcommand: the function that runs it and the `--options` it takes. Options are
-    strings; `repeated` ones are lists (empty when absent), `flags` are booleans."""
+    """A subcommand: `module:function` runs it, `usage` is its options as its usage line writes
+    them (`--name VALUE` required, `[--name VALUE]` optional, `[--name VALUE]...` repeated, a
+    list, `[--name]` a flag); `logs` sends its warnings (a registry's retries) to stderr."""
 
-    __slots__ = ("module", "function", "required", "optional", "repeated", "flags", "logs")
+    __slots__ = ("target", "usage", "logs")
 
-    def __init__(
-        self,
-        module: str,
-        function: str,
-        required: tuple = (),
-        optional: tuple = (),
-        repeated: tuple = (),
-        flags: tuple = (),
-        logs: bool = False,  # its warnings (e.g. a registry's retries) go to stderr
-    ) -> None:
-        self.module = module
-        self.function = function
-        self.required = required
-        self.optional = optional
-        self.repeated = repeated
-        self.flags = flags
-        self.logs = logs
+    def __init__(self, target: str, usage: str, logs: bool = False) -> None:
+        self.target, self.usage, self.logs = target, usage, logs
+
+    def options(self) -> dict:
+        """{name: "required" | "optional" | "repeated" | "flag"}, read from `usage`."""
+        kinds, words = {}, iter(self.usage.split())
+        for word in words:
+            name = word.strip("[]")[2:]
+            if word.startswith("[") and word.endswith("]"):
+                kinds[name] = "flag"
+                continue
+            value = next(words)
+            kinds[name] = (
+                "repeated" if value.endswith("]...")
+                else "optional" if word.startswith("[")
+                else "required"
+            )
+        return kinds
 
 
 COMMANDS = {
-    "layer": Command("strata.core.build.layer", "layer_command", required=("spec", "out")),
+    "layer": Command("strata.core.build.layer:layer_command", "--spec FILE --out DIR"),
     "assemble": Command(
-        "strata.core.oci.writers",
-        "assemble_command",
-        required=("spec", "out"),
-        optional=("metadata", "config-out"),
+        "strata.core.oci.writers:assemble_command",
+        "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",
     ),
-    "stream": Command("strata.core.oci.writers", "stream_command", required=("spec",)),
+    "stream": Command("strata.core.oci.writers:stream_command", "--spec FILE"),
     "import-base": Command(
-        "strata.core.oci.baseimage",
-        "import_base_command",
-        required=("archive", "out"),
-        optional=("ref", "platform", "zstd"),
+        "strata.core.oci.baseimage:import_base_command",
+        "--archive PATH --out DIR [--ref REF] [--platform OS/ARCH] [--zstd PATH]",
     ),
     "ca-bundle": Command(
-        "strata.core.debian.rootfs",
-        "ca_bundle_command",
-        required=("deb", "out"),
-        optional=("zstd",),
+        "strata.core.debian.rootfs:ca_bundle_command", "--deb FILE --out FILE [--zstd PATH]"
     ),
     "debian-lock": Command(
-        "strata.core.debian.lock",
-        "debian_lock_command",
-        required=("mirror", "suite", "arch", "out"),
-        optional=("keyring", "gpgv"),
-        repeated=("package",),
+        "strata.core.debian.lock:debian_lock_command",
+        "--mirror URL --suite SUITE --arch ARCH --out FILE [--package NAME]... "
+        "[--keyring FILE] [--gpgv PATH]",
         logs=True,
     ),
     "pull": Command(
-        "strata.core.registry.pull",
-        "pull_command",
-        required=("registry", "repository", "digest", "platform", "out"),
-        flags=("insecure",),
+        "strata.core.registry.pull:pull_command",
+        "--registry HOST --repository REPO --digest DIGEST --platform OS/ARCH --out DIR "
+        "[--insecure]",
         logs=True,
     ),
     "manifest": Command(
-        "strata.core.oci.push_manifest",
-        "manifest_command",
-        required=("layout", "out"),
-        flags=("docker",),
+        "strata.core.oci.push_manifest:manifest_command", "--layout DIR --out FILE [--docker]"
     ),
     "push": Command(
-        "strata.core.registry.push",
-        "push_command",
-        required=("layout", "manifest", "repository"),
-        optional=("mount-from",),
-        repeated=("registry", "tag"),
-        flags=("insecure",),
+        "strata.core.registry.push:push_command",
+        "--layout DIR --manifest FILE --repository REPO [--registry HOST]... [--tag TAG]... "
+        "[--mount-from REPO] [--insecure]",
         logs=True,
     ),
 }
@@ -104,15 +90,17 @@ class Options:
 
 def parse(command: Command, argv: list) -> Options:
     """`--name value` or `--name=value` for each option; a flag takes no value."""
-    values: dict = {name: None for name in (*command.required, *command.optional)}
-    values.update({name: [] for name in command.repeated})
-    values.update({name: False for name in command.flags})
+    kinds = command.options()
+    values: dict = {
+        name: [] if kind == "repeated" else False if kind == "flag" else None
+        for name, kind in kinds.items()
+    }
     args = iter(argv)
     for arg in args:
         name, equals, value = arg[2:].partition("=")
         if not arg.startswith("--") or name not in values:
             raise UsageError(f"unrecognized argument: {arg}")
-        if name in command.flags:
+        if kinds[name] == "flag":
             if equals:
                 raise UsageError(f"argument --{name}: takes no value")
             values[name] = True
@@ -121,13 +109,14 @@ def parse(command: Command, argv: list) -> Options:
             value = next(args, None)
             if value is None:
                 raise UsageError(f"argument --{name}: expected one argument")
-        if name in command.repeated:
+        if kinds[name] == "repeated":
             values[name].append(value)
         elif values[name] is not None:
             raise UsageError(f"argument --{name}: given twice")
         else:
             values[name] = value
-    missing = [f"--{name}" for name in command.required if values[name] is None]
+    missing = [f"--{name}" for name, kind in kinds.items()
+               if kind == "required" and values[name] is None]
     if missing:
         raise UsageError(f"the following arguments are required: {', '.join(missing)}")
     return Options(values)
@@ -147,7 +136,8 @@ def main(argv: list | None = None) -> int:
             import logging
 
             logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=f"{prog}: %(message)s")
-        run = getattr(importlib.import_module(command.module), command.function)
+        module, function = command.target.split(":")
+        run = getattr(importlib.import_module(module), function)
         try:
             run(options)
         except KeyboardInterrupt:

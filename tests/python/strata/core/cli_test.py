@@ -11,6 +11,13 @@ from strata.core.oci.platforms import PlatformError
 PUSH = COMMANDS["push"]
 
 
+def test_the_usage_line_declares_the_options():
+    assert PUSH.options() == {
+        "layout": "required", "manifest": "required", "repository": "required",
+        "registry": "repeated", "tag": "repeated", "mount-from": "optional", "insecure": "flag",
+    }
+
+
 def test_options_flags_and_repeated_options():
     options = parse(PUSH, ["--layout", "L", "--manifest=M", "--registry", "a:5000",
                            "--registry=b", "--repository", "r", "--insecure"])
@@ -37,7 +44,7 @@ def _command_raising(monkeypatch, error):
         raise error
 
     monkeypatch.setattr(cli, "_raise_for_test", run, raising=False)
-    monkeypatch.setitem(COMMANDS, "fail", Command("strata.core.cli", "_raise_for_test"))
+    monkeypatch.setitem(COMMANDS, "fail", Command("strata.core.cli:_raise_for_test", ""))
 
 
 @pytest.mark.parametrize("error, code, kind", [
@@ -72,7 +79,7 @@ def test_network_subcommands_show_their_warnings(monkeypatch, capsys):
         logging.getLogger("strata.core.registry").warning("GET /v2/: 503; trying again in 0.50s")
 
     monkeypatch.setattr(cli, "_log_for_test", run, raising=False)
-    monkeypatch.setitem(COMMANDS, "talk", Command("strata.core.cli", "_log_for_test", logs=True))
+    monkeypatch.setitem(COMMANDS, "talk", Command("strata.core.cli:_log_for_test", "", logs=True))
     monkeypatch.setattr(logging.root, "handlers", [])
     assert main(["talk"]) == 0
     assert "strata.core talk: GET /v2/: 503; trying again in 0.50s" in capsys.readouterr().err
