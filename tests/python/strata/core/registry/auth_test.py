@@ -273,31 +273,33 @@ def test_credentials_from_environment_and_docker_config(tmp_path):
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
     env = {"DOCKER_CONFIG": str(config_dir)}
-    assert credentials_for("ghcr.io", env) is None
+    assert credentials_for("registry.example", env) is None
     auth = base64.b64encode(b"me:p:w").decode()
     (config_dir / "config.json").write_text(
-        json.dumps({"auths": {"https://ghcr.io": {"auth": auth}, "other.io": {"auth": "x"}}})
+        json.dumps(
+            {"auths": {"https://registry.example": {"auth": auth}, "other.example": {"auth": "x"}}}
+        )
     )
-    creds = credentials_for("ghcr.io", env)
+    creds = credentials_for("registry.example", env)
     assert (creds.username, creds.password) == ("me", "p:w")
-    assert creds.source == f"{config_dir}/config.json (auths.https://ghcr.io)"
-    assert credentials_for("quay.io", env) is None
-    with pytest.raises(ValueError, match="auths.other.io.*not base64"):
-        credentials_for("other.io", env)
+    assert creds.source == f"{config_dir}/config.json (auths.https://registry.example)"
+    assert credentials_for("elsewhere.example", env) is None
+    with pytest.raises(ValueError, match="auths.other.example.*not base64"):
+        credentials_for("other.example", env)
 
     env.update(STRATA_REGISTRY_USERNAME="ci", STRATA_REGISTRY_PASSWORD="token")
-    assert credentials_for("ghcr.io", env) == Credentials(
+    assert credentials_for("registry.example", env) == Credentials(
         "ci", "token", "$STRATA_REGISTRY_USERNAME/$STRATA_REGISTRY_PASSWORD"
     )
     del env["STRATA_REGISTRY_PASSWORD"]
     with pytest.raises(ValueError, match="set both"):
-        credentials_for("ghcr.io", env)
+        credentials_for("registry.example", env)
 
     home = tmp_path / "home"
     (home / ".docker").mkdir(parents=True)
-    (home / ".docker" / "config.json").write_text('{"auths": {"ghcr.io": {"auth": "' + PASSWORD)
+    (home / ".docker" / "config.json").write_text('{"auths": {"registry.example": {"auth": "' + PASSWORD)
     with pytest.raises(ValueError, match="is not valid JSON") as e:
-        credentials_for("ghcr.io", {"HOME": str(home)})
+        credentials_for("registry.example", {"HOME": str(home)})
     assert PASSWORD not in str(e.value)
 
 
