@@ -215,9 +215,7 @@ class LayerRef(_Spec, namedtuple("LayerRef", "dir comment", defaults=("",))):
     def from_json(cls, obj, what: str) -> LayerRef:
         if not isinstance(obj, dict) or not isinstance(obj.get("dir"), str):
             raise ValueError(f"{what} must be an object with a string 'dir'")
-        unknown = sorted(set(obj) - set(cls._fields))
-        if unknown:
-            raise ValueError(f"{what} has unknown keys {unknown}")
+        check_keys(obj, what, ("dir",), ("comment",))
         if not isinstance(obj.get("comment", ""), str):
             raise ValueError(f"{what}.comment must be a string")
         return cls(**obj)
@@ -239,16 +237,10 @@ class ImageSpec(
     def from_json(cls, obj) -> ImageSpec:
         from strata.core.oci.writers import FORMATS  # not in layer Processes' sandboxes
 
-        if not isinstance(obj, dict):
-            raise ValueError("the image spec must hold an object")
-        unknown = sorted(set(obj) - set(cls._fields))
-        if unknown:
-            raise ValueError(
-                f"image spec has unknown keys {unknown}; allowed: {sorted(cls._fields)}"
-            )
+        check_keys(obj, "image spec", ("format", "layers"), cls._fields[2:])
         if obj.get("format") not in FORMATS:
             raise ValueError(f"format must be one of {list(FORMATS)}: {obj.get('format')!r}")
-        layers = _list(obj.get("layers"), "layers")
+        layers = _list(obj["layers"], "layers")
         if obj.get("base") is not None and not isinstance(obj["base"], str):
             raise ValueError(f"base must be a base dir's path: {obj['base']!r}")
         return cls(
