@@ -4,7 +4,7 @@ hands each target to its kind of store node (`strata.rules.nodes`) and joins wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Set, Tuple, Type
+from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 from pants.core.target_types import AssetSourceField
 from pants.engine.addresses import Address
@@ -131,7 +131,7 @@ def _holds_dependencies(kind: Optional[Type[StoreNodesRequest]]) -> bool:
 
 async def _join(
     made: Sequence[StoreNodes],
-    references: Dict[str, Set[str]],
+    references: Dict[str, Sequence[str]],
     stand_ins: Dict[str, Tuple[str, ...]],
 ) -> Tuple[StoreNode, ...]:
     """The image's nodes, by key: content from several targets or kinds merged, references
@@ -169,10 +169,21 @@ async def _check_paths(image: Address, nodes: Sequence[StoreNode]) -> None:
         raise InvalidImageContent(f"Cannot build {image}: {e}") from e
 
 
-@rule(desc="Projecting an image's dependency closure onto store nodes", level=LogLevel.DEBUG)
-async def resolve_image_closure(
+@dataclass(frozen=True)
+class _ClosurePlan:
+    """The closure's shape, from the build graph alone: what each kind is asked for (one request
+    per node and kind) and the references between nodes. It is memoised apart from the content,
+    so that a changed file re-runs only the requests of the node that holds it, not a walk over
+    every target of the closure."""
+
+    requests: Tuple[StoreNodesRequest, ...]
+    references: Tuple[Tuple[str, Tuple[str, ...]], ...]
+
+
+@rule(desc="Walking an image's dependency closure", level=LogLevel.DEBUG)
+async def plan_image_closure(
     request: ImageClosureRequest, union_membership: UnionMembership
-) -> ImageClosure:
+) -> _ClosurePlan:
     edges, targets = await _walk(request.dependencies, union_membership)
     kind_of = {a: _kind_of(request.address, targets[a], union_membership) for a in sorted(targets)}
     visible = reach(edges, _IMAGE, stop=lambda a: _holds_dependencies(kind_of[a])) - {_IMAGE}
@@ -181,18 +192,27 @@ async def resolve_image_closure(
              for a, deps in edges.items() if a in visible}
     node_of = _assign_nodes(edges, targets, kind_of)
 
-    members: Dict[Type[StoreNodesRequest], List[Tuple[str, Target]]] = {}
+    members: Dict[Tuple[str, str], List[Tuple[str, Target]]] = {}  # by (kind name, node)
+    kind_named: Dict[str, Type[StoreNodesRequest]] = {}
     for address in sorted(targets):
         kind, node = kind_of[address], node_of[address]
         if kind is not None and node is not None:
-            members.setdefault(kind, []).append((node, targets[address]))
-    kinds = sorted(members, key=lambda kind: kind.__name__)
-    made = await MultiGet(
-        Get(StoreNodes, StoreNodesRequest, kind(request.address, tuple(members[kind])))
-        for kind in kinds
+            kind_named[kind.__name__] = kind
+            members.setdefault((kind.__name__, node), []).append((node, targets[address]))
+    references = project_references(edges, node_of)
+    return _ClosurePlan(
+        tuple(kind_named[name](request.address, tuple(members[name, node]))
+              for name, node in sorted(members)),
+        tuple((node, tuple(sorted(refs))) for node, refs in sorted(references.items())),
     )
+
+
+@rule(desc="Projecting an image's dependency closure onto store nodes", level=LogLevel.DEBUG)
+async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
+    plan = await Get(_ClosurePlan, ImageClosureRequest, request)
+    made = await MultiGet(Get(StoreNodes, StoreNodesRequest, r) for r in plan.requests)
     nodes = await _join(
-        made, project_references(edges, node_of), {k: v for m in made for k, v in m.stand_ins}
+        made, dict(plan.references), {k: v for m in made for k, v in m.stand_ins}
     )
     if not nodes and not request.has_base:
         raise InvalidImageContent(

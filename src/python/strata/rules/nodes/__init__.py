@@ -43,8 +43,8 @@ class StoreNode:
 @union(in_scope_types=[EnvironmentName])  # building a package needs one
 @dataclass(frozen=True)
 class StoreNodesRequest:
-    """The targets of one kind in an image's closure, each with the key of the node that holds
-    its content."""
+    """The targets of one kind in an image's closure that one node holds, each with that node's
+    key: asked node by node, so that a changed file re-runs only its node's request."""
 
     image: Address
     members: Tuple[Tuple[str, Target], ...]
