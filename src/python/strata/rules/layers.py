@@ -8,7 +8,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from pants.engine.fs import (
     EMPTY_DIGEST,
-    AddPrefix,
     CreateDigest,
     Digest,
     DigestContents,
@@ -28,6 +27,7 @@ from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
 from strata.core.spec import Deb, Entry, LayerSpec, Tree
 from strata.core.spec import LayerSettings as CoreLayerSettings
+from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure
 from strata.rules.nodes import FileTree, NodeKind, StoreNode
 from strata.rules.nodes.debian import DebianPackage
@@ -36,6 +36,7 @@ from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 
 _LAYER_OUT = "out"
+_ROOTFS = "rootfs"
 
 
 @dataclass(frozen=True)
@@ -175,32 +176,38 @@ async def build_layer(
     zstd: Optional[str] = None
     if settings.compression == "zstd":
         zstd = (await Get(ZstdBinary, ZstdBinaryRequest())).require("compression='zstd'")
-    # The executable bit as the Digest records it: in the sandbox, large files are hardlinks
-    # into Pants' store, mode 0555 whatever they were.
+    # The files reach the Process as chunks, each an immutable input: Pants writes a chunk to
+    # disk once per pantsd and links it into every sandbox that needs it, so a one-file change
+    # writes that file's chunk again, not every file of the layer.
     entries = await Get(DigestEntries, Digest, request.content)
-    executables = [e.path for e in entries if isinstance(e, FileEntry) and e.is_executable]
+    chunks = path_chunks(entries, lambda entry: entry.path)
+    chunk_digests = await MultiGet(Get(Digest, CreateDigest(chunk)) for chunk in chunks)
+    chunk_dirs = [f"{_ROOTFS}/{i:04d}" for i in range(len(chunks))]
     spec = LayerSpec(
         CoreLayerSettings(
             settings.mtime, settings.uid, settings.gid, settings.uname, settings.gname,
             settings.compression, zstd,
         ),
-        trees=(Tree("rootfs", "", tuple(executables)),),
+        # The executable bit as the Digest records it: in the sandbox, large files are
+        # hardlinks into Pants' store, mode 0555 whatever they were.
+        trees=tuple(
+            Tree(d, "", tuple(e.path for e in chunk if isinstance(e, FileEntry) and e.is_executable))
+            for d, chunk in zip(chunk_dirs, chunks)
+        ),
         entries=request.entries,
         debs=tuple(Deb(f"{DEB_DIR}/{p}.deb", p) for p in request.debs),
     )
     spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()
-    spec_digest, rootfs = await MultiGet(
-        Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)])),
-        Get(Digest, AddPrefix(request.content, "rootfs")),
-    )
+    spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
     input_digest = await Get(
-        Digest, MergeDigests([tool.layer_digest, spec_digest, rootfs, request.deb_files])
+        Digest, MergeDigests([tool.layer_digest, spec_digest, request.deb_files])
     )
     result = await Get(
         ProcessResult,
         Process(
             argv=tool.argv("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT),
             input_digest=input_digest,
+            immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
             output_directories=(_LAYER_OUT,),
             description=request.description,
             level=LogLevel.INFO,

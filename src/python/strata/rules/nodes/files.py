@@ -18,6 +18,7 @@ from pants.engine.target import Target
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
+from strata.rules.chunks import path_chunks
 from strata.rules.nodes import StoreNode, StoreNodes, StoreNodesRequest
 
 
@@ -48,25 +49,37 @@ async def file_nodes(request: FileNodesRequest) -> StoreNodes:
         remote = [f for f in assets[group] if not isinstance(f.value, str)]
         if remote:
             downloads.append((group[0], remote))
-    snapshots = await MultiGet(
-        Get(Snapshot, PathGlobs(sorted({f.file_path for f in fields}))) for fields in on_disk
-    )
-    for fields, snapshot in zip(on_disk, snapshots):
-        present = set(snapshot.files)
+    # Globbed chunk by chunk (strata.rules.chunks): a changed file re-globs its chunk only.
+    chunked = [path_chunks({f.file_path for f in fields}, str) for fields in on_disk]
+    pending = list(await MultiGet(
+        Get(Snapshot, PathGlobs(chunk)) for chunks in chunked for chunk in chunks
+    ))
+    parts: List[List[Snapshot]] = []
+    for fields, chunks in zip(on_disk, chunked):
+        parts.append(pending[: len(chunks)])
+        del pending[: len(chunks)]
+        present = {path for snapshot in parts[-1] for path in snapshot.files}
         for field in fields:
             if field.file_path not in present:
                 field.validate_resolved_files([])  # raises Pants' error naming target and field
-    placed = await MultiGet([
-        *(Get(StrippedSourceFiles, SourceFiles(snapshot, () if rooted else snapshot.files))
-          for (_, rooted), snapshot in zip(groups, snapshots)),
+    globbed = await MultiGet(
+        Get(Digest, MergeDigests(snapshot.digest for snapshot in snapshots)) for snapshots in parts
+    )
+    # Files keep their paths from the build root; resources lose their source roots.
+    rooted = await MultiGet(
+        Get(Snapshot, Digest, digest) for (_, roots), digest in zip(groups, globbed) if roots
+    )
+    stripped = iter(await MultiGet([
+        *(Get(StrippedSourceFiles, SourceFiles(snapshot, ())) for snapshot in rooted),
         *(Get(StrippedSourceFiles, SourceFilesRequest(
             fields, for_sources_types=(AssetSourceField,), enable_codegen=True))
           for _, fields in downloads),
-    ])
-    owners = [*(node for node, _ in groups), *(node for node, _ in downloads)]
+    ]))
     by_node: Dict[str, List[Digest]] = {}
-    for node, files in zip(owners, placed):
-        by_node.setdefault(node, []).append(files.snapshot.digest)
+    for (node, roots), digest in zip(groups, globbed):
+        by_node.setdefault(node, []).append(next(stripped).snapshot.digest if roots else digest)
+    for node, _ in downloads:
+        by_node.setdefault(node, []).append(next(stripped).snapshot.digest)
     keys = sorted(by_node)
     merged = await MultiGet(Get(Digest, MergeDigests(by_node[k])) for k in keys)
     return StoreNodes(tuple(StoreNode(k, d, ()) for k, d in zip(keys, merged)))
