@@ -20,6 +20,8 @@ from pants.engine.fs import (
     DigestEntries,
     DigestSubset,
     FileContent,
+    FileDigest,
+    FileEntry,
     MergeDigests,
     PathGlobs,
 )
@@ -38,7 +40,7 @@ from pants.util.logging import LogLevel
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.oci.image import epoch_seconds
-from strata.core.oci.writers import FORMATS
+from strata.core.oci.writers import FORMATS, OCI_LAYOUT, Layer, load_image, metadata, oci_contents
 from strata.core.spec import ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
@@ -129,10 +131,11 @@ def runtime_config(target: Target) -> dict:
 
 @dataclass(frozen=True)
 class ImageInputs:
-    """Everything the assembly step reads (tool, spec, layers, base): enough to stream the image
-    without ever writing it whole."""
+    """Everything the assembly step reads: the spec, layers and base (`content`), and with the
+    tool (`digest`), enough to stream the image without ever writing it whole."""
 
     digest: Digest
+    content: Digest
     reproducible: bool  # False when a timestamp is "now"
 
 
@@ -352,11 +355,71 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         Digest,
         CreateDigest([FileContent(_SPEC, json.dumps(spec.to_json(), sort_keys=True).encode())]),
     )
-    input_digest = await Get(
-        Digest,
-        MergeDigests([tool.digest, spec_digest, *prefixed, *([base.digest] if base else [])]),
+    content = await Get(
+        Digest, MergeDigests([spec_digest, *prefixed, *([base.digest] if base else [])])
     )
-    return ImageInputs(input_digest, reproducible="now" not in (created, mtime))
+    input_digest = await Get(Digest, MergeDigests([tool.digest, content]))
+    return ImageInputs(input_digest, content, reproducible="now" not in (created, mtime))
+
+
+class _DigestFiles:
+    """An image's inputs as a digest lists them, read by `strata.core.oci.writers` as it reads
+    files on disk: its small JSON files' contents, and every file's size and digest."""
+
+    def __init__(self, entries: DigestEntries, contents: DigestContents):
+        self._entries = {e.path: e for e in entries if isinstance(e, FileEntry)}
+        self._contents = {c.path: c.content for c in contents}
+
+    def read(self, path: str) -> bytes:
+        if path not in self._contents:
+            raise FileNotFoundError(f"{path} is not among the image's inputs")
+        return self._contents[path]
+
+    def file_digest(self, path: str) -> FileDigest:
+        if path not in self._entries:
+            raise FileNotFoundError(f"{path} is not among the image's inputs")
+        return self._entries[path].file_digest
+
+    def size(self, path: str) -> int:
+        return self.file_digest(path).serialized_bytes_length
+
+    def listdir(self, path: str) -> List[str]:
+        prefix = path.rstrip("/") + "/"
+        return sorted({p[len(prefix):].split("/", 1)[0] for p in self._entries
+                       if p.startswith(prefix)})
+
+
+@dataclass(frozen=True)
+class LayoutRequest:
+    """An OCI layout of the image `inputs` describe, at `output`."""
+
+    inputs: ImageInputs
+    output: str
+
+
+@rule(desc="Composing an OCI layout", level=LogLevel.DEBUG)
+async def compose_oci_layout(request: LayoutRequest) -> AssembledImage:
+    """An OCI layout is its blobs named by digest, plus index.json and oci-layout: made with
+    digest operations, each layer's blob is the very file its layer Process wrote, at a new
+    path, so composing an image copies no byte. The core validates the inputs and decides every
+    byte, exactly as its `assemble` subcommand does."""
+    content, output = request.inputs.content, request.output
+    entries, contents = await MultiGet(
+        Get(DigestEntries, Digest, content),
+        Get(DigestContents, DigestSubset(content, PathGlobs(["**/*.json"]))),
+    )
+    files = _DigestFiles(entries, contents)
+    img = load_image(_SPEC, files)
+    blobs, index = oci_contents(img)
+    layout = [
+        FileEntry(f"{output}/blobs/sha256/{hex_id}", files.file_digest(blob.blob_path))
+        if isinstance(blob, Layer)
+        else FileContent(f"{output}/blobs/sha256/{hex_id}", blob)
+        for hex_id, blob in blobs
+    ]
+    layout.append(FileContent(f"{output}/index.json", index))
+    layout.append(FileContent(f"{output}/oci-layout", OCI_LAYOUT))
+    return AssembledImage(await Get(Digest, CreateDigest(layout)), metadata(img))
 
 
 @rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
@@ -365,7 +428,8 @@ async def assemble_image(
 ) -> AssembledImage:
     address = request.field_set.address
     inputs = await Get(ImageInputs, AssembleRequest, request)
-    is_dir = FORMATS[request.fmt].directory
+    if FORMATS[request.fmt].directory:
+        return await Get(AssembledImage, LayoutRequest(inputs, request.output))
     result = await Get(
         ProcessResult,
         Process(
@@ -373,8 +437,7 @@ async def assemble_image(
                 "assemble", "--spec", _SPEC, "--out", request.output, "--metadata", "image.json"
             ),
             input_digest=inputs.digest,
-            output_files=("image.json",) if is_dir else (request.output, "image.json"),
-            output_directories=(request.output,) if is_dir else (),
+            output_files=(request.output, "image.json"),
             description=f"Assembling {address}",
             level=LogLevel.INFO,
             cache_scope=(
@@ -384,12 +447,7 @@ async def assemble_image(
             remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
     )
-    if is_dir:
-        # The metadata lives beside the layout, not inside it.
-        output_glob = f"{request.output}/**"
-    else:
-        output_glob = request.output
-    output = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([output_glob])))
+    output = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([request.output])))
     metadata = await Get(
         DigestContents, DigestSubset(result.output_digest, PathGlobs(["image.json"]))
     )

@@ -1,10 +1,13 @@
 """The shell's decisions in rules/image.py, with the engine mocked (run_rule_with_mocks): which
-Process each output format gets, what the image spec says, what `run` executes. The integration
-tests (image_test.py, base_integration_test.py) run the same rules for real."""
+Process each archive format gets, how an OCI layout is composed without one, what the image spec
+says, what `run` executes. The integration tests (image_test.py, base_integration_test.py) run
+the same rules for real."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +21,8 @@ from pants.engine.fs import (
     DigestEntries,
     DigestSubset,
     FileContent,
+    FileDigest,
+    FileEntry,
     MergeDigests,
 )
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
@@ -27,12 +32,17 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.core.oci import writers
+from strata.core.spec import ImageSpec, LayerRef
 from strata.rules.image import (
+    AssembledImage,
     AssembleRequest,
     BaseRequest,
     ImageInputs,
+    LayoutRequest,
     OciImageFieldSet,
     assemble_image,
+    compose_oci_layout,
     prepare_image,
     run_oci_image,
 )
@@ -45,6 +55,7 @@ ADDRESS = Address("app", target_name="image")
 TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
 CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
 INPUTS = Digest("3" * 64, 3)
+CONTENT = Digest("9" * 64, 9)
 OUTPUT = Digest("4" * 64, 4)
 
 
@@ -63,18 +74,10 @@ def unexpected(request):
 
 
 @pytest.mark.parametrize(
-    "fmt, output, files, directories, kept",
-    [
-        ("docker-archive", "app/image.tar", ("app/image.tar", "image.json"), (), "app/image.tar"),
-        ("oci-archive", "app/image.tar", ("app/image.tar", "image.json"), (), "app/image.tar"),
-        # A layout is a directory; its metadata lives beside it, not inside.
-        ("oci", "app/image", ("image.json",), ("app/image",), "app/image/**"),
-    ],
+    "fmt, output", [("docker-archive", "app/image.tar"), ("oci-archive", "app/image.tar")]
 )
 @pytest.mark.parametrize("reproducible", [True, False])
-def test_assemble_process_per_output_format(
-    fmt, output, files, directories, kept, reproducible
-) -> None:
+def test_assemble_process_per_archive_format(fmt, output, reproducible) -> None:
     processes, subsets = [], []
 
     def run(process: Process) -> SimpleNamespace:
@@ -90,7 +93,10 @@ def test_assemble_process_per_output_format(
         assemble_image,
         rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7)],
         mock_gets=[
-            MockGet(ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, reproducible)),
+            MockGet(
+                ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, CONTENT, reproducible)
+            ),
+            MockGet(AssembledImage, (LayoutRequest,), unexpected),
             MockGet(ProcessResult, (Process,), run),
             MockGet(Digest, (DigestSubset,), subset),
             MockGet(
@@ -105,15 +111,115 @@ def test_assemble_process_per_output_format(
         *CORE, "assemble", "--spec", "image-spec.json", "--out", output, "--metadata", "image.json"
     )  # fmt: skip
     assert process.input_digest == INPUTS
-    assert process.output_files == files
-    assert process.output_directories == directories
+    assert process.output_files == (output, "image.json")
+    assert process.output_directories == ()
     # A build with a "now" timestamp is redone in each session, never cached.
     assert process.cache_scope == (
         ProcessCacheScope.SUCCESSFUL if reproducible else ProcessCacheScope.PER_SESSION
     )
     assert process.remote_cache_speculation_delay_millis == 7
-    assert subsets == [(kept,)]
+    assert subsets == [(output,)]
     assert assembled.metadata == {"layers": []}
+
+
+def image_inputs(root) -> None:
+    """An image spec and two gzip layers, as prepare_image lays them out for assembly."""
+    layers = []
+    for i, data in enumerate([b"first layer tar", b"second layer tar"]):
+        directory = os.path.join(root, f"layers/{i:03d}")
+        os.makedirs(directory)
+        blob = b"gzip of " + data  # what the bytes are does not matter here, only their digests
+        with open(os.path.join(directory, "layer.tar.gz"), "wb") as f:
+            f.write(blob)
+        info = {
+            "diff_id": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data),
+            "digest": "sha256:" + hashlib.sha256(blob).hexdigest(), "blob_size": len(blob),
+            "blob": "layer.tar.gz", "compression": "gzip", "entries": 1,
+        }
+        with open(os.path.join(directory, "layer.json"), "w") as f:
+            json.dump(info, f)
+        layers.append(LayerRef(f"layers/{i:03d}", f"layer {i}"))
+    spec = ImageSpec(
+        format="oci", layers=tuple(layers),
+        config={"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:01Z",
+                "config": {"Entrypoint": ["/bin/hello"]}},
+        repository="app/image", tag="v1",
+    )
+    with open(os.path.join(root, "image-spec.json"), "w") as f:
+        json.dump(spec.to_json(), f)
+
+
+def listing(root):
+    """A directory's files as a digest lists them, and the contents of its JSON files."""
+    entries, contents = [], []
+    for directory, _, names in sorted(os.walk(root)):
+        for name in sorted(names):
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                data = f.read()
+            rel = os.path.relpath(path, root)
+            entries.append(FileEntry(rel, FileDigest(hashlib.sha256(data).hexdigest(), len(data))))
+            if rel.endswith(".json"):
+                contents.append(FileContent(rel, data))
+    return DigestEntries(entries), DigestContents(contents)
+
+
+def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
+    tmp_path, monkeypatch
+) -> None:
+    """The layout holds each layer's blob as the very file its layer Process wrote (a FileEntry
+    of its digest), and the same bytes as the core's `assemble` writes for it."""
+    root = tmp_path / "inputs"
+    image_inputs(root)
+    entries, contents = listing(root)
+    created = []
+
+    def create(request: CreateDigest) -> Digest:
+        created.extend(request)
+        return OUTPUT
+
+    layouts = []
+
+    def compose(request: LayoutRequest) -> AssembledImage:
+        layouts.append(request)
+        return run_rule_with_mocks(
+            compose_oci_layout,
+            rule_args=[request],
+            mock_gets=[
+                MockGet(DigestEntries, (Digest,), lambda d: entries if d == CONTENT else None),
+                MockGet(DigestContents, (DigestSubset,), lambda r: contents),
+                MockGet(Digest, (CreateDigest,), create),
+            ],
+        )
+
+    request = AssembleRequest(OciImageFieldSet.create(image()), "oci", "dist/image")
+    inputs = ImageInputs(INPUTS, CONTENT, True)
+    assembled = run_rule_with_mocks(
+        assemble_image,
+        rule_args=[request, TOOL, strata()],
+        mock_gets=[
+            MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
+            MockGet(AssembledImage, (LayoutRequest,), compose),
+            MockGet(ProcessResult, (Process,), unexpected),
+            MockGet(Digest, (DigestSubset,), unexpected),
+            MockGet(DigestContents, (DigestSubset,), unexpected),
+        ],
+    )
+    assert layouts == [LayoutRequest(inputs, "dist/image")]
+    # What the core's `assemble` writes from the same inputs on disk.
+    monkeypatch.chdir(root)
+    expected_metadata = writers.assemble(writers.load_image("image-spec.json"), "written")
+    written_entries, _ = listing(root / "written")
+    expected = {f"dist/image/{e.path}": e.file_digest for e in written_entries}
+    composed = {
+        item.path: item.file_digest if isinstance(item, FileEntry) else
+        FileDigest(hashlib.sha256(item.content).hexdigest(), len(item.content))
+        for item in created
+    }
+    assert composed == expected
+    blobs = {e.file_digest for e in entries if e.path.endswith(".tar.gz")}
+    assert {item.file_digest for item in created if isinstance(item, FileEntry)} == blobs
+    assert assembled == AssembledImage(OUTPUT, expected_metadata)
 
 
 def loader_paths(found: dict):
@@ -149,7 +255,7 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
 
     def inputs(request: AssembleRequest) -> ImageInputs:
         requests.append(request)
-        return ImageInputs(INPUTS, True)
+        return ImageInputs(INPUTS, CONTENT, True)
 
     was_searched, paths = loader_paths(found)
     run = run_rule_with_mocks(
@@ -177,7 +283,7 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
             run_oci_image,
             rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="docker")],
             mock_gets=[
-                MockGet(ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, True)),
+                MockGet(ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, CONTENT, True)),
                 MockGet(BinaryPaths, (BinaryPathRequest,), paths),
             ],
         )

@@ -24,7 +24,7 @@ from strata.core.spec import BaseInfo, ImageSpec, LayerRef
 ARCHIVE_MTIME = 1
 CHUNK_SIZE = 1 << 20
 
-_OCI_LAYOUT = image.canonical_json({"imageLayoutVersion": "1.0.0"})
+OCI_LAYOUT = image.canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
 class Layer:
@@ -68,21 +68,36 @@ def as_tar(info: dict) -> dict:
     return dict(info, digest=info["diff_id"], blob_size=info["size"], compression="none")
 
 
-def _load_json(path: str, what: str):
-    with open(path, "rb") as f:
-        try:
-            return json.load(f)
-        except ValueError as e:
-            raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+class DiskFiles:
+    """An image's inputs as files on disk (the `assemble` Process's sandbox). The Pants rules
+    read the same inputs from a digest's listing through an object with these three methods,
+    so that an OCI layout is composed with no Process and no copy of a blob."""
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def size(self, path: str) -> int:
+        return os.stat(path).st_size
+
+    def listdir(self, path: str) -> list:
+        return os.listdir(path)
+
+
+def _load_json(files, path: str, what: str):
+    try:
+        return json.loads(files.read(path))
+    except ValueError as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def _is_size(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def load_layer(ref: LayerRef, base: bool = False) -> Layer:
+def load_layer(ref: LayerRef, base: bool = False, files=DiskFiles()) -> Layer:
     path = os.path.join(ref.dir, "layer.json")
-    info = _load_json(path, "layer metadata")
+    info = _load_json(files, path, "layer metadata")
     if not isinstance(info, dict):
         raise ValueError(f"{path} must hold an object")
     try:
@@ -106,20 +121,19 @@ def load_layer(ref: LayerRef, base: bool = False) -> Layer:
             f"{path}: an uncompressed blob must have digest == diff_id and blob_size == size"
         )
     blob_path = os.path.join(ref.dir, blob)
-    actual = os.stat(blob_path).st_size
+    actual = files.size(blob_path)
     if actual != info["blob_size"]:
         raise ValueError(f"{blob_path} has {actual} bytes, layer.json says {info['blob_size']}")
     return Layer(info, blob_path, ref.comment, base)
 
 
-def load_base(directory: str):
+def load_base(directory: str, files=DiskFiles()):
     """A base dir's config and layers, checked against each other and base.json (the blobs are
     not re-read: `import-base` verified them, like `layer` outputs they are trusted inputs)."""
     where = os.path.join(directory, "base.json")
-    info = BaseInfo.from_json(_load_json(where, "base image metadata"), where)
+    info = BaseInfo.from_json(_load_json(files, where, "base image metadata"), where)
     config_path = os.path.join(directory, "config.json")
-    with open(config_path, "rb") as f:
-        config_bytes = f.read()
+    config_bytes = files.read(config_path)
     if image.sha256_digest(config_bytes) != info.config_digest:
         raise ValueError(f"{config_path} does not match config_digest in {where}")
     try:
@@ -129,10 +143,11 @@ def load_base(directory: str):
         raise ValueError(f"{config_path}: {e}") from None
     layers_dir = os.path.join(directory, "layers")
     names = [layer_dir_name(i) for i in range(len(diff_ids))]
-    if sorted(os.listdir(layers_dir)) != names:
+    if sorted(files.listdir(layers_dir)) != names:
         raise ValueError(f"{layers_dir} must hold exactly {names} for the config's diff_ids")
     layers = [
-        load_layer(LayerRef(os.path.join(layers_dir, name)), base=True) for name in names
+        load_layer(LayerRef(os.path.join(layers_dir, name)), base=True, files=files)
+        for name in names
     ]
     for layer, diff_id in zip(layers, diff_ids):
         if layer.info["diff_id"] != diff_id:
@@ -148,11 +163,11 @@ def layer_dir_name(index: int) -> str:
     return f"{index:03d}"
 
 
-def load_image(spec_path: str) -> Image:
+def load_image(spec_path: str, files=DiskFiles()) -> Image:
     """Reads and validates the image spec and its layers' metadata (never their blobs)."""
-    spec = ImageSpec.from_json(_load_json(spec_path, "image spec"))
-    base, base_layers = load_base(spec.base) if spec.base is not None else (None, [])
-    layers = [load_layer(ref) for ref in spec.layers]
+    spec = ImageSpec.from_json(_load_json(files, spec_path, "image spec"))
+    base, base_layers = load_base(spec.base, files) if spec.base is not None else (None, [])
+    layers = [load_layer(ref, files=files) for ref in spec.layers]
     infos, comments = [layer.info for layer in layers], [layer.comment for layer in layers]
     config = image.make_config(spec.config, infos, comments, base)
     return Image(spec.format, base_layers + layers, config, spec.repository, spec.tag, spec.zstd)
@@ -295,7 +310,7 @@ def write_docker_archive(img: Image, out) -> None:
     tar.close()
 
 
-def _oci_contents(img: Image):
+def oci_contents(img: Image):
     """The layout's blobs as sorted, deduplicated (hex, bytes or Layer) pairs, and index.json."""
     manifest = img.manifest_bytes(oci=True)
     index = image.canonical_json(image.make_index(manifest, img.tag, img.platform))
@@ -320,7 +335,7 @@ def link_or_copy(src: str, dst: str) -> None:
 
 
 def write_oci_layout(img: Image, directory: str) -> None:
-    blobs, index = _oci_contents(img)
+    blobs, index = oci_contents(img)
     blob_dir = os.path.join(directory, "blobs", "sha256")
     os.makedirs(blob_dir)
     for hex_id, blob in blobs:
@@ -330,12 +345,12 @@ def write_oci_layout(img: Image, directory: str) -> None:
         else:
             _write_bytes(dst, blob)
     _write_bytes(os.path.join(directory, "index.json"), index)
-    _write_bytes(os.path.join(directory, "oci-layout"), _OCI_LAYOUT)
+    _write_bytes(os.path.join(directory, "oci-layout"), OCI_LAYOUT)
 
 
 def write_oci_archive(img: Image, out) -> None:
     """The OCI layout as a tar, sorted by path with each directory before its contents."""
-    blobs, index = _oci_contents(img)
+    blobs, index = oci_contents(img)
     tar = TarWriter(out, mtime=ARCHIVE_MTIME)
     tar.add_dir("blobs")
     tar.add_dir("blobs/sha256")
@@ -346,7 +361,7 @@ def write_oci_archive(img: Image, out) -> None:
         else:
             tar.add_file(path, len(blob), blob)
     tar.add_file("index.json", len(index), index)
-    tar.add_file("oci-layout", len(_OCI_LAYOUT), _OCI_LAYOUT)
+    tar.add_file("oci-layout", len(OCI_LAYOUT), OCI_LAYOUT)
     tar.close()
 
 
@@ -381,12 +396,17 @@ FORMATS = {
 
 
 def assemble(img: Image, output: str) -> dict:
-    """Writes the image in its format to OUTPUT and returns its metadata. For docker-archive,
-    manifest_digest is that of the Docker v2s2 manifest over the archive's (uncompressed) layers."""
+    """Writes the image in its format to OUTPUT and returns its metadata."""
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
+    FORMATS[img.format].write(img, output)
+    return metadata(img)
+
+
+def metadata(img: Image) -> dict:
+    """What `assemble` reports of an image. For docker-archive, manifest_digest is that of the
+    Docker v2s2 manifest over the archive's (uncompressed) layers."""
     fmt = FORMATS[img.format]
-    fmt.write(img, output)
     return {
         "config_digest": img.config_digest,
         "manifest_digest": image.sha256_digest(img.manifest_bytes(fmt.oci)),
@@ -403,9 +423,9 @@ def assemble_command(options) -> None:
     img = load_image(options.spec)
     if img.format == "docker-archive":
         check_docker_archive(img)
-    metadata = assemble(img, options.out)
+    written = assemble(img, options.out)
     for path, data in (
-        (options.metadata, image.canonical_json(metadata)),
+        (options.metadata, image.canonical_json(written)),
         (options.config_out, img.config_bytes),
     ):
         if path:
