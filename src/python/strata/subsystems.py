@@ -47,9 +47,11 @@ class StrataSubsystem(Subsystem):
         default="auto",
         help=help_text(
             """
-            What `pants run` on an `oci_image` streams the image into: `podman` (`podman load`),
-            `docker` (`docker load`), `auto` (podman if installed, else docker, else standard
-            output), or `stdout` (the docker-archive bytes, for piping anywhere).
+            Where `pants run` on an `oci_image` loads the image: `podman` (its storage, through
+            `skopeo copy` of an OCI layout, which skips the layers storage already holds; through
+            `podman load` of the whole archive when skopeo is not installed), `docker` (`docker
+            load` of the archive, streamed), `auto` (podman if installed, else docker, else
+            standard output), or `stdout` (the docker-archive bytes, for piping anywhere).
             """
         ),
     )

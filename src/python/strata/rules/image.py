@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -57,6 +58,7 @@ from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     RUNTIME_CONFIG_FIELDS,
+    Compression,
     OciArchitectureField,
     OciBaseField,
     OciCaCertificatesField,
@@ -158,6 +160,7 @@ class AssembleRequest:
 _SPEC = "image-spec.json"
 _CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 _BASE_LAYOUT = "base-image"
+_RUN_LAYOUT = "image"
 
 
 async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest, ...]:
@@ -224,17 +227,23 @@ async def _check_customisation(
         raise InvalidImageContent(f"Cannot build {fs.address}: {e}") from e
 
 
+async def _binary(name: str) -> str:
+    """The installed binary's path, or "" when it is not installed."""
+    found = await Get(
+        BinaryPaths,
+        BinaryPathRequest(binary_name=name, search_path=["/usr/bin", "/usr/local/bin", "/bin"]),
+    )
+    return found.first_path.path if found.first_path else ""
+
+
 async def _loader(choice: str) -> str:
     if choice == "stdout":
         return ""
     names = ["podman", "docker"] if choice == "auto" else [choice]
     for name in names:
-        found = await Get(
-            BinaryPaths,
-            BinaryPathRequest(binary_name=name, search_path=["/usr/bin", "/usr/local/bin", "/bin"]),
-        )
-        if found.first_path:
-            return found.first_path.path
+        path = await _binary(name)
+        if path:
+            return path
     if choice == "auto":
         return ""
     raise EnvironmentError(f"[strata].loader is {choice!r}, but `{choice}` is not installed.")
@@ -476,15 +485,40 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
     )
 
 
-@rule(desc="Streaming an OCI image", level=LogLevel.DEBUG)
+def storage_name(repo_tag: str) -> str:
+    """The name `podman load` gives an archive's image: a name with no registry host goes under
+    `localhost/` (the containers tools would put it under docker.io)."""
+    first = repo_tag.split("/", 1)[0]
+    has_host = "/" in repo_tag and ("." in first or ":" in first or first == "localhost")
+    return repo_tag if has_host else f"localhost/{repo_tag}"
+
+
+@rule(desc="Loading an OCI image", level=LogLevel.DEBUG)
 async def run_oci_image(
     field_set: OciImageFieldSet, tool: ImageTool, strata: StrataSubsystem
 ) -> RunRequest:
+    loader = await _loader(strata.loader)
+    skopeo = await _binary("skopeo") if os.path.basename(loader) == "podman" else ""
+    if skopeo:
+        # podman's storage gets the image as an OCI layout, which costs no copy to compose,
+        # through skopeo, which reuses the layers storage already holds: after a one-file
+        # change only that file's layer is read. (`podman load` reads the whole archive.)
+        image = await Get(
+            AssembledImage,
+            AssembleRequest(
+                field_set, OutputFormat.OCI.value, _RUN_LAYOUT, Compression.NONE.value
+            ),
+        )
+        name = storage_name(image.metadata["repo_tag"])
+        copy = (skopeo, "--insecure-policy", "copy", "--quiet", f"oci:{_RUN_LAYOUT}",
+                f"containers-storage:{name}")
+        command = (f"cd {{chroot}} && {' '.join(shlex.quote(a) for a in copy)} "
+                   f"&& echo {shlex.quote(f'Loaded image: {name}')}")
+        return RunRequest(digest=image.output, args=("/bin/bash", "-c", command))
     inputs = await Get(
         ImageInputs, AssembleRequest(field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar")
     )
     stream = " ".join(shlex.quote(a) for a in tool.argv("stream", "--spec", _SPEC))
-    loader = await _loader(strata.loader)
     command = f"set -o pipefail; cd {{chroot}} && {stream}" + (
         f" | {shlex.quote(loader)} load" if loader else ""
     )

@@ -239,7 +239,8 @@ STREAM = "/usr/bin/python3 -E -s -S -B -m strata.core stream --spec image-spec.j
 @pytest.mark.parametrize(
     "loader, found, searched, command",
     [
-        ("auto", {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}, ["podman"],
+        # Without skopeo, podman loads the whole archive.
+        ("auto", {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}, ["podman", "skopeo"],
          f"{STREAM} | /usr/bin/podman load"),
         ("auto", {"docker": "/usr/local/bin/docker"}, ["podman", "docker"],
          f"{STREAM} | /usr/local/bin/docker load"),
@@ -247,7 +248,9 @@ STREAM = "/usr/bin/python3 -E -s -S -B -m strata.core stream --spec image-spec.j
         ("auto", {}, ["podman", "docker"], STREAM),
         ("docker", {"podman": "/usr/bin/podman", "docker": "/usr/bin/docker"}, ["docker"],
          f"{STREAM} | /usr/bin/docker load"),
-        ("stdout", {"podman": "/usr/bin/podman"}, [], STREAM),
+        ("stdout", {"podman": "/usr/bin/podman", "skopeo": "/usr/bin/skopeo"}, [], STREAM),
+        ("docker", {"docker": "/usr/bin/docker", "skopeo": "/usr/bin/skopeo"}, ["docker"],
+         f"{STREAM} | /usr/bin/docker load"),
     ],
 )  # fmt: skip
 def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, command) -> None:
@@ -264,6 +267,7 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), inputs),
             MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(AssembledImage, (AssembleRequest,), unexpected),
         ],
     )
     ((_, fmt, output, compression),) = [
@@ -276,6 +280,45 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
     assert was_searched == searched
 
 
+@pytest.mark.parametrize(
+    "repo_tag, name",
+    [
+        ("app/image:v1", "localhost/app/image:v1"),
+        ("image:v1", "localhost/image:v1"),
+        ("registry.example/app:v1", "registry.example/app:v1"),
+        ("localhost:5000/app:v1", "localhost:5000/app:v1"),
+        ("localhost/app:v1", "localhost/app:v1"),
+    ],
+)
+def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
+    """skopeo reuses the layers podman's storage holds, so the layout (composed, never written
+    whole) goes there by `skopeo copy`, under the name `podman load` would give it."""
+    requests = []
+
+    def layout(request: AssembleRequest) -> AssembledImage:
+        requests.append(request)
+        return AssembledImage(OUTPUT, {"repo_tag": repo_tag})
+
+    was_searched, paths = loader_paths({"podman": "/usr/bin/podman", "skopeo": "/usr/bin/skopeo"})
+    run = run_rule_with_mocks(
+        run_oci_image,
+        rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="auto")],
+        mock_gets=[
+            MockGet(ImageInputs, (AssembleRequest,), unexpected),
+            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(AssembledImage, (AssembleRequest,), layout),
+        ],
+    )
+    assert [(r.fmt, r.output, r.compression) for r in requests] == [("oci", "image", "none")]
+    assert was_searched == ["podman", "skopeo"]
+    assert run.digest == OUTPUT
+    copy = (f"/usr/bin/skopeo --insecure-policy copy --quiet oci:image "
+            f"containers-storage:{name}")
+    assert run.args == (
+        "/bin/bash", "-c", f"cd {{chroot}} && {copy} && echo 'Loaded image: {name}'"
+    )
+
+
 def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
     _, paths = loader_paths({"podman": "/usr/bin/podman"})
     with pytest.raises(EnvironmentError, match=r"\[strata\].loader is 'docker'"):
@@ -285,6 +328,7 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
             mock_gets=[
                 MockGet(ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, CONTENT, True)),
                 MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+                MockGet(AssembledImage, (AssembleRequest,), unexpected),
             ],
         )
 
