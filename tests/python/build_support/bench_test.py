@@ -47,21 +47,30 @@ def require_tools() -> None:
         pytest.skip(f"not installed: {missing}")
 
 
+def baselines() -> Path:
+    """The seed baseline's directory beside the main checkout, which may be absent (it is no
+    part of the project): the bench then reports the row as skipped."""
+    return Path(os.environ.get("STRATA_ROOT", Path.cwd())).resolve().parent / "shared/baselines"
+
+
 def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     require_tools()
-    require_tool("docker-registry")  # the publish rows
+    for tool in ("docker-registry", "podman", "skopeo", "runc"):  # publish and run rows
+        require_tool(tool)
     src = Path(strata.core.__file__).resolve().parents[2]
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(bench_script()), "--size-mb", "5", "--files", "200", "--reps", "1",
          "--big-file-mb", "20", "--seed", "7", "--json", str(out), "--src", str(src),
-         "--workdir", str(tmp_path), "--keep"],
+         "--workdir", str(tmp_path), "--keep", "--baselines", str(baselines()), "--no-demo"],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    # The image the end-to-end rows built (kept with --keep) passes the strict check.
-    (image,) = tmp_path.glob("strata-bench-*/pants/pants-repo/dist/image.tar")
-    assert_valid_image(image)
+    # The images the end-to-end rows built (kept with --keep) pass the strict check.
+    dist = tmp_path.glob("strata-bench-*/pants/pants-repo/dist")
+    (dist,) = list(dist)
+    assert_valid_image(dist / "image.tar")
+    assert_valid_image(dist / "image-oci", "oci")
 
     for label in ("strata layer, tree (none)", "baseline: tar | openssl sha256",
                   "strata layer, 20 MB file (none)", "strata layer, tree (gzip)",
@@ -69,7 +78,8 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
                   "peak RSS of the layer tool:", "MB/s", "peak RSS MB",
                   "layer start-up (a one-file layer, 20 runs):"):
         assert label in done.stdout, done.stdout
-    assert "skipped" not in done.stdout
+    assert "skipped" not in done.stdout.replace("skipped (--no-demo)", "").replace(
+        f"skipped ({baselines() / 'stream_layered_image.py'} is absent", "")
 
     report = json.loads(out.read_text(encoding="utf-8"))
     assert {"schema", "params", "machine", "tools", "tree", "results", "ratio",
@@ -101,14 +111,47 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     assert pants["cold_package"]["layer_processes"] == pants["nodes"] == 10
     assert pants["noop_package"]["processes"] == []
     assert pants["noop_package"]["pantsd_rss_mb"] > 0  # pantsd was running
-    assert len(pants["one_file_change"]["layer_processes"]) == 1
+    seed = pants["seed_baseline"]
+    if (baselines() / "stream_layered_image.py").is_file():
+        assert seed["runs"] == 1 and seed["layers"] == 10, seed
+    else:
+        assert "is absent" in seed["skipped"], seed
+    # Each rebuild ran exactly the layer Processes of the nodes it changed, in both formats; the
+    # layers whose digests changed, the output and pantsd's writes were all measured.
+    assert set(pants["rebuilds"]) == {"every_node", "largest_node", "smallest_node"}
+    for name, layers in (("every_node", 10), ("largest_node", 1), ("smallest_node", 1)):
+        assert set(pants["rebuilds"][name]) == {"docker-archive", "oci"}
+        for fmt, row in pants["rebuilds"][name].items():
+            assert row["runs"] == 1 and len(row["changed"]) == layers, (name, fmt)
+            assert [len(run) for run in row["layer_processes"]] == [layers], (name, fmt, row)
+            for key in ("seconds", "write_bytes", "wchar", "cancelled_write_bytes",
+                        "changed_layer_bytes", "output_bytes"):
+                assert set(row[key]) == {"median", "min", "max"}, (name, fmt, key)
+            assert row["write_bytes"]["min"] > 0 and row["output_bytes"]["min"] > 0
+            assert 0 < row["changed_layer_bytes"]["min"] <= row["output_bytes"]["min"]
+    run = pants["run"]  # the image was loaded into podman's storage, or the bench fails
+    assert run["runs"] == 1 and [len(layers) for layers in run["layer_processes"]] == [1], run
     first, second = pants["publish"]["first"], pants["publish"]["second"]
     assert first["blobs_uploaded"] == 11 and first["bytes_uploaded"] > 0  # 10 layers, config
     assert (second["blobs_uploaded"], second["bytes_uploaded"], second["blobs_present"]) == (
         0, 0, 11)
-    assert targets["one_change_layer_processes_met"] and targets["second_push_zero_bytes_met"]
-    for label in ("end to end through Pants", "cold package", "no-op package",
-                  "publish to a docker-registry", "second, identical push"):
+    changed = pants["publish"]["one_file_change"]
+    assert (changed["blobs_uploaded"], changed["blobs_present"]) == ([2], [9]), changed
+    assert len(changed["manifests"]) == 1 and changed["manifests"][0], changed
+    assert pants["demo"] == {"skipped": "--no-demo"}
+    assert targets["layer_processes_met"] and targets["second_push_zero_bytes_met"]
+    assert targets["publish"]["met"] and targets["demo"] == {"skipped": "--no-demo"}
+    for key in ("one_file_oci", "one_file_docker_archive", "cold", "noop", "run",
+                "bytes_written_oci", "bytes_written_docker_archive"):
+        assert set(targets[key]) == {"figure", "limit", "met"}, key
+        assert isinstance(targets[key]["met"], bool), key
+    for key in ("every_node_oci", "every_node_docker_archive"):
+        assert set(targets[key]) in ({"figure", "limit", "met"}, {"skipped"}), key
+    for label in ("end to end through Pants", "seed baseline", "cold package", "no-op package",
+                  "package after a change", "every node (10 files)", "largest node (1 file)",
+                  "smallest node (1 file)", "pants run //:image", "publish to a docker-registry",
+                  "second, identical push", "after a one-file change", "targets (issue 13",
+                  "bytes written per one-file change, oci"):
         assert label in done.stdout, done.stdout
 
 

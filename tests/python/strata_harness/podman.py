@@ -92,6 +92,22 @@ class Podman:
         """Runs `podman ARGS`; a failure raises AssertionError with podman's stderr."""
         return run_tool(self.command(*args), env=self.env, timeout=timeout)
 
+    def loader_env(self, conf: str | os.PathLike[str]) -> dict[str, str]:
+        """The environment for a bare `podman load` into this storage (Strata's podman loader):
+        `env`, with a containers.conf written at `conf` that also carries the settings
+        command() passes as flags. Without them podman would keep state under /run/libpod, and
+        it refuses a store whose recorded tmp dir differs from its own."""
+        Path(conf).write_text(
+            "[engine]\n"
+            'lock_type = "file"\n'
+            f'tmp_dir = "{self.tmpdir}"\n'
+            'events_logger = "file"\n'
+            'cgroup_manager = "cgroupfs"\n'
+            "[network]\n"
+            f'network_config_dir = "{self.root / "net"}"\n'
+        )
+        return {**self.env, "CONTAINERS_CONF": str(conf)}
+
     def load(
         self, path: str | os.PathLike[str], fmt: str | None = None, ref: str | None = None
     ) -> str:

@@ -239,6 +239,10 @@ class ScratchRepo:
                 continue  # gone meanwhile
         return pids
 
+    def pantsd_pid(self) -> int | None:
+        """The pid of this repo's pantsd, or None when none runs."""
+        return min(self._pantsd_pids(), default=None)
+
     def pantsd_rss_mb(self) -> float | None:
         """The resident memory of this repo's pantsd, or None when none runs."""
         for pid in self._pantsd_pids():

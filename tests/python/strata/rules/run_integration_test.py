@@ -84,22 +84,6 @@ def test_stdout_loader_streams_exactly_the_packaged_docker_archive(
     assert_valid_image(captured, "docker-archive")
 
 
-def podman_loader_env(podman: Podman, conf: Path) -> dict[str, str]:
-    """The harness podman's environment, with a containers.conf that also carries the settings
-    its command line passes as flags: a bare `podman load` would otherwise keep state under
-    /run/libpod, and podman refuses a store whose recorded tmp dir differs from its own."""
-    conf.write_text(
-        "[engine]\n"
-        'lock_type = "file"\n'
-        f'tmp_dir = "{podman.tmpdir}"\n'
-        'events_logger = "file"\n'
-        'cgroup_manager = "cgroupfs"\n'
-        "[network]\n"
-        f'network_config_dir = "{podman.root / "net"}"\n'
-    )
-    return {**podman.env, "CONTAINERS_CONF": str(conf)}
-
-
 def test_podman_loader_loads_the_image_and_it_runs(
     streamed: Streamed, podman: Podman, tmp_path: Path
 ) -> None:
@@ -108,7 +92,7 @@ def test_podman_loader_loads_the_image_and_it_runs(
     (repo_tag,) = manifest["RepoTags"]
     image_id = manifest["Config"][: -len(".json")]
 
-    env = podman_loader_env(podman, tmp_path / "containers.conf")
+    env = podman.loader_env(tmp_path / "containers.conf")
     proc = pants(streamed.repo, "--strata-loader=podman", "run", "//:image", env=env)
     name = f"localhost/{repo_tag}"
     assert proc.stdout.decode() == f"Loaded image: {name}\n"
