@@ -191,7 +191,8 @@ async def build_layer(
         # The executable bit as the Digest records it: in the sandbox, large files are
         # hardlinks into Pants' store, mode 0555 whatever they were.
         trees=tuple(
-            Tree(d, "", tuple(e.path for e in chunk if isinstance(e, FileEntry) and e.is_executable))
+            Tree(d, "", tuple(e.path for e in chunk
+                              if isinstance(e, FileEntry) and e.is_executable))
             for d, chunk in zip(chunk_dirs, chunks)
         ),
         entries=request.entries,

@@ -56,6 +56,7 @@ TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
 CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
 INPUTS = Digest("3" * 64, 3)
 CONTENT = Digest("9" * 64, 9)
+INPUTS_OF_ANY_IMAGE = ImageInputs(INPUTS, CONTENT, True)
 OUTPUT = Digest("4" * 64, 4)
 
 
@@ -89,13 +90,12 @@ def test_assemble_process_per_archive_format(fmt, output, reproducible) -> None:
         return Digest("5" * 64, 5)
 
     request = AssembleRequest(OciImageFieldSet.create(image()), fmt, output)
+    inputs = ImageInputs(INPUTS, CONTENT, reproducible)
     assembled = run_rule_with_mocks(
         assemble_image,
         rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7)],
         mock_gets=[
-            MockGet(
-                ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, CONTENT, reproducible)
-            ),
+            MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), unexpected),
             MockGet(ProcessResult, (Process,), run),
             MockGet(Digest, (DigestSubset,), subset),
@@ -258,7 +258,7 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
 
     def inputs(request: AssembleRequest) -> ImageInputs:
         requests.append(request)
-        return ImageInputs(INPUTS, CONTENT, True)
+        return INPUTS_OF_ANY_IMAGE
 
     was_searched, paths = loader_paths(found)
     run = run_rule_with_mocks(
@@ -326,7 +326,7 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
             run_oci_image,
             rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="docker")],
             mock_gets=[
-                MockGet(ImageInputs, (AssembleRequest,), lambda r: ImageInputs(INPUTS, CONTENT, True)),
+                MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
                 MockGet(BinaryPaths, (BinaryPathRequest,), paths),
                 MockGet(AssembledImage, (AssembleRequest,), unexpected),
             ],

@@ -34,7 +34,7 @@ class FileNodesRequest(StoreNodesRequest):
 
 @rule(desc="Gathering files and resources into store nodes", level=LogLevel.DEBUG)
 async def file_nodes(request: FileNodesRequest) -> StoreNodes:
-    # Files on disk are globbed in one request per node, not hydrated target by target: a
+    # Files on disk are globbed in a few requests per node, not hydrated target by target: a
     # `files` generator can hold thousands, and pantsd re-checks each memoised request on
     # every run.
     assets: Dict[Tuple[str, bool], List[AssetSourceField]] = {}  # (node, uses source roots)
@@ -49,7 +49,7 @@ async def file_nodes(request: FileNodesRequest) -> StoreNodes:
         remote = [f for f in assets[group] if not isinstance(f.value, str)]
         if remote:
             downloads.append((group[0], remote))
-    # Globbed chunk by chunk (strata.rules.chunks): a changed file re-globs its chunk only.
+    # One request per path chunk (strata.rules.chunks): a changed file re-globs its chunk only.
     chunked = [path_chunks({f.file_path for f in fields}, str) for fields in on_disk]
     pending = list(await MultiGet(
         Get(Snapshot, PathGlobs(chunk)) for chunks in chunked for chunk in chunks
