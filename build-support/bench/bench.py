@@ -648,7 +648,7 @@ _CHANGES = {"every_node": "every node", "largest_node": "largest node",
 
 
 def _format_rebuilds(pants: dict) -> List[str]:
-    widths = (30, 14, 20, 10, 10, 10, 10, 10)
+    widths = (22, 14, 24, 14, 10, 10, 10, 10)
     lines = [_row(("package after a change", "format", "wall s [min-max]", "layers run",
                    "written MB", "wchar MB", "layer MB", "output MB"), widths),
              _row(tuple("-" * w for w in widths), widths)]
