@@ -487,7 +487,7 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
 
 def storage_name(repo_tag: str) -> str:
     """The name `podman load` gives an archive's image: a name with no registry host goes under
-    `localhost/` (the containers tools would put it under docker.io)."""
+    `localhost/` (the containers tools would resolve it to their default registry)."""
     first = repo_tag.split("/", 1)[0]
     has_host = "/" in repo_tag and ("." in first or ":" in first or first == "localhost")
     return repo_tag if has_host else f"localhost/{repo_tag}"
