@@ -183,15 +183,93 @@ class Deb(_Spec, namedtuple("Deb", "source package")):
         return cls(sandbox_path(obj["source"], what), obj["package"])
 
 
-class LayerSpec(
-    _Spec, namedtuple("LayerSpec", "settings trees entries debs", defaults=((), (), ()))
-):
-    """The `layer` subcommand's input. Each content part (trees, entries, debs) is written by
-    its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer."""
+BYTECODE_MODES = ("none", "checked-hash", "unchecked-hash")
+
+
+def _python_version(value, what: str) -> str:
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"{what}: version must be MAJOR.MINOR, such as '3.11': {value!r}")
+    return value
+
+
+def _bytecode(value, what: str) -> str:
+    if value not in BYTECODE_MODES:
+        raise ValueError(f"{what}: bytecode must be one of {list(BYTECODE_MODES)}: {value!r}")
+    return value
+
+
+class Venv(_Spec, namedtuple("Venv", "path python version launchers")):
+    """A virtualenv's skeleton at image path `path`: `pyvenv.cfg`, and `bin/python`,
+    `bin/python3` and `bin/pythonX.Y` as symlinks to the image's interpreter `python` (an
+    absolute image path) of `version`; each launcher (name, entry point `module:function` or
+    `module`) is a console script `bin/<name>` run by the venv's python."""
 
     __slots__ = ()
 
-    PARTS = {"trees": Tree, "entries": Entry, "debs": Deb}
+    @classmethod
+    def from_json(cls, obj, what: str) -> Venv:
+        check_keys(obj, what, cls._fields)
+        python = obj["python"]
+        if not isinstance(python, str) or not python.startswith("/"):
+            raise ValueError(f"{what}: python must be an absolute image path: {python!r}")
+        launchers = []
+        for item in _list(obj["launchers"], f"{what}: launchers"):
+            if not (isinstance(item, list) and len(item) == 2
+                    and all(isinstance(part, str) and part for part in item)
+                    and "/" not in item[0]):
+                raise ValueError(f"{what}: a launcher is [name, entry point]: {item!r}")
+            launchers.append(tuple(item))
+        return cls(image_path(obj["path"], what), image_path(python, what),
+                   _python_version(obj["version"], what), tuple(launchers))
+
+
+class Wheel(_Spec, namedtuple("Wheel", "source venv version machine bytecode")):
+    """One distribution as pex installs it into a chroot (a packed PEX's `.deps/<wheel>` zip:
+    importable files at the top, scripts, headers and data under `.prefix/`) at sandbox path
+    `source`, installed into the venv at image path `venv` for CPython `version` on `machine`
+    (`x86_64`, `aarch64`, ...) as pip would, with `bytecode` pycs."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Wheel:
+        check_keys(obj, what, cls._fields)
+        if not isinstance(obj["machine"], str) or not obj["machine"]:
+            raise ValueError(f"{what}: machine must be a machine name such as 'x86_64'")
+        return cls(sandbox_path(obj["source"], what), image_path(obj["venv"], what),
+                   _python_version(obj["version"], what), obj["machine"],
+                   _bytecode(obj["bytecode"], what))
+
+
+class PythonSources(_Spec, namedtuple("PythonSources", "source venv version bytecode")):
+    """First-party modules and resources, source roots stripped, in sandbox directory `source`:
+    placed in the site-packages of the venv at image path `venv` (CPython `version`), where
+    its python imports them, with `bytecode` pycs."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> PythonSources:
+        check_keys(obj, what, cls._fields)
+        return cls(sandbox_path(obj["source"], what), image_path(obj["venv"], what),
+                   _python_version(obj["version"], what), _bytecode(obj["bytecode"], what))
+
+
+class LayerSpec(
+    _Spec,
+    namedtuple("LayerSpec", "settings trees entries debs venvs wheels python_sources",
+               defaults=((), (), ()) + (None,) * 3),
+):
+    """The `layer` subcommand's input. Each content part (trees, entries, ...) is written by
+    its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer. The
+    Python parts default to None, which `to_json` leaves out: adding them kept the spec, and so
+    the cache key, of every other layer unchanged."""
+
+    __slots__ = ()
+
+    PARTS = {"trees": Tree, "entries": Entry, "debs": Deb, "venvs": Venv, "wheels": Wheel,
+             "python_sources": PythonSources}
 
     @classmethod
     def from_json(cls, obj) -> LayerSpec:
