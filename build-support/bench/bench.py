@@ -44,7 +44,9 @@ NOOP_TARGET_SECONDS = 0.3  # `pants package` with nothing changed
 RUN_TARGET_SECONDS = 3.0  # `pants run` after a one-file change, until podman's storage has it
 PUBLISH_TARGET_BLOBS = 2  # uploaded after a one-file change: the changed layer and the config
 BYTES_WRITTEN_TARGET = 3.0  # written per one-file change <= this x the changed layer + output
-DEMO_TARGET_SECONDS = 2.0  # //app:image after a one-line change to app/hello/main.py
+# Issue 14's (issue 13 asked for 2.0 s, with a PEX rebuilt on each change; the demo is now a
+# python_venv): //app:image after a one-line change to app/hello/main.py.
+DEMO_TARGET_SECONDS = 1.0
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where Pants looks for the `python3` that runs the layer tool ([strata].python_search_paths).
@@ -545,9 +547,11 @@ def _pants_targets(pants: dict) -> dict:
         count == PUBLISH_TARGET_BLOBS and tags
         for count, tags in zip(blobs, pushed["manifests"])))
     demo = pants["demo"]
-    targets["demo"] = {"skipped": demo["skipped"]} if "skipped" in demo else _target(
-        demo["seconds"]["median"], DEMO_TARGET_SECONDS,
-        demo["seconds"]["median"] <= DEMO_TARGET_SECONDS)
+    for fmt in ("oci", "docker-archive"):
+        key = f"demo_{fmt.replace('-', '_')}"
+        seconds = None if "skipped" in demo else demo["formats"][fmt]["seconds"]["median"]
+        targets[key] = {"skipped": demo["skipped"]} if seconds is None else _target(
+            seconds, DEMO_TARGET_SECONDS, seconds <= DEMO_TARGET_SECONDS)
     expected = {"every_node": pants["nodes"], "largest_node": 1, "smallest_node": 1}
     targets["layer_processes_met"] = all(
         len(layers) == expected[name]
@@ -680,7 +684,9 @@ _TARGETS = {  # key: (label, figure's format, limit's format)
     "bytes_written_docker_archive": ("bytes written per one-file change, docker-archive",
                                      "{:.1f} MB",
                                      f"<= {BYTES_WRITTEN_TARGET:g}x layer + output = {{:.1f}} MB"),
-    "demo": ("//app:image after a one-line change", "{:.2f} s", "<= {:g} s"),
+    "demo_oci": ("the demo after a one-line change, oci", "{:.2f} s", "<= {:g} s"),
+    "demo_docker_archive": ("the demo after a one-line change, docker-archive", "{:.2f} s",
+                            "<= {:g} s"),
 }
 
 
@@ -736,10 +742,12 @@ def _format_pants(report: dict) -> List[str]:
         f"{_counts(changed['blobs_uploaded'])}, MB uploaded "
         + ",".join(f"{count / MB:.1f}" for count in changed["bytes_uploaded"])
         + f", already present {_counts(changed['blobs_present'])}",
-        "demo //app:image after a one-line change to app/hello/main.py: "
-        + (f"skipped ({demo['skipped']})" if "skipped" in demo else
-           f"{_spread(demo['seconds'])}, processes run {_counts(demo['processes'])}, of them "
-           f"layers {_counts(demo['layer_processes'])}"),
+        "the demo after a one-line change to app/hello/main.py: "
+        + (f"skipped ({demo['skipped']})" if "skipped" in demo else ""),
+        *("" if "skipped" in demo else
+          (f"  {row['target']} ({fmt}): {_spread(row['seconds'])}, processes run "
+           f"{_counts(row['processes'])}, of them layers {_counts(row['layer_processes'])}"
+           for fmt, row in demo["formats"].items())),
         "",
         "targets (issue 13; medians)",
         *(_format_target(key, targets[key]) for key in _TARGETS),

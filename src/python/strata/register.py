@@ -3,7 +3,7 @@
 from strata import target_types as _target_types
 from strata.rules import base, closure, debian, image, layers, publish, tool
 from strata.rules.nodes import debian as debian_nodes
-from strata.rules.nodes import files, packages, packed_pex
+from strata.rules.nodes import files, packages, packed_pex, python_venv
 
 
 def target_types():
@@ -18,6 +18,7 @@ def rules():
         *files.rules(),
         *packages.rules(),
         *packed_pex.rules(),
+        *python_venv.rules(),
         *debian_nodes.rules(),
         *layers.rules(),
         *image.rules(),

@@ -1,6 +1,6 @@
 """Strata's targets: `oci_image` and `oci_layer` (what an image holds and how it is layered),
-`oci_image_archive` and `oci_pull` (base images), and `debian_packages` (locked Debian packages
-as store nodes).
+`oci_image_archive` and `oci_pull` (base images), `debian_packages` (locked Debian packages
+as store nodes) and `python_venv` (a Python app as an installed virtualenv).
 
 The `oci_image` fields are grouped by concern: what goes into the image (dependencies,
 customisation), how it is layered, what the runtime config says, and how the result is written.
@@ -40,7 +40,7 @@ from strata.core.oci.image import (
     validate_tag,
 )
 from strata.core.oci.writers import FORMATS
-from strata.core.spec import absolute_image_path
+from strata.core.spec import BYTECODE_MODES, absolute_image_path
 
 
 class OciImageDependenciesField(Dependencies):
@@ -61,6 +61,9 @@ class OciImageDependenciesField(Dependencies):
           leaf: everything it needs is inside it. A `pex_binary` with `layout="packed"` is split
           into one node per third-party wheel (`.deps/*.whl`), one for `.bootstrap/` and one for
           the rest, so that shared wheels get shared layers.
+        - `python_venv` targets: an installed virtualenv, one node per third-party
+          distribution, one for the first-party sources and one for the venv's skeleton (see
+          `pants help python_venv`). Like a package, a venv holds its closure.
         - `oci_layer` targets: one node holding everything in their closure (always one layer).
         - Other targets (`python_source`, `python_requirement`, `target`, ...) add no content of
           their own; the walk continues through them to the targets they depend on.
@@ -876,6 +879,148 @@ class DebianPackagesTarget(Target):
     )
 
 
+class PythonVenvDependenciesField(Dependencies):
+    help = help_text(
+        """
+        The app the venv holds: a `pex_binary` (its entry point becomes the venv's), and/or
+        `python_source(s)`, `python_requirement` and `resource(s)` targets. Their whole closure
+        goes into the venv: each third-party distribution installed as its own store node, the
+        first-party sources and resources as one more. `file(s)` targets are not part of a
+        venv; depend on them from the `oci_image`.
+        """
+    )
+
+
+class PythonVenvInterpreterField(StringField):
+    alias = "python"
+    required = True
+    help = help_text(
+        """
+        The image's Python interpreter that the venv runs on: an absolute path in the image,
+        e.g. `/usr/bin/python3.11` from `debian_packages(packages=['python3.11'])`, or
+        `/usr/local/bin/python3.11` from a `python:3.11-slim` base. It is never run at build
+        time; wheels are resolved and bytecode is compiled for its version (see
+        `python_version`) by a CPython of the same version on the build machine.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        _check_image_path(cls, address, value)
+        return value
+
+
+class PythonVenvVersionField(StringField):
+    alias = "python_version"
+    help = help_text(
+        """
+        The interpreter's `MAJOR.MINOR` version, e.g. `3.11`. Defaults to the version in the
+        `python` field's file name (`python3.11`); required when that name has none.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.fullmatch(r"\d+\.\d+", value):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be MAJOR.MINOR, such as "
+                f"'3.11', but was {value!r}."
+            )
+        return value
+
+
+class PythonVenvPathField(StringField):
+    alias = "venv_path"
+    default = "/opt/venv"
+    help = help_text(
+        """
+        Where the venv is in the image. Third-party distributions and first-party code are in
+        its `lib/pythonX.Y/site-packages`, console scripts and launchers in its `bin/`, and
+        `bin/python` links to the `python` interpreter.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        _check_image_path(cls, address, value)
+        return value
+
+
+class PythonVenvBytecodeField(StringField):
+    alias = "bytecode"
+    default = "unchecked-hash"
+    valid_choices = BYTECODE_MODES
+    help = help_text(
+        """
+        The `.pyc` files written beside each module at build time, so that no container
+        compiles at start (nor needs a writable filesystem to cache it). `unchecked-hash`
+        (the default): Python trusts the pyc and never reads the source to check it, right for
+        an image, whose files never change. `checked-hash`: Python checks each pyc against its
+        source's hash on import. `none`: no bytecode. Pycs are reproducible (hash-based, not
+        timestamped); compiling them needs a CPython of `python_version` on the build machine.
+        """
+    )
+
+
+class PythonVenvEntryPointField(StringField):
+    alias = "entry_point"
+    help = help_text(
+        """
+        What the venv runs: `module:function` or `module` (run as `__main__`). It becomes a
+        launcher script, `bin/<target name>` in the venv, and the image's default `entrypoint`
+        (an image's own `entrypoint` field overrides it). Defaults to the `entry_point` of a
+        `pex_binary` among the dependencies, or to its `script` (then `bin/<script>`).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?", value
+        ):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must be `module:function` or "
+                f"`module`, but was {value!r}."
+            )
+        return value
+
+
+class PythonVenvTarget(Target):
+    alias = "python_venv"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        PythonVenvDependenciesField,
+        PythonVenvInterpreterField,
+        PythonVenvVersionField,
+        PythonVenvPathField,
+        PythonVenvBytecodeField,
+        PythonVenvEntryPointField,
+    )
+    help = help_text(
+        """
+        A Python app as an installed virtualenv in an `oci_image`: no PEX to unpack when a
+        container starts, so it runs with a read-only root filesystem, and a code change
+        rebuilds one small layer.
+
+        Its store nodes: each third-party distribution, installed as pip installs it
+        (`site-packages` content, `.dist-info` with a sorted `RECORD` and `INSTALLER`, console
+        scripts whose shebang is the venv's python, `.data` files, `.pth` files), so a
+        distribution shared by many images is a shared layer; the first-party sources and
+        resources, source roots stripped, in the same `site-packages`; and the venv's skeleton
+        (`pyvenv.cfg`, `bin/python*` linking to `python`, the launcher).
+
+        Distributions are resolved by Pants and pex for `python_version` on this machine, as
+        for a `pex_binary`, and installed at build time by Strata's layer Processes, cached like
+        any layer; nothing runs inside the image. A distribution whose tags do not fit the
+        interpreter's version or the image's architecture is an error naming both.
+        """
+    )
+
+
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
     _check(field, address, lambda p: absolute_image_path(p, "image path"), path)
 
@@ -893,6 +1038,7 @@ def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None
 def target_types():
     return [
         OciImageTarget,
+        PythonVenvTarget,
         OciLayerTarget,
         OciImageArchiveTarget,
         OciPullTarget,

@@ -2,12 +2,13 @@
 
 import json
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
 from strata_harness.demo import demo_repo
 from strata_harness.images import assert_valid_image
-from strata_harness.scratch import ran_processes
+from strata_harness.scratch import executed_processes, ran_processes
 
 
 def layers_of(archive: Path) -> dict:
@@ -34,7 +35,16 @@ def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(
     tmp_path: Path, run_image
 ) -> None:
     repo = demo_repo(tmp_path / "repo")
-    repo.run("package", "app:image")
+    # Through pantsd, as users edit and rebuild: its memo also keeps the interpreter and tool
+    # searches that a fresh Pants process repeats, so the rebuild's process count is exact.
+    try:
+        check_demo_image(repo, tmp_path, run_image)
+    finally:
+        repo.stop_pantsd()
+
+
+def check_demo_image(repo, tmp_path: Path, run_image) -> None:
+    repo.run("--stats-log", "package", "app:image", pantsd=True)
     image = repo.root / "dist/app/image.tar"
     assert_valid_image(image, unpack_to=tmp_path / "unpacked")
     rootfs = tmp_path / "unpacked" / "rootfs"
@@ -43,42 +53,53 @@ def test_app_image_runs_and_a_code_change_touches_only_the_code_layer(
     assert (rootfs / "var/lib/dpkg/status.d/libc6").read_text().startswith("Package: libc6")
     assert (rootfs / "bin").is_symlink() and (rootfs / "usr/bin/python3.11").is_file()
     # Modes as the Digest and the .debs record them, also for files of 512 KiB or more (which
-    # Pants hardlinks into sandboxes from its store, mode 0555): PEX parts, Debian files.
+    # Pants hardlinks into sandboxes from its store, mode 0555): venv files, Debian files.
+    site = "app/venv/lib/python3.11/site-packages"
     modes = file_modes(image)
     assert {path: modes[path] for path in (
-        "app/bin.pex/.bootstrap",  # 600 KB
-        "app/bin.pex/__main__.py",
+        f"{site}/dateutil/zoneinfo/dateutil-zoneinfo.tar.gz",
+        f"{site}/hello/main.py",
+        "app/venv/bin/hello",
         "usr/lib/x86_64-linux-gnu/libcrypto.so.3",  # 4.7 MB
         "usr/lib/x86_64-linux-gnu/libc.so.6",
         "usr/bin/python3.11",
     )} == {
-        "app/bin.pex/.bootstrap": 0o644,
-        "app/bin.pex/__main__.py": 0o755,
+        f"{site}/dateutil/zoneinfo/dateutil-zoneinfo.tar.gz": 0o644,
+        f"{site}/hello/main.py": 0o644,
+        "app/venv/bin/hello": 0o755,
         "usr/lib/x86_64-linux-gnu/libcrypto.so.3": 0o644,
         "usr/lib/x86_64-linux-gnu/libc.so.6": 0o755,
         "usr/bin/python3.11": 0o755,
     }
+    # Bytecode was compiled at build time, so nothing is written when a container starts.
+    assert f"{site}/hello/__pycache__/main.cpython-311.pyc" in modes
+    assert f"{site}/six-1.17.0.dist-info/RECORD" in modes
     assert run_image(image, ["Ada"]) == (0, "Hello from Strata, Ada! (layers dated 1970-01-01)\n")
     assert run_image(image, ["Bob"], user="nobody")[1].startswith("Hello from Strata, Bob!")
+    assert run_image(image, ["Cy"], read_only=True)[1].startswith("Hello from Strata, Cy!")
     before = layers_of(image)
-    # Debian's closure sinks to the bottom (libc6 among the first layers), each wheel gets its
-    # own layer, the app's own code sits above them, the customisation layer on top.
+    # Debian's closure sinks to the bottom (libc6 among the first layers), each distribution
+    # gets its own layer, the app's own code sits above them, the customisation layer on top.
     comments = list(before)
     assert "debian:libc6" in comments[:3]
-    assert {"app:bin#python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
-            "app:bin#six-1.17.0-py2.py3-none-any.whl", "app:bin#.bootstrap"} <= set(comments)
+    assert {"app:hello#python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
+            "app:hello#six-1.17.0-py2.py3-none-any.whl", "app:hello#sources",
+            "app:hello"} <= set(comments)
     assert comments[-1] == "customisation layer"
 
     main = repo.root / "app/hello/main.py"
     # A greeting no earlier run has built, so the code layer cannot come from the cache.
     main.write_text(main.read_text().replace("Hello from Strata", f"Hi ({uuid.uuid4()})"))
-    rebuild = repo.run("package", "app:image")
+    time.sleep(1)  # let pantsd's watcher see it
+    rebuild = repo.run("--stats-log", "package", "app:image", pantsd=True)
     after = layers_of(image)
     changed = sorted(c for c in before if before[c] != after[c])
-    assert changed == ["app:bin"]
-    # Only the code layer's process ran again: the Debian and wheel layers came from the cache.
+    assert changed == ["app:hello#sources"]
+    # Only the code layer's Process ran again, and the image's assembly: no PEX, no
+    # requirements resolve, no other layer (those came from the cache).
     rebuilt = ran_processes(rebuild, "Building app:image: layer")
-    assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:bin)"), rebuilt
+    assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:hello#sources)"), rebuilt
+    assert executed_processes(rebuild) == 2, rebuild.stderr[-3000:]
 
 
 def test_a_deb_that_does_not_match_its_lock_is_rejected(tmp_path: Path) -> None:

@@ -12,6 +12,10 @@ from strata.target_types import (
     OciDirectoriesField,
     OciImageTarget,
     OciSymlinksField,
+    PythonVenvEntryPointField,
+    PythonVenvInterpreterField,
+    PythonVenvPathField,
+    PythonVenvVersionField,
 )
 
 ADDRESS = Address("app", target_name="image")
@@ -49,3 +53,28 @@ def test_the_help_of_base_names_every_key_with_its_field_and_rule():
     for key, rule in INHERITANCE.items():
         line = next(line for line in help_text.splitlines() if f"`{key}`" in line.split(":")[0])
         assert line.endswith(f"{rule.value}.")
+
+
+VENV = Address("app", target_name="venv")
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    (PythonVenvInterpreterField, "python3.11", "is not an absolute path"),
+    (PythonVenvPathField, "/", "names the image root itself"),
+    (PythonVenvVersionField, "3", "must be MAJOR.MINOR"),
+    (PythonVenvVersionField, "3.11.2", "must be MAJOR.MINOR"),
+    (PythonVenvEntryPointField, "hello.main:", "must be `module:function` or `module`"),
+    (PythonVenvEntryPointField, "hello/main.py", "must be `module:function` or `module`"),
+])
+def test_python_venv_fields_name_the_target_and_field(field, value, problem):
+    with pytest.raises(InvalidFieldException, match=f"'{field.alias}' field in target "
+                                                  f"app:venv .*{problem}"):
+        field.compute_value(value, VENV)
+
+
+def test_good_python_venv_fields_pass():
+    assert PythonVenvInterpreterField.compute_value("/usr/local/bin/python3.11", VENV)
+    assert PythonVenvVersionField.compute_value("3.11", VENV) == "3.11"
+    assert PythonVenvEntryPointField.compute_value("hello.main:main", VENV)
+    assert PythonVenvEntryPointField.compute_value("hello.cli", VENV)
+    assert PythonVenvPathField.compute_value(None, VENV) == "/opt/venv"

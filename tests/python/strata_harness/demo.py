@@ -1,5 +1,5 @@
-"""The demo app (`//app:image`: Debian's CPython 3.11 and a packed PEX, 46 layers) in a scratch
-repo, built as a user would build it.
+"""The demo app (`//app:image`: Debian's CPython 3.11 and the app as a venv, 46 layers) in a
+scratch repo, built as a user would build it.
 
 Its sources are copied from the test sandbox, so a test using it depends on the `files` targets
 `app:demo_sources` and `//:pins` (in a sandbox, `files` sit at their paths from the

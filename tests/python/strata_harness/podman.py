@@ -130,10 +130,13 @@ class Podman:
         fmt: str | None = "docker-archive",
         ref: str | None = None,
         timeout: float = 300,
+        read_only: bool = False,
     ) -> tuple[int, str]:
         """Loads and runs an image (no network, removed afterwards): (exit code, stdout).
 
-        fmt=None detects the format. podman's own stderr goes to the test's captured stderr.
+        fmt=None detects the format. read_only: the root filesystem is read-only, as with
+        Kubernetes' `readOnlyRootFilesystem` (and no tmpfs on /tmp: nothing may be written).
+        podman's own stderr goes to the test's captured stderr.
         """
         image = self.load(path, fmt, ref)
         name = f"strata-run-{next(self._ids)}"
@@ -142,6 +145,8 @@ class Podman:
         options += ["--cgroups=no-conmon", "--cgroup-parent", self.cgroup_parent]
         if user is not None:
             options += ["--user", str(user)]
+        if read_only:
+            options += ["--read-only", "--read-only-tmpfs=false"]
         if entrypoint is not None:
             options += [
                 "--entrypoint",

@@ -28,6 +28,7 @@ MAIN_KEYS = {
 # Pants logs "Completed: <description>" (at INFO, the default level of a Process) for each
 # process that actually executed, and nothing for a process whose result came from the cache.
 _COMPLETED = re.compile(r"^[\d:.]+ \[[A-Z]+\] Completed: (.*)$", re.MULTILINE)
+_EXECUTED = re.compile(r"^\s*local_execution_requests: (\d+)$", re.MULTILINE)
 
 
 def strata_root() -> Path:
@@ -107,6 +108,16 @@ def ran_processes(output: str | subprocess.CompletedProcess[str], prefix: str = 
     `prefix`, from a Pants run's stderr (or its CompletedProcess)."""
     text = output if isinstance(output, str) else output.stderr
     return [d for d in _COMPLETED.findall(text) if d.startswith(prefix)]
+
+
+def executed_processes(output: str | subprocess.CompletedProcess[str]) -> int:
+    """How many processes a Pants run executed (cache misses, at any log level), from the
+    counters `--stats-log` prints."""
+    text = output if isinstance(output, str) else output.stderr
+    match = _EXECUTED.search(text)
+    if match is None:
+        raise AssertionError("no `local_execution_requests` counter: was the run --stats-log?")
+    return int(match.group(1))
 
 
 class ScratchRepo:

@@ -201,8 +201,8 @@ def _bytecode(value, what: str) -> str:
 
 class Venv(_Spec, namedtuple("Venv", "path python version launchers")):
     """A virtualenv's skeleton at image path `path`: `pyvenv.cfg`, and `bin/python`,
-    `bin/python3` and `bin/pythonX.Y` as symlinks to the image's interpreter `python` (an
-    absolute image path) of `version`; each launcher (name, entry point `module:function` or
+    `bin/python3` and `bin/pythonX.Y` as symlinks to the image's interpreter at image path
+    `python`, of `version`; each launcher (name, entry point `module:function` or
     `module`) is a console script `bin/<name>` run by the venv's python."""
 
     __slots__ = ()
@@ -210,9 +210,6 @@ class Venv(_Spec, namedtuple("Venv", "path python version launchers")):
     @classmethod
     def from_json(cls, obj, what: str) -> Venv:
         check_keys(obj, what, cls._fields)
-        python = obj["python"]
-        if not isinstance(python, str) or not python.startswith("/"):
-            raise ValueError(f"{what}: python must be an absolute image path: {python!r}")
         launchers = []
         for item in _list(obj["launchers"], f"{what}: launchers"):
             if not (isinstance(item, list) and len(item) == 2
@@ -220,7 +217,7 @@ class Venv(_Spec, namedtuple("Venv", "path python version launchers")):
                     and "/" not in item[0]):
                 raise ValueError(f"{what}: a launcher is [name, entry point]: {item!r}")
             launchers.append(tuple(item))
-        return cls(image_path(obj["path"], what), image_path(python, what),
+        return cls(image_path(obj["path"], what), image_path(obj["python"], what),
                    _python_version(obj["version"], what), tuple(launchers))
 
 

@@ -54,6 +54,7 @@ from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
 from strata.rules.nodes import FileTree
 from strata.rules.nodes.debian import DebianPackage
+from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
@@ -129,6 +130,21 @@ def runtime_config(target: Target) -> dict:
     `get_build_options` does)."""
     values = {field.config_key: target[field].config_value() for field in RUNTIME_CONFIG_FIELDS}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _with_venv_entrypoint(address: Address, config: dict, closure: ImageClosure) -> dict:
+    """An image without an `entrypoint` of its own runs its `python_venv`'s launcher."""
+    if "Entrypoint" in config:
+        return config
+    commands = sorted({n.kind.entrypoint for n in closure.nodes
+                       if isinstance(n.kind, PythonPart) and n.kind.entrypoint})
+    if len(commands) > 1:
+        raise InvalidFieldException(
+            f"{address} holds several `python_venv` targets with an entry point "
+            f"({', '.join(c[0] for c in commands)}): set its `entrypoint` field to say which "
+            "one the container runs."
+        )
+    return {**config, "Entrypoint": list(commands[0])} if commands else config
 
 
 @dataclass(frozen=True)
@@ -352,7 +368,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             "architecture": fs.architecture.value,
             "os": fs.os.value,
             "created": created,
-            "config": runtime_config(wrapped.target),
+            "config": _with_venv_entrypoint(address, runtime_config(wrapped.target), closure),
         },
         repository=fs.repository.value_or_default(address),
         tag=fs.tag.value,

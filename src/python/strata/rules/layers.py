@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -25,14 +25,21 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
-from strata.core.spec import Deb, Entry, LayerSpec, Tree
+from strata.core.spec import Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
 from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure
 from strata.rules.nodes import FileTree, NodeKind, StoreNode
 from strata.rules.nodes.debian import DebianPackage
+from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.debian import DEB_DIR
-from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
+from strata.rules.tool import (
+    BytecodeCompiler,
+    BytecodeCompilerRequest,
+    ImageTool,
+    ZstdBinary,
+    ZstdBinaryRequest,
+)
 from strata.subsystems import StrataSubsystem
 
 _LAYER_OUT = "out"
@@ -110,6 +117,8 @@ class _LayerProcessRequest:
     content: Digest = EMPTY_DIGEST  # files at their image paths
     debs: Tuple[str, ...] = ()  # Debian packages, their .debs at debs/<package>.deb
     deb_files: Digest = EMPTY_DIGEST
+    python_parts: Tuple[Union[Venv, Wheel, PythonSources], ...] = ()  # a venv's parts
+    python_files: Digest = EMPTY_DIGEST  # the files their sources name
 
 
 # How a layer Process receives each kind of node: the fields of its request that the layer's
@@ -120,7 +129,14 @@ _LAYER_PARTS: Dict[Type[NodeKind], Callable[[List[StoreNode], Digest], Dict[str,
         "debs": tuple(sorted(node.kind.package for node in nodes)),  # type: ignore[attr-defined]
         "deb_files": debs,
     },
+    PythonPart: lambda nodes, files: {
+        "python_parts": tuple(node.kind.part for node in nodes),  # type: ignore[attr-defined]
+        "python_files": files,
+    },
 }
+
+# The layer spec's part for each kind of Python part.
+_PYTHON_SPEC_PARTS = {Venv: "venvs", Wheel: "wheels", PythonSources: "python_sources"}
 
 
 @rule(desc="Building image layers", level=LogLevel.DEBUG)
@@ -197,16 +213,35 @@ async def build_layer(
         ),
         entries=request.entries,
         debs=tuple(Deb(f"{DEB_DIR}/{p}.deb", p) for p in request.debs),
+        **{
+            name: tuple(p for p in request.python_parts if isinstance(p, kind)) or None
+            for kind, name in _PYTHON_SPEC_PARTS.items()
+        },
     )
     spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()
     spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
     input_digest = await Get(
-        Digest, MergeDigests([tool.layer_digest, spec_digest, request.deb_files])
+        Digest,
+        MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files]),
     )
+    layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT)
+    argv, env = tool.argv(*layer_args), {}
+    compile_for = sorted({p.version for p in request.python_parts
+                          if not isinstance(p, Venv) and p.bytecode != "none"})
+    if len(compile_for) > 1:
+        raise ValueError(
+            f"{request.description} holds Python code for CPython {' and '.join(compile_for)}, "
+            "whose bytecode one layer Process cannot compile: raise the image's `max_layers` "
+            "so that each venv gets layers of its own."
+        )
+    if compile_for:
+        compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
+        argv, env = compiler.argv(*layer_args), compiler.env()
     result = await Get(
         ProcessResult,
         Process(
-            argv=tool.argv("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT),
+            argv=argv,
+            env=env,
             input_digest=input_digest,
             immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
             output_directories=(_LAYER_OUT,),

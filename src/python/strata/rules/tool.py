@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from pants.core.util_rules.system_binaries import (
     BinaryPathRequest,
@@ -31,7 +31,32 @@ class ImageTool:
     def argv(self, *args: str) -> Tuple[str, ...]:
         # -E/-s/-S: no environment variable, user or system site-packages (nor the .pth files
         # there, which run code at startup) may change the output, the cache key or the speed.
-        return (self.python, "-E", "-s", "-S", "-B", "-m", "strata.core", *args)
+        return (self.python, "-E", *_CORE_ARGS, *args)
+
+
+_CORE_ARGS = ("-s", "-S", "-B", "-m", "strata.core")
+
+
+@dataclass(frozen=True)
+class BytecodeCompiler:
+    """A CPython of the version a venv's bytecode is for (a pyc is version-specific), to run
+    the layer step that compiles it, with a fixed hash seed: set-typed constants are marshalled
+    in hash order, so a random seed would give different bytes each time."""
+
+    python: str
+
+    def argv(self, *args: str) -> Tuple[str, ...]:
+        # Without -E, which would ignore PYTHONHASHSEED: a Process's environment is only `env()`.
+        return (self.python, *_CORE_ARGS, *args)
+
+    @staticmethod
+    def env() -> Dict[str, str]:
+        return {"PYTHONHASHSEED": "0"}
+
+
+@dataclass(frozen=True)
+class BytecodeCompilerRequest:
+    version: str  # MAJOR.MINOR
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,31 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
         Get(Digest, CreateDigest([package, *(modules[name] for name in layer_sources(core_dir))])),
     )
     return ImageTool(digest, layer_digest, python.path)
+
+
+@rule(desc="Finding a CPython to compile bytecode", level=LogLevel.DEBUG)
+async def find_bytecode_compiler(
+    request: BytecodeCompilerRequest, strata: StrataSubsystem
+) -> BytecodeCompiler:
+    major, minor = request.version.split(".")
+    pythons = await Get(
+        BinaryPaths,
+        BinaryPathRequest(
+            binary_name=f"python{request.version}",
+            search_path=strata.python_search_paths,
+            test=BinaryPathTest(
+                ["-c", f"import sys; assert sys.version_info[:2] == ({major}, {minor})"],
+                fingerprint_stdout=False,
+            ),
+        ),
+    )
+    if pythons.first_path is None:
+        raise EnvironmentError(
+            f"Compiling bytecode for a CPython {request.version} venv needs `python"
+            f"{request.version}` on this machine, in one of {list(strata.python_search_paths)} "
+            "([strata].python_search_paths), or set the venv's `bytecode` field to `none`."
+        )
+    return BytecodeCompiler(pythons.first_path.path)
 
 
 @rule(desc="Finding zstd", level=LogLevel.DEBUG)

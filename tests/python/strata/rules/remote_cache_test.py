@@ -109,5 +109,5 @@ def test_a_second_checkout_gets_every_layer_of_the_demo_image_from_the_remote_ca
     main.write_text(main.read_text().replace("Hello from Strata", f"Hi ({uuid.uuid4()})"))
     changed, _ = package("B (app/hello/main.py changed, read)", b, buildgrid, write=False)
     rebuilt = ran_processes(changed, LAYER)
-    assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:bin)"), rebuilt
+    assert len(rebuilt) == 1 and rebuilt[0].endswith("(app:hello#sources)"), rebuilt
     assert ran_processes(changed, ASSEMBLY) == [ASSEMBLY]

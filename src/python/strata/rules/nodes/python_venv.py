@@ -1,0 +1,256 @@
+"""`python_venv` targets as store nodes: an installed virtualenv, one node per third-party
+distribution, one for the first-party sources, one for the venv's skeleton.
+
+Pants and pex resolve the distributions, as for a `pex_binary`, into a packed PEX of the
+requirements alone: each `.deps/<wheel>` there is pex's installed chroot of one distribution,
+and becomes one node, so a distribution shared by many images is a shared layer. The layer
+Processes install them (`strata.core.build.python`): a first-party change rebuilds neither that
+PEX nor any distribution's layer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+from pants.backend.python.target_types import (
+    PexEntryPointField,
+    PexScriptField,
+    ResolvedPexEntryPoint,
+    ResolvePexEntryPointRequest,
+)
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex import Pex, PexLayout
+from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
+from pants.backend.python.util_rules.python_sources import (
+    PythonSourceFilesRequest,
+    StrippedPythonSourceFiles,
+)
+from pants.engine.addresses import Addresses
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestEntries,
+    FileEntry,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import (
+    DependenciesRequest,
+    InvalidFieldException,
+    Target,
+    Targets,
+    TransitiveTargets,
+    TransitiveTargetsRequest,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
+from pants.engine.unions import UnionMembership, UnionRule
+from pants.util.logging import LogLevel
+
+from strata.core.spec import PythonSources, Venv, Wheel, absolute_image_path
+from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest
+from strata.target_types import (
+    OciArchitectureField,
+    PythonVenvBytecodeField,
+    PythonVenvDependenciesField,
+    PythonVenvEntryPointField,
+    PythonVenvInterpreterField,
+    PythonVenvPathField,
+    PythonVenvTarget,
+    PythonVenvVersionField,
+)
+
+# The machine a wheel's platform tag names, by the Go architecture an image's config names.
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "arm": "armv7l",
+            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+_REQUIREMENTS_PEX = "requirements.pex"
+_DEPS = f"{_REQUIREMENTS_PEX}/.deps/"
+WHEELS_DIR = "python/wheels"
+SOURCES_DIR = "python/sources"
+
+
+@dataclass(frozen=True)
+class PythonPart(NodeKind):
+    """The node is one part of a venv, for the layer spec's Python parts; its digest holds the
+    files the part's `source` names."""
+
+    part: Union[Venv, Wheel, PythonSources]
+    # The image's default entrypoint (set on the skeleton only): the venv's launcher or script.
+    entrypoint: Tuple[str, ...] = ()
+
+
+class PythonVenvNodesRequest(StoreNodesRequest):
+    holds_dependencies = True
+    # A venv is several nodes, each its own kind of layer content: an `oci_layer` cannot take
+    # them whole.
+    groupable = False
+
+    @classmethod
+    def is_applicable(cls, target: Target, union_membership: UnionMembership) -> bool:
+        return isinstance(target, PythonVenvTarget)
+
+
+def python_version(tgt: Target) -> str:
+    """The venv's interpreter version: the field, else the interpreter's file name's."""
+    version = tgt[PythonVenvVersionField].value
+    if version:
+        return version
+    interpreter = tgt[PythonVenvInterpreterField].value
+    match = re.fullmatch(r"python(\d+\.\d+)", interpreter.rsplit("/", 1)[-1])
+    if not match:
+        raise InvalidFieldException(
+            f"The `python_version` field of {tgt.address} is required: the `python` field, "
+            f"{interpreter!r}, does not say the version in its name (as `python3.11` does)."
+        )
+    return match.group(1)
+
+
+async def _entry_point(tgt: Target, deps: Targets) -> Tuple[Optional[str], Optional[str]]:
+    """(entry point, script): the venv's own, else those of a `pex_binary` it depends on."""
+    own = tgt[PythonVenvEntryPointField].value
+    if own:
+        return own, None
+    binaries = [d for d in deps if d.has_field(PexEntryPointField)]
+    if len(binaries) > 1:
+        raise InvalidFieldException(
+            f"{tgt.address} depends on several `pex_binary` targets "
+            f"({', '.join(b.address.spec for b in binaries)}): set its `entry_point` field to "
+            "say which one it runs."
+        )
+    if not binaries:
+        return None, None
+    binary = binaries[0]
+    script = binary[PexScriptField].value
+    if script:
+        return None, script
+    resolved = await Get(
+        ResolvedPexEntryPoint, ResolvePexEntryPointRequest(binary[PexEntryPointField])
+    )
+    if resolved.val is None:
+        return None, None
+    entry = resolved.val
+    return (f"{entry.module}:{entry.function}" if entry.function else entry.module), None
+
+
+async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode]:
+    version = python_version(tgt)
+    venv = absolute_image_path(tgt[PythonVenvPathField].value, "venv_path")  # `opt/venv`
+    bytecode = tgt[PythonVenvBytecodeField].value
+    machine = MACHINES.get(image_arch)
+    if machine is None:
+        raise InvalidFieldException(
+            f"{tgt.address} is in an image whose `architecture` is {image_arch!r}, for which "
+            f"Strata knows no wheel platform: one of {sorted(MACHINES)} is needed."
+        )
+    deps = await Get(Targets, DependenciesRequest(tgt[PythonVenvDependenciesField]))
+    transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([tgt.address]))
+    requirements, sources = await MultiGet(
+        Get(
+            Pex,
+            PexFromTargetsRequest(
+                Addresses(d.address for d in deps),
+                output_filename=_REQUIREMENTS_PEX,
+                internal_only=False,
+                layout=PexLayout.PACKED,
+                include_source_files=False,
+                # Resolved for the image's interpreter, whatever the sources' constraints say.
+                hardcoded_interpreter_constraints=InterpreterConstraints(
+                    [f"CPython=={version}.*"]
+                ),
+                description=f"Resolving the distributions of {tgt.address}",
+            ),
+        ),
+        Get(
+            StrippedPythonSourceFiles,
+            PythonSourceFilesRequest(transitive.dependencies, include_resources=True),
+        ),
+    )
+    entry_point, script = await _entry_point(tgt, deps)
+
+    wheel_entries = [
+        e for e in await Get(DigestEntries, Digest, requirements.digest)
+        if isinstance(e, FileEntry) and e.path.startswith(_DEPS) and "/" not in e.path[len(_DEPS):]
+    ]
+    wheel_digests = await MultiGet(
+        Get(Digest, CreateDigest([FileEntry(f"{WHEELS_DIR}/{e.path[len(_DEPS):]}",
+                                            e.file_digest)]))
+        for e in wheel_entries
+    )
+    nodes = [
+        StoreNode(
+            f"{node}#{e.path[len(_DEPS):]}",
+            digest,
+            (),
+            PythonPart(Wheel(f"{WHEELS_DIR}/{e.path[len(_DEPS):]}", venv, version,
+                             machine, bytecode)),
+        )
+        for e, digest in zip(wheel_entries, wheel_digests)
+    ]
+    wheel_keys = tuple(n.key for n in nodes)
+
+    source_dir = f"{SOURCES_DIR}/{venv}"
+    first_party = sources.stripped_source_files.snapshot
+    keys: List[str] = []
+    if first_party.files:
+        digest = await Get(Digest, AddPrefix(first_party.digest, source_dir))
+        keys.append(f"{node}#sources")
+        nodes.append(
+            StoreNode(
+                keys[-1],
+                digest,
+                wheel_keys,
+                PythonPart(PythonSources(source_dir, venv, version, bytecode)),
+            )
+        )
+
+    launcher = tgt.address.target_name
+    launchers = ((launcher, entry_point),) if entry_point else ()
+    command = launcher if entry_point else script
+    skeleton = Venv(
+        venv, absolute_image_path(tgt[PythonVenvInterpreterField].value, "python"), version,
+        launchers,
+    )
+    nodes.append(
+        StoreNode(
+            node,
+            EMPTY_DIGEST,
+            (*keys, *wheel_keys),
+            PythonPart(skeleton, (f"/{venv}/bin/{command}",) if command else ()),
+        )
+    )
+    return nodes
+
+
+@dataclass(frozen=True)
+class _VenvRequest:
+    """One venv of an image whose `architecture` is `arch`."""
+
+    arch: str
+    node: str
+    target: Target
+
+
+@rule(desc="Resolving Python venvs into store nodes", level=LogLevel.DEBUG)
+async def python_venv_nodes(request: PythonVenvNodesRequest) -> StoreNodes:
+    image = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.image, description_of_origin="the image of a python_venv"),
+    )
+    arch = image.target[OciArchitectureField].value
+    made = await MultiGet(
+        Get(StoreNodes, _VenvRequest(arch, node, tgt)) for node, tgt in request.members
+    )
+    return StoreNodes(tuple(n for m in made for n in m.nodes))
+
+
+@rule(desc="Resolving a Python venv into store nodes", level=LogLevel.DEBUG)
+async def one_python_venv(request: _VenvRequest) -> StoreNodes:
+    return StoreNodes(tuple(await _venv_nodes(request.arch, request.node, request.target)))
+
+
+def rules():
+    return [*collect_rules(), UnionRule(StoreNodesRequest, PythonVenvNodesRequest)]

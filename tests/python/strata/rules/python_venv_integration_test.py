@@ -1,0 +1,118 @@
+"""`python_venv` built as a user would (`pants package`) in a scratch copy of the demo repo: a
+venv from `python_sources` and a requirement with a console script, run read-only; wheels that
+do not fit the image's interpreter; the same venv layers from two checkouts."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+from strata_harness.demo import demo_repo
+from strata_harness.images import assert_valid_image
+
+TOOL = {
+    "app/tool/__init__.py": "",
+    "app/tool/main.py": (
+        "import pyflakes\n"
+        "\n"
+        "print('tool ran as', __name__, 'with pyflakes', pyflakes.__version__)\n"
+    ),
+    "app/tool/BUILD": """
+python_requirement(name="pyflakes", requirements=["pyflakes==3.2.0"])
+
+python_sources(name="src", interpreter_constraints=["CPython==3.11.*"],
+               dependencies=[":pyflakes"])
+
+python_venv(
+    name="tool",
+    dependencies=[":src"],
+    python="/usr/bin/python3.11",
+    entry_point="tool.main",
+    bytecode="checked-hash",
+)
+
+oci_image(name="image", dependencies=[":tool", "app:python"], output_format="oci")
+""",
+}
+
+SITE = "opt/venv/lib/python3.11/site-packages"
+
+
+def test_a_venv_from_sources_and_requirements_runs_read_only(tmp_path: Path, run_image) -> None:
+    repo = demo_repo(tmp_path / "repo")
+    repo.write(TOOL)
+    repo.run("package", "app/tool:image")
+    layout = repo.root / "dist/app.tool/image"
+    rootfs = tmp_path / "unpacked" / "rootfs"
+    assert_valid_image(layout, "oci", unpack_to=tmp_path / "unpacked")
+
+    # pip's layout: the console script's shebang is the venv's python, which links to the
+    # image's interpreter; the dist-info has a RECORD that lists the script.
+    script = (rootfs / "opt/venv/bin/pyflakes").read_text()
+    assert script.startswith("#!/opt/venv/bin/python\n"), script[:80]
+    assert (rootfs / "opt/venv/bin/python").readlink() == Path("/usr/bin/python3.11")
+    record = (rootfs / SITE / "pyflakes-3.2.0.dist-info/RECORD").read_text()
+    assert "../../../bin/pyflakes,sha256=" in record
+    assert (rootfs / SITE / "pyflakes-3.2.0.dist-info/INSTALLER").read_text() == "strata\n"
+    # checked-hash pycs (PEP 552 flags 0b11), for first-party and third-party modules alike.
+    for pyc in (f"{SITE}/tool/__pycache__/main.cpython-311.pyc",
+                f"{SITE}/pyflakes/__pycache__/checker.cpython-311.pyc"):
+        assert (rootfs / pyc).read_bytes()[4:8] == b"\x03\x00\x00\x00", pyc
+
+    with open(layout / "index.json") as f:
+        manifest_digest = json.load(f)["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((layout / "blobs/sha256" / manifest_digest).read_text())
+    config = json.loads((layout / "blobs/sha256" / manifest["config"]["digest"].split(":")[1])
+                        .read_text())
+    assert config["config"]["Entrypoint"] == ["/opt/venv/bin/tool"]
+
+    assert run_image(layout, fmt="oci", read_only=True) == (
+        0, "tool ran as __main__ with pyflakes 3.2.0\n")
+    assert run_image(layout, ["--version"], fmt="oci", read_only=True,
+                     entrypoint="/opt/venv/bin/pyflakes") == (0, "3.2.0 Python 3.11.2 on Linux\n")
+
+
+def test_wheels_that_do_not_fit_the_interpreter_are_an_error(tmp_path: Path) -> None:
+    repo = demo_repo(tmp_path / "repo")
+    repo.write({
+        "app/arm/BUILD": """
+python_requirement(name="markupsafe", requirements=["MarkupSafe==2.1.5"])
+python_venv(name="venv", dependencies=[":markupsafe"], python="/usr/bin/python3.11")
+oci_image(name="image", dependencies=[":venv"], architecture="arm64")
+
+python_venv(name="unversioned", dependencies=[":markupsafe"], python="/usr/bin/python3")
+oci_image(name="unversioned_image", dependencies=[":unversioned"])
+""",
+    })
+    result = repo.run("package", "app/arm:image", check=False)
+    assert result.returncode != 0
+    # The x86_64 wheel pex resolved on this machine does not run on the arm64 image.
+    assert "MarkupSafe-2.1.5" in result.stderr and "CPython 3.11 on aarch64" in result.stderr, (
+        result.stderr[-3000:])
+    assert not (repo.root / "dist/app.arm/image.tar").exists()
+
+    result = repo.run("package", "app/arm:unversioned_image", check=False)
+    assert result.returncode != 0
+    assert "The `python_version` field of app/arm:unversioned is required" in result.stderr
+
+
+def venv_layers(root: Path) -> dict:
+    """{history comment: diff_id} of the layers of the scratch repo's venv-only image."""
+    with tarfile.open(root / "dist/app.repro/image.tar") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))[0]
+        config = json.load(tar.extractfile(manifest["Config"]))
+    comments = [entry["comment"] for entry in config["history"]]
+    return dict(zip(comments, config["rootfs"]["diff_ids"]))
+
+
+def test_venv_layers_are_the_same_bytes_from_two_checkouts(tmp_path: Path) -> None:
+    # Each checkout has a store of its own: its layer Processes (installs, bytecode) run anew.
+    # The demo's venv alone: no Debian packages to download twice.
+    first, second = (demo_repo(tmp_path / name, isolated_cache=True) for name in ("a", "bb"))
+    for repo in (first, second):
+        repo.write({"app/repro/BUILD": 'oci_image(name="image", dependencies=["app:hello"])\n'})
+        repo.run("package", "app/repro:image")
+    layers = venv_layers(first.root)
+    assert len(layers) == 4, layers  # two distributions, the sources, the skeleton
+    assert venv_layers(second.root) == layers
