@@ -11,6 +11,8 @@ generated file (RECORD, INSTALLER, scripts, pycs, pyvenv.cfg, launchers) is writ
 layer's scratch directory, so the same inputs give the same bytes.
 """
 
+from __future__ import annotations  # annotations stay strings: no `typing` import at start-up
+
 import base64
 import csv
 import hashlib
@@ -24,7 +26,6 @@ import stat
 import sys
 import zipfile
 import zlib
-from typing import Iterable, List, Tuple
 
 from strata.core.build.compression import CHUNK
 from strata.core.build.layer import _Collector, _Entry, add_tree
@@ -128,8 +129,8 @@ def _check_interpreter(version: str, bytecode: str, what: str) -> None:
             f"step (PYTHONHASHSEED=0, and no -E), or its pycs would differ from run to run")
 
 
-def _compile(sources: Iterable[Tuple[str, str]], work: str, version: str, bytecode: str,
-             origin: str) -> List[_Entry]:
+def _compile(sources: list[tuple[str, str]], work: str, version: str, bytecode: str,
+             origin: str) -> list[_Entry]:
     """Pycs for the `.py` files among `sources` (image path, file), as the image's python
     writes them into `__pycache__`, compiled in image path order; a file that does not compile
     (Python 2 code in some wheels) stays without one, as pip leaves it."""
@@ -169,7 +170,7 @@ def add_python_sources(collector: _Collector, context, sources, what: str) -> No
 
 # --- wheels ------------------------------------------------------------------------------------
 
-def _expand_tags(line: str) -> List[str]:
+def _expand_tags(line: str) -> list[str]:
     """A WHEEL `Tag:` value's tags: each part may be `.`-compressed (`py2.py3-none-any`)."""
     parts = line.split("-")
     if len(parts) != 3:
@@ -232,7 +233,7 @@ class _Installed:
 
     def __init__(self, work: str, site: str, origin: str):
         self.work, self.site, self.origin = work, site, origin
-        self.entries: List[_Entry] = []
+        self.entries: list[_Entry] = []
 
     def add(self, path: str, mode: int, source: str) -> None:
         self.entries.append(_Entry(path, "file", mode, self.origin, source))
@@ -254,7 +255,7 @@ class _Installed:
         self.add(record_path, 0o644, _write(self.work, record_path, text.getvalue().encode()))
 
 
-def _read_layout(chroot: zipfile.ZipFile, what: str) -> Tuple[str, str]:
+def _read_layout(chroot: zipfile.ZipFile, what: str) -> tuple[str, str]:
     """(the stash directory, the .dist-info directory) of pex's `.layout.json`."""
     try:
         layout = json.loads(chroot.read(_LAYOUT_JSON))
@@ -269,7 +270,7 @@ def _read_layout(chroot: zipfile.ZipFile, what: str) -> Tuple[str, str]:
     return stash, dist_info
 
 
-def _wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> List[_Entry]:
+def _wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list[_Entry]:
     """The installed files of the chroot's distribution; `what` names it in errors."""
     stash, dist_info = _read_layout(chroot, what)
     dist = dist_info[: -len(".dist-info")]
