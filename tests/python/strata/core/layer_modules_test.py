@@ -1,6 +1,6 @@
 """`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree,
-.debs or a Python venv, must run with just those modules (the set is complete) and import every one of them (it
-is minimal, so a change to another module leaves cached layers valid)."""
+.debs or a Python venv, must run with just those modules (the set is complete) and import every
+one of them (it is minimal, so a change to another module leaves cached layers valid)."""
 
 import json
 import shutil

@@ -65,7 +65,8 @@ def make_chroot(path: Path, members=FAKE_CHROOT) -> Path:
     with zipfile.ZipFile(path, "w") as chroot:
         for name, content, mode in members:
             info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
-            info.external_attr = ((0o040000 if content is None else 0o100000) | mode) << 16
+            kind = 0 if mode > 0o7777 else 0o040000 if content is None else 0o100000
+            info.external_attr = (kind | mode) << 16
             chroot.writestr(info, b"" if content is None else content)
     return path
 
@@ -288,6 +289,24 @@ def test_chroot_entries_cannot_escape(tmp_path, name):
     with pytest.raises(ValueError, match=rf"wheels\[0\] \(fake.whl\): the chroot's entry "
                                          rf"'{name}' escapes it"):
         build(venv_spec("app/venv", wheels=[wheel("fake.whl", "app/venv")]), tmp_path)
+
+
+@pytest.mark.parametrize("members, message", [
+    ([*FAKE_CHROOT, ("fake.py", b"VALUE = 2\n", 0o644)],
+     "the chroot holds 'app/venv/lib/python3.11/site-packages/fake.py' twice"),
+    ([*FAKE_CHROOT, ("link.py", b"fake.py", 0o120777)],
+     "the chroot's entry 'link.py' is a symlink"),
+    (chroot_with({".layout.json": b'{"stash_dir": ".prefix"}'}),
+     "not a pex installed-wheel chroot: no valid .layout.json"),
+    (chroot_with({".layout.json": json.dumps({"stash_dir": "..",
+                                              "record_relpath": f"{DIST}.dist-info/RECORD"})}),
+     ".layout.json holds an unexpected layout"),
+])
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile's, writing the first case
+def test_malformed_chroots_are_refused(tmp_path, members, message):
+    make_chroot(tmp_path / "fake.whl", members)
+    with pytest.raises(ValueError, match=rf"^wheels\[0\] \(fake.whl\): {re.escape(message)}"):
+        build({"wheels": [wheel("fake.whl", "app/venv")]}, tmp_path)
 
 
 @pytest.mark.parametrize("tags, version, machine", [
