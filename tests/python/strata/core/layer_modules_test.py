@@ -1,10 +1,11 @@
-"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree or
-.debs, must run with just those modules (the set is complete) and import every one of them (it
-is minimal, so a change to another module leaves cached layers valid)."""
+"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree,
+.debs or a Python venv, must run with just those modules (the set is complete) and import every
+one of them (it is minimal, so a change to another module leaves cached layers valid)."""
 
 import json
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import strata.core
@@ -54,9 +55,20 @@ def small_deb(tmp_path: Path) -> Path:
     return tmp_path / "demo.deb"
 
 
+def small_wheel_chroot(path: Path) -> Path:
+    """A distribution as pex installs it in a chroot (strata.core.build.python): one module."""
+    with zipfile.ZipFile(path, "w") as chroot:
+        chroot.writestr(".layout.json", json.dumps(
+            {"record_relpath": "demo-1.dist-info/RECORD", "stash_dir": ".prefix"}))
+        chroot.writestr("demo-1.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        chroot.writestr("demo.py", "")
+    return path
+
+
 def layer_sandbox(tmp_path: Path) -> Path:
     """A sandbox as the rules lay it out for a layer process: an empty strata/__init__.py, the
-    listed core modules, a small tree and a small .deb, with a spec for each subcommand."""
+    listed core modules, a small tree, a small .deb and a small wheel chroot, with a spec for
+    each subcommand."""
     sandbox = tmp_path / "sandbox"
     (sandbox / "strata/core").mkdir(parents=True)
     (sandbox / "strata/__init__.py").write_bytes(b"")
@@ -68,11 +80,18 @@ def layer_sandbox(tmp_path: Path) -> Path:
     (sandbox / "rootfs/app/hello.txt").write_text("hello\n")
     (sandbox / "debs").mkdir()
     shutil.copy(small_deb(tmp_path), sandbox / "debs/demo.deb")
+    small_wheel_chroot(sandbox / "demo.whl")
+    venv = {"venv": "app/venv", "version": "3.11", "bytecode": "none"}
     specs = {
         "layer-spec.json": {"settings": SETTINGS,
                             "trees": [{"source": "rootfs", "dest": "", "executables": []}]},
         "deb-spec.json": {"settings": SETTINGS,
                           "debs": [{"source": "debs/demo.deb", "package": "demo"}]},
+        "venv-spec.json": {"settings": SETTINGS,
+                           "venvs": [{"path": "app/venv", "python": "/usr/bin/python3.11",
+                                      "version": "3.11", "launchers": [["hello", "app"]]}],
+                           "wheels": [{"source": "demo.whl", "machine": "x86_64", **venv}],
+                           "python_sources": [{"source": "rootfs", **venv}]},
     }
     for name, spec in specs.items():
         (sandbox / name).write_text(json.dumps(spec))
@@ -80,10 +99,11 @@ def layer_sandbox(tmp_path: Path) -> Path:
 
 
 ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
-         ("layer", "--spec", "deb-spec.json", "--out", "out-deb"))
+         ("layer", "--spec", "deb-spec.json", "--out", "out-deb"),
+         ("layer", "--spec", "venv-spec.json", "--out", "out-venv"))
 
 
-def test_tree_and_deb_layers_run_with_only_the_layer_sources(tmp_path):
+def test_tree_deb_and_venv_layers_run_with_only_the_layer_sources(tmp_path):
     sandbox = layer_sandbox(tmp_path)
     for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.argv)
         done = subprocess.run([python3(), "-E", "-s", "-S", "-B", "-m", "strata.core", *argv],
@@ -92,13 +112,13 @@ def test_tree_and_deb_layers_run_with_only_the_layer_sources(tmp_path):
         assert json.loads((sandbox / argv[-1] / "layer.json").read_text())["entries"] > 0
 
 
-def test_tree_and_deb_layers_import_every_layer_source(tmp_path):
+def test_tree_deb_and_venv_layers_import_every_layer_source(tmp_path):
     sandbox = layer_sandbox(tmp_path)
     done = subprocess.run(
         [python3(), "-E", "-s", "-S", "-B", "-c", PROBE, *(json.dumps(a) for a in ARGVS)],
         cwd=sandbox, env={}, capture_output=True, text=True, check=True,
     )
     probe = json.loads(done.stdout.splitlines()[-1])
-    assert probe["codes"] == [0, 0]
+    assert probe["codes"] == [0, 0, 0]
     sources = layer_sources(Path(strata.core.__file__).parent)
     assert set(probe["modules"]) == {"strata", *map(module_name, sources)}

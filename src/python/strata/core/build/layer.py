@@ -285,6 +285,9 @@ CONTENT_STEPS = (
     ("trees", "strata.core.build.layer", "add_tree"),
     ("entries", "strata.core.build.layer", "add_entry"),
     ("debs", "strata.core.build.deb", "add_deb"),
+    ("venvs", "strata.core.build.python", "add_venv"),
+    ("wheels", "strata.core.build.python", "add_wheel"),
+    ("python_sources", "strata.core.build.python", "add_python_sources"),
 )
 
 
