@@ -891,7 +891,17 @@ class PythonVenvDependenciesField(Dependencies):
     )
 
 
-class PythonVenvInterpreterField(StringField):
+class _ImagePathField(StringField):
+    """A string field naming an absolute path in the image, checked by the core's rules."""
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        _check_image_path(cls, address, value)
+        return value
+
+
+class PythonVenvInterpreterField(_ImagePathField):
     alias = "python"
     required = True
     help = help_text(
@@ -903,12 +913,6 @@ class PythonVenvInterpreterField(StringField):
         `python_version`) by a CPython of the same version on the build machine.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        _check_image_path(cls, address, value)
-        return value
 
 
 class PythonVenvVersionField(StringField):
@@ -931,7 +935,7 @@ class PythonVenvVersionField(StringField):
         return value
 
 
-class PythonVenvPathField(StringField):
+class PythonVenvPathField(_ImagePathField):
     alias = "venv_path"
     default = "/opt/venv"
     help = help_text(
@@ -941,12 +945,6 @@ class PythonVenvPathField(StringField):
         `bin/python` links to the `python` interpreter.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        _check_image_path(cls, address, value)
-        return value
 
 
 class PythonVenvBytecodeField(StringField):

@@ -378,3 +378,8 @@ def test_trees_and_file_entries_must_state_their_modes(tmp_path):
     with pytest.raises(ValueError, match=r"entries\[0\]: missing keys \['mode'\]"):
         build_layer({"entries": [{"path": "f", "type": "file", "source": "t/f"}]}, tmp_path,
                     tmp_path / "out")
+
+
+def test_every_part_of_a_layer_spec_has_a_step_that_writes_it():
+    # A part without a row would be parsed, then silently left out of the layer.
+    assert [part for part, _, _ in layer.CONTENT_STEPS] == list(LayerSpec.PARTS)
