@@ -151,7 +151,7 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     for label in ("end to end through Pants", "seed baseline", "cold package", "no-op package",
                   "package after a change", "every node (10 files)", "largest node (1 file)",
                   "smallest node (1 file)", "pants run //:image", "publish to a docker-registry",
-                  "second, identical push", "after a one-file change", "targets (issue 13",
+                  "second, identical push", "after a one-file change", "targets (issues 13 and 14",
                   "bytes written per one-file change, oci"):
         assert label in done.stdout, done.stdout
 

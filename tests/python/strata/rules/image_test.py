@@ -40,6 +40,10 @@ from pants.engine.target import (
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
+from pants.backend.python import register as python_backend
+from pants.backend.python import target_types_rules as python_target_types_rules
+from pants.backend.python.util_rules import pex_from_targets, python_sources
+
 from strata import register
 from strata_harness import assert_valid_image
 from strata.rules.image import OciImageFieldSet
@@ -52,6 +56,10 @@ def make_rule_runner(*extra_rules) -> RuleRunner:
         rules=[
             *extra_rules,
             *register.rules(),
+            # What `python_venv` nodes need (a Strata repo enables the Python backend).
+            *pex_from_targets.rules(),
+            *python_sources.rules(),
+            *python_target_types_rules.rules(),
             *package.rules(),
             *core_target_type_rules(),
             *source_files.rules(),
@@ -70,6 +78,7 @@ def make_rule_runner(*extra_rules) -> RuleRunner:
             ResourceTarget,
             ResourcesGeneratorTarget,
             GenericTarget,
+            *python_backend.target_types(),
         ],
     )
     runner.set_options(["--source-root-patterns=['/src']"], env_inherit={"PATH"})
