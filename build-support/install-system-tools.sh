@@ -20,6 +20,22 @@ TOOLS=(
   dockerd:docker.io
 )
 
+# qemu-user-static's qemu-aarch64-static runs arm64 binaries in user mode: tests chroot into
+# an arm64 image's rootfs with it. Installing the package could register binfmt_misc handlers
+# (a machine-wide kernel setting) from its maintainer scripts, so the binary is extracted from
+# the .deb instead (fetched through the machine's apt configuration), and nothing is installed.
+QEMU_DIR="${STRATA_QEMU_DIR:-/opt/strata/qemu}"
+if [ ! -x "$QEMU_DIR/usr/bin/qemu-aarch64-static" ]; then
+  echo "strata: extracting qemu-aarch64-static into $QEMU_DIR (not installing qemu-user-static)" >&2
+  download="$(mktemp -d)"
+  chmod 755 "$download"  # apt's _apt user writes the download there
+  (cd "$download" && apt-get download -qq qemu-user-static >&2 2>/dev/null) \
+    || { apt-get update -qq >&2 && (cd "$download" && apt-get download -qq qemu-user-static >&2); }
+  rm -rf "$QEMU_DIR.part" && dpkg-deb -x "$download"/qemu-user-static_*.deb "$QEMU_DIR.part"
+  rm -rf "$QEMU_DIR" && mv "$QEMU_DIR.part" "$QEMU_DIR"
+  rm -rf "$download"
+fi
+
 missing=()
 for pair in "${TOOLS[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")

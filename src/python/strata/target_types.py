@@ -708,10 +708,11 @@ class OciArchiveRefField(StringField):
 
 class OciPlatformField(StringField):
     alias = "platform"
-    default = "linux/amd64"
     help = help_text(
         """
-        `os/arch[/variant]`: the platform of the image to use. It picks the image from a
+        `os/arch[/variant]`: the platform of the image to use. Defaults to the platform of the
+        `oci_image` built on it (its `os`, `architecture` and `variant`), so that each image of
+        an `oci_image_index` gets the base's image for its own platform. It picks the image from a
         multi-platform index (or an archive of several images) by the OCI image-index rules with
         containerd's normalisation (`linux/arm64` is `linux/arm64/v8`, `linux/amd64` is
         `linux/amd64/v1`); a single image must be of it too. Without a variant it takes the
@@ -722,9 +723,9 @@ class OciPlatformField(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        if not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
+        if value is not None and not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
             raise InvalidFieldException(
                 f"The {repr(cls.alias)} field in target {address} must look like `linux/amd64` "
                 f"or `linux/arm/v7`, not {value!r}."

@@ -66,7 +66,14 @@ class ImportBaseRequest:
 
 @dataclass(frozen=True)
 class ExternalBaseRequest:
+    """An `oci_image_archive` or `oci_pull` as the base of an image of `platform`, which picks
+    the base's image when its own `platform` field is not set."""
+
     target: Target
+    platform: str = "linux/amd64"
+
+    def base_platform(self) -> str:
+        return self.target[OciPlatformField].value or self.platform
 
 def _platform_error(target: str, platform: str, details: dict) -> InvalidFieldException:
     """The core's PlatformError (its JSON details), as an error about the target's field."""
@@ -147,7 +154,7 @@ async def external_base(
                 path,
                 str(tgt.address),
                 ref=tgt[OciArchiveRefField].value,
-                platform=tgt[OciPlatformField].value,
+                platform=request.base_platform(),
             ),
         )
     registry = tgt[OciPullRegistryField].value
@@ -158,7 +165,7 @@ async def external_base(
         "--registry", registry,
         "--repository", repository,
         "--digest", digest,
-        "--platform", tgt[OciPlatformField].value,
+        "--platform", request.base_platform(),
         "--out", _PULLED,
     ]  # fmt: skip
     if tgt[OciPullInsecureField].value:
@@ -173,7 +180,7 @@ async def external_base(
         level=LogLevel.INFO,
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
-    pulled = await _run_choosing_platform(process, str(tgt.address), tgt[OciPlatformField].value)
+    pulled = await _run_choosing_platform(process, str(tgt.address), request.base_platform())
     _show_warnings(pulled, process.description, run_id)
     return await Get(
         BaseImage, ImportBaseRequest(pulled.output_digest, _PULLED, str(tgt.address))

@@ -10,6 +10,7 @@ PEX nor any distribution's layer.
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
@@ -21,7 +22,7 @@ from pants.backend.python.target_types import (
     ResolvePexEntryPointRequest,
 )
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.backend.python.util_rules.pex import Pex, PexLayout
+from pants.backend.python.util_rules.pex import Pex, PexLayout, PexPlatforms
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
 from pants.backend.python.util_rules.python_sources import (
     PythonSourceFilesRequest,
@@ -146,6 +147,12 @@ async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode
             f"{tgt.address} is in an image whose `architecture` is {image_arch!r}, for which "
             f"Strata knows no wheel platform: one of {sorted(MACHINES)} is needed."
         )
+    # On another machine than this one, pex picks the wheels for the image's platform (binary
+    # wheels only: an sdist cannot be built for another machine).
+    nodash = version.replace(".", "")
+    platforms = PexPlatforms(
+        [] if machine == platform.machine() else [f"linux_{machine}-cp-{nodash}-cp{nodash}"]
+    )
     deps = await Get(Targets, DependenciesRequest(tgt[PythonVenvDependenciesField]))
     transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([tgt.address]))
     requirements, sources = await MultiGet(
@@ -157,6 +164,7 @@ async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode
                 internal_only=False,
                 layout=PexLayout.PACKED,
                 include_source_files=False,
+                platforms=platforms,
                 # Resolved for the image's interpreter, whatever the sources' constraints say.
                 hardcoded_interpreter_constraints=InterpreterConstraints(
                     [f"CPython=={version}.*"]
