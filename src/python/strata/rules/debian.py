@@ -184,7 +184,8 @@ async def debian_lock(
                     "--mirror", mirror,
                     "--suite", t[DebianSuiteField].value,
                     "--keyring", debian.keyring,
-                    *(a for arch in t[DebianArchitecturesField].value or () for a in ("--arch", arch)),
+                    *(a for arch in t[DebianArchitecturesField].value or ()
+                      for a in ("--arch", arch)),
                     *(a for p in t[DebianPackagesField].value or () for a in ("--package", p)),
                     "--out", _lockfile_path(t),
                 ),  # fmt: skip

@@ -364,7 +364,8 @@ def test_unknown_architectures():
 
 def test_lock_file_round_trip(tmp_path: Path):
     index = index_of(*TWO_ARCHES)
-    lock = make_lock("bookworm", ["app"], {a: resolve(index, ["app"], a) for a in ("amd64", "arm64")})
+    lock = make_lock("bookworm", ["app"],
+                     {arch: resolve(index, ["app"], arch) for arch in ("amd64", "arm64")})
     write_lock(lock, tmp_path / "debian.lock.json")
     data = (tmp_path / "debian.lock.json").read_bytes()
     assert data == lock_bytes(lock) and data.endswith(b"}\n")
