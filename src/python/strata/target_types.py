@@ -32,6 +32,10 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from strata.core.build.compression import SUFFIXES
+from strata.core.debian.architectures import (
+    ARCHITECTURES as DEBIAN_ARCHITECTURES,
+    check_architecture,
+)
 from strata.core.oci.image import (
     INHERITANCE,
     Inheritance,
@@ -836,10 +840,33 @@ class DebianSuiteField(StringField):
     help = "The Debian suite (codename) to resolve against."
 
 
-class DebianArchitectureField(StringField):
-    alias = "architecture"
-    default = "amd64"
-    help = "The Debian architecture of the packages (`all` packages are included as well)."
+class DebianArchitecturesField(StringSequenceField):
+    alias = "architectures"
+    default = ("amd64",)
+    help = help_text(
+        f"""
+        The Debian architectures to resolve and lock the packages for, by Debian's names:
+        {", ".join(f"`{a}`" for a in DEBIAN_ARCHITECTURES)}. Each is resolved on its own
+        (its `all` packages included) from the same snapshot of the mirror, and the lockfile
+        holds each one's packages. An `oci_image` takes the packages of its own `architecture`
+        (Go's names: `arm64` is `arm64`, `386` is `i386`, `ppc64le` is `ppc64el`,
+        `mips64le` is `mips64el`, `arm` is `armhf`), which must be listed here.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        if not value:
+            raise InvalidFieldException(
+                f"The {repr(cls.alias)} field in target {address} needs at least one "
+                "architecture."
+            )
+        for arch in value:
+            _check(cls, address, check_architecture, arch)
+        return value
 
 
 class DebianLockfileField(StringField):
@@ -847,9 +874,10 @@ class DebianLockfileField(StringField):
     default = "debian.lock.json"
     help = help_text(
         """
-        The lockfile, relative to the BUILD file's directory: per package its version,
-        architecture, sha256, size, archive path (`pool/...`) and resolved dependencies, and no
-        host names (the mirror is `[debian].mirror`). `pants debian-lock <target>` writes it.
+        The lockfile, relative to the BUILD file's directory: for each of `architectures`, the
+        mirror's snapshot and per package its version, architecture, sha256, size, archive path
+        (`pool/...`) and resolved dependencies, and no host names (the mirror is
+        `[debian].mirror`). `pants debian-lock <target>` writes it.
         """
     )
 
@@ -860,7 +888,7 @@ class DebianPackagesTarget(Target):
         *COMMON_TARGET_FIELDS,
         DebianPackagesField,
         DebianSuiteField,
-        DebianArchitectureField,
+        DebianArchitecturesField,
         DebianLockfileField,
     )
     help = help_text(

@@ -106,7 +106,8 @@ def test_a_deb_that_does_not_match_its_lock_is_rejected(tmp_path: Path) -> None:
     repo = demo_repo(tmp_path / "repo")
     lock_path = repo.root / "app/debian.lock.json"
     lock = json.loads(lock_path.read_text())
-    lock["packages"]["libc6"]["sha256"] = "0" * 64  # what a tampered mirror would not match
+    # What a tampered mirror would not match.
+    lock["architectures"]["amd64"]["packages"]["libc6"]["sha256"] = "0" * 64
     lock_path.write_text(json.dumps(lock))
     result = repo.run("package", "app:image", check=False)
     assert result.returncode != 0

@@ -58,7 +58,7 @@ COMMANDS = {
     ),
     "debian-lock": Command(
         "strata.core.debian.lock:debian_lock_command",
-        "--mirror URL --suite SUITE --arch ARCH --out FILE [--package NAME]... "
+        "--mirror URL --suite SUITE --out FILE [--arch ARCH]... [--package NAME]... "
         "[--keyring FILE] [--gpgv PATH]",
         logs=True,
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Dict, Tuple
 
 from pants.engine.console import Console
 from pants.engine.fs import (
@@ -27,10 +27,11 @@ from pants.option.global_options import GlobMatchErrorBehavior
 from pants.util.logging import LogLevel
 
 from strata.core.debian.index import debian_mirror
+from strata.core.debian.lock import check_lock
 from strata.rules.tool import ImageTool
 from strata.subsystems import DebianSubsystem
 from strata.target_types import (
-    DebianArchitectureField,
+    DebianArchitecturesField,
     DebianLockfileField,
     DebianPackagesField,
     DebianPackagesTarget,
@@ -60,7 +61,10 @@ class DebianClosure:
 
 @dataclass(frozen=True)
 class DebianClosureRequest:
+    """The packages `target` locked for the Debian architecture `arch`."""
+
     target: Target
+    arch: str
 
 
 def _lockfile_path(tgt: Target) -> str:
@@ -85,21 +89,15 @@ async def debian_closure(request: DebianClosureRequest, debian: DebianSubsystem)
             ),
         ),
     )
-    lock = json.loads(contents[0].content)
-    requested = tuple(tgt[DebianPackagesField].value or ())
-    if sorted(lock.get("requested", ())) != sorted(requested):
-        raise ValueError(
-            f"{path} was locked for {lock.get('requested')}, but {tgt.address} asks for "
-            f"{list(requested)}: run `pants debian-lock {tgt.address}`."
-        )
+    packages = _locked_packages(tgt, path, contents[0].content, request.arch)
     mirror = _mirror(debian)
-    names = sorted(lock["packages"])
+    names = sorted(packages)
     downloads = await MultiGet(
         Get(
             Digest,
             DownloadFile(
-                f"{mirror}/{lock['packages'][n]['path']}",
-                FileDigest(lock["packages"][n]["sha256"], lock["packages"][n]["size"]),
+                f"{mirror}/{packages[n]['path']}",
+                FileDigest(packages[n]["sha256"], packages[n]["size"]),
             ),
         )
         for n in names
@@ -115,11 +113,42 @@ async def debian_closure(request: DebianClosureRequest, debian: DebianSubsystem)
         for name, e in zip(names, entries)
     )
     nodes = tuple(
-        DebNode(name, digest, tuple(node_key(d) for d in lock["packages"][name]["depends"]))
+        DebNode(name, digest, tuple(node_key(d) for d in packages[name]["depends"]))
         for name, digest in zip(names, renamed)
     )
-    roots = tuple(node_key(_package_name(r)) for r in requested)
+    roots = tuple(node_key(_package_name(r)) for r in tgt[DebianPackagesField].value or ())
     return DebianClosure(roots, nodes)
+
+
+def _locked_packages(tgt: Target, path: str, content: bytes, arch: str) -> Dict[str, dict]:
+    """The packages `tgt`'s lock holds for `arch`, once the lock is checked and known to be
+    for the target's `packages` and `architectures`."""
+    relock = f"run `pants debian-lock {tgt.address}`"
+    try:
+        lock = json.loads(content)
+        check_lock(lock, path)
+    except ValueError as e:
+        raise ValueError(f"The lockfile of {tgt.address} is invalid: {e} ({relock}).") from e
+    requested = sorted(set(tgt[DebianPackagesField].value or ()))
+    if lock["requested"] != requested:
+        raise ValueError(
+            f"{path} was locked for {lock['requested']}, but {tgt.address} asks for "
+            f"{requested}: {relock}."
+        )
+    architectures = sorted(set(tgt[DebianArchitecturesField].value or ()))
+    if arch not in lock["architectures"]:
+        add = "" if arch in architectures else f"add {arch!r} to its `architectures` and "
+        raise ValueError(
+            f"{tgt.address} is in an image of the Debian architecture {arch}, for which its "
+            f"lockfile {path} holds no packages (it has {sorted(lock['architectures'])}): "
+            f"{add}{relock}."
+        )
+    if sorted(lock["architectures"]) != architectures:
+        raise ValueError(
+            f"{path} was locked for the architectures {sorted(lock['architectures'])}, but "
+            f"{tgt.address} asks for {architectures}: {relock}."
+        )
+    return lock["architectures"][arch]["packages"]
 
 
 def _package_name(requirement: str) -> str:
@@ -154,8 +183,9 @@ async def debian_lock(
                     "debian-lock",
                     "--mirror", mirror,
                     "--suite", t[DebianSuiteField].value,
-                    "--arch", t[DebianArchitectureField].value,
                     "--keyring", debian.keyring,
+                    *(a for arch in t[DebianArchitecturesField].value or ()
+                      for a in ("--arch", arch)),
                     *(a for p in t[DebianPackagesField].value or () for a in ("--package", p)),
                     "--out", _lockfile_path(t),
                 ),  # fmt: skip

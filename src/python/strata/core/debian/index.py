@@ -2,7 +2,7 @@
 
 The InRelease file is verified with gpgv against a keyring; its SHA256 list then pins the
 Packages file, which is checked before it is parsed. Everything works on bytes the caller
-fetched, so the only network code is `fetch_url` and `fetch_index`, given a mirror URL (by
+fetched, so the only network code is `fetch_url` and `fetch_indexes`, given a mirror URL (by
 default the one the machine's apt uses: `debian_mirror`).
 """
 
@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 import urllib.request
-from typing import Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from strata.core.build.deb822 import parse_deb822
 
@@ -180,14 +180,18 @@ def fetch_url(url: str, timeout: float = 60.0) -> bytes:
         return response.read()
 
 
-def fetch_index(mirror: str, suite: str, arch: str, component: str = "main",
-                keyring: str = DEFAULT_KEYRING, gpgv: str = DEFAULT_GPGV) -> Index:
-    """Fetches, verifies and parses `suite`'s Packages index for `arch` from `mirror`."""
+def fetch_indexes(mirror: str, suite: str, architectures: Iterable[str],
+                  component: str = "main", keyring: str = DEFAULT_KEYRING,
+                  gpgv: str = DEFAULT_GPGV) -> Iterator[Tuple[str, Index]]:
+    """Fetches, verifies and parses `suite`'s Packages index for each architecture from
+    `mirror`, all pinned by one InRelease (one snapshot of the archive), one at a time: a
+    parsed index is large. Every architecture is checked against the Release first."""
     inrelease = fetch_url(f"{mirror.rstrip('/')}/dists/{suite}/InRelease")
     release = read_release(inrelease, suite, keyring, gpgv)
-    path = packages_file(release, component, arch)
-    packages = read_packages(release, path, fetch_url(index_file_url(mirror, release, path)))
-    return Index(release.suite, release.date, release.sha256, packages)
+    paths = {arch: packages_file(release, component, arch) for arch in architectures}
+    for arch, path in paths.items():
+        packages = read_packages(release, path, fetch_url(index_file_url(mirror, release, path)))
+        yield arch, Index(release.suite, release.date, release.sha256, packages)
 
 
 def debian_mirror(sources_dir: str = "/etc/apt/sources.list.d",

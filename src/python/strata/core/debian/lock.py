@@ -17,9 +17,11 @@ from collections import deque
 from typing import Dict, Iterable, List, NamedTuple, Optional, Set
 
 from strata.core.atomic import write_bytes_atomically
-from strata.core.debian.index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_index
+from strata.core.debian.architectures import check_architecture
+from strata.core.debian.index import DEFAULT_GPGV, DEFAULT_KEYRING, Index, fetch_indexes
 
-LOCK_VERSION = 1
+# 2: one resolution per architecture (`architectures`); 1 had a single `architecture`.
+LOCK_VERSION = 2
 
 # --- Versions (deb-version(7), as dpkg's verrevcmp compares them) ---
 
@@ -209,7 +211,8 @@ class _Pool:
 
 
 def resolve(index: Index, requested: Iterable[str], arch: str) -> dict:
-    """The lock (see `write_lock`) of `requested` and its Pre-Depends/Depends closure.
+    """One architecture's part of a lock (see `make_lock`): `requested` and its
+    Pre-Depends/Depends closure in `index`, and the snapshot it came from.
 
     Like apt: an alternative group is satisfied by the first alternative that an already
     selected package satisfies, else by the first satisfiable one; a name is satisfied by the
@@ -278,13 +281,19 @@ def resolve(index: Index, requested: Iterable[str], arch: str) -> dict:
                 select(name)
             selected[needer].add(name)
     return {
-        "lock_version": LOCK_VERSION,
-        "suite": index.suite,
-        "architecture": arch,
         "snapshot": {"release_sha256": index.release_sha256, "date": index.date},
-        "requested": requested,
         "packages": {name: _locked(pool.packages[name], deps - {name})
                      for name, deps in sorted(selected.items())},
+    }
+
+
+def make_lock(suite: str, requested: Iterable[str], resolutions: Dict[str, dict]) -> dict:
+    """The lock: `requested` from `suite`, resolved for each architecture by `resolve`."""
+    return {
+        "lock_version": LOCK_VERSION,
+        "suite": suite,
+        "requested": sorted(set(requested)),
+        "architectures": dict(sorted(resolutions.items())),
     }
 
 
@@ -315,35 +324,61 @@ def lock_bytes(lock: dict) -> bytes:
 
 
 def write_lock(lock: dict, path) -> None:
-    _check_lock(lock, str(path))
+    check_lock(lock, str(path))
     write_bytes_atomically(path, lock_bytes(lock))
 
 
 def read_lock(path) -> dict:
-    """A lock written by `write_lock`, checked: every depends entry must be a locked package."""
+    """A lock written by `write_lock`, checked (see `check_lock`)."""
     with open(path, encoding="utf-8") as f:
         lock = json.load(f)
-    _check_lock(lock, str(path))
+    check_lock(lock, str(path))
     return lock
 
 
-def _check_lock(lock, what: str) -> None:
-    expected = {"lock_version", "suite", "architecture", "snapshot", "requested", "packages"}
-    if not isinstance(lock, dict) or set(lock) != expected:
-        raise ValueError(f"{what}: a Debian lock needs exactly the keys {sorted(expected)}")
+def check_lock(lock, what: str) -> None:
+    """A ValueError naming `what` unless `lock` has the shape `make_lock` gives it: each
+    architecture's packages of that architecture or `all`, every depends entry locked, every
+    path under pool/."""
+    if not isinstance(lock, dict) or "lock_version" not in lock:
+        raise ValueError(f"{what}: a Debian lock must be a JSON object with a lock_version")
     if lock["lock_version"] != LOCK_VERSION:
-        raise ValueError(f"{what}: lock_version {lock['lock_version']!r} is not {LOCK_VERSION}")
-    if (not isinstance(lock["snapshot"], dict)
-            or set(lock["snapshot"]) != {"release_sha256", "date"}):
+        raise ValueError(f"{what}: lock_version {lock['lock_version']!r} is not "
+                         f"{LOCK_VERSION}, the version this Strata reads")
+    expected = {"lock_version", "suite", "requested", "architectures"}
+    if set(lock) != expected:
+        raise ValueError(f"{what}: a Debian lock needs exactly the keys {sorted(expected)}")
+    if not isinstance(lock["requested"], list):
+        raise ValueError(f"{what}: requested must be a list")
+    resolutions = lock["architectures"]
+    if not isinstance(resolutions, dict) or not resolutions:
+        raise ValueError(f"{what}: architectures must be an object with at least one "
+                         f"architecture")
+    for arch, resolution in resolutions.items():
+        try:
+            check_architecture(arch)
+        except ValueError as e:
+            raise ValueError(f"{what}: architectures: {e}") from None
+        _check_resolution(resolution, arch, f"{what}: architectures.{arch}")
+
+
+def _check_resolution(resolution, arch: str, what: str) -> None:
+    if not isinstance(resolution, dict) or set(resolution) != {"snapshot", "packages"}:
+        raise ValueError(f"{what} needs exactly the keys ['packages', 'snapshot']")
+    if (not isinstance(resolution["snapshot"], dict)
+            or set(resolution["snapshot"]) != {"release_sha256", "date"}):
         raise ValueError(f"{what}: snapshot needs exactly release_sha256 and date")
-    packages = lock["packages"]
-    if not isinstance(packages, dict) or not isinstance(lock["requested"], list):
-        raise ValueError(f"{what}: packages must be an object and requested a list")
+    packages = resolution["packages"]
+    if not isinstance(packages, dict):
+        raise ValueError(f"{what}: packages must be an object")
     for name, package in packages.items():
         if not isinstance(package, dict) or set(package) != set(_PACKAGE_KEYS) or any(
                 not isinstance(package[key], kind) for key, kind in _PACKAGE_KEYS.items()):
             raise ValueError(f"{what}: package {name!r} needs exactly "
                              f"{sorted(_PACKAGE_KEYS)} with the right types")
+        if package["architecture"] not in (arch, "all"):
+            raise ValueError(f"{what}: {name} is built for {package['architecture']}, "
+                             f"not {arch} or all")
         unknown = [dep for dep in package["depends"] if dep not in packages]
         if unknown:
             raise ValueError(f"{what}: {name} depends on {unknown}, which are not locked")
@@ -352,12 +387,15 @@ def _check_lock(lock, what: str) -> None:
 
 
 def debian_lock_command(options) -> None:
-    """`python -m strata.core debian-lock`: fetch and verify a suite's index, resolve, lock."""
-    index = fetch_index(
-        options.mirror,
-        options.suite,
-        options.arch,
-        keyring=options.keyring or DEFAULT_KEYRING,
-        gpgv=options.gpgv or DEFAULT_GPGV,
-    )
-    write_lock(resolve(index, options.package, options.arch), options.out)
+    """`python -m strata.core debian-lock`: fetch and verify a suite's index for each
+    architecture (one snapshot), resolve each, lock them together."""
+    if not options.arch:
+        raise ValueError("at least one --arch is needed")
+    architectures = sorted({check_architecture(arch) for arch in options.arch})
+    suite, resolutions = options.suite, {}
+    for arch, index in fetch_indexes(options.mirror, options.suite, architectures,
+                                     keyring=options.keyring or DEFAULT_KEYRING,
+                                     gpgv=options.gpgv or DEFAULT_GPGV):
+        suite = index.suite  # the Release's codename, when `suite` is an alias (`stable`)
+        resolutions[arch] = resolve(index, options.package, arch)
+    write_lock(make_lock(suite, options.package, resolutions), options.out)

@@ -1,6 +1,6 @@
-"""`debian_packages` as store nodes: one node per locked package, referencing the packages it
-depends on, written by the layer Process from its `.deb`. The target itself stands for the
-packages it requests."""
+"""`debian_packages` as store nodes: one node per locked package of the image's architecture,
+referencing the packages it depends on, written by the layer Process from its `.deb`. The target
+itself stands for the packages it requests."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from typing import Dict
 
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import Target
+from pants.engine.target import InvalidFieldException, Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
+from strata.core.debian.architectures import debian_architecture
 from strata.rules.closure import InvalidImageContent
 from strata.rules.debian import DebianClosure, DebianClosureRequest, node_key
 from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import DebianPackagesTarget
+from strata.target_types import DebianPackagesTarget, OciArchitectureField
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,21 @@ class DebianNodesRequest(StoreNodesRequest):
 
 @rule(desc="Turning locked Debian packages into store nodes", level=LogLevel.DEBUG)
 async def debian_nodes(request: DebianNodesRequest) -> StoreNodes:
+    image = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.image, description_of_origin="the image of debian_packages"),
+    )
+    go_arch = image.target[OciArchitectureField].value
+    try:
+        arch = debian_architecture(go_arch)
+    except ValueError as e:
+        raise InvalidFieldException(
+            f"The `architecture` field of {request.image} is {go_arch!r}, but the image holds "
+            f"Debian packages ({', '.join(tgt.address.spec for _, tgt in request.members)}): "
+            f"{e}."
+        ) from e
     closures = await MultiGet(
-        Get(DebianClosure, DebianClosureRequest(tgt)) for _, tgt in request.members
+        Get(DebianClosure, DebianClosureRequest(tgt, arch)) for _, tgt in request.members
     )
     nodes: Dict[str, StoreNode] = {}
     for closure in closures:

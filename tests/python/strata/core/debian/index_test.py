@@ -1,16 +1,22 @@
+import contextlib
+import functools
 import gzip
 import hashlib
+import http.server
+import json
 import lzma
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Dict, Iterator
 
 import pytest
 
 from strata.core.build.deb822 import parse_deb822
+from strata.core.cli import main as strata_core
 from strata.core.debian.index import (
     INDEX_FIELDS,
     debian_mirror,
@@ -21,6 +27,7 @@ from strata.core.debian.index import (
     read_release,
     verify_inrelease,
 )
+from strata.core.debian.lock import read_lock
 from strata_harness.tools import unavailable
 
 PACKAGES = """\
@@ -154,6 +161,66 @@ def test_tampered_packages_index_is_rejected(gpg: Gpg):
         read_packages(release, "main/binary-amd64/Packages.xz", data + b"\0")
     with pytest.raises(ValueError, match="not listed"):
         read_packages(release, "main/binary-amd64/Packages.gz", gzip.compress(PACKAGES.encode()))
+
+
+@contextlib.contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """A plain HTTP server on 127.0.0.1 serving `root`, as a Debian mirror does: its URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/debian"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_debian_lock_resolves_each_architecture_from_one_release(gpg: Gpg, tmp_path: Path,
+                                                                 capsys):
+    """`debian-lock` with two `--arch`: one InRelease, each architecture's Packages by hash."""
+    indexes = {arch: lzma.compress(PACKAGES.replace("amd64", arch).encode())
+               for arch in ("amd64", "arm64")}
+    files = {f"main/binary-{arch}/Packages.xz": data for arch, data in indexes.items()}
+    dists = tmp_path / "mirror/debian/dists/bookworm"
+    for path, data in files.items():
+        by_hash = dists / path.rsplit("/", 1)[0] / "by-hash/SHA256"
+        by_hash.mkdir(parents=True)
+        (by_hash / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    inrelease = gpg.clearsign(release_text(files))
+    (dists / "InRelease").write_bytes(inrelease)
+    (dists.parent / "stable").symlink_to("bookworm")  # as on a mirror: the suite's alias
+    out = tmp_path / "debian.lock.json"
+    with serve(tmp_path / "mirror") as mirror:
+        def lock(*arches: str) -> int:
+            return strata_core(["debian-lock", "--mirror", mirror, "--suite", "stable",
+                                "--keyring", gpg.keyring, "--package", "libc6", "--out", str(out),
+                                *(a for arch in arches for a in ("--arch", arch))])
+
+        assert lock("arm64", "amd64") == 0
+        written = read_lock(out)
+        assert (written["suite"], written["requested"]) == ("bookworm", ["libc6"])
+        assert list(written["architectures"]) == ["amd64", "arm64"]
+        snapshot = {"release_sha256": hashlib.sha256(inrelease).hexdigest(),
+                    "date": "Sat, 10 Jun 2023 08:53:33 UTC"}
+        for arch, resolution in written["architectures"].items():
+            assert resolution["snapshot"] == snapshot
+            assert resolution["packages"]["libc6"]["path"] == (
+                f"pool/main/g/glibc/libc6_2.36-9+deb12u4_{arch}.deb")
+        before = out.read_bytes()
+        assert lock("amd64", "riscv64") == 1  # checked before any Packages file is fetched
+        assert "the bookworm Release has no main/binary-riscv64" in capsys.readouterr().err
+        assert lock("aarch64") == 1
+        assert "'aarch64' is not a Debian architecture" in capsys.readouterr().err
+        assert lock() == 1
+        assert "at least one --arch is needed" in capsys.readouterr().err
+        assert out.read_bytes() == before
+    assert json.loads(before)["lock_version"] == 2
 
 
 def test_bad_inrelease_signatures_are_rejected(gpg: Gpg):

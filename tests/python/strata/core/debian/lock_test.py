@@ -10,10 +10,16 @@ from typing import List, Tuple
 import pytest
 
 from strata.core.build.deb822 import parse_deb822
+from strata.core.debian.architectures import (
+    ARCHITECTURES,
+    check_architecture,
+    debian_architecture,
+)
 from strata.core.debian.lock import (
     Relation,
     compare_versions,
     lock_bytes,
+    make_lock,
     parse_relations,
     read_lock,
     resolve,
@@ -143,11 +149,16 @@ def closure(index: Index, *requested: str) -> dict:
     return {name: package["depends"] for name, package in lock["packages"].items()}
 
 
-BASE = [
-    stanza("libc6", "2.36-9", Depends="libgcc-s1", Priority="optional"),
-    stanza("libgcc-s1", "12.2.0-14", Depends="gcc-12-base (= 12.2.0-14), libc6 (>= 2.35)"),
-    stanza("gcc-12-base", "12.2.0-14", Multi_Arch="same"),
-]
+def base(arch: str) -> List[str]:
+    return [
+        stanza("libc6", "2.36-9", arch, Depends="libgcc-s1", Priority="optional"),
+        stanza("libgcc-s1", "12.2.0-14", arch,
+               Depends="gcc-12-base (= 12.2.0-14), libc6 (>= 2.35)"),
+        stanza("gcc-12-base", "12.2.0-14", arch, Multi_Arch="same"),
+    ]
+
+
+BASE = base("amd64")
 
 
 def test_closure_with_a_cycle_and_pre_depends():
@@ -166,12 +177,13 @@ def test_closure_with_a_cycle_and_pre_depends():
 
 
 def test_lock_contents():
-    lock = resolve(index_of(*BASE), ["libc6"], "amd64")
-    assert lock["suite"] == "bookworm" and lock["architecture"] == "amd64"
-    assert lock["snapshot"] == {"release_sha256": "ab" * 32,
-                                "date": "Sat, 10 Jun 2023 08:53:33 UTC"}
-    assert lock["requested"] == ["libc6"]
-    assert lock["packages"]["libc6"] == {
+    resolution = resolve(index_of(*BASE), ["libc6"], "amd64")
+    lock = make_lock("bookworm", ["libc6", "libc6"], {"amd64": resolution})
+    assert lock == {"lock_version": 2, "suite": "bookworm", "requested": ["libc6"],
+                    "architectures": {"amd64": resolution}}
+    assert resolution["snapshot"] == {"release_sha256": "ab" * 32,
+                                      "date": "Sat, 10 Jun 2023 08:53:33 UTC"}
+    assert resolution["packages"]["libc6"] == {
         "version": "2.36-9", "architecture": "amd64",
         "path": "pool/main/l/libc6/libc6_2.36-9_amd64.deb",
         "sha256": hashlib.sha256(b"libc6 2.36-9 amd64").hexdigest(), "size": 500,
@@ -268,7 +280,7 @@ def test_arch_qualifiers_and_architectures():
 def test_highest_version_is_the_candidate():
     index = index_of(stanza("lib", "1.0"), stanza("lib", "1.0+b1"), stanza("lib", "1.0~rc"))
     assert resolve(index, ["lib"], "amd64")["packages"]["lib"]["version"] == "1.0+b1"
-    assert resolve(index, ["lib (>= 1.0+b1)"], "amd64")["requested"] == ["lib (>= 1.0+b1)"]
+    assert resolve(index, ["lib (>= 1.0+b1)"], "amd64")["packages"]["lib"]["version"] == "1.0+b1"
     with pytest.raises(ValueError, match="requested package 'lib .<< 1.0.'"):
         resolve(index, ["lib (<< 1.0)"], "amd64")
 
@@ -286,30 +298,104 @@ def test_resolution_is_deterministic():
     stanzas = [*BASE, stanza("app", Depends="x | y, awk"), stanza("tool", Depends="y | x"),
                stanza("x", Depends="libc6"), stanza("y", Depends="libc6"),
                stanza("m", Provides="awk"), stanza("n", Provides="awk")]
-    reference = lock_bytes(resolve(index_of(*stanzas), ["tool", "app"], "amd64"))
+    requested = ["tool", "app"]
+    reference = lock_bytes(make_lock("bookworm", requested, {
+        "amd64": resolve(index_of(*stanzas), requested, "amd64")}))
     rng = random.Random(7)
     for _ in range(10):
         rng.shuffle(stanzas)
         requested = rng.sample(["app", "tool", "app"], 3)
-        assert lock_bytes(resolve(index_of(*stanzas), requested, "amd64")) == reference
+        lock = make_lock("bookworm", requested, {
+            "amd64": resolve(index_of(*stanzas), requested, "amd64")})
+        assert lock_bytes(lock) == reference
+
+
+# --- Architectures ---
+
+TWO_ARCHES = [
+    *BASE, *base("arm64"),
+    stanza("app", Depends="libc6, helper | fallback, data"),
+    stanza("app", "1.1", arch="arm64", Depends="libc6, fallback"),  # newer, other deps
+    stanza("helper", Depends="libc6"),  # amd64 only
+    stanza("fallback", arch="arm64"),
+    stanza("data", "2.0", arch="all"),
+]
+
+
+def test_each_architecture_resolves_on_its_own():
+    index = index_of(*TWO_ARCHES)
+    resolutions = {arch: resolve(index, ["app"], arch) for arch in ("arm64", "amd64")}
+    lock = make_lock("bookworm", ["app"], resolutions)
+    assert list(lock["architectures"]) == ["amd64", "arm64"]
+    amd64, arm64 = (lock["architectures"][a]["packages"] for a in ("amd64", "arm64"))
+    assert amd64["app"]["depends"] == ["data", "helper", "libc6"]
+    assert (arm64["app"]["version"], arm64["app"]["depends"]) == ("1.1", ["fallback", "libc6"])
+    assert amd64["libc6"]["path"] == "pool/main/l/libc6/libc6_2.36-9_amd64.deb"
+    assert arm64["libc6"]["path"] == "pool/main/l/libc6/libc6_2.36-9_arm64.deb"
+    assert amd64["libc6"]["sha256"] != arm64["libc6"]["sha256"]
+    assert "data" in amd64 and "data" not in arm64 and "helper" not in arm64
+    assert {p["architecture"] for p in arm64.values()} == {"arm64"}
+    with pytest.raises(ValueError, match="no package or provider of app for i386"):
+        resolve(index, ["app"], "i386")
+
+
+@pytest.mark.parametrize("go_arch, variant, debian", [
+    ("amd64", None, "amd64"), ("amd64", "v3", "amd64"), ("arm64", None, "arm64"),
+    ("arm64", "v8", "arm64"), ("arm", "v7", "armhf"), ("arm", None, "armhf"),
+    ("arm", "v6", "armel"), ("arm", "v5", "armel"), ("386", None, "i386"),
+    ("ppc64le", None, "ppc64el"), ("s390x", None, "s390x"), ("riscv64", None, "riscv64"),
+    ("mips64le", None, "mips64el"),
+])
+def test_debian_architecture_of_an_image_platform(go_arch, variant, debian):
+    assert debian_architecture(go_arch, variant) == debian
+    assert debian in ARCHITECTURES
+
+
+def test_unknown_architectures():
+    with pytest.raises(ValueError, match="'aarch64' is not a Debian architecture: use one of "
+                                         "amd64, arm64, armel, armhf, i386"):
+        check_architecture("aarch64")
+    with pytest.raises(ValueError, match="the architecture 'x86_64' has no Debian architecture: "
+                                         "Go's names 386, amd64, arm, arm64, "):
+        debian_architecture("x86_64")
+    with pytest.raises(ValueError, match="arm/v8 has no Debian architecture"):
+        debian_architecture("arm", "v8")
 
 
 def test_lock_file_round_trip(tmp_path: Path):
-    lock = resolve(index_of(*BASE, stanza("app", Depends="libc6")), ["app"], "amd64")
+    index = index_of(*TWO_ARCHES)
+    lock = make_lock("bookworm", ["app"],
+                     {arch: resolve(index, ["app"], arch) for arch in ("amd64", "arm64")})
     write_lock(lock, tmp_path / "debian.lock.json")
     data = (tmp_path / "debian.lock.json").read_bytes()
     assert data == lock_bytes(lock) and data.endswith(b"}\n")
     assert json.dumps(json.loads(data), indent=2, sort_keys=True).encode() + b"\n" == data
     assert read_lock(tmp_path / "debian.lock.json") == lock
+    arm64 = lock["architectures"]["arm64"]
+    app = arm64["packages"]["app"]
+
+    def with_arm64(**changes):
+        return {**lock, "architectures": {**lock["architectures"], "arm64": {**arm64, **changes}}}
+
+    v1 = {"lock_version": 1, "suite": "bookworm", "architecture": "amd64", "requested": ["app"],
+          **lock["architectures"]["amd64"]}
+    where = re.escape(f"{tmp_path / 'broken.json'}: architectures.arm64")
     for broken, error in [
+        (v1, "lock_version 1 is not 2, the version this Strata reads"),
+        ([], "must be a JSON object with a lock_version"),
         ({**lock, "extra": 1}, "exactly the keys"),
-        ({**lock, "lock_version": 2}, "lock_version 2"),
-        ({**lock, "packages": {"app": {**lock["packages"]["app"], "depends": ["ghost"]}}},
-         r"app depends on \['ghost'\], which are not locked"),
-        ({**lock, "packages": {"app": {**lock["packages"]["app"], "size": "1"}}},
-         "right types"),
-        ({**lock, "packages": {"app": {**lock["packages"]["app"], "depends": [],
-                                       "path": "../etc/passwd"}}}, "not under pool/"),
+        ({**lock, "architectures": {}}, "at least one architecture"),
+        ({**lock, "architectures": {"aarch64": arm64}},
+         "architectures: 'aarch64' is not a Debian architecture"),
+        (with_arm64(extra=1), f"{where} needs exactly the keys"),
+        (with_arm64(snapshot={"date": "x"}), "snapshot needs exactly release_sha256 and date"),
+        (with_arm64(packages={"app": {**app, "depends": ["ghost"]}}),
+         rf"{where}: app depends on \['ghost'\], which are not locked"),
+        (with_arm64(packages={"app": {**app, "depends": [], "size": "1"}}), "right types"),
+        (with_arm64(packages={"app": {**app, "depends": [], "architecture": "amd64"}}),
+         f"{where}: app is built for amd64, not arm64 or all"),
+        (with_arm64(packages={"app": {**app, "depends": [], "path": "../etc/passwd"}}),
+         "not under pool/"),
     ]:
         (tmp_path / "broken.json").write_text(json.dumps(broken))
         with pytest.raises(ValueError, match=error):
@@ -319,10 +405,10 @@ def test_lock_file_round_trip(tmp_path: Path):
 # --- The real archive ---
 
 
-@pytest.fixture(scope="session")
-def bookworm_index(tmp_path_factory):
-    """bookworm's InRelease and amd64 Packages.xz from the machine's Debian mirror, fetched once
-    per session into a temp dir."""
+@pytest.fixture(scope="session", params=["amd64", "arm64"])
+def bookworm_index(request, tmp_path_factory):
+    """bookworm's InRelease and an architecture's Packages.xz from the machine's Debian mirror,
+    fetched once per session into a temp dir: (dir, Packages path, architecture)."""
     try:
         mirror = debian_mirror()
     except (OSError, ValueError) as e:
@@ -337,27 +423,31 @@ def bookworm_index(tmp_path_factory):
 
     inrelease = fetch(f"{mirror}/dists/bookworm/InRelease")
     release = read_release(inrelease, "bookworm")
-    path = packages_file(release, "main", "amd64")
+    path = packages_file(release, "main", request.param)
     packages = fetch(index_file_url(mirror, release, path))
     (cache / "InRelease").write_bytes(inrelease)
     (cache / "Packages.xz").write_bytes(packages)
-    return cache, path
+    return cache, path, request.param
 
 
 def test_bookworm_python311_closure(bookworm_index):
-    cache, path = bookworm_index
+    cache, path, arch = bookworm_index
     locks = []
     for order in (1, -1):  # parsed twice, the second time with the paragraphs reversed
         release = read_release((cache / "InRelease").read_bytes(), "bookworm")
         paragraphs = read_packages(release, path, (cache / "Packages.xz").read_bytes())
         index = Index(release.suite, release.date, release.sha256, paragraphs[::order])
-        locks.append(lock_bytes(resolve(index, ["python3.11"], "amd64")))
+        locks.append(lock_bytes(make_lock(index.suite, ["python3.11"], {
+            arch: resolve(index, ["python3.11"], arch)})))
     assert locks[0] == locks[1]
     lock = json.loads(locks[0])
-    packages = lock["packages"]
+    packages = lock["architectures"][arch]["packages"]
     assert {"python3.11", "python3.11-minimal", "libpython3.11-stdlib", "libc6"} <= set(packages)
-    assert lock["suite"] == "bookworm" and lock["snapshot"]["date"] == release.date
+    assert lock["suite"] == "bookworm"
+    assert lock["architectures"][arch]["snapshot"]["date"] == release.date
     assert all(p["path"].startswith("pool/main/") for p in packages.values())
+    assert packages["libc6"]["path"].endswith(f"_{arch}.deb")
+    assert {p["architecture"] for p in packages.values()} == {arch, "all"}
     graph = {name: package["depends"] for name, package in packages.items()}
     # At the bottom: libc6 and what it depends on (libgcc-s1, gcc-12-base).
     assert "libc6" in order_by_popularity(graph)[:3]
