@@ -433,7 +433,8 @@ def test_unset_runtime_config_fields_leave_their_keys_out() -> None:
     ({}, {"architecture": "arm64", "os": "linux"},
      "The `architecture` field of app:image is 'amd64', but the image its `base` field names, "
      ":debian, is architecture 'arm64'"),
-    ({"architecture": "arm", "variant": "7"}, {"architecture": "arm", "os": "linux", "variant": "v6"},
+    ({"architecture": "arm", "variant": "7"},
+     {"architecture": "arm", "os": "linux", "variant": "v6"},
      "The `variant` field of app:image is 'v7', but the image its `base` field names, "
      ":debian, is variant 'v6'"),
 ])

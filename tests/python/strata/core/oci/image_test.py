@@ -465,9 +465,10 @@ def test_variants_an_architecture_lacks_are_refused(architecture, variant, probl
 def test_variant_is_in_the_config_only_when_set():
     without = image.make_config({"architecture": "arm64", "os": "linux"}, [], [])
     assert "variant" not in without
-    with_variant = image.make_config({"architecture": "arm64", "os": "linux", "variant": "v8"}, [], [])
+    platform = {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    with_variant = image.make_config(platform, [], [])
     assert with_variant["variant"] == "v8"
-    assert image.platform_of(with_variant) == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert image.platform_of(with_variant) == platform
 
 
 def test_platform_conflicts_with_the_base():

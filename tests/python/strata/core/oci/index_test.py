@@ -97,7 +97,8 @@ def test_arm_variants_are_distinct_platforms():
         "t")), "not an OCI image manifest"),
 ])
 def test_an_image_that_is_not_a_single_image_layout_is_refused(layout, problem):
-    with pytest.raises(ValueError, match=f"//:bad: not a single-image OCI layout index: .*{problem}"):
+    message = f"//:bad: not a single-image OCI layout index: .*{problem}"
+    with pytest.raises(ValueError, match=message):
         index.image_index([("//:bad", layout)])
 
 
