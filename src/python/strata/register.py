@@ -2,6 +2,7 @@
 
 from strata import target_types as _target_types
 from strata.rules import base, closure, debian, image, layers, publish, tool
+from strata.rules import index
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
 
@@ -22,6 +23,7 @@ def rules():
         *debian_nodes.rules(),
         *layers.rules(),
         *image.rules(),
+        *index.rules(),
         *publish.rules(),
         *tool.rules(),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from fractions import Fraction
+from functools import partial
 from typing import Any, ClassVar, Dict, Iterable, List, Optional, Tuple, Type
 
 from pants.core.goals.package import OutputPathField
@@ -24,6 +25,7 @@ from pants.engine.target import (
     IntField,
     InvalidFieldException,
     SingleSourceField,
+    SpecialCasedDependencies,
     StringField,
     StringSequenceField,
     Target,
@@ -39,7 +41,9 @@ from strata.core.debian.architectures import (
 from strata.core.oci.image import (
     INHERITANCE,
     Inheritance,
+    normal_variant,
     resolve_created,
+    validate_architecture,
     validate_repository,
     validate_tag,
 )
@@ -212,13 +216,46 @@ class OciGnameField(StringField):
 class OciArchitectureField(StringField):
     alias = "architecture"
     default = "amd64"
-    help = "The image's CPU architecture, as Go names it (`amd64`, `arm64`, ...)."
+    help = help_text(
+        """
+        The image's CPU architecture (config `architecture`), as Go's GOARCH names it:
+        `amd64`, `arm64`, `arm`, `386`, `ppc64le`, `s390x`, `riscv64`, `mips64le`, `loong64`,
+        ... (`aarch64` is `arm64`, `x86_64` is `amd64`). With a `base`, it must be the base's.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        _check(cls, address, validate_architecture, value)
+        return value
 
 
 class OciOsField(StringField):
     alias = "os"
     default = "linux"
-    help = "The image's operating system, as Go names it."
+    help = "The image's operating system (config `os`), as Go's GOOS names it."
+
+
+class OciVariantField(StringField):
+    alias = "variant"
+    help = help_text(
+        """
+        The CPU variant (config `variant`), which an `oci_image_index` lists with the
+        architecture so that clients pick the image their CPU runs: `v5` to `v8` for `arm`
+        (`linux/arm/v7` is 32-bit ARMv7), `v8`, `v8.1`..., `v9`... for `arm64`, `v1` to `v4`
+        for `amd64` (GOAMD64 levels). Normalised as containerd does (`7` is `v7`). Unset by
+        default, and then absent from the config: clients read `arm64` as `arm64/v8`.
+        """
+    )
+
+
+def image_platform(architecture: str, os: str, variant: Optional[str]) -> Dict[str, str]:
+    """An `oci_image`'s config platform keys: `variant` only when set, normalised."""
+    platform = {"architecture": architecture, "os": os}
+    if variant is not None:
+        platform["variant"] = normal_variant(architecture, variant)
+    return platform
 
 
 class RuntimeConfigField:
@@ -650,6 +687,7 @@ class OciImageTarget(Target):
         OciGnameField,
         OciArchitectureField,
         OciOsField,
+        OciVariantField,
         *RUNTIME_CONFIG_FIELDS,
         OciSymlinksField,
         OciDirectoriesField,
@@ -676,6 +714,13 @@ class OciImageTarget(Target):
         (or `docker load`) without writing it to disk.
         """
     )
+
+    def validate(self) -> None:
+        """The `variant` must be one of the `architecture`'s (fields are checked one by one)."""
+        variant = self[OciVariantField].value
+        if variant is not None:
+            architecture = self[OciArchitectureField].value
+            _check(OciVariantField, self.address, partial(normal_variant, architecture), variant)
 
 
 class OciLayerTarget(Target):
@@ -1048,6 +1093,84 @@ class PythonVenvTarget(Target):
     )
 
 
+class OciIndexImagesField(SpecialCasedDependencies):
+    alias = "images"
+    required = True
+    help = help_text(
+        """
+        The `oci_image` targets of the index, one per platform (their `os`, `architecture`
+        and `variant`), e.g. `[':app-amd64', ':app-arm64']`. Each is built as `pants package`
+        would build it as an `oci` layout; the index lists their manifests in this order, each
+        with its platform. Two images of one platform (`linux/arm64` and `linux/arm64/v8` are
+        one) are an error: a client could not tell which to take.
+        """
+    )
+
+
+class OciIndexTagField(OciTagField):
+    help = help_text(
+        """
+        The index's tag in its layout and, unless `image_tags` says otherwise, in registries
+        (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`). Defaults to a tag derived from the index's
+        digest, so the same images always get the same tag.
+        """
+    )
+
+
+class OciIndexOutputFormatField(StringField):
+    alias = "output_format"
+    default = OutputFormat.OCI.value
+    valid_choices = OutputFormat
+    help = help_text(
+        """
+        What `package` writes: `oci` (an OCI image layout directory, `dist/<path>/<name>`) or
+        `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`). Its `index.json`
+        names the image index by `tag`; each blob is stored once, however many images share it.
+        `docker-archive` is refused: `docker load` takes images of one platform only.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if value == OutputFormat.DOCKER_ARCHIVE.value:
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} is `docker-archive`, which holds "
+                "images of one platform only (`docker load` has no image index): use `oci` or "
+                "`oci-archive` for the index, or package one of its `images` as a "
+                "`docker-archive`."
+            )
+        return value
+
+
+class OciImageIndexTarget(Target):
+    alias = "oci_image_index"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        OciIndexImagesField,
+        OciRepositoryField,
+        OciIndexTagField,
+        OciIndexOutputFormatField,
+        OciImageOutputPathField,
+        OciRegistriesField,
+        OciImageTagsField,
+    )
+    help = help_text(
+        """
+        A multi-platform image: an OCI image index over `oci_image` targets of different
+        platforms (e.g. `linux/amd64` and `linux/arm64`), from which each client takes the image
+        of its own platform.
+
+        `pants package` writes an OCI layout (or `oci-archive`) whose `index.json` names the
+        index by its tag; the index lists each image's manifest with its `platform` (`os`,
+        `architecture` and `variant` where set). The images' blobs are composed without a copy
+        and stored once. `pants publish` pushes each image's blobs and manifest (by digest, no
+        tag; layers gzip-compressed when an image's `compression` is `none`), then the index
+        by digest, then its tags; blobs the registry has are skipped.
+        """
+    )
+
+
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
     _check(field, address, lambda p: absolute_image_path(p, "image path"), path)
 
@@ -1070,4 +1193,5 @@ def target_types():
         OciImageArchiveTarget,
         OciPullTarget,
         DebianPackagesTarget,
+        OciImageIndexTarget,
     ]

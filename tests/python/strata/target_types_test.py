@@ -1,9 +1,11 @@
 """The fields' own rules: runtime config fields declared once, each with a key the core knows
 how to inherit; image paths checked by the core's rules."""
 
+import re
+
 import pytest
 from pants.engine.addresses import Address
-from pants.engine.target import InvalidFieldException
+from pants.engine.target import InvalidFieldException, InvalidTargetException
 
 from strata.core.oci.image import INHERITANCE
 from strata.target_types import (
@@ -78,3 +80,21 @@ def test_good_python_venv_fields_pass():
     assert PythonVenvEntryPointField.compute_value("hello.main:main", VENV)
     assert PythonVenvEntryPointField.compute_value("hello.cli", VENV)
     assert PythonVenvPathField.compute_value(None, VENV) == "/opt/venv"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"architecture": "aarch64"},
+     "The 'architecture' field in target app:image is invalid: unknown architecture 'aarch64': "
+     "Go calls it 'arm64'"),
+    ({"architecture": "arm64", "variant": "v7"},
+     "The 'variant' field in target app:image is invalid: unknown variant 'v7' of 'arm64'"),
+    ({"variant": "v9"},  # amd64's levels are v1 to v4
+     "The 'variant' field in target app:image is invalid: unknown variant 'v9' of 'amd64'"),
+])  # fmt: skip
+def test_the_platform_fields_are_checked_naming_target_and_field(fields, message):
+    with pytest.raises(InvalidTargetException, match=re.escape(message)):
+        OciImageTarget(fields, ADDRESS)
+
+
+def test_a_known_variant_is_accepted():
+    assert OciImageTarget({"architecture": "arm", "variant": "7"}, ADDRESS)

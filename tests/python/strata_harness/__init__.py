@@ -15,7 +15,7 @@ from strata_harness.images import (
 )
 from strata_harness.dockerd import Dockerd
 from strata_harness.podman import Podman
-from strata_harness.pushes import Push, pushes
+from strata_harness.pushes import Push, pushes, upload_posts
 from strata_harness.registry import Registry, start_registry
 from strata_harness.scratch import ScratchRepo, ran_processes
 from strata_harness.tools import require_tool, run_tool
@@ -42,4 +42,5 @@ __all__ = [
     "run_tool",
     "source_ref",
     "start_registry",
+    "upload_posts",
 ]

@@ -1,4 +1,5 @@
-"""Reading what `pants publish` (the `strata.core push` processes) reports."""
+"""Reading what `pants publish` (the `strata.core push` processes) reports, and what the
+registry logged."""
 
 from __future__ import annotations
 
@@ -37,3 +38,10 @@ def pushes(output: str) -> dict[str, Push]:
                 int, blobs.groups()
             )
     return found
+
+
+def upload_posts(log: str, repository: str) -> int:
+    """Blob uploads the registry completed for `repository` (the closing PUT of an upload
+    session; a cross-repository mount completes without one)."""
+    pattern = rf'"PUT /v2/{re.escape(repository)}/blobs/uploads/\S* HTTP/1.1" 201'
+    return len(re.findall(pattern, log))

@@ -49,6 +49,9 @@ COMMANDS = {
         "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",
     ),
     "stream": Command("strata.core.oci.writers:stream_command", "--spec FILE"),
+    "layout-archive": Command(
+        "strata.core.oci.writers:layout_archive_command", "--layout DIR --out FILE"
+    ),
     "import-base": Command(
         "strata.core.oci.baseimage:import_base_command",
         "--archive PATH --out DIR [--ref REF] [--platform OS/ARCH] [--zstd PATH]",

@@ -40,7 +40,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
-from strata.core.oci.image import epoch_seconds
+from strata.core.oci.image import epoch_seconds, platform_conflicts
 from strata.core.oci.writers import FORMATS, OCI_LAYOUT, Layer, load_image, metadata, oci_contents
 from strata.core.spec import ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
@@ -83,7 +83,9 @@ from strata.target_types import (
     OciTagField,
     OciUidField,
     OciUnameField,
+    OciVariantField,
     OutputFormat,
+    image_platform,
 )
 
 
@@ -104,6 +106,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     gname: OciGnameField
     architecture: OciArchitectureField
     os: OciOsField
+    variant: OciVariantField
     symlinks: OciSymlinksField
     directories: OciDirectoriesField
     output_format: OciOutputFormatField
@@ -113,15 +116,29 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     fake_nss: OciFakeNssField
     ca_certificates: OciCaCertificatesField
 
+    def platform(self) -> dict:
+        return image_platform(self.architecture.value, self.os.value, self.variant.value)
+
     def output_file(self) -> str:
-        directory = FORMATS[self.output_format.value].directory
-        return self.output_path.value_or_default(file_ending=None if directory else "tar")
+        return output_file(self.output_path, self.output_format.value)
 
     def layer_compression(self) -> str:
         # docker-archive layers are plain tars: their digests are their diff_ids.
         if OutputFormat(self.output_format.value) == OutputFormat.DOCKER_ARCHIVE:
             return "none"
         return self.compression.value
+
+    def publish_compression(self) -> str:
+        """Registries get compressed layers: uncompressed ones would be pushed byte for byte."""
+        if self.compression.value == Compression.NONE.value:
+            return Compression.GZIP.value
+        return self.compression.value
+
+
+def output_file(output_path: OciImageOutputPathField, fmt: str) -> str:
+    """Where `package` writes an image (or index) of format `fmt` under dist/."""
+    directory = FORMATS[fmt].directory
+    return output_path.value_or_default(file_ending=None if directory else "tar")
 
 
 def runtime_config(target: Target) -> dict:
@@ -303,6 +320,22 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
     )
 
 
+async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
+    """An image of another platform than its base's would not run the base's binaries: an
+    error naming both fields, before any layer is built (the core's check names neither)."""
+    config = await Get(
+        DigestContents, DigestSubset(base.digest, PathGlobs([f"{BASE_DIR}/config.json"]))
+    )
+    conflicts = platform_conflicts(fs.platform(), json.loads(config[0].content))
+    if conflicts:
+        key, mine, theirs = conflicts[0]
+        raise InvalidFieldException(
+            f"The `{key}` field of {fs.address} is {mine!r}, but the image its `base` field "
+            f"names, {fs.base.value}, is {key} {theirs!r}: the base's binaries would not run. "
+            f"Set `{key}` to {theirs!r}, or use a base of {mine!r}."
+        )
+
+
 @rule(desc="Preparing an OCI image's layers", level=LogLevel.DEBUG)
 async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
     fs = request.field_set
@@ -326,6 +359,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     base = None
     if fs.base.value:
         base = await Get(BaseImage, BaseRequest(fs.base.value, address, compression))
+        await _check_base_platform(fs, base)
     has_custom_layer = bool(customisation)
     budget = fs.max_layers.value - (1 if has_custom_layer else 0) - (base.layer_count if base else 0)
     if budget < 1:
@@ -365,8 +399,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         format=request.fmt,
         layers=tuple(LayerRef(d, layer.comment) for d, layer in zip(layer_dirs, layers.layers)),
         config={
-            "architecture": fs.architecture.value,
-            "os": fs.os.value,
+            **fs.platform(),
             "created": created,
             "config": _with_venv_entrypoint(address, runtime_config(wrapped.target), closure),
         },

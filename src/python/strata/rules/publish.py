@@ -1,9 +1,11 @@
-"""`pants publish` for `oci_image`: push to each of its registries with Strata's own client."""
+"""`pants publish` for `oci_image` and `oci_image_index`: push to each of their registries with
+Strata's own client."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -14,18 +16,30 @@ from pants.core.goals.publish import (
 )
 from pants.engine.addresses import Address, AddressInput
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import Digest, DigestContents, DigestSubset, MergeDigests, PathGlobs
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
 from pants.engine.process import InteractiveProcess, Process, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
 from strata.core.oci.image import digest_hex, sha256_digest
+from strata.core.oci.media_types import OCI_INDEX
 from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
+from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.tool import ImageTool
 from strata.target_types import (
-    Compression,
+    OciImageDependenciesField,
     OciImageTagsField,
+    OciIndexImagesField,
+    OciIndexTagField,
     OciPublishFormatField,
     OciPullRepositoryField,
     OciPullTarget,
@@ -38,21 +52,24 @@ from strata.target_types import (
 _CREDENTIAL_ENV = ("STRATA_REGISTRY_USERNAME", "STRATA_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME")
 _LAYOUT = "image"
 _MANIFEST = "push-manifest.json"
+_NO_REGISTRIES = PublishProcesses([PublishPackages(names=(), description="(no `registries`)")])
 
 
 class PublishOciImageRequest(PublishRequest):
     pass
 
 
+class PublishOciImageIndexRequest(PublishRequest):
+    pass
+
+
 @dataclass(frozen=True)
-class PublishOciImageFieldSet(PublishFieldSet):
-    publish_request_type = PublishOciImageRequest
-    required_fields = (OciRegistriesField,)
+class _PushFieldSet(PublishFieldSet):
+    """What an `oci_image` and an `oci_image_index` are published with."""
 
     registries: OciRegistriesField
     image_tags: OciImageTagsField
     repository: OciRepositoryField
-    publish_format: OciPublishFormatField
 
     def get_output_data(self) -> PublishOutputData:
         return PublishOutputData(
@@ -62,6 +79,23 @@ class PublishOciImageFieldSet(PublishFieldSet):
                 **super().get_output_data(),
             }
         )
+
+
+@dataclass(frozen=True)
+class PublishOciImageFieldSet(_PushFieldSet):
+    publish_request_type = PublishOciImageRequest
+    required_fields = (OciRegistriesField, OciImageDependenciesField)
+
+    publish_format: OciPublishFormatField
+
+
+@dataclass(frozen=True)
+class PublishOciImageIndexFieldSet(_PushFieldSet):
+    publish_request_type = PublishOciImageIndexRequest
+    required_fields = (OciRegistriesField, OciIndexImagesField)
+
+    images: OciIndexImagesField
+    tag: OciIndexTagField
 
 
 @dataclass(frozen=True)
@@ -105,53 +139,27 @@ async def _manifest_to_push(
     )
 
 
-@rule(desc="Preparing to push an OCI image", level=LogLevel.DEBUG)
-async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) -> PublishProcesses:
-    fs = request.field_set
-    registries = fs.registries.value or ()
-    if not registries:
-        return PublishProcesses([PublishPackages(names=(), description="(no `registries`)")])
-    wrapped = await Get(
-        WrappedTarget, WrappedTargetRequest(fs.address, description_of_origin="pants publish")
-    )
-    image_fs = OciImageFieldSet.create(wrapped.target)
-    # Registries get compressed layers: uncompressed ones would be pushed byte for byte.
-    compression = image_fs.compression.value
-    if compression == Compression.NONE.value:
-        compression = Compression.GZIP.value
-    image = await Get(
-        AssembledImage, AssembleRequest(image_fs, OutputFormat.OCI.value, _LAYOUT, compression)
-    )
-    tags = fs.image_tags.value or (image.metadata["repo_tag"].rsplit(":", 1)[1],)
+async def _push_processes(
+    fs: _PushFieldSet,
+    tool: ImageTool,
+    layout: Digest,
+    manifest: _PushManifest,
+    tags: Tuple[str, ...],
+    mount_from: Optional[str] = None,
+) -> PublishProcesses:
+    """One `push` of the layout at _LAYOUT per registry, so each registry's outcome is
+    reported on its own."""
     repository = fs.repository.value_or_default(fs.address)
-    manifest = await _manifest_to_push(
-        image, docker=fs.publish_format.value == "docker", tool=tool, address=fs.address
-    )
     env, input_digest = await MultiGet(
         Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV)),
-        Get(Digest, MergeDigests([tool.digest, image.output, manifest.file])),
+        Get(Digest, MergeDigests([tool.digest, layout, manifest.file])),
     )
     argv = [
         *tool.argv("push", "--layout", _LAYOUT, "--manifest", _MANIFEST),
         *("--repository", repository),
         *(arg for tag in tags for arg in ("--tag", tag)),
+        *(("--mount-from", mount_from) if mount_from else ()),
     ]
-    if image_fs.base.value:
-        # Layers of a pulled base are already in its repository: mount them, don't upload.
-        origin = f"the `base` field of {fs.address}"
-        base_address = await Get(
-            Address,
-            AddressInput,
-            AddressInput.parse(
-                image_fs.base.value, relative_to=fs.address.spec_path, description_of_origin=origin
-            ),
-        )
-        base = await Get(
-            WrappedTarget, WrappedTargetRequest(base_address, description_of_origin=origin)
-        )
-        if isinstance(base.target, OciPullTarget):
-            argv += ["--mount-from", base.target[OciPullRepositoryField].value]
-    # One push per registry, so each registry's outcome is reported on its own.
     return PublishProcesses(
         PublishPackages(
             names=tuple(f"{registry}/{repository}:{tag}" for tag in tags),
@@ -168,9 +176,72 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
                 }
             ),
         )
-        for registry in registries
+        for registry in fs.registries.value or ()
     )
 
 
+@rule(desc="Preparing to push an OCI image", level=LogLevel.DEBUG)
+async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) -> PublishProcesses:
+    fs = request.field_set
+    if not fs.registries.value:
+        return _NO_REGISTRIES
+    wrapped = await Get(
+        WrappedTarget, WrappedTargetRequest(fs.address, description_of_origin="pants publish")
+    )
+    image_fs = OciImageFieldSet.create(wrapped.target)
+    image = await Get(
+        AssembledImage,
+        AssembleRequest(
+            image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression()
+        ),
+    )
+    tags = fs.image_tags.value or (image.metadata["repo_tag"].rsplit(":", 1)[1],)
+    manifest = await _manifest_to_push(
+        image, docker=fs.publish_format.value == "docker", tool=tool, address=fs.address
+    )
+    mount_from = None
+    if image_fs.base.value:
+        # Layers of a pulled base are already in its repository: mount them, don't upload.
+        origin = f"the `base` field of {fs.address}"
+        base_address = await Get(
+            Address,
+            AddressInput,
+            AddressInput.parse(
+                image_fs.base.value, relative_to=fs.address.spec_path, description_of_origin=origin
+            ),
+        )
+        base = await Get(
+            WrappedTarget, WrappedTargetRequest(base_address, description_of_origin=origin)
+        )
+        if isinstance(base.target, OciPullTarget):
+            mount_from = base.target[OciPullRepositoryField].value
+    return await _push_processes(fs, tool, image.output, manifest, tags, mount_from)
+
+
+@rule(desc="Preparing to push an OCI image index", level=LogLevel.DEBUG)
+async def publish_oci_image_index(
+    request: PublishOciImageIndexRequest, tool: ImageTool
+) -> PublishProcesses:
+    """Each image's layers go up as they would alone (gzip when `compression` is `none`); the
+    push sends the index the core decided, after its images."""
+    fs = request.field_set
+    if not fs.registries.value:
+        return _NO_REGISTRIES
+    layout = await Get(
+        IndexLayout, IndexLayoutRequest(fs.images, fs.tag.value, _LAYOUT, publish=True)
+    )
+    manifest = _PushManifest(
+        await Get(Digest, CreateDigest([FileContent(_MANIFEST, layout.index_bytes)])),
+        layout.index_digest,
+        OCI_INDEX,
+    )
+    tags = fs.image_tags.value or (layout.tag,)
+    return await _push_processes(fs, tool, layout.digest, manifest, tags)
+
+
 def rules():
-    return [*collect_rules(), *PublishOciImageFieldSet.rules()]
+    return [
+        *collect_rules(),
+        *PublishOciImageFieldSet.rules(),
+        *PublishOciImageIndexFieldSet.rules(),
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -333,7 +334,8 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
         )
 
 
-def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None):
+def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None,
+            base_platform=(("architecture", "amd64"), ("os", "linux"))):
     """The image spec prepare_image writes, and what it asked for on the way."""
     asked: dict = {"base": [], "zstd": 0, "layers": []}
     created = []
@@ -364,6 +366,9 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(DigestEntries, (Digest,), unexpected),
             MockGet(BaseImage, (BaseRequest,), base),
+            MockGet(DigestContents, (DigestSubset,), lambda r: DigestContents([
+                FileContent("base/config.json", json.dumps(dict(base_platform)).encode())
+            ])),
             MockGet(BuiltLayers, (LayersRequest,), layers),
             MockGet(ZstdBinary, (ZstdBinaryRequest,), zstd_binary),
             MockGet(Digest, (AddPrefix,), lambda r: Digest("9" * 64, 9)),
@@ -422,6 +427,29 @@ def test_the_spec_carries_the_runtime_config_fields() -> None:
 def test_unset_runtime_config_fields_leave_their_keys_out() -> None:
     spec, _ = spec_of(image(env={}, labels={}, exposed_ports=[], workdir=""), "docker-archive")
     assert spec["config"]["config"] == {}
+
+
+@pytest.mark.parametrize("fields, base, message", [
+    ({}, {"architecture": "arm64", "os": "linux"},
+     "The `architecture` field of app:image is 'amd64', but the image its `base` field names, "
+     ":debian, is architecture 'arm64'"),
+    ({"architecture": "arm", "variant": "7"},
+     {"architecture": "arm", "os": "linux", "variant": "v6"},
+     "The `variant` field of app:image is 'v7', but the image its `base` field names, "
+     ":debian, is variant 'v6'"),
+])
+def test_an_image_of_another_platform_than_its_base_is_an_error_naming_both(
+    fields, base, message
+) -> None:
+    with pytest.raises(Exception, match=re.escape(message)):
+        spec_of(image(base=":debian", **fields), "oci", base_platform=tuple(base.items()))
+
+
+def test_variant_is_written_normalised_only_when_set() -> None:
+    spec, _ = spec_of(image(architecture="arm", variant="7"), "oci")
+    assert (spec["config"]["architecture"], spec["config"]["variant"]) == ("arm", "v7")
+    spec, _ = spec_of(image(architecture="arm64"), "oci")
+    assert "variant" not in spec["config"]
 
 
 @pytest.mark.parametrize(

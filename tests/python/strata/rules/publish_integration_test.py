@@ -28,6 +28,7 @@ from strata_harness import (
     require_tool,
     run_tool,
     start_registry,
+    upload_posts,
 )
 
 USER = "strata"
@@ -124,13 +125,6 @@ def published(
             log[log_start:log_middle].decode(),
             log[log_middle:].decode(),
         )
-
-
-def upload_posts(log: str, repository: str) -> int:
-    """Blob uploads the registry completed for `repository` (the closing PUT of an upload
-    session; a cross-repository mount completes without one)."""
-    pattern = rf'"PUT /v2/{re.escape(repository)}/blobs/uploads/\S* HTTP/1.1" 201'
-    return len(re.findall(pattern, log))
 
 
 def test_publish_pushes_each_tag_and_the_pulled_image_runs(

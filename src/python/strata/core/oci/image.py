@@ -7,6 +7,9 @@ import json
 import re
 
 from strata.core.oci import media_types
+# The normalisation the platform matcher applies (arm64 `8` is `v8`, `aarch64` is `arm64`), so
+# that what an image's config says is what an index's clients look for.
+from strata.core.oci.platforms import _ARCH_ALIASES, _VARIANT_ALIASES
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
@@ -133,6 +136,47 @@ def platform_of(config: dict) -> dict:
     return {k: config[k] for k in ("architecture", "os", "variant") if k in config}
 
 
+# Go's GOARCH names (go/build/syslist.go), which OCI's `architecture` is.
+GO_ARCHITECTURES = (
+    "386", "amd64", "amd64p32", "arm", "arm64", "arm64be", "armbe", "loong64", "mips",
+    "mips64", "mips64le", "mips64p32", "mips64p32le", "mipsle", "ppc", "ppc64", "ppc64le",
+    "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
+)
+# The variants an index's clients tell apart (OCI image-index.md's table, containerd's
+# platforms package): arm's and arm64's ISA versions and amd64's GOAMD64 levels. Other
+# architectures have none.
+VARIANTS = {
+    "arm": (r"v[5-8]", "v5, v6, v7 or v8"),
+    "arm64": (r"v8(\.[1-9])?|v9(\.[1-5])?", "v8, v8.1 to v8.9, v9 or v9.1 to v9.5"),
+    "amd64": (r"v[1-4]", "v1, v2, v3 or v4"),
+}
+
+
+def validate_architecture(architecture: str) -> str:
+    """A Go architecture name; a common alias (`aarch64`, `x86_64`) is refused with Go's."""
+    if architecture in GO_ARCHITECTURES:
+        return architecture
+    alias = _ARCH_ALIASES.get(architecture)
+    if alias:
+        hint = f"Go calls it {alias[0]!r}" + (f" (variant {alias[1]!r})" if alias[1] else "")
+    else:
+        hint = f"expected one of {', '.join(GO_ARCHITECTURES)}"
+    raise ValueError(f"unknown architecture {architecture!r}: {hint}")
+
+
+def normal_variant(architecture: str, variant: str) -> str:
+    """The variant as index clients normalise it (`8` -> `v8`), checked against `architecture`."""
+    normal = _VARIANT_ALIASES.get(architecture, {}).get(variant, variant)
+    if architecture not in VARIANTS:
+        raise ValueError(
+            f"architecture {architecture!r} has no variants; only {', '.join(VARIANTS)} have"
+        )
+    pattern, expected = VARIANTS[architecture]
+    if not re.fullmatch(pattern, normal):
+        raise ValueError(f"unknown variant {variant!r} of {architecture!r}: expected {expected}")
+    return normal
+
+
 def _env_key(entry: str) -> str:
     return entry.split("=", 1)[0]
 
@@ -193,17 +237,27 @@ def _merge_env(base: list, own: list) -> list:
     return env
 
 
+def platform_conflicts(spec_config: dict, base: dict) -> list:
+    """(key, the spec's value, the base's) of each platform key both set differently: an image
+    of another platform than its base's would not run the base's binaries."""
+    return [
+        (key, spec_config[key], base[key])
+        for key in ("architecture", "os", "variant")
+        if spec_config.get(key) is not None and base.get(key) is not None
+        and spec_config[key] != base[key]
+    ]
+
+
 def _inherit_platform(spec_config: dict, base: dict) -> dict:
-    """The spec's platform keys, defaulting to the base's; a different one is an error, as the
-    base's binaries would not run."""
+    """The spec's platform keys, defaulting to the base's; a different one is an error."""
+    conflicts = platform_conflicts(spec_config, base)
+    if conflicts:
+        key, mine, theirs = conflicts[0]
+        raise ValueError(f"config.{key} is {mine!r} but the base image's is {theirs!r}")
     platform = dict(spec_config)
     for key in ("architecture", "os", "variant"):
-        mine, theirs = spec_config.get(key), base.get(key)
-        if mine is None:
-            if theirs is not None:
-                platform[key] = theirs
-        elif theirs is not None and mine != theirs:
-            raise ValueError(f"config.{key} is {mine!r} but the base image's is {theirs!r}")
+        if spec_config.get(key) is None and base.get(key) is not None:
+            platform[key] = base[key]
     return platform
 
 
@@ -297,12 +351,28 @@ def make_manifest(config_bytes: bytes, layers: list, oci: bool) -> dict:
 
 
 def make_index(manifest_bytes: bytes, ref_name: str, platform: dict = None) -> dict:
-    """An OCI index naming one manifest; the ref.name annotation is what `oci:DIR:tag` finds."""
+    """An OCI layout's index.json naming one image manifest."""
     descriptor = _descriptor(media_types.OCI_MANIFEST, manifest_bytes)
-    descriptor["annotations"] = {REF_NAME_ANNOTATION: ref_name}
     if platform:
         descriptor["platform"] = platform
-    return {"schemaVersion": 2, "mediaType": media_types.OCI_INDEX, "manifests": [descriptor]}
+    return layout_index(descriptor, ref_name)
+
+
+def layout_index(descriptor: dict, ref_name: str) -> dict:
+    """An OCI layout's index.json naming one manifest or image index; the ref.name annotation
+    is what `oci:DIR:tag` finds."""
+    named = dict(descriptor, annotations={REF_NAME_ANNOTATION: ref_name})
+    return {"schemaVersion": 2, "mediaType": media_types.OCI_INDEX, "manifests": [named]}
+
+
+def make_image_index(manifests: list) -> dict:
+    """An image index (a multi-platform image) over manifest descriptors, each with its
+    `platform`, in the order given."""
+    return {"schemaVersion": 2, "mediaType": media_types.OCI_INDEX, "manifests": list(manifests)}
+
+
+def index_descriptor(index_bytes: bytes) -> dict:
+    return _descriptor(media_types.OCI_INDEX, index_bytes)
 
 
 def content_tag(config_digest: str) -> str:

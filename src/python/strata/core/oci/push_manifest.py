@@ -50,6 +50,15 @@ def manifest_to_push(layout: Path, docker: bool) -> bytes:
     return as_docker_manifest(manifest_bytes, layout_blob(layout, config_digest).read_bytes())
 
 
+def index_manifests(layout: Path, index_bytes: bytes) -> List[bytes]:
+    """The image manifests an image index lists, from the layout (push_index checks them
+    against the index's digests)."""
+    return [
+        layout_blob(layout, descriptor["digest"]).read_bytes()
+        for descriptor in json.loads(index_bytes)["manifests"]
+    ]
+
+
 def manifest_blobs(layout: Path, manifest_bytes: bytes) -> List[Tuple[str, int, str]]:
     """(digest, size, path in the layout) of the manifest's config and layers, without repeats."""
     manifest = json.loads(manifest_bytes)

@@ -1,5 +1,6 @@
 """`python -m strata.core push`: the manifest decided by `manifest` (strata.core.oci.push_manifest),
-with its blobs from an OCI image layout, to one or more registries."""
+or an image index with its images, with the blobs from an OCI image layout, to one or more
+registries."""
 
 import json
 import signal
@@ -7,7 +8,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from strata.core.errors import Interrupted, StrataError
-from strata.core.oci.push_manifest import manifest_blobs
+from strata.core.oci import media_types
+from strata.core.oci.push_manifest import index_manifests, manifest_blobs
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
 from strata.core.registry.push_policy import (
@@ -16,6 +18,7 @@ from strata.core.registry.push_policy import (
     PushReport,
     default_record_path,
     push_image,
+    push_index,
 )
 
 
@@ -31,18 +34,28 @@ def push_layout(
     record: Optional[PushedBlobs] = None,
     progress: Optional[PushProgress] = None,
 ) -> PushReport:
-    """Pushes `manifest_bytes` (from manifest_to_push) with its blobs from the layout; blobs
-    missing from `repository` are mounted from `known_in`, else from the repository `record`
-    says holds most of them, else uploaded."""
+    """Pushes `manifest_bytes` (from manifest_to_push, or an image index with each of its
+    images) with its blobs from the layout; blobs missing from `repository` are mounted from
+    `known_in`, else from the repository `record` says holds most of them, else uploaded."""
     media_type = json.loads(manifest_bytes).get("mediaType")
-    blobs = manifest_blobs(layout, manifest_bytes)
-    digests = [digest for digest, _, _ in blobs]
+    is_index = media_types.is_index(media_type)
+    if is_index:
+        images = [
+            (manifest, manifest_blobs(layout, manifest))
+            for manifest in index_manifests(layout, manifest_bytes)
+        ]
+    else:
+        images = [(manifest_bytes, manifest_blobs(layout, manifest_bytes))]
+    digests = list(dict.fromkeys(digest for _, blobs in images for digest, _, _ in blobs))
     if known_in is None and record is not None:
         known_in = record.best_source(registry, repository, digests)
     client = RegistryClient(registry, insecure=insecure)
-    report = push_image(
-        client, repository, tags, manifest_bytes, media_type, blobs, known_in, progress
-    )
+    if is_index:
+        report = push_index(client, repository, tags, manifest_bytes, images, known_in, progress)
+    else:
+        report = push_image(
+            client, repository, tags, manifest_bytes, media_type, images[0][1], known_in, progress
+        )
     if record is not None:
         record.record(registry, repository, digests)
     return report

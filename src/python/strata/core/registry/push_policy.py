@@ -1,6 +1,7 @@
 """What a push sends, and in which order: each blob is skipped when the repository has it,
 mounted when another repository of the registry holds it (as this machine's record of pushed
-blobs says), else uploaded; the manifest goes up by digest, and only then the tags."""
+blobs says), else uploaded; the manifest goes up by digest, and only then the tags. An image
+index goes up after each of its images (blobs, then manifest by digest), then its tags."""
 
 import json
 import os
@@ -123,7 +124,7 @@ def push_image(
             )
 
     done = PushProgress() if progress is None else progress
-    done.blobs = len(wanted)
+    done.blobs += len(wanted)
     for digest, size in wanted.items():
         if client.blob_exists(repository, digest, pushing=True):
             done.blobs_skipped += 1
@@ -140,15 +141,59 @@ def push_image(
     digest = image.sha256_digest(manifest_bytes)
     client.push_manifest(repository, digest, media_type, manifest_bytes)
     done.manifest_pushed = True
+    return _push_tags(client, repository, tags, manifest_bytes, media_type, done)
+
+
+def _push_tags(
+    client: RegistryClient,
+    repository: str,
+    tags: Tuple[str, ...],
+    manifest_bytes: bytes,
+    media_type: str,
+    done: PushProgress,
+) -> PushReport:
+    """Tags a manifest or index already pushed by digest."""
     for tag in tags:
         client.push_manifest(repository, tag, media_type, manifest_bytes)
         done.tags_pushed += 1
     return PushReport(
-        digest,
+        image.sha256_digest(manifest_bytes),
         tags,
         done.blobs_skipped,
         done.blobs_mounted,
         done.blobs_uploaded,
         done.bytes_uploaded,
     )
+
+
+def push_index(
+    client: RegistryClient,
+    repository: str,
+    tags: Sequence[str],
+    index_bytes: bytes,
+    images: Sequence[Tuple[bytes, Sequence[Tuple[str, int, str]]]],
+    known_in: Optional[str] = None,
+    progress: Optional[PushProgress] = None,
+) -> PushReport:
+    """Pushes an OCI image index: each of its `images`, (manifest bytes, blobs as push_image
+    takes them), as push_image does but untagged, then the index by digest, then each tag.
+    The images must be exactly the index's manifests."""
+    tags = tuple(image.validate_tag(t) for t in tags)
+    try:
+        listed = [d["digest"] for d in json.loads(index_bytes)["manifests"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"index_bytes is not an image index: {e!r}") from None
+    given = [image.sha256_digest(manifest) for manifest, _ in images]
+    if given != listed:
+        raise ValueError(f"the images {given} are not the index's manifests {listed}")
+    done = PushProgress() if progress is None else progress
+    for manifest_bytes, blobs in images:
+        media_type = json.loads(manifest_bytes).get("mediaType")
+        push_image(client, repository, (), manifest_bytes, media_type, blobs, known_in, done)
+        done.manifest_pushed = False  # the index's, below, is the one a tag needs
+    client.push_manifest(
+        repository, image.sha256_digest(index_bytes), media_types.OCI_INDEX, index_bytes
+    )
+    done.manifest_pushed = True
+    return _push_tags(client, repository, tags, index_bytes, media_types.OCI_INDEX, done)
 

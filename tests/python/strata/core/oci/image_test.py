@@ -425,3 +425,55 @@ def test_epoch_seconds_takes_what_resolve_created_takes():
     assert abs(image.epoch_seconds("now") - time.time()) < 5
     with pytest.raises(ValueError, match="RFC 3339"):
         image.epoch_seconds("2023-02-30T00:00:00Z")
+
+
+@pytest.mark.parametrize("architecture", image.GO_ARCHITECTURES)
+def test_go_architectures_are_valid(architecture):
+    assert image.validate_architecture(architecture) == architecture
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("aarch64", "Go calls it 'arm64'"),
+    ("x86_64", "Go calls it 'amd64'"),
+    ("armhf", "Go calls it 'arm' \\(variant 'v7'\\)"),
+    ("arm65", "expected one of 386, amd64,"),
+])
+def test_unknown_architectures_are_refused_with_gos_name(name, hint):
+    with pytest.raises(ValueError, match=f"unknown architecture '{name}': {hint}"):
+        image.validate_architecture(name)
+
+
+@pytest.mark.parametrize("architecture, variant, normal", [
+    ("arm64", "v8", "v8"), ("arm64", "8", "v8"), ("arm64", "v8.0", "v8"), ("arm64", "v8.2", "v8.2"),
+    ("arm", "7", "v7"), ("arm", "v6", "v6"), ("amd64", "v3", "v3"),
+])
+def test_variants_are_normalised_as_index_clients_match_them(architecture, variant, normal):
+    assert image.normal_variant(architecture, variant) == normal
+
+
+@pytest.mark.parametrize("architecture, variant, problem", [
+    ("arm64", "v7", "unknown variant 'v7' of 'arm64': expected v8,"),
+    ("arm", "v9", "unknown variant 'v9' of 'arm': expected v5, v6, v7 or v8"),
+    ("amd64", "v5", "unknown variant 'v5' of 'amd64'"),
+    ("s390x", "z15", "architecture 's390x' has no variants"),
+])
+def test_variants_an_architecture_lacks_are_refused(architecture, variant, problem):
+    with pytest.raises(ValueError, match=problem):
+        image.normal_variant(architecture, variant)
+
+
+def test_variant_is_in_the_config_only_when_set():
+    without = image.make_config({"architecture": "arm64", "os": "linux"}, [], [])
+    assert "variant" not in without
+    platform = {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    with_variant = image.make_config(platform, [], [])
+    assert with_variant["variant"] == "v8"
+    assert image.platform_of(with_variant) == platform
+
+
+def test_platform_conflicts_with_the_base():
+    base = {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert image.platform_conflicts({"architecture": "arm64", "os": "linux"}, base) == []
+    assert image.platform_conflicts({"architecture": "amd64", "os": "linux"}, base) == [
+        ("architecture", "amd64", "arm64")
+    ]

@@ -624,3 +624,25 @@ def truncate_blob(spec):
 def edit_layer_json(spec, **changes):
     path = pathlib.Path(spec["layers"][0]["dir"], "layer.json")
     write_json(path, dict(json.loads(path.read_text()), **changes))
+
+
+def test_layout_archive_of_a_layout_is_its_oci_archive(tmp_path):
+    """`layout-archive` (an image index's archive) writes a layout as `assemble` writes an
+    oci-archive: one writer, byte for byte."""
+    spec = json.loads(pathlib.Path(make_spec(tmp_path, "oci-archive", "gzip")).read_text())
+    archive, _ = assemble(tmp_path, write_json(tmp_path / "a.json", spec), "image.tar")
+    layout, _ = assemble(
+        tmp_path, write_json(tmp_path / "l.json", dict(spec, format="oci")), "layout"
+    )
+    out = tmp_path / "from-layout.tar"
+    assert core_cli.main(["layout-archive", "--layout", str(layout), "--out", str(out)]) == 0
+    assert out.read_bytes() == archive.read_bytes()
+
+
+def test_layout_archive_refuses_what_is_not_a_layout(tmp_path, capsys):
+    layout, _ = assemble(tmp_path, make_spec(tmp_path, "oci"), "layout")
+    (layout / "extra").write_text("")
+    out = tmp_path / "out.tar"
+    assert core_cli.main(["layout-archive", "--layout", str(layout), "--out", str(out)]) == 1
+    assert "must hold only blobs/sha256/, index.json and oci-layout" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,5 +1,6 @@
 """Which blobs a push skips, mounts and uploads, and in which order it pushes."""
 
+import json
 import os
 import re
 import urllib.parse
@@ -14,7 +15,8 @@ from strata.core.registry.errors import (
     NotFoundError,
     UnsupportedMediaTypeError,
 )
-from strata.core.registry.push_policy import PushedBlobs, PushReport, push_image
+from strata.core.oci import image
+from strata.core.registry.push_policy import PushedBlobs, PushReport, push_image, push_index
 from strata_harness import Fault, assert_valid_image
 from strata_harness.registry_images import local_image, skopeo_copy
 
@@ -172,3 +174,50 @@ def test_a_missing_or_corrupt_record_is_empty(tmp_path):
     assert PushedBlobs(path).best_source("r", "a/b", ["sha256:a"]) is None
     path.write_text("{not json")
     assert PushedBlobs(path).best_source("r", "a/b", ["sha256:a"]) is None
+
+
+def an_index(tmp_path):
+    """Two images sharing no blob, and an OCI image index over them."""
+    images = [
+        local_image(tmp_path / arch, {"etc/arch": f"{arch}\n".encode()}, entrypoint=["/a"])
+        for arch in ("amd64", "arm64")
+    ]
+    index = image.canonical_json(image.make_image_index([
+        {"mediaType": OCI_MANIFEST, "digest": img.digest, "size": len(img.manifest),
+         "platform": {"os": "linux", "architecture": arch}}
+        for img, arch in zip(images, ("amd64", "arm64"))
+    ]))  # fmt: skip
+    return images, index
+
+
+def test_push_index_pushes_images_then_the_index_then_tags(registry, proxy, tmp_path):
+    images, index = an_index(tmp_path)
+    digest = image.sha256_digest(index)
+    pairs = [(img.manifest, img.blobs) for img in images]
+    size = sum(img.size for img in images)
+
+    report = push_index(RegistryClient(proxy.host), "strata/index", ["v1"], index, pairs)
+    assert report == PushReport(digest, ("v1",), 0, 0, 4, size)
+    manifest_puts = [
+        r.path.rsplit("/", 1)[1] for r in proxy.requests
+        if r.method == "PUT" and "/manifests/" in r.path
+    ]
+    assert manifest_puts == [images[0].digest, images[1].digest, digest, "v1"]
+    pushed = registry.inspect("strata/index:v1", raw=True)
+    assert pushed["manifests"] == json.loads(index)["manifests"]
+    copy = tmp_path / "copy"
+    skopeo_copy(registry.ref("strata/index:v1"), f"oci:{copy}:t", "--src-tls-verify=false",
+                "--override-arch", "arm64")
+    assert_valid_image(copy, ref="t")
+
+    proxy.requests.clear()
+    again = push_index(RegistryClient(proxy.host), "strata/index", ["v1"], index, pairs)
+    assert again == PushReport(digest, ("v1",), 4, 0, 0, 0)
+    assert proxy.count("POST", "/v2/strata/index/blobs/uploads/") == 0
+
+
+def test_push_index_refuses_images_that_are_not_the_indexs(tmp_path):
+    images, index = an_index(tmp_path)
+    client = RegistryClient("127.0.0.1:9")  # nothing listens: nothing may be sent
+    with pytest.raises(ValueError, match="are not the index's manifests"):
+        push_index(client, "strata/index", ["v1"], index, [(images[0].manifest, images[0].blobs)])

@@ -1,0 +1,209 @@
+"""`oci_image_index`: a multi-platform image, composed from its images' OCI layouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.engine.addresses import Address, UnparsedAddressInputs
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.process import Process, ProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import InvalidFieldException, Targets
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from strata.core.oci import platforms
+from strata.core.oci.image import digest_hex, sha256_digest
+from strata.core.oci.index import DuplicatePlatform, index_layout
+from strata.core.oci.writers import OCI_LAYOUT
+from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet, output_file
+from strata.rules.tool import ImageTool
+from strata.subsystems import StrataSubsystem
+from strata.target_types import (
+    OciImageOutputPathField,
+    OciImageTarget,
+    OciIndexImagesField,
+    OciIndexOutputFormatField,
+    OciIndexTagField,
+    OciRepositoryField,
+    OutputFormat,
+)
+
+_ARCHIVE_LAYOUT = "index-layout"
+
+
+@dataclass(frozen=True)
+class OciImageIndexFieldSet(PackageFieldSet):
+    required_fields = (OciIndexImagesField,)
+
+    images: OciIndexImagesField
+    repository: OciRepositoryField
+    tag: OciIndexTagField
+    output_format: OciIndexOutputFormatField
+    output_path: OciImageOutputPathField
+
+
+@dataclass(frozen=True)
+class IndexLayoutRequest:
+    """The OCI layout at `output` of the index whose `images` field is given; `publish` builds
+    each image with the layer compression it is pushed with."""
+
+    images: OciIndexImagesField
+    tag: Optional[str]
+    output: str
+    publish: bool = False
+
+
+@dataclass(frozen=True)
+class IndexImage:
+    platform: str  # os/arch[/variant]
+    manifest_digest: str
+    layers: Tuple[str, ...]  # blob digests
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    digest: Digest  # the layout, under the request's `output`
+    index_bytes: bytes  # the image index blob, which index.json names
+    tag: str
+    images: Tuple[IndexImage, ...]
+
+    @property
+    def index_digest(self) -> str:
+        return sha256_digest(self.index_bytes)
+
+
+@rule(desc="Composing an OCI image index", level=LogLevel.DEBUG)
+async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
+    """Each image is composed as its own OCI layout at `output` (no copy of a blob); the index
+    layout is the union of their blobs, stored once each, plus the index the core decides."""
+    field = request.images
+    targets = await Get(Targets, UnparsedAddressInputs, field.to_unparsed_address_inputs())
+    for target in targets:
+        if not isinstance(target, OciImageTarget):
+            raise InvalidFieldException(
+                f"The `{field.alias}` field of {field.address} names {target.address}, a "
+                f"`{target.alias}` target: an index lists `{OciImageTarget.alias}` targets."
+            )
+    field_sets = [OciImageFieldSet.create(target) for target in targets]
+    output = request.output
+    images = await MultiGet(
+        Get(
+            AssembledImage,
+            AssembleRequest(
+                fs, OutputFormat.OCI.value, output,
+                fs.publish_compression() if request.publish else None,
+            ),  # fmt: skip
+        )
+        for fs in field_sets
+    )
+    indexes = await MultiGet(
+        Get(DigestContents, DigestSubset(image.output, PathGlobs([f"{output}/index.json"])))
+        for image in images
+    )
+    blobs = await MultiGet(
+        Get(Digest, DigestSubset(image.output, PathGlobs([f"{output}/blobs/**"])))
+        for image in images
+    )
+    try:
+        index_bytes, index_json, tag = index_layout(
+            [(str(fs.address), index[0].content) for fs, index in zip(field_sets, indexes)],
+            request.tag,
+        )
+    except DuplicatePlatform as e:
+        raise InvalidFieldException(
+            f"The `{field.alias}` field of {field.address} lists two images of one platform: "
+            f"{e}. An index holds one image per platform: give each its own `architecture` "
+            "(or `variant`, `os`)."
+        ) from e
+    own = await Get(
+        Digest,
+        CreateDigest(
+            [
+                FileContent(f"{output}/blobs/sha256/{digest_hex(sha256_digest(index_bytes))}",
+                            index_bytes),
+                FileContent(f"{output}/index.json", index_json),
+                FileContent(f"{output}/oci-layout", OCI_LAYOUT),
+            ]
+        ),
+    )
+    layout = await Get(Digest, MergeDigests([*blobs, own]))
+    return IndexLayout(
+        layout,
+        index_bytes,
+        tag,
+        tuple(
+            IndexImage(
+                platforms.describe(fs.platform()),
+                image.metadata["manifest_digest"],
+                tuple(layer["digest"] for layer in image.metadata["layers"]),
+            )
+            for fs, image in zip(field_sets, images)
+        ),
+    )
+
+
+def _summary(layout: IndexLayout, repository: str) -> Tuple[str, ...]:
+    """What `package` prints: the index, each platform's manifest and the layers shared."""
+    shared = set.intersection(*(set(image.layers) for image in layout.images))
+    return (
+        f"Image index: {repository}:{layout.tag}",
+        f"Index digest: {layout.index_digest}",
+        *(
+            f"{image.platform}: {image.manifest_digest} ({len(image.layers)} layers)"
+            for image in layout.images
+        ),
+        f"Layers shared by all {len(layout.images)} platforms: {len(shared)}",
+    )
+
+
+@rule(desc="Packaging an OCI image index", level=LogLevel.DEBUG)
+async def package_oci_image_index(
+    field_set: OciImageIndexFieldSet, tool: ImageTool, strata: StrataSubsystem
+) -> BuiltPackage:
+    fmt = field_set.output_format.value
+    output = output_file(field_set.output_path, fmt)
+    directory = fmt == OutputFormat.OCI.value
+    layout = await Get(
+        IndexLayout,
+        IndexLayoutRequest(
+            field_set.images, field_set.tag.value, output if directory else _ARCHIVE_LAYOUT
+        ),
+    )
+    digest = layout.digest
+    if not directory:
+        # One streaming pass over the composed layout, in the core's archive order.
+        result = await Get(
+            ProcessResult,
+            Process(
+                argv=tool.argv("layout-archive", "--layout", _ARCHIVE_LAYOUT, "--out", output),
+                input_digest=await Get(Digest, MergeDigests([tool.digest, layout.digest])),
+                output_files=(output,),
+                description=f"Archiving {field_set.address}",
+                level=LogLevel.INFO,
+                remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+            ),
+        )
+        digest = result.output_digest
+    repository = field_set.repository.value_or_default(field_set.address)
+    return BuiltPackage(
+        digest,
+        (BuiltPackageArtifact(output, extra_log_lines=_summary(layout, repository)),),
+    )
+
+
+def rules():
+    return [
+        *collect_rules(),
+        UnionRule(PackageFieldSet, OciImageIndexFieldSet),
+    ]
