@@ -289,6 +289,7 @@ class BaseRequest:
     spec: str
     image: Address
     compression: str
+    platform: str = "linux/amd64"  # the image's `os/arch[/variant]`, which a base index serves
 
 
 @rule(desc="Resolving an image's `base` field", level=LogLevel.DEBUG)
@@ -313,7 +314,7 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
         )
         return await Get(BaseImage, ImportBaseRequest(built.output, _BASE_LAYOUT, str(address)))
     if isinstance(tgt, (OciImageArchiveTarget, OciPullTarget)):
-        return await Get(BaseImage, ExternalBaseRequest(tgt))
+        return await Get(BaseImage, ExternalBaseRequest(tgt, request.platform))
     raise InvalidFieldException(
         f"The `base` field of {request.image} names {address}, a `{tgt.alias}` target: "
         "expected an `oci_image`, `oci_image_archive` or `oci_pull` target."
@@ -358,7 +359,9 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     compression = request.compression or fs.layer_compression()
     base = None
     if fs.base.value:
-        base = await Get(BaseImage, BaseRequest(fs.base.value, address, compression))
+        platform = "/".join(fs.platform()[key] for key in ("os", "architecture", "variant")
+                            if key in fs.platform())
+        base = await Get(BaseImage, BaseRequest(fs.base.value, address, compression, platform))
         await _check_base_platform(fs, base)
     has_custom_layer = bool(customisation)
     budget = fs.max_layers.value - (1 if has_custom_layer else 0) - (base.layer_count if base else 0)

@@ -24,8 +24,12 @@ BUILD = """
     oci_image(name="image", **IMAGE)
     oci_image(name="gzip", output_format="oci-archive", compression="gzip", **IMAGE)
     oci_image(name="zstd", output_format="oci-archive", compression="zstd", **IMAGE)
+    # A multi-platform index of the image and an arm64 one (the same files: only the
+    # platform differs), as an oci-archive so that one file holds it all.
+    oci_image(name="arm64", architecture="arm64", variant="v8", **IMAGE)
+    oci_image_index(name="index", images=[":zstd", ":arm64"], output_format="oci-archive")
 """
-OUTPUTS = ("image.tar", "gzip.tar", "zstd.tar")
+OUTPUTS = ("image.tar", "gzip.tar", "zstd.tar", "index.tar")
 
 
 @contextmanager
@@ -53,9 +57,10 @@ def build(root: Path, mask: int, mtime: int) -> tuple[ScratchRepo, dict[str, str
         (repo.root / "bin/busybox").chmod(0o755 & ~mask)
         for path in ("bin/busybox", "etc/greeting.txt", "etc/motd.txt", "BUILD"):
             os.utime(repo.root / path, (mtime, mtime))
-        result = repo.run("package", "//:image", "//:gzip", "//:zstd")
-    # Every layer was built here, none came from a cache.
-    assert len(ran_processes(result, "Building //:image: ")) == 3
+        result = repo.run("package", "//:image", "//:gzip", "//:zstd", "//:index")
+    # Every layer was built here, none came from a cache: 3 per compression (the arm64 image's
+    # are //:image's very Processes: a layer's bytes do not depend on the platform).
+    assert len(ran_processes(result, "Building //:")) == 9
     dist = repo.root / "dist"
     return repo, {name: hashlib.sha256((dist / name).read_bytes()).hexdigest() for name in OUTPUTS}
 

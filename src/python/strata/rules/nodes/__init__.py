@@ -10,13 +10,16 @@ that applies to it and joins what the kinds return into the image's node graph;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Tuple
+from typing import ClassVar, Dict, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.environment import EnvironmentName
 from pants.engine.fs import Digest
-from pants.engine.target import Target
+from pants.engine.rules import Get
+from pants.engine.target import Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionMembership, union
+
+from strata.target_types import OciArchitectureField, OciOsField, OciVariantField, image_platform
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,16 @@ class StoreNodes:
 
     nodes: Tuple[StoreNode, ...]
     stand_ins: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+
+
+async def image_platform_of(request: StoreNodesRequest) -> Dict[str, str]:
+    """The platform (`os`, `architecture`, normalised `variant` when set) of the image a kind's
+    nodes are for: Debian packages and wheels are that platform's."""
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.image, description_of_origin="an image's store nodes"),
+    )
+    image = wrapped.target
+    return image_platform(
+        image[OciArchitectureField].value, image[OciOsField].value, image[OciVariantField].value
+    )

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from typing import Dict
 
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import InvalidFieldException, Target, WrappedTarget, WrappedTargetRequest
+from pants.engine.target import InvalidFieldException, Target
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
 from strata.core.debian.architectures import debian_architecture
 from strata.rules.closure import InvalidImageContent
 from strata.rules.debian import DebianClosure, DebianClosureRequest, node_key
-from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import DebianPackagesTarget, OciArchitectureField
+from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest, image_platform_of
+from strata.target_types import DebianPackagesTarget
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,10 @@ class DebianNodesRequest(StoreNodesRequest):
 
 @rule(desc="Turning locked Debian packages into store nodes", level=LogLevel.DEBUG)
 async def debian_nodes(request: DebianNodesRequest) -> StoreNodes:
-    image = await Get(
-        WrappedTarget,
-        WrappedTargetRequest(request.image, description_of_origin="the image of debian_packages"),
-    )
-    go_arch = image.target[OciArchitectureField].value
+    platform = await image_platform_of(request)
+    go_arch = platform["architecture"]
     try:
-        arch = debian_architecture(go_arch)
+        arch = debian_architecture(go_arch, platform.get("variant"))
     except ValueError as e:
         raise InvalidFieldException(
             f"The `architecture` field of {request.image} is {go_arch!r}, but the image holds "

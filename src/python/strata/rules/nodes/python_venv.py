@@ -45,16 +45,19 @@ from pants.engine.target import (
     Targets,
     TransitiveTargets,
     TransitiveTargetsRequest,
-    WrappedTarget,
-    WrappedTargetRequest,
 )
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
 from strata.core.spec import PythonSources, Venv, Wheel, absolute_image_path
-from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest
+from strata.rules.nodes import (
+    NodeKind,
+    StoreNode,
+    StoreNodes,
+    StoreNodesRequest,
+    image_platform_of,
+)
 from strata.target_types import (
-    OciArchitectureField,
     PythonVenvBytecodeField,
     PythonVenvDependenciesField,
     PythonVenvEntryPointField,
@@ -244,11 +247,7 @@ class _VenvRequest:
 
 @rule(desc="Resolving Python venvs into store nodes", level=LogLevel.DEBUG)
 async def python_venv_nodes(request: PythonVenvNodesRequest) -> StoreNodes:
-    image = await Get(
-        WrappedTarget,
-        WrappedTargetRequest(request.image, description_of_origin="the image of a python_venv"),
-    )
-    arch = image.target[OciArchitectureField].value
+    arch = (await image_platform_of(request))["architecture"]
     made = await MultiGet(
         Get(StoreNodes, _VenvRequest(arch, node, tgt)) for node, tgt in request.members
     )
