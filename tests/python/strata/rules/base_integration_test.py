@@ -71,6 +71,8 @@ BUILD = """
     oci_image(
         name="on_pull", base=":multi", dependencies=[":note"], cmd=["/etc/arch", "/etc/note.txt"]
     )
+    # No `platform` on the base: each image gets the base's image of its own platform.
+    oci_image(name="on_pull_arm64", base=":multi", dependencies=[":note"], architecture="arm64")
 """
 NOTE = "added on top of a base\n"
 
@@ -125,20 +127,19 @@ def index_layout(out: Path, ref: str, images: dict[str, dict]) -> tuple[str, dic
     return index["digest"], diff_ids
 
 
-def two_platform_layout(out: Path) -> tuple[str, str]:
+def two_platform_layout(out: Path) -> tuple[str, dict[str, str]]:
     """An index "multi" of a runnable linux/amd64 image (busybox and /etc/arch) and a
-    linux/arm64 one. Returns (index digest, amd64 layer's diff_id)."""
+    linux/arm64 one. Returns (index digest, {platform: its layer's diff_id})."""
     busybox = Path(require_tool("busybox")).read_bytes()
     amd64 = {"bin/busybox": (busybox, 0o755), "bin/sh": Symlink("busybox")}
-    digest, diff_ids = index_layout(out, "multi", {"linux/amd64": amd64, "linux/arm64": {}})
-    return digest, diff_ids["linux/amd64"]
+    return index_layout(out, "multi", {"linux/amd64": amd64, "linux/arm64": {}})
 
 
 @dataclass(frozen=True)
 class Built:
     repo: ScratchRepo
     index_digest: str
-    amd64_diff_id: str
+    diff_ids: dict[str, str]  # of the base index's images, by platform
     before_push: subprocess.CompletedProcess[str]  # //:on_pull while its digest is not there
     cold: subprocess.CompletedProcess[str]  # every image, after the push
     dist: Path  # dist/ of the cold build
@@ -148,7 +149,7 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built:
     base = tmp_path_factory.mktemp("base")
-    index_digest, amd64_diff_id = two_platform_layout(base / "multi")
+    index_digest, diff_ids = two_platform_layout(base / "multi")
     repo = ScratchRepo(base / "repo", isolated_cache=True)
     repo.write(
         {
@@ -176,13 +177,13 @@ def built(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Built
     cold = repo.run(
         "package",
         *(f"//:{name}" for name in (*CHAIN, "config_only", "on_archive", "on_zstd_archive",
-                                    "on_pull")),
+                                    "on_pull", "on_pull_arm64")),
     )
     dist = Path(shutil.copytree(repo.root / "dist", base / "dist"))
     assert repo.local_store is not None
     shutil.rmtree(repo.local_store)
     rebuilt = repo.run("package", *(f"//:{name}" for name in CHAIN))
-    return Built(repo, index_digest, amd64_diff_id, before_push, cold, dist, rebuilt)
+    return Built(repo, index_digest, diff_ids, before_push, cold, dist, rebuilt)
 
 
 def config_of(docker_archive: Path) -> dict:
@@ -258,8 +259,16 @@ def test_pull_picks_the_platform_and_runs(built: Built, run_image) -> None:
     assert_valid_image(image, "docker-archive")
     config = config_of(image)
     assert config["architecture"] == "amd64"
-    assert config["rootfs"]["diff_ids"][0] == built.amd64_diff_id
+    assert config["rootfs"]["diff_ids"][0] == built.diff_ids["linux/amd64"]
     assert run_image(image) == (0, "amd64\n" + NOTE)
+
+
+def test_an_image_gets_the_base_image_of_its_own_platform(built: Built) -> None:
+    image = built.dist / "on_pull_arm64.tar"
+    assert_valid_image(image, "docker-archive")
+    config = config_of(image)
+    assert config["architecture"] == "arm64"
+    assert config["rootfs"]["diff_ids"][0] == built.diff_ids["linux/arm64"]
 
 
 def test_pull_of_a_missing_digest_fails_naming_it_and_is_not_cached(built: Built) -> None:
