@@ -40,6 +40,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
+from strata.core.oci import platforms
 from strata.core.oci.image import epoch_seconds, platform_conflicts
 from strata.core.oci.writers import FORMATS, OCI_LAYOUT, Layer, load_image, metadata, oci_contents
 from strata.core.spec import ImageSpec, LayerRef, normalise_path
@@ -359,9 +360,10 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     compression = request.compression or fs.layer_compression()
     base = None
     if fs.base.value:
-        platform = "/".join(fs.platform()[key] for key in ("os", "architecture", "variant")
-                            if key in fs.platform())
-        base = await Get(BaseImage, BaseRequest(fs.base.value, address, compression, platform))
+        base = await Get(
+            BaseImage,
+            BaseRequest(fs.base.value, address, compression, platforms.describe(fs.platform())),
+        )
         await _check_base_platform(fs, base)
     has_custom_layer = bool(customisation)
     budget = fs.max_layers.value - (1 if has_custom_layer else 0) - (base.layer_count if base else 0)

@@ -15,6 +15,7 @@ from pants.engine.target import InvalidFieldException
 
 from strata.target_types import DebianArchitecturesField
 from strata_harness.images import assert_valid_image
+from strata_harness.qemu import elf_machine
 from strata_harness.scratch import ScratchRepo
 
 # busybox-static: one statically linked binary, no dependencies, built for every architecture.
@@ -34,7 +35,7 @@ oci_image(
 oci_image(name="arm64-unlocked", dependencies=[":amd64-only"], architecture="arm64")
 """
 
-ELF_MACHINES = {"amd64": 0x3E, "arm64": 0xB7}  # EM_X86_64, EM_AARCH64
+ELF_MACHINES = {"amd64": "x86-64", "arm64": "aarch64"}  # as strata_harness.qemu names them
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +47,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRepo]:
         yield scratch
     finally:
         scratch.stop_pantsd()
-
-
-def elf_machine(path: Path) -> int:
-    header = path.read_bytes()[:20]
-    assert header[:4] == b"\x7fELF" and header[5] == 1, header  # little-endian ELF
-    return int.from_bytes(header[18:20], "little")
 
 
 def test_the_lock_holds_each_architecture(repo: ScratchRepo) -> None:

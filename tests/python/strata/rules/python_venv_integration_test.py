@@ -117,8 +117,11 @@ def test_venv_layers_are_the_same_bytes_from_two_checkouts(tmp_path: Path) -> No
     # The demo's venv alone: no Debian packages to download twice.
     first, second = (demo_repo(tmp_path / name, isolated_cache=True) for name in ("a", "bb"))
     for repo in (first, second):
-        repo.write({"app/repro/BUILD": 'oci_image(name="image", dependencies=["app:hello"])\n'})
+        # No interpreter in it, so nothing to run: an empty entrypoint, not the launcher's.
+        repo.write({"app/repro/BUILD":
+                    'oci_image(name="image", dependencies=["app:hello"], entrypoint=[])\n'})
         repo.run("package", "app/repro:image")
+        assert_valid_image(repo.root / "dist/app.repro/image.tar", "docker-archive")
     layers = venv_layers(first.root)
     assert len(layers) == 4, layers  # two distributions, the sources, the skeleton
     assert venv_layers(second.root) == layers
