@@ -29,10 +29,11 @@ _BUFFER_SIZE = 1 << 20
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
-class _Entry(namedtuple("_Entry", "path kind mode origin source target", defaults=("", ""))):
+class _Entry(namedtuple("_Entry", "path kind mode origin source target owner",
+                        defaults=("", "", None))):
     """path: in the image; kind: "dir", "file" or "symlink"; mode: from the spec, never from the
     sandbox; origin: where the entry came from, for error messages; source: a file's content;
-    target: a symlink's target."""
+    target: a symlink's target; owner: a tarstream.Owner, or None for the layer settings'."""
 
     __slots__ = ()
 
@@ -79,7 +80,8 @@ class _Collector:
             self.entries[entry.path] = entry
             return
         if old.kind == entry.kind == "file":
-            same = (old.mode == entry.mode and old.size() == entry.size()
+            same = (old.mode == entry.mode and old.owner == entry.owner
+                    and old.size() == entry.size()
                     and _same_content(old.source, entry.source))
         else:
             same = old._replace(origin="") == entry._replace(origin="")
@@ -238,7 +240,7 @@ def _add_file(tar: TarWriter, entry: _Entry) -> None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("not a regular file")
-        tar.add_file(entry.path, st.st_size, fd, entry.mode)
+        tar.add_file(entry.path, st.st_size, fd, entry.mode, entry.owner)
     except (OSError, ValueError) as e:
         raise ValueError(f"{entry.origin}: {e}") from None
     finally:
@@ -329,9 +331,9 @@ def _write(entries: list, settings, out_dir) -> dict:
                                 gname=settings.gname, buffer_size=_BUFFER_SIZE)
                 for entry in entries:
                     if entry.kind == "dir":
-                        tar.add_dir(entry.path, entry.mode)
+                        tar.add_dir(entry.path, entry.mode, entry.owner)
                     elif entry.kind == "symlink":
-                        tar.add_symlink(entry.path, entry.target)
+                        tar.add_symlink(entry.path, entry.target, entry.owner)
                     else:
                         _add_file(tar, entry)
                 tar.close()

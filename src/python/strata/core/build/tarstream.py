@@ -6,6 +6,7 @@ Python versions and carries whatever metadata it is handed.
 
 import os
 import struct
+from collections import namedtuple
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -19,6 +20,12 @@ _ZEROS = bytes(2 * BLOCK)
 _HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
 _MAGIC = b"ustar\x0000"
 _NO_DEVICE = b"0000000\0"
+
+
+class Owner(namedtuple("Owner", "uid gid uname gname")):
+    """An entry's owner as its header records it; an empty name leaves readers the number."""
+
+    __slots__ = ()
 
 
 def _octal(value: int, width: int, what: str) -> bytes:
@@ -53,7 +60,8 @@ def _ascii(text: str) -> bytes:
 
 
 class TarWriter:
-    """Writes tar entries to `out` in call order, with fixed owner, mtime and no device numbers."""
+    """Writes tar entries to `out` in call order, with a fixed mtime, no device numbers and one
+    owner (the settings'), unless an entry names its own `owner`."""
 
     def __init__(self, out, *, mtime: int, uid: int = 0, gid: int = 0, uname: str = "root",
                  gname: str = "root", buffer_size: int = 0):
@@ -65,14 +73,14 @@ class TarWriter:
         least `buffer_size` bytes), so no block is copied. 0 writes every piece as it comes."""
         self._out = out
         self._mtime = _octal(mtime, 12, "mtime")
-        self._uid = _octal(uid, 8, "uid")
-        self._gid = _octal(gid, 8, "gid")
-        self._uname = self._owner_name(uname)
-        self._gname = self._owner_name(gname)
+        for name in (uname, gname):
+            if not name:
+                raise ValueError("tar: the default owner names must not be empty")
+        # Each owner's header fields and their byte sum; None is the default owner.
+        self._owners = {None: self._owner_fields(Owner(uid, gid, uname, gname))}
         # The byte sum of the header fields every entry shares, the checksum field as spaces.
         self._fixed_sum = (
-            sum(self._uid) + sum(self._gid) + sum(self._mtime) + sum(b" " * 8) + sum(_MAGIC)
-            + sum(self._uname) + sum(self._gname) + 2 * sum(_NO_DEVICE)
+            sum(self._mtime) + sum(b" " * 8) + sum(_MAGIC) + 2 * sum(_NO_DEVICE)
         )
         self._modes = {}  # mode -> (its octal field, the field's byte sum)
         self._probe = bytearray(1)  # one byte past a file's end: did it grow?
@@ -91,19 +99,25 @@ class TarWriter:
 
     @staticmethod
     def _owner_name(name: str) -> bytes:
-        if not (name.isascii() and 0 < len(name) < 32) or "\0" in name:
-            raise ValueError(f"tar owner name {name!r} must be 1-31 ASCII characters")
+        if not (name.isascii() and len(name) < 32) or "\0" in name:
+            raise ValueError(f"tar owner name {name!r} must be at most 31 ASCII characters")
         return name.encode("ascii")
 
-    def add_dir(self, path: str, mode: int = 0o755) -> None:
-        self._header(path.rstrip("/") + "/", b"5", mode, 0, "")
+    def _owner_fields(self, owner: Owner) -> tuple:
+        fields = (_octal(owner.uid, 8, "uid"), _octal(owner.gid, 8, "gid"),
+                  self._owner_name(owner.uname), self._owner_name(owner.gname))
+        return (*fields, sum(map(sum, fields)))
 
-    def add_symlink(self, path: str, target: str) -> None:
+    def add_dir(self, path: str, mode: int = 0o755, owner: Owner = None) -> None:
+        self._header(path.rstrip("/") + "/", b"5", mode, 0, "", owner)
+
+    def add_symlink(self, path: str, target: str, owner: Owner = None) -> None:
         if not target or "\0" in target:
             raise ValueError(f"tar: symlink {path!r} has an invalid target {target!r}")
-        self._header(path, b"2", 0o777, 0, target)
+        self._header(path, b"2", 0o777, 0, target, owner)
 
-    def add_file(self, path: str, size: int, data, mode: int = 0o644) -> None:
+    def add_file(self, path: str, size: int, data, mode: int = 0o644,
+                 owner: Owner = None) -> None:
         """Adds a regular file of exactly `size` bytes from `data`: bytes, a binary file, or an
         OS file descriptor (an int) at the file's start. A descriptor is read straight into the
         buffer (buffered mode) and must then end after `size` bytes: a file that grew while
@@ -111,16 +125,16 @@ class TarWriter:
         if type(data) is int:
             if self._buffer is None:
                 raise ValueError("tar: reading from a file descriptor needs buffer_size > 0")
-            self._header(path, b"0", mode, size, "")
+            self._header(path, b"0", mode, size, "", owner)
             self._read_fd(path, size, data)
         elif isinstance(data, (bytes, bytearray, memoryview)) and len(data) != size:
             raise ValueError(f"tar: {path!r} has {len(data)} bytes, not the declared {size}")
         elif isinstance(data, (bytes, bytearray, memoryview)):
-            self._header(path, b"0", mode, size, "")
+            self._header(path, b"0", mode, size, "", owner)
             if size:
                 self._write(data)
         else:
-            self._header(path, b"0", mode, size, "")
+            self._header(path, b"0", mode, size, "", owner)
             remaining = size
             while remaining:
                 chunk = data.read(min(CHUNK, remaining))
@@ -186,7 +200,8 @@ class TarWriter:
             if not count:
                 raise ValueError(f"tar: {path!r} ended after {size - remaining} of {size} bytes")
 
-    def _header(self, path: str, typeflag: bytes, mode: int, size: int, target: str) -> None:
+    def _header(self, path: str, typeflag: bytes, mode: int, size: int, target: str,
+                owner: Owner) -> None:
         if "\0" in path or not path.strip("/"):
             raise ValueError(f"tar: invalid path {path!r}")
         if size < 0:
@@ -195,7 +210,7 @@ class TarWriter:
         link = target.encode("utf-8")
         if (len(encoded) <= _NAME_MAX and len(link) <= _NAME_MAX and size < _SIZE_LIMIT
                 and path.isascii() and target.isascii()):
-            self._block(encoded, b"", typeflag, mode, size, link)  # the common case
+            self._block(encoded, b"", typeflag, mode, size, link, owner)  # the common case
             return
         pax = []
         split = _split_ustar(encoded) if path.isascii() else None
@@ -213,15 +228,19 @@ class TarWriter:
             # Deterministic header name; readers apply the records to the next entry.
             base = path.rstrip("/").rsplit("/", 1)[-1]
             pax_name = (b"PaxHeaders/" + _ascii(base))[:_NAME_MAX]
-            self._block(pax_name, b"", b"x", 0o644, len(payload), b"")
+            self._block(pax_name, b"", b"x", 0o644, len(payload), b"", None)
             self._write(payload + bytes(-len(payload) % BLOCK))
         name, prefix = split
-        self._block(name, prefix, typeflag, mode, size, link)
+        self._block(name, prefix, typeflag, mode, size, link, owner)
 
     def _block(self, name: bytes, prefix: bytes, typeflag: bytes, mode: int, size: int,
-               link: bytes) -> None:
+               link: bytes, owner: Owner) -> None:
         """Writes one header block; in buffered mode packed straight into the buffer (flushed
         first when less than a block is left)."""
+        owner_fields = self._owners.get(owner)
+        if owner_fields is None:
+            owner_fields = self._owners[owner] = self._owner_fields(owner)
+        uid, gid, uname, gname, owner_sum = owner_fields
         mode_field = self._modes.get(mode)
         if mode_field is None:
             octal = _octal(mode, 8, "mode")
@@ -229,11 +248,11 @@ class TarWriter:
         size_field = b"%011o\0" % size  # < _SIZE_LIMIT: larger sizes go to a PAX record
         # The checksum is the byte sum of the header with its own field as spaces (in
         # _fixed_sum); the fields' NUL padding adds nothing.
-        checksum = (self._fixed_sum + sum(name) + mode_field[1] + sum(size_field)
+        checksum = (self._fixed_sum + owner_sum + sum(name) + mode_field[1] + sum(size_field)
                     + typeflag[0] + sum(link) + sum(prefix))
         fields = (
-            name, mode_field[0], self._uid, self._gid, size_field, self._mtime,
-            b"%06o\0 " % checksum, typeflag, link, _MAGIC, self._uname, self._gname,
+            name, mode_field[0], uid, gid, size_field, self._mtime,
+            b"%06o\0 " % checksum, typeflag, link, _MAGIC, uname, gname,
             _NO_DEVICE, _NO_DEVICE, prefix,
         )
         if self._buffer is None:

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from strata.core.build.tarstream import TarWriter
+from strata.core.build.tarstream import Owner, TarWriter
 
 SPLIT_NAME = "s" * 60 + "/" + "t" * 60  # > 100 bytes, fits ustar's prefix + name
 DEEP_NAME = "/".join(["d" * 50] * 6) + "/leaf.txt"  # > 255 bytes: PAX
@@ -205,3 +205,33 @@ def test_short_data_is_an_error():
 def test_unrepresentable_settings_are_rejected(settings):
     with pytest.raises(ValueError):
         TarWriter(io.BytesIO(), **{"mtime": 1, **settings})
+
+
+@pytest.mark.parametrize("buffer_size", [0, 4096])
+def test_an_entry_may_name_its_own_owner(buffer_size):
+    """`permissions` and fakeroot give single entries their owner; the rest keep the settings'.
+    An empty name leaves readers the number (GNU tar maps names before numbers)."""
+    out = io.BytesIO()
+    tar = TarWriter(out, mtime=1, uid=7, gid=8, uname="seven", gname="eight",
+                    buffer_size=buffer_size)
+    app = Owner(1000, 1000, "app", "app")
+    tar.add_dir("data", 0o2775, app)
+    tar.add_file("data/x", 3, b"abc", 0o4755, Owner(1001, 0, "", "root"))
+    tar.add_symlink("data/l", "x", app)
+    tar.add_file("plain", 1, b"p")
+    tar.close()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as archive:  # checks every checksum
+        seen = {m.name: (m.uid, m.gid, m.uname, m.gname, m.mode) for m in archive}
+    assert seen == {
+        "data": (1000, 1000, "app", "app", 0o2775),
+        "data/x": (1001, 0, "", "root", 0o4755),
+        "data/l": (1000, 1000, "app", "app", 0o777),
+        "plain": (7, 8, "seven", "eight", 0o644),
+    }
+
+
+@pytest.mark.parametrize("owner", [Owner(-1, 0, "a", "a"), Owner(0, 8**7, "a", "a"),
+                                   Owner(0, 0, "x" * 32, "a"), Owner(0, 0, "a", "é")])
+def test_unrepresentable_owners_are_rejected(owner):
+    with pytest.raises(ValueError):
+        TarWriter(io.BytesIO(), mtime=1).add_dir("d", 0o755, owner)
