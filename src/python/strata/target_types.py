@@ -137,18 +137,23 @@ class OciMaxLayersField(IntField):
         """
         The most layers the image may have, counting base-image layers and the customisation layer
         on top. The most popular nodes get a layer each; when there are more nodes than layers,
-        the least popular share the last one. At least 2. Docker's historical limit was 125
-        layers (and 42 on AUFS).
+        the least popular share the last one. Docker's historical limit was 125 layers (and 42
+        on AUFS).
+
+        When only one layer is left for the image's own content (`max_layers=1`, or one more
+        than its base's layers), everything goes into that one layer, the customisation
+        content included, as nixpkgs' `buildImage` does: the smallest image, but any change
+        rebuilds and re-ships all of it.
         """
     )
 
     @classmethod
     def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
         value = super().compute_value(raw_value, address)
-        if value < 2:
+        if value < 1:
             raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} must be at least 2 (one layer "
-                f"for content and one for the customisation layer), but was {value}."
+                f"The {repr(cls.alias)} field in target {address} must be at least 1, but was "
+                f"{value}."
             )
         return value
 

@@ -365,15 +365,17 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             BaseRequest(fs.base.value, address, compression, platforms.describe(fs.platform())),
         )
         await _check_base_platform(fs, base)
-    has_custom_layer = bool(customisation)
-    budget = fs.max_layers.value - (1 if has_custom_layer else 0) - (base.layer_count if base else 0)
-    if budget < 1:
+    own_layers = fs.max_layers.value - (base.layer_count if base else 0)
+    if own_layers < 1:
         raise InvalidFieldException(
             f"The `max_layers` field of {address} is {fs.max_layers.value}, but its base has "
-            f"{base.layer_count if base else 0} layers"
-            + (" and it has a customisation layer" if has_custom_layer else "")
-            + ": raise `max_layers` to leave room for at least one layer of its own."
+            f"{base.layer_count} layers: raise `max_layers` to leave room for at least one "
+            "layer of its own."
         )
+    # With room for one layer only, the customisation content joins it (dockerTools'
+    # `buildImage`); otherwise it is a layer of its own, on top.
+    single_layer = own_layers == 1
+    budget = own_layers - (1 if customisation and not single_layer else 0)
     mtime = fs.mtime.value or fs.created.value
     layers = await Get(
         BuiltLayers,
@@ -391,6 +393,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             ),
             customisation=customisation,
             description=f"Building {address}",
+            single_layer=single_layer,
         ),
     )
 

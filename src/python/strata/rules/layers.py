@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
@@ -92,6 +93,7 @@ class LayersRequest:
     settings: LayerSettings
     customisation: CustomisationLayer
     description: str
+    single_layer: bool = False  # the customisation content joins the one content layer
 
 
 @dataclass(frozen=True)
@@ -171,17 +173,36 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             Digest, CreateDigest([FileContent(path, data) for path, data in custom.files])
         )
         custom_files = await Get(Digest, MergeDigests([small_files, custom.generated]))
-        process_requests.append(
-            _LayerProcessRequest(
-                content=custom_files,
-                entries=custom.entries(),
-                settings=request.settings,
-                comment="customisation layer",
-                description=f"{request.description}: customisation layer",
-            )
+        custom_request = _LayerProcessRequest(
+            content=custom_files,
+            entries=custom.entries(),
+            settings=request.settings,
+            comment="customisation layer",
+            description=f"{request.description}: customisation layer",
         )
+        if request.single_layer and process_requests:
+            (content_request,) = process_requests
+            custom_request = await _joined(content_request, custom_request)
+            process_requests = []
+        process_requests.append(custom_request)
     layers = await MultiGet(Get(BuiltLayer, _LayerProcessRequest, r) for r in process_requests)
     return BuiltLayers(tuple(layers))
+
+
+async def _joined(
+    content: _LayerProcessRequest, custom: _LayerProcessRequest
+) -> _LayerProcessRequest:
+    """One layer of both: the content layer's nodes and the customisation content."""
+    return dataclasses.replace(
+        custom,
+        content=await Get(Digest, MergeDigests([content.content, custom.content])),
+        debs=content.debs,
+        deb_files=content.deb_files,
+        python_parts=content.python_parts,
+        python_files=content.python_files,
+        comment=f"{content.comment}, customisation",
+        description=f"{content.description} and the customisation content",
+    )
 
 
 @rule(desc="Building an image layer", level=LogLevel.DEBUG)

@@ -190,6 +190,43 @@ def test_least_popular_nodes_share_the_last_layer(rule_runner: RuleRunner) -> No
     assert custom["bin/zero"] == ("symlink", 0o777, "/f0.txt")
 
 
+def test_one_layer_holds_all_content_and_the_customisation(rule_runner: RuleRunner) -> None:
+    """`max_layers=1`, or one layer more than the base's, is dockerTools' `buildImage`."""
+    rule_runner.write_files(
+        {
+            **{f"f{i}.txt": str(i) for i in range(3)},
+            "BUILD": dedent(
+                """\
+                file(name="f0", source="f0.txt")
+                file(name="f1", source="f1.txt", dependencies=[":f0"])
+                file(name="f2", source="f2.txt", dependencies=[":f0"])
+                oci_image(name="single", dependencies=[":f1", ":f2"], max_layers=1,
+                          directories={"/tmp": "1777"}, symlinks={"/bin/zero": "/f0.txt"})
+                oci_image(name="base", dependencies=[":f0"], directories={"/srv": "0750"})
+                oci_image(name="on-base", base=":base", dependencies=[":f1", ":f2"],
+                          max_layers=3, symlinks={"/bin/one": "/f1.txt"})
+                oci_image(name="too-few", base=":base", dependencies=[":f1"], max_layers=2)
+                """
+            ),
+        }
+    )
+    _, layers = read_image(rule_runner, build(rule_runner, "//:single"))
+    ((comment, only),) = layers
+    assert comment == "//:f0, //:f1, //:f2, customisation"
+    assert files_of(layers[0]) == ["bin/zero", "f0.txt", "f1.txt", "f2.txt"]
+    assert only["tmp"] == ("dir", 0o1777, None)
+    assert only["bin/zero"] == ("symlink", 0o777, "/f0.txt")
+
+    _, layers = read_image(rule_runner, build(rule_runner, "//:on-base"))
+    # The base's two layers (f0, then /srv), and one of the image's own closure with /bin/one.
+    assert [files_of(layer) for layer in layers] == [
+        ["f0.txt"], [], ["bin/one", "f0.txt", "f1.txt", "f2.txt"]
+    ]
+    with pytest.raises(ExecutionError) as e:
+        build(rule_runner, "//:too-few")
+    assert "The `max_layers` field of //:too-few is 2, but its base has 2 layers" in str(e.value)
+
+
 def test_files_generators_are_one_node_and_resources_are_source_root_stripped(
     rule_runner: RuleRunner,
 ) -> None:
@@ -413,7 +450,7 @@ def test_an_image_without_content_is_an_error(rule_runner: RuleRunner) -> None:
 @pytest.mark.parametrize(
     "fields, fragments",
     [
-        ("max_layers=1", ["max_layers", "at least 2"]),
+        ("max_layers=0", ["max_layers", "at least 1"]),
         ('repository="Not/Valid"', ["repository", "//:image"]),
         ('tag="-bad"', ["'tag'", "//:image"]),
         ('created="yesterday"', ["'created'", "//:image"]),
