@@ -523,8 +523,12 @@ class OciOutputFormatField(StringField):
     help = help_text(
         """
         What `package` writes: `docker-archive` (a tarball for `podman load`/`docker load`,
-        `dist/<path>/<name>.tar`), `oci` (an OCI image layout directory, `dist/<path>/<name>`) or
-        `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`).
+        `dist/<path>/<name>.tar`), `oci` (an OCI image layout directory, `dist/<path>/<name>`),
+        `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`) or `rootfs` (no image
+        but its filesystem, as dockerTools' `exportImage` writes it: one tar,
+        `dist/<path>/<name>.tar`, of the base's layers and the image's own merged, files deleted
+        by a layer's whiteouts left out, each entry as the layer it comes from has it).
+        `pants run` and `pants publish` are unaffected: they load or push the image itself.
         """
     )
 
@@ -1131,13 +1135,20 @@ class OciIndexOutputFormatField(StringField):
         What `package` writes: `oci` (an OCI image layout directory, `dist/<path>/<name>`) or
         `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`). Its `index.json`
         names the image index by `tag`; each blob is stored once, however many images share it.
-        `docker-archive` is refused: `docker load` takes images of one platform only.
+        `docker-archive` is refused: `docker load` takes images of one platform only, and so is
+        `rootfs`, one filesystem.
         """
     )
 
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
         value = super().compute_value(raw_value, address)
+        if value == OutputFormat.ROOTFS.value:
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} is `rootfs`, one image's "
+                "filesystem: use `oci` or `oci-archive` for the index, or package one of its "
+                "`images` with `output_format=\"rootfs\"`."
+            )
         if value == OutputFormat.DOCKER_ARCHIVE.value:
             raise InvalidFieldException(
                 f"The {cls.alias!r} field in target {address} is `docker-archive`, which holds "

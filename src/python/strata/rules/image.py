@@ -90,6 +90,10 @@ from strata.target_types import (
 )
 
 
+# The formats that read every layer as a tar: a base's zstd layers need the zstd binary.
+_TAR_LAYER_FORMATS = (OutputFormat.DOCKER_ARCHIVE, OutputFormat.ROOTFS)
+
+
 @dataclass(frozen=True)
 class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     required_fields = (OciImageDependenciesField,)
@@ -124,8 +128,9 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
         return output_file(self.output_path, self.output_format.value)
 
     def layer_compression(self) -> str:
-        # docker-archive layers are plain tars: their digests are their diff_ids.
-        if OutputFormat(self.output_format.value) == OutputFormat.DOCKER_ARCHIVE:
+        # docker-archive layers are plain tars: their digests are their diff_ids; rootfs reads
+        # the layers as tars.
+        if OutputFormat(self.output_format.value) in _TAR_LAYER_FORMATS:
             return "none"
         return self.compression.value
 
@@ -400,8 +405,8 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     layer_dirs = [f"layers/{i:03d}" for i in range(len(layers.layers))]
     created = fs.created.value
     zstd = None
-    if base is not None and request.fmt == OutputFormat.DOCKER_ARCHIVE.value:
-        # A base's zstd layers go in decompressed: Docker cannot read zstd.
+    if base is not None and OutputFormat(request.fmt) in _TAR_LAYER_FORMATS:
+        # A base's zstd layers are read decompressed: Docker cannot read zstd.
         zstd = (await Get(ZstdBinary, ZstdBinaryRequest())).path
     spec = ImageSpec(
         format=request.fmt,

@@ -457,6 +457,8 @@ def test_variant_is_written_normalised_only_when_set() -> None:
     [
         # Docker cannot read zstd: a docker-archive gets the zstd binary for the base's layers.
         ("docker-archive", "none", "/usr/bin/zstd"),
+        # rootfs reads every layer as a tar too.
+        ("rootfs", "none", "/usr/bin/zstd"),
         ("oci", "zstd", None),
         ("oci-archive", "gzip", None),
     ],

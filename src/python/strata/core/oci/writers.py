@@ -417,11 +417,20 @@ def _oci_archive_file(img: Image, output: str) -> None:
     write_file_atomically(output, lambda f: write_oci_archive(img, f))
 
 
+def _rootfs_file(img: Image, output: str) -> None:
+    from strata.core.oci.rootfs import write_rootfs  # which imports this module
+
+    scratch = os.path.dirname(os.path.abspath(output))
+    write_file_atomically(output, lambda f: write_rootfs(img.layers, f, scratch, img.zstd))
+
+
 # Every output format (the `output_format` field's choices): a new format is a row and its writer.
+# `rootfs` is no image but the image's merged filesystem; its metadata describes the image.
 FORMATS = {
     "docker-archive": Format(_docker_archive_file, directory=False, oci=False),
     "oci": Format(_oci_layout_dir, directory=True, oci=True),
     "oci-archive": Format(_oci_archive_file, directory=False, oci=True),
+    "rootfs": Format(_rootfs_file, directory=False, oci=True),
 }
 
 
