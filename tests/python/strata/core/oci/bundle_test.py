@@ -108,7 +108,8 @@ def test_skopeo_reads_each_image_and_it_passes_the_strict_check(tmp_path):
         (tmp_path / tag).mkdir()
         unpack_and_check(tmp_path / tag, f"docker-archive:{archive}:app/image:{tag}")
         skopeo = tool("skopeo")
-        raw = json.loads(run(tmp_path, skopeo, "inspect", "--raw", f"docker-archive:{archive}:@{i}"))
+        by_position = f"docker-archive:{archive}:@{i}"
+        raw = json.loads(run(tmp_path, skopeo, "inspect", "--raw", by_position))
         assert len(raw["layers"]) == len(LAYER_FILES)
 
 
