@@ -3,6 +3,7 @@
 from strata import target_types as _target_types
 from strata.rules import base, closure, debian, image, layers, publish, tool
 from strata.rules import index
+from strata.rules import bundle
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
 
@@ -24,6 +25,7 @@ def rules():
         *layers.rules(),
         *image.rules(),
         *index.rules(),
+        *bundle.rules(),
         *publish.rules(),
         *tool.rules(),
     ]

@@ -1210,4 +1210,36 @@ def target_types():
         OciPullTarget,
         DebianPackagesTarget,
         OciImageIndexTarget,
+        OciImageBundleTarget,
     ]
+
+
+class OciBundleImagesField(SpecialCasedDependencies):
+    alias = "images"
+    required = True
+    help = help_text(
+        """
+        The `oci_image` targets the archive holds, e.g. `[':api', ':worker', '//tools:cli']`:
+        at least one, each of its own `repository:tag` (as its `repository` and `tag` fields, or
+        its content-derived tag, give it), so that every image keeps its name when loaded. Each
+        is built as its `docker-archive` (its own layers uncompressed, whatever its
+        `output_format` and `compression` say); `manifest.json` lists them in this order.
+        """
+    )
+
+
+class OciImageBundleTarget(Target):
+    alias = "oci_image_bundle"
+    core_fields = (*COMMON_TARGET_FIELDS, OciBundleImagesField, OciImageOutputPathField)
+    help = help_text(
+        """
+        Several `oci_image` targets in one docker-archive (nixpkgs' `dockerTools.mergeImages`),
+        e.g. to hand a set of images to an air-gapped machine as one file.
+
+        `pants package` writes `dist/<path>/<name>.tar`: `podman load -i` and `docker load -i`
+        load every image under its `repository:tag`, and skopeo reads each by that name
+        (`docker-archive:<file>:<repository:tag>`) or by position (`docker-archive:<file>:@0`).
+        A layer that several images share (the same content, e.g. a common `files` target or
+        base) is stored once, and so is a config. The same images give the same bytes.
+        """
+    )

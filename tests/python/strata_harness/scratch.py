@@ -238,6 +238,15 @@ class ScratchRepo:
             )
         return proc
 
+    def assert_package_fails(self, target: str, message: str) -> None:
+        """`pants package TARGET` (through this repo's pantsd) fails saying `message` (compared
+        with whitespace folded, as Pants wraps lines) and writes nothing to dist/ for TARGET's
+        directory."""
+        result = self.run("package", target, check=False, pantsd=True)
+        assert result.returncode != 0, result.stderr[-3000:]
+        assert message in " ".join(result.stderr.split()), result.stderr[-3000:]
+        assert not (self.root / "dist" / target.split(":")[0]).exists()
+
     def _pantsd_pids(self) -> list[int]:
         """This repo's pantsd processes (their process title names the buildroot)."""
         title = f"pantsd [{self.root}]".encode()

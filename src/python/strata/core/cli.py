@@ -52,6 +52,7 @@ COMMANDS = {
     "layout-archive": Command(
         "strata.core.oci.writers:layout_archive_command", "--layout DIR --out FILE"
     ),
+    "bundle": Command("strata.core.oci.bundle:bundle_command", "--out FILE [--spec FILE]..."),
     "import-base": Command(
         "strata.core.oci.baseimage:import_base_command",
         "--archive PATH --out DIR [--ref REF] [--platform OS/ARCH] [--zstd PATH]",

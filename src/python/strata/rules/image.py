@@ -42,7 +42,15 @@ from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.oci import platforms
 from strata.core.oci.image import epoch_seconds, platform_conflicts
-from strata.core.oci.writers import FORMATS, OCI_LAYOUT, Layer, load_image, metadata, oci_contents
+from strata.core.oci.writers import (
+    FORMATS,
+    OCI_LAYOUT,
+    Image,
+    Layer,
+    load_image,
+    metadata,
+    oci_contents,
+)
 from strata.core.spec import ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
@@ -460,6 +468,22 @@ class _DigestFiles:
                        if p.startswith(prefix)})
 
 
+async def read_image(inputs: ImageInputs) -> Tuple[_DigestFiles, Image]:
+    """The image as the core reads it (`load_image`), from the inputs' digest: no Process."""
+    content = inputs.content
+    entries, contents = await MultiGet(
+        Get(DigestEntries, Digest, content),
+        Get(DigestContents, DigestSubset(content, PathGlobs(["**/*.json"]))),
+    )
+    files = _DigestFiles(entries, contents)
+    return files, load_image(_SPEC, files)
+
+
+def spec_path(directory: str) -> str:
+    """Where the image spec is when the inputs' `content` is put under `directory`."""
+    return os.path.join(directory, _SPEC)
+
+
 @dataclass(frozen=True)
 class LayoutRequest:
     """An OCI layout of the image `inputs` describe, at `output`."""
@@ -474,13 +498,8 @@ async def compose_oci_layout(request: LayoutRequest) -> AssembledImage:
     digest operations, each layer's blob is the very file its layer Process wrote, at a new
     path, so composing an image copies no byte. The core validates the inputs and decides every
     byte, exactly as its `assemble` subcommand does."""
-    content, output = request.inputs.content, request.output
-    entries, contents = await MultiGet(
-        Get(DigestEntries, Digest, content),
-        Get(DigestContents, DigestSubset(content, PathGlobs(["**/*.json"]))),
-    )
-    files = _DigestFiles(entries, contents)
-    img = load_image(_SPEC, files)
+    output = request.output
+    files, img = await read_image(request.inputs)
     blobs, index = oci_contents(img)
     layout = [
         FileEntry(f"{output}/blobs/sha256/{hex_id}", files.file_digest(blob.blob_path))

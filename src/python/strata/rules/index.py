@@ -18,7 +18,7 @@ from pants.engine.fs import (
 )
 from pants.engine.process import Process, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import InvalidFieldException, Targets
+from pants.engine.target import InvalidFieldException, SpecialCasedDependencies, Targets
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
@@ -83,19 +83,27 @@ class IndexLayout:
         return sha256_digest(self.index_bytes)
 
 
-@rule(desc="Composing an OCI image index", level=LogLevel.DEBUG)
-async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
-    """Each image is composed as its own OCI layout at `output` (no copy of a blob); the index
-    layout is the union of their blobs, stored once each, plus the index the core decides."""
-    field = request.images
+async def image_field_sets(
+    field: SpecialCasedDependencies, holder: str
+) -> Tuple[OciImageFieldSet, ...]:
+    """The images an `images` field names; a target that is not an `oci_image` is an error
+    naming it, the field and its target (`holder`: what the target is, e.g. "an index")."""
     targets = await Get(Targets, UnparsedAddressInputs, field.to_unparsed_address_inputs())
     for target in targets:
         if not isinstance(target, OciImageTarget):
             raise InvalidFieldException(
                 f"The `{field.alias}` field of {field.address} names {target.address}, a "
-                f"`{target.alias}` target: an index lists `{OciImageTarget.alias}` targets."
+                f"`{target.alias}` target: {holder} lists `{OciImageTarget.alias}` targets."
             )
-    field_sets = [OciImageFieldSet.create(target) for target in targets]
+    return tuple(OciImageFieldSet.create(target) for target in targets)
+
+
+@rule(desc="Composing an OCI image index", level=LogLevel.DEBUG)
+async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
+    """Each image is composed as its own OCI layout at `output` (no copy of a blob); the index
+    layout is the union of their blobs, stored once each, plus the index the core decides."""
+    field = request.images
+    field_sets = await image_field_sets(field, "an index")
     output = request.output
     images = await MultiGet(
         Get(

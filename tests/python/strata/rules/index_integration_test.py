@@ -250,7 +250,4 @@ def test_a_second_identical_publish_uploads_nothing(built: Built) -> None:
 def test_errors_name_the_target_and_field_and_write_nothing(
     built: Built, target: str, message: str
 ) -> None:
-    result = built.repo.run("package", target, check=False, pantsd=True)
-    assert result.returncode != 0
-    assert message in " ".join(result.stderr.split()), result.stderr[-3000:]
-    assert not (built.repo.root / "dist" / target.split(":")[0]).exists()
+    built.repo.assert_package_fails(target, message)

@@ -164,10 +164,17 @@ def layer_dir_name(index: int) -> str:
 
 
 def load_image(spec_path: str, files=DiskFiles()) -> Image:
-    """Reads and validates the image spec and its layers' metadata (never their blobs)."""
+    """Reads and validates the image spec and its layers' metadata (never their blobs). The
+    spec's paths are relative to its directory, so a bundle's images each keep their own."""
     spec = ImageSpec.from_json(_load_json(files, spec_path, "image spec"))
-    base, base_layers = load_base(spec.base, files) if spec.base is not None else (None, [])
-    layers = [load_layer(ref, files=files) for ref in spec.layers]
+    here = os.path.dirname(spec_path)
+    base, base_layers = (
+        load_base(os.path.join(here, spec.base), files) if spec.base is not None else (None, [])
+    )
+    layers = [
+        load_layer(LayerRef(os.path.join(here, ref.dir), ref.comment), files=files)
+        for ref in spec.layers
+    ]
     infos, comments = [layer.info for layer in layers], [layer.comment for layer in layers]
     config = image.make_config(spec.config, infos, comments, base)
     return Image(spec.format, base_layers + layers, config, spec.repository, spec.tag, spec.zstd)
@@ -285,28 +292,36 @@ def _add_decompressed(tar: TarWriter, path: str, layer: Layer, zstd: str) -> Non
             raise ValueError(f"{layer.blob_path} does not decompress to its diff_id")
 
 
-def write_docker_archive(img: Image, out) -> None:
-    """The `docker load` format: layers, then the config, then manifest.json last, as nixpkgs'
-    streamLayeredImage does, so the archive can be produced in one forward pass."""
-    check_docker_archive(img)
+def write_docker_archive(images: list, out) -> None:
+    """The `docker load` format: each image's layers (those not yet written) and config, then
+    manifest.json last, listing the images in order, as nixpkgs' streamLayeredImage does, so
+    the archive can be produced in one forward pass. A layer or config that several images
+    share is stored once (dockerTools' mergeImages)."""
+    for img in images:
+        check_docker_archive(img)
     tar = TarWriter(out, mtime=ARCHIVE_MTIME)
-    layer_paths = []
-    for layer in img.layers:
-        hex_id = image.digest_hex(layer.info["diff_id"])
-        path = f"{hex_id}/layer.tar"
-        if path not in layer_paths:
-            tar.add_dir(hex_id)
-            if layer.info["compression"] == "zstd":
-                _add_decompressed(tar, path, layer, img.zstd)
-            else:
-                _add_blob(tar, path, layer)
-        layer_paths.append(path)
-    config_name = image.digest_hex(img.config_digest) + ".json"
-    tar.add_file(config_name, len(img.config_bytes), img.config_bytes)
-    manifest = image.canonical_json(
-        [{"Config": config_name, "RepoTags": [img.repo_tag], "Layers": layer_paths}]
-    )
-    tar.add_file("manifest.json", len(manifest), manifest)
+    written = set()
+    manifest = []
+    for img in images:
+        layer_paths = []
+        for layer in img.layers:
+            hex_id = image.digest_hex(layer.info["diff_id"])
+            path = f"{hex_id}/layer.tar"
+            if path not in written:
+                written.add(path)
+                tar.add_dir(hex_id)
+                if layer.info["compression"] == "zstd":
+                    _add_decompressed(tar, path, layer, img.zstd)
+                else:
+                    _add_blob(tar, path, layer)
+            layer_paths.append(path)
+        config_name = image.digest_hex(img.config_digest) + ".json"
+        if config_name not in written:
+            written.add(config_name)
+            tar.add_file(config_name, len(img.config_bytes), img.config_bytes)
+        manifest.append({"Config": config_name, "RepoTags": [img.repo_tag], "Layers": layer_paths})
+    manifest_bytes = image.canonical_json(manifest)
+    tar.add_file("manifest.json", len(manifest_bytes), manifest_bytes)
     tar.close()
 
 
@@ -406,7 +421,7 @@ class Format:
 
 
 def _docker_archive_file(img: Image, output: str) -> None:
-    write_file_atomically(output, lambda f: write_docker_archive(img, f))
+    write_file_atomically(output, lambda f: write_docker_archive([img], f))
 
 
 def _oci_layout_dir(img: Image, output: str) -> None:
@@ -478,7 +493,7 @@ def stream_command(options) -> None:
     check_docker_archive(img)
     out = sys.stdout.buffer
     try:
-        write_docker_archive(img, out)
+        write_docker_archive([img], out)
         out.flush()
     except BrokenPipeError:
         # Keep the interpreter's final flush of stdout from failing again.
