@@ -414,9 +414,7 @@ class OciHealthcheckField(RuntimeConfigField, Field):
         if value is None:
             return None
 
-        def invalid(why: str) -> InvalidFieldException:
-            return InvalidFieldException(f"The {cls.alias!r} field in target {address} {why}")
-
+        invalid = partial(_field_error, cls, address)
         if not isinstance(value, dict):
             raise invalid(f"must be a dict such as {{'test': ['CMD', '/bin/check']}}: {value!r}.")
         unknown = sorted(set(value) - {"test", "retries", *cls._DURATION_KEYS})
@@ -648,9 +646,7 @@ class OciPermissionsField(Field):
         if value is None:
             return None
 
-        def invalid(why: str) -> InvalidFieldException:
-            return InvalidFieldException(f"The {cls.alias!r} field in target {address} {why}")
-
+        invalid = partial(_field_error, cls, address)
         if not isinstance(value, dict):
             raise invalid(
                 f"must be a dict of image paths to what they get, such as "
@@ -1243,6 +1239,10 @@ class OciImageIndexTarget(Target):
     )
 
 
+def _field_error(field: ClassVar[Any], address: Address, why: str) -> InvalidFieldException:
+    return InvalidFieldException(f"The {field.alias!r} field in target {address} {why}")
+
+
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
     _check(field, address, lambda p: absolute_image_path(p, "image path"), path)
 
@@ -1252,9 +1252,7 @@ def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None
     try:
         validate(value)
     except ValueError as e:
-        raise InvalidFieldException(
-            f"The {repr(field.alias)} field in target {address} is invalid: {e}"
-        ) from e
+        raise _field_error(field, address, f"is invalid: {e}") from e
 
 
 def target_types():

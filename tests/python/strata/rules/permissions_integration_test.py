@@ -27,11 +27,13 @@ LAYER_PERMISSIONS = """{
     }"""
 BUILD = """
     file(name="busybox", source="bin/busybox")
+    file(name="motd", source="etc/motd")
     files(name="files", sources=["opt/tools/*"])
     oci_layer(name="tools", dependencies=[":files"], permissions=LAYER_PERMISSIONS)
     oci_image(
         name="image",
-        dependencies=[":busybox", ":tools"],
+        dependencies=[":busybox", ":motd", ":tools"],
+        max_layers=3,  # a customisation layer and two more: the oci_layer keeps one to itself
         directories={"/var/lib/app": "0755"},
         permissions=IMAGE_PERMISSIONS,
         user="1000",
@@ -59,6 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     repo = ScratchRepo(base / "repo", isolated_cache=True)
     repo.write({
         "bin/busybox": Path(require_tool("busybox")).read_bytes(),
+        "etc/motd": "hello\n",
         "opt/tools/su": "#!/bin/sh\n",
         "opt/tools/notes.txt": "owned by app\n",
         "BUILD": build_file(),
@@ -79,20 +82,22 @@ def test_user_1000_writes_into_its_permissions_owned_directory(built: Built, run
 
 def test_the_layers_hold_the_modes_and_owners(built: Built) -> None:
     _, config, layers = read_docker_archive(built.image)
+    # Three nodes of equal popularity in two layers: by key, //:tools would share the second,
+    # but its permissions keep it alone.
     assert [h["comment"] for h in config["history"]] == [
-        "//:busybox", "//:tools", "customisation layer"]
+        "//:tools", "//:busybox, //:motd", "customisation layer"]
 
     def meta(layer: int, path: str) -> tuple:
         m = layers[layer][path]
         return oct(m.mode), m.uid, m.gid, m.uname, m.gname
 
     # The oci_layer's rules, the later one winning for su; an id without a name leaves it empty.
-    assert meta(1, "opt/tools/su") == ("0o4755", 0, 0, "", "")
-    assert meta(1, "opt/tools/notes.txt") == ("0o644", 1000, 1000, "app", "")
-    assert meta(1, "opt") == ("0o755", 0, 0, "root", "root")  # not below /opt/tools
+    assert meta(0, "opt/tools/su") == ("0o4755", 0, 0, "", "")
+    assert meta(0, "opt/tools/notes.txt") == ("0o644", 1000, 1000, "app", "")
+    assert meta(0, "opt") == ("0o755", 0, 0, "root", "root")  # not below /opt/tools
     assert meta(2, "var/lib/app") == ("0o2775", 1000, 1000, "", "")
     assert meta(2, "var/lib") == ("0o755", 0, 0, "root", "root")
-    assert meta(0, "bin/busybox") == ("0o755", 0, 0, "root", "root")
+    assert meta(1, "bin/busybox") == ("0o755", 0, 0, "root", "root")
 
 
 def test_a_change_of_permissions_reruns_only_the_affected_layer(built: Built) -> None:
@@ -109,7 +114,7 @@ def test_a_change_of_permissions_reruns_only_the_affected_layer(built: Built) ->
 
     repo.write({"BUILD": build_file(layer_permissions='{"/opt/tools/su": {"mode": "4750"}}')})
     changed = repo.run("package", "//:image")
-    assert ran_processes(changed, "Building ") == ["Building //:image: layer 2 (//:tools)"]
+    assert ran_processes(changed, "Building ") == ["Building //:image: layer 1 (//:tools)"]
 
     repo.write({"BUILD": build_file()})  # the same inputs again: the same bytes
     repo.run("package", "//:image")
