@@ -48,7 +48,7 @@ from strata.core.oci.image import (
     validate_tag,
 )
 from strata.core.oci.writers import FORMATS
-from strata.core.spec import BYTECODE_MODES, absolute_image_path
+from strata.core.spec import BYTECODE_MODES, Permission, absolute_image_path
 
 
 class OciImageDependenciesField(Dependencies):
@@ -419,9 +419,7 @@ class OciHealthcheckField(RuntimeConfigField, Field):
         if value is None:
             return None
 
-        def invalid(why: str) -> InvalidFieldException:
-            return InvalidFieldException(f"The {cls.alias!r} field in target {address} {why}")
-
+        invalid = partial(_field_error, cls, address)
         if not isinstance(value, dict):
             raise invalid(f"must be a dict such as {{'test': ['CMD', '/bin/check']}}: {value!r}.")
         unknown = sorted(set(value) - {"test", "retries", *cls._DURATION_KEYS})
@@ -618,6 +616,75 @@ class OciCaCertificatesField(BoolField):
     )
 
 
+class OciPermissionsField(Field):
+    alias = "permissions"
+    default = None
+    value: Optional[Tuple[Permission, ...]]
+    help = help_text(
+        """
+        Modes and owners set on this target's layer as it is written (no command runs): on an
+        `oci_image`, its customisation layer (`directories`, `symlinks`, `fake_nss`, the CA
+        bundle, the merged-/usr symlinks); on an `oci_layer`, that layer's content, which then
+        always gets a layer of its own. E.g.
+
+            permissions={
+                "/var/lib/app": {"mode": "2775", "uid": 1000, "gid": 1000},
+                "/var/lib/app/**": {"uid": 1000, "gid": 1000, "uname": "app"},
+            }
+
+        Each key is an absolute image path or glob: `*` and `?` match within one path
+        component, `**` (a whole component) any number of components, but at the end at least
+        one (`/var/lib/app/**` is everything below `/var/lib/app`, not the directory itself).
+        Each value sets any of `mode` (3 or 4 octal digits as a string, such as `"0755"` or
+        `"4755"`: setuid, setgid and sticky allowed; an integer is refused, since `755` is not
+        `0o755`), `uid` and `gid` (0 to 2097151, what a tar header holds), `uname` and `gname`
+        (up to 31 ASCII characters). A `uid` without a `uname` leaves the name empty (readers
+        show the number), and likewise `gid` and `gname`; a name alone keeps the id. Symlinks
+        take the owner but keep mode 0777. The rules apply in order, so a later one wins; a
+        rule that matches nothing in the layer is an error.
+        """
+    )
+
+    _KEYS = ("mode", "uid", "gid", "uname", "gname")
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, Any]], address: Address
+    ) -> Optional[Tuple[Permission, ...]]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return None
+
+        invalid = partial(_field_error, cls, address)
+        if not isinstance(value, dict):
+            raise invalid(
+                f"must be a dict of image paths to what they get, such as "
+                f"{{'/var/lib/app': {{'mode': '0755', 'uid': 1000}}}}: {value!r}."
+            )
+        rules = []
+        for path, attributes in value.items():
+            if not isinstance(attributes, dict):
+                raise invalid(f"maps {path!r} to {attributes!r}: expected a dict of {cls._KEYS}.")
+            unknown = sorted(set(attributes) - set(cls._KEYS))
+            if unknown:
+                raise invalid(f"has unknown keys {unknown} for {path!r}: expected {cls._KEYS}.")
+            rule = {"pattern": path, **attributes}
+            mode = attributes.get("mode")
+            if mode is not None:
+                if not (isinstance(mode, str) and re.fullmatch(r"[0-7]{3,4}", mode)):
+                    raise invalid(
+                        f"has an invalid mode {mode!r} for {path!r}: expected 3 or 4 octal "
+                        "digits as a string, such as '0755' or '2775'."
+                    )
+                rule["mode"] = int(mode, 8)
+            try:
+                absolute_image_path(path, "permissions")
+                rules.append(Permission.from_json(rule, f"{path!r}"))
+            except ValueError as e:
+                raise invalid(f"is invalid: {e}") from e
+        return tuple(rules)
+
+
 class OciImageOutputPathField(OutputPathField):
     pass
 
@@ -709,6 +776,7 @@ class OciImageTarget(Target):
         OciPublishFormatField,
         OciFakeNssField,
         OciCaCertificatesField,
+        OciPermissionsField,
     )
     help = help_text(
         """
@@ -734,7 +802,7 @@ class OciImageTarget(Target):
 
 class OciLayerTarget(Target):
     alias = "oci_layer"
-    core_fields = (*COMMON_TARGET_FIELDS, OciLayerDependenciesField)
+    core_fields = (*COMMON_TARGET_FIELDS, OciLayerDependenciesField, OciPermissionsField)
     help = help_text(
         """
         A group of targets that always share one image layer, whatever their popularity.
@@ -1187,6 +1255,10 @@ class OciImageIndexTarget(Target):
     )
 
 
+def _field_error(field: ClassVar[Any], address: Address, why: str) -> InvalidFieldException:
+    return InvalidFieldException(f"The {field.alias!r} field in target {address} {why}")
+
+
 def _check_image_path(field: ClassVar[Any], address: Address, path: str) -> None:
     _check(field, address, lambda p: absolute_image_path(p, "image path"), path)
 
@@ -1196,9 +1268,7 @@ def _check(field: ClassVar[Any], address: Address, validate, value: str) -> None
     try:
         validate(value)
     except ValueError as e:
-        raise InvalidFieldException(
-            f"The {repr(field.alias)} field in target {address} is invalid: {e}"
-        ) from e
+        raise _field_error(field, address, f"is invalid: {e}") from e
 
 
 def target_types():

@@ -11,6 +11,7 @@ from strata_harness.images import (
     make_busybox_image,
     make_docker_archive,
     make_oci_layout,
+    read_docker_archive,
     source_ref,
 )
 from strata_harness.dockerd import Dockerd
@@ -38,6 +39,7 @@ __all__ = [
     "make_oci_layout",
     "pushes",
     "ran_processes",
+    "read_docker_archive",
     "require_tool",
     "run_tool",
     "source_ref",

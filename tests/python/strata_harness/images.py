@@ -205,6 +205,18 @@ def image_format(path: str | os.PathLike[str]) -> str:
     )
 
 
+def read_docker_archive(path: str | os.PathLike[str]) -> tuple[dict, dict, list[dict[str, tarfile.TarInfo]]]:
+    """(manifest entry, config, each layer's members by path) of a docker-archive."""
+    with tarfile.open(path) as outer:
+        (manifest,) = json.load(outer.extractfile("manifest.json"))
+        config = json.load(outer.extractfile(manifest["Config"]))
+        layers = []
+        for name in manifest["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                layers.append({m.name.rstrip("/"): m for m in layer.getmembers()})
+    return manifest, config, layers
+
+
 def _oci_index(path: Path, fmt: str) -> dict:
     if fmt == "oci":
         return json.loads((path / "index.json").read_text())

@@ -253,15 +253,64 @@ class PythonSources(_Spec, namedtuple("PythonSources", "source venv version byte
                    _python_version(obj["version"], what), _bytecode(obj["bytecode"], what))
 
 
+# The ustar header's uid and gid fields hold 7 octal digits.
+MAX_ID = 0o7777777
+
+
+def glob_pattern(path, what: str) -> str:
+    """An image path glob as `normalise_path` makes it (never the root itself): `*` and `?`
+    match within one component, `**` (only as a whole component) any number of them."""
+    pattern = image_path(path, what)
+    if any("**" in part and part != "**" for part in pattern.split("/")):
+        raise ValueError(f"{what}: {path!r}: '**' must be a whole path component, as in "
+                         "'/var/lib/app/**' or '/a/**/b'")
+    return pattern
+
+
+class Permission(
+    _Spec,
+    namedtuple("Permission", "pattern mode uid gid uname gname", defaults=(None,) * 5),
+):
+    """What a layer's entries matching the glob `pattern` get (strata.core.build.permissions):
+    any of a mode (0..0o7777), an owner's ids and names. None leaves that attribute alone."""
+
+    __slots__ = ()
+
+    _ATTRIBUTES = ("mode", "uid", "gid", "uname", "gname")
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Permission:
+        check_keys(obj, what, ("pattern",), cls._ATTRIBUTES)
+        pattern = glob_pattern(obj["pattern"], what)
+        if not set(cls._ATTRIBUTES) & set(obj):
+            raise ValueError(f"{what}: {obj['pattern']!r} sets none of "
+                             f"{', '.join(cls._ATTRIBUTES)}")
+        if "mode" in obj:
+            _mode(obj["mode"], what)
+        for key in ("uid", "gid"):
+            value = obj.get(key, 0)
+            if type(value) is not int or not 0 <= value <= MAX_ID:
+                raise ValueError(f"{what}: {key} must be an integer in 0..{MAX_ID} (the 7 octal "
+                                 f"digits of a tar header's {key} field), got {value!r}")
+        for key in ("uname", "gname"):
+            value = obj.get(key, "")
+            if not (isinstance(value, str) and value.isascii() and len(value) < 32
+                    and "\0" not in value):
+                raise ValueError(f"{what}: {key} must be at most 31 ASCII characters (a tar "
+                                 f"header's {key} field), got {value!r}")
+        return cls(**{**obj, "pattern": pattern})
+
+
 class LayerSpec(
     _Spec,
-    namedtuple("LayerSpec", "settings trees entries debs venvs wheels python_sources",
-               defaults=((), (), ()) + (None,) * 3),
+    namedtuple("LayerSpec", "settings trees entries debs venvs wheels python_sources permissions",
+               defaults=((), (), ()) + (None,) * 4),
 ):
     """The `layer` subcommand's input. Each content part (trees, entries, ...) is written by
-    its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer. The
-    Python parts default to None, which `to_json` leaves out: adding them kept the spec, and so
-    the cache key, of every other layer unchanged."""
+    its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer; then
+    `permissions` (rules applied in order to what the parts made) set modes and owners. The
+    Python parts and `permissions` default to None, which `to_json` leaves out: adding them
+    kept the spec, and so the cache key, of every other layer unchanged."""
 
     __slots__ = ()
 
@@ -270,7 +319,7 @@ class LayerSpec(
 
     @classmethod
     def from_json(cls, obj) -> LayerSpec:
-        check_keys(obj, "layer spec", (), ("settings", *cls.PARTS))
+        check_keys(obj, "layer spec", (), ("settings", *cls.PARTS, "permissions"))
         parts = {
             name: tuple(
                 part.from_json(item, f"{name}[{index}]")
@@ -278,7 +327,14 @@ class LayerSpec(
             )
             for name, part in cls.PARTS.items()
         }
-        return cls(LayerSettings.from_json(obj.get("settings", {})), **parts)
+        permissions = obj.get("permissions")
+        if permissions is not None:
+            permissions = tuple(
+                Permission.from_json(item, f"permissions[{index}]")
+                for index, item in enumerate(_list(permissions, "layer spec: permissions"))
+            )
+        return cls(LayerSettings.from_json(obj.get("settings", {})), **parts,
+                   permissions=permissions)
 
 
 class LayerRef(_Spec, namedtuple("LayerRef", "dir comment", defaults=("",))):

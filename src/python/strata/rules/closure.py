@@ -28,13 +28,30 @@ from strata.core.graph.closure import (
     project_references,
     reach,
 )
+from strata.core.spec import Permission
 from strata.rules.nodes import FileTree, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import OciImageDependenciesField, OciImageTarget, OciLayerTarget
+from strata.target_types import (
+    OciImageDependenciesField,
+    OciImageTarget,
+    OciLayerTarget,
+    OciPermissionsField,
+)
+
+
+@dataclass(frozen=True)
+class LayerPermissions:
+    """A target's `permissions` field (an `oci_image`'s or an `oci_layer`'s), for the layer
+    Process that applies it: the rules, and whose they are and what they apply to, for errors."""
+
+    address: str
+    rules: Tuple[Permission, ...]
+    applies_to: str
 
 
 @dataclass(frozen=True)
 class ImageClosure:
     nodes: Tuple[StoreNode, ...]
+    permissions: Tuple[LayerPermissions, ...] = ()  # the `oci_layer` nodes' (node key: address)
 
     def graph(self) -> Dict[str, Tuple[str, ...]]:
         return {node.key: node.references for node in self.nodes}
@@ -178,6 +195,7 @@ class _ClosurePlan:
 
     requests: Tuple[StoreNodesRequest, ...]
     references: Tuple[Tuple[str, Tuple[str, ...]], ...]
+    permissions: Tuple[LayerPermissions, ...]
 
 
 @rule(desc="Walking an image's dependency closure", level=LogLevel.DEBUG)
@@ -204,6 +222,11 @@ async def plan_image_closure(
         tuple(kind_named[name](request.address, tuple(members[name, node]))
               for name, node in sorted(members)),
         tuple((node, tuple(sorted(refs))) for node, refs in sorted(references.items())),
+        tuple(
+            LayerPermissions(address, tgt[OciPermissionsField].value, f"the content of {address}")
+            for address, tgt in sorted(targets.items())
+            if isinstance(tgt, OciLayerTarget) and tgt[OciPermissionsField].value
+        ),
     )
 
 
@@ -220,7 +243,15 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
             "`resource`, packageable (e.g. `pex_binary`) or `oci_layer` targets."
         )
     await _check_paths(request.address, nodes)
-    return ImageClosure(nodes)
+    keys = {node.key for node in nodes}
+    for permissions in plan.permissions:
+        if permissions.address not in keys:
+            raise InvalidImageContent(
+                f"The `permissions` field of {permissions.address} applies to its content, but "
+                f"it has none in {request.address}: Debian packages and `python_venv`s keep "
+                "layers of their own."
+            )
+    return ImageClosure(nodes, plan.permissions)
 
 
 def add_path_claims(

@@ -57,6 +57,7 @@ from strata.rules.closure import (
     ImageClosure,
     ImageClosureRequest,
     InvalidImageContent,
+    LayerPermissions,
     add_path_claims,
 )
 from strata.rules.debian import DEB_DIR
@@ -86,6 +87,7 @@ from strata.target_types import (
     OciMtimeField,
     OciOsField,
     OciOutputFormatField,
+    OciPermissionsField,
     OciPullTarget,
     OciRepositoryField,
     OciSymlinksField,
@@ -128,6 +130,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     base: OciBaseField
     fake_nss: OciFakeNssField
     ca_certificates: OciCaCertificatesField
+    permissions: OciPermissionsField
 
     def platform(self) -> dict:
         return image_platform(self.architecture.value, self.os.value, self.variant.value)
@@ -368,6 +371,13 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
         generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
         merged_usr=any(isinstance(node.kind, DebianPackage) for node in closure.nodes),
+        permissions=LayerPermissions(
+            str(address),
+            fs.permissions.value,
+            f"what {address} adds on top (`directories`, `symlinks`, `fake_nss`, "
+            "`ca_certificates`, merged-/usr symlinks); an `oci_layer`'s `permissions` reach a "
+            "dependency's files",
+        ) if fs.permissions.value else None,
     )
     await _check_customisation(fs, closure, customisation)
     compression = request.compression or fs.layer_compression()

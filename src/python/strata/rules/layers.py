@@ -20,16 +20,24 @@ from pants.engine.fs import (
     PathGlobs,
     RemovePrefix,
 )
-from pants.engine.process import Process, ProcessCacheScope, ProcessResult
+from pants.engine.process import (
+    FallibleProcessResult,
+    Process,
+    ProcessCacheScope,
+    ProcessResult,
+    ProductDescription,
+)
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
+from strata.core.build.permissions import UNMATCHED
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
 from strata.core.spec import Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
 from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
-from strata.rules.closure import ImageClosure
+from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
 from strata.rules.nodes import FileTree, NodeKind, StoreNode
 from strata.rules.nodes.debian import DebianPackage
 from strata.rules.nodes.python_venv import PythonPart
@@ -68,6 +76,7 @@ class CustomisationLayer:
     files: Tuple[Tuple[str, bytes], ...] = ()
     generated: Digest = EMPTY_DIGEST  # files made by other processes, at their image paths
     merged_usr: bool = False
+    permissions: Optional[LayerPermissions] = None
 
     def entries(self) -> Tuple[Entry, ...]:
         return (
@@ -83,6 +92,7 @@ class CustomisationLayer:
             or self.files
             or self.generated != EMPTY_DIGEST
             or self.merged_usr
+            or self.permissions is not None
         )
 
 
@@ -121,6 +131,7 @@ class _LayerProcessRequest:
     deb_files: Digest = EMPTY_DIGEST
     python_parts: Tuple[Union[Venv, Wheel, PythonSources], ...] = ()  # a venv's parts
     python_files: Digest = EMPTY_DIGEST  # the files their sources name
+    permissions: Optional[LayerPermissions] = None
 
 
 # How a layer Process receives each kind of node: the fields of its request that the layer's
@@ -144,7 +155,15 @@ _PYTHON_SPEC_PARTS = {Venv: "venvs", Wheel: "wheels", PythonSources: "python_sou
 @rule(desc="Building image layers", level=LogLevel.DEBUG)
 async def build_layers(request: LayersRequest) -> BuiltLayers:
     by_key = {node.key: node for node in request.closure.nodes}
-    groups = assign_layers(request.closure.graph(), request.budget)
+    # A node's permissions apply to its whole layer: it must be alone there.
+    permissions = {p.address: p for p in request.closure.permissions}
+    try:
+        groups = assign_layers(request.closure.graph(), request.budget, alone=permissions)
+    except ValueError as e:
+        raise InvalidImageContent(
+            f"{request.description}: {e}. Each `oci_layer` with `permissions` needs a layer of "
+            "its own: raise `max_layers`."
+        ) from e
     parts: List[Tuple[int, Type[NodeKind], List[StoreNode]]] = []  # (group, kind, its nodes)
     for i, group in enumerate(groups):
         by_kind: Dict[Type[NodeKind], List[StoreNode]] = {}
@@ -163,6 +182,7 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             settings=request.settings,
             comment=_comment(group),
             description=f"{request.description}: layer {i + 1} ({_comment(group, limit=3)})",
+            permissions=permissions.get(group[0]) if len(group) == 1 else None,
             **fields[i],
         )
         for i, group in enumerate(groups)
@@ -179,6 +199,7 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             settings=request.settings,
             comment="customisation layer",
             description=f"{request.description}: customisation layer",
+            permissions=custom.permissions,
         )
         if request.single_layer and process_requests:
             (content_request,) = process_requests
@@ -193,8 +214,15 @@ async def _joined(
     content: _LayerProcessRequest, custom: _LayerProcessRequest
 ) -> _LayerProcessRequest:
     """One layer of both: the content layer's nodes and the customisation content."""
+    if content.permissions is not None and custom.permissions is not None:
+        raise InvalidImageContent(
+            f"{custom.description}: the `permissions` of {content.permissions.address} and of "
+            f"{custom.permissions.address} would apply to the one layer the image has room for: "
+            "raise `max_layers`, or set them in one place."
+        )
     return dataclasses.replace(
         custom,
+        permissions=custom.permissions or content.permissions,
         content=await Get(Digest, MergeDigests([content.content, custom.content])),
         debs=content.debs,
         deb_files=content.deb_files,
@@ -238,6 +266,7 @@ async def build_layer(
             name: tuple(p for p in request.python_parts if isinstance(p, kind)) or None
             for kind, name in _PYTHON_SPEC_PARTS.items()
         },
+        permissions=request.permissions.rules if request.permissions else None,
     )
     spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()
     spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
@@ -258,26 +287,40 @@ async def build_layer(
     if compile_for:
         compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
         argv, env = compiler.argv(*layer_args), compiler.env()
-    result = await Get(
-        ProcessResult,
-        Process(
-            argv=argv,
-            env=env,
-            input_digest=input_digest,
-            immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
-            output_directories=(_LAYER_OUT,),
-            description=request.description,
-            level=LogLevel.INFO,
-            cache_scope=(
-                ProcessCacheScope.SUCCESSFUL if settings.reproducible
-                else ProcessCacheScope.PER_SESSION
-            ),
-            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+    process = Process(
+        argv=argv,
+        env=env,
+        input_digest=input_digest,
+        immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
+        output_directories=(_LAYER_OUT,),
+        description=request.description,
+        level=LogLevel.INFO,
+        cache_scope=(
+            ProcessCacheScope.SUCCESSFUL if settings.reproducible
+            else ProcessCacheScope.PER_SESSION
         ),
+        remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+    )
+    fallible = await Get(FallibleProcessResult, Process, process)
+    if fallible.exit_code != 0 and request.permissions is not None:
+        _check_permissions_matched(request.permissions, fallible.stderr.decode(errors="replace"))
+    description = ProductDescription(process.description)
+    result = await Get(
+        ProcessResult, {fallible: FallibleProcessResult, description: ProductDescription}
     )
     layer = await Get(Digest, RemovePrefix(result.output_digest, _LAYER_OUT))
     metadata = await Get(DigestContents, DigestSubset(layer, PathGlobs(["layer.json"])))
     return BuiltLayer(layer, request.comment, metadata[0].content.decode())
+
+
+def _check_permissions_matched(permissions: LayerPermissions, stderr: str) -> None:
+    """A rule that matched nothing fails the layer Process: an error naming the field."""
+    if UNMATCHED in stderr:
+        detail = stderr.strip().splitlines()[-1].split(": error: ", 1)[-1]
+        raise InvalidFieldException(
+            f"The `permissions` field of {permissions.address} is invalid: {detail}, which "
+            f"holds {permissions.applies_to}."
+        )
 
 
 def _comment(group: List[str], limit: Optional[int] = None) -> str:

@@ -1,6 +1,7 @@
-"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree,
-.debs or a Python venv, must run with just those modules (the set is complete) and import every
-one of them (it is minimal, so a change to another module leaves cached layers valid)."""
+"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree
+(with permissions), .debs or a Python venv, must run with just those modules (the set is
+complete) and import every one of them (it is minimal, so a change to another module leaves
+cached layers valid)."""
 
 import json
 import shutil
@@ -84,7 +85,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
     venv = {"venv": "app/venv", "version": "3.11", "bytecode": "none"}
     specs = {
         "layer-spec.json": {"settings": SETTINGS,
-                            "trees": [{"source": "rootfs", "dest": "", "executables": []}]},
+                            "trees": [{"source": "rootfs", "dest": "", "executables": []}],
+                            "permissions": [{"pattern": "app/**", "mode": 0o600, "uid": 1}]},
         "deb-spec.json": {"settings": SETTINGS,
                           "debs": [{"source": "debs/demo.deb", "package": "demo"}]},
         "venv-spec.json": {"settings": SETTINGS,

@@ -25,6 +25,7 @@ from strata_harness import (
     ScratchRepo,
     assert_valid_image,
     ran_processes,
+    read_docker_archive,
     require_tool,
     run_tool,
     source_ref,
@@ -71,18 +72,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     (repo.root / "bin/busybox").chmod(0o755)
     cold = repo.run("package", "::")
     return Built(repo, cold, Path(shutil.copytree(repo.root / "dist", base / "dist")))
-
-
-def read_docker_archive(path: Path) -> tuple[dict, dict, list[dict[str, tarfile.TarInfo]]]:
-    """(manifest entry, config, each layer's members by path) of a docker-archive."""
-    with tarfile.open(path) as outer:
-        (manifest,) = json.load(outer.extractfile("manifest.json"))
-        config = json.load(outer.extractfile(manifest["Config"]))
-        layers = []
-        for name in manifest["Layers"]:
-            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
-                layers.append({m.name.rstrip("/"): m for m in layer.getmembers()})
-    return manifest, config, layers
 
 
 def read_oci(path: Path) -> tuple[dict, dict, dict[str, bytes]]:

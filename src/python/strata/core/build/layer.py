@@ -303,6 +303,10 @@ def _collect(spec: LayerSpec, context: LayerContext) -> list:
             for index, item in enumerate(items):
                 step(collector, context, item, f"{part}[{index}]")
     collector.add_parents()
+    if spec.permissions:
+        from strata.core.build.permissions import apply_permissions
+
+        apply_permissions(collector.entries, spec.permissions, spec.settings)
     return [collector.entries[path] for path in sorted(collector.entries)]
 
 

@@ -111,15 +111,25 @@ def order_by_popularity(graph: Graph) -> List[str]:
     return sorted(scores, key=lambda node: (-scores[node], node))
 
 
-def assign_layers(graph: Graph, budget: int) -> List[List[str]]:
+def assign_layers(graph: Graph, budget: int, alone: Iterable[str] = ()) -> List[List[str]]:
     """Groups nodes into at most `budget` layers, bottom (most popular) first.
 
     With more nodes than `budget`, the budget - 1 most popular get a layer each and all the
-    others share the last one; a group's nodes are sorted by key.
+    others share the last one; a group's nodes are sorted by key. The nodes in `alone` (whose
+    layer Process does something to the whole layer, such as setting permissions) always get a
+    layer of their own, taking the places of the least popular of those that would have.
     """
     if budget < 1:
         raise ValueError(f"the layer budget must be at least 1, got {budget}")
     order = order_by_popularity(graph)
     if len(order) <= budget:
         return [[node] for node in order]
-    return [[node] for node in order[: budget - 1]] + [sorted(order[budget - 1 :])]
+    alone = set(alone) & set(order)
+    if len(alone) >= budget:
+        raise ValueError(
+            f"{len(alone)} nodes must have a layer of their own ({', '.join(sorted(alone))}), "
+            f"which leaves none of the {budget} layers for the other {len(order) - len(alone)}"
+        )
+    others = [node for node in order if node not in alone]
+    own = alone.union(others[: budget - 1 - len(alone)])
+    return [[node] for node in order if node in own] + [sorted(set(order) - own)]

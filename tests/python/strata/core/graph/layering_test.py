@@ -140,3 +140,14 @@ def test_assign_layers_budget_boundaries():
 def test_assign_layers_rejects_a_budget_below_one():
     with pytest.raises(ValueError, match="at least 1"):
         assign_layers(WORKED, 0)
+
+
+def test_nodes_that_must_be_alone_take_the_least_popular_own_layers():
+    graph = {"a": ["b", "c", "d"], "b": ["c", "d"], "c": ["d"]}  # popularity: d, c, b, a
+    assert assign_layers(graph, 3) == [["d"], ["c"], ["a", "b"]]
+    assert assign_layers(graph, 3, alone=["a"]) == [["d"], ["a"], ["b", "c"]]
+    assert assign_layers(graph, 3, alone=["a", "b"]) == [["b"], ["a"], ["c", "d"]]
+    assert assign_layers(graph, 4, alone=["a"]) == [["d"], ["c"], ["b"], ["a"]]  # all fit
+    with pytest.raises(ValueError, match=r"2 nodes must have a layer of their own \(a, b\), "
+                                         r"which leaves none of the 2 layers for the other 2"):
+        assign_layers(graph, 2, alone=["a", "b"])
