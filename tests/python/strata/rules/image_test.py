@@ -206,6 +206,12 @@ def test_one_layer_holds_all_content_and_the_customisation(rule_runner: RuleRunn
                 oci_image(name="on-base", base=":base", dependencies=[":f1", ":f2"],
                           max_layers=3, symlinks={"/bin/one": "/f1.txt"})
                 oci_image(name="too-few", base=":base", dependencies=[":f1"], max_layers=2)
+                oci_layer(name="locked", dependencies=[":f0"],
+                          permissions={"/f0.txt": {"mode": "0600"}})
+                oci_image(name="single-locked", dependencies=[":locked"], max_layers=1,
+                          directories={"/tmp": "1777"})
+                oci_image(name="both-locked", dependencies=[":locked"], max_layers=1,
+                          directories={"/tmp": "1777"}, permissions={"/tmp": {"uid": 7}})
                 """
             ),
         }
@@ -225,6 +231,14 @@ def test_one_layer_holds_all_content_and_the_customisation(rule_runner: RuleRunn
     with pytest.raises(ExecutionError) as e:
         build(rule_runner, "//:too-few")
     assert "The `max_layers` field of //:too-few is 2, but its base has 2 layers" in str(e.value)
+
+    # An `oci_layer`'s permissions still apply when the customisation content joins its layer.
+    _, layers = read_image(rule_runner, build(rule_runner, "//:single-locked"))
+    ((_, only),) = layers
+    assert (only["f0.txt"][1], only["tmp"][1]) == (0o600, 0o1777)
+    with pytest.raises(ExecutionError) as e:
+        build(rule_runner, "//:both-locked")
+    assert "the `permissions` of //:locked and of //:both-locked would apply" in str(e.value)
 
 
 def test_files_generators_are_one_node_and_resources_are_source_root_stripped(
