@@ -606,8 +606,12 @@ async def run_oci_image(
         command = (f"cd {{chroot}} && {' '.join(shlex.quote(a) for a in copy)} "
                    f"&& echo {shlex.quote(f'Loaded image: {name}')}")
         return RunRequest(digest=image.output, args=("/bin/bash", "-c", command))
+    # Plain tar layers, whatever `package` writes: `docker load` reads no other.
     inputs = await Get(
-        ImageInputs, AssembleRequest(field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar")
+        ImageInputs,
+        AssembleRequest(
+            field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar", Compression.NONE.value
+        ),
     )
     stream = " ".join(shlex.quote(a) for a in tool.argv("stream", "--spec", _SPEC))
     command = f"set -o pipefail; cd {{chroot}} && {stream}" + (

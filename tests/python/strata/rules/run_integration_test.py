@@ -66,6 +66,12 @@ def streamed(tmp_path_factory: pytest.TempPathFactory) -> Streamed:
                     symlinks={"/bin/sh": "/bin/busybox"},
                     entrypoint=["/bin/busybox", "cat", "/etc/greeting.txt"],
                 )
+                oci_image(
+                    name="gzip-layout",
+                    dependencies=[":greeting"],
+                    output_format="oci",
+                    compression="gzip",
+                )
             """,
         }
     )
@@ -105,3 +111,13 @@ def test_podman_loader_loads_the_image_and_it_runs(
         "--cgroups=no-conmon", "--cgroup-parent", podman.cgroup_parent, name,
     )  # fmt: skip
     assert run.stdout.decode() == GREETING
+
+
+def test_an_image_packaged_with_compressed_layers_streams_plain_ones(
+    streamed: Streamed, tmp_path: Path
+) -> None:
+    """`docker load` reads only tar layers: `run` builds them so whatever `package` writes."""
+    proc = pants(streamed.repo, "--strata-loader=stdout", "run", "//:gzip-layout")
+    captured = tmp_path / "streamed.tar"
+    captured.write_bytes(proc.stdout)
+    assert_valid_image(captured, "docker-archive")
