@@ -1,7 +1,9 @@
 """A deterministic, streaming ustar/PAX tar writer.
 
 Its own header encoder (rather than `tarfile`) pins every byte: `tarfile`'s output varies across
-Python versions and carries whatever metadata it is handed.
+Python versions and carries whatever metadata it is handed. The header's pieces (`USTAR_HEADER`,
+`octal_field`, `split_ustar`, `pax_record`) are public: the `rootfs` writer encodes the headers
+it copies from layers with them.
 """
 
 import os
@@ -17,8 +19,8 @@ _SIZE_LIMIT = 8 ** 11  # the 11 octal digits of the ustar size field
 _ZEROS = bytes(2 * BLOCK)
 # A ustar header: name, mode, uid, gid, size, mtime, checksum, typeflag, linkname, magic and
 # version, uname, gname, devmajor, devminor, prefix, padding. `s` fields are NUL-padded.
-_HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
-_MAGIC = b"ustar\x0000"
+USTAR_HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
+USTAR_MAGIC = b"ustar\x0000"
 _NO_DEVICE = b"0000000\0"
 
 
@@ -28,14 +30,14 @@ class Owner(namedtuple("Owner", "uid gid uname gname")):
     __slots__ = ()
 
 
-def _octal(value: int, width: int, what: str) -> bytes:
+def octal_field(value: int, width: int, what: str) -> bytes:
     digits = width - 1
     if not 0 <= value < 8 ** digits:
         raise ValueError(f"tar {what} {value} does not fit a {digits}-digit octal field")
     return b"%0*o\0" % (digits, value)
 
 
-def _split_ustar(name: bytes):
+def split_ustar(name: bytes):
     """(name, prefix) for the ustar fields, or None when the path does not fit them."""
     if len(name) <= _NAME_MAX:
         return name, b""
@@ -47,7 +49,7 @@ def _split_ustar(name: bytes):
     return name[cut + 1 :], name[:cut]
 
 
-def _pax_record(key: bytes, value: bytes) -> bytes:
+def pax_record(key: bytes, value: bytes) -> bytes:
     body = b" " + key + b"=" + value + b"\n"
     length = len(body) + len(str(len(body)))
     while length != len(body) + len(str(length)):  # the length counts its own digits
@@ -72,7 +74,7 @@ class TarWriter:
         that receives each filled bytearray to keep, and returns another one to fill (of at
         least `buffer_size` bytes), so no block is copied. 0 writes every piece as it comes."""
         self._out = out
-        self._mtime = _octal(mtime, 12, "mtime")
+        self._mtime = octal_field(mtime, 12, "mtime")
         for name in (uname, gname):
             if not name:
                 raise ValueError("tar: the default owner names must not be empty")
@@ -80,7 +82,7 @@ class TarWriter:
         self._owners = {None: self._owner_fields(Owner(uid, gid, uname, gname))}
         # The byte sum of the header fields every entry shares, the checksum field as spaces.
         self._fixed_sum = (
-            sum(self._mtime) + sum(b" " * 8) + sum(_MAGIC) + 2 * sum(_NO_DEVICE)
+            sum(self._mtime) + sum(b" " * 8) + sum(USTAR_MAGIC) + 2 * sum(_NO_DEVICE)
         )
         self._modes = {}  # mode -> (its octal field, the field's byte sum)
         self._probe = bytearray(1)  # one byte past a file's end: did it grow?
@@ -104,7 +106,7 @@ class TarWriter:
         return name.encode("ascii")
 
     def _owner_fields(self, owner: Owner) -> tuple:
-        fields = (_octal(owner.uid, 8, "uid"), _octal(owner.gid, 8, "gid"),
+        fields = (octal_field(owner.uid, 8, "uid"), octal_field(owner.gid, 8, "gid"),
                   self._owner_name(owner.uname), self._owner_name(owner.gname))
         return (*fields, sum(map(sum, fields)))
 
@@ -213,7 +215,7 @@ class TarWriter:
             self._block(encoded, b"", typeflag, mode, size, link, owner)  # the common case
             return
         pax = []
-        split = _split_ustar(encoded) if path.isascii() else None
+        split = split_ustar(encoded) if path.isascii() else None
         if split is None:
             pax.append((b"path", encoded))
             split = (_ascii(path)[:_NAME_MAX], b"")
@@ -224,7 +226,7 @@ class TarWriter:
             pax.append((b"size", b"%d" % size))
             size = 0
         if pax:
-            payload = b"".join(_pax_record(key, value) for key, value in pax)
+            payload = b"".join(pax_record(key, value) for key, value in pax)
             # Deterministic header name; readers apply the records to the next entry.
             base = path.rstrip("/").rsplit("/", 1)[-1]
             pax_name = (b"PaxHeaders/" + _ascii(base))[:_NAME_MAX]
@@ -243,7 +245,7 @@ class TarWriter:
         uid, gid, uname, gname, owner_sum = owner_fields
         mode_field = self._modes.get(mode)
         if mode_field is None:
-            octal = _octal(mode, 8, "mode")
+            octal = octal_field(mode, 8, "mode")
             mode_field = self._modes[mode] = (octal, sum(octal))
         size_field = b"%011o\0" % size  # < _SIZE_LIMIT: larger sizes go to a PAX record
         # The checksum is the byte sum of the header with its own field as spaces (in
@@ -252,13 +254,13 @@ class TarWriter:
                     + typeflag[0] + sum(link) + sum(prefix))
         fields = (
             name, mode_field[0], uid, gid, size_field, self._mtime,
-            b"%06o\0 " % checksum, typeflag, link, _MAGIC, uname, gname,
+            b"%06o\0 " % checksum, typeflag, link, USTAR_MAGIC, uname, gname,
             _NO_DEVICE, _NO_DEVICE, prefix,
         )
         if self._buffer is None:
-            self._out.write(_HEADER.pack(*fields))
+            self._out.write(USTAR_HEADER.pack(*fields))
             return
         if self._fill + BLOCK > len(self._buffer):
             self.flush()
-        _HEADER.pack_into(self._buffer, self._fill, *fields)
+        USTAR_HEADER.pack_into(self._buffer, self._fill, *fields)
         self._fill += BLOCK

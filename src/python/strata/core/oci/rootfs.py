@@ -18,12 +18,12 @@ import tarfile
 import tempfile
 
 from strata.core.build.tarstream import (
-    _HEADER,
-    _MAGIC,
     BLOCK,
-    _octal,
-    _pax_record,
-    _split_ustar,
+    USTAR_HEADER,
+    USTAR_MAGIC,
+    octal_field,
+    pax_record,
+    split_ustar,
 )
 from strata.core.oci.writers import ARCHIVE_MTIME, CHUNK_SIZE, DecompressedReader
 
@@ -183,9 +183,9 @@ def _merge(layers: list, files: list) -> _Tree:
 def _field(value: int, width: int, key: str, records: list) -> bytes:
     """An octal field, or 0 and a PAX record when `value` does not fit it."""
     if 0 <= value < 8 ** (width - 1):
-        return _octal(value, width, key)
+        return octal_field(value, width, key)
     records.append((key.encode(), b"%d" % value))
-    return _octal(0, width, key)
+    return octal_field(0, width, key)
 
 
 def _name_field(name: str, key: str, records: list) -> bytes:
@@ -201,7 +201,7 @@ def _header(path: str, typeflag: bytes, info, size: int, link: str) -> bytes:
     PAX header for whatever ustar cannot hold and the layer's own other records."""
     records = []
     name = path.encode(*_ENCODING)
-    split = _split_ustar(name) if path.isascii() else None
+    split = split_ustar(name) if path.isascii() else None
     if split is None:
         records.append((b"path", name))
         split = (name[:100], b"")
@@ -216,7 +216,7 @@ def _header(path: str, typeflag: bytes, info, size: int, link: str) -> bytes:
     else:
         mtime_field = _field(int(mtime), 12, "mtime", records)
     fields = (
-        _octal(info.mode if info is not None else 0o755, 8, "mode"),
+        octal_field(info.mode if info is not None else 0o755, 8, "mode"),
         _field(info.uid if info is not None else 0, 8, "uid", records),
         _field(info.gid if info is not None else 0, 8, "gid", records),
         _field(size, 12, "size", records),
@@ -234,20 +234,20 @@ def _header(path: str, typeflag: bytes, info, size: int, link: str) -> bytes:
         )
     pax = b""
     if records:
-        payload = b"".join(_pax_record(key, value) for key, value in records)
+        payload = b"".join(pax_record(key, value) for key, value in records)
         base = name.rstrip(b"/").rsplit(b"/", 1)[-1]
-        pax = _block((b"PaxHeaders/" + base)[:100], b"", b"x", _octal(0o644, 8, "mode"),
-                     _octal(0, 8, "uid"), _octal(0, 8, "gid"), _octal(len(payload), 12, "size"),
+        pax = _block((b"PaxHeaders/" + base)[:100], b"", b"x", octal_field(0o644, 8, "mode"),
+                     octal_field(0, 8, "uid"), octal_field(0, 8, "gid"), octal_field(len(payload), 12, "size"),
                      fields[4], b"", (b"root", b"root"), (0, 0))
         pax += payload + bytes(-len(payload) % BLOCK)
     return pax + _block(split[0], split[1], typeflag, *fields, link_bytes, owner, devices)
 
 
 def _block(name, prefix, typeflag, mode, uid, gid, size, mtime, link, owner, devices) -> bytes:
-    fields = [name, mode, uid, gid, size, mtime, b" " * 8, typeflag, link, _MAGIC, *owner,
-              _octal(devices[0], 8, "devmajor"), _octal(devices[1], 8, "devminor"), prefix]
-    fields[6] = b"%06o\0 " % sum(_HEADER.pack(*fields))
-    return _HEADER.pack(*fields)
+    fields = [name, mode, uid, gid, size, mtime, b" " * 8, typeflag, link, USTAR_MAGIC, *owner,
+              octal_field(devices[0], 8, "devmajor"), octal_field(devices[1], 8, "devminor"), prefix]
+    fields[6] = b"%06o\0 " % sum(USTAR_HEADER.pack(*fields))
+    return USTAR_HEADER.pack(*fields)
 
 
 def _copy(src, offset: int, size: int, out, path: str) -> None:
