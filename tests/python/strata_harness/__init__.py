@@ -18,6 +18,7 @@ from strata_harness.podman import Podman
 from strata_harness.pushes import Push, pushes, upload_posts
 from strata_harness.registry import Registry, start_registry
 from strata_harness.scratch import ScratchRepo, ran_processes
+from strata_harness.served import serve_directory
 from strata_harness.tools import require_tool, run_tool
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ran_processes",
     "require_tool",
     "run_tool",
+    "serve_directory",
     "source_ref",
     "start_registry",
     "upload_posts",
