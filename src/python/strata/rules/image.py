@@ -43,7 +43,7 @@ from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.oci import platforms
 from strata.core.oci.image import epoch_seconds, platform_conflicts
 from strata.core.oci.writers import FORMATS, OCI_LAYOUT, Layer, load_image, metadata, oci_contents
-from strata.core.spec import ImageSpec, LayerRef, normalise_path
+from strata.core.spec import Commands, ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
     ImageClosure,
@@ -51,6 +51,7 @@ from strata.rules.closure import (
     InvalidImageContent,
     add_path_claims,
 )
+from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
 from strata.rules.nodes import FileTree
@@ -64,10 +65,13 @@ from strata.target_types import (
     OciArchitectureField,
     OciBaseField,
     OciCaCertificatesField,
+    OciCommandToolsField,
     OciCompressionField,
     OciCreatedField,
     OciDirectoriesField,
+    OciExtraCommandsField,
     OciFakeNssField,
+    OciFakeRootCommandsField,
     OciGidField,
     OciGnameField,
     OciImageArchiveTarget,
@@ -116,6 +120,9 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     base: OciBaseField
     fake_nss: OciFakeNssField
     ca_certificates: OciCaCertificatesField
+    extra_commands: OciExtraCommandsField
+    fake_root_commands: OciFakeRootCommandsField
+    command_tools: OciCommandToolsField
 
     def platform(self) -> dict:
         return image_platform(self.architecture.value, self.os.value, self.variant.value)
@@ -261,6 +268,15 @@ async def _check_customisation(
         raise InvalidImageContent(f"Cannot build {fs.address}: {e}") from e
 
 
+async def _commands(fs: OciImageFieldSet) -> Optional[Commands]:
+    """The image's build-time scripts and their tools, or None when it has no script."""
+    extra, fake_root = fs.extra_commands.value or None, fs.fake_root_commands.value or None
+    if extra is None and fake_root is None:
+        return None
+    request = CommandsRequest(fs.address, extra, fake_root, tuple(fs.command_tools.value or ()))
+    return (await Get(BuildCommands, CommandsRequest, request)).commands
+
+
 async def _binary(name: str) -> str:
     """The installed binary's path, or "" when it is not installed."""
     found = await Get(
@@ -355,6 +371,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
         generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
         merged_usr=any(isinstance(node.kind, DebianPackage) for node in closure.nodes),
+        commands=await _commands(fs),
     )
     await _check_customisation(fs, closure, customisation)
     compression = request.compression or fs.layer_compression()

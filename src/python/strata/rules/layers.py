@@ -25,7 +25,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
-from strata.core.spec import Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
+from strata.core.spec import Commands, Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
 from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure
@@ -60,13 +60,15 @@ class LayerSettings:
 @dataclass(frozen=True)
 class CustomisationLayer:
     """What the image target itself adds on top: symlinks, empty directories, small files, and
-    the merged-/usr root symlinks when Debian packages are in the image."""
+    the merged-/usr root symlinks when Debian packages are in the image; `commands` (its
+    build-time scripts) then change that content."""
 
     symlinks: Tuple[Tuple[str, str], ...]
     directories: Tuple[Tuple[str, int], ...]
     files: Tuple[Tuple[str, bytes], ...] = ()
     generated: Digest = EMPTY_DIGEST  # files made by other processes, at their image paths
     merged_usr: bool = False
+    commands: Optional[Commands] = None
 
     def entries(self) -> Tuple[Entry, ...]:
         return (
@@ -82,6 +84,7 @@ class CustomisationLayer:
             or self.files
             or self.generated != EMPTY_DIGEST
             or self.merged_usr
+            or self.commands is not None
         )
 
 
@@ -119,6 +122,7 @@ class _LayerProcessRequest:
     deb_files: Digest = EMPTY_DIGEST
     python_parts: Tuple[Union[Venv, Wheel, PythonSources], ...] = ()  # a venv's parts
     python_files: Digest = EMPTY_DIGEST  # the files their sources name
+    commands: Optional[Commands] = None  # build-time scripts over the content
 
 
 # How a layer Process receives each kind of node: the fields of its request that the layer's
@@ -178,6 +182,7 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
                 settings=request.settings,
                 comment="customisation layer",
                 description=f"{request.description}: customisation layer",
+                commands=custom.commands,
             )
         )
     layers = await MultiGet(Get(BuiltLayer, _LayerProcessRequest, r) for r in process_requests)
@@ -217,6 +222,7 @@ async def build_layer(
             name: tuple(p for p in request.python_parts if isinstance(p, kind)) or None
             for kind, name in _PYTHON_SPEC_PARTS.items()
         },
+        commands=request.commands,
     )
     spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()
     spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
