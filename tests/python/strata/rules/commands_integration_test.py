@@ -178,3 +178,22 @@ def test_a_script_cannot_reach_the_network(built: Built) -> None:
     for fragment in ("Building net:image", "extra_commands", "Network is unreachable"):
         assert fragment in result.stderr
     assert not (built.repo.root / "dist/net").exists()
+
+
+def test_another_build_of_a_host_tool_reruns_the_layer(built: Built, tmp_path: Path) -> None:
+    """A tool's content is in the layer's cache key: the same path with other bytes (a Debian
+    upgrade) runs the scripts again."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    shutil.copy(shutil.which("true"), tools / "strata-true")
+    search = f"--strata-command-search-paths={[str(tools), '/usr/bin', '/bin']}"
+    built.repo.write({"fp/BUILD": """
+        oci_image(name="image", dependencies=["//:busybox"], extra_commands="strata-true",
+                  command_tools=["sh", "strata-true"])
+    """})
+    first = built.repo.run(search, "package", "//fp:image")
+    with open(tools / "strata-true", "ab") as f:
+        f.write(b"\0")  # still runs: bytes past the ELF's segments
+    second = built.repo.run(search, "package", "//fp:image")
+    for result in (first, second):
+        assert ran_processes(result, "Building fp:image") == ["Building fp:image: customisation layer"]
