@@ -38,6 +38,8 @@ def runner_names(fake_root: bool) -> tuple:
 
 def run_commands(commands, entries: dict, context) -> dict:
     """The entries (by image path) that `root/` holds after the scripts ran over `entries`."""
+    if os.geteuid() != 0:
+        raise InvalidInput("build-time commands need root: their sandbox is a mount namespace")
     work = os.path.realpath(os.path.join(context.scratch(), "commands"))
     root, state_dir, tools = (os.path.join(work, name) for name in ("root", "state", "tools"))
     for directory in (root, state_dir, f"{tools}/bin", f"{tools}/runners"):

@@ -162,3 +162,9 @@ def test_the_network_is_unreachable(sandbox: Path, capfd) -> None:
 def test_invalid_commands_are_rejected(commands: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LayerSpec.from_json({"commands": commands})
+
+
+def test_without_root_the_error_says_so(sandbox: Path, monkeypatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ValueError, match="build-time commands need root: their sandbox is a mount"):
+        build(sandbox, spec("true"))
