@@ -1,7 +1,7 @@
 """Strata: reproducible, layered OCI/Docker images as Pants build artifacts."""
 
 from strata import target_types as _target_types
-from strata.rules import base, closure, debian, image, layers, publish, tool
+from strata.rules import base, closure, commands, debian, image, layers, publish, tool
 from strata.rules import index
 from strata.rules import bundle
 from strata.rules.nodes import debian as debian_nodes
@@ -16,6 +16,7 @@ def rules():
     return [
         *base.rules(),
         *closure.rules(),
+        *commands.rules(),
         *debian.rules(),
         *files.rules(),
         *packages.rules(),

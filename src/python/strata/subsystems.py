@@ -31,6 +31,18 @@ class StrataSubsystem(Subsystem):
         advanced=True,
     )
 
+    command_search_paths = StrListOption(
+        default=["/usr/bin", "/bin", "/usr/sbin", "/sbin"],
+        help=help_text(
+            """
+            Where to look for the programs an `oci_image`'s `extra_commands` and
+            `fake_root_commands` run (its `command_tools`) and those that run them (`unshare`,
+            `env`, `sh`; `fakeroot`, `getopt`, `sed`, `cut`, `sleep`).
+            """
+        ),
+        advanced=True,
+    )
+
     remote_cache_speculation_delay = IntOption(
         default=1000,
         help=help_text(

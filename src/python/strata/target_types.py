@@ -624,7 +624,7 @@ class OciPermissionsField(Field):
         """
         Modes and owners set on this target's layer as it is written (no command runs): on an
         `oci_image`, its customisation layer (`directories`, `symlinks`, `fake_nss`, the CA
-        bundle, the merged-/usr symlinks); on an `oci_layer`, that layer's content, which then
+        bundle, the merged-/usr symlinks, and what its build-time commands leave); on an `oci_layer`, that layer's content, which then
         always gets a layer of its own. E.g.
 
             permissions={
@@ -683,6 +683,75 @@ class OciPermissionsField(Field):
             except ValueError as e:
                 raise invalid(f"is invalid: {e}") from e
         return tuple(rules)
+
+
+_SANDBOX_HELP = """
+    The script runs as `sh -eu` (a failing command fails the build) in a directory holding
+    the image's customisation layer (its `symlinks`, `directories`, `fake_nss` and
+    `ca_certificates` files, the merged-/usr links; not its dependencies' files), as root on
+    a machine where the rest of the file system is read-only and there is no network; its
+    environment is only `PATH` (the `command_tools`), `HOME=/nonexistent`, `LC_ALL=C`,
+    `TZ=UTC` and `SOURCE_DATE_EPOCH` (the layers' mtime). Use relative paths: the directory's
+    absolute path changes from build to build. What the directory holds afterwards (files,
+    directories, symlinks) becomes the customisation layer, with the layers' timestamps.
+    """
+
+
+class OciExtraCommandsField(StringField):
+    alias = "extra_commands"
+    help = help_text(
+        """
+        A shell script run at build time over the image's customisation layer, like
+        dockerTools' `extraCommands`: `'mkdir -p var/cache/app && ln -s ../run var/run'`. The
+        modes it leaves are kept; owners are the image's `uid`/`gid` (see
+        `fake_root_commands` to set owners). Runs before `fake_root_commands`.
+        """
+    ) + "\n\n" + help_text(_SANDBOX_HELP)
+
+
+class OciFakeRootCommandsField(StringField):
+    alias = "fake_root_commands"
+    help = help_text(
+        """
+        A shell script run at build time under `fakeroot` over the image's customisation
+        layer, like dockerTools' `fakeRootCommands`: the owners and modes it sets (`chown
+        1000:1000 var/log/app`, `chmod 2775 var/log/app`) are written into the layer, with
+        the user and group names of the layer's own `etc/passwd` and `etc/group` (root for
+        0; numeric only for ids they lack). Everything it does not chown or chmod keeps its
+        mode and the image's `uid`/`gid`.
+        """
+    ) + "\n\n" + help_text(_SANDBOX_HELP)
+
+
+class OciCommandToolsField(StringSequenceField):
+    alias = "command_tools"
+    default = (
+        "sh", "[", "basename", "cat", "chgrp", "chmod", "chown", "cp", "cut", "dirname",
+        "echo", "false", "find", "grep", "head", "id", "install", "ln", "ls", "mkdir", "mv",
+        "printf", "readlink", "rm", "rmdir", "sed", "sort", "stat", "tail", "tee", "test",
+        "touch", "tr", "true", "uniq", "wc", "xargs",
+    )
+    help = help_text(
+        """
+        The host programs `extra_commands` and `fake_root_commands` may run: each name is
+        looked up in `[strata].command_search_paths` (missing: an error) and its content is
+        part of the layer's cache key. Their PATH holds these alone, so a script cannot
+        depend on anything else the machine has installed.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for name in value or ():
+            if not name or "/" in name:
+                raise InvalidFieldException(
+                    f"The {repr(cls.alias)} field in target {address} has {name!r}: expected "
+                    "a program's name such as 'chown', without a directory."
+                )
+        return value
 
 
 class OciImageOutputPathField(OutputPathField):
@@ -777,6 +846,9 @@ class OciImageTarget(Target):
         OciFakeNssField,
         OciCaCertificatesField,
         OciPermissionsField,
+        OciExtraCommandsField,
+        OciFakeRootCommandsField,
+        OciCommandToolsField,
     )
     help = help_text(
         """

@@ -19,6 +19,7 @@ from strata_harness.podman import Podman
 from strata_harness.pushes import Push, pushes, upload_posts
 from strata_harness.registry import Registry, start_registry
 from strata_harness.scratch import ScratchRepo, ran_processes
+from strata_harness.served import serve_directory
 from strata_harness.tools import require_tool, run_tool
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "read_docker_archive",
     "require_tool",
     "run_tool",
+    "serve_directory",
     "source_ref",
     "start_registry",
     "upload_posts",

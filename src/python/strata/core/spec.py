@@ -301,16 +301,54 @@ class Permission(
         return cls(**{**obj, "pattern": pattern})
 
 
+def _tools(value, what: str) -> tuple:
+    """[[name, absolute path, sha256 of its content], ...] as a tuple of triples."""
+    tools = []
+    for item in _list(value, what):
+        if not (isinstance(item, list) and len(item) == 3
+                and all(isinstance(part, str) and part for part in item)
+                and "/" not in item[0] and os.path.isabs(item[1])):
+            raise ValueError(f"{what}: a tool is [name, absolute path, sha256]: {item!r}")
+        tools.append(tuple(item))
+    return tuple(tools)
+
+
+class Commands(
+    _Spec,
+    namedtuple("Commands", "extra_commands fake_root_commands tools runners",
+               defaults=(None, None, (), ())),
+):
+    """Shell scripts run over the layer's content before it is written
+    (strata.core.build.commands): `extra_commands`, then `fake_root_commands` under fakeroot.
+    `tools` are the host binaries on their PATH, `runners` those that run them (unshare, sh,
+    fakeroot and what it runs), each (name, absolute path, sha256 of its content): the hashes
+    are there for the cache key, so that another build of a host tool gives another layer."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Commands:
+        check_keys(obj, what, ("tools", "runners"), ("extra_commands", "fake_root_commands"))
+        scripts = [obj.get(key) for key in ("extra_commands", "fake_root_commands")]
+        if not any(scripts) or not all(s is None or isinstance(s, str) for s in scripts):
+            raise ValueError(f"{what}: extra_commands or fake_root_commands must be a script")
+        return cls(*scripts, _tools(obj["tools"], f"{what}.tools"),
+                   _tools(obj["runners"], f"{what}.runners"))
+
+
 class LayerSpec(
     _Spec,
-    namedtuple("LayerSpec", "settings trees entries debs venvs wheels python_sources permissions",
-               defaults=((), (), ()) + (None,) * 4),
+    namedtuple("LayerSpec",
+               "settings trees entries debs venvs wheels python_sources commands permissions",
+               defaults=((), (), ()) + (None,) * 5),
 ):
     """The `layer` subcommand's input. Each content part (trees, entries, ...) is written by
     its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer; then
-    `permissions` (rules applied in order to what the parts made) set modes and owners. The
-    Python parts and `permissions` default to None, which `to_json` leaves out: adding them
-    kept the spec, and so the cache key, of every other layer unchanged."""
+    `commands` (not a content part: scripts that run over the collected content) replace the
+    entries with what they leave, and `permissions` (rules applied in order to the entries) set
+    modes and owners. The Python parts, `commands` and `permissions` default to None, which
+    `to_json` leaves out: adding them kept the spec, and so the cache key, of every other layer
+    unchanged."""
 
     __slots__ = ()
 
@@ -319,7 +357,7 @@ class LayerSpec(
 
     @classmethod
     def from_json(cls, obj) -> LayerSpec:
-        check_keys(obj, "layer spec", (), ("settings", *cls.PARTS, "permissions"))
+        check_keys(obj, "layer spec", (), ("settings", *cls.PARTS, "commands", "permissions"))
         parts = {
             name: tuple(
                 part.from_json(item, f"{name}[{index}]")
@@ -327,14 +365,19 @@ class LayerSpec(
             )
             for name, part in cls.PARTS.items()
         }
+        commands = obj.get("commands")
         permissions = obj.get("permissions")
         if permissions is not None:
             permissions = tuple(
                 Permission.from_json(item, f"permissions[{index}]")
                 for index, item in enumerate(_list(permissions, "layer spec: permissions"))
             )
-        return cls(LayerSettings.from_json(obj.get("settings", {})), **parts,
-                   permissions=permissions)
+        return cls(
+            LayerSettings.from_json(obj.get("settings", {})),
+            **parts,
+            commands=None if commands is None else Commands.from_json(commands, "commands"),
+            permissions=permissions,
+        )
 
 
 class LayerRef(_Spec, namedtuple("LayerRef", "dir comment", defaults=("",))):

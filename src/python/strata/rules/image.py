@@ -51,7 +51,7 @@ from strata.core.oci.writers import (
     metadata,
     oci_contents,
 )
-from strata.core.spec import ImageSpec, LayerRef, normalise_path
+from strata.core.spec import Commands, ImageSpec, LayerRef, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
     ImageClosure,
@@ -60,6 +60,7 @@ from strata.rules.closure import (
     LayerPermissions,
     add_path_claims,
 )
+from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
 from strata.rules.nodes import FileTree
@@ -73,10 +74,13 @@ from strata.target_types import (
     OciArchitectureField,
     OciBaseField,
     OciCaCertificatesField,
+    OciCommandToolsField,
     OciCompressionField,
     OciCreatedField,
     OciDirectoriesField,
+    OciExtraCommandsField,
     OciFakeNssField,
+    OciFakeRootCommandsField,
     OciGidField,
     OciGnameField,
     OciImageArchiveTarget,
@@ -131,6 +135,9 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     fake_nss: OciFakeNssField
     ca_certificates: OciCaCertificatesField
     permissions: OciPermissionsField
+    extra_commands: OciExtraCommandsField
+    fake_root_commands: OciFakeRootCommandsField
+    command_tools: OciCommandToolsField
 
     def platform(self) -> dict:
         return image_platform(self.architecture.value, self.os.value, self.variant.value)
@@ -277,6 +284,15 @@ async def _check_customisation(
         raise InvalidImageContent(f"Cannot build {fs.address}: {e}") from e
 
 
+async def _commands(fs: OciImageFieldSet) -> Optional[Commands]:
+    """The image's build-time scripts and their tools, or None when it has no script."""
+    extra, fake_root = fs.extra_commands.value or None, fs.fake_root_commands.value or None
+    if extra is None and fake_root is None:
+        return None
+    request = CommandsRequest(fs.address, extra, fake_root, tuple(fs.command_tools.value or ()))
+    return (await Get(BuildCommands, CommandsRequest, request)).commands
+
+
 async def _binary(name: str) -> str:
     """The installed binary's path, or "" when it is not installed."""
     found = await Get(
@@ -371,11 +387,13 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
         generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
         merged_usr=any(isinstance(node.kind, DebianPackage) for node in closure.nodes),
+        commands=await _commands(fs),
         permissions=LayerPermissions(
             str(address),
             fs.permissions.value,
             f"what {address} adds on top (`directories`, `symlinks`, `fake_nss`, "
-            "`ca_certificates`, merged-/usr symlinks); an `oci_layer`'s `permissions` reach a "
+            "`ca_certificates`, merged-/usr symlinks, what its build-time commands leave); an "
+            "`oci_layer`'s `permissions` reach a "
             "dependency's files",
         ) if fs.permissions.value else None,
     )

@@ -34,7 +34,7 @@ from pants.util.logging import LogLevel
 from strata.core.build.permissions import UNMATCHED
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
-from strata.core.spec import Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
+from strata.core.spec import Commands, Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
 from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
@@ -69,13 +69,15 @@ class LayerSettings:
 @dataclass(frozen=True)
 class CustomisationLayer:
     """What the image target itself adds on top: symlinks, empty directories, small files, and
-    the merged-/usr root symlinks when Debian packages are in the image."""
+    the merged-/usr root symlinks when Debian packages are in the image; `commands` (its
+    build-time scripts) then change that content."""
 
     symlinks: Tuple[Tuple[str, str], ...]
     directories: Tuple[Tuple[str, int], ...]
     files: Tuple[Tuple[str, bytes], ...] = ()
     generated: Digest = EMPTY_DIGEST  # files made by other processes, at their image paths
     merged_usr: bool = False
+    commands: Optional[Commands] = None
     permissions: Optional[LayerPermissions] = None
 
     def entries(self) -> Tuple[Entry, ...]:
@@ -92,6 +94,7 @@ class CustomisationLayer:
             or self.files
             or self.generated != EMPTY_DIGEST
             or self.merged_usr
+            or self.commands is not None
             or self.permissions is not None
         )
 
@@ -131,6 +134,7 @@ class _LayerProcessRequest:
     deb_files: Digest = EMPTY_DIGEST
     python_parts: Tuple[Union[Venv, Wheel, PythonSources], ...] = ()  # a venv's parts
     python_files: Digest = EMPTY_DIGEST  # the files their sources name
+    commands: Optional[Commands] = None  # build-time scripts over the content
     permissions: Optional[LayerPermissions] = None
 
 
@@ -199,6 +203,7 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             settings=request.settings,
             comment="customisation layer",
             description=f"{request.description}: customisation layer",
+            commands=custom.commands,
             permissions=custom.permissions,
         )
         if request.single_layer and process_requests:
@@ -266,6 +271,7 @@ async def build_layer(
             name: tuple(p for p in request.python_parts if isinstance(p, kind)) or None
             for kind, name in _PYTHON_SPEC_PARTS.items()
         },
+        commands=request.commands,
         permissions=request.permissions.rules if request.permissions else None,
     )
     spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()

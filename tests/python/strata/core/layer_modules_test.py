@@ -1,9 +1,11 @@
 """`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree
-(with permissions), .debs or a Python venv, must run with just those modules (the set is
-complete) and import every one of them (it is minimal, so a change to another module leaves
-cached layers valid)."""
+(with permissions), .debs, a Python venv or running build-time commands, must run with just
+those modules (the set is complete) and import every one of them (it is minimal, so a change to
+another module leaves cached layers valid)."""
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import zipfile
@@ -38,6 +40,15 @@ def python3() -> str:
     if python is None:
         unavailable("no python3 in /usr/bin or /bin")
     return python
+
+
+def host_tool(name: str) -> list:
+    """A build-time command tool as the rules give it: [name, path, sha256]. Running commands
+    needs root (a mount namespace)."""
+    path = shutil.which(name, path="/usr/bin:/bin")
+    if path is None or os.geteuid() != 0:
+        unavailable(f"build-time commands need `{name}` in /usr/bin or /bin, and root")
+    return [name, path, hashlib.sha256(Path(path).read_bytes()).hexdigest()]
 
 
 def small_deb(tmp_path: Path) -> Path:
@@ -83,6 +94,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
     shutil.copy(small_deb(tmp_path), sandbox / "debs/demo.deb")
     small_wheel_chroot(sandbox / "demo.whl")
     venv = {"venv": "app/venv", "version": "3.11", "bytecode": "none"}
+    commands = {"extra_commands": "touch made", "tools": [host_tool("touch")],
+                "runners": [host_tool(name) for name in ("unshare", "env", "sh")]}
     specs = {
         "layer-spec.json": {"settings": SETTINGS,
                             "trees": [{"source": "rootfs", "dest": "", "executables": []}],
@@ -94,6 +107,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
                                       "version": "3.11", "launchers": [["hello", "app"]]}],
                            "wheels": [{"source": "demo.whl", "machine": "x86_64", **venv}],
                            "python_sources": [{"source": "rootfs", **venv}]},
+        "commands-spec.json": {"settings": SETTINGS, "commands": commands,
+                               "trees": [{"source": "rootfs", "dest": "", "executables": []}]},
     }
     for name, spec in specs.items():
         (sandbox / name).write_text(json.dumps(spec))
@@ -102,7 +117,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
 
 ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
          ("layer", "--spec", "deb-spec.json", "--out", "out-deb"),
-         ("layer", "--spec", "venv-spec.json", "--out", "out-venv"))
+         ("layer", "--spec", "venv-spec.json", "--out", "out-venv"),
+         ("layer", "--spec", "commands-spec.json", "--out", "out-commands"))
 
 
 def test_tree_deb_and_venv_layers_run_with_only_the_layer_sources(tmp_path):
@@ -121,6 +137,6 @@ def test_tree_deb_and_venv_layers_import_every_layer_source(tmp_path):
         cwd=sandbox, env={}, capture_output=True, text=True, check=True,
     )
     probe = json.loads(done.stdout.splitlines()[-1])
-    assert probe["codes"] == [0, 0, 0]
+    assert probe["codes"] == [0, 0, 0, 0]
     sources = layer_sources(Path(strata.core.__file__).parent)
     assert set(probe["modules"]) == {"strata", *map(module_name, sources)}

@@ -33,6 +33,7 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.core.oci import writers
 from strata.core.spec import ImageSpec, LayerRef
 from strata.rules.image import (
@@ -365,6 +366,7 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
             # Only for `ca_certificates` and the customisation layer's checks.
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(DigestEntries, (Digest,), unexpected),
+            MockGet(BuildCommands, (CommandsRequest,), unexpected),  # no build-time commands
             MockGet(BaseImage, (BaseRequest,), base),
             MockGet(DigestContents, (DigestSubset,), lambda r: DigestContents([
                 FileContent("base/config.json", json.dumps(dict(base_platform)).encode())

@@ -6,18 +6,13 @@ store of its own, is shared by the tests that only read its output.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import http.server
 import json
 import shutil
 import subprocess
 import tarfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -28,6 +23,7 @@ from strata_harness import (
     read_docker_archive,
     require_tool,
     run_tool,
+    serve_directory,
     source_ref,
 )
 
@@ -212,21 +208,6 @@ def test_conflicting_paths_fail_naming_both_targets_and_write_nothing(tmp_path: 
     assert not dist.exists() or list(dist.rglob("*")) == []
 
 
-@contextlib.contextmanager
-def http_server(directory: Path) -> Iterator[str]:
-    """Serves `directory` on a free 127.0.0.1 port; yields its base URL."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_http_sources_are_downloaded_and_a_missing_file_fails_naming_its_target(
     tmp_path: Path,
 ) -> None:
@@ -240,7 +221,7 @@ def test_http_sources_are_downloaded_and_a_missing_file_fails_naming_its_target(
         return (f'http_source("{url}/{name}", len={len(data)}, '
                 f'sha256="{hashlib.sha256(data).hexdigest()}", filename="{name}")')
 
-    with http_server(tmp_path / "served") as url:
+    with serve_directory(tmp_path / "served") as url:
         repo = ScratchRepo(tmp_path / "repo", config={"source": {"root_patterns": ["/src"]}})
         repo.write(
             {

@@ -303,6 +303,10 @@ def _collect(spec: LayerSpec, context: LayerContext) -> list:
             for index, item in enumerate(items):
                 step(collector, context, item, f"{part}[{index}]")
     collector.add_parents()
+    if spec.commands:
+        from strata.core.build.commands import run_commands  # subprocess: only when needed
+
+        collector.entries = run_commands(spec.commands, collector.entries, context)
     if spec.permissions:
         from strata.core.build.permissions import apply_permissions
 

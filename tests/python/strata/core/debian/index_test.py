@@ -1,15 +1,12 @@
 import contextlib
-import functools
 import gzip
 import hashlib
-import http.server
 import json
 import lzma
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 from typing import Dict, Iterator
 
@@ -28,6 +25,7 @@ from strata.core.debian.index import (
     verify_inrelease,
 )
 from strata.core.debian.lock import read_lock
+from strata_harness import serve_directory
 from strata_harness.tools import unavailable
 
 PACKAGES = """\
@@ -166,19 +164,8 @@ def test_tampered_packages_index_is_rejected(gpg: Gpg):
 @contextlib.contextmanager
 def serve(root: Path) -> Iterator[str]:
     """A plain HTTP server on 127.0.0.1 serving `root`, as a Debian mirror does: its URL."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/debian"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as url:
+        yield f"{url}/debian"
 
 
 def test_debian_lock_resolves_each_architecture_from_one_release(gpg: Gpg, tmp_path: Path,

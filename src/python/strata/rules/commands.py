@@ -1,0 +1,94 @@
+"""An `oci_image`'s build-time commands as the core runs them: its scripts, and the host tools
+they and their runners need, found and fingerprinted (strata.core.spec.Commands)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
+from pants.engine.addresses import Address
+from pants.engine.process import Process, ProcessCacheScope, ProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import InvalidFieldException
+from pants.util.logging import LogLevel
+
+from strata.core.build.commands import FAKEROOT_RUNNERS, runner_names
+from strata.core.spec import Commands
+from strata.rules.tool import ImageTool
+from strata.subsystems import StrataSubsystem
+
+# Prints the sha256 of each file named (following symlinks), one a line.
+_FINGERPRINT = """
+import hashlib, sys
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        print(hashlib.sha256(f.read()).hexdigest())
+"""
+
+
+@dataclass(frozen=True)
+class CommandsRequest:
+    address: Address
+    extra_commands: Optional[str]
+    fake_root_commands: Optional[str]
+    tools: Tuple[str, ...]  # the `command_tools` field
+
+
+@dataclass(frozen=True)
+class BuildCommands:
+    commands: Commands
+
+
+@rule(desc="Finding the tools of build-time commands", level=LogLevel.DEBUG)
+async def find_command_tools(
+    request: CommandsRequest, tool: ImageTool, strata: StrataSubsystem
+) -> BuildCommands:
+    runners = runner_names(bool(request.fake_root_commands))
+    names = sorted({*request.tools, *runners})
+    search_path = tuple(strata.command_search_paths)
+    found = await MultiGet(
+        Get(BinaryPaths, BinaryPathRequest(binary_name=name, search_path=search_path))
+        for name in names
+    )
+    paths = {}
+    for name, binaries in zip(names, found):
+        if binaries.first_path is None:
+            raise InvalidFieldException(_missing(request, name, search_path))
+        paths[name] = binaries.first_path.path
+    # The binaries' contents, in the layer's cache key: another build of a tool (a Debian
+    # upgrade) gives another layer. Re-read once per pantsd, as Pants re-tests binaries it finds.
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=(tool.python, "-E", "-s", "-S", "-B", "-c", _FINGERPRINT,
+                  *(paths[name] for name in names)),
+            description=f"Fingerprinting the build-time command tools of {request.address}",
+            level=LogLevel.DEBUG,
+            cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
+        ),
+    )
+    fingerprints = dict(zip(names, result.stdout.decode().split()))
+    return BuildCommands(
+        Commands(
+            extra_commands=request.extra_commands,
+            fake_root_commands=request.fake_root_commands,
+            tools=tuple((name, paths[name], fingerprints[name]) for name in request.tools),
+            runners=tuple((name, paths[name], fingerprints[name]) for name in runners),
+        )
+    )
+
+
+def _missing(request: CommandsRequest, name: str, search_path: Tuple[str, ...]) -> str:
+    where = f"in any of {list(search_path)} ([strata].command_search_paths)"
+    if name in request.tools:
+        return (f"The `command_tools` field of {request.address} names `{name}`, which is not "
+                f"{where}: install it, or remove it from the field.")
+    needs = ("fake_root_commands" if name in FAKEROOT_RUNNERS or not request.extra_commands
+             else "extra_commands")
+    return (f"The `{needs}` field of {request.address} needs `{name}` to run its script, and "
+            f"it is not {where}.")
+
+
+def rules():
+    return collect_rules()
