@@ -275,8 +275,9 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
     ((_, fmt, output, compression),) = [
         (r.field_set, r.fmt, r.output, r.compression) for r in requests
     ]
-    # The image is never written whole: the spec and layers stream into the loader.
-    assert (fmt, output, compression) == ("docker-archive", "image.tar", None)
+    # The image is never written whole: the spec and layers stream into the loader, which
+    # reads plain tar layers only.
+    assert (fmt, output, compression) == ("docker-archive", "image.tar", "none")
     assert run.digest == INPUTS
     assert run.args == ("/bin/bash", "-c", f"set -o pipefail; cd {{chroot}} && {command}")
     assert was_searched == searched
