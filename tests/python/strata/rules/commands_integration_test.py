@@ -105,6 +105,34 @@ def test_extra_commands_alone_make_a_file_with_its_mode_and_the_image_owner(
     assert run_image(image) == (0, "made\n")
 
 
+def test_one_layer_gets_the_content_the_commands_and_then_the_permissions(
+    built: Built, run_image
+) -> None:
+    """`max_layers=1` (dockerTools' `buildImage`): the scripts run over all the content, and
+    `permissions` apply after them, over what they left."""
+    built.repo.write({"single/BUILD": """
+        oci_image(
+            name="image",
+            dependencies=["//:busybox"],
+            max_layers=1,
+            fake_root_commands="mkdir -p var/log/app && chown 1000:1000 var/log/app && "
+                               "chmod 2775 var/log/app && test -x bin/busybox",
+            permissions={"/var/log/app": {"mode": "0750"}},
+            entrypoint=["/bin/busybox", "stat", "-c", "%a %u:%g", "/var/log/app"],
+        )
+    """})
+    built.repo.run("package", "//single:image")
+    image = built.repo.root / "dist/single/image.tar"
+    with tarfile.open(image) as outer:
+        (manifest,) = json.load(outer.extractfile("manifest.json"))
+    assert len(manifest["Layers"]) == 1
+    layer, files = top_layer(image)
+    assert "bin/busybox" in files
+    assert owner(layer["var/log/app"]) == (1000, 1000, "", "", "0o750")
+    assert_valid_image(image, "docker-archive")
+    assert run_image(image) == (0, "750 1000:1000\n")
+
+
 def test_a_rebuild_under_another_umask_gives_the_same_bytes(built: Built) -> None:
     old = os.umask(0o077)
     try:  # no cache: the customisation layer's scripts run again, under umask 077
