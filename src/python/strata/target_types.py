@@ -624,8 +624,8 @@ class OciPermissionsField(Field):
         """
         Modes and owners set on this target's layer as it is written (no command runs): on an
         `oci_image`, its customisation layer (`directories`, `symlinks`, `fake_nss`, the CA
-        bundle, the merged-/usr symlinks, and what its build-time commands leave); on an `oci_layer`, that layer's content, which then
-        always gets a layer of its own. E.g.
+        bundle, the merged-/usr symlinks, and what its build-time commands leave); on an
+        `oci_layer`, that layer's content, which then always gets a layer of its own. E.g.
 
             permissions={
                 "/var/lib/app": {"mode": "2775", "uid": 1000, "gid": 1000},

@@ -393,8 +393,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             fs.permissions.value,
             f"what {address} adds on top (`directories`, `symlinks`, `fake_nss`, "
             "`ca_certificates`, merged-/usr symlinks, what its build-time commands leave); an "
-            "`oci_layer`'s `permissions` reach a "
-            "dependency's files",
+            "`oci_layer`'s `permissions` reach a dependency's files",
         ) if fs.permissions.value else None,
     )
     await _check_customisation(fs, closure, customisation)

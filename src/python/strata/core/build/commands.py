@@ -5,9 +5,10 @@ fakeRootCommands make its customisation layer.
 The entries are written to a scratch `root/` (files copied: a sandbox file may be a hardlink
 into Pants' store), each script runs there as `sh -eu` with an empty environment but for a PATH
 of the named host tools, isolated by strata.core.build.isolate (only `root/`, and under
-fakeroot its state's directory, are writable; no network), then `root/` is read back. `fake_root_commands` runs
-under `fakeroot -s`, whose saved state gives the modes and owners it faked; everything else
-keeps its mode on disk and the layer settings' owner. Timestamps are the layer's, as always.
+fakeroot its state's directory, are writable; no network), then `root/` is read back.
+`fake_root_commands` runs under `fakeroot -s`, whose saved state gives the modes and owners it
+faked; everything else keeps its mode on disk and the layer settings' owner. Timestamps are the
+layer's, as always.
 """
 
 from __future__ import annotations

@@ -237,15 +237,17 @@ def _header(path: str, typeflag: bytes, info, size: int, link: str) -> bytes:
         payload = b"".join(pax_record(key, value) for key, value in records)
         base = name.rstrip(b"/").rsplit(b"/", 1)[-1]
         pax = _block((b"PaxHeaders/" + base)[:100], b"", b"x", octal_field(0o644, 8, "mode"),
-                     octal_field(0, 8, "uid"), octal_field(0, 8, "gid"), octal_field(len(payload), 12, "size"),
-                     fields[4], b"", (b"root", b"root"), (0, 0))
+                     octal_field(0, 8, "uid"), octal_field(0, 8, "gid"),
+                     octal_field(len(payload), 12, "size"), fields[4], b"", (b"root", b"root"),
+                     (0, 0))
         pax += payload + bytes(-len(payload) % BLOCK)
     return pax + _block(split[0], split[1], typeflag, *fields, link_bytes, owner, devices)
 
 
 def _block(name, prefix, typeflag, mode, uid, gid, size, mtime, link, owner, devices) -> bytes:
     fields = [name, mode, uid, gid, size, mtime, b" " * 8, typeflag, link, USTAR_MAGIC, *owner,
-              octal_field(devices[0], 8, "devmajor"), octal_field(devices[1], 8, "devminor"), prefix]
+              octal_field(devices[0], 8, "devmajor"), octal_field(devices[1], 8, "devminor"),
+              prefix]
     fields[6] = b"%06o\0 " % sum(USTAR_HEADER.pack(*fields))
     return USTAR_HEADER.pack(*fields)
 
