@@ -1,9 +1,18 @@
 """Strata: reproducible, layered OCI/Docker images as Pants build artifacts."""
 
 from strata import target_types as _target_types
-from strata.rules import base, closure, commands, debian, image, layers, publish, tool
-from strata.rules import index
-from strata.rules import bundle
+from strata.rules import (
+    base,
+    bundle,
+    closure,
+    commands,
+    debian,
+    image,
+    index,
+    layers,
+    publish,
+    tool,
+)
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
 
