@@ -4,6 +4,9 @@ warning."""
 
 import copy
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -241,3 +244,22 @@ def test_a_bad_spec_is_refused_naming_the_field(tmp_path, capfd, change, message
                  str(tmp_path / "a.spdx.json"), "--cyclonedx", str(tmp_path / "a.cdx.json")])
     assert code == 1 and message in capfd.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "spec.json"]
+
+
+def test_the_spec_survives_its_json():
+    spec = SbomSpec.from_json(make_spec(digest=None))
+    assert SbomSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_the_sbom_process_as_the_rules_run_it(tmp_path):
+    """`python -m strata.core sbom` with the core on the path only: the standard library."""
+    (tmp_path / "spec.json").write_text(json.dumps(make_spec()))
+    src = Path(sys.modules["strata.core"].__file__).parent.parent.parent
+    done = subprocess.run(
+        [sys.executable, "-E", "-s", "-S", "-B", "-m", "strata.core", "sbom", "--spec",
+         str(tmp_path / "spec.json"), "--spdx", str(tmp_path / "a.spdx.json"), "--cyclonedx",
+         str(tmp_path / "a.cdx.json")],
+        cwd=src, env={}, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr.count("warning: ") == 5, done.stderr
+    assert ((tmp_path / "a.spdx.json").read_bytes(), (tmp_path / "a.cdx.json").read_bytes()) == (
+        documents(SbomSpec.from_json(make_spec())))
