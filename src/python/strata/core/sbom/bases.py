@@ -73,7 +73,9 @@ class _Reader:
                 self.texts[ref] = content or f"Named in a base's CycloneDX SBOM: {license['name']}"
                 parts.append(ref)
         parts = sorted({part for part in parts if part})
-        return " OR ".join(f"({p})" if " " in p else p for p in parts) or None
+        # CycloneDX leaves a list's meaning open: every licence listed applies (AND) is the
+        # reading that claims least.
+        return " AND ".join(f"({p})" if " OR " in p else p for p in parts) or None
 
     def cyclonedx(self, components) -> Iterator[ForeignPackage]:
         for component in components or []:

@@ -36,7 +36,8 @@ def web_url(value: Optional[str]) -> Optional[str]:
     return value if value and re.fullmatch(r"https?://[^\s<>\"]+", value) else None
 
 
-def oci_purl(name: str, digest: str, tag: str = None) -> str:
+def oci_purl(name: str, digest: str, tag: Optional[str] = None) -> str:
+    """The purl of an image by digest (a repository's last component is the purl's name)."""
     repository, _, last = name.rpartition("/")
     qualifiers = [f"repository_url={quote(repository, safe='/:')}"] if repository else []
     if tag:
