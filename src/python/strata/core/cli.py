@@ -81,6 +81,13 @@ COMMANDS = {
         "[--mount-from REPO] [--insecure]",
         logs=True,
     ),
+    "describe": Command(
+        "strata.core.sbom.describe:describe_command",
+        "--out FILE [--deb FILE] [--wheel FILE] [--tree DIR] [--name NAME] [--dest PATH]",
+    ),
+    "sbom": Command(
+        "strata.core.sbom:sbom_command", "--spec FILE --spdx FILE --cyclonedx FILE"
+    ),
 }
 USAGE = f"usage: python -m strata.core {{{','.join(COMMANDS)}}} [--option value ...]"
 

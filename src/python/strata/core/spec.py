@@ -74,7 +74,10 @@ def _zstd(value, what: str):
 
 
 def _to_json(value):
-    """A spec value as JSON data: namedtuples become objects (without their None fields)."""
+    """A spec value as JSON data: namedtuples become objects (without their None fields, unless
+    their own `to_json` keeps them)."""
+    if isinstance(value, _Spec):
+        return value.to_json()
     if hasattr(value, "_asdict"):
         return {k: _to_json(v) for k, v in value._asdict().items() if v is not None}
     if isinstance(value, (list, tuple)):
@@ -86,7 +89,7 @@ class _Spec:
     __slots__ = ()
 
     def to_json(self) -> dict:
-        return _to_json(self)
+        return {k: _to_json(v) for k, v in self._asdict().items() if v is not None}
 
 
 class LayerSettings(
@@ -447,3 +450,213 @@ class BaseInfo(_Spec, namedtuple("BaseInfo", "config_digest manifest_digest medi
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
         return cls(**obj)
+
+
+def _optional_str(obj: dict, key: str, what: str):
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{what}: {key} must be a string or null, got {value!r}")
+    return value
+
+
+def _strings(value, what: str) -> tuple:
+    items = _list(value, what)
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError(f"{what} must be a list of strings")
+    return tuple(items)
+
+
+def _digest(value, what: str) -> str:
+    hex_part = value[len("sha256:"):] if isinstance(value, str) else ""
+    if not (isinstance(value, str) and value.startswith("sha256:") and len(hex_part) == 64
+            and all(c in "0123456789abcdef" for c in hex_part)):
+        raise ValueError(f"{what}: not a sha256 digest: {value!r}")
+    return value
+
+
+class SourcePackage(_Spec, namedtuple("SourcePackage", "name version")):
+    """The Debian source package a binary package was built from."""
+
+    __slots__ = ()
+
+
+PACKAGE_KINDS = ("deb", "python", "files")
+
+
+class PackageFacts(
+    _Spec,
+    namedtuple("PackageFacts",
+               "kind name version architecture source supplier homepage license license_texts "
+               "purl warnings files",
+               defaults=(None,) * 6 + ({}, None, (), None)),
+):
+    """What the `describe` subcommand learnt of one package (a .deb, a wheel) or of first-party
+    content (kind `files`: `files` = (image path, sha256 hex, sha1 hex) per regular file).
+    `license` is an SPDX expression or None (unknown); `license_texts` holds the text of each
+    LicenseRef it uses; `warnings` say what could not be read."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict:
+        """Every field, null included (the contract's FACTS.json), but `files` only for kind
+        `files`."""
+        obj = {key: _to_json(value) for key, value in self._asdict().items()}
+        if self.files is None:
+            del obj["files"]
+        return obj
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> PackageFacts:
+        check_keys(obj, what, ("kind", "name"), cls._fields[2:])
+        if obj["kind"] not in PACKAGE_KINDS:
+            raise ValueError(f"{what}: kind must be one of {list(PACKAGE_KINDS)}: {obj['kind']!r}")
+        if not isinstance(obj["name"], str) or not obj["name"]:
+            raise ValueError(f"{what}: name must be a non-empty string")
+        texts = obj.get("license_texts", {})
+        if not (isinstance(texts, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in texts.items())):
+            raise ValueError(f"{what}: license_texts must map LicenseRef ids to texts")
+        source = obj.get("source")
+        if source is not None:
+            check_keys(source, f"{what}.source", SourcePackage._fields)
+            source = SourcePackage(_optional_str(source, "name", what),
+                                   _optional_str(source, "version", what))
+        files = obj.get("files")
+        if (files is not None) != (obj["kind"] == "files"):
+            raise ValueError(f"{what}: files belong to kind 'files', and only there")
+        if files is not None:
+            for item in _list(files, f"{what}.files"):
+                if not (isinstance(item, list) and len(item) == 3
+                        and all(isinstance(part, str) for part in item)):
+                    raise ValueError(f"{what}: a file is [path, sha256, sha1]: {item!r}")
+            files = tuple((image_path(path, f"{what}.files"), sha256, sha1)
+                          for path, sha256, sha1 in files)
+        strings = {key: _optional_str(obj, key, what)
+                   for key in ("version", "architecture", "supplier", "homepage", "license",
+                               "purl")}
+        return cls(obj["kind"], obj["name"], source=source, license_texts=dict(texts),
+                   warnings=_strings(obj.get("warnings", []), f"{what}.warnings"), files=files,
+                   **strings)
+
+
+class SbomSubject(_Spec, namedtuple("SbomSubject", "name tag seed digest", defaults=(None,))):
+    """The image an SBOM describes: its repository name and tag, its manifest digest (None: the
+    SBOM goes into the image, which cannot name its own digest) and the seed from which the
+    documents' namespace and serial number derive."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> SbomSubject:
+        check_keys(obj, what, ("name", "tag", "seed"), ("digest",))
+        for key in ("name", "tag"):
+            if not isinstance(obj[key], str) or not obj[key]:
+                raise ValueError(f"{what}: {key} must be a non-empty string")
+        digest = obj.get("digest")
+        return cls(obj["name"], obj["tag"], _digest(obj["seed"], f"{what}.seed"),
+                   None if digest is None else _digest(digest, f"{what}.digest"))
+
+
+class SbomPlatform(_Spec, namedtuple("SbomPlatform", "os architecture variant",
+                                     defaults=(None,))):
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> SbomPlatform:
+        check_keys(obj, what, ("os", "architecture"), ("variant",))
+        if not (isinstance(obj["os"], str) and isinstance(obj["architecture"], str)):
+            raise ValueError(f"{what}: os and architecture must be strings")
+        return cls(obj["os"], obj["architecture"], _optional_str(obj, "variant", what))
+
+
+class SbomLayer(_Spec, namedtuple("SbomLayer", "diff_id comment", defaults=("",))):
+    """One of the image's own layers: its diff_id and history comment."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> SbomLayer:
+        check_keys(obj, what, ("diff_id",), ("comment",))
+        comment = obj.get("comment", "")
+        if not isinstance(comment, str):
+            raise ValueError(f"{what}: comment must be a string")
+        return cls(_digest(obj["diff_id"], f"{what}.diff_id"), comment)
+
+
+class SbomComponent(_Spec, namedtuple("SbomComponent", "node facts layer depends",
+                                      defaults=(None, ()))):
+    """A node of the image's closure: its key, its facts, the index of the image layer holding
+    it (None: none of the image's own) and the keys of the nodes it depends on."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str, layers: int) -> SbomComponent:
+        check_keys(obj, what, ("node", "facts"), ("layer", "depends"))
+        if not isinstance(obj["node"], str) or not obj["node"]:
+            raise ValueError(f"{what}: node must be a non-empty string")
+        layer = obj.get("layer")
+        if layer is not None and (type(layer) is not int or not 0 <= layer < layers):
+            raise ValueError(f"{what}: layer must be an index into layers or null: {layer!r}")
+        return cls(obj["node"], PackageFacts.from_json(obj["facts"], f"{what}.facts"), layer,
+                   _strings(obj.get("depends", []), f"{what}.depends"))
+
+
+class SbomBase(_Spec, namedtuple("SbomBase", "name digest layers documents", defaults=((), ()))):
+    """A base image: its name, manifest digest, layer diff_ids (bottom first) and the SBOM
+    documents (SPDX or CycloneDX JSON objects) attached to it, read tolerantly later."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> SbomBase:
+        check_keys(obj, what, ("name", "digest"), ("layers", "documents"))
+        if not isinstance(obj["name"], str) or not obj["name"]:
+            raise ValueError(f"{what}: name must be a non-empty string")
+        layers = tuple(_digest(layer, f"{what}.layers")
+                       for layer in _list(obj.get("layers", []), f"{what}.layers"))
+        documents = _list(obj.get("documents", []), f"{what}.documents")
+        if not all(isinstance(document, dict) for document in documents):
+            raise ValueError(f"{what}: documents must be JSON objects")
+        return cls(obj["name"], _digest(obj["digest"], f"{what}.digest"), layers,
+                   tuple(documents))
+
+
+class SbomSpec(
+    _Spec,
+    namedtuple("SbomSpec", "subject created platform layers components bases warnings",
+               defaults=((), (), ())),
+):
+    """The `sbom` subcommand's input (strata.core.sbom.documents): the image, its `created`
+    time (the documents' own, so that they are reproducible), its own layers, the components of
+    its closure, its bases and the rules' own warnings."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj) -> SbomSpec:
+        check_keys(obj, "sbom spec", ("subject", "created", "platform"),
+                   ("layers", "components", "bases", "warnings"))
+        created = obj["created"]
+        if not (isinstance(created, str) and len(created) >= 20 and created[10] == "T"
+                and created.endswith("Z")):
+            raise ValueError(f"sbom spec: created must be an RFC 3339 UTC time such as "
+                             f"1970-01-01T00:00:01Z: {created!r}")
+        layers = tuple(SbomLayer.from_json(layer, f"layers[{i}]")
+                       for i, layer in enumerate(_list(obj.get("layers", []), "layers")))
+        components = tuple(
+            SbomComponent.from_json(item, f"components[{i}]", len(layers))
+            for i, item in enumerate(_list(obj.get("components", []), "components")))
+        nodes = [component.node for component in components]
+        if len(set(nodes)) != len(nodes):
+            raise ValueError("sbom spec: two components have the same node")
+        return cls(
+            SbomSubject.from_json(obj["subject"], "subject"),
+            created,
+            SbomPlatform.from_json(obj["platform"], "platform"),
+            layers,
+            components,
+            tuple(SbomBase.from_json(base, f"bases[{i}]")
+                  for i, base in enumerate(_list(obj.get("bases", []), "bases"))),
+            _strings(obj.get("warnings", []), "warnings"),
+        )
