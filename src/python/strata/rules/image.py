@@ -366,7 +366,7 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
             Get(BaseImage, ImportBaseRequest(built.output, _BASE_LAYOUT, str(address))),
             # What the base holds, as its own SBOM says it.
             Get(Sbom, SbomRequest(
-                inputs.sbom_sources, built.metadata["repo_tag"],
+                inputs.sbom_sources, *split_repo_tag(built.metadata["repo_tag"]),
                 built.metadata["manifest_digest"], "base-sbom", str(address),
             )),
         )
@@ -519,7 +519,8 @@ async def _sbom_layer(
         Sbom,
         SbomRequest(
             sources,
-            f"{fs.repository.value_or_default(fs.address)}:{fs.tag.value or 'latest'}",
+            fs.repository.value_or_default(fs.address),
+            fs.tag.value,
             None,
             f"{EMBEDDED_SBOM_DIR.lstrip('/')}/image",
             str(fs.address),
@@ -656,7 +657,7 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
         sbom = await Get(
             Sbom,
             SbomRequest(
-                inputs.sbom_sources, meta["repo_tag"], meta["manifest_digest"],
+                inputs.sbom_sources, *split_repo_tag(meta["repo_tag"]), meta["manifest_digest"],
                 output[: -len(".tar")] if output.endswith(".tar") else output,
                 str(field_set.address),
             ),
@@ -664,6 +665,12 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
         artifacts.extend(BuiltPackageArtifact(path) for path in sbom.files)
         digest = await Get(Digest, MergeDigests([digest, sbom.digest]))
     return BuiltPackage(digest, tuple(artifacts))
+
+
+def split_repo_tag(repo_tag: str) -> Tuple[str, str]:
+    """(repository, tag) of a `repository:tag` (a registry's port is in the repository)."""
+    repository, tag = repo_tag.rsplit(":", 1)
+    return repository, tag
 
 
 def storage_name(repo_tag: str) -> str:

@@ -32,7 +32,13 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.media_types import OCI_INDEX
-from strata.rules.image import AssembledImage, AssembleRequest, ImageInputs, OciImageFieldSet
+from strata.rules.image import (
+    AssembledImage,
+    AssembleRequest,
+    ImageInputs,
+    OciImageFieldSet,
+    split_repo_tag,
+)
 from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.sbom import Sbom, SbomRequest
 from strata.rules.tool import ImageTool
@@ -199,8 +205,8 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression()
     )
     image = await Get(AssembledImage, AssembleRequest, assemble)
-    repo_tag = image.metadata["repo_tag"]
-    tags = fs.image_tags.value or (repo_tag.rsplit(":", 1)[1],)
+    repository, tag = split_repo_tag(image.metadata["repo_tag"])
+    tags = fs.image_tags.value or (tag,)
     manifest = await _manifest_to_push(
         image, docker=fs.publish_format.value == "docker", tool=tool, address=fs.address
     )
@@ -210,7 +216,7 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         sbom = await Get(
             Sbom,
             SbomRequest(
-                inputs.sbom_sources, repo_tag, manifest.digest,
+                inputs.sbom_sources, repository, tag, manifest.digest,
                 f"{_SBOM_DIR}/{fs.address.target_name}", str(fs.address),
             ),
         )

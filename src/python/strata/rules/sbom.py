@@ -64,12 +64,14 @@ class SbomSources:
 
 @dataclass(frozen=True)
 class SbomRequest:
-    """The SBOM of the image `sources` describe, named `repo_tag`, as `<output>.spdx.json` and
+    """The SBOM of the image `sources` describe, `repository:tag`, as `<output>.spdx.json` and
     `<output>.cdx.json`. `manifest_digest` is None for the SBOM the image itself holds, which
-    cannot know it: its identity then derives from the layers' diff_ids."""
+    cannot know it (nor a tag derived from its content): its identity then derives from the
+    layers' diff_ids."""
 
     sources: SbomSources
-    repo_tag: str
+    repository: str
+    tag: Optional[str]
     manifest_digest: Optional[str]
     output: str
     description: str
@@ -191,11 +193,10 @@ async def image_sbom(request: SbomRequest) -> Sbom:
     seed = request.manifest_digest or "sha256:" + hashlib.sha256(
         json.dumps([b["layers"] for b in bases] + diff_ids).encode()
     ).hexdigest()
-    name, tag = request.repo_tag.rsplit(":", 1)
     spec = SbomSpec.from_json(
         {
-            "subject": {"name": name, "tag": tag, "digest": request.manifest_digest,
-                        "seed": seed},
+            "subject": {"name": request.repository, "tag": request.tag,
+                        "digest": request.manifest_digest, "seed": seed},
             "created": resolve_created(sources.created),
             "platform": {"variant": None, **dict(sources.platform)},
             "layers": [
