@@ -398,6 +398,27 @@ async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
         )
 
 
+async def _sbom_layer(
+    fs: OciImageFieldSet, sources: SbomSources, settings: LayerSettings
+) -> BuiltLayer:
+    """`embed_sbom`: the SBOM of the layers below, in a layer on top."""
+    sbom = await Get(
+        Sbom,
+        SbomRequest(
+            sources,
+            fs.repository.value_or_default(fs.address),
+            fs.tag.value,
+            None,
+            f"{EMBEDDED_SBOM_DIR.lstrip('/')}/image",
+            str(fs.address),
+        ),
+    )
+    return await Get(
+        BuiltLayer,
+        FilesLayerRequest(sbom.digest, settings, "SBOM", f"Building {fs.address}: SBOM layer"),
+    )
+
+
 @rule(desc="Preparing an OCI image's layers", level=LogLevel.DEBUG)
 async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
     fs = request.field_set
@@ -436,7 +457,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     embed_sbom = fs.embed_sbom.value
     own_layers = fs.max_layers.value - (base.layer_count if base else 0) - embed_sbom
     if own_layers < 1:
-        taken = [f"its base has {base.layer_count}"] if base else []
+        taken = [f"its base has {base.layer_count} layers"] if base else []
         taken += ["`embed_sbom` takes one"] if embed_sbom else []
         raise InvalidFieldException(
             f"The `max_layers` field of {address} is {fs.max_layers.value}, but "
@@ -508,27 +529,6 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     return ImageInputs(
         input_digest, content, reproducible="now" not in (created, mtime),
         sbom_sources=sbom_sources,
-    )
-
-
-async def _sbom_layer(
-    fs: OciImageFieldSet, sources: SbomSources, settings: LayerSettings
-) -> BuiltLayer:
-    """`embed_sbom`: the SBOM of the layers below, in a layer on top."""
-    sbom = await Get(
-        Sbom,
-        SbomRequest(
-            sources,
-            fs.repository.value_or_default(fs.address),
-            fs.tag.value,
-            None,
-            f"{EMBEDDED_SBOM_DIR.lstrip('/')}/image",
-            str(fs.address),
-        ),
-    )
-    return await Get(
-        BuiltLayer,
-        FilesLayerRequest(sbom.digest, settings, "SBOM", f"Building {fs.address}: SBOM layer"),
     )
 
 
