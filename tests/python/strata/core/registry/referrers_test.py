@@ -16,7 +16,7 @@ from strata.core.oci import image, media_types
 from strata.core.oci.push_manifest import manifest_to_push
 from strata.core.registry.pull import pull_layout
 from strata.core.registry.referrers import fallback_tag
-from strata_harness import Request, assert_valid_image, make_oci_layout
+from strata_harness import Fault, Request, assert_valid_image, make_oci_layout
 from strata_harness.registry_images import index_layout, skopeo_copy
 
 SPDX = b'{"spdxVersion": "SPDX-2.3", "name": "x"}\n'
@@ -63,12 +63,17 @@ def referrer_lines(stdout: str) -> List[str]:
     return [line for line in stdout.splitlines() if line.startswith("  referrer: ")]
 
 
+def pull(home: Path, host: str, repository: str, digest: str) -> subprocess.CompletedProcess:
+    """`pull --sbom-out HOME/sboms` of the image into HOME/pulled."""
+    return core(home, "pull", "--registry", host, "--repository", repository, "--digest", digest,
+                "--platform", "linux/amd64", "--out", str(home / "pulled"),
+                "--sbom-out", str(home / "sboms"))  # fmt: skip
+
+
 def pull_sboms(home: Path, host: str, repository: str, digest: str) -> Dict[str, bytes]:
-    out, sbom_out = home / "pulled", home / "sboms"
-    done = core(home, "pull", "--registry", host, "--repository", repository, "--digest", digest,
-                "--platform", "linux/amd64", "--out", str(out), "--sbom-out", str(sbom_out))  # fmt: skip
+    done = pull(home, host, repository, digest)
     assert done.returncode == 0, done.stderr
-    return {p.name: p.read_bytes() for p in sbom_out.iterdir()}
+    return {p.name: p.read_bytes() for p in (home / "sboms").iterdir()}
 
 
 def test_push_attaches_sboms_under_the_fallback_tag_and_pull_gets_them_back(registry, tmp_path):
@@ -128,6 +133,36 @@ def test_a_pull_without_referrers_leaves_an_empty_sbom_directory(pushed, registr
     pull_layout(registry.host, "strata/faults", pushed.digest, pushed.platform, tmp_path / "o",
                 sbom_out=sbom_out)  # fmt: skip
     assert list(sbom_out.iterdir()) == []
+
+
+def test_transient_faults_while_attaching_are_retried(proxy, registry, tmp_path):
+    cut = proxy.add(Fault("cut", "GET", "/manifests/sha256-", after=5))
+    lost = proxy.add(Fault("no_response", "PUT", "/manifests/sha256-"))
+    layout = make_oci_layout(tmp_path / "layout", {"hello.txt": b"faults\n"})
+    files = sboms(tmp_path, **{"x.spdx.json": SPDX})
+    done, digest = push(tmp_path, layout, proxy.host, "strata/sbom-faults", files)
+    assert done.returncode == 0, done.stderr
+    assert (cut.applied, lost.applied) == (1, 1)
+    retries = done.stderr.splitlines()
+    assert len(retries) == 2 and all("trying again" in line for line in retries), retries
+    [line] = referrer_lines(done.stdout)
+    index = registry.inspect(f"strata/sbom-faults:{fallback_tag(digest)}", raw=True)
+    assert [d["digest"] for d in index["manifests"]] == [line.split()[2]]
+
+
+def test_a_corrupt_sbom_is_a_warning_and_not_written(proxy, registry, tmp_path):
+    layout = make_oci_layout(tmp_path / "layout", {"hello.txt": b"corrupt\n"})
+    files = sboms(tmp_path, **{"x.spdx.json": SPDX})
+    done, digest = push(tmp_path, layout, registry.host, "strata/sbom-corrupt", files)
+    assert done.returncode == 0, done.stderr
+    corrupt = proxy.add(Fault("corrupt", "GET", f"/blobs/{image.sha256_digest(SPDX)}", times=None))
+    pulled = pull(tmp_path, proxy.host, "strata/sbom-corrupt", digest)
+    assert pulled.returncode == 0, pulled.stderr
+    assert corrupt.applied == 1
+    [warning] = pulled.stderr.splitlines()
+    assert warning.startswith("strata.core pull: warning: SBOM sha256:") and "digest" in warning
+    assert list((tmp_path / "sboms").iterdir()) == []
+    assert_valid_image(tmp_path / "pulled", "oci")
 
 
 def forwarding(upstream: str, request: Request):
