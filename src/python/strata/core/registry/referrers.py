@@ -131,6 +131,8 @@ def _add_to_fallback_index(
 def _index(data: bytes, name: str) -> dict:
     try:
         index = json.loads(data)
+        if index.get("mediaType", media_types.OCI_INDEX) != media_types.OCI_INDEX:
+            raise TypeError(f"its mediaType is {index['mediaType']!r}")
         if not all(isinstance(d, dict) for d in index["manifests"]):
             raise TypeError("a descriptor is not an object")
     except (ValueError, KeyError, TypeError) as e:

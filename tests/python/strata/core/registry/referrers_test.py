@@ -83,7 +83,8 @@ def test_push_attaches_sboms_under_the_fallback_tag_and_pull_gets_them_back(regi
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = referrer_lines(done.stdout)
-    assert [line.split()[1] for line in lines] == [media_types.SPDX_JSON, media_types.CYCLONEDX_JSON]
+    types = [line.split()[1] for line in lines]
+    assert types == [media_types.SPDX_JSON, media_types.CYCLONEDX_JSON]
 
     index = registry.inspect(f"strata/sbom:{fallback_tag(digest)}", raw=True)
     assert index["mediaType"] == media_types.OCI_INDEX
