@@ -14,6 +14,8 @@ import pytest
 import strata.core
 from strata.core.oci import image, media_types
 from strata.core.oci.push_manifest import manifest_to_push
+from strata.core.oci.media_types import DOCKER_MANIFEST_LIST, OCI_MANIFEST
+from strata.core.registry.client import RegistryClient
 from strata.core.registry.pull import pull_layout
 from strata.core.registry.referrers import fallback_tag
 from strata_harness import Fault, Request, assert_valid_image, make_oci_layout
@@ -252,6 +254,24 @@ def test_a_refused_referrer_is_a_warning_and_the_image_is_published(registry, se
     skopeo_copy(registry.ref("strata/sbom-refused:v1"), f"oci:{pulled}:v1",
                 "--src-tls-verify=false")  # fmt: skip
     assert_valid_image(pulled, "oci", ref="v1")
+
+
+def test_a_fallback_tag_that_holds_no_index_is_a_warning(registry, tmp_path):
+    layout = make_oci_layout(tmp_path / "layout", {"hello.txt": b"taken\n"})
+    done, digest = push(tmp_path, layout, registry.host, "strata/sbom-taken", [])
+    assert done.returncode == 0, done.stderr
+    listed = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest_to_push(layout, False))}
+    docker_list = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": [listed]}
+    with RegistryClient(registry.host) as client:  # the tag taken by a Docker manifest list
+        client.push_manifest("strata/sbom-taken", fallback_tag(digest), DOCKER_MANIFEST_LIST,
+                             image.canonical_json(docker_list))  # fmt: skip
+    [spdx] = sboms(tmp_path, **{"x.spdx.json": SPDX})
+    again, _ = push(tmp_path, layout, registry.host, "strata/sbom-taken", [spdx])
+    assert again.returncode == 0, again.stderr
+    [warning] = again.stderr.splitlines()
+    assert warning.startswith(f"strata.core push: warning: {spdx} not attached to ")
+    mismatch = f"its mediaType is '{DOCKER_MANIFEST_LIST}'"
+    assert warning.endswith(f"is not a valid image index: TypeError(\"{mismatch}\")"), warning
 
 
 @pytest.mark.parametrize("name", ["x.json", "x.spdx"])
