@@ -260,7 +260,8 @@ def test_a_fallback_tag_that_holds_no_index_is_a_warning(registry, tmp_path):
     layout = make_oci_layout(tmp_path / "layout", {"hello.txt": b"taken\n"})
     done, digest = push(tmp_path, layout, registry.host, "strata/sbom-taken", [])
     assert done.returncode == 0, done.stderr
-    listed = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest_to_push(layout, False))}
+    size = len(manifest_to_push(layout, docker=False))
+    listed = {"mediaType": OCI_MANIFEST, "digest": digest, "size": size}
     docker_list = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": [listed]}
     with RegistryClient(registry.host) as client:  # the tag taken by a Docker manifest list
         client.push_manifest("strata/sbom-taken", fallback_tag(digest), DOCKER_MANIFEST_LIST,
