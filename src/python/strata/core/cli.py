@@ -69,7 +69,7 @@ COMMANDS = {
     "pull": Command(
         "strata.core.registry.pull:pull_command",
         "--registry HOST --repository REPO --digest DIGEST --platform OS/ARCH --out DIR "
-        "[--insecure]",
+        "[--sbom-out DIR] [--insecure]",
         logs=True,
     ),
     "manifest": Command(
@@ -78,7 +78,7 @@ COMMANDS = {
     "push": Command(
         "strata.core.registry.push:push_command",
         "--layout DIR --manifest FILE --repository REPO [--registry HOST]... [--tag TAG]... "
-        "[--mount-from REPO] [--insecure]",
+        "[--mount-from REPO] [--attach FILE]... [--insecure]",
         logs=True,
     ),
     "describe": Command(

@@ -71,3 +71,32 @@ def manifest_of(oci: bool) -> str:
 
 def config_of(oci: bool) -> str:
     return OCI_CONFIG if oci else DOCKER_CONFIG
+
+
+# SBOMs, attached to an image as OCI 1.1 referrers: an artifact manifest (an image manifest with
+# `artifactType`, the empty config and a `subject`) whose one layer is the document.
+SPDX_JSON = "application/spdx+json"
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"  # the empty config `{}` of an artifact
+SBOM_SUFFIXES = {".spdx.json": SPDX_JSON, ".cdx.json": CYCLONEDX_JSON}
+EMPTY_JSON = b"{}"
+EMPTY_DESCRIPTOR = {
+    "mediaType": OCI_EMPTY,
+    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+    "size": 2,
+}
+
+
+def sbom_artifact_type(path: str) -> str:
+    """The artifact type of an SBOM file, by its suffix (SBOM_SUFFIXES)."""
+    for suffix, media_type in SBOM_SUFFIXES.items():
+        if path.endswith(suffix):
+            return media_type
+    raise InvalidInput(
+        f"{path}: not an SBOM file name: it must end with {' or '.join(SBOM_SUFFIXES)}"
+    )
+
+
+def sbom_suffix(artifact_type: str) -> str:
+    """The file suffix of an SBOM artifact type (the inverse of sbom_artifact_type)."""
+    return next(s for s, media_type in SBOM_SUFFIXES.items() if media_type == artifact_type)

@@ -232,6 +232,42 @@ class RegistryClient:
         self, repository: str, tag_or_digest: str, media_type: str, manifest_bytes: bytes
     ) -> str:
         """PUTs a manifest or index at a tag or at its own digest; returns its digest."""
+        self._put_manifest(repository, tag_or_digest, media_type, manifest_bytes)
+        return image.sha256_digest(manifest_bytes)
+
+    def push_referrer(self, repository: str, manifest_bytes: bytes, subject: str) -> bool:
+        """PUTs an artifact manifest (an OCI image manifest whose `subject` is the manifest
+        `subject`) by its digest; whether the registry indexed it for the referrers API, as
+        its OCI-Subject header says (else the client keeps the `sha256-<hex>` tag's index)."""
+        digest = image.sha256_digest(manifest_bytes)
+        pushed = self._put_manifest(repository, digest, media_types.OCI_MANIFEST, manifest_bytes)
+        return pushed == subject
+
+    def referrers(self, repository: str, digest: str) -> Optional[bytes]:
+        """The referrers API's index of the manifests whose `subject` is `digest`, or None
+        when the registry has no referrers API (404)."""
+        image.validate_repository(repository)
+        image.digest_hex(digest)
+        what = f"listing the referrers of {self._name(repository, digest)}"
+        url = f"{self.base_url}/v2/{repository}/referrers/{digest}"
+
+        def get() -> Optional[bytes]:
+            headers = {"Accept": media_types.OCI_INDEX}
+            response = self._transport.call(
+                "GET", url, what, self._pull_scope(repository), headers=headers
+            )
+            if response.status == 404:
+                response.read_all(MAX_SMALL_BODY, what)
+                return None
+            self._transport.expect(response, (200,), what, f"repository {repository}")
+            return response.read_all(MAX_MANIFEST_SIZE, what)
+
+        return self._transport.retrying(what, get)
+
+    def _put_manifest(
+        self, repository: str, tag_or_digest: str, media_type: str, manifest_bytes: bytes
+    ) -> Optional[str]:
+        """The PUT of push_manifest; returns the registry's OCI-Subject header, if any."""
         image.validate_repository(repository)
         _validate_reference(tag_or_digest)
         if media_type not in ALL_MANIFEST_MEDIA_TYPES:
@@ -254,7 +290,7 @@ class RegistryClient:
         what = f"pushing manifest {name}"
         url = f"{self.base_url}/v2/{repository}/manifests/{tag_or_digest}"
 
-        def put() -> None:
+        def put() -> Optional[str]:
             response = self._transport.call(
                 "PUT",
                 url,
@@ -264,10 +300,11 @@ class RegistryClient:
                 body=manifest_bytes,
             )
             self._transport.expect(response, (200, 201), what, f"repository {repository}")
+            subject = response.header("OCI-Subject")
             self._check_digest_header(response, digest, what)
+            return subject
 
-        self._transport.retrying(what, put)
-        return digest
+        return self._transport.retrying(what, put)
 
     # --- operations (each attempt of one; the transport retries them) ---------------------
 

@@ -1,4 +1,5 @@
-"""`python -m strata.core pull`: one image, pinned by digest, into an OCI image layout.
+"""`python -m strata.core pull`: one image, pinned by digest, into an OCI image layout, and
+(`--sbom-out`) the SBOMs attached to it as referrers.
 
 Every manifest and blob is verified against its digest by the registry client; the layout is
 written beside OUT and renamed into place only when complete.
@@ -6,6 +7,7 @@ written beside OUT and renamed into place only when complete.
 
 import json
 from pathlib import Path
+from typing import Optional
 
 from strata.core.atomic import write_dir_atomically
 from strata.core.oci import platforms
@@ -13,13 +15,22 @@ from strata.core.oci.image import canonical_json, digest_hex, platform_of
 from strata.core.errors import StrataError
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
+from strata.core.registry.referrers import fetch_sboms
 
 
 def pull_layout(
-    registry: str, repository: str, digest: str, platform: str, out: Path, insecure=None
+    registry: str,
+    repository: str,
+    digest: str,
+    platform: str,
+    out: Path,
+    insecure=None,
+    sbom_out: Optional[Path] = None,
 ) -> str:
     """Writes the image for `platform` at `digest` (a manifest or an index) as an OCI layout;
-    returns the image manifest's digest. An image of another platform is a PlatformError."""
+    returns the image manifest's digest. An image of another platform is a PlatformError.
+    With `sbom_out`, the SBOMs attached to `digest` or to the image manifest are written
+    there (strata.core.registry.referrers.fetch_sboms: failures are warnings)."""
     # Only the docker config.json: credentials in the environment would be part of the pull
     # process's cache key (rules/base.py passes it only DOCKER_CONFIG and HOME).
     client = RegistryClient(registry, insecure=insecure, environment_credentials=False)
@@ -49,6 +60,8 @@ def pull_layout(
         Path(tmp, "index.json").write_bytes(canonical_json(index))
 
     write_dir_atomically(out, write)
+    if sbom_out is not None:
+        fetch_sboms(client, repository, [digest, manifest_digest], sbom_out)
     return manifest_digest
 
 
@@ -61,6 +74,7 @@ def pull_command(options) -> None:
             options.platform,
             Path(options.out),
             options.insecure or None,
+            None if options.sbom_out is None else Path(options.sbom_out),
         )
     except (RegistryError, OSError) as e:
         where = f"{options.registry}/{options.repository}@{options.digest}"

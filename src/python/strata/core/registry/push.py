@@ -2,6 +2,7 @@
 or an image index with its images, with the blobs from an OCI image layout, to one or more
 registries."""
 
+import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -12,6 +13,7 @@ from strata.core.oci import media_types
 from strata.core.oci.push_manifest import index_manifests, manifest_blobs
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
+from strata.core.registry.referrers import Attachment, attach_all, attachment
 from strata.core.registry.push_policy import (
     PushedBlobs,
     PushProgress,
@@ -33,10 +35,13 @@ def push_layout(
     insecure: Optional[bool] = None,
     record: Optional[PushedBlobs] = None,
     progress: Optional[PushProgress] = None,
+    attach: Sequence[Attachment] = (),
 ) -> PushReport:
     """Pushes `manifest_bytes` (from manifest_to_push, or an image index with each of its
     images) with its blobs from the layout; blobs missing from `repository` are mounted from
-    `known_in`, else from the repository `record` says holds most of them, else uploaded."""
+    `known_in`, else from the repository `record` says holds most of them, else uploaded.
+    Then each of `attach` goes up as a referrer of the pushed manifest (a refusal is a
+    warning, and missing from the report's `referrers`)."""
     media_type = json.loads(manifest_bytes).get("mediaType")
     is_index = media_types.is_index(media_type)
     if is_index:
@@ -58,7 +63,11 @@ def push_layout(
         )
     if record is not None:
         record.record(registry, repository, digests)
-    return report
+    if not attach:
+        return report
+    subject = {"mediaType": media_type, "digest": report.digest, "size": len(manifest_bytes)}
+    referrers = attach_all(client, repository, subject, attach)
+    return dataclasses.replace(report, referrers=tuple(referrers))
 
 
 def interrupted_message(name: str, progress: PushProgress) -> str:
@@ -81,6 +90,7 @@ def interrupted_message(name: str, progress: PushProgress) -> str:
 def push_command(options) -> None:
     record = PushedBlobs(default_record_path())
     manifest_bytes = Path(options.manifest).read_bytes()
+    attachments = [attachment(path) for path in options.attach]
     for registry in options.registry:
         name = f"{registry}/{options.repository}"
         progress = PushProgress()
@@ -95,6 +105,7 @@ def push_command(options) -> None:
                 insecure=options.insecure or None,
                 record=record,
                 progress=progress,
+                attach=attachments,
             )
         except (RegistryError, ValueError, OSError) as e:
             raise StrataError(f"{name}: {e}") from e
@@ -108,3 +119,5 @@ def push_command(options) -> None:
             f"  blobs: {report.blobs_uploaded} uploaded ({report.bytes_uploaded} bytes), "
             f"{report.blobs_mounted} mounted, {report.blobs_skipped} already present"
         )
+        for artifact_type, digest in report.referrers:
+            print(f"  referrer: {artifact_type} {digest}")

@@ -25,6 +25,7 @@ class PushReport:
     blobs_mounted: int
     blobs_uploaded: int
     bytes_uploaded: int
+    referrers: Tuple[Tuple[str, str], ...] = ()  # (artifact type, digest) of each attached file
 
 
 @dataclass
@@ -109,6 +110,23 @@ def push_image(
             f"push_image pushes image manifests ({', '.join(media_types.MANIFESTS)}), "
             f"not {media_type!r}"
         )
+    done = PushProgress() if progress is None else progress
+    push_blobs(client, repository, manifest_bytes, blobs, known_in, done)
+    digest = image.sha256_digest(manifest_bytes)
+    client.push_manifest(repository, digest, media_type, manifest_bytes)
+    done.manifest_pushed = True
+    return _push_tags(client, repository, tags, manifest_bytes, media_type, done)
+
+
+def push_blobs(
+    client: RegistryClient,
+    repository: str,
+    manifest_bytes: bytes,
+    blobs: Sequence[Tuple[str, int, str]],
+    known_in: Optional[str],
+    done: PushProgress,
+) -> None:
+    """The blobs of push_image (or of an artifact manifest), each counted in `done`."""
     wanted = _manifest_blobs(manifest_bytes)
     given = {digest: (size, path) for digest, size, path in blobs}
     missing, extra = sorted(set(wanted) - set(given)), sorted(set(given) - set(wanted))
@@ -123,7 +141,6 @@ def push_image(
                 f"blob {digest} has size {given[digest][0]}; the manifest says {size}"
             )
 
-    done = PushProgress() if progress is None else progress
     done.blobs += len(wanted)
     for digest, size in wanted.items():
         if client.blob_exists(repository, digest, pushing=True):
@@ -138,10 +155,6 @@ def push_image(
         client.upload_blob(repository, given[digest][1], digest, size, session)
         done.blobs_uploaded += 1
         done.bytes_uploaded += size
-    digest = image.sha256_digest(manifest_bytes)
-    client.push_manifest(repository, digest, media_type, manifest_bytes)
-    done.manifest_pushed = True
-    return _push_tags(client, repository, tags, manifest_bytes, media_type, done)
 
 
 def _push_tags(
