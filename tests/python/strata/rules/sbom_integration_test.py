@@ -96,7 +96,7 @@ def _lock(entry: dict) -> str:
 def _build(host: str) -> str:
     return textwrap.dedent(
         f"""
-        file(name="busybox", source="bin/busybox")
+        file(name="busybox", source="usr/bin/busybox")
         debian_packages(name="lib", packages=["{PACKAGE}"], architectures=["amd64"])
         oci_image(
             name="image",
@@ -104,7 +104,7 @@ def _build(host: str) -> str:
             tag="v1",
             dependencies=[":busybox", ":lib"],
             embed_sbom=True,
-            entrypoint=["/bin/busybox", "cat", "/usr/share/sbom/image.cdx.json"],
+            entrypoint=["/usr/bin/busybox", "cat", "/usr/share/sbom/image.cdx.json"],
             registries=["{host}"],
         )
         """
@@ -128,10 +128,11 @@ def test_sbom_follows_the_lock_is_embedded_published_and_read_from_a_base(
         repo = ScratchRepo(tmp_path / "repo", config={"debian": {"mirror": url}})
         shutil.copy(require_tool("busybox"), tmp_path / "busybox")
         repo.write({
-            "bin/busybox": (tmp_path / "busybox").read_bytes(),
+            "usr/bin/busybox": (tmp_path / "busybox").read_bytes(),
             "BUILD": _build(registry.host),
             "debian.lock.json": _lock(first),
         })
+        (repo.root / "usr/bin/busybox").chmod(0o755)
 
         # Beside the image: both documents, valid, naming the locked version and the image.
         built = repo.run("package", "//:image")
@@ -187,11 +188,9 @@ def test_sbom_follows_the_lock_is_embedded_published_and_read_from_a_base(
         referrers = registry.inspect(f"strata/sbom:sha256-{digest.split(':')[1]}", raw=True)
         by_type = {m["artifactType"]: m for m in referrers["manifests"]}
         assert sorted(by_type) == ["application/spdx+json", "application/vnd.cyclonedx+json"]
-        status, body = registry.get(
-            f"/v2/strata/sbom/manifests/{by_type['application/spdx+json']['digest']}"
+        artifact = registry.inspect(
+            f"strata/sbom@{by_type['application/spdx+json']['digest']}", raw=True
         )
-        assert status == 200
-        artifact = json.loads(body)
         assert artifact["subject"]["digest"] == digest
         status, blob = registry.get(f"/v2/strata/sbom/blobs/{artifact['layers'][0]['digest']}")
         attached = tmp_path / "attached.spdx.json"

@@ -5,7 +5,6 @@ import glob
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,7 +14,7 @@ import pytest
 
 from strata.core.cli import main
 from strata.core.sbom.describe import describe_deb, describe_wheel
-from strata_harness.tools import unavailable
+from strata_harness.tools import require_tool
 
 DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
 
@@ -64,9 +63,7 @@ License: public-domain
 def build_deb(tmp_path: Path, package: str, files: dict, control: str = "") -> str:
     """A .deb built by dpkg-deb: `files` maps image paths to contents, or to ("symlink",
     target)."""
-    dpkg_deb = shutil.which("dpkg-deb")
-    if dpkg_deb is None:
-        unavailable("dpkg-deb (Debian package dpkg) is not on PATH")
+    dpkg_deb = require_tool("dpkg-deb")
     root = tmp_path / package
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN/control").write_text(
