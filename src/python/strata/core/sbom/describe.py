@@ -75,9 +75,33 @@ def dep5_license(package: str, copyright: str) -> Tuple[Optional[str], Dict[str,
               if "License" in p}
     texts = {ref: standalone.get(name) or inline.get(name)
              or f"See /usr/share/doc/{package}/copyright" for ref, name in refs.items()}
-    parts = sorted(set(expressions))
+    parts = sorted({term for expression in expressions for term in _and_terms(expression)})
     license = " AND ".join(f"({p})" if " OR " in p else p for p in parts)
     return license, texts, []
+
+
+def _and_terms(expression: str) -> List[str]:
+    """The top-level AND terms of an expression, so that the file's licences are listed once
+    (`BSD-3-clause and Sleepycat` and `BSD-3-clause` name BSD-3-Clause once), parentheses
+    around a term dropped (they are added back where it needs them)."""
+    terms, depth, start = [], 0, 0
+    for i, char in enumerate(expression):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and expression.startswith(" AND ", i):
+            terms.append(expression[start:i])
+            start = i + len(" AND ")
+    terms.append(expression[start:])
+    return [t[1:-1] if _parenthesised(t) else t for t in terms]
+
+
+def _parenthesised(term: str) -> bool:
+    """`(a OR b)`, not `(a AND b) OR (c AND d)`."""
+    depth = 0
+    for i, char in enumerate(term):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            return i == len(term) - 1 and term.startswith("(")
+    return False
 
 
 def describe_deb(path: str) -> PackageFacts:

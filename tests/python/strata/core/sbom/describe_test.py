@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from strata.core.cli import main
-from strata.core.sbom.describe import describe_deb, describe_wheel
+from strata.core.sbom.describe import DEP5_FORMAT, dep5_license, describe_deb, describe_wheel
 from strata_harness.tools import require_tool
 
 DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
@@ -280,3 +280,17 @@ def test_the_describe_process_as_the_rules_run_it(tmp_path):
         cwd=core, env={}, capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads((tmp_path / "facts.json").read_text())["name"] == "demo"
+
+
+def test_a_licence_several_files_paragraphs_name_is_listed_once():
+    """libdb5.3's copyright names `BSD-3-clause and Sleepycat` and `BSD-3-clause` alone: the
+    package's expression says BSD-3-Clause once, its AND terms sorted as one list."""
+    copyright = (
+        f"Format: https://{DEP5_FORMAT}/\n\n"
+        "Files: *\nCopyright: 1996 Oracle\nLicense: BSD-3-clause and Sleepycat\n\n"
+        "Files: a/*\nCopyright: 2000 Someone\nLicense: BSD-3-clause\n\n"
+        "Files: b/*\nCopyright: 2001 Someone\nLicense: Artistic or GPL-2, and Zlib\n"
+    )
+    license, texts, warnings = dep5_license("libdb", copyright)
+    assert license == "(Artistic-1.0-Perl OR GPL-2.0-only) AND BSD-3-Clause AND Sleepycat AND Zlib"
+    assert (texts, warnings) == ({}, [])
