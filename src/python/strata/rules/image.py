@@ -75,7 +75,7 @@ from strata.rules.layers import (
 from strata.rules.nodes import FileTree
 from strata.rules.nodes.debian import DebianPackage
 from strata.rules.nodes.python_venv import PythonPart
-from strata.rules.sbom import Sbom, SbomRequest, SbomSources
+from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
@@ -159,6 +159,9 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
 
     def output_file(self) -> str:
         return output_file(self.output_path, self.output_format.value)
+
+    def closure_request(self) -> ImageClosureRequest:
+        return ImageClosureRequest(self.address, self.dependencies, bool(self.base.value))
 
     def layer_compression(self) -> str:
         # docker-archive layers are plain tars: their digests are their diff_ids; rootfs reads
@@ -424,7 +427,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     fs = request.field_set
     address = fs.address
     closure, wrapped = await MultiGet(
-        Get(ImageClosure, ImageClosureRequest(address, fs.dependencies, bool(fs.base.value))),
+        Get(ImageClosure, ImageClosureRequest, fs.closure_request()),
         Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin="oci_image")),
     )
 
@@ -455,9 +458,10 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         )
         await _check_base_platform(fs, base)
     embed_sbom = fs.embed_sbom.value
-    own_layers = fs.max_layers.value - (base.layer_count if base else 0) - embed_sbom
+    taken_by_base = base.layer_count if base else 0
+    own_layers = fs.max_layers.value - taken_by_base - (1 if embed_sbom else 0)
     if own_layers < 1:
-        taken = [f"its base has {base.layer_count} layers"] if base else []
+        taken = [f"its base has {taken_by_base} layers"] if base else []
         taken += ["`embed_sbom` takes one"] if embed_sbom else []
         raise InvalidFieldException(
             f"The `max_layers` field of {address} is {fs.max_layers.value}, but "
@@ -635,11 +639,24 @@ async def assemble_image(
     return AssembledImage(output, json.loads(metadata[0].content))
 
 
+async def assembled_with_facts(request: AssembleRequest) -> AssembledImage:
+    """The image, its nodes described for its SBOM meanwhile: a changed node's `describe`
+    Process runs beside its layer Process rather than after the assembly."""
+    if not request.field_set.sbom.value:
+        return await Get(AssembledImage, AssembleRequest, request)
+    closure = await Get(ImageClosure, ImageClosureRequest, request.field_set.closure_request())
+    image, _ = await MultiGet(
+        Get(AssembledImage, AssembleRequest, request),
+        Get(NodesFacts, NodesFactsRequest(closure.nodes)),
+    )
+    return image
+
+
 @rule(desc="Packaging an OCI image", level=LogLevel.DEBUG)
 async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
     output = field_set.output_file()
     request = AssembleRequest(field_set, field_set.output_format.value, output)
-    image = await Get(AssembledImage, AssembleRequest, request)
+    image = await assembled_with_facts(request)
     meta = image.metadata
     artifacts = [
         BuiltPackageArtifact(

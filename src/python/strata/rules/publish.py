@@ -37,6 +37,7 @@ from strata.rules.image import (
     AssembleRequest,
     ImageInputs,
     OciImageFieldSet,
+    assembled_with_facts,
     split_repo_tag,
 )
 from strata.rules.index import IndexLayout, IndexLayoutRequest
@@ -204,7 +205,7 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
     assemble = AssembleRequest(
         image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression()
     )
-    image = await Get(AssembledImage, AssembleRequest, assemble)
+    image = await assembled_with_facts(assemble)
     repository, tag = split_repo_tag(image.metadata["repo_tag"])
     tags = fs.image_tags.value or (tag,)
     manifest = await _manifest_to_push(

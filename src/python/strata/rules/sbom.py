@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -19,11 +20,12 @@ from pants.engine.fs import (
     CreateDigest,
     Digest,
     DigestContents,
+    DigestEntries,
     DigestSubset,
+    FileEntry,
     FileContent,
     MergeDigests,
     PathGlobs,
-    Snapshot,
 )
 from pants.engine.internals.session import RunId
 from pants.engine.process import Process, ProcessResult, ProcessResultMetadata
@@ -32,7 +34,8 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from strata.core.oci.image import resolve_created
-from strata.core.sbom import documents
+from strata.core.sbom.describe import describe_contents
+from strata.core.sbom.documents import documents
 from strata.core.spec import PythonSources, SbomSpec, Wheel
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.debian import DEB_DIR
@@ -93,11 +96,37 @@ class _NodeFacts:
     facts: Optional[FrozenDict]  # None: the node is not a component (a venv's skeleton)
 
 
+@dataclass(frozen=True)
+class NodesFactsRequest:
+    """The facts of an image's nodes: asked for by `package` and `publish` while the image is
+    assembled, so that describing a changed node runs beside its layer Process, and again, from
+    memory, by the SBOM."""
+
+    nodes: Tuple[StoreNode, ...]
+
+
+@dataclass(frozen=True)
+class NodesFacts:
+    facts: Tuple[_NodeFacts, ...]
+
+
 def _wheel_path(paths: Tuple[str, ...]) -> Optional[str]:
     """A packed PEX's split wheel node holds one file, `<pex>/.deps/<wheel>`: a distribution."""
     if len(paths) == 1 and "/.deps/" in paths[0] and paths[0].endswith(".whl"):
         return paths[0]
     return None
+
+
+# First-party nodes up to this size are hashed in pantsd, which holds their contents anyway;
+# larger ones (a package's output) in a `describe` Process, which streams them.
+_HASHED_IN_PANTSD = 4 * 1024 * 1024
+
+
+@rule(desc="Describing an image's store nodes for the SBOM", level=LogLevel.DEBUG)
+async def describe_nodes(request: NodesFactsRequest) -> NodesFacts:
+    return NodesFacts(
+        await MultiGet(Get(_NodeFacts, _DescribeRequest(node)) for node in request.nodes)
+    )
 
 
 @rule(desc="Describing a store node for the SBOM", level=LogLevel.DEBUG)
@@ -109,18 +138,31 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
         args: Tuple[str, ...] = ("--deb", f"{DEB_DIR}/{kind.package}.deb")
     elif isinstance(kind, PythonPart) and isinstance(kind.part, Wheel):
         args = ("--wheel", kind.part.source)
-    elif isinstance(kind, PythonPart) and isinstance(kind.part, PythonSources):
-        part = kind.part
-        site = f"{part.venv}/lib/python{part.version}/site-packages"
-        args = ("--tree", part.source, "--dest", site, "--name", node.key.split("#", 1)[0])
-    elif isinstance(kind, FileTree):
-        snapshot = await Get(Snapshot, Digest, digest)
-        wheel = _wheel_path(snapshot.files)
-        digest = await Get(Digest, AddPrefix(digest, _NODE_DIR))
-        args = (
-            ("--wheel", f"{_NODE_DIR}/{wheel}") if wheel
-            else ("--tree", _NODE_DIR, "--name", node.key)
-        )
+    elif isinstance(kind, FileTree) or (
+        isinstance(kind, PythonPart) and isinstance(kind.part, PythonSources)
+    ):
+        if isinstance(kind, PythonPart):  # a venv's first-party sources, at the venv's site
+            part = kind.part
+            root, name = part.source, node.key.split("#", 1)[0]
+            dest = f"{part.venv}/lib/python{part.version}/site-packages"
+        else:
+            root, name, dest = "", node.key, ""
+        entries = await Get(DigestEntries, Digest, digest)
+        files = [e for e in entries if isinstance(e, FileEntry)]
+        wheel = _wheel_path(tuple(e.path for e in files)) if isinstance(kind, FileTree) else None
+        if wheel is None and sum(e.file_digest.serialized_bytes_length for e in files) <= (
+            _HASHED_IN_PANTSD
+        ):
+            contents = await Get(DigestContents, Digest, digest)
+            facts = describe_contents(
+                name, dest, ((os.path.relpath(c.path, root or "."), c.content) for c in contents)
+            )
+            return _NodeFacts(FrozenDict.deep_freeze(facts.to_json()))
+        if not root:
+            root = _NODE_DIR
+            digest = await Get(Digest, AddPrefix(digest, root))
+        args = (("--wheel", f"{root}/{wheel}") if wheel
+                else ("--tree", root, "--name", name, *(("--dest", dest) if dest else ())))
     else:  # a venv's skeleton: its launchers and links, no distribution or source of its own
         return _NodeFacts(None)
     result = await Get(
@@ -172,7 +214,7 @@ async def _base_entry(base: BaseImage) -> dict:
 @rule(desc="Writing an image's SBOM", level=LogLevel.DEBUG)
 async def image_sbom(request: SbomRequest) -> Sbom:
     sources = request.sources
-    facts = await MultiGet(Get(_NodeFacts, _DescribeRequest(node)) for node in sources.nodes)
+    facts = (await Get(NodesFacts, NodesFactsRequest(sources.nodes))).facts
     layer_of: Dict[str, int] = {
         key: i for i, layer in enumerate(sources.layers) for key in layer.nodes
     }

@@ -49,8 +49,8 @@ from strata.rules.image import (
     prepare_image,
     run_oci_image,
 )
-from strata.rules.layers import BuiltLayer, BuiltLayers, LayersRequest
-from strata.rules.sbom import SbomSources
+from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
+from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import OciImageTarget
@@ -376,6 +376,8 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
                 FileContent("base/config.json", json.dumps(dict(base_platform)).encode())
             ])),
             MockGet(BuiltLayers, (LayersRequest,), layers),
+            MockGet(Sbom, (SbomRequest,), unexpected),  # no `embed_sbom`
+            MockGet(BuiltLayer, (FilesLayerRequest,), unexpected),
             MockGet(ZstdBinary, (ZstdBinaryRequest,), zstd_binary),
             MockGet(Digest, (AddPrefix,), lambda r: Digest("9" * 64, 9)),
             MockGet(Digest, (CreateDigest,), create),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from strata.core.cli import main
-from strata.core.sbom.describe import DEP5_FORMAT, dep5_license, describe_deb, describe_wheel
+from strata.core.sbom.describe import describe_contents
+from strata.core.sbom.packages import DEP5_FORMAT, dep5_license, describe_deb, describe_wheel
 from strata_harness.tools import require_tool
 
 DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
@@ -251,6 +252,12 @@ def test_a_tree(tmp_path):
         ["app/venv/lib/python3.11/site-packages/hello/main.py", *digests(b"print('hello')\n")],
         ["app/venv/lib/python3.11/site-packages/z.txt", *digests(b"")],
     ]
+    # The rules hash a small node's contents in pantsd: the same facts.
+    in_pantsd = describe_contents(
+        "app/hello:main", "/app/venv/lib/python3.11/site-packages",
+        [("z.txt", b""), ("hello/main.py", b"print('hello')\n")],
+    )
+    assert json.loads(json.dumps(in_pantsd.to_json())) == facts
 
 
 @pytest.mark.parametrize("args, message", [

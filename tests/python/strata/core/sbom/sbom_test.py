@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from strata.core.cli import main
-from strata.core.sbom import documents
+from strata.core.sbom.documents import documents
 from strata.core.spec import SbomSpec
 from strata_harness.sbom import assert_valid_cyclonedx, assert_valid_spdx, pyspdxtools
 
