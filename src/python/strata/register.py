@@ -11,6 +11,7 @@ from strata.rules import (
     index,
     layers,
     publish,
+    sbom,
     tool,
 )
 from strata.rules.nodes import debian as debian_nodes
@@ -37,5 +38,6 @@ def rules():
         *index.rules(),
         *bundle.rules(),
         *publish.rules(),
+        *sbom.rules(),
         *tool.rules(),
     ]

@@ -604,6 +604,47 @@ class OciFakeNssField(BoolField):
     )
 
 
+# Where `embed_sbom` puts an image's SBOM documents.
+EMBEDDED_SBOM_DIR = "/usr/share/sbom"
+
+
+class OciSbomField(BoolField):
+    alias = "sbom"
+    default = True
+    help = help_text(
+        """
+        Write the image's software bill of materials beside it, as SPDX 2.3 JSON
+        (`<output>.spdx.json`) and CycloneDX 1.5 JSON (`<output>.cdx.json`), and attach both to
+        the manifest `pants publish` pushes, as OCI 1.1 referrers (artifact manifests whose
+        `subject` is the image; on a registry without the referrers API, under the
+        `sha256-<hex>` tag of the referrers tag schema).
+
+        The SBOM comes from the closure Strata resolved, not from scanning the image: each
+        Debian package (name, version, architecture, source package, licence from a
+        machine-readable `copyright` file, `pkg:deb` purl), each Python distribution (name,
+        version, licence from its metadata, `pkg:pypi` purl), each first-party target (its
+        address and every file's checksums), the base image (`pkg:oci` purl, and the packages
+        of the SBOM attached to it in its registry), and the layer that holds each. The same
+        inputs give the same bytes: its times are the image's `created`, its namespace and
+        serial number derive from the image's digest.
+        """
+    )
+
+
+class OciEmbedSbomField(BoolField):
+    alias = "embed_sbom"
+    default = False
+    help = help_text(
+        f"""
+        Also put the SBOM in the image, as `{EMBEDDED_SBOM_DIR}/image.spdx.json` and
+        `{EMBEDDED_SBOM_DIR}/image.cdx.json`, in a layer of its own on top (it takes one of
+        `max_layers`). That SBOM describes the layers below it; since it cannot name the digest
+        of the image that holds it, its namespace and serial number derive from those layers'
+        diff_ids.
+        """
+    )
+
+
 class OciCaCertificatesField(BoolField):
     alias = "ca_certificates"
     default = False
@@ -845,6 +886,8 @@ class OciImageTarget(Target):
         OciPublishFormatField,
         OciFakeNssField,
         OciCaCertificatesField,
+        OciSbomField,
+        OciEmbedSbomField,
         OciPermissionsField,
         OciExtraCommandsField,
         OciFakeRootCommandsField,

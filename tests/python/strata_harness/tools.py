@@ -25,6 +25,7 @@ TOOLS = {
     "htpasswd": "apache2-utils",
     "dockerd": "docker.io",
     "containerd": "containerd",
+    "dpkg-deb": "dpkg",
 }
 # Daemons (dockerd) live here, which the tests' PATH (Pants' [pex].executable_search_paths)
 # lacks.

@@ -86,7 +86,7 @@ COMMANDS = {
         "--out FILE [--deb FILE] [--wheel FILE] [--tree DIR] [--name NAME] [--dest PATH]",
     ),
     "sbom": Command(
-        "strata.core.sbom:sbom_command", "--spec FILE --spdx FILE --cyclonedx FILE"
+        "strata.core.sbom.documents:sbom_command", "--spec FILE --spdx FILE --cyclonedx FILE"
     ),
 }
 USAGE = f"usage: python -m strata.core {{{','.join(COMMANDS)}}} [--option value ...]"

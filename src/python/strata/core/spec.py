@@ -541,19 +541,21 @@ class PackageFacts(
 
 class SbomSubject(_Spec, namedtuple("SbomSubject", "name tag seed digest", defaults=(None,))):
     """The image an SBOM describes: its repository name and tag, its manifest digest (None: the
-    SBOM goes into the image, which cannot name its own digest) and the seed from which the
+    SBOM goes into the image, which cannot name its own digest, nor a tag derived from its
+    content: then `tag` is None unless the image sets one) and the seed from which the
     documents' namespace and serial number derive."""
 
     __slots__ = ()
 
     @classmethod
     def from_json(cls, obj, what: str) -> SbomSubject:
-        check_keys(obj, what, ("name", "tag", "seed"), ("digest",))
-        for key in ("name", "tag"):
-            if not isinstance(obj[key], str) or not obj[key]:
+        check_keys(obj, what, ("name", "seed"), ("tag", "digest"))
+        tag = obj.get("tag")
+        for key, value in (("name", obj["name"]), ("tag", tag or "-")):
+            if not isinstance(value, str) or not value:
                 raise ValueError(f"{what}: {key} must be a non-empty string")
         digest = obj.get("digest")
-        return cls(obj["name"], obj["tag"], _digest(obj["seed"], f"{what}.seed"),
+        return cls(obj["name"], tag, _digest(obj["seed"], f"{what}.seed"),
                    None if digest is None else _digest(digest, f"{what}.digest"))
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Optional
 
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import Digest, MergeDigests, Snapshot
+from pants.engine.fs import EMPTY_DIGEST, Digest, DigestSubset, MergeDigests, PathGlobs, Snapshot
 from pants.engine.internals.session import RunId
 from pants.engine.process import (
     FallibleProcessResult,
@@ -21,7 +22,7 @@ from pants.engine.process import (
     ProcessResultMetadata,
     ProductDescription,
 )
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
@@ -43,16 +44,20 @@ logger = logging.getLogger(__name__)
 
 BASE_DIR = "base"
 _PULLED = "pulled"
+_PULLED_SBOMS = "pulled-sboms"  # the SBOMs attached to the pulled image in its registry
 # Where the pull process finds registry credentials: paths only, never secrets, since the
 # process environment is part of its cache key.
 _PULL_ENV = ("DOCKER_CONFIG", "HOME")
 
 @dataclass(frozen=True)
 class BaseImage:
-    """A base dir (docs/architecture.md) under `base/`, and how many layers it has."""
+    """A base dir (docs/architecture.md) under `base/`, and how many layers it has; for the
+    image's SBOM, its name and the SBOM documents that describe it (files, any paths)."""
 
     digest: Digest
     layer_count: int
+    name: str = ""
+    sboms: Digest = EMPTY_DIGEST
 
 @dataclass(frozen=True)
 class ImportBaseRequest:
@@ -147,7 +152,7 @@ async def external_base(
     if isinstance(tgt, OciImageArchiveTarget):
         sources = await Get(SourceFiles, SourceFilesRequest([tgt[OciArchiveSourceField]]))
         (path,) = sources.snapshot.files
-        return await Get(
+        base = await Get(
             BaseImage,
             ImportBaseRequest(
                 sources.snapshot.digest,
@@ -157,6 +162,7 @@ async def external_base(
                 platform=request.base_platform(),
             ),
         )
+        return dataclasses.replace(base, name=str(tgt.address))
     registry = tgt[OciPullRegistryField].value
     repository = tgt[OciPullRepositoryField].value
     digest = tgt[OciPullDigestField].value
@@ -167,6 +173,7 @@ async def external_base(
         "--digest", digest,
         "--platform", request.base_platform(),
         "--out", _PULLED,
+        "--sbom-out", _PULLED_SBOMS,
     ]  # fmt: skip
     if tgt[OciPullInsecureField].value:
         argv.append("--insecure")
@@ -175,16 +182,19 @@ async def external_base(
         argv=tool.argv(*argv),
         input_digest=tool.digest,
         env=dict(env),
-        output_directories=(_PULLED,),
+        output_directories=(_PULLED, _PULLED_SBOMS),
         description=f"Pulling {registry}/{repository}@{digest} for {tgt.address}",
         level=LogLevel.INFO,
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
     pulled = await _run_choosing_platform(process, str(tgt.address), request.base_platform())
     _show_warnings(pulled, process.description, run_id)
-    return await Get(
-        BaseImage, ImportBaseRequest(pulled.output_digest, _PULLED, str(tgt.address))
+    layout, sboms = await MultiGet(
+        Get(Digest, DigestSubset(pulled.output_digest, PathGlobs([f"{_PULLED}/**"]))),
+        Get(Digest, DigestSubset(pulled.output_digest, PathGlobs([f"{_PULLED_SBOMS}/**"]))),
     )
+    base = await Get(BaseImage, ImportBaseRequest(layout, _PULLED, str(tgt.address)))
+    return dataclasses.replace(base, name=f"{registry}/{repository}", sboms=sboms)
 
 def rules():
     return collect_rules()

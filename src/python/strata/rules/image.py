@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from pants.engine.target import (
     WrappedTargetRequest,
 )
 from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
@@ -62,10 +64,18 @@ from strata.rules.closure import (
 )
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.rules.debian import DEB_DIR
-from strata.rules.layers import BuiltLayers, CustomisationLayer, LayerSettings, LayersRequest
+from strata.rules.layers import (
+    BuiltLayer,
+    BuiltLayers,
+    CustomisationLayer,
+    FilesLayerRequest,
+    LayerSettings,
+    LayersRequest,
+)
 from strata.rules.nodes import FileTree
 from strata.rules.nodes.debian import DebianPackage
 from strata.rules.nodes.python_venv import PythonPart
+from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
@@ -78,6 +88,7 @@ from strata.target_types import (
     OciCompressionField,
     OciCreatedField,
     OciDirectoriesField,
+    OciEmbedSbomField,
     OciExtraCommandsField,
     OciFakeNssField,
     OciFakeRootCommandsField,
@@ -93,6 +104,7 @@ from strata.target_types import (
     OciOutputFormatField,
     OciPermissionsField,
     OciPullTarget,
+    OciSbomField,
     OciRepositoryField,
     OciSymlinksField,
     OciTagField,
@@ -100,6 +112,7 @@ from strata.target_types import (
     OciUnameField,
     OciVariantField,
     OutputFormat,
+    EMBEDDED_SBOM_DIR,
     image_platform,
 )
 
@@ -134,6 +147,8 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     base: OciBaseField
     fake_nss: OciFakeNssField
     ca_certificates: OciCaCertificatesField
+    sbom: OciSbomField
+    embed_sbom: OciEmbedSbomField
     permissions: OciPermissionsField
     extra_commands: OciExtraCommandsField
     fake_root_commands: OciFakeRootCommandsField
@@ -144,6 +159,9 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
 
     def output_file(self) -> str:
         return output_file(self.output_path, self.output_format.value)
+
+    def closure_request(self) -> ImageClosureRequest:
+        return ImageClosureRequest(self.address, self.dependencies, bool(self.base.value))
 
     def layer_compression(self) -> str:
         # docker-archive layers are plain tars: their digests are their diff_ids; rootfs reads
@@ -196,6 +214,7 @@ class ImageInputs:
     digest: Digest
     content: Digest
     reproducible: bool  # False when a timestamp is "now"
+    sbom_sources: SbomSources
 
 
 @dataclass(frozen=True)
@@ -338,14 +357,26 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
     wrapped = await Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin=origin))
     tgt = wrapped.target
     if isinstance(tgt, OciImageTarget):
-        built = await Get(
-            AssembledImage,
-            AssembleRequest(
-                OciImageFieldSet.create(tgt), OutputFormat.OCI.value, _BASE_LAYOUT,
-                request.compression,
-            ),
+        base_fs = OciImageFieldSet.create(tgt)
+        assemble = AssembleRequest(
+            base_fs, OutputFormat.OCI.value, _BASE_LAYOUT, request.compression
         )
-        return await Get(BaseImage, ImportBaseRequest(built.output, _BASE_LAYOUT, str(address)))
+        built, inputs = await MultiGet(
+            Get(AssembledImage, AssembleRequest, assemble),
+            Get(ImageInputs, AssembleRequest, assemble),
+        )
+        base, sbom = await MultiGet(
+            Get(BaseImage, ImportBaseRequest(built.output, _BASE_LAYOUT, str(address))),
+            # What the base holds, as its own SBOM says it.
+            Get(Sbom, SbomRequest(
+                inputs.sbom_sources, *split_repo_tag(built.metadata["repo_tag"]),
+                built.metadata["manifest_digest"], "base-sbom", str(address),
+            )),
+        )
+        spdx = await Get(Digest, DigestSubset(sbom.digest, PathGlobs([sbom.files[0]])))
+        return dataclasses.replace(
+            base, name=base_fs.repository.value_or_default(address), sboms=spdx
+        )
     if isinstance(tgt, (OciImageArchiveTarget, OciPullTarget)):
         return await Get(BaseImage, ExternalBaseRequest(tgt, request.platform))
     raise InvalidFieldException(
@@ -370,12 +401,33 @@ async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
         )
 
 
+async def _sbom_layer(
+    fs: OciImageFieldSet, sources: SbomSources, settings: LayerSettings
+) -> BuiltLayer:
+    """`embed_sbom`: the SBOM of the layers below, in a layer on top."""
+    sbom = await Get(
+        Sbom,
+        SbomRequest(
+            sources,
+            fs.repository.value_or_default(fs.address),
+            fs.tag.value,
+            None,
+            f"{EMBEDDED_SBOM_DIR.lstrip('/')}/image",
+            str(fs.address),
+        ),
+    )
+    return await Get(
+        BuiltLayer,
+        FilesLayerRequest(sbom.digest, settings, "SBOM", f"Building {fs.address}: SBOM layer"),
+    )
+
+
 @rule(desc="Preparing an OCI image's layers", level=LogLevel.DEBUG)
 async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
     fs = request.field_set
     address = fs.address
     closure, wrapped = await MultiGet(
-        Get(ImageClosure, ImageClosureRequest(address, fs.dependencies, bool(fs.base.value))),
+        Get(ImageClosure, ImageClosureRequest, fs.closure_request()),
         Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin="oci_image")),
     )
 
@@ -405,11 +457,15 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             BaseRequest(fs.base.value, address, compression, platforms.describe(fs.platform())),
         )
         await _check_base_platform(fs, base)
-    own_layers = fs.max_layers.value - (base.layer_count if base else 0)
+    embed_sbom = fs.embed_sbom.value
+    taken_by_base = base.layer_count if base else 0
+    own_layers = fs.max_layers.value - taken_by_base - (1 if embed_sbom else 0)
     if own_layers < 1:
+        taken = [f"its base has {taken_by_base} layers"] if base else []
+        taken += ["`embed_sbom` takes one"] if embed_sbom else []
         raise InvalidFieldException(
-            f"The `max_layers` field of {address} is {fs.max_layers.value}, but its base has "
-            f"{base.layer_count} layers: raise `max_layers` to leave room for at least one "
+            f"The `max_layers` field of {address} is {fs.max_layers.value}, but "
+            f"{' and '.join(taken)}: raise `max_layers` to leave room for at least one "
             "layer of its own."
         )
     # With room for one layer only, the customisation content joins it (dockerTools'
@@ -417,25 +473,34 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     single_layer = own_layers == 1
     budget = own_layers - (1 if customisation and not single_layer else 0)
     mtime = fs.mtime.value or fs.created.value
+    settings = LayerSettings(
+        mtime=epoch_seconds(mtime),
+        reproducible=mtime != "now",
+        uid=fs.uid.value,
+        gid=fs.gid.value,
+        uname=fs.uname.value,
+        gname=fs.gname.value,
+        compression=compression,
+    )
     layers = await Get(
         BuiltLayers,
         LayersRequest(
             closure=closure,
             budget=budget,
-            settings=LayerSettings(
-                mtime=epoch_seconds(mtime),
-                reproducible=mtime != "now",
-                uid=fs.uid.value,
-                gid=fs.gid.value,
-                uname=fs.uname.value,
-                gname=fs.gname.value,
-                compression=compression,
-            ),
+            settings=settings,
             customisation=customisation,
             description=f"Building {address}",
             single_layer=single_layer,
         ),
     )
+    sbom_sources = SbomSources(
+        closure.nodes, layers.layers, base, fs.created.value, FrozenDict(fs.platform())
+    )
+    if embed_sbom:
+        layers = BuiltLayers(
+            (*layers.layers, await _sbom_layer(fs, sbom_sources, settings))
+        )
+        sbom_sources = dataclasses.replace(sbom_sources, layers=layers.layers)
 
     layer_dirs = [f"layers/{i:03d}" for i in range(len(layers.layers))]
     created = fs.created.value
@@ -465,7 +530,10 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         Digest, MergeDigests([spec_digest, *prefixed, *([base.digest] if base else [])])
     )
     input_digest = await Get(Digest, MergeDigests([tool.digest, content]))
-    return ImageInputs(input_digest, content, reproducible="now" not in (created, mtime))
+    return ImageInputs(
+        input_digest, content, reproducible="now" not in (created, mtime),
+        sbom_sources=sbom_sources,
+    )
 
 
 class _DigestFiles:
@@ -571,26 +639,55 @@ async def assemble_image(
     return AssembledImage(output, json.loads(metadata[0].content))
 
 
+async def assembled_with_facts(request: AssembleRequest) -> AssembledImage:
+    """The image, its nodes described for its SBOM meanwhile: a changed node's `describe`
+    Process runs beside its layer Process rather than after the assembly."""
+    if not request.field_set.sbom.value:
+        return await Get(AssembledImage, AssembleRequest, request)
+    closure = await Get(ImageClosure, ImageClosureRequest, request.field_set.closure_request())
+    image, _ = await MultiGet(
+        Get(AssembledImage, AssembleRequest, request),
+        Get(NodesFacts, NodesFactsRequest(closure.nodes)),
+    )
+    return image
+
+
 @rule(desc="Packaging an OCI image", level=LogLevel.DEBUG)
 async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
     output = field_set.output_file()
-    image = await Get(
-        AssembledImage, AssembleRequest(field_set, field_set.output_format.value, output)
-    )
+    request = AssembleRequest(field_set, field_set.output_format.value, output)
+    image = await assembled_with_facts(request)
     meta = image.metadata
-    return BuiltPackage(
-        image.output,
-        (
-            BuiltPackageArtifact(
-                output,
-                extra_log_lines=(
-                    f"Image: {meta['repo_tag']}",
-                    f"Manifest digest: {meta['manifest_digest']}",
-                    f"Layers: {len(meta['layers'])}",
-                ),
+    artifacts = [
+        BuiltPackageArtifact(
+            output,
+            extra_log_lines=(
+                f"Image: {meta['repo_tag']}",
+                f"Manifest digest: {meta['manifest_digest']}",
+                f"Layers: {len(meta['layers'])}",
             ),
-        ),
-    )
+        )
+    ]
+    digest = image.output
+    if field_set.sbom.value:
+        inputs = await Get(ImageInputs, AssembleRequest, request)
+        sbom = await Get(
+            Sbom,
+            SbomRequest(
+                inputs.sbom_sources, *split_repo_tag(meta["repo_tag"]), meta["manifest_digest"],
+                output[: -len(".tar")] if output.endswith(".tar") else output,
+                str(field_set.address),
+            ),
+        )
+        artifacts.extend(BuiltPackageArtifact(path) for path in sbom.files)
+        digest = await Get(Digest, MergeDigests([digest, sbom.digest]))
+    return BuiltPackage(digest, tuple(artifacts))
+
+
+def split_repo_tag(repo_tag: str) -> Tuple[str, str]:
+    """(repository, tag) of a `repository:tag` (a registry's port is in the repository)."""
+    repository, tag = repo_tag.rsplit(":", 1)
+    return repository, tag
 
 
 def storage_name(repo_tag: str) -> str:

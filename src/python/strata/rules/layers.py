@@ -111,11 +111,12 @@ class LayersRequest:
 
 @dataclass(frozen=True)
 class BuiltLayer:
-    """A layer Process's output: `layer.json` and the blob."""
+    """A layer Process's output: `layer.json` and the blob, and the nodes it holds."""
 
     digest: Digest
     comment: str
     metadata: str  # layer.json, verbatim
+    nodes: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,36 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             process_requests = []
         process_requests.append(custom_request)
     layers = await MultiGet(Get(BuiltLayer, _LayerProcessRequest, r) for r in process_requests)
-    return BuiltLayers(tuple(layers))
+    # The customisation layer holds no node, unless the one content layer joined it.
+    node_groups = [*groups, ()] if len(layers) > len(groups) else groups
+    return BuiltLayers(
+        tuple(dataclasses.replace(layer, nodes=tuple(group))
+              for layer, group in zip(layers, node_groups))
+    )
+
+
+@dataclass(frozen=True)
+class FilesLayerRequest:
+    """A layer of `files`, at their image paths (an image's embedded SBOM)."""
+
+    files: Digest
+    settings: LayerSettings
+    comment: str
+    description: str
+
+
+@rule(desc="Building an image layer of files", level=LogLevel.DEBUG)
+async def files_layer(request: FilesLayerRequest) -> BuiltLayer:
+    return await Get(
+        BuiltLayer,
+        _LayerProcessRequest(
+            entries=(),
+            settings=request.settings,
+            comment=request.comment,
+            description=request.description,
+            content=request.files,
+        ),
+    )
 
 
 async def _joined(

@@ -32,8 +32,16 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.media_types import OCI_INDEX
-from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet
+from strata.rules.image import (
+    AssembledImage,
+    AssembleRequest,
+    ImageInputs,
+    OciImageFieldSet,
+    assembled_with_facts,
+    split_repo_tag,
+)
 from strata.rules.index import IndexLayout, IndexLayoutRequest
+from strata.rules.sbom import Sbom, SbomRequest
 from strata.rules.tool import ImageTool
 from strata.target_types import (
     OciImageDependenciesField,
@@ -52,6 +60,7 @@ from strata.target_types import (
 _CREDENTIAL_ENV = ("STRATA_REGISTRY_USERNAME", "STRATA_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME")
 _LAYOUT = "image"
 _MANIFEST = "push-manifest.json"
+_SBOM_DIR = "sbom"
 _NO_REGISTRIES = PublishProcesses([PublishPackages(names=(), description="(no `registries`)")])
 
 
@@ -146,19 +155,23 @@ async def _push_processes(
     manifest: _PushManifest,
     tags: Tuple[str, ...],
     mount_from: Optional[str] = None,
+    sbom: Optional[Sbom] = None,
 ) -> PublishProcesses:
     """One `push` of the layout at _LAYOUT per registry, so each registry's outcome is
-    reported on its own."""
+    reported on its own; the SBOM's documents go up as referrers of the manifest."""
     repository = fs.repository.value_or_default(fs.address)
     env, input_digest = await MultiGet(
         Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV)),
-        Get(Digest, MergeDigests([tool.digest, layout, manifest.file])),
+        Get(Digest, MergeDigests(
+            [tool.digest, layout, manifest.file, *([sbom.digest] if sbom else [])]
+        )),
     )
     argv = [
         *tool.argv("push", "--layout", _LAYOUT, "--manifest", _MANIFEST),
         *("--repository", repository),
         *(arg for tag in tags for arg in ("--tag", tag)),
         *(("--mount-from", mount_from) if mount_from else ()),
+        *(arg for path in (sbom.files if sbom else ()) for arg in ("--attach", path)),
     ]
     return PublishProcesses(
         PublishPackages(
@@ -189,16 +202,25 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         WrappedTarget, WrappedTargetRequest(fs.address, description_of_origin="pants publish")
     )
     image_fs = OciImageFieldSet.create(wrapped.target)
-    image = await Get(
-        AssembledImage,
-        AssembleRequest(
-            image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression()
-        ),
+    assemble = AssembleRequest(
+        image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression()
     )
-    tags = fs.image_tags.value or (image.metadata["repo_tag"].rsplit(":", 1)[1],)
+    image = await assembled_with_facts(assemble)
+    repository, tag = split_repo_tag(image.metadata["repo_tag"])
+    tags = fs.image_tags.value or (tag,)
     manifest = await _manifest_to_push(
         image, docker=fs.publish_format.value == "docker", tool=tool, address=fs.address
     )
+    sbom = None
+    if image_fs.sbom.value:
+        inputs = await Get(ImageInputs, AssembleRequest, assemble)
+        sbom = await Get(
+            Sbom,
+            SbomRequest(
+                inputs.sbom_sources, repository, tag, manifest.digest,
+                f"{_SBOM_DIR}/{fs.address.target_name}", str(fs.address),
+            ),
+        )
     mount_from = None
     if image_fs.base.value:
         # Layers of a pulled base are already in its repository: mount them, don't upload.
@@ -215,7 +237,7 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         )
         if isinstance(base.target, OciPullTarget):
             mount_from = base.target[OciPullRepositoryField].value
-    return await _push_processes(fs, tool, image.output, manifest, tags, mount_from)
+    return await _push_processes(fs, tool, image.output, manifest, tags, mount_from, sbom)
 
 
 @rule(desc="Preparing to push an OCI image index", level=LogLevel.DEBUG)

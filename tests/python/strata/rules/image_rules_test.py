@@ -30,6 +30,7 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
+from pants.util.frozendict import FrozenDict
 
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
@@ -48,7 +49,8 @@ from strata.rules.image import (
     prepare_image,
     run_oci_image,
 )
-from strata.rules.layers import BuiltLayer, BuiltLayers, LayersRequest
+from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
+from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import OciImageTarget
@@ -58,7 +60,8 @@ TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
 CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
 INPUTS = Digest("3" * 64, 3)
 CONTENT = Digest("9" * 64, 9)
-INPUTS_OF_ANY_IMAGE = ImageInputs(INPUTS, CONTENT, True)
+SBOM_SOURCES = SbomSources((), (), None, "1970-01-01T00:00:01Z", FrozenDict())
+INPUTS_OF_ANY_IMAGE = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES)
 OUTPUT = Digest("4" * 64, 4)
 
 
@@ -92,7 +95,7 @@ def test_assemble_process_per_archive_format(fmt, output, reproducible) -> None:
         return Digest("5" * 64, 5)
 
     request = AssembleRequest(OciImageFieldSet.create(image()), fmt, output)
-    inputs = ImageInputs(INPUTS, CONTENT, reproducible)
+    inputs = ImageInputs(INPUTS, CONTENT, reproducible, SBOM_SOURCES)
     assembled = run_rule_with_mocks(
         assemble_image,
         rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7)],
@@ -195,7 +198,7 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
         )
 
     request = AssembleRequest(OciImageFieldSet.create(image()), "oci", "dist/image")
-    inputs = ImageInputs(INPUTS, CONTENT, True)
+    inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES)
     assembled = run_rule_with_mocks(
         assemble_image,
         rule_args=[request, TOOL, strata()],
@@ -373,6 +376,8 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
                 FileContent("base/config.json", json.dumps(dict(base_platform)).encode())
             ])),
             MockGet(BuiltLayers, (LayersRequest,), layers),
+            MockGet(Sbom, (SbomRequest,), unexpected),  # no `embed_sbom`
+            MockGet(BuiltLayer, (FilesLayerRequest,), unexpected),
             MockGet(ZstdBinary, (ZstdBinaryRequest,), zstd_binary),
             MockGet(Digest, (AddPrefix,), lambda r: Digest("9" * 64, 9)),
             MockGet(Digest, (CreateDigest,), create),

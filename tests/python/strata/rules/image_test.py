@@ -96,11 +96,16 @@ def build(rule_runner: RuleRunner, spec: str) -> BuiltPackage:
     return rule_runner.request(BuiltPackage, [OciImageFieldSet.create(target)])
 
 
+def image_file(rule_runner: RuleRunner, built: BuiltPackage) -> FileContent:
+    """The image archive of a package (beside it, its SBOM's documents)."""
+    contents = rule_runner.request(DigestContents, [built.digest])
+    return next(c for c in contents if c.path == built.artifacts[0].relpath)
+
+
 def read_image(rule_runner: RuleRunner, built: BuiltPackage):
     """(config, [(layer comment, {path: (type, mode, data or linkname)})]) of a docker-archive,
     after the strict check."""
-    contents = rule_runner.request(DigestContents, [built.digest])
-    (archive,) = contents
+    archive = image_file(rule_runner, built)
     with tempfile.TemporaryDirectory(prefix="strata-image-test-") as tmp:
         path = os.path.join(tmp, "image.tar")
         with open(path, "wb") as f:
@@ -206,6 +211,10 @@ def test_one_layer_holds_all_content_and_the_customisation(rule_runner: RuleRunn
                 oci_image(name="on-base", base=":base", dependencies=[":f1", ":f2"],
                           max_layers=3, symlinks={"/bin/one": "/f1.txt"})
                 oci_image(name="too-few", base=":base", dependencies=[":f1"], max_layers=2)
+                oci_image(name="no-room-for-sbom", base=":base", dependencies=[":f1"],
+                          max_layers=3, embed_sbom=True)
+                oci_image(name="with-sbom", base=":base", dependencies=[":f1"],
+                          max_layers=4, embed_sbom=True)
                 oci_layer(name="locked", dependencies=[":f0"],
                           permissions={"/f0.txt": {"mode": "0600"}})
                 oci_image(name="single-locked", dependencies=[":locked"], max_layers=1,
@@ -231,6 +240,19 @@ def test_one_layer_holds_all_content_and_the_customisation(rule_runner: RuleRunn
     with pytest.raises(ExecutionError) as e:
         build(rule_runner, "//:too-few")
     assert "The `max_layers` field of //:too-few is 2, but its base has 2 layers" in str(e.value)
+    # `embed_sbom` takes a layer of its own, on top, describing those below.
+    with pytest.raises(ExecutionError) as e:
+        build(rule_runner, "//:no-room-for-sbom")
+    assert (
+        "The `max_layers` field of //:no-room-for-sbom is 3, but its base has 2 layers and "
+        "`embed_sbom` takes one: raise `max_layers`"
+    ) in str(e.value)
+    _, layers = read_image(rule_runner, build(rule_runner, "//:with-sbom"))
+    assert [files_of(layer) for layer in layers][2:] == [
+        ["f0.txt", "f1.txt"], ["usr/share/sbom/image.cdx.json", "usr/share/sbom/image.spdx.json"]
+    ]
+    embedded = json.loads(layers[-1][1]["usr/share/sbom/image.spdx.json"][2])
+    assert {p["name"] for p in embedded["packages"]} >= {"//:f1", "base", "with-sbom layer 0"}
 
     # An `oci_layer`'s permissions still apply when the customisation content joins its layer.
     _, layers = read_image(rule_runner, build(rule_runner, "//:single-locked"))
@@ -516,7 +538,7 @@ def test_fractional_seconds_and_separate_mtime(rule_runner: RuleRunner) -> None:
     config, _ = read_image(rule_runner, build(rule_runner, "//:image"))
     assert config["created"] == "2024-01-01T00:00:00.5Z"
     built = build(rule_runner, "//:image")
-    (archive,) = rule_runner.request(DigestContents, [built.digest])
+    archive = image_file(rule_runner, built)
     with tarfile.open(fileobj=io.BytesIO(archive.content)) as outer:
         manifest = json.load(outer.extractfile("manifest.json"))[0]
         with tarfile.open(fileobj=outer.extractfile(manifest["Layers"][0])) as layer:
@@ -649,7 +671,7 @@ def test_a_healthcheck_is_written_as_docker_writes_it_and_docker_reads_it(
     config, _ = read_image(rule_runner, built)
     assert config["config"] == {"Healthcheck": DOCKER_HEALTHCHECK}
     archive = tmp_path / "image.tar"
-    archive.write_bytes(rule_runner.request(DigestContents, [built.digest])[0].content)
+    archive.write_bytes(image_file(rule_runner, built).content)
     dockerd("load", "--input", str(archive))
     inspected = dockerd(
         "inspect", "--format", "{{json .Config.Healthcheck}}", "strata-test/health:v1"

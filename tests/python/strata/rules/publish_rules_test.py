@@ -14,13 +14,20 @@ from pants.engine.fs import Digest, DigestContents, DigestSubset, FileContent, M
 from pants.engine.process import Process, ProcessResult
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
+from pants.util.frozendict import FrozenDict
 
-from strata.rules.image import AssembledImage, AssembleRequest
+from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.rules.image import AssembledImage, AssembleRequest, ImageInputs
 from strata.rules.publish import PublishOciImageFieldSet, PublishOciImageRequest, publish_oci_image
+from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool
 from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget
 
 ADDRESS = Address("app", target_name="image")
+INPUTS = ImageInputs(
+    Digest("8" * 64, 8), Digest("9" * 64, 9), True,
+    SbomSources((), (), None, "1970-01-01T00:00:01Z", FrozenDict()),
+)
 TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
 CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
 MANIFEST = b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}'
@@ -39,7 +46,7 @@ BASES = {
 def publish(**fields):
     """(PublishProcesses, what was asked for: assembly, manifest Process, env names)."""
     target = OciImageTarget({"dependencies": [":bin"], **fields}, ADDRESS)
-    asked: dict = {"assemble": [], "manifest": [], "env": []}
+    asked: dict = {"assemble": [], "manifest": [], "env": [], "sbom": []}
 
     def wrapped(request: WrappedTargetRequest) -> WrappedTarget:
         return WrappedTarget(target if request.address == ADDRESS else BASES[request.address])
@@ -64,6 +71,11 @@ def publish(**fields):
     def address(request: AddressInput) -> Address:
         return Address(request.path_component, target_name=request.target_component)
 
+    def sbom(request: SbomRequest) -> Sbom:
+        asked["sbom"].append(request)
+        files = (f"{request.output}.spdx.json", f"{request.output}.cdx.json")
+        return Sbom(Digest("7" * 64, 7), files)
+
     field_set = PublishOciImageFieldSet.create(target)
     processes = run_rule_with_mocks(
         publish_oci_image,
@@ -71,6 +83,10 @@ def publish(**fields):
         mock_gets=[
             MockGet(WrappedTarget, (WrappedTargetRequest,), wrapped),
             MockGet(AssembledImage, (AssembleRequest,), assemble),
+            MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(())),
+            MockGet(NodesFacts, (NodesFactsRequest,), lambda r: NodesFacts(())),
+            MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS),
+            MockGet(Sbom, (SbomRequest,), sbom),
             MockGet(Digest, (DigestSubset,), lambda r: Digest("5" * 64, 5)),
             MockGet(ProcessResult, (Process,), manifest),
             MockGet(Digest, (MergeDigests,), lambda r: Digest("6" * 64, 6)),
@@ -94,7 +110,8 @@ def test_one_push_per_registry_with_credentials_from_the_environment() -> None:
         ("localhost:5001/acme/app:1.0", "localhost:5001/acme/app:latest"),
     ]
     push = (*CORE, "push", "--layout", "image", "--manifest", "push-manifest.json",
-            "--repository", "acme/app", "--tag", "1.0", "--tag", "latest")  # fmt: skip
+            "--repository", "acme/app", "--tag", "1.0", "--tag", "latest",
+            "--attach", "sbom/image.spdx.json", "--attach", "sbom/image.cdx.json")  # fmt: skip
     for registry, package in zip(("127.0.0.1:5000", "localhost:5001"), processes):
         assert package.process.process.argv == (*push, "--registry", registry)
         # Credentials reach the push process only, never a cache key.
@@ -142,7 +159,7 @@ def test_layers_of_a_pulled_base_are_mounted_from_its_repository(base, mount) ->
     (package,), _ = publish(registries=["127.0.0.1:5000"], **fields)
     argv = package.process.process.argv
     assert argv[-2:] == ("--registry", "127.0.0.1:5000")
-    assert list(argv[argv.index("--tag") + 2 : -2]) == mount
+    assert list(argv[argv.index("--tag") + 2 : argv.index("--attach")]) == mount
 
 
 def test_an_image_without_registries_pushes_nothing() -> None:
@@ -150,3 +167,17 @@ def test_an_image_without_registries_pushes_nothing() -> None:
     ((package,),) = [processes]
     assert package.names == () and package.process is None
     assert asked["assemble"] == []
+
+
+def test_the_sbom_of_the_pushed_manifest_goes_up_as_its_referrers() -> None:
+    (package,), asked = publish(registries=["127.0.0.1:5000"], publish_format="docker")
+    (request,) = asked["sbom"]
+    # The SBOM names the manifest the push sends (here the Docker one), not the layout's.
+    assert request.manifest_digest == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+    assert (request.repository, request.tag) == ("image", "0123abcd")
+    argv = package.process.process.argv
+    assert argv[argv.index("--attach"):-2] == (
+        "--attach", "sbom/image.spdx.json", "--attach", "sbom/image.cdx.json"
+    )
+    (package,), asked = publish(registries=["127.0.0.1:5000"], sbom=False)
+    assert asked["sbom"] == [] and "--attach" not in package.process.process.argv

@@ -95,10 +95,10 @@ def push_image(
     known_in: Optional[str] = None,
     progress: Optional[PushProgress] = None,
 ) -> PushReport:
-    """Pushes an image with `client`. Each blob, (digest, size, path), is skipped when the repository has
-    it, mounted from `known_in` when that has it, else uploaded. Then the manifest goes up
-    by digest and only after that each tag, so no tag ever names a partial image. Each step
-    is counted in `progress` as soon as it is done."""
+    """Pushes an image with `client`. Each blob, (digest, size, path), is skipped when the
+    repository has it, mounted from `known_in` when that has it, else uploaded. Then the
+    manifest goes up by digest and only after that each tag, so no tag ever names a partial
+    image. Each step is counted in `progress` as soon as it is done."""
     image.validate_repository(repository)
     if isinstance(tags, str):
         raise ValueError(f"tags must be a sequence of tags, not the string {tags!r}")

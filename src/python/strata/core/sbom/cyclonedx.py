@@ -51,7 +51,7 @@ def document(sbom: Model) -> dict:
     spec = sbom.spec
     subject = spec.subject
     image = {"type": "container", "bom-ref": "image", "name": subject.name,
-             "version": subject.tag,
+             **({"version": subject.tag} if subject.tag else {}),
              "properties": _properties(
                  ("strata:platform", sbom.platform()),
                  *(("strata:layer", layer.diff_id) for layer in spec.layers))}

@@ -130,7 +130,7 @@ def document(sbom: Model) -> dict:
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": f"{subject.name}:{subject.tag}",
+        "name": f"{subject.name}:{subject.tag}" if subject.tag else subject.name,
         "documentNamespace": f"{NAMESPACE}/{subject.name}/{subject.seed.split(':')[1]}",
         "creationInfo": {"created": spec.created, "creators": ["Tool: strata"]},
         "packages": packages,

@@ -22,7 +22,7 @@ from strata.core.debian.rootfs import (
 )
 from strata.core.build import layer
 from strata.core.spec import LayerSpec
-from strata_harness.tools import unavailable
+from strata_harness.tools import require_tool, unavailable
 
 
 def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
@@ -48,10 +48,7 @@ Description: a test package
 
 
 def dpkg_deb() -> str:
-    path = shutil.which("dpkg-deb")
-    if path is None:
-        unavailable("dpkg-deb (Debian package dpkg) is not on PATH")
-    return path
+    return require_tool("dpkg-deb")
 
 
 def build_deb(tmp: Path, name: str = "demo", compression: str = "xz", setup=None) -> Path:

@@ -5,7 +5,6 @@ import glob
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from strata.core.cli import main
-from strata.core.sbom.describe import describe_deb, describe_wheel
-from strata_harness.tools import unavailable
+from strata.core.sbom.describe import describe_contents
+from strata.core.sbom.packages import DEP5_FORMAT, dep5_license, describe_deb, describe_wheel
+from strata_harness.tools import require_tool
 
 DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
 
@@ -64,9 +64,7 @@ License: public-domain
 def build_deb(tmp_path: Path, package: str, files: dict, control: str = "") -> str:
     """A .deb built by dpkg-deb: `files` maps image paths to contents, or to ("symlink",
     target)."""
-    dpkg_deb = shutil.which("dpkg-deb")
-    if dpkg_deb is None:
-        unavailable("dpkg-deb (Debian package dpkg) is not on PATH")
+    dpkg_deb = require_tool("dpkg-deb")
     root = tmp_path / package
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN/control").write_text(
@@ -254,6 +252,12 @@ def test_a_tree(tmp_path):
         ["app/venv/lib/python3.11/site-packages/hello/main.py", *digests(b"print('hello')\n")],
         ["app/venv/lib/python3.11/site-packages/z.txt", *digests(b"")],
     ]
+    # The rules hash a small node's contents in pantsd: the same facts.
+    in_pantsd = describe_contents(
+        "app/hello:main", "/app/venv/lib/python3.11/site-packages",
+        [("z.txt", b""), ("hello/main.py", b"print('hello')\n")],
+    )
+    assert json.loads(json.dumps(in_pantsd.to_json())) == facts
 
 
 @pytest.mark.parametrize("args, message", [
@@ -283,3 +287,17 @@ def test_the_describe_process_as_the_rules_run_it(tmp_path):
         cwd=core, env={}, capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads((tmp_path / "facts.json").read_text())["name"] == "demo"
+
+
+def test_a_licence_several_files_paragraphs_name_is_listed_once():
+    """libdb5.3's copyright names `BSD-3-clause and Sleepycat` and `BSD-3-clause` alone: the
+    package's expression says BSD-3-Clause once, its AND terms sorted as one list."""
+    copyright = (
+        f"Format: https://{DEP5_FORMAT}/\n\n"
+        "Files: *\nCopyright: 1996 Oracle\nLicense: BSD-3-clause and Sleepycat\n\n"
+        "Files: a/*\nCopyright: 2000 Someone\nLicense: BSD-3-clause\n\n"
+        "Files: b/*\nCopyright: 2001 Someone\nLicense: Artistic or GPL-2, and Zlib\n"
+    )
+    license, texts, warnings = dep5_license("libdb", copyright)
+    assert license == "(Artistic-1.0-Perl OR GPL-2.0-only) AND BSD-3-Clause AND Sleepycat AND Zlib"
+    assert (texts, warnings) == ({}, [])

@@ -1,0 +1,278 @@
+"""Software bills of materials: what an image holds, from the closure Strata resolved.
+
+Each store node is described once, by a `describe` Process cached on the node's content (a
+.deb's control fields and copyright, a distribution's metadata, a first-party tree's checksums);
+the documents are then written in-process by the core (`strata.core.sbom.documents`), from
+those facts, the layers that hold each node and the base image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from pants.engine.fs import (
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestEntries,
+    DigestSubset,
+    FileEntry,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.internals.session import RunId
+from pants.engine.process import Process, ProcessResult, ProcessResultMetadata
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+from strata.core.oci.image import resolve_created
+from strata.core.sbom.describe import describe_contents
+from strata.core.sbom.documents import documents
+from strata.core.spec import PythonSources, SbomSpec, Wheel
+from strata.rules.base import BASE_DIR, BaseImage
+from strata.rules.debian import DEB_DIR
+from strata.rules.layers import BuiltLayer
+from strata.rules.nodes import FileTree, StoreNode
+from strata.rules.nodes.debian import DebianPackage
+from strata.rules.nodes.python_venv import PythonPart
+from strata.rules.tool import ImageTool
+
+logger = logging.getLogger(__name__)
+
+SPDX_SUFFIX = ".spdx.json"
+CYCLONEDX_SUFFIX = ".cdx.json"
+_FACTS = "facts.json"
+_NODE_DIR = "node"
+
+
+@dataclass(frozen=True)
+class SbomSources:
+    """What an image's SBOM is made of: its nodes, its own layers (bottom first, each naming
+    the nodes it holds), its base, and its config's facts."""
+
+    nodes: Tuple[StoreNode, ...]
+    layers: Tuple[BuiltLayer, ...]
+    base: Optional[BaseImage]
+    created: str
+    platform: FrozenDict[str, str]
+
+
+@dataclass(frozen=True)
+class SbomRequest:
+    """The SBOM of the image `sources` describe, `repository:tag`, as `<output>.spdx.json` and
+    `<output>.cdx.json`. `manifest_digest` is None for the SBOM the image itself holds, which
+    cannot know it (nor a tag derived from its content): its identity then derives from the
+    layers' diff_ids."""
+
+    sources: SbomSources
+    repository: str
+    tag: Optional[str]
+    manifest_digest: Optional[str]
+    output: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Sbom:
+    digest: Digest
+    files: Tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _DescribeRequest:
+    node: StoreNode
+
+
+@dataclass(frozen=True)
+class _NodeFacts:
+    facts: Optional[FrozenDict]  # None: the node is not a component (a venv's skeleton)
+
+
+@dataclass(frozen=True)
+class NodesFactsRequest:
+    """The facts of an image's nodes: asked for by `package` and `publish` while the image is
+    assembled, so that describing a changed node runs beside its layer Process, and again, from
+    memory, by the SBOM."""
+
+    nodes: Tuple[StoreNode, ...]
+
+
+@dataclass(frozen=True)
+class NodesFacts:
+    facts: Tuple[_NodeFacts, ...]
+
+
+def _wheel_path(paths: Tuple[str, ...]) -> Optional[str]:
+    """A packed PEX's split wheel node holds one file, `<pex>/.deps/<wheel>`: a distribution."""
+    if len(paths) == 1 and "/.deps/" in paths[0] and paths[0].endswith(".whl"):
+        return paths[0]
+    return None
+
+
+# First-party nodes up to this size are hashed in pantsd, which holds their contents anyway;
+# larger ones (a package's output) in a `describe` Process, which streams them.
+_HASHED_IN_PANTSD = 4 * 1024 * 1024
+
+
+@rule(desc="Describing an image's store nodes for the SBOM", level=LogLevel.DEBUG)
+async def describe_nodes(request: NodesFactsRequest) -> NodesFacts:
+    return NodesFacts(
+        await MultiGet(Get(_NodeFacts, _DescribeRequest(node)) for node in request.nodes)
+    )
+
+
+@rule(desc="Describing a store node for the SBOM", level=LogLevel.DEBUG)
+async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunId) -> _NodeFacts:
+    node = request.node
+    kind = node.kind
+    digest = node.digest
+    if isinstance(kind, DebianPackage):
+        args: Tuple[str, ...] = ("--deb", f"{DEB_DIR}/{kind.package}.deb")
+    elif isinstance(kind, PythonPart) and isinstance(kind.part, Wheel):
+        args = ("--wheel", kind.part.source)
+    elif isinstance(kind, FileTree) or (
+        isinstance(kind, PythonPart) and isinstance(kind.part, PythonSources)
+    ):
+        if isinstance(kind, PythonPart):  # a venv's first-party sources, at the venv's site
+            part = kind.part
+            root, name = part.source, node.key.split("#", 1)[0]
+            dest = f"{part.venv}/lib/python{part.version}/site-packages"
+        else:
+            root, name, dest = "", node.key, ""
+        entries = await Get(DigestEntries, Digest, digest)
+        files = [e for e in entries if isinstance(e, FileEntry)]
+        wheel = _wheel_path(tuple(e.path for e in files)) if isinstance(kind, FileTree) else None
+        if wheel is None and sum(e.file_digest.serialized_bytes_length for e in files) <= (
+            _HASHED_IN_PANTSD
+        ):
+            contents = await Get(DigestContents, Digest, digest)
+            facts = describe_contents(
+                name, dest, ((os.path.relpath(c.path, root or "."), c.content) for c in contents)
+            )
+            return _NodeFacts(FrozenDict.deep_freeze(facts.to_json()))
+        if not root:
+            root = _NODE_DIR
+            digest = await Get(Digest, AddPrefix(digest, root))
+        args = (("--wheel", f"{root}/{wheel}") if wheel
+                else ("--tree", root, "--name", name, *(("--dest", dest) if dest else ())))
+    else:  # a venv's skeleton: its launchers and links, no distribution or source of its own
+        return _NodeFacts(None)
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv("describe", *args, "--out", _FACTS),
+            input_digest=await Get(Digest, MergeDigests([tool.digest, digest])),
+            output_files=(_FACTS,),
+            description=f"Describing {node.key} for the SBOM",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    (content,) = await Get(DigestContents, Digest, result.output_digest)
+    facts = json.loads(content.content)
+    if result.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
+        # Said once, when the node is first described; the SBOM itself keeps them.
+        for warning in facts["warnings"]:
+            logger.warning(f"SBOM: {warning}")
+    return _NodeFacts(FrozenDict.deep_freeze(facts))
+
+
+def _thaw(value):
+    """FrozenDict facts back to the plain JSON values the spec reads."""
+    if isinstance(value, FrozenDict):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+async def _base_entry(base: BaseImage) -> dict:
+    """The base image as the spec names it: its manifest digest, its layers and the SBOMs
+    attached to it."""
+    info, sboms = await MultiGet(
+        Get(DigestContents, DigestSubset(
+            base.digest, PathGlobs([f"{BASE_DIR}/base.json", f"{BASE_DIR}/config.json"])
+        )),
+        Get(DigestContents, Digest, base.sboms),
+    )
+    files = {c.path: json.loads(c.content) for c in info}
+    return {
+        "name": base.name,
+        "digest": files[f"{BASE_DIR}/base.json"]["manifest_digest"],
+        "layers": list(files[f"{BASE_DIR}/config.json"].get("rootfs", {}).get("diff_ids", [])),
+        "documents": [json.loads(c.content) for c in sorted(sboms, key=lambda c: c.path)],
+    }
+
+
+@rule(desc="Writing an image's SBOM", level=LogLevel.DEBUG)
+async def image_sbom(request: SbomRequest) -> Sbom:
+    sources = request.sources
+    facts = (await Get(NodesFacts, NodesFactsRequest(sources.nodes))).facts
+    layer_of: Dict[str, int] = {
+        key: i for i, layer in enumerate(sources.layers) for key in layer.nodes
+    }
+    by_key = {node.key: node for node in sources.nodes}
+    described = {node.key for node, f in zip(sources.nodes, facts) if f.facts is not None}
+    components = [
+        {
+            "node": node.key,
+            "layer": layer_of.get(node.key),
+            "depends": sorted(_component_references(node.key, by_key, described)),
+            "facts": _thaw(f.facts),
+        }
+        for node, f in zip(sources.nodes, facts)
+        if f.facts is not None
+    ]
+    diff_ids = [json.loads(layer.metadata)["diff_id"] for layer in sources.layers]
+    bases = [await _base_entry(sources.base)] if sources.base is not None else []
+    seed = request.manifest_digest or "sha256:" + hashlib.sha256(
+        json.dumps([b["layers"] for b in bases] + diff_ids).encode()
+    ).hexdigest()
+    spec = SbomSpec.from_json(
+        {
+            "subject": {"name": request.repository, "tag": request.tag,
+                        "digest": request.manifest_digest, "seed": seed},
+            "created": resolve_created(sources.created),
+            "platform": {"variant": None, **dict(sources.platform)},
+            "layers": [
+                {"diff_id": diff_id, "comment": layer.comment}
+                for diff_id, layer in zip(diff_ids, sources.layers)
+            ],
+            "components": sorted(components, key=lambda c: c["node"]),
+            "bases": bases,
+            "warnings": [],
+        }
+    )
+    spdx, cyclonedx = documents(spec)
+    files = (f"{request.output}{SPDX_SUFFIX}", f"{request.output}{CYCLONEDX_SUFFIX}")
+    digest = await Get(
+        Digest, CreateDigest([FileContent(files[0], spdx), FileContent(files[1], cyclonedx)])
+    )
+    return Sbom(digest, files)
+
+
+def _component_references(key: str, by_key: Dict[str, StoreNode], described: set) -> set:
+    """The components a node depends on: its references, through nodes that are not components
+    themselves (a venv's skeleton references its distributions)."""
+    seen, found, todo = {key}, set(), list(by_key[key].references)
+    while todo:
+        ref = todo.pop()
+        if ref in seen or ref not in by_key:
+            continue
+        seen.add(ref)
+        if ref in described:
+            found.add(ref)
+        else:
+            todo.extend(by_key[ref].references)
+    return found
+
+
+def rules():
+    return collect_rules()
