@@ -37,6 +37,8 @@ BUILD = """
     file(name="busybox", source="bin/busybox")
     file(name="hello", source="etc/hello.txt")
 
+    # No SBOM for the two images whose blob uploads the tests count: its referrers' blobs
+    # would be uploads too. //:docker and //:private attach theirs.
     oci_image(
         name="app",
         repository="strata/app",
@@ -44,6 +46,7 @@ BUILD = """
         entrypoint=["/bin/busybox", "echo", "published"],
         registries=["{host}"],
         image_tags=["v1", "latest"],
+        sbom=False,
     )
     oci_image(
         name="other",
@@ -52,6 +55,7 @@ BUILD = """
         entrypoint=["/bin/busybox", "cat", "/etc/hello.txt"],
         registries=["{host}"],
         image_tags=["v1"],
+        sbom=False,
     )
     oci_image(
         name="docker",
@@ -205,6 +209,12 @@ def test_publish_with_credentials_from_the_environment(published: Published) -> 
     assert f"{auth.host}/strata/private:v1 published to ({push.tags['v1']})" in (
         published.first.stderr
     )
+    # Its SBOM went up through the same credentials, as referrers in the tag schema's index.
+    hex_digest = push.tags["v1"].split(":", 1)[1]
+    referrers = auth.inspect(f"strata/private:sha256-{hex_digest}", raw=True)
+    assert sorted(m["artifactType"] for m in referrers["manifests"]) == [
+        "application/spdx+json", "application/vnd.cyclonedx+json"
+    ]
 
 
 def test_publish_without_credentials_fails_clearly_and_leaks_nothing(
