@@ -73,7 +73,7 @@ def make_spec(seed=SEED, digest=DIGEST) -> dict:
             {"node": "app:python#libc6", "layer": 0, "depends": ["app:python#libgcc-s1"],
              "facts": facts("deb", "libc6", version="2.36-9+deb12u14", architecture="amd64",
                             source={"name": "glibc", "version": "2.36-9+deb12u14"},
-                            supplier="GNU Libc Maintainers <debian-glibc@lists.debian.org>",
+                            supplier="GNU Libc Maintainers <debian-glibc@example.invalid>",
                             homepage="https://www.gnu.org/software/libc/libc.html",
                             license="GPL-2.0-or-later AND LicenseRef-public-domain",
                             license_texts=public_domain,
@@ -100,7 +100,7 @@ def make_spec(seed=SEED, digest=DIGEST) -> dict:
             {"node": "app:config", "layer": None, "depends": [],
              "facts": facts("files", "app:config", files=[])},
         ],
-        "bases": [{"name": "docker.io/library/debian", "digest": BASE_DIGEST,
+        "bases": [{"name": "registry.example.com/library/debian", "digest": BASE_DIGEST,
                    "layers": ["sha256:" + "0f" * 32],
                    "documents": [BASE_SPDX, BASE_CYCLONEDX, {"neither": True}]}],
         "warnings": ["the rules could not describe //app:mystery"],
@@ -190,9 +190,9 @@ def test_warnings_are_kept_in_both_documents_and_printed(tmp_path, capfd):
         "libgcc-s1: made-up warning for the test",
         "python-dateutil: no SPDX licence: licence unknown",
         "the rules could not describe //app:mystery",
-        "base docker.io/library/debian: attached SBOM 0: some licences left unknown ('GPL' is "
+        "base registry.example.com/library/debian: attached SBOM 0: some licences left unknown ('GPL' is "
         "not an SPDX license id Strata knows)",
-        "base docker.io/library/debian: attached SBOM 2 is neither SPDX 2.x nor CycloneDX JSON: "
+        "base registry.example.com/library/debian: attached SBOM 2 is neither SPDX 2.x nor CycloneDX JSON: "
         "skipped",
     ]
     assert sorted(printed) == sorted(f"warning: {w}" for w in expected)
