@@ -93,7 +93,8 @@ class _DescribeRequest:
 
 @dataclass(frozen=True)
 class _NodeFacts:
-    facts: Optional[FrozenDict]  # None: the node is not a component (a venv's skeleton)
+    # `describe`'s FACTS.json; None: the node is not a component (a venv's skeleton).
+    facts: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
             facts = describe_contents(
                 name, dest, ((os.path.relpath(c.path, root or "."), c.content) for c in contents)
             )
-            return _NodeFacts(FrozenDict.deep_freeze(facts.to_json()))
+            return _NodeFacts(json.dumps(facts.to_json()))
         if not root:
             root = _NODE_DIR
             digest = await Get(Digest, AddPrefix(digest, root))
@@ -176,21 +177,12 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
         ),
     )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
-    facts = json.loads(content.content)
+    facts = content.content.decode()
     if result.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
         # Said once, when the node is first described; the SBOM itself keeps them.
-        for warning in facts["warnings"]:
+        for warning in json.loads(facts)["warnings"]:
             logger.warning(f"SBOM: {warning}")
-    return _NodeFacts(FrozenDict.deep_freeze(facts))
-
-
-def _thaw(value):
-    """FrozenDict facts back to the plain JSON values the spec reads."""
-    if isinstance(value, FrozenDict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value
+    return _NodeFacts(facts)
 
 
 async def _base_entry(base: BaseImage) -> dict:
@@ -225,7 +217,7 @@ async def image_sbom(request: SbomRequest) -> Sbom:
             "node": node.key,
             "layer": layer_of.get(node.key),
             "depends": sorted(_component_references(node.key, by_key, described)),
-            "facts": _thaw(f.facts),
+            "facts": json.loads(f.facts),
         }
         for node, f in zip(sources.nodes, facts)
         if f.facts is not None
