@@ -31,6 +31,7 @@ if [ ! -x "$QEMU_DIR/usr/bin/qemu-aarch64-static" ]; then
   chmod 755 "$download"  # apt's _apt user writes the download there
   (cd "$download" && apt-get download -qq qemu-user-static >&2 2>/dev/null) \
     || { apt-get update -qq >&2 && (cd "$download" && apt-get download -qq qemu-user-static >&2); }
+  mkdir -p "$(dirname "$QEMU_DIR")"
   rm -rf "$QEMU_DIR.part" && dpkg-deb -x "$download"/qemu-user-static_*.deb "$QEMU_DIR.part"
   rm -rf "$QEMU_DIR" && mv "$QEMU_DIR.part" "$QEMU_DIR"
   rm -rf "$download"
