@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 
+from strata.core.atomic import write_bytes_atomically
 from strata.core.errors import InvalidInput, StrataError, UsageError
 from strata.core.spec import NixClosure, NixPathInfo, nix_store_path
 
@@ -121,7 +122,5 @@ def nix_closure_command(options) -> None:
         raise UsageError("give --file and at least one --attr, or --store-path (not both)")
     closure = nix_closure(options.nix_bin, options.option, options.file, options.attr,
                           options.store_path)
-    from strata.core.atomic import write_bytes_atomically
-
     text = json.dumps(closure.to_json(), indent=2, sort_keys=True) + "\n"
     write_bytes_atomically(options.out, text.encode())
