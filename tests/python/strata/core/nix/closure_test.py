@@ -1,6 +1,7 @@
 """The `nix-closure` subcommand against real Nix (nix-build, nix path-info), each fact checked
 against what nix-store itself says."""
 
+import base64
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from strata.core.cli import main
-from strata.core.nix.closure import nix_message, sri_to_digest
+from strata.core.nix.closure import nix_message, path_infos, sri_to_digest
 from strata.core.errors import InvalidInput
 from strata_harness.tools import unavailable
 
@@ -155,9 +156,10 @@ def test_missing_nix_binaries_name_the_directory(expression, capsys):
                               f"(nix-build, nix and nix-store)\n")
 
 
-@pytest.mark.parametrize("args", [("--file", "f.nix"), ("--attr", "a"), (),
-                                  ("--file", "f.nix", "--attr", "a", "--store-path", "/nix/store/x"),
-                                  ("--option", "sandbox")])
+@pytest.mark.parametrize("args", [
+    ("--file", "f.nix"), ("--attr", "a"), (),
+    ("--file", "f.nix", "--attr", "a", "--store-path", "/nix/store/x"), ("--option", "sandbox"),
+])
 def test_usage_errors(expression, capsys, args):
     assert main(["nix-closure", "--nix-bin", NIX_BIN, *args, "--out", "closure.json"]) == 2
 
@@ -169,10 +171,21 @@ def test_nix_message_keeps_the_error_lines_only():
     assert nix_message("no error line\n") == "no error line"
 
 
+def test_later_nix_s_object_keyed_by_path_reads_as_2_8_s_list():
+    # Nix 2.8 prints a list of objects with "path"; later versions an object keyed by path.
+    path = "/nix/store/" + "1" * 32 + "-x"
+    info = {"narHash": "sha256-" + base64.b64encode(bytes(32)).decode(), "narSize": 8,
+            "references": [path], "deriver": None}
+    assert path_infos({path: info}) == path_infos([{**info, "path": path}])
+    assert path_infos([{**info, "path": path}])[0].to_json() == {
+        "path": path, "nar_hash": "sha256:" + "00" * 32, "nar_size": 8, "references": [path],
+        "deriver": None}
+    with pytest.raises(InvalidInput, match=f"{path} is not a valid store path"):
+        path_infos({path: {**info, "valid": False}})
+
+
 def test_sri_hashes():
     digest = hashlib.sha256(b"x").digest()
-    import base64
-
     assert sri_to_digest("sha256-" + base64.b64encode(digest).decode(), "p") == \
         "sha256:" + digest.hex()
     with pytest.raises(InvalidInput, match="p has narHash 'sha512-AAAA', not a sha256 SRI"):
