@@ -101,6 +101,9 @@ COMMANDS = {
         "--nix-bin DIR --out FILE [--option NAME VALUE]... [--file FILE] [--attr ATTR]... "
         "[--store-path PATH]...",
     ),
+    "nix-links": Command(
+        "strata.core.nix.links:nix_links_command", "--out FILE [--root PATH]... [--link DIR]..."
+    ),
     "nix-db": Command(
         "strata.core.nix.db:nix_db_command",
         "--registration-time SECONDS --out DIR [--closure FILE]...",
