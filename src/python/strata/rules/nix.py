@@ -166,9 +166,10 @@ async def resolve_nix_closure(
     )
     if result.exit_code != 0:
         message = result.stderr.decode(errors="replace").strip()
+        message = message.split("nix-closure: error: ", 1)[-1]  # the core's own prefix
         raise InvalidFieldException(
-            f"The `{field.alias}` field of nix_closure {address} is invalid: {what} failed:"
-            f"\n{message}"
+            f"The `{field.alias}` field of nix_closure {address} is invalid: {what} failed: "
+            f"{message}"
         )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
     return ResolvedNixClosure(NixClosure.from_json(json.loads(content.content)))

@@ -23,12 +23,28 @@ class NixError(StrataError):
 
 
 def nix_message(stderr: str) -> str:
-    """What Nix says went wrong: its output from the first line that starts with `error:`
-    (the lines before are build logs and warnings), else its last lines."""
-    lines = stderr.rstrip().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("error:")),
-                 max(len(lines) - 10, 0))
-    return "\n".join(lines[start:]) or "(no message)"
+    """What Nix says went wrong: its output from the first line that starts with `error:`,
+    after the last lines of the build log when a builder failed (Nix 2.8 prints the log before
+    the error; warnings and progress lines are left out), else its last lines. Paths in the
+    sandbox are written relative to it, as the user's repository has them."""
+    sandbox = os.getcwd() + os.sep
+    lines = [line.replace(sandbox, "") for line in stderr.rstrip().splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    if start is None:
+        return "\n".join(lines[-_LOG_LINES:]) or "(no message)"
+    error = lines[start:]
+    if "builder for" not in lines[start]:
+        return "\n".join(error)
+    log = [line for line in lines[:start] if not line.startswith(_NOT_LOG)]
+    if not log:
+        return "\n".join(error)
+    return "\n".join([*error, f"last {min(len(log), _LOG_LINES)} log lines:",
+                      *(f"> {line}" for line in log[-_LOG_LINES:])])
+
+
+_LOG_LINES = 10
+# nix-build's own lines before a builder's error: warnings, and what it builds.
+_NOT_LOG = ("warning:", "building '", "these ", "this ", "  /nix/store/")
 
 
 def nix_binary(nix_bin: str, name: str) -> str:

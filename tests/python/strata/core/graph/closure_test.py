@@ -56,3 +56,21 @@ def test_file_where_another_node_needs_a_directory():
 def test_file_where_an_empty_directory_is_declared():
     with pytest.raises(PathConflict):
         check_paths([("//:a", "var/empty", "d1:0")], [("//:b", "var/empty")])
+
+
+STORE_PATH = "nix/store/" + "a" * 32 + "-hello-2.12"
+
+
+def test_nothing_may_be_placed_inside_a_path_another_node_owns_whole():
+    owned = [("/" + STORE_PATH, STORE_PATH)]
+    with pytest.raises(PathConflict, match=f"app:x places /{STORE_PATH}/bin/x inside "
+                       f"/{STORE_PATH}, which Nix owns whole"):
+        check_paths([("app:x", f"{STORE_PATH}/bin/x", "1:0")], subtrees=owned)
+    with pytest.raises(PathConflict, match=f"app:d places /{STORE_PATH} inside"):
+        check_paths([], [("app:d", STORE_PATH)], subtrees=owned)
+
+
+def test_beside_an_owned_path_and_above_it_is_fine():
+    owned = [("/" + STORE_PATH, STORE_PATH)]
+    check_paths([("app:x", f"{STORE_PATH}-other/bin/x", "1:0")], [("app:d", "nix/store")],
+                subtrees=owned)

@@ -124,12 +124,13 @@ def test_an_evaluation_error_is_nix_s_message(expression, capsys):
                    f"found\n")
 
 
-def test_a_build_failure_is_nix_s_message_without_the_log_before_it(expression, capsys):
+def test_a_build_failure_is_nix_s_message_then_the_builder_s_last_lines(expression, capsys):
     code, err = failure(capsys, "--file", str(expression), "--attr", "broken")
     assert code == 1
     assert err.startswith(f"strata.core nix-closure: error: nix-build {expression} -A broken "
                           f"failed (exit 100): error: builder for '/nix/store/")
     assert "strata-closure-broken.drv' failed with exit code 3" in err
+    assert err.endswith("last 1 log lines: > the builder says no\n")  # one line, as the CLI says it
     assert "building '" not in err  # nix-build's progress lines come before `error:`
 
 
@@ -169,6 +170,11 @@ def test_nix_message_keeps_the_error_lines_only():
               "download\nerror: syntax error, unexpected ';'\n\n       at /f.nix:1:10:\n")
     assert nix_message(stderr) == "error: syntax error, unexpected ';'\n\n       at /f.nix:1:10:"
     assert nix_message("no error line\n") == "no error line"
+
+
+def test_nix_message_writes_sandbox_paths_as_the_repository_has_them():
+    stderr = f"error: syntax error, unexpected ';'\n       at {os.getcwd()}/app/f.nix:1:10:\n"
+    assert nix_message(stderr) == "error: syntax error, unexpected ';'\n       at app/f.nix:1:10:"
 
 
 def test_later_nix_s_object_keyed_by_path_reads_as_2_8_s_list():
