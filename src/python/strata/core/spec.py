@@ -517,7 +517,7 @@ class SourcePackage(_Spec, namedtuple("SourcePackage", "name version")):
     __slots__ = ()
 
 
-PACKAGE_KINDS = ("deb", "python", "files")
+PACKAGE_KINDS = ("deb", "python", "files", "nix")
 
 
 class PackageFacts(

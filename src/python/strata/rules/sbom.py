@@ -35,6 +35,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.image import resolve_created
 from strata.core.sbom.describe import describe_contents
+from strata.core.sbom.packages import nix_facts
 from strata.core.sbom.documents import documents
 from strata.core.spec import PythonSources, SbomSpec, Wheel
 from strata.rules.base import BASE_DIR, BaseImage
@@ -42,6 +43,7 @@ from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayer
 from strata.rules.nodes import FileTree, StoreNode
 from strata.rules.nodes.debian import DebianPackage
+from strata.rules.nodes.nix import NixStorePath
 from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.tool import ImageTool
 
@@ -135,6 +137,8 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
     node = request.node
     kind = node.kind
     digest = node.digest
+    if isinstance(kind, NixStorePath):
+        return _NodeFacts(json.dumps(nix_facts(kind.info.path).to_json()))
     if isinstance(kind, DebianPackage):
         args: Tuple[str, ...] = ("--deb", f"{DEB_DIR}/{kind.package}.deb")
     elif isinstance(kind, PythonPart) and isinstance(kind.part, Wheel):

@@ -1,5 +1,5 @@
 """The facts an SBOM lists of a third-party package: a .deb's control fields and its licence
-from a DEP-5 copyright file, a wheel's METADATA; purls.
+from a DEP-5 copyright file, a wheel's METADATA, a Nix store path's name; purls.
 
 Metadata that cannot be read never fails: what is known is kept and a warning says what is
 missing. Only a file that is not a .deb, or not a zip, is an error.
@@ -28,6 +28,17 @@ def _purl_version(version: str) -> str:
 def deb_purl(name: str, version: str, architecture: Optional[str]) -> str:
     purl = f"pkg:deb/debian/{quote(name, safe='')}@{_purl_version(version)}"
     return f"{purl}?arch={quote(architecture, safe='')}" if architecture else purl
+
+
+def nix_facts(store_path: str) -> PackageFacts:
+    """A Nix store path as a package: its name and version split as Nix's `parseDrvName`
+    splits them (at the first `-` not followed by a letter: `hello-2.12` is `hello` 2.12,
+    `python3.11-six-1.16.0` is `python3.11-six` 1.16.0). Nix keeps no licence in the store."""
+    name = store_path.rsplit("/", 1)[-1].split("-", 1)[1]
+    for i, char in enumerate(name[:-1]):
+        if char == "-" and not name[i + 1].isalpha():
+            return PackageFacts("nix", name[:i], name[i + 1:])
+    return PackageFacts("nix", name)
 
 
 def pypi_name(name: str) -> str:

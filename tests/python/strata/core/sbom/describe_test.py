@@ -14,7 +14,13 @@ import pytest
 
 from strata.core.cli import main
 from strata.core.sbom.describe import describe_contents
-from strata.core.sbom.packages import DEP5_FORMAT, dep5_license, describe_deb, describe_wheel
+from strata.core.sbom.packages import (
+    DEP5_FORMAT,
+    dep5_license,
+    describe_deb,
+    describe_wheel,
+    nix_facts,
+)
 from strata_harness.tools import require_tool
 
 DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
@@ -301,3 +307,15 @@ def test_a_licence_several_files_paragraphs_name_is_listed_once():
     license, texts, warnings = dep5_license("libdb", copyright)
     assert license == "(Artistic-1.0-Perl OR GPL-2.0-only) AND BSD-3-Clause AND Sleepycat AND Zlib"
     assert (texts, warnings) == ({}, [])
+
+
+@pytest.mark.parametrize(("store_path", "name", "version"), [
+    ("/nix/store/" + "a" * 32 + "-hello-2.12", "hello", "2.12"),
+    ("/nix/store/" + "b" * 32 + "-python3.11-six-1.16.0", "python3.11-six", "1.16.0"),
+    ("/nix/store/" + "c" * 32 + "-demo-lib-1.0", "demo-lib", "1.0"),
+    ("/nix/store/" + "d" * 32 + "-builder.sh", "builder.sh", None),
+    ("/nix/store/" + "e" * 32 + "-glibc-2.38-44-bin", "glibc", "2.38-44-bin"),
+])
+def test_a_nix_store_path_is_named_as_nix_parses_derivation_names(store_path, name, version):
+    facts = nix_facts(store_path)
+    assert (facts.kind, facts.name, facts.version, facts.license) == ("nix", name, version, None)
