@@ -137,12 +137,14 @@ def nix_build(nix_file: str | os.PathLike[str], attr: str) -> str:
     return path
 
 
-def out_paths(nix_file: str | os.PathLike[str], attrs: Iterable[str]) -> Dict[str, str]:
-    """Each attribute's output path, by evaluation only (nothing is built)."""
+def out_paths(
+    nix_file: str | os.PathLike[str], attrs: Iterable[str], which: str = "outPath"
+) -> Dict[str, str]:
+    """Each attribute's output path (or `drvPath`), by evaluation only (nothing is built)."""
     paths = {}
     for attr in attrs:
         out = _nix([require_nix("nix-instantiate"), "--eval", "--strict", "-E",
-                    f"(import {Path(nix_file).absolute()}).{attr}.outPath"])
+                    f"(import {Path(nix_file).absolute()}).{attr}.{which}"])
         paths[attr] = out.strip().strip('"')
     return paths
 
@@ -189,6 +191,14 @@ def delete_store_paths(paths: Iterable[str]) -> None:
     paths = list(paths)
     if paths:
         _nix([require_nix("nix-store"), "--delete", *paths])
+
+
+def delete_fixture(nix_file: str | os.PathLike[str]) -> None:
+    """Deletes whatever of a fixture's outputs and derivations the store holds (its nonce
+    makes them its own)."""
+    for which in ("outPath", "drvPath"):
+        paths = out_paths(nix_file, FIXTURE_NAMES, which).values()
+        delete_store_paths(path for path in paths if is_valid_path(path))
 
 
 def is_valid_path(path: str) -> bool:

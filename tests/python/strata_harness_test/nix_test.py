@@ -6,7 +6,7 @@ from pathlib import Path
 from strata.core.graph.layering import assign_layers, popularity
 from strata_harness.nix import (
     FIXTURE_NAMES,
-    delete_store_paths,
+    delete_fixture,
     fixture_nonce,
     graph_popularity_contest,
     graph_segment,
@@ -17,6 +17,7 @@ from strata_harness.nix import (
     nixpkgs_layer_plan,
     nixpkgs_popularity,
     order_by_popularity,
+    out_paths,
     package_name,
     popularity_order,
     split_layers,
@@ -115,5 +116,6 @@ def test_fixture_builds_with_real_references_and_can_be_deleted(tmp_path: Path):
         ran = subprocess.run([f"{hello}/bin/hello"], capture_output=True, text=True, check=True)
         assert ran.stdout == hello_output(fixture_nonce(nix_file))
     finally:
-        delete_store_paths(graph)
-    assert not any(is_valid_path(path) for path in graph)
+        delete_fixture(nix_file)
+    derivations = out_paths(nix_file, FIXTURE_NAMES, "drvPath").values()
+    assert not any(is_valid_path(path) for path in [*graph, *derivations])
