@@ -5,8 +5,8 @@ oracle `nixpkgs_layer_plan`), whose files are the store's, byte for byte and wit
 and whose Nix database `nix-store --verify --check-contents` accepts. Then: the same image from a
 second checkout; from a second machine's empty stores through a real REAPI cache; and the errors.
 
-The mixed image's Debian package is made with `dpkg-deb` and served as the mirror, as the SBOM
-test does.
+The mixed image's Debian package is strata_harness.debian's (made with `dpkg-deb`), served as
+the repo's mirror.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Mapping
 
 import pytest
 
-from strata.rules.sbom_integration_test import PACKAGE, _deb, _lock
+from strata_harness.debian import PACKAGE, debian_lock, make_deb
 from strata_harness import ScratchRepo, assert_valid_image, ran_processes, require_tool
 from strata_harness.buildgrid import BuildGrid, start_buildgrid
 from strata_harness.images import read_docker_archive
@@ -178,7 +178,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         "mixed/BUILD": MIXED_BUILD,
         "mixed/data.txt": "data beside the closure\n",
         "mixed/app.py": "print('hello from the pex')\n",
-        "mixed/debian.lock.json": _lock(_deb(mirror, "1.0-1")),
+        "mixed/debian.lock.json": debian_lock(make_deb(mirror, "1.0-1")),
     }
     # The mirror stays up for the module: a second checkout reads the same .deb from it.
     with serve_directory(mirror) as url:
