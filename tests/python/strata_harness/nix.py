@@ -8,6 +8,7 @@ may delete without touching anyone else's.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from typing import Dict, Iterable, List, Mapping, Sequence
 
 from strata_harness.tools import require_tool, unavailable
 
-# Build offline, as root, without a sandbox or build users (the settings r18 tests run with).
+# Build offline, as root, without a sandbox or build users.
 NIX_OPTIONS = ["sandbox=false", "substituters=", "build-users-group="]
 NIX_PACKAGE = "nix-bin"
 STORE = "/nix/store/"
@@ -51,10 +52,16 @@ def option_args(options: Sequence[str] = NIX_OPTIONS) -> List[str]:
     return args
 
 
+@functools.lru_cache(maxsize=None)
+def _home() -> str:
+    """A HOME for Nix when the tests have none (Nix wants one): one per test process."""
+    return tempfile.mkdtemp(prefix="strata-nix-home-")
+
+
 def _env() -> Dict[str, str]:
     env = dict(os.environ)
     if not env.get("HOME") or not os.path.isdir(env["HOME"]):
-        env["HOME"] = tempfile.mkdtemp(prefix="strata-nix-home-")
+        env["HOME"] = _home()
     return env
 
 
@@ -68,14 +75,14 @@ def _nix(cmd: Sequence[str], timeout: float = 600) -> str:
     return proc.stdout
 
 
-def nix_fixture(nonce: str, busybox: str | None = None) -> str:
+def nix_fixture(nonce: str) -> str:
     """closure.nix: `base` (a static busybox, bin/sh linking to it), `lib` (a data file), `aa`
     and `zz` (data files named "aa-data" and "zz-data", referenced equally: by `tool` only),
     `tool` (a script run by base's sh that mentions lib, aa and zz) and `hello` (prints a line
     with lib's file and tool's output). Graph: hello -> base, lib, tool; tool -> base, lib, aa,
-    zz. `busybox` (default: the host's static one) is the builder and base's content.
+    zz. The host's static busybox is the builder and base's content.
     """
-    bb = busybox or require_tool("busybox")
+    bb = require_tool("busybox")
     return f"""\
 let
   bb = "{bb}";
