@@ -360,7 +360,7 @@ def test_errors_name_the_target_and_field_and_write_nothing(tmp_path: Path) -> N
         """),
     })
 
-    def fails(target: str, *fragments: str | tuple, args: tuple = ()) -> str:
+    def fails(target: str, *fragments: str | tuple, args: tuple = ()) -> None:
         """`package TARGET` fails saying each fragment (a tuple: one of them), whitespace
         folded, and writes no dist/."""
         result = repo.run(*args, "package", target, check=False, pantsd=True)
@@ -371,7 +371,6 @@ def test_errors_name_the_target_and_field_and_write_nothing(tmp_path: Path) -> N
             assert any(a in stderr for a in alternatives), (fragment, stderr[-3000:])
         assert not (repo.root / "dist").exists(), sorted((repo.root / "dist").rglob("*"))
         print(f"{target}: {stderr.split('Exception encountered:', 1)[-1][-1500:]}")
-        return stderr
 
     try:
         # Nix's own message, after the target and the field.
@@ -386,7 +385,5 @@ def test_errors_name_the_target_and_field_and_write_nothing(tmp_path: Path) -> N
     finally:
         repo.stop_pantsd()
         delete_fixture(fixture)
-        broken = tmp_path / "fails.nix"
-        broken.write_text(ERRORS_NIX.format(busybox=require_tool("busybox"), nonce=nonce))
-        delete_store_paths(p for p in out_paths(broken, ["broken"], "drvPath").values()
-                           if is_valid_path(p))
+        broken = out_paths(repo.root / "failing/fails.nix", ["broken"], "drvPath")["broken"]
+        delete_store_paths([broken] if is_valid_path(broken) else [])
