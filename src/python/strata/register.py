@@ -10,12 +10,14 @@ from strata.rules import (
     image,
     index,
     layers,
+    nix,
     publish,
     sbom,
     tool,
 )
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
+from strata.rules.nodes import nix as nix_nodes
 
 
 def target_types():
@@ -33,6 +35,8 @@ def rules():
         *packed_pex.rules(),
         *python_venv.rules(),
         *debian_nodes.rules(),
+        *nix.rules(),
+        *nix_nodes.rules(),
         *layers.rules(),
         *image.rules(),
         *index.rules(),

@@ -26,6 +26,9 @@ TOOLS = {
     "dockerd": "docker.io",
     "containerd": "containerd",
     "dpkg-deb": "dpkg",
+    "nix-build": "nix-bin",
+    "nix-store": "nix-bin",
+    "nix": "nix-bin",
 }
 # Daemons (dockerd) live here, which the tests' PATH (Pants' [pex].executable_search_paths)
 # lacks.

@@ -27,19 +27,27 @@ class Command:
 
     def options(self) -> dict:
         """{name: "required" | "optional" | "repeated" | "flag"}, read from `usage`."""
-        kinds, words = {}, iter(self.usage.split())
+        return {name: kind for name, (kind, _) in self.arities().items()}
+
+    def arities(self) -> dict:
+        """{name: (kind, how many values it takes)}: an option of several values is written
+        with them all, `[--option NAME VALUE]...`, and is given as many arguments each time."""
+        arities, words = {}, iter(self.usage.split())
         for word in words:
             name = word.strip("[]")[2:]
             if word.startswith("[") and word.endswith("]"):
-                kinds[name] = "flag"
+                arities[name] = ("flag", 0)
                 continue
-            value = next(words)
-            kinds[name] = (
-                "repeated" if value.endswith("]...")
+            values = [next(words)]
+            while word.startswith("[") and not values[-1].endswith(("]", "]...")):
+                values.append(next(words))
+            arities[name] = (
+                "repeated" if values[-1].endswith("]...")
                 else "optional" if word.startswith("[")
-                else "required"
+                else "required",
+                len(values),
             )
-        return kinds
+        return arities
 
 
 COMMANDS = {
@@ -88,6 +96,18 @@ COMMANDS = {
     "sbom": Command(
         "strata.core.sbom.documents:sbom_command", "--spec FILE --spdx FILE --cyclonedx FILE"
     ),
+    "nix-closure": Command(
+        "strata.core.nix.closure:nix_closure_command",
+        "--nix-bin DIR --out FILE [--option NAME VALUE]... [--file FILE] [--attr ATTR]... "
+        "[--store-path PATH]...",
+    ),
+    "nix-links": Command(
+        "strata.core.nix.links:nix_links_command", "--out FILE [--root PATH]... [--link DIR]..."
+    ),
+    "nix-db": Command(
+        "strata.core.nix.db:nix_db_command",
+        "--registration-time SECONDS --out DIR [--closure FILE]...",
+    ),
 }
 USAGE = f"usage: python -m strata.core {{{','.join(COMMANDS)}}} [--option value ...]"
 
@@ -100,33 +120,39 @@ class Options:
 
 
 def parse(command: Command, argv: list) -> Options:
-    """`--name value` or `--name=value` for each option; a flag takes no value."""
-    kinds = command.options()
+    """`--name value` or `--name=value` for each option; a flag takes no value, an option of
+    several values (`--option NAME VALUE`) takes them as the next arguments."""
+    arities = command.arities()
     values: dict = {
         name: [] if kind == "repeated" else False if kind == "flag" else None
-        for name, kind in kinds.items()
+        for name, (kind, _) in arities.items()
     }
     args = iter(argv)
     for arg in args:
         name, equals, value = arg[2:].partition("=")
         if not arg.startswith("--") or name not in values:
             raise UsageError(f"unrecognized argument: {arg}")
-        if kinds[name] == "flag":
+        kind, count = arities[name]
+        if kind == "flag":
             if equals:
                 raise UsageError(f"argument --{name}: takes no value")
             values[name] = True
             continue
-        if not equals:
+        if count > 1:
+            value = tuple(next(args, None) for _ in range(count))
+            if equals or None in value:
+                raise UsageError(f"argument --{name}: expected {count} arguments")
+        elif not equals:
             value = next(args, None)
             if value is None:
                 raise UsageError(f"argument --{name}: expected one argument")
-        if kinds[name] == "repeated":
+        if kind == "repeated":
             values[name].append(value)
         elif values[name] is not None:
             raise UsageError(f"argument --{name}: given twice")
         else:
             values[name] = value
-    missing = [f"--{name}" for name, kind in kinds.items()
+    missing = [f"--{name}" for name, (kind, _) in arities.items()
                if kind == "required" and values[name] is None]
     if missing:
         raise UsageError(f"the following arguments are required: {', '.join(missing)}")

@@ -339,24 +339,61 @@ class Commands(
                    _tools(obj["runners"], f"{what}.runners"))
 
 
+# Nix's store path names (its StorePath rules): the hash part, 32 characters of Nix's base32
+# alphabet, "-", then a name of at most 211 of these characters, not starting with ".".
+NIX_STORE_DIR = "/nix/store"
+_NIX_BASE32 = frozenset("0123456789abcdfghijklmnpqrsvwxyz")
+_NIX_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-._?=")
+
+
+def nix_store_path(path, what: str) -> str:
+    """A top-level Nix store path, `/nix/store/<32 base32 characters>-<name>`, never a path
+    inside one."""
+    base = path[len(NIX_STORE_DIR) + 1:] if isinstance(path, str) else ""
+    hash_part, dash, name = base[:32], base[32:33], base[33:]
+    if not (isinstance(path, str) and path.startswith(NIX_STORE_DIR + "/")
+            and set(hash_part) <= _NIX_BASE32 and len(hash_part) == 32 and dash == "-"
+            and name and len(name) <= 211 and not name.startswith(".")
+            and set(name) <= _NIX_NAME_CHARS):
+        raise ValueError(f"{what}: {path!r} is not a Nix store path "
+                         f"({NIX_STORE_DIR}/<32-character hash>-<name>)")
+    return path
+
+
+class Nar(_Spec, namedtuple("Nar", "source store_path nar_hash")):
+    """One Nix store path as a NAR (`nix-store --dump`) at sandbox path `source`, whose entries
+    the layer holds at `store_path` (strata.core.build.nar), once the NAR's sha256 is
+    `nar_hash` ("sha256:<hex>")."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> Nar:
+        check_keys(obj, what, cls._fields)
+        return cls(sandbox_path(obj["source"], what),
+                   nix_store_path(obj["store_path"], f"{what}.store_path"),
+                   _digest(obj["nar_hash"], f"{what}.nar_hash"))
+
+
 class LayerSpec(
     _Spec,
     namedtuple("LayerSpec",
-               "settings trees entries debs venvs wheels python_sources commands permissions",
-               defaults=((), (), ()) + (None,) * 5),
+               "settings trees entries debs venvs wheels python_sources nars commands "
+               "permissions",
+               defaults=((), (), ()) + (None,) * 6),
 ):
     """The `layer` subcommand's input. Each content part (trees, entries, ...) is written by
     its own step (strata.core.build.layer.CONTENT_STEPS) into one sorted, checked layer; then
     `commands` (not a content part: scripts that run over the collected content) replace the
     entries with what they leave, and `permissions` (rules applied in order to the entries) set
-    modes and owners. The Python parts, `commands` and `permissions` default to None, which
-    `to_json` leaves out: adding them kept the spec, and so the cache key, of every other layer
-    unchanged."""
+    modes and owners. The Python parts, `nars`, `commands` and `permissions` default to None,
+    which `to_json` leaves out: adding them kept the spec, and so the cache key, of every other
+    layer unchanged."""
 
     __slots__ = ()
 
     PARTS = {"trees": Tree, "entries": Entry, "debs": Deb, "venvs": Venv, "wheels": Wheel,
-             "python_sources": PythonSources}
+             "python_sources": PythonSources, "nars": Nar}
 
     @classmethod
     def from_json(cls, obj) -> LayerSpec:
@@ -662,3 +699,58 @@ class SbomSpec(
                   for i, base in enumerate(_list(obj.get("bases", []), "bases"))),
             _strings(obj.get("warnings", []), "warnings"),
         )
+
+
+class NixPathInfo(_Spec, namedtuple("NixPathInfo", "path nar_hash nar_size references deriver")):
+    """What Nix knows of one valid store path (`nix path-info --json`): its NAR's sha256
+    ("sha256:<hex>") and size, the store paths it references (sorted; itself among them when
+    it refers to itself) and the derivation that built it (None: none, as for `toFile`)."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict:
+        """Every field, `deriver` null included (closure.json's shape)."""
+        return {**self._asdict(), "references": list(self.references)}
+
+    @classmethod
+    def from_json(cls, obj, what: str) -> NixPathInfo:
+        check_keys(obj, what, cls._fields)
+        size = obj["nar_size"]
+        if type(size) is not int or size < 0:
+            raise ValueError(f"{what}: nar_size must be a non-negative integer: {size!r}")
+        references = _strings(obj["references"], f"{what}.references")
+        if list(references) != sorted(set(references)):
+            raise ValueError(f"{what}: references must be sorted and distinct")
+        deriver = _optional_str(obj, "deriver", what)
+        return cls(nix_store_path(obj["path"], what), _digest(obj["nar_hash"], f"{what}.nar_hash"),
+                   size, tuple(nix_store_path(ref, f"{what}.references") for ref in references),
+                   None if deriver is None else nix_store_path(deriver, f"{what}.deriver"))
+
+
+class NixClosure(_Spec, namedtuple("NixClosure", "roots paths")):
+    """The `nix-closure` subcommand's output (closure.json): the roots, as nix-build printed
+    them (or as given), and every store path of their closure, sorted by path, each
+    referencing only paths of the closure."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_json(cls, obj, what: str = "closure") -> NixClosure:
+        check_keys(obj, what, cls._fields)
+        paths = tuple(NixPathInfo.from_json(item, f"{what}.paths[{index}]")
+                      for index, item in enumerate(_list(obj["paths"], f"{what}.paths")))
+        names = [info.path for info in paths]
+        if names != sorted(set(names)):
+            raise ValueError(f"{what}: paths must be sorted by path and distinct")
+        held = set(names)
+        for info in paths:
+            missing = [ref for ref in info.references if ref not in held]
+            if missing:
+                raise ValueError(f"{what}: {info.path} references {missing[0]}, which the "
+                                 f"closure does not hold")
+        roots = tuple(nix_store_path(root, f"{what}.roots")
+                      for root in _strings(obj["roots"], f"{what}.roots"))
+        for root in roots:
+            if root not in held:
+                raise ValueError(f"{what}: root {root} is not among the closure's paths")
+        return cls(roots, paths)

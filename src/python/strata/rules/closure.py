@@ -29,7 +29,7 @@ from strata.core.graph.closure import (
     reach,
 )
 from strata.core.spec import Permission
-from strata.rules.nodes import FileTree, StoreNode, StoreNodes, StoreNodesRequest
+from strata.rules.nodes import FileTree, RootLink, StoreNode, StoreNodes, StoreNodesRequest
 from strata.target_types import (
     OciImageDependenciesField,
     OciImageTarget,
@@ -52,6 +52,7 @@ class LayerPermissions:
 class ImageClosure:
     nodes: Tuple[StoreNode, ...]
     permissions: Tuple[LayerPermissions, ...] = ()  # the `oci_layer` nodes' (node key: address)
+    root_links: Tuple[RootLink, ...] = ()  # for the customisation layer, by path
 
     def graph(self) -> Dict[str, Tuple[str, ...]]:
         return {node.key: node.references for node in self.nodes}
@@ -180,8 +181,9 @@ async def _check_paths(image: Address, nodes: Sequence[StoreNode]) -> None:
     dirs: List[Tuple[str, str]] = []
     for node, entries in zip(trees, all_entries):
         add_path_claims(node.key, entries, files, dirs)
+    owned = [(node.key, path) for node in nodes for path in [node.kind.owned_path()] if path]
     try:
-        check_paths(files, dirs)
+        check_paths(files, dirs, owned)
     except PathConflict as e:
         raise InvalidImageContent(f"Cannot build {image}: {e}") from e
 
@@ -251,7 +253,8 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
                 f"it has none in {request.address}: Debian packages and `python_venv`s keep "
                 "layers of their own."
             )
-    return ImageClosure(nodes, plan.permissions)
+    links = sorted({link for m in made for link in m.root_links}, key=lambda l: l.path)
+    return ImageClosure(nodes, plan.permissions, tuple(links))
 
 
 def add_path_claims(

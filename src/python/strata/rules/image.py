@@ -74,6 +74,7 @@ from strata.rules.layers import (
 )
 from strata.rules.nodes import FileTree
 from strata.rules.nodes.debian import DebianPackage
+from strata.rules.nodes.nix import nix_customisation, nix_paths
 from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
@@ -85,6 +86,7 @@ from strata.target_types import (
     OciBaseField,
     OciCaCertificatesField,
     OciCommandToolsField,
+    OciIncludeNixDbField,
     OciCompressionField,
     OciCreatedField,
     OciDirectoriesField,
@@ -153,6 +155,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     extra_commands: OciExtraCommandsField
     fake_root_commands: OciFakeRootCommandsField
     command_tools: OciCommandToolsField
+    include_nix_db: OciIncludeNixDbField
 
     def platform(self) -> dict:
         return image_platform(self.architecture.value, self.os.value, self.variant.value)
@@ -268,19 +271,34 @@ async def _ca_bundle(fs: OciImageFieldSet, closure: ImageClosure, tool: ImageToo
     return result.output_digest
 
 
+async def _generated(
+    fs: OciImageFieldSet, closure: ImageClosure, tool: ImageTool, nix_db: Digest
+) -> Digest:
+    """The customisation layer's generated files: the CA bundle and the Nix database."""
+    ca = await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST
+    if EMPTY_DIGEST in (ca, nix_db):
+        return nix_db if ca == EMPTY_DIGEST else ca
+    return await Get(Digest, MergeDigests([ca, nix_db]))
+
+
 async def _check_customisation(
-    fs: OciImageFieldSet, closure: ImageClosure, custom: CustomisationLayer
+    fs: OciImageFieldSet,
+    closure: ImageClosure,
+    custom: CustomisationLayer,
+    nix_symlinks: Tuple[Tuple[str, str, str], ...],
 ) -> None:
     """The customisation layer sits on top of every other: a path it sets would silently turn
     what a dependency places there into a directory or a symlink. Like a conflict between two
-    dependencies, that is an error, naming the field, the path and the dependency."""
+    dependencies, that is an error, naming the field, the path and the dependency.
+    `nix_symlinks` are the (owner, path, target) of the symlinks Nix paths add to it."""
     def owner(field) -> str:
         return f"the `{field.alias}` field of {fs.address}"
 
     files: List[Tuple[str, str, str]] = []
     dirs: List[Tuple[str, str]] = []
-    for path, target in custom.symlinks:
+    for path, target in (fs.symlinks.value or {}).items():
         files.append((owner(fs.symlinks), normalise_path(path, "symlinks"), SYMLINK + target))
+    files.extend((who, path, SYMLINK + target) for who, path, target in nix_symlinks)
     for path, _ in custom.directories:
         dirs.append((owner(fs.directories), normalise_path(path, "directories")))
     for path, data in custom.files:
@@ -297,8 +315,10 @@ async def _check_customisation(
     all_entries = await MultiGet(Get(DigestEntries, Digest, d) for d in digests)
     for claimant, entries in zip(owners, all_entries):
         add_path_claims(claimant, entries, files, dirs)
+    owned = [(node.key, path) for node in closure.nodes for path in [node.kind.owned_path()]
+             if path]
     try:
-        check_paths(files, dirs)
+        check_paths(files, dirs, owned)
     except PathConflict as e:
         raise InvalidImageContent(f"Cannot build {fs.address}: {e}") from e
 
@@ -431,14 +451,19 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin="oci_image")),
     )
 
+    mtime = fs.mtime.value or fs.created.value
+    merged_usr = any(isinstance(node.kind, DebianPackage) for node in closure.nodes)
+    nix = await nix_customisation(fs, closure, merged_usr, epoch_seconds(mtime))
     customisation = CustomisationLayer(
-        symlinks=tuple(sorted((fs.symlinks.value or {}).items())),
+        symlinks=tuple(sorted(
+            [*(fs.symlinks.value or {}).items(), *((p, t) for _, p, t in nix.symlinks)]
+        )),
         directories=tuple(
             sorted((p, int(m, 8)) for p, m in (fs.directories.value or {}).items())
         ),
         files=tuple(sorted(nss_files().items())) if fs.fake_nss.value else (),
-        generated=await _ca_bundle(fs, closure, tool) if fs.ca_certificates.value else EMPTY_DIGEST,
-        merged_usr=any(isinstance(node.kind, DebianPackage) for node in closure.nodes),
+        generated=await _generated(fs, closure, tool, nix.generated),
+        merged_usr=merged_usr,
         commands=await _commands(fs),
         permissions=LayerPermissions(
             str(address),
@@ -448,7 +473,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             "`oci_layer`'s `permissions` reach a dependency's files",
         ) if fs.permissions.value else None,
     )
-    await _check_customisation(fs, closure, customisation)
+    await _check_customisation(fs, closure, customisation, nix.symlinks)
     compression = request.compression or fs.layer_compression()
     base = None
     if fs.base.value:
@@ -471,8 +496,10 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     # With room for one layer only, the customisation content joins it (dockerTools'
     # `buildImage`); otherwise it is a layer of its own, on top.
     single_layer = own_layers == 1
-    budget = own_layers - (1 if customisation and not single_layer else 0)
-    mtime = fs.mtime.value or fs.created.value
+    # nixpkgs always keeps the top layer for the customisation: an image of Nix paths is
+    # layered as its `buildLayeredImage` would layer it, with or without customisation content.
+    keeps_top = bool(customisation) or any(nix_paths(closure))
+    budget = own_layers - (1 if keeps_top and not single_layer else 0)
     settings = LayerSettings(
         mtime=epoch_seconds(mtime),
         reproducible=mtime != "now",

@@ -34,12 +34,24 @@ from pants.util.logging import LogLevel
 from strata.core.build.permissions import UNMATCHED
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
-from strata.core.spec import Commands, Deb, Entry, LayerSpec, PythonSources, Tree, Venv, Wheel
+from strata.core.spec import (
+    Commands,
+    Deb,
+    Entry,
+    LayerSpec,
+    Nar,
+    PythonSources,
+    Tree,
+    Venv,
+    Wheel,
+)
 from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
 from strata.rules.nodes import FileTree, NodeKind, StoreNode
 from strata.rules.nodes.debian import DebianPackage
+from strata.rules.nodes.nix import NixStorePath
+from strata.rules.nix import nar_path
 from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.debian import DEB_DIR
 from strata.rules.tool import (
@@ -135,6 +147,8 @@ class _LayerProcessRequest:
     deb_files: Digest = EMPTY_DIGEST
     python_parts: Tuple[Union[Venv, Wheel, PythonSources], ...] = ()  # a venv's parts
     python_files: Digest = EMPTY_DIGEST  # the files their sources name
+    nars: Tuple[Tuple[str, str], ...] = ()  # Nix store paths and their NAR hashes
+    nar_files: Digest = EMPTY_DIGEST  # their NARs, at nar_path(store path)
     commands: Optional[Commands] = None  # build-time scripts over the content
     permissions: Optional[LayerPermissions] = None
 
@@ -150,6 +164,13 @@ _LAYER_PARTS: Dict[Type[NodeKind], Callable[[List[StoreNode], Digest], Dict[str,
     PythonPart: lambda nodes, files: {
         "python_parts": tuple(node.kind.part for node in nodes),  # type: ignore[attr-defined]
         "python_files": files,
+    },
+    NixStorePath: lambda nodes, nars: {
+        "nars": tuple(sorted(
+            (node.kind.info.path, node.kind.info.nar_hash)  # type: ignore[attr-defined]
+            for node in nodes
+        )),
+        "nar_files": nars,
     },
 }
 
@@ -263,6 +284,8 @@ async def _joined(
         deb_files=content.deb_files,
         python_parts=content.python_parts,
         python_files=content.python_files,
+        nars=content.nars,
+        nar_files=content.nar_files,
         comment=f"{content.comment}, customisation",
         description=f"{content.description} and the customisation content",
     )
@@ -301,6 +324,8 @@ async def build_layer(
             name: tuple(p for p in request.python_parts if isinstance(p, kind)) or None
             for kind, name in _PYTHON_SPEC_PARTS.items()
         },
+        nars=tuple(Nar(nar_path(path), path, nar_hash) for path, nar_hash in request.nars)
+        or None,
         commands=request.commands,
         permissions=request.permissions.rules if request.permissions else None,
     )
@@ -308,7 +333,8 @@ async def build_layer(
     spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
     input_digest = await Get(
         Digest,
-        MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files]),
+        MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files,
+                      request.nar_files]),
     )
     layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT)
     argv, env = tool.argv(*layer_args), {}

@@ -27,6 +27,19 @@ def test_options_flags_and_repeated_options():
     assert options.insecure is True and options.mount_from is None
 
 
+def test_an_option_of_two_values_takes_both_each_time():
+    nix = COMMANDS["nix-closure"]
+    assert nix.options()["option"] == "repeated" and nix.arities()["option"] == ("repeated", 2)
+    options = parse(nix, ["--nix-bin", "/usr/bin", "--option", "sandbox", "false",
+                          "--option", "substituters", "", "--store-path", "/nix/store/x",
+                          "--out", "c.json"])
+    assert options.option == [("sandbox", "false"), ("substituters", "")]
+    assert options.store_path == ["/nix/store/x"] and options.attr == []
+    for argv in (["--option", "sandbox"], ["--option=sandbox", "false"]):
+        with pytest.raises(UsageError, match="^argument --option: expected 2 arguments$"):
+            parse(nix, argv)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--layout"], "argument --layout: expected one argument"),
     (["--layout", "a", "--layout", "b"], "argument --layout: given twice"),

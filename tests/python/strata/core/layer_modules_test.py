@@ -1,7 +1,7 @@
 """`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree
-(with permissions), .debs, a Python venv or running build-time commands, must run with just
-those modules (the set is complete) and import every one of them (it is minimal, so a change to
-another module leaves cached layers valid)."""
+(with permissions), .debs, a Python venv, Nix store paths' NARs or running build-time commands,
+must run with just those modules (the set is complete) and import every one of them (it is
+minimal, so a change to another module leaves cached layers valid)."""
 
 import hashlib
 import json
@@ -77,6 +77,15 @@ def small_wheel_chroot(path: Path) -> Path:
     return path
 
 
+def small_nar(directory: Path) -> bytes:
+    """`directory` as a NAR, by nix-store --dump (as the rules dump a store path)."""
+    nix_store = "/usr/bin/nix-store"
+    if not os.access(nix_store, os.X_OK):
+        unavailable(f"{nix_store} (Debian package nix-bin) is missing")
+    return subprocess.run([nix_store, "--dump", str(directory)], check=True,
+                          capture_output=True).stdout
+
+
 def layer_sandbox(tmp_path: Path) -> Path:
     """A sandbox as the rules lay it out for a layer process: an empty strata/__init__.py, the
     listed core modules, a small tree, a small .deb and a small wheel chroot, with a spec for
@@ -93,6 +102,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
     (sandbox / "debs").mkdir()
     shutil.copy(small_deb(tmp_path), sandbox / "debs/demo.deb")
     small_wheel_chroot(sandbox / "demo.whl")
+    nar = small_nar(sandbox / "rootfs")
+    (sandbox / "demo.nar").write_bytes(nar)
     venv = {"venv": "app/venv", "version": "3.11", "bytecode": "none"}
     commands = {"extra_commands": "touch made", "tools": [host_tool("touch")],
                 "runners": [host_tool(name) for name in ("unshare", "env", "sh")]}
@@ -109,6 +120,10 @@ def layer_sandbox(tmp_path: Path) -> Path:
                            "python_sources": [{"source": "rootfs", **venv}]},
         "commands-spec.json": {"settings": SETTINGS, "commands": commands,
                                "trees": [{"source": "rootfs", "dest": "", "executables": []}]},
+        "nar-spec.json": {"settings": SETTINGS,
+                          "nars": [{"source": "demo.nar",
+                                    "store_path": "/nix/store/" + "0" * 32 + "-demo",
+                                    "nar_hash": "sha256:" + hashlib.sha256(nar).hexdigest()}]},
     }
     for name, spec in specs.items():
         (sandbox / name).write_text(json.dumps(spec))
@@ -118,7 +133,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
 ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
          ("layer", "--spec", "deb-spec.json", "--out", "out-deb"),
          ("layer", "--spec", "venv-spec.json", "--out", "out-venv"),
-         ("layer", "--spec", "commands-spec.json", "--out", "out-commands"))
+         ("layer", "--spec", "commands-spec.json", "--out", "out-commands"),
+         ("layer", "--spec", "nar-spec.json", "--out", "out-nar"))
 
 
 def test_tree_deb_and_venv_layers_run_with_only_the_layer_sources(tmp_path):
@@ -137,6 +153,6 @@ def test_tree_deb_and_venv_layers_import_every_layer_source(tmp_path):
         cwd=sandbox, env={}, capture_output=True, text=True, check=True,
     )
     probe = json.loads(done.stdout.splitlines()[-1])
-    assert probe["codes"] == [0, 0, 0, 0]
+    assert probe["codes"] == [0] * len(ARGVS)
     sources = layer_sources(Path(strata.core.__file__).parent)
     assert set(probe["modules"]) == {"strata", *map(module_name, sources)}

@@ -50,6 +50,7 @@ from strata.rules.image import (
     run_oci_image,
 )
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
+from strata.rules.nix import NixDbRequest
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
@@ -371,6 +372,7 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(DigestEntries, (Digest,), unexpected),
             MockGet(BuildCommands, (CommandsRequest,), unexpected),  # no build-time commands
+            MockGet(Digest, (NixDbRequest,), unexpected),  # no Nix store paths
             MockGet(BaseImage, (BaseRequest,), base),
             MockGet(DigestContents, (DigestSubset,), lambda r: DigestContents([
                 FileContent("base/config.json", json.dumps(dict(base_platform)).encode())

@@ -290,6 +290,7 @@ CONTENT_STEPS = (
     ("venvs", "strata.core.build.python", "add_venv"),
     ("wheels", "strata.core.build.python", "add_wheel"),
     ("python_sources", "strata.core.build.python", "add_python_sources"),
+    ("nars", "strata.core.build.nar", "add_nar"),
 )
 
 

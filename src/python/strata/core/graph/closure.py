@@ -65,7 +65,9 @@ class PathConflict(ValueError):
 
 
 def check_paths(
-    files: Iterable[Tuple[str, str, str]], directories: Iterable[Tuple[str, str]] = ()
+    files: Iterable[Tuple[str, str, str]],
+    directories: Iterable[Tuple[str, str]] = (),
+    subtrees: Iterable[Tuple[str, str]] = (),
 ) -> None:
     """Raises PathConflict when nodes disagree about a path.
 
@@ -74,7 +76,20 @@ def check_paths(
     the link's target for a symlink); `directories`
     holds (node, image path) pairs. The same file from two nodes is fine (it is written once per
     layer); different content, or a file where another node needs a directory, is not.
+    `subtrees` holds (node, image path) pairs of paths a node owns whole (a Nix store path):
+    another node placing anything there or below is a conflict.
     """
+    owned = dict((path, node) for node, path in sorted(subtrees))
+    if owned:
+        claims = [(node, path) for node, path, _ in files] + list(directories)
+        for node, path in sorted(claims):
+            for owner_path in [path, *_parents(path)]:
+                owner = owned.get(owner_path)
+                if owner is not None and owner != node:
+                    raise PathConflict(
+                        f"{node} places /{path} inside {owner}, which Nix owns whole: store "
+                        "paths are immutable."
+                    )
     owners: Dict[str, Tuple[str, str]] = {}
     for node, path, fingerprint in sorted(files):
         previous = owners.setdefault(path, (node, fingerprint))

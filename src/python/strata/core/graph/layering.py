@@ -12,6 +12,11 @@ and the popularity of every node is that same rule applied to the roots (the nod
 references) as the children of one virtual node. E.g. A→B, A→G, B→C, B→E, C→D, C→E, D→F, E→F
 gives A 1, B 2, C 3, D 4, E 5, F 9, G 2.
 
+Equal scores are ordered as closure-graph.py orders them: by `package_name` (ascending), which for
+a Nix store path moves the hash after the name (`/nix/store/<hash>-bash-5.2` sorts as
+`bash-5.2-/nix/store/<hash>`), so that the layering does not follow the hashes; every other key
+(Strata's own nodes) is its own sort key.
+
 Cycles (which nixpkgs never sees) are broken first, deterministically: a depth-first search
 from the unreferenced nodes, then from the remaining nodes, in sorted order and visiting
 children in sorted order, drops every back edge. The roots are then the nodes left without
@@ -105,10 +110,22 @@ def _contest(kids: List[str], contests: Dict[str, Tuple[Dict[str, int], int]],
     return table, offset
 
 
+NIX_STORE_PREFIX = "/nix/store/"
+
+
+def package_name(key: str) -> str:
+    """closure-graph.py's sort key of a store path: its `-`-separated parts with the first
+    (`/nix/store/<hash>`) moved to the end; a key that is no Nix store path is itself."""
+    if not key.startswith(NIX_STORE_PREFIX):
+        return key
+    first, *rest = key.split("-")
+    return "-".join([*rest, first])
+
+
 def order_by_popularity(graph: Graph) -> List[str]:
-    """All nodes, most popular first; equal scores by ascending key."""
+    """All nodes, most popular first; equal scores by ascending `package_name`."""
     scores = popularity(graph)
-    return sorted(scores, key=lambda node: (-scores[node], node))
+    return sorted(scores, key=lambda node: (-scores[node], package_name(node), node))
 
 
 def assign_layers(graph: Graph, budget: int, alone: Iterable[str] = ()) -> List[List[str]]:

@@ -10,7 +10,7 @@ that applies to it and joins what the kinds return into the image's node graph;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Dict, Tuple
+from typing import ClassVar, Dict, Optional, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.environment import EnvironmentName
@@ -26,6 +26,10 @@ from strata.target_types import OciArchitectureField, OciOsField, OciVariantFiel
 class NodeKind:
     """How a layer Process receives a node's digest: `strata.rules.layers` has one entry per
     subclass."""
+
+    def owned_path(self) -> Optional[str]:
+        """An image path the node owns whole, where no other node may place anything."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,25 @@ class StoreNodesRequest:
 
 
 @dataclass(frozen=True)
+class RootLink:
+    """A symlink a target asks the image's customisation layer for (a `nix_closure`'s
+    `copy_to_root`): `path` (relative image path) to `target`; `owner` names the target."""
+
+    owner: str
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
 class StoreNodes:
     """What one kind makes of its targets: nodes (a key may come from several targets, and
-    from other kinds: their content is merged), and the targets that stand for other nodes
-    (a `debian_packages` target for the packages it requests) by node key."""
+    from other kinds: their content is merged), the targets that stand for other nodes
+    (a `debian_packages` target for the packages it requests) by node key, and the symlinks
+    its targets ask the customisation layer for."""
 
     nodes: Tuple[StoreNode, ...]
     stand_ins: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+    root_links: Tuple[RootLink, ...] = ()
 
 
 async def image_platform_of(request: StoreNodesRequest) -> Dict[str, str]:

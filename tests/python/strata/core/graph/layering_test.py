@@ -5,7 +5,12 @@ from functools import lru_cache
 
 import pytest
 
-from strata.core.graph.layering import assign_layers, order_by_popularity, popularity
+from strata.core.graph.layering import (
+    assign_layers,
+    order_by_popularity,
+    package_name,
+    popularity,
+)
 
 WORKED = {"A": ["B", "G"], "B": ["C", "E"], "C": ["D", "E"], "D": ["F"], "E": ["F"]}
 
@@ -151,3 +156,67 @@ def test_nodes_that_must_be_alone_take_the_least_popular_own_layers():
     with pytest.raises(ValueError, match=r"2 nodes must have a layer of their own \(a, b\), "
                                          r"which leaves none of the 2 layers for the other 2"):
         assign_layers(graph, 2, alone=["a", "b"])
+
+
+# Nix store paths tie as nixpkgs' closure-graph.py orders them (package_name: the hash moved
+# after the name). Hashes are 32 base32 characters, as in a real store.
+H_A, H_M, H_Z = "a" * 32, "m" * 32, "z" * 32
+ZLIB, BASH = f"/nix/store/{H_A}-zlib-1.3", f"/nix/store/{H_Z}-bash-5.2"
+
+
+def test_package_name_moves_the_store_hash_after_the_name():
+    assert package_name(ZLIB) == f"zlib-1.3-/nix/store/{H_A}"
+    assert package_name(f"/nix/store/{H_M}-hello") == f"hello-/nix/store/{H_M}"
+    assert package_name("app:files") == "app:files"  # Strata's own keys are their own order
+
+
+def test_closure_graph_docstring_example():
+    graph = {"/nix/store/foo": ["/nix/store/bar", "/nix/store/baz"],
+             "/nix/store/bar": ["/nix/store/baz"], "/nix/store/baz": ["/nix/store/tux"]}
+    # contest(baz) = {tux: 1}; contest(bar) = {baz: 1, tux: 1 + 1 = 2};
+    # contest(foo) = bar 1, baz (1 + 1) from bar + 1 itself = 3, tux (2 + 1) + (1 + 1) = 5;
+    # the virtual root adds foo 1 and every score of contest(foo) + 1: bar 2, baz 4, tux 6.
+    assert popularity(graph) == {"/nix/store/bar": 2, "/nix/store/baz": 4,
+                                 "/nix/store/foo": 1, "/nix/store/tux": 6}
+    assert order_by_popularity(graph) == ["/nix/store/tux", "/nix/store/baz",
+                                          "/nix/store/bar", "/nix/store/foo"]
+
+
+def test_equal_store_paths_tie_by_name_not_hash():
+    # root -> zlib, bash: both 1 + 1 = 2. bash's hash (z...) sorts after zlib's (a...), but
+    # "bash-5.2-/nix/store/z..." < "zlib-1.3-/nix/store/a...".
+    graph = {f"/nix/store/{H_M}-root": [ZLIB, BASH]}
+    assert order_by_popularity(graph) == [BASH, ZLIB, f"/nix/store/{H_M}-root"]
+
+
+def test_same_name_ties_by_hash_the_moved_part():
+    # Both "lib-1-/nix/store/<hash>": the hash decides, a... before z....
+    older, newer = f"/nix/store/{H_Z}-lib-1", f"/nix/store/{H_A}-lib-1"
+    graph = {f"/nix/store/{H_M}-root": [older, newer]}
+    assert order_by_popularity(graph)[:2] == [newer, older]
+
+
+def test_store_layers_overflow_into_the_last():
+    # root -> alpha, beta, gamma, delta; alpha -> delta. contest(alpha) = {delta: 1};
+    # contest(root) = alpha 1, beta 1, gamma 1, delta (1 + 1) + 1 = 3; the virtual root:
+    # root 1, alpha 2, beta 2, gamma 2, delta 4. The ties at 2 by name: alpha, beta, gamma
+    # (alpha's hash, z..., sorts last).
+    alpha, beta = f"/nix/store/{H_Z}-alpha", f"/nix/store/{H_A}-beta"
+    gamma, delta = f"/nix/store/{H_M}-gamma", f"/nix/store/{H_M}-delta"
+    root = f"/nix/store/{H_A}-root"
+    graph = {root: [alpha, beta, gamma, delta], alpha: [delta]}
+    assert popularity(graph) == {root: 1, alpha: 2, beta: 2, gamma: 2, delta: 4}
+    # Budget 3: the 2 most popular alone (delta, alpha), the other 3 share the last layer,
+    # sorted by key: beta and root (hash a...) before gamma (hash m...).
+    assert assign_layers(graph, 3) == [[delta], [alpha], sorted([beta, gamma, root])]
+    assert sorted([beta, gamma, root]) == [beta, root, gamma]
+
+
+def test_strata_keys_and_store_paths_in_one_graph():
+    # app:files -> hello -> glibc; app:files -> app:config. contest(hello) = {glibc: 1};
+    # contest(app:files) = hello 1, glibc 1 + 1 = 2, app:config 1; the virtual root:
+    # app:files 1, hello 2, app:config 2, glibc 3. The tie at 2: "app:config" before
+    # "hello-2.12-/nix/store/...", although by key "/nix/store/..." < "app:config".
+    hello, glibc = f"/nix/store/{H_Z}-hello-2.12", f"/nix/store/{H_A}-glibc-2.37"
+    graph = {"app:files": [hello, "app:config"], hello: [glibc]}
+    assert order_by_popularity(graph) == [glibc, "app:config", hello, "app:files"]
