@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence
 
-from strata_harness.tools import require_tool, unavailable
+from strata_harness.tools import require_tool
 
-# Build offline, as root, without a sandbox or build users.
-NIX_OPTIONS = ["sandbox=false", "substituters=", "build-users-group="]
-NIX_PACKAGE = "nix-bin"
+# [nix].settings: build offline, as root, without a sandbox or build users.
+NIX_SETTINGS = ["sandbox=false", "substituters=", "build-users-group="]
 STORE = "/nix/store/"
 # The fixture's derivations, by attribute name, and each one's store path name.
 FIXTURE_NAMES = {
@@ -33,21 +31,17 @@ FIXTURE_NAMES = {
 }
 
 
-def require_nix(name: str = "nix-build") -> str:
-    """The absolute path of a Nix command (nix-build, nix-store, nix), or skip (fail under CI)."""
-    path = shutil.which(name)
-    if path is None:
-        unavailable(
-            f"{name} (Debian package {NIX_PACKAGE}) is not on PATH={os.environ.get('PATH', '')}"
-        )
-    return os.path.abspath(path)
+def nix_command(name: str) -> str:
+    """A Nix command (nix-build, nix-store, nix-instantiate, ...) from nix-build's directory, as
+    Strata takes them; no Nix skips the test (fails it under CI)."""
+    return os.path.join(os.path.dirname(require_tool("nix-build")), name)
 
 
-def option_args(options: Sequence[str] = NIX_OPTIONS) -> List[str]:
+def option_args(settings: Sequence[str] = NIX_SETTINGS) -> List[str]:
     """`--option NAME VALUE` for each "name=value"."""
     args = []
-    for option in options:
-        name, value = option.split("=", 1)
+    for setting in settings:
+        name, value = setting.split("=", 1)
         args += ["--option", name, value]
     return args
 
@@ -138,7 +132,7 @@ def hello_output(nonce: str) -> str:
 
 def nix_build(nix_file: str | os.PathLike[str], attr: str) -> str:
     """Builds one attribute offline (no out-link); its store path."""
-    out = _nix([require_nix("nix-build"), str(nix_file), "-A", attr, "--no-out-link",
+    out = _nix([nix_command("nix-build"), str(nix_file), "-A", attr, "--no-out-link",
                 *option_args()])
     (path,) = out.split()
     return path
@@ -150,7 +144,7 @@ def out_paths(
     """Each attribute's output path (or `drvPath`), by evaluation only (nothing is built)."""
     paths = {}
     for attr in attrs:
-        out = _nix([require_nix("nix-instantiate"), "--eval", "--strict", "-E",
+        out = _nix([nix_command("nix-instantiate"), "--eval", "--strict", "-E",
                     f"(import {Path(nix_file).absolute()}).{attr}.{which}"])
         paths[attr] = out.strip().strip('"')
     return paths
@@ -184,7 +178,7 @@ def fixture_nonce(nix_file: str | os.PathLike[str]) -> str:
 def nix_closure_graph(paths: Iterable[str]) -> Dict[str, List[str]]:
     """The closure of `paths`: each store path -> its references (sorted, itself left out), as
     `nix-store -q --requisites` and `--references` report them."""
-    nix_store = require_nix("nix-store")
+    nix_store = nix_command("nix-store")
     closure = _nix([nix_store, "-q", "--requisites", *paths]).split()
     return {
         path: sorted(ref for ref in _nix([nix_store, "-q", "--references", path]).split()
@@ -197,7 +191,7 @@ def delete_store_paths(paths: Iterable[str]) -> None:
     """Deletes store paths (`nix-store --delete`, which refuses a path something still needs)."""
     paths = list(paths)
     if paths:
-        _nix([require_nix("nix-store"), "--delete", *paths])
+        _nix([nix_command("nix-store"), "--delete", *paths])
 
 
 def delete_fixture(nix_file: str | os.PathLike[str]) -> None:
@@ -211,7 +205,7 @@ def delete_fixture(nix_file: str | os.PathLike[str]) -> None:
 def is_valid_path(path: str) -> bool:
     """Whether the host's Nix store holds `path` (`nix-store --check-validity`)."""
     proc = subprocess.run(
-        [require_nix("nix-store"), "--check-validity", path], env=_env(),
+        [nix_command("nix-store"), "--check-validity", path], env=_env(),
         stdin=subprocess.DEVNULL, capture_output=True,
     )
     return proc.returncode == 0 and os.path.lexists(path)

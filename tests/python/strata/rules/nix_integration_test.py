@@ -28,7 +28,7 @@ from strata_harness import ScratchRepo, assert_valid_image, ran_processes, requi
 from strata_harness.buildgrid import BuildGrid, start_buildgrid
 from strata_harness.images import read_docker_archive
 from strata_harness.nix import (
-    NIX_OPTIONS,
+    NIX_SETTINGS,
     delete_fixture,
     delete_store_paths,
     fixture_nonce,
@@ -38,7 +38,7 @@ from strata_harness.nix import (
     nix_closure_graph,
     nixpkgs_layer_plan,
     out_paths,
-    require_nix,
+    nix_command,
     write_fixture,
 )
 from strata_harness.served import serve_directory
@@ -73,8 +73,8 @@ MIXED_MARKERS = {"mixed:data": "mixed/data.txt", "mixed:app": "mixed/app.pex",
 
 def nix_config(mirror: str | None = None) -> Dict[str, Dict[str, object]]:
     config: Dict[str, Dict[str, object]] = {
-        "nix": {"search_paths": [os.path.dirname(require_nix("nix-build"))],
-                "options": NIX_OPTIONS},
+        "nix": {"search_paths": [os.path.dirname(require_tool("nix-build"))],
+                "settings": NIX_SETTINGS},
     }
     if mirror is not None:
         config["debian"] = {"mirror": mirror}
@@ -227,7 +227,7 @@ def test_the_nix_database_in_the_image_verifies(built: Built, tmp_path: Path) ->
     assert_valid_image(layout, "oci", unpack_to=tmp_path / "bundle")
     rootfs = tmp_path / "bundle" / "rootfs"
     assert (rootfs / "nix/var/nix/db/db.sqlite").is_file()
-    nix_store = require_nix("nix-store")
+    nix_store = nix_command("nix-store")
     store = ["--store", f"local?root={rootfs}"]
 
     def in_image(*args: str) -> subprocess.CompletedProcess[str]:
