@@ -8,10 +8,8 @@ may delete without touching anyone else's.
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence
 
@@ -46,23 +44,9 @@ def option_args(settings: Sequence[str] = NIX_SETTINGS) -> List[str]:
     return args
 
 
-@functools.lru_cache(maxsize=None)
-def _home() -> str:
-    """A HOME for Nix when the tests have none (Nix wants one): one per test process."""
-    return tempfile.mkdtemp(prefix="strata-nix-home-")
-
-
-def _env() -> Dict[str, str]:
-    env = dict(os.environ)
-    if not env.get("HOME") or not os.path.isdir(env["HOME"]):
-        env["HOME"] = _home()
-    return env
-
-
 def _nix(cmd: Sequence[str], timeout: float = 600) -> str:
     proc = subprocess.run(
-        list(cmd), env=_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=timeout,
+        list(cmd), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
     )
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}\nexited {proc.returncode}:\n{proc.stderr}")
@@ -205,8 +189,8 @@ def delete_fixture(nix_file: str | os.PathLike[str]) -> None:
 def is_valid_path(path: str) -> bool:
     """Whether the host's Nix store holds `path` (`nix-store --check-validity`)."""
     proc = subprocess.run(
-        [nix_command("nix-store"), "--check-validity", path], env=_env(),
-        stdin=subprocess.DEVNULL, capture_output=True,
+        [nix_command("nix-store"), "--check-validity", path], stdin=subprocess.DEVNULL,
+        capture_output=True,
     )
     return proc.returncode == 0 and os.path.lexists(path)
 
