@@ -41,6 +41,7 @@ from strata_harness.nix import (
     nix_command,
     write_fixture,
 )
+from strata_harness.sbom import assert_valid_cyclonedx, assert_valid_spdx
 from strata_harness.served import serve_directory
 
 STORE = "nix/store/"
@@ -213,6 +214,13 @@ def test_a_nix_closure_image_runs_and_is_layered_as_nixpkgs_would(built: Built, 
     assert top["bin"].isdir() and top["bin/hello"].issym()
     assert top["bin/hello"].linkname == f"{built.hello}/bin/hello"
     assert_store_content(archive, built.graph)
+
+    # The SBOM lists each store path (its CycloneDX bom-ref), depending on what it references.
+    assert_valid_spdx(dist_file(built.repo, "image.spdx.json"))
+    cyclonedx = assert_valid_cyclonedx(dist_file(built.repo, "image.cdx.json"))
+    assert {c["bom-ref"] for c in cyclonedx["components"]} >= set(built.graph)
+    depends = {d["ref"]: sorted(d.get("dependsOn", [])) for d in cyclonedx["dependencies"]}
+    assert {path: depends[path] for path in built.graph} == built.graph
 
     # max_layers=8: room for each path, so the whole order shows.
     spread = dist_file(built.repo, "image_spread.tar")

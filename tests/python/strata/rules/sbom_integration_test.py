@@ -1,16 +1,14 @@
 """SBOMs on a scratch repo: written beside the image and into it, following a lock's versions,
 attached on publish as OCI referrers, and read back from a pulled base's registry.
 
-The Debian package is made here with `dpkg-deb` and served from a directory as the repo's
-mirror, so a test can change a locked version for real (a new .deb, a new sha256).
+The Debian package (strata_harness.debian, made with `dpkg-deb`) is served from a directory as
+the repo's mirror, so a test can change a locked version for real (a new .deb, a new sha256).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
 import tarfile
 import textwrap
 from pathlib import Path
@@ -22,6 +20,7 @@ from strata_harness import (
     require_tool,
     start_registry,
 )
+from strata_harness.debian import PACKAGE, debian_lock, make_deb
 from strata_harness.demo import demo_repo
 from strata_harness.images import read_docker_archive
 from strata_harness.sbom import (
@@ -31,67 +30,6 @@ from strata_harness.sbom import (
     spdx_packages,
 )
 from strata_harness.served import serve_directory
-
-PACKAGE = "strata-demo-lib"
-COPYRIGHT = """\
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: strata-demo
-
-Files: *
-Copyright: 2026 Strata
-License: Expat
-"""
-
-
-def _deb(mirror: Path, version: str) -> dict:
-    """A real .deb of PACKAGE at `version` in the mirror's pool; its lock entry."""
-    root = mirror / "build" / version
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {PACKAGE}\nSource: strata-demo\nVersion: {version}\nArchitecture: all\n"
-        "Maintainer: Strata <strata@localhost>\nDescription: a package for the SBOM test\n"
-    )
-    doc = root / "usr" / "share" / "doc" / PACKAGE
-    doc.mkdir(parents=True)
-    (doc / "copyright").write_text(COPYRIGHT)
-    (root / "usr" / "share" / "strata-demo").mkdir(parents=True)
-    (root / "usr" / "share" / "strata-demo" / "VERSION").write_text(version + "\n")
-    path = f"pool/main/s/strata-demo/{PACKAGE}_{version}_all.deb"
-    (mirror / path).parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [require_tool("dpkg-deb"), "--root-owner-group", "--build", str(root), str(mirror / path)],
-        check=True,
-        capture_output=True,
-    )
-    data = (mirror / path).read_bytes()
-    return {
-        "architecture": "all",
-        "depends": [],
-        "path": path,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-        "version": version,
-    }
-
-
-def _lock(entry: dict) -> str:
-    return json.dumps(
-        {
-            "architectures": {
-                "amd64": {
-                    "packages": {PACKAGE: entry},
-                    "snapshot": {"date": "Tue, 01 Dec 2026 00:00:00 UTC",
-                                 "release_sha256": "0" * 64},
-                }
-            },
-            "lock_version": 2,
-            "requested": [PACKAGE],
-            "suite": "bookworm",
-        },
-        indent=2,
-        sort_keys=True,
-    ) + "\n"
-
 
 def _build(host: str) -> str:
     return textwrap.dedent(
@@ -123,14 +61,14 @@ def test_sbom_follows_the_lock_is_embedded_published_and_read_from_a_base(
     tmp_path: Path, run_image
 ) -> None:
     mirror = tmp_path / "mirror"
-    first, second = _deb(mirror, "1.0-1"), _deb(mirror, "1.0-2")
+    first, second = make_deb(mirror, "1.0-1"), make_deb(mirror, "1.0-2")
     with serve_directory(mirror) as url, start_registry(tmp_path / "registry") as registry:
         repo = ScratchRepo(tmp_path / "repo", config={"debian": {"mirror": url}})
         shutil.copy(require_tool("busybox"), tmp_path / "busybox")
         repo.write({
             "usr/bin/busybox": (tmp_path / "busybox").read_bytes(),
             "BUILD": _build(registry.host),
-            "debian.lock.json": _lock(first),
+            "debian.lock.json": debian_lock(first),
         })
         (repo.root / "usr/bin/busybox").chmod(0o755)
 
@@ -171,7 +109,7 @@ def test_sbom_follows_the_lock_is_embedded_published_and_read_from_a_base(
         # The same inputs give the same bytes; a new locked version is in the SBOM.
         repo.run("package", "//:image")
         assert (dist / "image.spdx.json").read_bytes() == again
-        repo.write({"debian.lock.json": _lock(second)})
+        repo.write({"debian.lock.json": debian_lock(second)})
         repo.run("package", "//:image")
         spdx = assert_valid_spdx(dist / "image.spdx.json")
         assert spdx_packages(spdx)[PACKAGE] == "1.0-2"
