@@ -29,10 +29,15 @@ FIXTURE_NAMES = {
 }
 
 
+def nix_bin() -> str:
+    """The directory of Nix's commands (nix-build's), as Strata takes them (`--nix-bin`); no
+    Nix skips the test (fails it under CI)."""
+    return os.path.dirname(require_tool("nix-build"))
+
+
 def nix_command(name: str) -> str:
-    """A Nix command (nix-build, nix-store, nix-instantiate, ...) from nix-build's directory, as
-    Strata takes them; no Nix skips the test (fails it under CI)."""
-    return os.path.join(os.path.dirname(require_tool("nix-build")), name)
+    """A Nix command (nix-build, nix-store, nix-instantiate, ...) from nix_bin()."""
+    return os.path.join(nix_bin(), name)
 
 
 def option_args(settings: Sequence[str] = NIX_SETTINGS) -> List[str]:
@@ -44,13 +49,36 @@ def option_args(settings: Sequence[str] = NIX_SETTINGS) -> List[str]:
     return args
 
 
-def _nix(cmd: Sequence[str], timeout: float = 600) -> str:
+def nix_output(cmd: Sequence[str], timeout: float = 600, text: bool = True):
+    """What a Nix command prints (bytes unless `text`, e.g. for `nix-store --dump`); its
+    failure fails the test with its stderr."""
     proc = subprocess.run(
-        list(cmd), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        list(cmd), stdin=subprocess.DEVNULL, capture_output=True, text=text, timeout=timeout,
     )
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)}\nexited {proc.returncode}:\n{proc.stderr}")
+        stderr = proc.stderr if text else proc.stderr.decode(errors="replace")
+        raise AssertionError(f"{' '.join(cmd)}\nexited {proc.returncode}:\n{stderr}")
     return proc.stdout
+
+
+# The core tests' expressions: `bb`, the host's busybox, builds each derivation, `build NAME
+# SCRIPT` running the script with busybox's sh; the nonce in every script makes the store paths
+# the test's own.
+_BUSYBOX_LETS = r"""
+  bb = "/bin/busybox";
+  build = name: script: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = bb;
+    args = [ "sh" "-c" "${script} # ${nonce}" ];
+  };
+"""
+
+
+def busybox_expression(nonce: str, body: str, lets: str = "") -> str:
+    """A Nix expression `let nonce; bb; build; <lets> in <body>` (see _BUSYBOX_LETS): `lets`
+    are more bindings (indented lines), `body` what follows `in`."""
+    return f'let\n  nonce = "{nonce}";{_BUSYBOX_LETS}{lets}in {body}'
 
 
 def nix_fixture(nonce: str) -> str:
@@ -116,8 +144,8 @@ def hello_output(nonce: str) -> str:
 
 def nix_build(nix_file: str | os.PathLike[str], attr: str) -> str:
     """Builds one attribute offline (no out-link); its store path."""
-    out = _nix([nix_command("nix-build"), str(nix_file), "-A", attr, "--no-out-link",
-                *option_args()])
+    out = nix_output([nix_command("nix-build"), str(nix_file), "-A", attr, "--no-out-link",
+                      *option_args()])
     (path,) = out.split()
     return path
 
@@ -128,8 +156,8 @@ def out_paths(
     """Each attribute's output path (or `drvPath`), by evaluation only (nothing is built)."""
     paths = {}
     for attr in attrs:
-        out = _nix([nix_command("nix-instantiate"), "--eval", "--strict", "-E",
-                    f"(import {Path(nix_file).absolute()}).{attr}.{which}"])
+        out = nix_output([nix_command("nix-instantiate"), "--eval", "--strict", "-E",
+                          f"(import {Path(nix_file).absolute()}).{attr}.{which}"])
         paths[attr] = out.strip().strip('"')
     return paths
 
@@ -163,9 +191,9 @@ def nix_closure_graph(paths: Iterable[str]) -> Dict[str, List[str]]:
     """The closure of `paths`: each store path -> its references (sorted, itself left out), as
     `nix-store -q --requisites` and `--references` report them."""
     nix_store = nix_command("nix-store")
-    closure = _nix([nix_store, "-q", "--requisites", *paths]).split()
+    closure = nix_output([nix_store, "-q", "--requisites", *paths]).split()
     return {
-        path: sorted(ref for ref in _nix([nix_store, "-q", "--references", path]).split()
+        path: sorted(ref for ref in nix_output([nix_store, "-q", "--references", path]).split()
                      if ref != path)
         for path in sorted(closure)
     }
@@ -175,7 +203,7 @@ def delete_store_paths(paths: Iterable[str]) -> None:
     """Deletes store paths (`nix-store --delete`, which refuses a path something still needs)."""
     paths = list(paths)
     if paths:
-        _nix([nix_command("nix-store"), "--delete", *paths])
+        nix_output([nix_command("nix-store"), "--delete", *paths])
 
 
 def delete_fixture(nix_file: str | os.PathLike[str]) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -17,28 +16,15 @@ from strata.core.build.nar import MAGIC
 from strata.core.cli import main
 from strata.core.errors import InvalidInput
 from strata.core.spec import LayerSettings, LayerSpec
-from strata_harness.tools import unavailable
+from strata_harness.nix import busybox_expression, nix_command, nix_output, option_args
 
-NIX_BIN = "/usr/bin"
-# Offline, unsandboxed builds as root (docs/architecture.md, Nix store closures).
-NIX_OPTIONS = ["--option", "sandbox", "false", "--option", "substituters", "",
-               "--option", "build-users-group", ""]
 SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
             "compression": "none", "zstd": None}
 
 # A nonce of this test's own: its store paths are not another test's.
-EXPRESSION = r"""
-let
-  nonce = "strata-nar-test-1";
-  bb = "/bin/busybox";
+EXPRESSION = busybox_expression("strata-nar-test-1", lets=r"""
   note = builtins.toFile "strata-nar-note" "a store path that is one file\n";
-  build = name: script: derivation {
-    inherit name;
-    system = builtins.currentSystem;
-    builder = bb;
-    args = [ "sh" "-c" "${script} # ${nonce}" ];
-  };
-in {
+""", body=r"""{
   tree = build "strata-nar-tree" ''
     ${bb} mkdir -p $out/bin $out/share/doc/deep/er $out/empty-dir &&
     ${bb} printf '#!/bin/sh\necho hi\n' > $out/bin/hello && ${bb} chmod 755 $out/bin/hello &&
@@ -51,20 +37,7 @@ in {
   '';
   link = build "strata-nar-link" "${bb} ln -s /nix/store/does-not-matter $out";
 }
-"""
-
-
-def nix_tool(name: str) -> str:
-    path = os.path.join(NIX_BIN, name)
-    if not os.access(path, os.X_OK):
-        unavailable(f"{path} (Debian package nix-bin) is missing")
-    return path
-
-
-def run(argv: list) -> bytes:
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout
+""")
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +45,10 @@ def store(tmp_path_factory) -> dict:
     """{store path: sha256 hex of its NAR} for the expression's closure."""
     work = tmp_path_factory.mktemp("nix")
     (work / "test.nix").write_text(EXPRESSION)
-    roots = run([nix_tool("nix-build"), str(work / "test.nix"), "-A", "tree", "-A", "link",
-                 "--no-out-link", *NIX_OPTIONS]).decode().split()
-    infos = json.loads(run([nix_tool("nix"), "--extra-experimental-features", "nix-command",
-                            "path-info", "--json", "--recursive", *roots]))
+    roots = nix_output([nix_command("nix-build"), str(work / "test.nix"), "-A", "tree",
+                        "-A", "link", "--no-out-link", *option_args()]).split()
+    infos = json.loads(nix_output([nix_command("nix"), "--extra-experimental-features",
+                                   "nix-command", "path-info", "--json", "--recursive", *roots]))
     return {info["path"]: info["narHash"] for info in infos}
 
 
@@ -83,7 +56,8 @@ def dump(path: str, sandbox: Path) -> str:
     """The path's NAR in the sandbox (by `nix-store --dump`); its sandbox path."""
     name = f"nars/{os.path.basename(path)}.nar"
     (sandbox / "nars").mkdir(exist_ok=True)
-    (sandbox / name).write_bytes(run([nix_tool("nix-store"), "--dump", path]))
+    (sandbox / name).write_bytes(nix_output([nix_command("nix-store"), "--dump", path],
+                                            text=False))
     return name
 
 
@@ -177,7 +151,8 @@ def test_the_test_encoder_writes_what_nix_store_dump_writes(tmp_path):
     (tmp_path / "d/b/c").write_bytes(b"")
     expected = nar(*directory((b"a", regular(b"12345678x")),
                               (b"b", directory((b"c", regular(b""))))))
-    assert run([nix_tool("nix-store"), "--dump", str(tmp_path / "d")]) == expected
+    assert nix_output([nix_command("nix-store"), "--dump", str(tmp_path / "d")],
+                      text=False) == expected
 
 
 STORE_PATH = "/nix/store/" + "0" * 32 + "-crafted"

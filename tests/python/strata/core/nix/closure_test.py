@@ -5,7 +5,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,78 +12,50 @@ import pytest
 from strata.core.cli import main
 from strata.core.nix.closure import nix_message, path_infos, sri_to_digest
 from strata.core.errors import InvalidInput
-from strata_harness.tools import unavailable
-
-NIX_BIN = "/usr/bin"
-# Offline, unsandboxed builds as root: each `--option NAME VALUE` as the subcommand takes it.
-OPTIONS = [("sandbox", "false"), ("substituters", ""), ("build-users-group", "")]
-OPTION_ARGS = [word for pair in OPTIONS for word in ("--option", *pair)]
+from strata_harness.nix import busybox_expression, nix_bin, nix_command, nix_output, option_args
 
 # A nonce of this test's own, so that its store paths are not another test's: `top` refers to
 # itself and to `lib`, `lib` to a `toFile` (a store path without a deriver), `other` to nothing.
-EXPRESSION = r"""
-let
-  nonce = "strata-closure-test-1";
-  bb = "/bin/busybox";
+EXPRESSION = busybox_expression("strata-closure-test-1", lets=r"""
   note = builtins.toFile "strata-closure-note" "noted\n";
-  build = name: script: derivation {
-    inherit name;
-    system = builtins.currentSystem;
-    builder = bb;
-    args = [ "sh" "-c" "${script} # ${nonce}" ];
-  };
-in rec {
+""", body=r"""rec {
   lib = build "strata-closure-lib" "${bb} mkdir $out && ${bb} echo ${note} > $out/lib";
   top = build "strata-closure-top" "${bb} mkdir $out && ${bb} echo $out ${lib} > $out/refs";
   other = build "strata-closure-other" "${bb} mkdir $out && ${bb} echo alone > $out/x";
   broken = build "strata-closure-broken" "${bb} echo the builder says no >&2; exit 3";
 }
-"""
-
-
-def nix_tool(name: str) -> str:
-    path = os.path.join(NIX_BIN, name)
-    if not os.access(path, os.X_OK):
-        unavailable(f"{path} (Debian package nix-bin) is missing")
-    return path
-
-
-def run(argv: list) -> str:
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+""")
 
 
 @pytest.fixture()
 def expression(tmp_path, monkeypatch) -> Path:
-    nix_tool("nix-build")
+    nix_bin()  # no Nix skips the test (fails it under CI) before it writes anything
     monkeypatch.chdir(tmp_path)
     (tmp_path / "test.nix").write_text(EXPRESSION)
     return tmp_path / "test.nix"
 
 
 def nix_closure(*args: str) -> dict:
-    assert main(["nix-closure", "--nix-bin", NIX_BIN, *OPTION_ARGS, *args,
+    assert main(["nix-closure", "--nix-bin", nix_bin(), *option_args(), *args,
                  "--out", "closure.json"]) == 0
     return json.loads(Path("closure.json").read_text())
 
 
 def test_the_closure_of_attributes_is_what_nix_store_says(expression):
     closure = nix_closure("--file", str(expression), "--attr", "other", "--attr", "top")
-    built = run([nix_tool("nix-build"), str(expression), "-A", "other", "-A", "top",
-                 "--no-out-link", *OPTION_ARGS]).split()
+    built = nix_output([nix_command("nix-build"), str(expression), "-A", "other", "-A", "top",
+                        "--no-out-link", *option_args()]).split()
     assert closure["roots"] == built  # nix-build's order: the attributes' order
-    requisites = run([nix_tool("nix-store"), "-qR", *built]).split()
+    requisites = nix_output([nix_command("nix-store"), "-qR", *built]).split()
     assert [info["path"] for info in closure["paths"]] == sorted(requisites)
     for info in closure["paths"]:
         path = info["path"]
-        nar = subprocess.run([nix_tool("nix-store"), "--dump", path], capture_output=True,
-                             check=True).stdout
+        nar = nix_output([nix_command("nix-store"), "--dump", path], text=False)
         assert info["nar_hash"] == "sha256:" + hashlib.sha256(nar).hexdigest()
         assert info["nar_size"] == len(nar)
-        references = run([nix_tool("nix-store"), "-q", "--references", path]).split()
+        references = nix_output([nix_command("nix-store"), "-q", "--references", path]).split()
         assert info["references"] == sorted(references)
-        deriver = run([nix_tool("nix-store"), "-q", "--deriver", path]).strip()
+        deriver = nix_output([nix_command("nix-store"), "-q", "--deriver", path]).strip()
         assert info["deriver"] == (None if deriver == "unknown-deriver" else deriver)
     by_name = {info["path"].split("-", 1)[1]: info for info in closure["paths"]}
     assert set(by_name) == {"strata-closure-top", "strata-closure-lib", "strata-closure-note",
@@ -108,8 +79,8 @@ def test_without_home_nix_gets_one_in_the_working_directory(expression, monkeypa
     assert Path(".nix-home").is_dir()
 
 
-def failure(capsys, *args: str, nix_bin: str = NIX_BIN) -> tuple:
-    code = main(["nix-closure", "--nix-bin", nix_bin, *OPTION_ARGS, *args,
+def failure(capsys, *args: str, bin_dir: str = "") -> tuple:
+    code = main(["nix-closure", "--nix-bin", bin_dir or nix_bin(), *option_args(), *args,
                  "--out", "closure.json"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and not Path("closure.json").exists()
@@ -144,14 +115,14 @@ def test_a_store_path_that_is_not_valid(expression, capsys):
 @pytest.mark.parametrize("path", ["/nix/store/" + "0" * 32 + "-x/bin", "/tmp/x",
                                   "/nix/store/" + "0" * 32])
 def test_a_path_that_is_no_store_path_is_refused_before_nix_runs(expression, capsys, path):
-    code, err = failure(capsys, "--store-path", path, nix_bin="/nonexistent")
+    code, err = failure(capsys, "--store-path", path, bin_dir="/nonexistent")
     assert (code, err) == (1, f"strata.core nix-closure: error: --store-path: {path!r} is not a "
                               f"Nix store path (/nix/store/<32-character hash>-<name>)\n")
 
 
 def test_missing_nix_binaries_name_the_directory(expression, capsys):
     code, err = failure(capsys, "--file", str(expression), "--attr", "top",
-                        nix_bin=str(expression.parent))
+                        bin_dir=str(expression.parent))
     assert (code, err) == (1, f"strata.core nix-closure: error: nix-build not found in "
                               f"{expression.parent}, the directory given for Nix's binaries "
                               f"(nix-build, nix and nix-store)\n")
@@ -162,7 +133,7 @@ def test_missing_nix_binaries_name_the_directory(expression, capsys):
     ("--file", "f.nix", "--attr", "a", "--store-path", "/nix/store/x"), ("--option", "sandbox"),
 ])
 def test_usage_errors(expression, capsys, args):
-    assert main(["nix-closure", "--nix-bin", NIX_BIN, *args, "--out", "closure.json"]) == 2
+    assert main(["nix-closure", "--nix-bin", nix_bin(), *args, "--out", "closure.json"]) == 2
 
 
 def test_nix_message_keeps_the_error_lines_only():

@@ -12,26 +12,13 @@ import pytest
 
 from strata.core.cli import main
 from strata.core.nix.db import SCHEMA
-from strata_harness.tools import unavailable
-
-NIX_BIN = "/usr/bin"
-OPTION_ARGS = ["--option", "sandbox", "false", "--option", "substituters", "",
-               "--option", "build-users-group", ""]
+from strata_harness.nix import busybox_expression, nix_bin, nix_command, option_args
 
 # A nonce of this test's own. `app` refers to itself and to `lib`; `lib` to a `toFile`;
 # `tool` to nothing: two closures that share nothing, and one with three paths.
-EXPRESSION = r"""
-let
-  nonce = "strata-db-test-1";
-  bb = "/bin/busybox";
+EXPRESSION = busybox_expression("strata-db-test-1", lets=r"""
   note = builtins.toFile "strata-db-note" "noted\n";
-  build = name: script: derivation {
-    inherit name;
-    system = builtins.currentSystem;
-    builder = bb;
-    args = [ "sh" "-c" "${script} # ${nonce}" ];
-  };
-in rec {
+""", body=r"""rec {
   lib = build "strata-db-lib" "${bb} mkdir $out && ${bb} echo ${note} > $out/lib";
   app = build "strata-db-app" ''
     ${bb} mkdir -p $out/bin && ${bb} echo "$out ${lib}" > $out/bin/app &&
@@ -39,24 +26,16 @@ in rec {
   '';
   tool = build "strata-db-tool" "${bb} echo tool > $out";
 }
-"""
-
-
-def nix_tool(name: str) -> str:
-    path = os.path.join(NIX_BIN, name)
-    if not os.access(path, os.X_OK):
-        unavailable(f"{path} (Debian package nix-bin) is missing")
-    return path
+""")
 
 
 @pytest.fixture()
 def closures(tmp_path) -> dict:
     """{attribute: closure.json's data}, written by nix-closure to tmp_path/<attribute>.json."""
-    nix_tool("nix-build")
     (tmp_path / "test.nix").write_text(EXPRESSION)
     found = {}
     for attr in ("app", "tool"):
-        assert main(["nix-closure", "--nix-bin", NIX_BIN, *OPTION_ARGS, "--file",
+        assert main(["nix-closure", "--nix-bin", nix_bin(), *option_args(), "--file",
                      str(tmp_path / "test.nix"), "--attr", attr,
                      "--out", str(tmp_path / f"{attr}.json")]) == 0
         found[attr] = json.loads((tmp_path / f"{attr}.json").read_text())
@@ -77,7 +56,7 @@ def store_at(root: Path, paths) -> None:
 
 
 def nix_store(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([nix_tool("nix-store"), "--store", f"local?root={root}", *args],
+    return subprocess.run([nix_command("nix-store"), "--store", f"local?root={root}", *args],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
 
 
