@@ -66,6 +66,7 @@ pex_binary(name="app", entry_point="app.py")
 debian_packages(name="deb", packages=["{PACKAGE}"], architectures=["amd64"])
 
 oci_image(name="mixed", dependencies=[":data", ":app", ":deb"], max_layers=5)
+oci_image(name="mixed_root", dependencies=["//:hello", ":deb"], entrypoint=["/bin/hello"])
 oci_image(name="mixed_spread", dependencies=[":data", ":app", ":deb"], max_layers=12)
 """
 MIXED_MARKERS = {"mixed:data": "mixed/data.txt", "mixed:app": "mixed/app.pex",
@@ -190,7 +191,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         repo.write(files)
         try:
             repo.run("package", "//:image", "//:image_spread", "//:image_db", "mixed:mixed",
-                     "mixed:mixed_spread")
+                     "mixed:mixed_spread", "mixed:mixed_root")
             # The paths Pants' nix-build made, as the host's Nix sees them.
             hello = nix_build(fixture, "hello")
             yield Built(repo, files, config, nonce, hello, nix_closure_graph([hello]))
@@ -275,6 +276,17 @@ def test_a_mixed_image_layers_the_union_graph_by_popularity(built: Built) -> Non
         assert [layer_nodes(layer, MIXED_MARKERS) for layer in layers[:-1]] == expected, name
         assert layer_nodes(layers[-1], MIXED_MARKERS) == [], name  # the customisation layer
     assert len(expected) == len(union)
+
+
+def test_copy_to_root_links_go_under_usr_beside_debian_packages(built: Built, run_image) -> None:
+    # Debian packages make /bin a symlink to usr/bin (merged-/usr): the links go where it points.
+    archive = dist_file(built.repo, "mixed_root.tar")
+    assert_valid_image(archive)
+    top = layer_members(archive)[-1]
+    assert top["bin"].issym() and top["bin"].linkname == "usr/bin"
+    assert top["usr/bin/hello"].issym()
+    assert top["usr/bin/hello"].linkname == f"{built.hello}/bin/hello"
+    assert run_image(archive) == (0, hello_output(built.nonce))
 
 
 def test_a_second_checkout_builds_the_same_images(built: Built, tmp_path: Path) -> None:
