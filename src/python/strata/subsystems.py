@@ -49,7 +49,9 @@ class StrataSubsystem(Subsystem):
             """
             Milliseconds a layer or image process waits for a remote cache lookup before also
             starting locally. Layers are often large and slow to write, so waiting for a remote
-            hit is usually cheaper than racing it.
+            hit is usually cheaper than racing it. The processes that read this machine's Nix
+            store (a `nix_closure`'s) wait too: on a machine without its store paths they can
+            only fail.
             """
         ),
         advanced=True,

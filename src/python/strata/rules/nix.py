@@ -33,7 +33,7 @@ from pants.util.logging import LogLevel
 from strata.core.spec import NixClosure
 from strata.rules.nodes import RootLink
 from strata.rules.tool import ImageTool
-from strata.subsystems import NixSubsystem
+from strata.subsystems import NixSubsystem, StrataSubsystem
 from strata.target_types import (
     NixAttributesField,
     NixClosureDependenciesField,
@@ -120,7 +120,7 @@ def _option_args(nix: NixSubsystem, address) -> Tuple[str, ...]:
 
 @rule(desc="Resolving a Nix closure", level=LogLevel.DEBUG)
 async def resolve_nix_closure(
-    request: NixClosureRequest, tool: ImageTool, nix: NixSubsystem
+    request: NixClosureRequest, tool: ImageTool, nix: NixSubsystem, strata: StrataSubsystem
 ) -> ResolvedNixClosure:
     tgt = request.target
     address = tgt.address
@@ -162,6 +162,7 @@ async def resolve_nix_closure(
             output_files=(_CLOSURE,),
             description=what[0].upper() + what[1:],
             level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
     )
     if result.exit_code != 0:
@@ -188,7 +189,7 @@ class StorePathNar:
 
 
 @rule(desc="Copying a store path from the Nix store", level=LogLevel.DEBUG)
-async def copy_store_path(request: NarRequest) -> StorePathNar:
+async def copy_store_path(request: NarRequest, strata: StrataSubsystem) -> StorePathNar:
     tools = await Get(NixTools, NixToolsRequest())
     path = request.store_path
     out = posixpath.basename(nar_path(path))
@@ -203,11 +204,14 @@ async def copy_store_path(request: NarRequest) -> StorePathNar:
         Process(
             # Keyed on the store path (and the binaries' paths) alone: its name carries the hash
             # of how it was built, and it never changes once built. The layer Process that reads
-            # the NAR checks it against Nix's NAR hash.
+            # the NAR checks it against Nix's NAR hash. Like every Process here that reads the
+            # machine's store, it waits for a remote cache hit before running: without the path
+            # it can only fail, and a failure that came first would win the race.
             argv=(_SHELL, "-c", 'exec "$0" --dump "$1" > "$2"', nix_store, path, out),
             output_files=(out,),
             description=f"Copying {path} from the Nix store",
             level=LogLevel.INFO,
+            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
     )
     if result.exit_code != 0:
@@ -237,7 +241,9 @@ class RootLinks:
 
 
 @rule(desc="Linking Nix store paths into the image root", level=LogLevel.DEBUG)
-async def root_links(request: RootLinksRequest, tool: ImageTool) -> RootLinks:
+async def root_links(
+    request: RootLinksRequest, tool: ImageTool, strata: StrataSubsystem
+) -> RootLinks:
     result = await Get(
         FallibleProcessResult,
         Process(
@@ -251,6 +257,7 @@ async def root_links(request: RootLinksRequest, tool: ImageTool) -> RootLinks:
             output_files=(_LINKS,),
             description=f"Linking the top-level paths of {request.owner} into the image root",
             level=LogLevel.DEBUG,
+            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
     )
     if result.exit_code != 0:
