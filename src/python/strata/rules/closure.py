@@ -181,9 +181,8 @@ async def _check_paths(image: Address, nodes: Sequence[StoreNode]) -> None:
     dirs: List[Tuple[str, str]] = []
     for node, entries in zip(trees, all_entries):
         add_path_claims(node.key, entries, files, dirs)
-    owned = [(node.key, path) for node in nodes for path in [node.kind.owned_path()] if path]
     try:
-        check_paths(files, dirs, owned)
+        check_paths(files, dirs, owned_paths(nodes))
     except PathConflict as e:
         raise InvalidImageContent(f"Cannot build {image}: {e}") from e
 
@@ -255,6 +254,11 @@ async def resolve_image_closure(request: ImageClosureRequest) -> ImageClosure:
             )
     links = sorted({link for m in made for link in m.root_links}, key=lambda l: l.path)
     return ImageClosure(nodes, plan.permissions, tuple(links))
+
+
+def owned_paths(nodes: Sequence[StoreNode]) -> List[Tuple[str, str]]:
+    """(node, image path) of the paths nodes own whole (a Nix store path), for `check_paths`."""
+    return [(node.key, path) for node in nodes for path in [node.kind.owned_path()] if path]
 
 
 def add_path_claims(

@@ -61,6 +61,7 @@ from strata.rules.closure import (
     InvalidImageContent,
     LayerPermissions,
     add_path_claims,
+    owned_paths,
 )
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.rules.debian import DEB_DIR
@@ -86,7 +87,6 @@ from strata.target_types import (
     OciBaseField,
     OciCaCertificatesField,
     OciCommandToolsField,
-    OciIncludeNixDbField,
     OciCompressionField,
     OciCreatedField,
     OciDirectoriesField,
@@ -98,6 +98,7 @@ from strata.target_types import (
     OciGnameField,
     OciImageArchiveTarget,
     OciImageDependenciesField,
+    OciIncludeNixDbField,
     OciImageOutputPathField,
     OciImageTarget,
     OciMaxLayersField,
@@ -315,10 +316,8 @@ async def _check_customisation(
     all_entries = await MultiGet(Get(DigestEntries, Digest, d) for d in digests)
     for claimant, entries in zip(owners, all_entries):
         add_path_claims(claimant, entries, files, dirs)
-    owned = [(node.key, path) for node in closure.nodes for path in [node.kind.owned_path()]
-             if path]
     try:
-        check_paths(files, dirs, owned)
+        check_paths(files, dirs, owned_paths(closure.nodes))
     except PathConflict as e:
         raise InvalidImageContent(f"Cannot build {fs.address}: {e}") from e
 

@@ -48,10 +48,10 @@ from strata.core.spec import (
 from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
+from strata.rules.nix import nar_path
 from strata.rules.nodes import FileTree, NodeKind, StoreNode
 from strata.rules.nodes.debian import DebianPackage
 from strata.rules.nodes.nix import NixStorePath
-from strata.rules.nix import nar_path
 from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.debian import DEB_DIR
 from strata.rules.tool import (
