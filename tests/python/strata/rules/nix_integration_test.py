@@ -229,11 +229,15 @@ def test_a_nix_closure_image_runs_and_is_layered_as_nixpkgs_would(built: Built, 
     spread_layers = layer_members(spread)
     assert [store_paths_in(layer) for layer in spread_layers] == plan(built.graph, 8) + [[]]
     assert len(spread_layers) == len(built.graph) + 1
+    assert run_image(spread) == (0, hello_output(built.nonce))
 
 
-def test_the_nix_database_in_the_image_verifies(built: Built, tmp_path: Path) -> None:
+def test_the_nix_database_in_the_image_verifies(
+    built: Built, tmp_path: Path, run_image
+) -> None:
     layout = dist_file(built.repo, "image_db")
     assert_valid_image(layout, "oci", unpack_to=tmp_path / "bundle")
+    assert run_image(layout, fmt="oci") == (0, hello_output(built.nonce))
     rootfs = tmp_path / "bundle" / "rootfs"
     assert (rootfs / "nix/var/nix/db/db.sqlite").is_file()
     nix_store = nix_command("nix-store")
