@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pants.option.option_types import IntOption, StrListOption, StrOption
+import math
+from typing import Tuple
+
+from pants.option.errors import OptionsError
+from pants.option.option_types import FloatOption, IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
+
+from strata.core.registry.transport import StallRule
 
 
 class StrataSubsystem(Subsystem):
@@ -56,6 +62,43 @@ class StrataSubsystem(Subsystem):
         ),
         advanced=True,
     )
+
+    registry_stall_bytes = IntOption(
+        default=StallRule().min_bytes,
+        help=help_text(
+            """
+            With `registry_stall_seconds`, when a registry has stalled: a pull (`oci_pull`) or
+            a push (`pants publish`) that receives fewer than this many bytes of a response
+            while waiting `registry_stall_seconds` for them (counted afresh after each such
+            amount) gives up on that request and retries it with backoff, as after a dropped
+            connection, then fails naming the registry, the blob or manifest and this rule.
+            A rate, not a total time: a big blob may take hours if it keeps coming.
+            """
+        ),
+        advanced=True,
+    )
+
+    registry_stall_seconds = FloatOption(
+        default=StallRule().seconds,
+        help="How long a pull or push waits for `registry_stall_bytes` bytes of a response.",
+        advanced=True,
+    )
+
+    def registry_stall_args(self) -> Tuple[str, ...]:
+        """The stall rule as the core's `pull` and `push` take it."""
+        if self.registry_stall_bytes < 1:
+            raise OptionsError(
+                f"[strata].registry_stall_bytes must be positive: {self.registry_stall_bytes}"
+            )
+        if not (0 < self.registry_stall_seconds and math.isfinite(self.registry_stall_seconds)):
+            raise OptionsError(
+                "[strata].registry_stall_seconds must be a positive number of seconds: "
+                f"{self.registry_stall_seconds}"
+            )
+        return (
+            *("--stall-bytes", str(self.registry_stall_bytes)),
+            *("--stall-seconds", repr(float(self.registry_stall_seconds))),
+        )
 
     loader = StrOption(
         default="auto",

@@ -22,7 +22,8 @@ import threading
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence
 
-ACTIONS = ("cut", "reset", "corrupt", "cut_request", "no_response")
+ACTIONS = ("cut", "reset", "corrupt", "cut_request", "no_response", "trickle")
+TRICKLE_INTERVAL = 0.05  # seconds between the bytes of a trickled body
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -39,6 +40,8 @@ class Fault:
         the request never reaches the server.
     no_response: the request goes to the server (and takes effect there), then the
         connection is closed without an answer.
+    trickle: the response's headers and `after` bytes of its body, then one byte every
+        TRICKLE_INTERVAL seconds, until the body ends, the client hangs up or the proxy closes.
     """
 
     action: str
@@ -80,6 +83,7 @@ class FaultProxy:
         self.faults: List[Fault] = list(faults)
         self.requests: List[Request] = []
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -107,6 +111,7 @@ class FaultProxy:
         return sum(r.method == method and r.path.startswith(path_prefix) for r in self.requests)
 
     def close(self) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -150,6 +155,18 @@ class FaultProxy:
         else:
             handler.send_header("Content-Length", str(len(answer)))
         handler.end_headers()
+        if fault is not None and action == "trickle":
+            handler.wfile.write(answer[: fault.after])
+            for offset in range(fault.after, len(answer)):
+                if self._closing.wait(TRICKLE_INTERVAL):
+                    break
+                try:
+                    handler.wfile.write(answer[offset : offset + 1])
+                    handler.wfile.flush()
+                except OSError:  # the client gave up
+                    break
+            handler.close_connection = True
+            return
         if fault is not None and action in ("cut", "reset"):
             handler.wfile.write(answer[: fault.after])
             if action == "reset":

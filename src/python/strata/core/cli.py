@@ -77,7 +77,7 @@ COMMANDS = {
     "pull": Command(
         "strata.core.registry.pull:pull_command",
         "--registry HOST --repository REPO --digest DIGEST --platform OS/ARCH --out DIR "
-        "[--sbom-out DIR] [--insecure]",
+        "[--sbom-out DIR] [--insecure] [--stall-bytes N] [--stall-seconds SECONDS]",
         logs=True,
     ),
     "manifest": Command(

@@ -177,6 +177,7 @@ async def external_base(
     ]  # fmt: skip
     if tgt[OciPullInsecureField].value:
         argv.append("--insecure")
+    argv.extend(strata.registry_stall_args())
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(_PULL_ENV))
     process = Process(
         argv=tool.argv(*argv),

@@ -1,6 +1,7 @@
 """`oci_pull` and `pants publish` on a scratch repo through a fault-injecting proxy in front of
 a real registry: connections dropped mid-transfer are retried, each retry is shown to the user,
-and the images come out whole.
+and the images come out whole; a registry that trickles fails the pull under the
+`[strata].registry_stall_*` rule, naming the registry, the blob and the rule.
 
 One module fixture makes the Pants runs (~15 s each).
 """
@@ -35,6 +36,8 @@ BUILD = """
         dependencies=[":note"],
         entrypoint=["/bin/busybox", "cat", "/etc/note.txt"],
     )
+    oci_pull(name="slow_base", registry="{proxy}", repository="strata/slow-base", digest="{digest}")
+    oci_image(name="on_slow_pull", base=":slow_base", dependencies=[":note"])
     oci_image(
         name="app",
         repository="strata/flaky-push",
@@ -56,6 +59,8 @@ class Runs:
     pull_faults: list[Fault]
     push_faults: list[Fault]
     dist: Path
+    slow_pull: subprocess.CompletedProcess[str]  # through a trickle, with a 1 s stall rule
+    slow_layer: str
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +68,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterat
     base = tmp_path_factory.mktemp("faults")
     make_busybox_image(base / "base.tar", files={"etc/base.txt": b"the base\n"})
     registry.push(base / "base.tar", "strata/flaky-base:1")
+    registry.push(base / "base.tar", "strata/slow-base:1")
     digest = registry.inspect("strata/flaky-base:1")["Digest"]
     layer = registry.inspect("strata/flaky-base:1", raw=True)["layers"][0]
     with FaultProxy(registry.host) as proxy:
@@ -83,7 +89,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iterat
             proxy.add(Fault("no_response", "PUT", f"{push}/manifests/v1")),
         ]
         publish = repo.run("publish", "//:app")
-        yield Runs(package, package_again, publish, pull_faults, push_faults, repo.root / "dist")
+        # 20 bytes a second, where the rule asks for 1000: without it, some 14 h.
+        proxy.add(Fault("trickle", "GET", f"/slow-base/blobs/{layer['digest']}", 100, None))
+        stall = ["--strata-registry-stall-bytes=1000", "--strata-registry-stall-seconds=1"]
+        slow_pull = repo.run(*stall, "package", "//:on_slow_pull", check=False, timeout=600)
+        yield Runs(
+            package, package_again, publish, pull_faults, push_faults, repo.root / "dist",
+            slow_pull, layer["digest"],
+        )  # fmt: skip
 
 
 def retries(output: str, repository: str) -> list[str]:
@@ -123,3 +136,18 @@ def test_publish_through_dropped_connections(
     )  # fmt: skip
     assert_valid_image(pulled, "docker-archive")
     assert run_image(pulled) == (0, NOTE)
+
+
+def test_a_pull_from_a_registry_that_trickles_fails_naming_the_stall(runs: Runs) -> None:
+    err = runs.slow_pull.stderr
+    assert runs.slow_pull.returncode != 0
+    assert len(retries(err, "/strata/slow-base")) == 4, err
+    host = err.split("strata.core pull: error: ", 1)[1].split("/", 1)[0]
+    assert (
+        f"strata.core pull: error: {host}/strata/slow-base@sha256:"
+    ) in err
+    assert (
+        f"fetching blob {runs.slow_layer} from {host}/strata/slow-base: failed after 5 "
+        "attempts: the registry stalled: fewer than 1000 bytes arrived in 1s (the stall rule"
+    ) in " ".join(err.split())
+    assert not (runs.dist / "on_slow_pull.tar").exists()

@@ -16,6 +16,7 @@ from strata.core.errors import StrataError
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
 from strata.core.registry.referrers import fetch_sboms
+from strata.core.registry.transport import StallRule
 
 
 def pull_layout(
@@ -26,6 +27,7 @@ def pull_layout(
     out: Path,
     insecure=None,
     sbom_out: Optional[Path] = None,
+    stall: StallRule = StallRule(),
 ) -> str:
     """Writes the image for `platform` at `digest` (a manifest or an index) as an OCI layout;
     returns the image manifest's digest. An image of another platform is a PlatformError.
@@ -33,7 +35,9 @@ def pull_layout(
     there (strata.core.registry.referrers.fetch_sboms: failures are warnings)."""
     # Only the docker config.json: credentials in the environment would be part of the pull
     # process's cache key (rules/base.py passes it only DOCKER_CONFIG and HOME).
-    client = RegistryClient(registry, insecure=insecure, environment_credentials=False)
+    client = RegistryClient(
+        registry, insecure=insecure, environment_credentials=False, stall=stall
+    )
     media_type, manifest_bytes, manifest_digest = client.pull_manifest(repository, digest, platform)
     manifest = json.loads(manifest_bytes)
     def write(tmp: str) -> None:
@@ -75,6 +79,7 @@ def pull_command(options) -> None:
             Path(options.out),
             options.insecure or None,
             None if options.sbom_out is None else Path(options.sbom_out),
+            StallRule.parse(options.stall_bytes, options.stall_seconds),
         )
     except (RegistryError, OSError) as e:
         where = f"{options.registry}/{options.repository}@{options.digest}"
