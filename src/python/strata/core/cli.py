@@ -86,7 +86,8 @@ COMMANDS = {
     "push": Command(
         "strata.core.registry.push:push_command",
         "--layout DIR --manifest FILE --repository REPO [--registry HOST]... [--tag TAG]... "
-        "[--mount-from REPO] [--attach FILE]... [--insecure]",
+        "[--mount-from REPO] [--attach FILE]... [--insecure] [--credentials-file FILE] "
+        "[--stall-bytes N] [--stall-seconds SECONDS]",
         logs=True,
     ),
     "describe": Command(

@@ -3,9 +3,12 @@ Strata's own client."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -25,6 +28,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
+from pants.engine.internals.session import RunId
 from pants.engine.process import InteractiveProcess, Process, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
@@ -32,6 +36,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.media_types import OCI_INDEX
+from strata.core.registry.auth import ENV_PASSWORD, ENV_USERNAME
 from strata.rules.image import (
     AssembledImage,
     AssembleRequest,
@@ -43,6 +48,7 @@ from strata.rules.image import (
 from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.sbom import Sbom, SbomRequest
 from strata.rules.tool import ImageTool
+from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciImageDependenciesField,
     OciImageTagsField,
@@ -56,8 +62,10 @@ from strata.target_types import (
     OutputFormat,
 )
 
-# Read by the push process itself, so credentials never enter a cache key or a log line.
-_CREDENTIAL_ENV = ("STRATA_REGISTRY_USERNAME", "STRATA_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME")
+# Where the push process finds the docker config.json: paths only. Pants logs a process's
+# argv and environment (`-ldebug`), so secrets go to the push in a hand-off file instead.
+_DOCKER_CONFIG_ENV = ("DOCKER_CONFIG", "HOME")
+_HANDOFF_PREFIX = "strata-registry-credentials-"
 _LAYOUT = "image"
 _MANIFEST = "push-manifest.json"
 _SBOM_DIR = "sbom"
@@ -148,9 +156,60 @@ async def _manifest_to_push(
     )
 
 
+@dataclass(frozen=True)
+class _CredentialsHandoffRequest:
+    """The hand-off of one push process: each push deletes the file it reads."""
+
+    address: Address
+    registry: str
+
+
+@dataclass(frozen=True)
+class _CredentialsHandoff:
+    path: Optional[str]  # None: neither STRATA_REGISTRY_USERNAME nor _PASSWORD is set
+
+
+# The hand-off files this process wrote, with the run that wrote them.
+_handoffs: Dict[str, RunId] = {}
+
+
+def _remove_handoffs(unless_of_run: Optional[RunId] = None) -> None:
+    for path, run_id in list(_handoffs.items()):
+        if run_id != unless_of_run and _handoffs.pop(path, None) is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:  # read, so deleted, by its push
+                pass
+
+
+atexit.register(_remove_handoffs)
+
+
+@rule
+async def hand_off_credentials(
+    request: _CredentialsHandoffRequest, run_id: RunId
+) -> _CredentialsHandoff:
+    """STRATA_REGISTRY_USERNAME/_PASSWORD, from the environment `pants` was started in, as a
+    0600 file (mkstemp) in the system temp directory, never in the repo or Pants' store; its
+    push takes it by path (`--credentials-file`) and deletes it before anything else. A file no
+    push read (the run failed or was interrupted first) is deleted by the next run's hand-off
+    and when the Pants process exits. Depending on the RunId, a hand-off is made anew in each
+    run, never a previous run's memoized path; the request makes one per push process."""
+    _remove_handoffs(unless_of_run=run_id)
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest((ENV_USERNAME, ENV_PASSWORD)))
+    if not env:
+        return _CredentialsHandoff(None)
+    fd, path = tempfile.mkstemp(prefix=_HANDOFF_PREFIX)
+    _handoffs[path] = run_id
+    with os.fdopen(fd, "w") as f:
+        json.dump(dict(env), f)
+    return _CredentialsHandoff(path)
+
+
 async def _push_processes(
     fs: _PushFieldSet,
     tool: ImageTool,
+    strata: StrataSubsystem,
     layout: Digest,
     manifest: _PushManifest,
     tags: Tuple[str, ...],
@@ -160,11 +219,16 @@ async def _push_processes(
     """One `push` of the layout at _LAYOUT per registry, so each registry's outcome is
     reported on its own; the SBOM's documents go up as referrers of the manifest."""
     repository = fs.repository.value_or_default(fs.address)
+    registries = fs.registries.value or ()
     env, input_digest = await MultiGet(
-        Get(EnvironmentVars, EnvironmentVarsRequest(_CREDENTIAL_ENV)),
+        Get(EnvironmentVars, EnvironmentVarsRequest(_DOCKER_CONFIG_ENV)),
         Get(Digest, MergeDigests(
             [tool.digest, layout, manifest.file, *([sbom.digest] if sbom else [])]
         )),
+    )
+    handoffs = await MultiGet(
+        Get(_CredentialsHandoff, _CredentialsHandoffRequest(fs.address, registry))
+        for registry in registries
     )
     argv = [
         *tool.argv("push", "--layout", _LAYOUT, "--manifest", _MANIFEST),
@@ -172,12 +236,19 @@ async def _push_processes(
         *(arg for tag in tags for arg in ("--tag", tag)),
         *(("--mount-from", mount_from) if mount_from else ()),
         *(arg for path in (sbom.files if sbom else ()) for arg in ("--attach", path)),
+        *strata.registry_stall_args(),
     ]
     return PublishProcesses(
         PublishPackages(
             names=tuple(f"{registry}/{repository}:{tag}" for tag in tags),
             process=InteractiveProcess(
-                argv=(*argv, "--registry", registry), env=dict(env), input_digest=input_digest
+                argv=(
+                    *argv,
+                    *("--registry", registry),
+                    *(("--credentials-file", handoff.path) if handoff.path else ()),
+                ),
+                env=dict(env),
+                input_digest=input_digest,
             ),
             description=f"({manifest.digest})",
             data=PublishOutputData(
@@ -189,12 +260,14 @@ async def _push_processes(
                 }
             ),
         )
-        for registry in fs.registries.value or ()
+        for registry, handoff in zip(registries, handoffs)
     )
 
 
 @rule(desc="Preparing to push an OCI image", level=LogLevel.DEBUG)
-async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) -> PublishProcesses:
+async def publish_oci_image(
+    request: PublishOciImageRequest, tool: ImageTool, strata: StrataSubsystem
+) -> PublishProcesses:
     fs = request.field_set
     if not fs.registries.value:
         return _NO_REGISTRIES
@@ -237,12 +310,12 @@ async def publish_oci_image(request: PublishOciImageRequest, tool: ImageTool) ->
         )
         if isinstance(base.target, OciPullTarget):
             mount_from = base.target[OciPullRepositoryField].value
-    return await _push_processes(fs, tool, image.output, manifest, tags, mount_from, sbom)
+    return await _push_processes(fs, tool, strata, image.output, manifest, tags, mount_from, sbom)
 
 
 @rule(desc="Preparing to push an OCI image index", level=LogLevel.DEBUG)
 async def publish_oci_image_index(
-    request: PublishOciImageIndexRequest, tool: ImageTool
+    request: PublishOciImageIndexRequest, tool: ImageTool, strata: StrataSubsystem
 ) -> PublishProcesses:
     """Each image's layers go up as they would alone (gzip when `compression` is `none`); the
     push sends the index the core decided, after its images."""
@@ -258,7 +331,7 @@ async def publish_oci_image_index(
         OCI_INDEX,
     )
     tags = fs.image_tags.value or (layout.tag,)
-    return await _push_processes(fs, tool, layout.digest, manifest, tags)
+    return await _push_processes(fs, tool, strata, layout.digest, manifest, tags)
 
 
 def rules():

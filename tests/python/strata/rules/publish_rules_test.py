@@ -1,26 +1,35 @@
 """The shell's decisions in rules/publish.py, with the engine mocked (run_rule_with_mocks): the
-layout it assembles, the manifest Process, and one push Process per registry with its argv and
-environment. publish_integration_test.py pushes to a real registry."""
+layout it assembles, the manifest Process, one push Process per registry with its argv and
+environment, and the credentials' hand-off file. publish_integration_test.py pushes to a real
+registry, registry_secrets_integration_test.py searches all Pants writes for the secret."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import stat
 from types import SimpleNamespace
 
 import pytest
 from pants.engine.addresses import Address, AddressInput
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import Digest, DigestContents, DigestSubset, FileContent, MergeDigests
+from pants.engine.internals.session import RunId
 from pants.engine.process import Process, ProcessResult
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.option.errors import OptionsError
+from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.frozendict import FrozenDict
 
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image import AssembledImage, AssembleRequest, ImageInputs
+from strata.rules import publish as publish_rules
 from strata.rules.publish import PublishOciImageFieldSet, PublishOciImageRequest, publish_oci_image
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool
+from strata.subsystems import StrataSubsystem
 from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget
 
 ADDRESS = Address("app", target_name="image")
@@ -30,6 +39,10 @@ INPUTS = ImageInputs(
 )
 TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
 CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
+STRATA = create_subsystem(
+    StrataSubsystem, registry_stall_bytes=1024, registry_stall_seconds=60.0
+)
+STALL = ("--stall-bytes", "1024", "--stall-seconds", "60.0")
 MANIFEST = b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 BASES = {
     Address("base", target_name="pulled"): OciPullTarget(
@@ -66,7 +79,10 @@ def publish(**fields):
 
     def env(request: EnvironmentVarsRequest) -> EnvironmentVars:
         asked["env"].append(tuple(request.requested))
-        return EnvironmentVars({"HOME": "/root", "STRATA_REGISTRY_USERNAME": "u"})
+        return EnvironmentVars({"HOME": "/root"})
+
+    def handoff(request: publish_rules._CredentialsHandoffRequest):
+        return publish_rules._CredentialsHandoff(f"/tmp/handoff-{request.registry}")
 
     def address(request: AddressInput) -> Address:
         return Address(request.path_component, target_name=request.target_component)
@@ -79,7 +95,7 @@ def publish(**fields):
     field_set = PublishOciImageFieldSet.create(target)
     processes = run_rule_with_mocks(
         publish_oci_image,
-        rule_args=[PublishOciImageRequest(field_set, ()), TOOL],
+        rule_args=[PublishOciImageRequest(field_set, ()), TOOL, STRATA],
         mock_gets=[
             MockGet(WrappedTarget, (WrappedTargetRequest,), wrapped),
             MockGet(AssembledImage, (AssembleRequest,), assemble),
@@ -95,12 +111,17 @@ def publish(**fields):
             ),
             MockGet(EnvironmentVars, (EnvironmentVarsRequest,), env),
             MockGet(Address, (AddressInput,), address),
+            MockGet(
+                publish_rules._CredentialsHandoff,
+                (publish_rules._CredentialsHandoffRequest,),
+                handoff,
+            ),
         ],
     )
     return processes, asked
 
 
-def test_one_push_per_registry_with_credentials_from_the_environment() -> None:
+def test_one_push_per_registry_with_credentials_handed_off_in_a_file() -> None:
     processes, asked = publish(
         registries=["127.0.0.1:5000", "localhost:5001"], repository="acme/app",
         image_tags=["1.0", "latest"],
@@ -111,18 +132,17 @@ def test_one_push_per_registry_with_credentials_from_the_environment() -> None:
     ]
     push = (*CORE, "push", "--layout", "image", "--manifest", "push-manifest.json",
             "--repository", "acme/app", "--tag", "1.0", "--tag", "latest",
-            "--attach", "sbom/image.spdx.json", "--attach", "sbom/image.cdx.json")  # fmt: skip
+            "--attach", "sbom/image.spdx.json", "--attach", "sbom/image.cdx.json",
+            *STALL)  # fmt: skip
     for registry, package in zip(("127.0.0.1:5000", "localhost:5001"), processes):
-        assert package.process.process.argv == (*push, "--registry", registry)
-        # Credentials reach the push process only, never a cache key.
-        assert dict(package.process.process.env) == {
-            "HOME": "/root", "STRATA_REGISTRY_USERNAME": "u"
-        }
+        # Each push its own hand-off, by path: Pants logs argv and env, not files.
+        assert package.process.process.argv == (
+            *push, "--registry", registry, "--credentials-file", f"/tmp/handoff-{registry}"
+        )
+        assert dict(package.process.process.env) == {"HOME": "/root"}
         assert package.data["registry"] == registry
         assert package.data["digest"] == package.description.strip("()")
-    assert asked["env"] == [
-        ("STRATA_REGISTRY_USERNAME", "STRATA_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME")
-    ]
+    assert asked["env"] == [("DOCKER_CONFIG", "HOME")]
 
 
 @pytest.mark.parametrize(
@@ -158,7 +178,7 @@ def test_layers_of_a_pulled_base_are_mounted_from_its_repository(base, mount) ->
     fields = {"base": base} if base else {}
     (package,), _ = publish(registries=["127.0.0.1:5000"], **fields)
     argv = package.process.process.argv
-    assert argv[-2:] == ("--registry", "127.0.0.1:5000")
+    assert argv[-4:-2] == ("--registry", "127.0.0.1:5000")
     assert list(argv[argv.index("--tag") + 2 : argv.index("--attach")]) == mount
 
 
@@ -176,8 +196,54 @@ def test_the_sbom_of_the_pushed_manifest_goes_up_as_its_referrers() -> None:
     assert request.manifest_digest == "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
     assert (request.repository, request.tag) == ("image", "0123abcd")
     argv = package.process.process.argv
-    assert argv[argv.index("--attach"):-2] == (
+    assert argv[argv.index("--attach"):argv.index("--stall-bytes")] == (
         "--attach", "sbom/image.spdx.json", "--attach", "sbom/image.cdx.json"
     )
     (package,), asked = publish(registries=["127.0.0.1:5000"], sbom=False)
     assert asked["sbom"] == [] and "--attach" not in package.process.process.argv
+
+
+def hand_off(run_id: int, values: dict, request=None):
+    request = request or publish_rules._CredentialsHandoffRequest(ADDRESS, "127.0.0.1:5000")
+    return run_rule_with_mocks(
+        publish_rules.hand_off_credentials,
+        rule_args=[request, RunId(run_id)],
+        mock_gets=[
+            MockGet(EnvironmentVars, (EnvironmentVarsRequest,), lambda r: EnvironmentVars(values))
+        ],
+    ).path
+
+
+def test_credentials_are_handed_off_in_a_private_file_removed_by_the_next_run(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(publish_rules, "_handoffs", {})
+    assert hand_off(1, {}) is None
+    values = {"STRATA_REGISTRY_USERNAME": "u", "STRATA_REGISTRY_PASSWORD": "secret"}
+    first = hand_off(1, values)
+    other = publish_rules._CredentialsHandoffRequest(ADDRESS, "localhost:5001")
+    second = hand_off(1, values, other)
+    assert first != second and os.path.dirname(first) == str(tmp_path)
+    for path in (first, second):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert json.loads(open(path).read()) == values
+    os.unlink(first)  # read by its push
+    # A later run's hand-off deletes what no push of an earlier run read.
+    third = hand_off(2, values)
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(third)]
+    publish_rules._remove_handoffs()  # at exit
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        ({"registry_stall_bytes": 0, "registry_stall_seconds": 60.0}, "registry_stall_bytes"),
+        ({"registry_stall_bytes": 1, "registry_stall_seconds": 0.0}, "registry_stall_seconds"),
+        ({"registry_stall_bytes": 1, "registry_stall_seconds": float("inf")}, "_seconds"),
+    ],
+)
+def test_the_stall_rule_options_must_be_positive(options, named) -> None:
+    with pytest.raises(OptionsError, match=rf"\[strata\]\.\w*{named} must be"):
+        create_subsystem(StrataSubsystem, **options).registry_stall_args()

@@ -8,11 +8,13 @@ import binascii
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
 ENV_USERNAME = "STRATA_REGISTRY_USERNAME"
 ENV_PASSWORD = "STRATA_REGISTRY_PASSWORD"
+MAX_CREDENTIALS_FILE = 64 * 1024
 
 # One `key=value` or `key="quoted \" value"` parameter of an RFC 7235 challenge.
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?\s*')
@@ -51,6 +53,35 @@ def credentials_for(
             raise ValueError(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
         return Credentials(username, password, f"${ENV_USERNAME}/${ENV_PASSWORD}")
     return _from_docker_config(docker_config_path(environ), registry)
+
+
+def take_credentials_file(path: str) -> Dict[str, str]:
+    """The $STRATA_REGISTRY_USERNAME/$STRATA_REGISTRY_PASSWORD values in the JSON object of a
+    hand-off file (the Pants shell's: a process's argv and environment are logged, a file's
+    contents are not), which is deleted as soon as it is open. Like ssh with a private key, it
+    refuses a file that is not a regular file of this user's, readable by nobody else."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise ValueError(
+                f"{path} must be a regular file of this user's that nobody else can read (0600)"
+            )
+        os.unlink(path)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_CREDENTIALS_FILE + 1)
+    finally:
+        os.close(fd)
+    try:
+        values = json.loads(data) if len(data) <= MAX_CREDENTIALS_FILE else None
+    except ValueError:  # never the document in the message
+        values = None
+    names = (ENV_USERNAME, ENV_PASSWORD)
+    if not isinstance(values, dict) or not all(
+        key in names and isinstance(value, str) for key, value in values.items()
+    ):
+        raise ValueError(f"{path} is not a JSON object of {' and '.join(names)}")
+    return values
 
 
 def no_credentials_hint(

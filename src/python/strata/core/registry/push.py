@@ -4,16 +4,19 @@ registries."""
 
 import dataclasses
 import json
+import os
 import signal
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from strata.core.errors import Interrupted, StrataError
 from strata.core.oci import media_types
 from strata.core.oci.push_manifest import index_manifests, manifest_blobs
+from strata.core.registry.auth import take_credentials_file
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
 from strata.core.registry.referrers import Attachment, attach_all, attachment
+from strata.core.registry.transport import StallRule
 from strata.core.registry.push_policy import (
     PushedBlobs,
     PushProgress,
@@ -36,12 +39,15 @@ def push_layout(
     record: Optional[PushedBlobs] = None,
     progress: Optional[PushProgress] = None,
     attach: Sequence[Attachment] = (),
+    environ: Mapping[str, str] = os.environ,
+    stall: StallRule = StallRule(),
 ) -> PushReport:
     """Pushes `manifest_bytes` (from manifest_to_push, or an image index with each of its
     images) with its blobs from the layout; blobs missing from `repository` are mounted from
     `known_in`, else from the repository `record` says holds most of them, else uploaded.
     Then each of `attach` goes up as a referrer of the pushed manifest (a refusal is a
-    warning, and missing from the report's `referrers`)."""
+    warning, and missing from the report's `referrers`). Credentials are read from `environ`
+    (strata.core.registry.auth.credentials_for)."""
     media_type = json.loads(manifest_bytes).get("mediaType")
     is_index = media_types.is_index(media_type)
     if is_index:
@@ -54,7 +60,7 @@ def push_layout(
     digests = list(dict.fromkeys(digest for _, blobs in images for digest, _, _ in blobs))
     if known_in is None and record is not None:
         known_in = record.best_source(registry, repository, digests)
-    client = RegistryClient(registry, insecure=insecure)
+    client = RegistryClient(registry, insecure=insecure, environ=environ, stall=stall)
     if is_index:
         report = push_index(client, repository, tags, manifest_bytes, images, known_in, progress)
     else:
@@ -88,6 +94,10 @@ def interrupted_message(name: str, progress: PushProgress) -> str:
 
 
 def push_command(options) -> None:
+    environ: Mapping[str, str] = os.environ
+    if options.credentials_file is not None:  # first: nothing that follows may leave it behind
+        environ = {**os.environ, **take_credentials_file(options.credentials_file)}
+    stall = StallRule.parse(options.stall_bytes, options.stall_seconds)
     record = PushedBlobs(default_record_path())
     manifest_bytes = Path(options.manifest).read_bytes()
     attachments = [attachment(path) for path in options.attach]
@@ -106,6 +116,8 @@ def push_command(options) -> None:
                 record=record,
                 progress=progress,
                 attach=attachments,
+                environ=environ,
+                stall=stall,
             )
         except (RegistryError, ValueError, OSError) as e:
             raise StrataError(f"{name}: {e}") from e

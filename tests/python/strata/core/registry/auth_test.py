@@ -12,14 +12,21 @@ from typing import Dict, List, Tuple
 
 import pytest
 
+from strata.core import cli
 from strata.core.oci import image
 from strata.core.oci import media_types
-from strata.core.registry.auth import Credentials, credentials_for, parse_challenge
+from strata.core.oci.push_manifest import manifest_to_push
+from strata.core.registry.auth import (
+    Credentials,
+    credentials_for,
+    parse_challenge,
+    take_credentials_file,
+)
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import AuthenticationError
 from strata.core.registry.pull import pull_layout
 from strata.core.registry.push_policy import push_image
-from strata_harness import Request, require_tool, start_registry
+from strata_harness import Request, make_oci_layout, require_tool, start_registry
 from strata_harness.registry_images import LocalImage, local_image
 
 OCI_MANIFEST = media_types.OCI_MANIFEST
@@ -317,3 +324,51 @@ def test_parse_challenge():
     )
     assert parse_challenge('Basic realm="say \\"hi\\""') == ("basic", {"realm": 'say "hi"'})
     assert parse_challenge("") == ("", {})
+
+
+def credentials_file(path: Path, values: dict, mode: int = 0o600) -> str:
+    path.write_text(json.dumps(values))
+    path.chmod(mode)
+    return str(path)
+
+
+def test_push_takes_its_credentials_from_a_file_it_deletes(
+    auth_registry, tmp_path, monkeypatch, capsys
+):
+    """What `pants publish` does: the push's argv names a 0600 file, not the secret, and the
+    environment holds none; the file is gone once the push has read it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    layout = make_oci_layout(tmp_path / "layout", {"etc/motd": b"handed off\n"})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_bytes(manifest_to_push(layout, docker=False))
+    values = {"STRATA_REGISTRY_USERNAME": "strata", "STRATA_REGISTRY_PASSWORD": PASSWORD}
+    handoff = credentials_file(tmp_path / "handoff", values)
+    argv = ["push", "--layout", str(layout), "--manifest", str(manifest),
+            "--repository", "strata/handoff", "--tag", "v1", "--registry", auth_registry.host]
+    assert cli.main([*argv, "--credentials-file", handoff]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{auth_registry.host}/strata/handoff:v1@sha256:"), err
+    assert not Path(handoff).exists()
+    # Read once: a second push without it has no credentials.
+    assert cli.main(argv) == 1
+    assert "requires authentication; no credentials were found" in capsys.readouterr().err
+
+
+def test_a_credentials_file_is_refused_unless_private_and_well_formed(tmp_path):
+    values = {"STRATA_REGISTRY_USERNAME": "strata", "STRATA_REGISTRY_PASSWORD": PASSWORD}
+    readable = credentials_file(tmp_path / "readable", values, 0o640)
+    with pytest.raises(ValueError, match="that nobody else can read"):
+        take_credentials_file(readable)
+    link = tmp_path / "link"
+    link.symlink_to(credentials_file(tmp_path / "target", values))
+    with pytest.raises(OSError):
+        take_credentials_file(str(link))
+    for bad in ('{"STRATA_REGISTRY_PASSWORD": "' + PASSWORD, json.dumps({"TOKEN": PASSWORD})):
+        path = tmp_path / "bad"
+        path.write_text(bad)
+        path.chmod(0o600)
+        with pytest.raises(ValueError, match="is not a JSON object of") as e:
+            take_credentials_file(str(path))
+        assert PASSWORD not in str(e.value) and not path.exists()
+    good = credentials_file(tmp_path / "good", values)
+    assert take_credentials_file(good) == values and not Path(good).exists()
