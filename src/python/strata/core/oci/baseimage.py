@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 from strata.core.atomic import write_dir_atomically
 from strata.core.build.compression import SUFFIXES
 from strata.core.build.hashing import HashingWriter
-from strata.core.oci import image, media_types, platforms, writers
+from strata.core.oci import image, layertar, media_types, platforms, writers
 from strata.core.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
@@ -270,7 +270,9 @@ def _detect(head: bytes) -> str:
 
 def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what: str) -> dict:
     """Copies one blob verbatim into `layer_dir` and writes its layer.json, after checking its
-    digest against the descriptor and its uncompressed tar against the config's diff_id."""
+    digest against the descriptor, its uncompressed tar against the config's diff_id, and
+    every header of that tar (strata.core.oci.layertar): a corrupt layer is refused here, at
+    import, whatever reads the base later."""
     os.makedirs(layer_dir)
     with source.open(blob.name) as src:
         head = src.read(writers.CHUNK_SIZE)
@@ -288,18 +290,19 @@ def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what:
     if blob.digest is not None:
         size = out.size if blob.size is None else blob.size
         _check_blob(what, blob.digest, size, actual=(out.digest_str(), out.size))
-    if compression == "none":
-        actual, size = out.digest_str(), out.size
-    elif compression == "zstd" and not zstd:
+    if compression == "zstd" and not zstd:
         # Nothing in the standard library reads zstd: without the binary the blob's digest is
-        # checked (for OCI sources) but its diff_id is taken on trust from the config, and its
-        # uncompressed size stays unknown (null in layer.json).
+        # checked (for OCI sources) but its diff_id is taken on trust from the config, its
+        # tar is not walked, and its uncompressed size stays unknown (null in layer.json).
         actual, size = diff_id, None
+    elif compression == "none":
+        with open(path, "rb") as tar:
+            layertar.check(tar, what)
+        actual, size = out.digest_str(), out.size
     else:
-        with writers.DecompressedReader(path, compression, zstd) as reader:
-            while reader.read():
-                pass
-            actual, size = reader.finish(), reader.size
+        with writers.DecompressedReader(path, compression, zstd) as tar:
+            layertar.check(tar, what)
+            actual, size = tar.finish(), tar.size
     if actual != diff_id:
         raise ValueError(f"{what}: its tar has diff_id {actual}, the config says {diff_id}")
     info = {

@@ -522,6 +522,74 @@ def rewrite_manifest(layout, manifest):
     return layout
 
 
+def three_files_tar() -> bytes:
+    """Files a, b and c: their headers at bytes 0, 1024 and 2048."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in "abc":
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(name.encode() * 4))
+    return buf.getvalue()
+
+
+def bad_header_mid_way() -> bytes:
+    tar = bytearray(three_files_tar())
+    tar[1024 + 148:1024 + 156] = b"0000000\0"  # b's checksum
+    return bytes(tar)
+
+
+def bad_pax_size() -> bytes:
+    tar = three_files_tar()
+    pax = b"15 size=twelve\n"
+    info = tarfile.TarInfo("PaxHeaders/b")
+    info.type, info.size = tarfile.XHDTYPE, len(pax)
+    header = info.tobuf(tarfile.USTAR_FORMAT)
+    return tar[:1024] + header + pax + bytes(512 - len(pax)) + tar[1024:]
+
+
+def layout_with_layer(tmp_path, tar: bytes, compression="none"):
+    """A harness OCI layout whose one layer is `tar`, its digest and diff_id in order."""
+    layout = make_oci_layout(tmp_path / "layout", BASE_FILES)
+    _, manifest = layout_manifest(layout)
+    blobs = layout / "blobs" / "sha256"
+    config = read_json(blobs / image.digest_hex(manifest["config"]["digest"]))
+    config["rootfs"]["diff_ids"] = [sha256(tar)]
+    manifest["config"].update(
+        put_blob(layout, json.dumps(config).encode(), manifest["config"]["mediaType"])
+    )
+    manifest["layers"] = [
+        put_blob(layout, COMPRESS[compression](tar), media_types.layer_media_type(compression, True))
+    ]
+    return rewrite_manifest(layout, manifest)
+
+
+CORRUPT_TARS = [
+    (bad_header_mid_way, "bad tar header at byte 1024"),
+    (bad_pax_size, "'b' has PAX size 'twelve', not a number"),
+    (lambda: three_files_tar()[:2048 + 100], "the tar is truncated at byte 2048"),
+    (lambda: three_files_tar()[:2048 + 512 + 2], "the tar ends at byte 3072 without its end-of"),
+    (lambda: three_files_tar() + b"trailing", "data follows the tar's end-of-archive block"),
+]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("tar, message", CORRUPT_TARS)
+def test_import_rejects_a_corrupt_layer_tar(tmp_path, capsys, tar, message, compression):
+    """Its digest and diff_id match: only walking the tar tells (umoci refuses it too)."""
+    layout = layout_with_layer(tmp_path, tar(), compression)
+    import_base(tmp_path, layout, expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.search(r"error: layer 0 \(blobs/sha256/\w{64}\): " + re.escape(message), err), err
+    assert not (tmp_path / "base").exists()
+
+
+def test_import_reads_a_well_formed_three_file_tar(tmp_path):
+    """The corrupt tars' source is fine: the faults above are what fails."""
+    import_base(tmp_path, layout_with_layer(tmp_path, three_files_tar()))
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
@@ -704,7 +772,7 @@ def test_zstd_base_that_lies_fails(tmp_path, capsys):
     write_json(layer_dir / "layer.json", dict(info, size=len(layer_tar(BASE_FILES))))
     spec = image_spec(tmp_path, "docker-archive", [], trusted, zstd=zstd)
     assemble(tmp_path, spec, "a.tar", expect=1)
-    assert "does not decompress to its diff_id" in capsys.readouterr().err
+    assert "does not match its layer.json: its diff_id is" in capsys.readouterr().err
     assert not (tmp_path / "a.tar").exists() and not (tmp_path / "a.tar.tmp").exists()
 
 
@@ -743,6 +811,21 @@ def test_assemble_rejects_a_broken_base(tmp_path, capsys, what, message):
     assemble(tmp_path, image_spec(tmp_path, "oci", [], base), "o", expect=1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_assemble_checks_the_base_blobs_it_streams(tmp_path, capsys, fmt):
+    """A blob changed since import (same size) is an error, and nothing is written."""
+    base = gzip_base(tmp_path)
+    blob = blob_path(base / "layers" / "000")
+    data = bytearray(blob.read_bytes())
+    data[-5] ^= 1  # in the gzip trailer's length: a tar reader would not notice
+    blob.write_bytes(bytes(data))
+    assemble(tmp_path, image_spec(tmp_path, fmt, [], base), "o", expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.search(r"layers/000/layer\.tar\.gz does not match its digest sha256:\w+", err), err
     assert not (tmp_path / "o").exists()
 
 
