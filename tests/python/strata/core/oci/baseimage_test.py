@@ -478,6 +478,84 @@ def test_import_reads_an_archive_in_place(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["base", "big-gz.tar", "big.tar"]
 
 
+# Archive members that are links: resolved by name inside the archive, never on the host.
+
+LAYER_NAME = hashlib.sha256(layer_tar(BASE_FILES)).hexdigest() + "/layer.tar"
+
+
+def linked_docker_archive(tmp_path, links: dict, moved_to=None) -> pathlib.Path:
+    """The harness' docker-archive with its layer.tar member moved to `moved_to` (or dropped)
+    and symlink members `links` (name: target) added: the layer is wherever they lead."""
+    members = tar_members(make_docker_archive(tmp_path / "plain.tar", BASE_FILES))
+    layer = members.pop(LAYER_NAME)
+    if moved_to is not None:
+        members[moved_to] = layer
+    out = write_tar(tmp_path / "linked.tar", members)
+    with tarfile.open(out, "a", format=tarfile.PAX_FORMAT) as tar:
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return out
+
+
+@pytest.mark.parametrize(
+    "target", ["../other/layer.tar", "/other/layer.tar", "../../../../other/layer.tar"]
+)
+def test_import_follows_a_layer_link_inside_the_archive(tmp_path, target):
+    """Old `docker save` linked a layer.tar to another image's by `../`; a link's absolute
+    target, or `..` past the top, stays in the archive (as docker load resolves them)."""
+    archive = linked_docker_archive(tmp_path, {LAYER_NAME: target}, moved_to="other/layer.tar")
+    ((info, _),) = base_layers(import_base(tmp_path, archive))
+    assert info["diff_id"] == sha256(layer_tar(BASE_FILES))
+
+
+@pytest.mark.parametrize(
+    "links, message",
+    [
+        ({LAYER_NAME: "/etc/passwd"},
+         f"has no file {LAYER_NAME}: it links to '/etc/passwd', which is not a file in it"),
+        ({LAYER_NAME: "../loop", "loop": LAYER_NAME.split("/")[0] + "/layer.tar"},
+         f"{LAYER_NAME} leads through more than 40 links"),
+        ({LAYER_NAME: "layer.tar"}, f"{LAYER_NAME} leads through more than 40 links"),
+        ({LAYER_NAME: "../"}, "it links to '../', which is not a file in it"),
+    ],
+)
+def test_import_of_a_layer_link_leading_nowhere_is_one_line(tmp_path, capsys, links, message):
+    import_base(tmp_path, linked_docker_archive(tmp_path, links), expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "base").exists()
+
+
+def nested_indexes(tmp_path, depth: int) -> pathlib.Path:
+    """The harness' OCI layout with its manifest under `depth` indexes, each in the next."""
+    layout = make_oci_layout(tmp_path / "layout", BASE_FILES)
+    index = read_json(layout / "index.json")
+    for _ in range(depth):
+        nested = put_blob(layout, json.dumps(index).encode(), media_types.OCI_INDEX)
+        index = {"schemaVersion": 2, "manifests": [nested]}
+    write_json(layout / "index.json", index)
+    return layout
+
+
+def test_import_follows_nested_indexes_to_a_bound(tmp_path, capsys):
+    import_base(tmp_path, nested_indexes(tmp_path / "8", 8), name="eight")
+    import_base(tmp_path, nested_indexes(tmp_path / "9", 9), expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "indexes nest deeper than 8" in err, err
+    import_base(tmp_path, nested_indexes(tmp_path / "2000", 2000), expect=1)
+    assert "indexes nest deeper than 8" in capsys.readouterr().err
+
+
+def test_import_of_json_nested_too_deep_is_one_line(tmp_path, capsys):
+    layout = make_oci_layout(tmp_path / "layout", BASE_FILES)
+    (layout / "index.json").write_bytes(b"[" * 100000 + b"]" * 100000)
+    import_base(tmp_path, layout, expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "index.json is not valid JSON: maximum recursion" in err, err
+
+
 # Tampered sources: a clear one-line error, exit 1, and no base dir at all.
 
 
@@ -558,9 +636,8 @@ def layout_with_layer(tmp_path, tar: bytes, compression="none"):
     manifest["config"].update(
         put_blob(layout, json.dumps(config).encode(), manifest["config"]["mediaType"])
     )
-    manifest["layers"] = [
-        put_blob(layout, COMPRESS[compression](tar), media_types.layer_media_type(compression, True))
-    ]
+    media_type = media_types.layer_media_type(compression, True)
+    manifest["layers"] = [put_blob(layout, COMPRESS[compression](tar), media_type)]
     return rewrite_manifest(layout, manifest)
 
 
