@@ -22,6 +22,7 @@ from pants.engine.target import InvalidFieldException, SpecialCasedDependencies,
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from strata.core.errors import InvalidInput
 from strata.core.oci import platforms
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.index import DuplicatePlatform, index_layout
@@ -134,6 +135,8 @@ async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
             f"{e}. An index holds one image per platform: give each its own `architecture` "
             "(or `variant`, `os`)."
         ) from e
+    except InvalidInput as e:  # e.g. no image at all
+        raise InvalidFieldException(f"The `{field.alias}` field of {field.address}: {e}.") from e
     own = await Get(
         Digest,
         CreateDigest(

@@ -68,6 +68,9 @@ ERRORS = {
     "not_an_image/BUILD": """
         oci_image_index(name="index", images=["//:amd64", "//:shared"])
     """,
+    "empty/BUILD": """
+        oci_image_index(name="index", images=[])
+    """,
     "base_mismatch/BUILD": """
         oci_image(name="image", base="//:arm64", dependencies=["//:amd64_file"])
     """,
@@ -240,6 +243,8 @@ def test_a_second_identical_publish_uploads_nothing(built: Built) -> None:
     ("unknown_arch:image",
      "The 'architecture' field in target unknown_arch:image is invalid: unknown architecture "
      "'aarch64': Go calls it 'arm64'"),
+    ("empty:index",
+     "The `images` field of empty:index: an image index needs at least one image."),
     ("not_an_image:index",
      "The `images` field of not_an_image:index names //:shared, a `file` target: an index "
      "lists `oci_image` targets."),

@@ -1,4 +1,4 @@
-"""Hash and count bytes on their way to a file, so digests need no second pass."""
+"""Hash and count bytes on their way to or from a file, so digests need no second pass."""
 
 import hashlib
 
@@ -19,6 +19,24 @@ class HashingWriter:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+    def digest_str(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+class HashingReader:
+    """A read-through wrapper that sha256-hashes and counts everything read from `source`."""
+
+    def __init__(self, source):
+        self._source = source
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
 
     def digest_str(self) -> str:
         return "sha256:" + self._hash.hexdigest()

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 from strata.core.atomic import write_dir_atomically
 from strata.core.build.compression import SUFFIXES
 from strata.core.build.hashing import HashingWriter
-from strata.core.oci import image, media_types, platforms, writers
+from strata.core.oci import descriptors, image, layertar, media_types, platforms, writers
 from strata.core.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
@@ -32,6 +32,10 @@ _MAX_JSON = 4 << 20
 # buildx's attestation manifests sit in an index beside the images, platform unknown/unknown.
 _ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})\Z")
+# Indexes nested in an index: buildx and docker nest one; more is no image anyone pushes.
+_MAX_INDEX_DEPTH = 8
+# Links followed from one archive member to the file it names, as Linux's MAXSYMLINKS.
+_MAX_LINKS = 40
 _CONFIG_NAME = re.compile(r"([0-9a-f]{64})\.json\Z")
 
 
@@ -61,7 +65,9 @@ def _member_name(name: str) -> str:
 
 class _Archive:
     """A docker-archive or oci-archive, read in place: tarfile seeks to each member, so nothing
-    is extracted (links between members, as old `docker save` wrote, are followed)."""
+    is extracted. Links between members (old `docker save` wrote layer.tar symlinks) are
+    resolved by name inside the archive, as docker load resolves them in its scope: an
+    absolute target or `..` past the top stays in the archive; at most _MAX_LINKS are followed."""
 
     def __init__(self, path: str):
         self.root = path
@@ -76,12 +82,27 @@ class _Archive:
     def has(self, name: str) -> bool:
         return _member_name(name) in self._members
 
+    def _file(self, name: str) -> tarfile.TarInfo:
+        """The regular file member that `name` is, or leads to through links."""
+        path, link = _member_name(name), None
+        for _ in range(_MAX_LINKS + 1):
+            member = self._members.get(path)
+            if member is None or not (member.issym() or member.islnk()):
+                break
+            link = member.linkname
+            if member.issym():  # relative to the link's directory
+                path = _member_name(posixpath.join(posixpath.dirname(path), link))
+            else:  # a hard link names a member
+                path = _member_name(link)
+        else:
+            raise ValueError(f"{self.root}: {name} leads through more than {_MAX_LINKS} links")
+        if member is None or not member.isreg():
+            via = "" if link is None else f": it links to {link!r}, which is not a file in it"
+            raise ValueError(f"{self.root} has no file {name}{via}")
+        return member
+
     def open(self, name: str):
-        member = self._members.get(_member_name(name))
-        data = self._tar.extractfile(member) if member is not None else None
-        if data is None:
-            raise ValueError(f"{self.root} has no file {name}")
-        return data
+        return self._tar.extractfile(self._file(name))
 
     def close(self) -> None:
         self._tar.close()
@@ -113,10 +134,7 @@ def _read_json(source, name: str, what: str, descriptor: Optional[dict] = None):
         raise ValueError(f"{what} is larger than {_MAX_JSON} bytes")
     if descriptor is not None:
         _check_blob(what, descriptor["digest"], descriptor["size"], data=data)
-    try:
-        return data, json.loads(data)
-    except ValueError as e:
-        raise ValueError(f"{what} is not valid JSON: {e}") from None
+    return data, descriptors.parse_json(data, what)
 
 
 def _check_blob(what: str, digest: str, size: int, *, data=None, actual=None) -> None:
@@ -128,21 +146,6 @@ def _check_blob(what: str, digest: str, size: int, *, data=None, actual=None) ->
         )
 
 
-def _descriptor(value, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a descriptor object")
-    try:
-        image.digest_hex(value.get("digest"))
-    except ValueError as e:
-        raise ValueError(f"{what}: {e}") from None
-    size = value.get("size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"{what}: size must be a non-negative integer: {size!r}")
-    if not isinstance(value.get("mediaType"), str):
-        raise ValueError(f"{what}: mediaType must be a string")
-    return value
-
-
 def _blob_name(descriptor: dict) -> str:
     return "blobs/sha256/" + image.digest_hex(descriptor["digest"])
 
@@ -151,28 +154,32 @@ def _oci_candidates(source) -> list:
     _read_json(source, "oci-layout", f"{source.root}: oci-layout")
     _, index = _read_json(source, "index.json", f"{source.root}: index.json")
     candidates = []
+    walked = set()  # (index digest, names): an index listed twice is read once
 
-    def walk(index, names: tuple, what: str) -> None:
-        manifests = index.get("manifests") if isinstance(index, dict) else None
-        if not isinstance(manifests, list):
-            raise ValueError(f"{what} has no manifests list")
-        for i, value in enumerate(manifests):
-            descriptor = _descriptor(value, f"{what} manifests[{i}]")
+    def walk(index, names: tuple, what: str, depth: int) -> None:
+        for i, descriptor in enumerate(descriptors.index(index, what)):
             annotations = descriptor.get("annotations") or {}
             ref = annotations.get(image.REF_NAME_ANNOTATION)
             refs = (ref,) if isinstance(ref, str) else names
             media_type = descriptor["mediaType"]
             if media_types.is_index(media_type):
+                if depth == _MAX_INDEX_DEPTH:
+                    raise ValueError(
+                        f"{what} manifests[{i}]: indexes nest deeper than {_MAX_INDEX_DEPTH}"
+                    )
+                if (descriptor["digest"], refs) in walked:
+                    continue
+                walked.add((descriptor["digest"], refs))
                 what_nested = f"index {descriptor['digest']}"
                 _, nested = _read_json(source, _blob_name(descriptor), what_nested, descriptor)
-                walk(nested, refs, what_nested)
+                walk(nested, refs, what_nested, depth + 1)
             elif media_types.is_manifest(media_type) and _ATTESTATION_ANNOTATION not in annotations:
                 platform = descriptor.get("platform")
                 if not isinstance(platform, dict):
                     platform = _oci_platform(source, descriptor)
                 candidates.append(_Candidate(refs, platform, descriptor["digest"], descriptor))
 
-    walk(index, (), f"{source.root}: index.json")
+    walk(index, (), f"{source.root}: index.json", 0)
     return candidates
 
 
@@ -180,15 +187,13 @@ def _oci_manifest(source, descriptor: dict):
     """The manifest's config bytes and layer blobs, each checked against its descriptor."""
     what = f"manifest {descriptor['digest']}"
     _, manifest = _read_json(source, _blob_name(descriptor), what, descriptor)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):
-        raise ValueError(f"{what} has no layers list")
-    config = _descriptor(manifest.get("config"), f"{what} config")
+    descriptors.manifest(manifest, what)
+    config = manifest["config"]
     if not media_types.is_config(config["mediaType"]):
         raise ValueError(f"{what}: {config['mediaType']} is not an image config")
     config_bytes, _ = _read_json(source, _blob_name(config), f"config {config['digest']}", config)
     blobs = []
-    for i, value in enumerate(manifest["layers"]):
-        layer = _descriptor(value, f"{what} layers[{i}]")
+    for i, layer in enumerate(manifest["layers"]):
         if not media_types.is_layer(layer["mediaType"]):
             raise ValueError(f"{what} layers[{i}]: unsupported layer type {layer['mediaType']}")
         compression = media_types.compression_of(layer["mediaType"])
@@ -270,7 +275,9 @@ def _detect(head: bytes) -> str:
 
 def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what: str) -> dict:
     """Copies one blob verbatim into `layer_dir` and writes its layer.json, after checking its
-    digest against the descriptor and its uncompressed tar against the config's diff_id."""
+    digest against the descriptor, its uncompressed tar against the config's diff_id, and
+    every header of that tar (strata.core.oci.layertar): a corrupt layer is refused here, at
+    import, whatever reads the base later."""
     os.makedirs(layer_dir)
     with source.open(blob.name) as src:
         head = src.read(writers.CHUNK_SIZE)
@@ -288,18 +295,19 @@ def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what:
     if blob.digest is not None:
         size = out.size if blob.size is None else blob.size
         _check_blob(what, blob.digest, size, actual=(out.digest_str(), out.size))
-    if compression == "none":
-        actual, size = out.digest_str(), out.size
-    elif compression == "zstd" and not zstd:
+    if compression == "zstd" and not zstd:
         # Nothing in the standard library reads zstd: without the binary the blob's digest is
-        # checked (for OCI sources) but its diff_id is taken on trust from the config, and its
-        # uncompressed size stays unknown (null in layer.json).
+        # checked (for OCI sources) but its diff_id is taken on trust from the config, its
+        # tar is not walked, and its uncompressed size stays unknown (null in layer.json).
         actual, size = diff_id, None
+    elif compression == "none":
+        with open(path, "rb") as tar:
+            layertar.check(tar, what)
+        actual, size = out.digest_str(), out.size
     else:
-        with writers.DecompressedReader(path, compression, zstd) as reader:
-            while reader.read():
-                pass
-            actual, size = reader.finish(), reader.size
+        with writers.DecompressedReader(path, compression, zstd) as tar:
+            layertar.check(tar, what)
+            actual, size = tar.finish(), tar.size
     if actual != diff_id:
         raise ValueError(f"{what}: its tar has diff_id {actual}, the config says {diff_id}")
     info = {

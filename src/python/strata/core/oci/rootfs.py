@@ -8,10 +8,11 @@ child the lower layers gave its directory; neither whiteout touches entries of i
 and neither appears in the output. The merged entries are written sorted by path (bytewise, so
 each directory before its children), each with the header values of the layer it comes from.
 
-Layers are read twice: once for their headers, which make the merged tree in memory, and once
-for the contents, in output order. Compressed layers are first decompressed (and checked
-against their diff_id) into unnamed scratch files beside the output, so nothing is held in
-memory but headers, and nothing is left behind.
+Layers are read three times: once checked whole against layer.json (blob digest, diff_id;
+compressed layers are decompressed on the way into unnamed scratch files beside the output, so
+nothing is held in memory but headers, and nothing is left behind), once for their headers
+(strata.core.oci.layertar: a corrupt tar is an error, never a shorter tree), which make the
+merged tree in memory, and once for the contents, in output order.
 """
 
 import tarfile
@@ -25,7 +26,8 @@ from strata.core.build.tarstream import (
     pax_record,
     split_ustar,
 )
-from strata.core.oci.writers import ARCHIVE_MTIME, CHUNK_SIZE, DecompressedReader
+from strata.core.oci import layertar
+from strata.core.oci.writers import ARCHIVE_MTIME, CHUNK_SIZE, LayerReader
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -39,7 +41,7 @@ _TYPEFLAGS = {
 # What this writer encodes from the header's fields itself; every other PAX record of an entry
 # (xattrs such as file capabilities, atime) is kept as the layer has it.
 _OWN_RECORDS = {"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"}
-_ENCODING = ("utf-8", "surrogateescape")
+_ENCODING = layertar.ENCODING
 
 
 class _Entry:
@@ -135,21 +137,21 @@ class _Tree:
 
 
 def _layer_file(layer, zstd, scratch_dir: str):
-    """The layer's tar as a seekable file: the blob itself, or its contents decompressed into
-    an unnamed scratch file, checked against the diff_id."""
-    info = layer.info
-    if info["compression"] == "none":
+    """The layer's tar as a seekable file, checked against layer.json: the blob itself, or its
+    contents decompressed into an unnamed scratch file."""
+    if layer.info["compression"] == "none":
+        with LayerReader(layer, zstd) as data:
+            while data.read(CHUNK_SIZE):
+                pass
         return open(layer.blob_path, "rb")
     scratch = tempfile.TemporaryFile(dir=scratch_dir)
     try:
-        with DecompressedReader(layer.blob_path, info["compression"], zstd) as data:
+        with LayerReader(layer, zstd) as data:
             while True:
                 chunk = data.read(CHUNK_SIZE)
                 if not chunk:
                     break
                 scratch.write(chunk)
-            if data.finish() != info["diff_id"]:
-                raise ValueError(f"{layer.blob_path} does not decompress to its diff_id")
     except BaseException:
         scratch.close()
         raise
@@ -161,20 +163,19 @@ def _merge(layers: list, files: list) -> _Tree:
     tree = _Tree()
     for index, (layer, f) in enumerate(zip(layers, files)):
         where = f"layer {index} ({layer.blob_path})"
-        with tarfile.open(fileobj=f, mode="r:", encoding=_ENCODING[0], errors=_ENCODING[1]) as tar:
-            members = []
-            for info in tar:
-                parts = _parts(info.name, where)
-                if not parts:
-                    continue  # the root itself: the output has no entry for it
-                if parts[-1].startswith(WHITEOUT):
-                    tree.whiteout(parts)  # before the layer's own entries: lower layers only
-                elif info.issparse() or not (info.isreg() or info.islnk()
-                                             or info.type in _TYPEFLAGS):
-                    raise ValueError(f"{where}: {info.name} is a sparse file or of tar type "
-                                     f"{info.type!r}, which rootfs does not write")
-                else:
-                    members.append((parts, info))
+        members = []
+        for info in layertar.entries(f, where):
+            parts = _parts(info.name, where)
+            if not parts:
+                continue  # the root itself: the output has no entry for it
+            if parts[-1].startswith(WHITEOUT):
+                tree.whiteout(parts)  # before the layer's own entries: lower layers only
+            elif info.issparse() or not (info.isreg() or info.islnk()
+                                         or info.type in _TYPEFLAGS):
+                raise ValueError(f"{where}: {info.name} is a sparse file or of tar type "
+                                 f"{info.type!r}, which rootfs does not write")
+            else:
+                members.append((parts, info))
         for parts, info in members:
             tree.add(parts, info, index, where)
     return tree

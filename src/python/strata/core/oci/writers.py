@@ -14,8 +14,9 @@ from strata.core.atomic import (
     write_file_atomically,
 )
 from strata.core.build.compression import SUFFIXES, ZstdReader
+from strata.core.build.hashing import HashingReader
 from strata.core.build.tarstream import TarWriter
-from strata.core.errors import StrataError
+from strata.core.errors import InvalidInput, StrataError
 from strata.core.oci import image
 from strata.core.spec import BaseInfo, ImageSpec, LayerRef
 
@@ -210,8 +211,9 @@ def check_docker_archive(img: Image) -> None:
 
 
 class DecompressedReader:
-    """The tar inside a gzip or zstd blob file, streamed (`read`) and sha256-hashed on the way:
-    a base's layers are the only compressed blobs Strata reads."""
+    """The tar inside a gzip or zstd blob file, streamed (`read`) and sha256-hashed on the way,
+    as is the blob itself (`blob`): a base's layers are the only compressed blobs Strata
+    reads."""
 
     def __init__(self, path: str, compression: str, zstd=None):
         if compression not in ("gzip", "zstd"):
@@ -223,12 +225,13 @@ class DecompressedReader:
         self.size = 0
         self._zstd = None
         self._file = open(path, "rb")
+        self.blob = HashingReader(self._file)
         if compression == "gzip":
             self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
             self._pending = b""
             return
         try:
-            self._zstd = ZstdReader(zstd, self._file, path)
+            self._zstd = ZstdReader(zstd, self.blob, path)
         except BaseException:
             self._file.close()
             raise
@@ -245,13 +248,13 @@ class DecompressedReader:
         try:
             while True:
                 if self._inflate.eof:
-                    rest = self._inflate.unused_data or self._file.read(CHUNK_SIZE)
+                    rest = self._inflate.unused_data or self.blob.read(CHUNK_SIZE)
                     if not rest:
                         return b""
                     self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
                     self._pending = rest
                 if not self._pending:
-                    self._pending = self._file.read(CHUNK_SIZE)
+                    self._pending = self.blob.read(CHUNK_SIZE)
                     if not self._pending:
                         raise ValueError("truncated")
                 data = self._inflate.decompress(self._pending, size)
@@ -279,17 +282,76 @@ class DecompressedReader:
         self.close()
 
 
+class LayerReader:
+    """`with LayerReader(layer, zstd) as data:` the layer's tar, streamed from its blob
+    (decompressed when the blob is compressed): the one way a layer's contents are read. When
+    the block ends without an error, what is left is read and all of it checked against
+    layer.json: the blob's digest and size, the tar's diff_id and size. A mismatch is an
+    InvalidInput naming the layer, raised only once all was read; callers write atomically."""
+
+    def __init__(self, layer: Layer, zstd=None):
+        self._layer = layer
+        compression = layer.info["compression"]
+        if compression == "none":
+            self._file = open(layer.blob_path, "rb")
+            self._blob = self._tar = HashingReader(self._file)
+        else:
+            self._file = self._tar = DecompressedReader(layer.blob_path, compression, zstd)
+            self._blob = self._tar.blob
+
+    def read(self, size: int = CHUNK_SIZE) -> bytes:
+        return self._tar.read(size)
+
+    def _check(self) -> None:
+        while self.read(CHUNK_SIZE):
+            pass
+        info, tar, blob = self._layer.info, self._tar, self._blob
+        diff_id = tar.digest_str() if tar is blob else tar.finish()
+        size = tar.size if info["size"] is None else info["size"]  # a zstd base's may be unknown
+        wrong = [
+            f"its {name} is {found}, layer.json says {expected}"
+            for name, found, expected in (
+                ("blob digest", blob.digest_str(), info["digest"]),
+                ("blob size", blob.size, info["blob_size"]),
+                ("diff_id", diff_id, info["diff_id"]),
+                ("tar size", tar.size, size),
+            )
+            if found != expected
+        ]
+        if wrong:
+            where = os.path.dirname(self._layer.blob_path)
+            raise InvalidInput(f"layer {where} does not match its layer.json: {'; '.join(wrong)}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc_info):
+        try:
+            if exc_type is None:
+                self._check()
+        finally:
+            self._file.close()
+
+
+def _add_verified(tar: TarWriter, path: str, size: int, blob_path: str, digest: str) -> None:
+    """Streams a blob file into `tar`, hashed on the way: it must be `digest`."""
+    with open(blob_path, "rb") as f:
+        data = HashingReader(f)
+        tar.add_file(path, size, data)
+    if data.digest_str() != digest:
+        raise InvalidInput(
+            f"{blob_path} does not match its digest {digest}: its {size} bytes have digest "
+            f"{data.digest_str()}"
+        )
+
+
 def _add_blob(tar: TarWriter, path: str, layer: Layer) -> None:
-    with open(layer.blob_path, "rb") as f:
-        tar.add_file(path, layer.info["blob_size"], f)
+    _add_verified(tar, path, layer.info["blob_size"], layer.blob_path, layer.info["digest"])
 
 
 def _add_decompressed(tar: TarWriter, path: str, layer: Layer, zstd: str) -> None:
-    info = layer.info
-    with DecompressedReader(layer.blob_path, info["compression"], zstd) as data:
-        tar.add_file(path, info["size"], data)
-        if data.finish() != info["diff_id"]:
-            raise ValueError(f"{layer.blob_path} does not decompress to its diff_id")
+    with LayerReader(layer, zstd) as data:
+        tar.add_file(path, layer.info["size"], data)
 
 
 def write_docker_archive(images: list, out) -> None:
@@ -374,7 +436,8 @@ def write_oci_archive(img: Image, out) -> None:
 
 def write_layout_tar(out, blobs, index: bytes) -> None:
     """An OCI layout as a tar in one forward pass, sorted by path with each directory before
-    its contents. `blobs`: sorted (hex, bytes or (file path, size)) pairs."""
+    its contents. `blobs`: sorted (hex, bytes or (file path, size)) pairs; each file is
+    checked against its name on the way."""
     tar = TarWriter(out, mtime=ARCHIVE_MTIME)
     tar.add_dir("blobs")
     tar.add_dir("blobs/sha256")
@@ -384,8 +447,7 @@ def write_layout_tar(out, blobs, index: bytes) -> None:
             tar.add_file(path, len(blob), blob)
             continue
         blob_path, size = blob
-        with open(blob_path, "rb") as f:
-            tar.add_file(path, size, f)
+        _add_verified(tar, path, size, blob_path, f"sha256:{hex_id}")
     tar.add_file("index.json", len(index), index)
     tar.add_file("oci-layout", len(OCI_LAYOUT), OCI_LAYOUT)
     tar.close()

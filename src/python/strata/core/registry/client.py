@@ -14,7 +14,7 @@ from typing import Any, List, Optional, Tuple, Union
 
 from strata.core.atomic import write_file_atomically
 from strata.core.build.hashing import HashingWriter
-from strata.core.oci import image, media_types, platforms
+from strata.core.oci import descriptors, image, media_types, platforms
 from strata.core.registry.errors import (
     DigestMismatchError,
     RegistryError,
@@ -58,7 +58,7 @@ def _media_type(content_type: Optional[str], body: bytes) -> Optional[str]:
     if header in ALL_MANIFEST_MEDIA_TYPES:
         return header
     try:
-        declared = json.loads(body).get("mediaType")
+        declared = descriptors.parse_json(body, "the manifest").get("mediaType")
     except (ValueError, AttributeError):
         declared = None
     return declared if declared in ALL_MANIFEST_MEDIA_TYPES else (header or declared)
@@ -116,14 +116,10 @@ class RegistryClient:
         if media_type in media_types.MANIFESTS:
             return media_type, data, digest
         name = self._name(repository, digest)
-        try:
-            manifests = [m for m in json.loads(data)["manifests"] if isinstance(m, dict)]
-        except (ValueError, KeyError, TypeError) as e:
-            raise RegistryError(f"{name} is not a valid index: {e!r}") from None
+        what = f"the index {name}"
+        manifests = descriptors.index(descriptors.parse_json(data, what), what)
         offered = [(i, m.get("platform")) for i, m in enumerate(manifests)]
-        children = [manifests[i].get("digest") for i in platforms.select(platform, offered, name)]
-        if not all(isinstance(c, str) and is_digest(c) for c in children):
-            raise RegistryError(f"{name} lists an invalid digest for {platform}")
+        children = [manifests[i]["digest"] for i in platforms.select(platform, offered, name)]
         if len(children) > 1:
             raise RegistryError(
                 f"{name} lists {len(children)} manifests for {platform}: {', '.join(children)}"

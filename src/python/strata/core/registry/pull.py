@@ -5,14 +5,13 @@ Every manifest and blob is verified against its digest by the registry client; t
 written beside OUT and renamed into place only when complete.
 """
 
-import json
 from pathlib import Path
 from typing import Optional
 
 from strata.core.atomic import write_dir_atomically
-from strata.core.oci import platforms
+from strata.core.oci import descriptors, platforms
 from strata.core.oci.image import canonical_json, digest_hex, platform_of
-from strata.core.errors import StrataError
+from strata.core.errors import InvalidInput, StrataError
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
 from strata.core.registry.referrers import fetch_sboms
@@ -39,7 +38,14 @@ def pull_layout(
         registry, insecure=insecure, environment_credentials=False, stall=stall
     )
     media_type, manifest_bytes, manifest_digest = client.pull_manifest(repository, digest, platform)
-    manifest = json.loads(manifest_bytes)
+    where = f"{registry}/{repository}@{digest}"
+    if manifest_digest != digest:
+        where = f"{where} (its {platform} image {manifest_digest})"
+    manifest = descriptors.manifest(
+        descriptors.parse_json(manifest_bytes, f"the manifest of {where}"),
+        f"the manifest of {where}",
+    )
+
     def write(tmp: str) -> None:
         blobs = Path(tmp, "blobs", "sha256")
         blobs.mkdir(parents=True)
@@ -50,8 +56,9 @@ def pull_layout(
             if descriptor is manifest["config"] and manifest_digest == digest:
                 # A single image, not picked from an index: it must be of `platform` all the
                 # same, as an archive's single image must.
-                config = json.loads(target.read_bytes())
-                where = f"{registry}/{repository}@{digest}"
+                config = descriptors.parse_json(target.read_bytes(), f"the config of {where}")
+                if not isinstance(config, dict):
+                    raise InvalidInput(f"the config of {where} must be a JSON object")
                 platforms.select(platform, [(digest, platform_of(config))], where)
         (blobs / digest_hex(manifest_digest)).write_bytes(manifest_bytes)
         Path(tmp, "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 from strata.core.atomic import write_bytes_atomically
-from strata.core.oci import image, media_types
+from strata.core.oci import descriptors, image, media_types
 from strata.core.oci.image import canonical_json
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import UnsupportedMediaTypeError
@@ -72,17 +72,9 @@ def default_record_path() -> Path:
 
 def _manifest_blobs(manifest_bytes: bytes) -> Dict[str, int]:
     """{digest: size} of an image manifest's config and layers, in that order."""
-    try:
-        manifest = json.loads(manifest_bytes)
-        blobs = {}
-        for descriptor in [manifest["config"], *manifest["layers"]]:
-            image.digest_hex(descriptor["digest"])
-            if not isinstance(descriptor["size"], int):
-                raise TypeError(f"size of {descriptor['digest']} is not an integer")
-            blobs[descriptor["digest"]] = descriptor["size"]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"manifest_bytes is not an image manifest: {e!r}") from None
-    return blobs
+    what = "the manifest to push"
+    manifest = descriptors.manifest(descriptors.parse_json(manifest_bytes, what), what)
+    return {d["digest"]: d["size"] for d in [manifest["config"], *manifest["layers"]]}
 
 
 def push_image(

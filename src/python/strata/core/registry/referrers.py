@@ -9,14 +9,13 @@ Reading lists the referrers API, else that tag. Attaching or reading SBOMs never
 push or pull of the image: a refusal is a `warning:` line (logged: the subcommands show it).
 """
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from strata.core.oci import image, media_types
+from strata.core.oci import descriptors, image, media_types
 from strata.core.oci.image import canonical_json
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import NotFoundError, RegistryError
@@ -130,12 +129,12 @@ def _add_to_fallback_index(
 
 def _index(data: bytes, name: str) -> dict:
     try:
-        index = json.loads(data)
+        index = descriptors.parse_json(data, name)
         if index.get("mediaType", media_types.OCI_INDEX) != media_types.OCI_INDEX:
             raise TypeError(f"its mediaType is {index['mediaType']!r}")
         if not all(isinstance(d, dict) for d in index["manifests"]):
             raise TypeError("a descriptor is not an object")
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise RegistryError(f"{name} is not a valid image index: {e!r}") from None
     return index
 
@@ -186,8 +185,10 @@ def _fetch_sbom(
 ) -> Path:
     digest = descriptor["digest"]
     _, data, _ = client.resolve(repository, digest)  # verified against `digest`
-    manifest = json.loads(data)
-    if (manifest.get("subject") or {}).get("digest") != subject:
+    manifest = descriptors.parse_json(data, "its manifest")
+    if not isinstance(manifest, dict):
+        raise RegistryError("its manifest is not a JSON object")
+    if descriptors.descriptor(manifest.get("subject"), "its subject")["digest"] != subject:
         raise RegistryError(f"its manifest's subject is not {subject}")
     artifact_type = manifest.get("artifactType")
     if artifact_type != descriptor["artifactType"]:
@@ -195,6 +196,7 @@ def _fetch_sbom(
     layers = manifest.get("layers")
     if not isinstance(layers, list) or len(layers) != 1:
         raise RegistryError("an SBOM artifact must have exactly one layer")
+    layer = descriptors.descriptor(layers[0], "its layer")
     target = out / (image.digest_hex(digest) + media_types.sbom_suffix(artifact_type))
-    client.fetch_blob(repository, layers[0]["digest"], str(target), layers[0]["size"])
+    client.fetch_blob(repository, layer["digest"], str(target), layer["size"])
     return target

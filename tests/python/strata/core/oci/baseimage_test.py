@@ -478,6 +478,84 @@ def test_import_reads_an_archive_in_place(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["base", "big-gz.tar", "big.tar"]
 
 
+# Archive members that are links: resolved by name inside the archive, never on the host.
+
+LAYER_NAME = hashlib.sha256(layer_tar(BASE_FILES)).hexdigest() + "/layer.tar"
+
+
+def linked_docker_archive(tmp_path, links: dict, moved_to=None) -> pathlib.Path:
+    """The harness' docker-archive with its layer.tar member moved to `moved_to` (or dropped)
+    and symlink members `links` (name: target) added: the layer is wherever they lead."""
+    members = tar_members(make_docker_archive(tmp_path / "plain.tar", BASE_FILES))
+    layer = members.pop(LAYER_NAME)
+    if moved_to is not None:
+        members[moved_to] = layer
+    out = write_tar(tmp_path / "linked.tar", members)
+    with tarfile.open(out, "a", format=tarfile.PAX_FORMAT) as tar:
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return out
+
+
+@pytest.mark.parametrize(
+    "target", ["../other/layer.tar", "/other/layer.tar", "../../../../other/layer.tar"]
+)
+def test_import_follows_a_layer_link_inside_the_archive(tmp_path, target):
+    """Old `docker save` linked a layer.tar to another image's by `../`; a link's absolute
+    target, or `..` past the top, stays in the archive (as docker load resolves them)."""
+    archive = linked_docker_archive(tmp_path, {LAYER_NAME: target}, moved_to="other/layer.tar")
+    ((info, _),) = base_layers(import_base(tmp_path, archive))
+    assert info["diff_id"] == sha256(layer_tar(BASE_FILES))
+
+
+@pytest.mark.parametrize(
+    "links, message",
+    [
+        ({LAYER_NAME: "/etc/passwd"},
+         f"has no file {LAYER_NAME}: it links to '/etc/passwd', which is not a file in it"),
+        ({LAYER_NAME: "../loop", "loop": LAYER_NAME.split("/")[0] + "/layer.tar"},
+         f"{LAYER_NAME} leads through more than 40 links"),
+        ({LAYER_NAME: "layer.tar"}, f"{LAYER_NAME} leads through more than 40 links"),
+        ({LAYER_NAME: "../"}, "it links to '../', which is not a file in it"),
+    ],
+)
+def test_import_of_a_layer_link_leading_nowhere_is_one_line(tmp_path, capsys, links, message):
+    import_base(tmp_path, linked_docker_archive(tmp_path, links), expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "base").exists()
+
+
+def nested_indexes(tmp_path, depth: int) -> pathlib.Path:
+    """The harness' OCI layout with its manifest under `depth` indexes, each in the next."""
+    layout = make_oci_layout(tmp_path / "layout", BASE_FILES)
+    index = read_json(layout / "index.json")
+    for _ in range(depth):
+        nested = put_blob(layout, json.dumps(index).encode(), media_types.OCI_INDEX)
+        index = {"schemaVersion": 2, "manifests": [nested]}
+    write_json(layout / "index.json", index)
+    return layout
+
+
+def test_import_follows_nested_indexes_to_a_bound(tmp_path, capsys):
+    import_base(tmp_path, nested_indexes(tmp_path / "8", 8), name="eight")
+    import_base(tmp_path, nested_indexes(tmp_path / "9", 9), expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "indexes nest deeper than 8" in err, err
+    import_base(tmp_path, nested_indexes(tmp_path / "2000", 2000), expect=1)
+    assert "indexes nest deeper than 8" in capsys.readouterr().err
+
+
+def test_import_of_json_nested_too_deep_is_one_line(tmp_path, capsys):
+    layout = make_oci_layout(tmp_path / "layout", BASE_FILES)
+    (layout / "index.json").write_bytes(b"[" * 100000 + b"]" * 100000)
+    import_base(tmp_path, layout, expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "index.json is not valid JSON: maximum recursion" in err, err
+
+
 # Tampered sources: a clear one-line error, exit 1, and no base dir at all.
 
 
@@ -520,6 +598,73 @@ def rewrite_manifest(layout, manifest):
     index["manifests"][0].update(descriptor)
     write_json(layout / "index.json", index)
     return layout
+
+
+def three_files_tar() -> bytes:
+    """Files a, b and c: their headers at bytes 0, 1024 and 2048."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in "abc":
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(name.encode() * 4))
+    return buf.getvalue()
+
+
+def bad_header_mid_way() -> bytes:
+    tar = bytearray(three_files_tar())
+    tar[1024 + 148:1024 + 156] = b"0000000\0"  # b's checksum
+    return bytes(tar)
+
+
+def bad_pax_size() -> bytes:
+    tar = three_files_tar()
+    pax = b"15 size=twelve\n"
+    info = tarfile.TarInfo("PaxHeaders/b")
+    info.type, info.size = tarfile.XHDTYPE, len(pax)
+    header = info.tobuf(tarfile.USTAR_FORMAT)
+    return tar[:1024] + header + pax + bytes(512 - len(pax)) + tar[1024:]
+
+
+def layout_with_layer(tmp_path, tar: bytes, compression="none"):
+    """A harness OCI layout whose one layer is `tar`, its digest and diff_id in order."""
+    layout = make_oci_layout(tmp_path / "layout", BASE_FILES)
+    _, manifest = layout_manifest(layout)
+    blobs = layout / "blobs" / "sha256"
+    config = read_json(blobs / image.digest_hex(manifest["config"]["digest"]))
+    config["rootfs"]["diff_ids"] = [sha256(tar)]
+    manifest["config"].update(
+        put_blob(layout, json.dumps(config).encode(), manifest["config"]["mediaType"])
+    )
+    media_type = media_types.layer_media_type(compression, True)
+    manifest["layers"] = [put_blob(layout, COMPRESS[compression](tar), media_type)]
+    return rewrite_manifest(layout, manifest)
+
+
+CORRUPT_TARS = [
+    (bad_header_mid_way, "bad tar header at byte 1024"),
+    (bad_pax_size, "'b' has PAX size 'twelve', not a number"),
+    (lambda: three_files_tar()[:2048 + 100], "the tar is truncated at byte 2048"),
+    (lambda: three_files_tar()[:2048 + 512 + 2], "the tar ends at byte 3072 without its end-of"),
+    (lambda: three_files_tar() + b"trailing", "data follows the tar's end-of-archive block"),
+]
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("tar, message", CORRUPT_TARS)
+def test_import_rejects_a_corrupt_layer_tar(tmp_path, capsys, tar, message, compression):
+    """Its digest and diff_id match: only walking the tar tells (umoci refuses it too)."""
+    layout = layout_with_layer(tmp_path, tar(), compression)
+    import_base(tmp_path, layout, expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.search(r"error: layer 0 \(blobs/sha256/\w{64}\): " + re.escape(message), err), err
+    assert not (tmp_path / "base").exists()
+
+
+def test_import_reads_a_well_formed_three_file_tar(tmp_path):
+    """The corrupt tars' source is fine: the faults above are what fails."""
+    import_base(tmp_path, layout_with_layer(tmp_path, three_files_tar()))
 
 
 @pytest.mark.parametrize(
@@ -704,7 +849,7 @@ def test_zstd_base_that_lies_fails(tmp_path, capsys):
     write_json(layer_dir / "layer.json", dict(info, size=len(layer_tar(BASE_FILES))))
     spec = image_spec(tmp_path, "docker-archive", [], trusted, zstd=zstd)
     assemble(tmp_path, spec, "a.tar", expect=1)
-    assert "does not decompress to its diff_id" in capsys.readouterr().err
+    assert "does not match its layer.json: its diff_id is" in capsys.readouterr().err
     assert not (tmp_path / "a.tar").exists() and not (tmp_path / "a.tar.tmp").exists()
 
 
@@ -743,6 +888,21 @@ def test_assemble_rejects_a_broken_base(tmp_path, capsys, what, message):
     assemble(tmp_path, image_spec(tmp_path, "oci", [], base), "o", expect=1)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_assemble_checks_the_base_blobs_it_streams(tmp_path, capsys, fmt):
+    """A blob changed since import (same size) is an error, and nothing is written."""
+    base = gzip_base(tmp_path)
+    blob = blob_path(base / "layers" / "000")
+    data = bytearray(blob.read_bytes())
+    data[-5] ^= 1  # in the gzip trailer's length: a tar reader would not notice
+    blob.write_bytes(bytes(data))
+    assemble(tmp_path, image_spec(tmp_path, fmt, [], base), "o", expect=1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.search(r"layers/000/layer\.tar\.gz does not match its digest sha256:\w+", err), err
     assert not (tmp_path / "o").exists()
 
 

@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -258,4 +259,103 @@ def test_a_zstd_layer_without_the_binary_fails_leaving_nothing(tmp_path):
     argv = ["assemble", "--spec", str(tmp_path / "spec.json"), "--out", str(out),
             "--metadata", str(tmp_path / "meta.json")]
     assert core_cli.main(argv) == 1
+    assert os.listdir(tmp_path / "dist") == []
+
+
+# Corrupt layers: tarfile would stop at the fault as at the archive's end and write a shorter
+# tree, exit 0 (umoci refuses such a layer). Each is an error naming the layer, and no output.
+
+THREE = [entry("a", data=b"first"), entry("b", data=b"second"), entry("c", data=b"third")]
+
+
+def assemble_rootfs(tmp_path, layer_dirs, out) -> int:
+    """`assemble`'s exit code for a rootfs of `layer_dirs`."""
+    (tmp_path / "spec.json").write_text(json.dumps({
+        "format": "rootfs", "layers": [{"dir": d, "comment": d} for d in layer_dirs],
+        "config": {"architecture": "amd64", "os": "linux",
+                   "created": "1970-01-01T00:00:01Z", "config": {}},
+        "repository": "app/image", "tag": "v1"}))
+    return core_cli.main(["assemble", "--spec", str(tmp_path / "spec.json"), "--out", str(out)])
+
+
+def bad_header_mid_way() -> bytes:
+    tar = bytearray(layer_tar(*THREE))  # a's header and data, then b's header at byte 1024
+    tar[1024 + 148:1024 + 156] = b"0000000\0"  # b's checksum
+    return bytes(tar)
+
+
+def bad_pax_size() -> bytes:
+    info, data = entry("b", data=b"b's contents, which tarfile then reads as a header")
+    info.pax_headers = {"size": "twelve"}
+    tar = layer_tar(THREE[0], (info, data), THREE[2])
+    assert b"size=twelve" in tar
+    return tar
+
+
+def truncated_mid_header() -> bytes:
+    return layer_tar(*THREE)[:2048 + 300]  # into c's header
+
+
+def truncated_data() -> bytes:
+    return layer_tar(*THREE)[:2048 + 512 + 3]  # into c's contents
+
+
+def garbage_after_the_end() -> bytes:
+    tar = layer_tar(*THREE)
+    return tar + b"\0" * 512 + b"d" * 512
+
+
+@pytest.mark.parametrize(
+    "tar, message",
+    [
+        (bad_header_mid_way, r"layer 1 \(.*\): bad tar header at byte 1024"),
+        (bad_pax_size, r"layer 1 \(.*\): 'b' has PAX size 'twelve', not a number"),
+        (truncated_mid_header, r"layer 1 \(.*\): the tar is truncated at byte 2048"),
+        (truncated_data, r"layer 1 \(.*\): the tar ends at byte 3072 without its end-of-archive"),
+        (garbage_after_the_end, r"layer 1 \(.*\): data follows the tar's end-of-archive block"),
+    ],
+)
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_a_corrupt_layer_tar_is_an_error_naming_the_layer(tmp_path, capsys, tar, message,
+                                                          compression):
+    layers = [write_layer(tmp_path / "l0", layer_tar(*BASE)),
+              write_layer(tmp_path / "l1", tar(), compression)]
+    out = tmp_path / "dist" / "rootfs.tar"
+    assert assemble_rootfs(tmp_path, layers, out) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert os.listdir(tmp_path / "dist") == []
+
+
+def tamper_layer_json(directory, **changes) -> str:
+    path = os.path.join(directory, "layer.json")
+    with open(path) as f:
+        info = json.load(f)
+    with open(path, "w") as f:
+        json.dump({**info, **changes}, f)
+    return directory
+
+
+WRONG = "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize(
+    "compression, changes, message",
+    [
+        ("none", {"digest": WRONG, "diff_id": WRONG},
+         r"its blob digest is sha256:\w+, layer.json says sha256:0+; its diff_id is"),
+        ("gzip", {"digest": WRONG}, r"its blob digest is sha256:\w+, layer.json says sha256:0+$"),
+        ("gzip", {"diff_id": WRONG}, r": its diff_id is sha256:\w+, layer.json says sha256:0+$"),
+    ],
+)
+def test_a_layer_unlike_its_layer_json_is_an_error(tmp_path, capsys, compression, changes,
+                                                   message):
+    layers = [write_layer(tmp_path / "l0", layer_tar(*BASE)),
+              tamper_layer_json(write_layer(tmp_path / "l1", layer_tar(*THREE), compression),
+                                **changes)]
+    out = tmp_path / "dist" / "rootfs.tar"
+    assert assemble_rootfs(tmp_path, layers, out) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"error: layer \S+/l1 does not match its layer.json: ", err), err
+    assert re.search(message, err.strip()), err
     assert os.listdir(tmp_path / "dist") == []
