@@ -11,6 +11,7 @@ TOOLS=(
   runc:runc
   docker-registry:docker-registry
   busybox:busybox-static
+  bwrap:bubblewrap
   fakeroot:fakeroot
   oci-image-tool:oci-image-tool
   nix-store:nix-bin

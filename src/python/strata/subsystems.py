@@ -42,7 +42,7 @@ class StrataSubsystem(Subsystem):
         help=help_text(
             """
             Where to look for the programs an `oci_image`'s `extra_commands` and
-            `fake_root_commands` run (its `command_tools`) and those that run them (`unshare`,
+            `fake_root_commands` run (its `command_tools`) and those that run them (`bwrap`,
             `env`, `sh`; `fakeroot`, `getopt`, `sed`, `cut`, `sleep`).
             """
         ),

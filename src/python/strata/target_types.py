@@ -34,6 +34,7 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
+from strata.core.build.commands import OUTPUT_TAIL
 from strata.core.build.compression import SUFFIXES
 from strata.core.debian.architectures import (
     ARCHITECTURES as DEBIAN_ARCHITECTURES,
@@ -746,11 +747,15 @@ class OciPermissionsField(Field):
 _SANDBOX_HELP = """
     The script runs as `sh -eu` (a failing command fails the build) in a directory holding
     the image's customisation layer (its `symlinks`, `directories`, `fake_nss` and
-    `ca_certificates` files, the merged-/usr links; not its dependencies' files), as root on
-    a machine where the rest of the file system is read-only and there is no network; its
-    environment is only `PATH` (the `command_tools`), `HOME=/nonexistent`, `LC_ALL=C`,
-    `TZ=UTC` and `SOURCE_DATE_EPOCH` (the layers' mtime). Use relative paths: the directory's
-    absolute path changes from build to build. What the directory holds afterwards (files,
+    `ca_certificates` files, the merged-/usr links; not its dependencies' files), in a
+    bubblewrap sandbox: its own user (uid 0 without capabilities), processes, network (an
+    empty loopback), IPC and host name, and a file system holding only that directory (all it
+    may write), its `command_tools` at `/tools` and what they and their runners need (shared
+    libraries, interpreters, fakeroot's), read-only and in the layer's cache key, and a
+    minimal `/dev`: no other host file, no `/proc`, no `/tmp`. Its environment is only
+    `PATH=/tools`, `HOME=/nonexistent`, `LC_ALL=C`, `TZ=UTC` and `SOURCE_DATE_EPOCH` (the
+    layers' mtime). It may run for `command_timeout` seconds; what it starts in the
+    background ends with it. Use relative paths. What the directory holds afterwards (files,
     directories, symlinks) becomes the customisation layer, with the layers' timestamps.
     """
 
@@ -792,9 +797,11 @@ class OciCommandToolsField(StringSequenceField):
     help = help_text(
         """
         The host programs `extra_commands` and `fake_root_commands` may run: each name is
-        looked up in `[strata].command_search_paths` (missing: an error) and its content is
-        part of the layer's cache key. Their PATH holds these alone, so a script cannot
-        depend on anything else the machine has installed.
+        looked up in `[strata].command_search_paths` (missing: an error), and its content and
+        its shared libraries' are part of the layer's cache key. Their sandbox holds these
+        alone (with the libraries, and the `#!` interpreter of a script), so a script cannot
+        depend on anything else the machine has installed; a program that needs data files
+        of its own (Python's or Perl's modules) does not run there.
         """
     )
 
@@ -809,6 +816,28 @@ class OciCommandToolsField(StringSequenceField):
                     f"The {repr(cls.alias)} field in target {address} has {name!r}: expected "
                     "a program's name such as 'chown', without a directory."
                 )
+        return value
+
+
+class OciCommandTimeoutField(IntField):
+    alias = "command_timeout"
+    default = 600
+    help = help_text(
+        f"""
+        The seconds `extra_commands` and `fake_root_commands` may each run. A script still
+        running then is stopped, with everything it started, and the build fails naming this
+        field; so does a failing script, with the last {OUTPUT_TAIL >> 10} KiB of its output.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        if value < 1:
+            raise InvalidFieldException(
+                f"The {repr(cls.alias)} field in target {address} must be at least 1 (seconds), "
+                f"but was {value}."
+            )
         return value
 
 
@@ -909,6 +938,7 @@ class OciImageTarget(Target):
         OciExtraCommandsField,
         OciFakeRootCommandsField,
         OciCommandToolsField,
+        OciCommandTimeoutField,
         OciIncludeNixDbField,
     )
     help = help_text(

@@ -15,6 +15,7 @@ from strata.target_types import (
     NixPathsToLinkField,
     NixStorePathsField,
     OciBaseField,
+    OciCommandTimeoutField,
     OciDirectoriesField,
     OciImageTarget,
     OciLayerTarget,
@@ -100,6 +101,16 @@ def test_good_python_venv_fields_pass():
 def test_the_platform_fields_are_checked_naming_target_and_field(fields, message):
     with pytest.raises(InvalidTargetException, match=re.escape(message)):
         OciImageTarget(fields, ADDRESS)
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_command_timeout_is_a_positive_number_of_seconds_naming_target_and_field(value):
+    with pytest.raises(InvalidFieldException, match=re.escape(
+        f"The 'command_timeout' field in target app:image must be at least 1 (seconds), but "
+        f"was {value}."
+    )):
+        OciCommandTimeoutField.compute_value(value, ADDRESS)
+    assert OciCommandTimeoutField.compute_value(None, ADDRESS) == 600
 
 
 def test_a_known_variant_is_accepted():

@@ -21,6 +21,7 @@ TOOLS = {
     "docker-registry": "docker-registry",
     "busybox": "busybox-static",
     "oci-image-tool": "oci-image-tool",
+    "bwrap": "bubblewrap",
     "fakeroot": "fakeroot",
     "htpasswd": "apache2-utils",
     "dockerd": "docker.io",

@@ -109,6 +109,10 @@ COMMANDS = {
         "strata.core.nix.db:nix_db_command",
         "--registration-time SECONDS --out DIR [--closure FILE]...",
     ),
+    "command-files": Command(
+        "strata.core.command_files:command_files_command",
+        "[--program PATH]... [--host-program PATH]... [--fakeroot PATH]",
+    ),
 }
 USAGE = f"usage: python -m strata.core {{{','.join(COMMANDS)}}} [--option value ...]"
 

@@ -318,25 +318,39 @@ def _tools(value, what: str) -> tuple:
 
 class Commands(
     _Spec,
-    namedtuple("Commands", "extra_commands fake_root_commands tools runners",
-               defaults=(None, None, (), ())),
+    namedtuple("Commands", "extra_commands fake_root_commands tools runners files timeout",
+               defaults=(None, None, (), (), (), None)),
 ):
     """Shell scripts run over the layer's content before it is written
-    (strata.core.build.commands): `extra_commands`, then `fake_root_commands` under fakeroot.
-    `tools` are the host binaries on their PATH, `runners` those that run them (unshare, sh,
-    fakeroot and what it runs), each (name, absolute path, sha256 of its content): the hashes
-    are there for the cache key, so that another build of a host tool gives another layer."""
+    (strata.core.build.commands): `extra_commands`, then `fake_root_commands` under fakeroot,
+    each for `timeout` seconds at most. `tools` are the host programs on their PATH, `runners`
+    those that run them (bwrap, sh, fakeroot and what it runs), each (name, absolute path,
+    sha256 of its content); `files` (absolute path, sha256) what else their sandbox holds, at
+    that path (strata.core.command_files: loaders, libraries, interpreters, fakeroot's daemon
+    and library). The hashes are the cache key's part of all a script can read: another build
+    of a host file gives another layer."""
 
     __slots__ = ()
 
     @classmethod
     def from_json(cls, obj, what: str) -> Commands:
-        check_keys(obj, what, ("tools", "runners"), ("extra_commands", "fake_root_commands"))
+        check_keys(obj, what, ("tools", "runners", "files", "timeout"),
+                   ("extra_commands", "fake_root_commands"))
         scripts = [obj.get(key) for key in ("extra_commands", "fake_root_commands")]
         if not any(scripts) or not all(s is None or isinstance(s, str) for s in scripts):
             raise ValueError(f"{what}: extra_commands or fake_root_commands must be a script")
+        files = []
+        for item in _list(obj["files"], f"{what}.files"):
+            if not (isinstance(item, list) and len(item) == 2
+                    and all(isinstance(part, str) and part for part in item)
+                    and os.path.isabs(item[0])):
+                raise ValueError(f"{what}.files: a file is [absolute path, sha256]: {item!r}")
+            files.append(tuple(item))
+        timeout = obj["timeout"]
+        if type(timeout) is not int or timeout <= 0:
+            raise ValueError(f"{what}.timeout: expected a positive number of seconds: {timeout!r}")
         return cls(*scripts, _tools(obj["tools"], f"{what}.tools"),
-                   _tools(obj["runners"], f"{what}.runners"))
+                   _tools(obj["runners"], f"{what}.runners"), tuple(files), timeout)
 
 
 # Nix's store path names (its StorePath rules): the hash part, 32 characters of Nix's base32

@@ -1,8 +1,10 @@
-"""An `oci_image`'s build-time commands as the core runs them: its scripts, and the host tools
-they and their runners need, found and fingerprinted (strata.core.spec.Commands)."""
+"""An `oci_image`'s build-time commands as the core runs them: its scripts, its timeout, and the
+host programs they and their runners need, found and fingerprinted with every other host file
+their sandbox holds (strata.core.spec.Commands)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -13,18 +15,10 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
-from strata.core.build.commands import FAKEROOT_RUNNERS, runner_names
+from strata.core.build.commands import FAKEROOT_RUNNERS, SANDBOX, runner_names
 from strata.core.spec import Commands
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
-
-# Prints the sha256 of each file named (following symlinks), one a line.
-_FINGERPRINT = """
-import hashlib, sys
-for path in sys.argv[1:]:
-    with open(path, "rb") as f:
-        print(hashlib.sha256(f.read()).hexdigest())
-"""
 
 
 @dataclass(frozen=True)
@@ -33,6 +27,7 @@ class CommandsRequest:
     extra_commands: Optional[str]
     fake_root_commands: Optional[str]
     tools: Tuple[str, ...]  # the `command_tools` field
+    timeout: int  # the `command_timeout` field
 
 
 @dataclass(frozen=True)
@@ -56,25 +51,37 @@ async def find_command_tools(
         if binaries.first_path is None:
             raise InvalidFieldException(_missing(request, name, search_path))
         paths[name] = binaries.first_path.path
-    # The binaries' contents, in the layer's cache key: another build of a tool (a Debian
-    # upgrade) gives another layer. Re-read once per pantsd, as Pants re-tests binaries it finds.
+    # The programs' contents, and those of what the sandbox holds for them (libraries, ...),
+    # in the layer's cache key: another build of any of them (a Debian upgrade) gives another
+    # layer. Re-read once per pantsd, as Pants re-tests binaries it finds.
+    fakeroot = ("--fakeroot", paths["fakeroot"]) if request.fake_root_commands else ()
     result = await Get(
         ProcessResult,
         Process(
-            argv=(tool.python, "-E", "-s", "-S", "-B", "-c", _FINGERPRINT,
-                  *(paths[name] for name in names)),
+            argv=tool.argv(
+                "command-files", "--host-program", paths[SANDBOX], *fakeroot,
+                *(arg for name in names if name != SANDBOX for arg in ("--program", paths[name])),
+            ),
+            input_digest=tool.digest,
             description=f"Fingerprinting the build-time command tools of {request.address}",
             level=LogLevel.DEBUG,
             cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
         ),
     )
-    fingerprints = dict(zip(names, result.stdout.decode().split()))
+    fingerprints = json.loads(result.stdout)
+    programs = fingerprints["programs"]
+
+    def triples(chosen) -> tuple:
+        return tuple((name, paths[name], programs[paths[name]]) for name in chosen)
+
     return BuildCommands(
         Commands(
             extra_commands=request.extra_commands,
             fake_root_commands=request.fake_root_commands,
-            tools=tuple((name, paths[name], fingerprints[name]) for name in request.tools),
-            runners=tuple((name, paths[name], fingerprints[name]) for name in runners),
+            tools=triples(request.tools),
+            runners=triples(runners),
+            files=tuple(sorted(fingerprints["files"].items())),
+            timeout=request.timeout,
         )
     )
 

@@ -86,6 +86,7 @@ from strata.target_types import (
     OciArchitectureField,
     OciBaseField,
     OciCaCertificatesField,
+    OciCommandTimeoutField,
     OciCommandToolsField,
     OciCompressionField,
     OciCreatedField,
@@ -156,6 +157,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     extra_commands: OciExtraCommandsField
     fake_root_commands: OciFakeRootCommandsField
     command_tools: OciCommandToolsField
+    command_timeout: OciCommandTimeoutField
     include_nix_db: OciIncludeNixDbField
 
     def platform(self) -> dict:
@@ -327,7 +329,8 @@ async def _commands(fs: OciImageFieldSet) -> Optional[Commands]:
     extra, fake_root = fs.extra_commands.value or None, fs.fake_root_commands.value or None
     if extra is None and fake_root is None:
         return None
-    request = CommandsRequest(fs.address, extra, fake_root, tuple(fs.command_tools.value or ()))
+    request = CommandsRequest(fs.address, extra, fake_root, tuple(fs.command_tools.value or ()),
+                              fs.command_timeout.value)
     return (await Get(BuildCommands, CommandsRequest, request)).commands
 
 

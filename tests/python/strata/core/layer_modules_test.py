@@ -13,6 +13,7 @@ from pathlib import Path
 
 import strata.core
 from strata.core.__main__ import layer_sources
+from strata.core.command_files import sandbox_files
 from strata_harness.tools import unavailable
 
 SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
@@ -43,11 +44,10 @@ def python3() -> str:
 
 
 def host_tool(name: str) -> list:
-    """A build-time command tool as the rules give it: [name, path, sha256]. Running commands
-    needs root (a mount namespace)."""
+    """A build-time command tool as the rules give it: [name, path, sha256]."""
     path = shutil.which(name, path="/usr/bin:/bin")
-    if path is None or os.geteuid() != 0:
-        unavailable(f"build-time commands need `{name}` in /usr/bin or /bin, and root")
+    if path is None:
+        unavailable(f"build-time commands need `{name}` in /usr/bin or /bin")
     return [name, path, hashlib.sha256(Path(path).read_bytes()).hexdigest()]
 
 
@@ -105,8 +105,10 @@ def layer_sandbox(tmp_path: Path) -> Path:
     nar = small_nar(sandbox / "rootfs")
     (sandbox / "demo.nar").write_bytes(nar)
     venv = {"venv": "app/venv", "version": "3.11", "bytecode": "none"}
-    commands = {"extra_commands": "touch made", "tools": [host_tool("touch")],
-                "runners": [host_tool(name) for name in ("unshare", "env", "sh")]}
+    tools, runners = [host_tool("touch")], [host_tool(name) for name in ("bwrap", "env", "sh")]
+    files = sandbox_files([path for name, path, _ in tools + runners if name != "bwrap"])
+    commands = {"extra_commands": "touch made", "tools": tools, "runners": runners,
+                "files": [list(item) for item in files.items()], "timeout": 60}
     specs = {
         "layer-spec.json": {"settings": SETTINGS,
                             "trees": [{"source": "rootfs", "dest": "", "executables": []}],

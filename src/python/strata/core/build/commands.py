@@ -3,30 +3,40 @@ over a layer's collected entries, whose result replaces them, as dockerTools' ex
 fakeRootCommands make its customisation layer.
 
 The entries are written to a scratch `root/` (files copied: a sandbox file may be a hardlink
-into Pants' store), each script runs there as `sh -eu` with an empty environment but for a PATH
-of the named host tools, isolated by strata.core.build.isolate (only `root/`, and under
-fakeroot its state's directory, are writable; no network), then `root/` is read back.
+into Pants' store), each script runs there as `sh -eu` in bubblewrap's sandbox
+(`_sandbox_argv`): new user, PID, mount, network, IPC and UTS namespaces, no capability, and a
+file system holding only `root/` (at /layer, writable; under fakeroot its state's directory
+too), the tools, the runners and the host files they need (all read-only, each checked against
+the sha256 the layer's cache key holds), and a minimal /dev. Then `root/` is read back.
 `fake_root_commands` runs under `fakeroot -s`, whose saved state gives the modes and owners it
 faked; everything else keeps its mode on disk and the layer settings' owner. Timestamps are the
-layer's, as always.
+layer's, as always. A script runs for `timeout` seconds at most; only the last `OUTPUT_TAIL`
+bytes of its output are kept, and shown when it fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import select
 import shutil
 import stat
 import subprocess
+import sys
+import time
 
-from strata.core.build import isolate
 from strata.core.build.layer import _Collector, _Entry
 from strata.core.build.tarstream import Owner
 from strata.core.errors import InvalidInput
 
-# The host tools that run the scripts (strata.core.spec.Commands.runners); fakeroot's own
+# The host programs that run the scripts (strata.core.spec.Commands.runners): bubblewrap,
+# which makes the sandbox (it runs on the host, the others in the sandbox); fakeroot's own
 # script runs getopt, sed, cut and sleep.
-RUNNERS = ("unshare", "env", "sh")
+SANDBOX = "bwrap"
+RUNNERS = (SANDBOX, "env", "sh")
 FAKEROOT_RUNNERS = ("fakeroot", "getopt", "sed", "cut", "sleep")
+OUTPUT_TAIL = 64 << 10
+_LAYER, _STATE = "/layer", "/state"
 
 _KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
 _OTHER_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
@@ -39,50 +49,122 @@ def runner_names(fake_root: bool) -> tuple:
 
 def run_commands(commands, entries: dict, context) -> dict:
     """The entries (by image path) that `root/` holds after the scripts ran over `entries`."""
-    if os.geteuid() != 0:
-        raise InvalidInput("build-time commands need root: their sandbox is a mount namespace")
+    _check_fingerprints(commands)
     work = os.path.realpath(os.path.join(context.scratch(), "commands"))
-    root, state_dir, tools = (os.path.join(work, name) for name in ("root", "state", "tools"))
-    for directory in (root, state_dir, f"{tools}/bin", f"{tools}/runners"):
+    root, state_dir = os.path.join(work, "root"), os.path.join(work, "state")
+    for directory in (root, state_dir):
         os.makedirs(directory)
     _materialise(entries, root)
-    _link(commands.tools, f"{tools}/bin")
-    runners = _link(commands.runners, f"{tools}/runners")
-    env = {"PATH": f"{tools}/runners", "HOME": "/nonexistent", "LC_ALL": "C", "TZ": "UTC",
+    env = {"PATH": "/runners", "HOME": "/nonexistent", "LC_ALL": "C", "TZ": "UTC",
            "SOURCE_DATE_EPOCH": str(context.settings.mtime)}
     state = None
     for field in ("extra_commands", "fake_root_commands"):
         script = getattr(commands, field)
         if script is None:
             continue
-        with open(f"{tools}/{field}", "w", encoding="utf-8") as f:
+        with open(f"{work}/{field}", "w", encoding="utf-8") as f:
             f.write(script)
-        command = [runners["env"], f"PATH={tools}/bin", runners["sh"], "-eu", f"{tools}/{field}"]
-        writable = [root]
+        command = ["/runners/env", "PATH=/tools", "/runners/sh", "-eu", "/script"]
+        writable, script_env = [(root, _LAYER)], env
         if field == "fake_root_commands":  # faked saves its state when the script is done
             state = f"{state_dir}/fakeroot"
-            command = [runners["fakeroot"], "-s", state, "--", *command]
-            writable.append(state_dir)
-        # The script's output goes to stderr, which Pants shows when the layer Process fails.
-        done = subprocess.run(isolate.argv(runners["unshare"], writable, command),
-                              env=env, stdin=subprocess.DEVNULL, stdout=2)
-        if done.returncode:
-            raise InvalidInput(
-                f"the `{field}` script failed (exit code {done.returncode}); its output is "
-                "above. It runs in a directory holding the customisation layer's content, which "
-                "is all it may write (the rest of the file system is read-only), with no "
-                "network and only its command tools on PATH."
-            )
+            command = ["/runners/fakeroot", "-s", f"{_STATE}/fakeroot", "--", *command]
+            writable.append((state_dir, _STATE))
+            # The user namespace maps uid and gid 0 alone: a real chown to another id fails
+            # with EINVAL, which fakeroot reports (it ignores EPERM only) unless told not to try.
+            script_env = {**env, "FAKEROOTDONTTRYCHOWN": "1"}
+        _run(_sandbox_argv(commands, f"{work}/{field}", writable, command), script_env,
+             commands.timeout, field)
     return _read_back(root, _fakeroot_state(state) if state else {})
 
 
-def _link(tools, directory: str) -> dict:
-    """Symlinks named after each tool to its host binary; {name: the symlink's path}."""
-    links = {}
-    for name, path, _ in tools:
-        links[name] = os.path.join(directory, name)
-        os.symlink(path, links[name])
-    return links
+def _sandbox_argv(commands, script: str, writable: list, command: list) -> list:
+    """bubblewrap's command line running `command` in /layer, over binds chosen one by one:
+    tools at /tools/NAME, runners at /runners/NAME, `files` at their own paths, the script at
+    /script (all read-only), `writable` [(host directory, sandbox path)], a minimal /dev; the
+    rest of its root is an empty read-only tmpfs. Inside, the user is uid/gid 0 of its own
+    user namespace (the builder outside) with no capability, whoever builds."""
+    runners = {name: path for name, path, _ in commands.runners}
+    binds = [
+        *(("--ro-bind", path, f"/tools/{name}") for name, path, _ in commands.tools),
+        *(("--ro-bind", path, f"/runners/{name}") for name, path, _ in commands.runners
+          if name != SANDBOX),
+        *(("--ro-bind", path, path) for path, _ in commands.files),
+        ("--ro-bind", script, "/script"),
+        *(("--bind", source, target) for source, target in writable),
+    ]
+    return [runners[SANDBOX], "--unshare-all", "--unshare-user", "--uid", "0", "--gid", "0",
+            "--hostname", "strata", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--dev", "/dev", *(word for bind in binds for word in bind),
+            "--remount-ro", "/", "--chdir", _LAYER, "--", *command]
+
+
+def _check_fingerprints(commands) -> None:
+    """Every host file the sandbox binds still has the content the layer's cache key holds."""
+    files = [*((path, sha) for _, path, sha in (*commands.tools, *commands.runners)),
+             *commands.files]
+    for path, expected in files:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise InvalidInput(
+                f"{path} changed after it was fingerprinted (sha256 {expected}), so the "
+                "layer's cache key would not hold what the build-time commands ran with: "
+                "build again once it is fingerprinted anew (Pants does so when pantsd restarts)"
+            )
+
+
+def _run(command: list, env: dict, timeout: int, field: str) -> None:
+    """Runs `command` for `timeout` seconds at most, keeping the last OUTPUT_TAIL bytes of its
+    output (stdout and stderr), which go to stderr if it fails. Killing bubblewrap kills the
+    whole sandbox (--die-with-parent), and the sandbox ends with its first process (its PID
+    namespace's), so nothing it started outlives it or holds its output open."""
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, umask=0o022)
+    tail, truncated, deadline = bytearray(), False, time.monotonic() + timeout
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([process.stdout], [], [], remaining)[0]:
+                _show(tail, truncated)
+                raise InvalidInput(
+                    f"the `{field}` script ran for longer than its {timeout} s "
+                    "(`command_timeout`) and was stopped, with everything it started; "
+                    "the end of its output is above"
+                )
+            chunk = os.read(process.stdout.fileno(), 1 << 16)
+            if not chunk:
+                break
+            tail += chunk
+            if len(tail) > OUTPUT_TAIL:
+                truncated = True
+                del tail[:-OUTPUT_TAIL]
+        code = process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+    if code:
+        _show(tail, truncated)
+        output = (f"the last {OUTPUT_TAIL >> 10} KiB of its output are" if truncated
+                  else "its output is")
+        raise InvalidInput(
+            f"the `{field}` script failed (exit code {code}); {output} above. "
+            f"It runs in {_LAYER}, which holds the customisation layer's content and is all it "
+            "may write, in a sandbox holding only its command tools (on PATH) and their "
+            "libraries besides: no other host file, no network, no host process."
+        )
+
+
+def _show(tail: bytearray, truncated: bool) -> None:
+    if truncated:
+        sys.stderr.write(f"[... the output's first bytes dropped: its last {OUTPUT_TAIL} "
+                         "bytes follow]\n")
+    sys.stderr.write(tail.decode("utf-8", "replace"))
+    sys.stderr.flush()
 
 
 def _materialise(entries: dict, root: str) -> None:

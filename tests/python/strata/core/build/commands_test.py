@@ -1,20 +1,27 @@
-"""Build-time commands over a small layer, run for real (unshare, fakeroot; as root)."""
+"""Build-time commands over a small layer, run for real (bubblewrap, fakeroot)."""
 
+import contextlib
 import hashlib
 import os
+import random
 import shutil
+import socket
+import subprocess
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from strata.core.build import layer
+from strata.core.command_files import sandbox_files
 from strata.core.spec import LayerSpec
-from strata_harness import require_tool, serve_directory
+from strata_harness import require_tool
 from strata_harness.tools import unavailable
 
 TOOLS = ("sh", "cat", "chmod", "chown", "echo", "id", "ln", "mkdir", "mkfifo", "mknod", "touch")
-RUNNERS = ("unshare", "env", "sh", "fakeroot", "getopt", "sed", "cut", "sleep")
+RUNNERS = ("bwrap", "env", "sh", "fakeroot", "getopt", "sed", "cut", "sleep")
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
@@ -30,9 +37,8 @@ def tool(name: str) -> list:
 def sandbox(tmp_path: Path) -> Path:
     """A layer sandbox with a tiny customisation content: etc/passwd and etc/group, as
     `fake_nss` gives them, and a large file Pants would hardlink from its store, read-only."""
-    if os.geteuid() != 0:
-        unavailable("build-time commands need root: they run in a mount namespace")
     require_tool("fakeroot")
+    require_tool("bwrap")
     root = tmp_path / "sandbox"
     (root / "custom").mkdir(parents=True)
     (root / "custom/passwd").write_text(PASSWD)
@@ -42,11 +48,20 @@ def sandbox(tmp_path: Path) -> Path:
     return root
 
 
-def spec(extra: str = None, fake_root: str = None, tools=TOOLS) -> dict:
+def commands_spec(tools=TOOLS, timeout: int = 60) -> dict:
+    """`commands` without its scripts, as the rules find and fingerprint its programs."""
+    tools, runners = [tool(name) for name in tools], [tool(name) for name in RUNNERS]
+    programs = [path for name, path, _ in tools + runners if name != "bwrap"]
+    files = sandbox_files(programs, fakeroot=shutil.which("fakeroot"))
+    return {"tools": tools, "runners": runners, "files": [list(f) for f in files.items()],
+            "timeout": timeout}
+
+
+def spec(extra: str = None, fake_root: str = None, tools=TOOLS, timeout: int = 60) -> dict:
     files = [{"path": f"etc/{name}", "type": "file", "source": f"custom/{name}", "mode": 0o644}
              for name in ("passwd", "group")]
     files.append({"path": "opt/big", "type": "file", "source": "custom/big", "mode": 0o755})
-    commands = {"tools": [tool(name) for name in tools], "runners": [tool(n) for n in RUNNERS]}
+    commands = commands_spec(tools, timeout)
     if extra is not None:
         commands["extra_commands"] = extra
     if fake_root is not None:
@@ -131,40 +146,181 @@ def test_failures_name_the_field_and_what_went_wrong(
     assert not (sandbox / "out").exists()
 
 
-def test_the_escapes_fail_on_a_read_only_file_system(sandbox: Path, capfd) -> None:
-    for script in ("touch /tmp/strata-escape-test", "echo > ../escape"):
+def test_writes_outside_the_layer_fail_and_reach_nothing(sandbox: Path, capfd) -> None:
+    for script, error in (("touch /tmp/strata-escape-test", "No such file or directory"),
+                          ("echo > ../escape", "Read-only file system")):
         with pytest.raises(ValueError):
             build(sandbox, spec(script))
-        assert "Read-only file system" in capfd.readouterr().err
+        assert error in capfd.readouterr().err
     assert not Path("/tmp/strata-escape-test").exists()
     assert not (sandbox.parent / "escape").exists()
 
 
-def test_the_network_is_unreachable(sandbox: Path, capfd) -> None:
-    """A server on 127.0.0.1 that this test reaches, but the script does not."""
-    busybox = require_tool("busybox")
-    with serve_directory(sandbox) as url:
-        script = f"{Path(busybox).name} wget -O fetched {url}/"
-        with pytest.raises(ValueError, match="`extra_commands` script failed"):
-            build(sandbox, spec(script, tools=("sh", "busybox")))
-    assert "Network is unreachable" in capfd.readouterr().err
+FIELDS = ("extra_commands", "fake_root_commands")
+
+
+def spec_for(field: str, script: str, **options) -> dict:
+    return spec(**{"extra" if field == "extra_commands" else "fake_root": script}, **options)
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_script_cannot_write_through_a_host_process_root(
+    sandbox: Path, tmp_path: Path, field: str
+) -> None:
+    """The issue's escape: /proc/PID/root of a host process is the host's own file system."""
+    marker = tmp_path / "marker"
+    script = f'for p in /proc/[0-9]*; do echo x > "$p/root{marker}" && break; done'
+    try:
+        build(sandbox, spec_for(field, script))
+    except ValueError:
+        pass  # failing is as good: what matters is the host
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_script_cannot_kill_a_host_process(sandbox: Path, field: str) -> None:
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        with pytest.raises(ValueError, match=f"the `{field}` script failed"):
+            build(sandbox, spec_for(field, f"kill -9 {victim.pid}"))
+        time.sleep(0.2)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@contextlib.contextmanager
+def logging_server():
+    """A TCP server on the host's 127.0.0.1: (its port, the list of connections it got)."""
+    connections = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, address = server.accept()
+            except OSError:
+                continue
+            connections.append(address)
+            connection.sendall(b"HTTP/1.0 200 OK\r\n\r\nreached\n")
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], connections
+    finally:
+        done.set()
+        thread.join()
+        server.close()
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_script_cannot_reach_a_server_on_the_host(sandbox: Path, field: str, capfd) -> None:
+    """Neither through the sandbox's own network nor by entering the host's (nsenter)."""
+    require_tool("busybox")
+    with logging_server() as (port, connections):
+        url = f"http://127.0.0.1:{port}/"
+        script = (f"busybox nsenter --net=/proc/{os.getpid()}/ns/net busybox wget -O got {url} "
+                  f"|| busybox wget -O got {url}")
+        with pytest.raises(ValueError, match=f"the `{field}` script failed"):
+            build(sandbox, spec_for(field, script, tools=("sh", "busybox")))
+    assert connections == []
+    assert "Connection refused" in capfd.readouterr().err  # the sandbox's own, empty, lo
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("script", [
+    "cat /etc/shadow > x",
+    "/usr/bin/python3 -c 'open(\"x\", \"w\").write(\"ran\")'",
+    "cat {host_file} > x",
+], ids=["etc-shadow", "absolute-path-program", "host-file"])
+def test_a_script_reads_and_runs_nothing_of_the_host(
+    sandbox: Path, tmp_path: Path, field: str, script: str, capfd
+) -> None:
+    """No host file but the tools and what they need: not /etc/shadow, not a program by its
+    absolute path, not a file whose content the layer's cache key would not hold."""
+    host_file = tmp_path / "host-file"
+    host_file.write_text("host content\n")
+    with pytest.raises(ValueError, match=f"the `{field}` script failed"):
+        build(sandbox, spec_for(field, script.format(host_file=host_file)))
+    assert not (sandbox / "out").exists()
+    err = capfd.readouterr().err
+    assert "No such file or directory" in err or "/usr/bin/python3: not found" in err
+
+
+def test_a_file_changed_since_its_fingerprint_fails_the_build(sandbox: Path) -> None:
+    """The fingerprints are the cache key's part of what a script can read: a host file that
+    no longer matches its fingerprint may not run."""
+    changed = spec("true")
+    path, _ = changed["commands"]["files"][0]
+    changed["commands"]["files"][0] = [path, "0" * 64]
+    with pytest.raises(ValueError, match=f"{path} changed after it was fingerprinted"):
+        build(sandbox, changed)
+
+
+def test_only_the_tail_of_a_failing_script_output_is_kept(sandbox: Path, capfd) -> None:
+    script = "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo the-end; exit 1"
+    with pytest.raises(ValueError, match="the last 64 KiB of its output are above"):
+        build(sandbox, spec(script, tools=TOOLS + ("head", "tr")))
+    err = capfd.readouterr().err
+    assert len(err) < (64 << 10) + 200
+    assert err.endswith("x\nthe-end\n")
+
+
+def test_a_script_running_too_long_is_stopped_naming_the_field(sandbox: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"the `extra_commands` script ran for longer than its "
+                                         r"1 s \(`command_timeout`\) and was stopped"):
+        build(sandbox, spec("echo going; sleep 60", tools=("sh", "echo", "sleep"), timeout=1))
+    assert time.monotonic() - started < 20
+
+
+def host_processes(argument: str) -> list:
+    """The pids of this machine's processes with `argument` in their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and argument.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_background_child_neither_holds_the_build_nor_survives_it(
+    sandbox: Path, field: str
+) -> None:
+    seconds = str(random.randrange(100000, 999999))
+    started = time.monotonic()
+    _, members, _ = build(sandbox, spec_for(field, f"sleep {seconds} & touch made",
+                                            tools=("sh", "sleep", "touch")))
+    assert time.monotonic() - started < 20
+    assert "made" in members
+    assert host_processes(f"sleep\0{seconds}") == []
 
 
 @pytest.mark.parametrize("commands, message", [
-    ({"tools": [], "runners": []}, "extra_commands or fake_root_commands must be a script"),
-    ({"extra_commands": ["true"], "tools": [], "runners": []}, "must be a script"),
-    ({"extra_commands": "true", "tools": []}, r"missing keys \['runners'\]"),
-    ({"extra_commands": "true", "tools": [["sh", "bin/sh", "0"]], "runners": []},
-     r"commands.tools: a tool is \[name, absolute path, sha256\]"),
-    ({"extra_commands": "true", "tools": [], "runners": [["x/sh", "/bin/sh", "0"]]},
-     r"commands.runners: a tool is"),
+    ({"tools": [], "runners": [], "files": [], "timeout": 1},
+     "extra_commands or fake_root_commands must be a script"),
+    ({"extra_commands": ["true"], "tools": [], "runners": [], "files": [], "timeout": 1},
+     "must be a script"),
+    ({"extra_commands": "true", "tools": []}, r"missing keys \['runners', 'files', 'timeout'\]"),
+    ({"extra_commands": "true", "tools": [["sh", "bin/sh", "0"]], "runners": [], "files": [],
+      "timeout": 1}, r"commands.tools: a tool is \[name, absolute path, sha256\]"),
+    ({"extra_commands": "true", "tools": [], "runners": [["x/sh", "/bin/sh", "0"]], "files": [],
+      "timeout": 1}, r"commands.runners: a tool is"),
+    ({"extra_commands": "true", "tools": [], "runners": [], "files": [["lib/x", "0"]],
+      "timeout": 1}, r"commands.files: a file is \[absolute path, sha256\]"),
+    ({"extra_commands": "true", "tools": [], "runners": [], "files": [], "timeout": 0},
+     r"commands.timeout: expected a positive number of seconds: 0"),
+    ({"extra_commands": "true", "tools": [], "runners": [], "files": [], "timeout": True},
+     r"commands.timeout: expected a positive number of seconds"),
 ])
 def test_invalid_commands_are_rejected(commands: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LayerSpec.from_json({"commands": commands})
-
-
-def test_without_root_the_error_says_so(sandbox: Path, monkeypatch) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(ValueError, match="build-time commands need root: their sandbox is a mount"):
-        build(sandbox, spec("true"))
