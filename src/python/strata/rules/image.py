@@ -32,7 +32,6 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.addresses import Address, AddressInput
 from pants.engine.target import (
     InvalidFieldException,
-    Target,
     WrappedTarget,
     WrappedTargetRequest,
 )
@@ -45,10 +44,12 @@ from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.oci import platforms
 from strata.core.oci.image import epoch_seconds, platform_conflicts
 from strata.core.oci.writers import (
+    DOCKER_MAX_LAYERS,
     FORMATS,
     OCI_LAYOUT,
     Image,
     Layer,
+    check_docker_layer_count,
     load_image,
     metadata,
     oci_contents,
@@ -81,7 +82,6 @@ from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, 
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
-    RUNTIME_CONFIG_FIELDS,
     Compression,
     OciArchitectureField,
     OciBaseField,
@@ -117,6 +117,7 @@ from strata.target_types import (
     OutputFormat,
     EMBEDDED_SBOM_DIR,
     image_platform,
+    runtime_config,
 )
 
 
@@ -185,14 +186,6 @@ def output_file(output_path: OciImageOutputPathField, fmt: str) -> str:
     """Where `package` writes an image (or index) of format `fmt` under dist/."""
     directory = FORMATS[fmt].directory
     return output_path.value_or_default(file_ending=None if directory else "tar")
-
-
-def runtime_config(target: Target) -> dict:
-    """The image's own runtime config: the keys its RUNTIME_CONFIG_FIELDS set (a FieldSet holds
-    fields one by one, so the list is looped over on the target, as the docker backend's
-    `get_build_options` does)."""
-    values = {field.config_key: target[field].config_value() for field in RUNTIME_CONFIG_FIELDS}
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _with_venv_entrypoint(address: Address, config: dict, closure: ImageClosure) -> dict:
@@ -527,6 +520,14 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             (*layers.layers, await _sbom_layer(fs, sbom_sources, settings))
         )
         sbom_sources = dataclasses.replace(sbom_sources, layers=layers.layers)
+    if OutputFormat(request.fmt) == OutputFormat.DOCKER_ARCHIVE:
+        try:
+            check_docker_layer_count(taken_by_base + len(layers.layers))
+        except ValueError as e:
+            raise InvalidFieldException(
+                f"The `max_layers` field of {address} is {fs.max_layers.value}: {e}. Lower it to "
+                f"{DOCKER_MAX_LAYERS} at most, or use `output_format=\"oci\"`."
+            ) from e
 
     layer_dirs = [f"layers/{i:03d}" for i in range(len(layers.layers))]
     created = fs.created.value
