@@ -102,14 +102,15 @@ class OciLayerDependenciesField(Dependencies):
 
 class _CheckedStringField(StringField):
     """A string field checked, when set, by the core's rule for it (`core_check`), so that a
-    bad value fails as the BUILD file is read, naming the target and field."""
+    bad value fails as the BUILD file is read, naming the target and field. An empty runtime
+    config value is unset (`RuntimeConfigField.config_value`), so it is not checked."""
 
     core_check: ClassVar[Callable[[str], Any]]
 
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
         value = super().compute_value(raw_value, address)
-        if value:
+        if value or (value is not None and not issubclass(cls, RuntimeConfigField)):
             _check(cls, address, cls.core_check, value)
         return value
 
