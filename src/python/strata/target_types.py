@@ -13,7 +13,7 @@ import re
 from enum import Enum
 from fractions import Fraction
 from functools import partial
-from typing import Any, ClassVar, Dict, Iterable, List, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Tuple, Type
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -36,18 +36,26 @@ from pants.util.strutil import help_text
 
 from strata.core.build.commands import OUTPUT_TAIL
 from strata.core.build.compression import SUFFIXES
+from strata.core.build.tarstream import check_id, check_owner_name
 from strata.core.debian.architectures import (
     ARCHITECTURES as DEBIAN_ARCHITECTURES,
     check_architecture,
 )
 from strata.core.oci.image import (
     INHERITANCE,
+    ConfigTooLarge,
     Inheritance,
+    config_bytes,
+    epoch_seconds,
     normal_variant,
-    resolve_created,
     validate_architecture,
+    validate_config_path,
+    validate_env_name,
+    validate_os,
     validate_repository,
+    validate_stop_signal,
     validate_tag,
+    validate_user,
 )
 from strata.core.oci.writers import FORMATS
 from strata.core.spec import BYTECODE_MODES, Permission, absolute_image_path, nix_store_path
@@ -91,6 +99,21 @@ class OciLayerDependenciesField(Dependencies):
         `pants help oci_image`, except for nested `oci_layer` targets, which stay separate layers.
         """
     )
+
+
+class _CheckedStringField(StringField):
+    """A string field checked, when set, by the core's rule for it (`core_check`), so that a
+    bad value fails as the BUILD file is read, naming the target and field. An empty runtime
+    config value is unset (`RuntimeConfigField.config_value`), so it is not checked."""
+
+    core_check: ClassVar[Callable[[str], Any]]
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value or (value is not None and not issubclass(cls, RuntimeConfigField)):
+            _check(cls, address, cls.core_check, value)
+        return value
 
 
 class OciRepositoryField(StringField):
@@ -139,8 +162,9 @@ class OciMaxLayersField(IntField):
         """
         The most layers the image may have, counting base-image layers and the customisation layer
         on top. The most popular nodes get a layer each; when there are more nodes than layers,
-        the least popular share the last one. Docker's historical limit was 125 layers (and 42
-        on AUFS).
+        the least popular share the last one. A `docker-archive` (or an `oci_image_bundle`, or
+        `pants run` through `docker load`) of more than 125 layers is an error: `docker load`
+        fails on it with "max depth exceeded".
 
         When only one layer is left for the image's own content (`max_layers=1`, or one more
         than its base's layers), everything goes into that one layer, the customisation
@@ -160,64 +184,71 @@ class OciMaxLayersField(IntField):
         return value
 
 
-class OciCreatedField(StringField):
+class OciCreatedField(_CheckedStringField):
     alias = "created"
     default = "1970-01-01T00:00:01Z"
+    core_check = staticmethod(epoch_seconds)  # the default `mtime`: a tar header must hold it
     help = help_text(
         """
-        The image's creation time in the config and history (RFC 3339). The default, one second
-        past the epoch, keeps the image reproducible; `"now"` trades that for a meaningful date in
-        `docker images`.
+        The image's creation time in the config and history (RFC 3339, from 1970 to
+        2242-03-16T12:56:31Z, what a tar header's mtime holds: it is the default `mtime`). The
+        default, one second past the epoch, keeps the image reproducible; `"now"` trades that
+        for a meaningful date in `docker images`.
         """
     )
+
+
+class OciMtimeField(_CheckedStringField):
+    alias = "mtime"
+    core_check = staticmethod(epoch_seconds)
+    help = help_text(
+        """
+        The modification time of every file in the layers (RFC 3339 or `"now"`, from 1970 to
+        2242-03-16T12:56:31Z). Defaults to `created`. Kept separate so that `created = "now"`
+        can tell registries the real date while the layers stay bit-for-bit reproducible and
+        shared.
+        """
+    )
+
+
+class _OwnerIdField(IntField):
+    default = 0
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        _check(cls, address, partial(check_id, what=cls.alias), value)
+        return value
+
+
+class OciUidField(_OwnerIdField):
+    alias = "uid"
+    help = "The numeric owner of every file in the layers (0 to 2097151, what a tar header holds)."
+
+
+class OciGidField(_OwnerIdField):
+    alias = "gid"
+    help = "The numeric group of every file in the layers (0 to 2097151, what a tar header holds)."
+
+
+class _OwnerNameField(StringField):
+    default = "root"
 
     @classmethod
     def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
         value = super().compute_value(raw_value, address)
-        _check(cls, address, resolve_created, value)
+        _check(cls, address, partial(check_owner_name, what=cls.alias), value)
         return value
 
 
-class OciMtimeField(StringField):
-    alias = "mtime"
-    help = help_text(
-        """
-        The modification time of every file in the layers (RFC 3339 or `"now"`). Defaults to
-        `created`. Kept separate so that `created = "now"` can tell registries the real date while
-        the layers stay bit-for-bit reproducible and shared.
-        """
-    )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None:
-            _check(cls, address, resolve_created, value)
-        return value
-
-
-class OciUidField(IntField):
-    alias = "uid"
-    default = 0
-    help = "The numeric owner of every file in the layers."
-
-
-class OciGidField(IntField):
-    alias = "gid"
-    default = 0
-    help = "The numeric group of every file in the layers."
-
-
-class OciUnameField(StringField):
+class OciUnameField(_OwnerNameField):
     alias = "uname"
-    default = "root"
-    help = "The owner name recorded for every file in the layers."
+    help = "The owner name recorded for every file in the layers (1 to 31 ASCII characters)."
 
 
-class OciGnameField(StringField):
+class OciGnameField(_OwnerNameField):
     alias = "gname"
-    default = "root"
-    help = "The group name recorded for every file in the layers."
+    help = "The group name recorded for every file in the layers (1 to 31 ASCII characters)."
 
 
 class OciArchitectureField(StringField):
@@ -238,10 +269,11 @@ class OciArchitectureField(StringField):
         return value
 
 
-class OciOsField(StringField):
+class OciOsField(_CheckedStringField):
     alias = "os"
     default = "linux"
-    help = "The image's operating system (config `os`), as Go's GOOS names it."
+    core_check = staticmethod(validate_os)
+    help = "The image's operating system (config `os`), as Go's GOOS names it (`linux`, ...)."
 
 
 class OciVariantField(StringField):
@@ -302,7 +334,8 @@ class OciEnvField(RuntimeConfigField, DictStringToStringField):
     help = help_text(
         """
         Environment variables for the container (`Env`), written in key order. Names are
-        non-empty and contain no `=` (it separates name from value in `Env`).
+        non-empty and contain no `=` (it separates name from value in `Env`) nor control
+        characters.
         """
     )
 
@@ -312,27 +345,30 @@ class OciEnvField(RuntimeConfigField, DictStringToStringField):
     ) -> Optional[FrozenDict[str, str]]:
         value = super().compute_value(raw_value, address)
         for name in value or {}:
-            if not name or "=" in name or "\0" in name:
-                raise InvalidFieldException(
-                    f"The {repr(cls.alias)} field in target {address} has an invalid variable "
-                    f"name {name!r}: names must be non-empty and contain no `=` (nor NUL)."
-                )
+            _check(cls, address, validate_env_name, name)
         return value
 
     def config_value(self) -> Optional[List[str]]:
         return [f"{k}={v}" for k, v in sorted(self.value.items())] if self.value else None
 
 
-class OciWorkdirField(RuntimeConfigField, StringField):
+class OciWorkdirField(RuntimeConfigField, _CheckedStringField):
     alias = "workdir"
     config_key = "WorkingDir"
+    core_check = staticmethod(validate_config_path)
     help = "The container's working directory (`WorkingDir`); absolute."
 
 
-class OciUserField(RuntimeConfigField, StringField):
+class OciUserField(RuntimeConfigField, _CheckedStringField):
     alias = "user"
     config_key = "User"
-    help = "The user (and group) the container runs as (`User`), e.g. `nobody` or `65534:65534`."
+    core_check = staticmethod(validate_user)
+    help = help_text(
+        """
+        The user (and group) the container runs as (`User`): `user`, `uid`, `user:group` or
+        `uid:gid`, e.g. `nobody` or `65534:65534`.
+        """
+    )
 
 
 class OciExposedPortsField(RuntimeConfigField, StringSequenceField):
@@ -379,14 +415,29 @@ class OciVolumesField(RuntimeConfigField, StringSequenceField):
     config_key = "Volumes"
     help = "Paths the container expects to be volumes (`Volumes`); absolute."
 
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for path in value or ():
+            _check(cls, address, validate_config_path, path)
+        return value
+
     def config_value(self) -> Optional[Dict[str, dict]]:
         return {volume: {} for volume in self.value} if self.value else None
 
 
-class OciStopSignalField(RuntimeConfigField, StringField):
+class OciStopSignalField(RuntimeConfigField, _CheckedStringField):
     alias = "stop_signal"
     config_key = "StopSignal"
-    help = "The signal that stops the container (`StopSignal`), e.g. `SIGTERM`."
+    core_check = staticmethod(validate_stop_signal)
+    help = help_text(
+        """
+        The signal that stops the container (`StopSignal`): a name such as `SIGTERM` (or
+        `TERM`, `SIGRTMIN+3`) or a number such as `15`.
+        """
+    )
 
 
 class OciHealthcheckField(RuntimeConfigField, Field):
@@ -486,6 +537,14 @@ RUNTIME_CONFIG_FIELDS: Tuple[Type[RuntimeConfigField], ...] = (
     OciStopSignalField,
     OciHealthcheckField,
 )
+
+
+def runtime_config(target: Target) -> dict:
+    """The image's own runtime config: the keys its RUNTIME_CONFIG_FIELDS set (a FieldSet holds
+    fields one by one, so the list is looped over on the target, as the docker backend's
+    `get_build_options` does)."""
+    values = {field.config_key: target[field].config_value() for field in RUNTIME_CONFIG_FIELDS}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _inherited_config_help() -> str:
@@ -956,11 +1015,22 @@ class OciImageTarget(Target):
     )
 
     def validate(self) -> None:
-        """The `variant` must be one of the `architecture`'s (fields are checked one by one)."""
+        """What fields decide together (they are checked one by one): the `variant` must be one
+        of the `architecture`'s, and the runtime config fields must leave a config that readers
+        take (a base's keys, which only a build knows, are checked when the config is made)."""
         variant = self[OciVariantField].value
         if variant is not None:
             architecture = self[OciArchitectureField].value
             _check(OciVariantField, self.address, partial(normal_variant, architecture), variant)
+        try:
+            config_bytes({"config": runtime_config(self)})
+        except ConfigTooLarge as e:
+            aliases = {f"config.{f.config_key}": f.alias for f in RUNTIME_CONFIG_FIELDS}
+            fields = ", ".join(f"`{aliases[key]}`" for key, _ in e.largest)
+            raise InvalidFieldException(
+                f"The runtime config fields of {self.address} (largest first: {fields}) make "
+                f"its config too large: {e}."
+            ) from e
 
 
 class OciLayerTarget(Target):

@@ -12,6 +12,7 @@ import os
 from collections import namedtuple
 
 from strata.core.build.compression import SUFFIXES
+from strata.core.build.tarstream import check_id, check_mtime, check_owner_name
 
 
 def normalise_path(path, what: str) -> str:
@@ -114,6 +115,11 @@ class LayerSettings(
         if settings.compression not in SUFFIXES:
             raise ValueError(f"settings: unknown compression {settings.compression!r}")
         _zstd(settings.zstd, "settings.zstd")
+        check_mtime(settings.mtime, "settings: mtime")
+        for key in ("uid", "gid"):
+            check_id(getattr(settings, key), f"settings: {key}")
+        for key in ("uname", "gname"):
+            check_owner_name(getattr(settings, key), f"settings: {key}")
         return settings
 
 
@@ -256,10 +262,6 @@ class PythonSources(_Spec, namedtuple("PythonSources", "source venv version byte
                    _python_version(obj["version"], what), _bytecode(obj["bytecode"], what))
 
 
-# The ustar header's uid and gid fields hold 7 octal digits.
-MAX_ID = 0o7777777
-
-
 def glob_pattern(path, what: str) -> str:
     """An image path glob as `normalise_path` makes it (never the root itself): `*` and `?`
     match within one component, `**` (only as a whole component) any number of them."""
@@ -291,16 +293,9 @@ class Permission(
         if "mode" in obj:
             _mode(obj["mode"], what)
         for key in ("uid", "gid"):
-            value = obj.get(key, 0)
-            if type(value) is not int or not 0 <= value <= MAX_ID:
-                raise ValueError(f"{what}: {key} must be an integer in 0..{MAX_ID} (the 7 octal "
-                                 f"digits of a tar header's {key} field), got {value!r}")
+            check_id(obj.get(key, 0), f"{what}: {key}")
         for key in ("uname", "gname"):
-            value = obj.get(key, "")
-            if not (isinstance(value, str) and value.isascii() and len(value) < 32
-                    and "\0" not in value):
-                raise ValueError(f"{what}: {key} must be at most 31 ASCII characters (a tar "
-                                 f"header's {key} field), got {value!r}")
+            check_owner_name(obj.get(key, ""), f"{what}: {key}", empty=True)
         return cls(**{**obj, "pattern": pattern})
 
 

@@ -8,10 +8,13 @@ import json
 import os
 import shlex
 from dataclasses import dataclass
+from functools import partial
 from typing import List, Optional, Tuple
 
+from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
+from pants.core.util_rules.distdir import DistDir
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -32,7 +35,6 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.addresses import Address, AddressInput
 from pants.engine.target import (
     InvalidFieldException,
-    Target,
     WrappedTarget,
     WrappedTargetRequest,
 )
@@ -45,10 +47,12 @@ from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.oci import platforms
 from strata.core.oci.image import epoch_seconds, platform_conflicts
 from strata.core.oci.writers import (
+    DOCKER_MAX_LAYERS,
     FORMATS,
     OCI_LAYOUT,
     Image,
     Layer,
+    check_docker_layer_count,
     load_image,
     metadata,
     oci_contents,
@@ -81,7 +85,6 @@ from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, 
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
-    RUNTIME_CONFIG_FIELDS,
     Compression,
     OciArchitectureField,
     OciBaseField,
@@ -118,6 +121,7 @@ from strata.target_types import (
     OutputFormat,
     EMBEDDED_SBOM_DIR,
     image_platform,
+    runtime_config,
 )
 
 
@@ -187,14 +191,6 @@ def output_file(output_path: OciImageOutputPathField, fmt: str) -> str:
     """Where `package` writes an image (or index) of format `fmt` under dist/."""
     directory = FORMATS[fmt].directory
     return output_path.value_or_default(file_ending=None if directory else "tar")
-
-
-def runtime_config(target: Target) -> dict:
-    """The image's own runtime config: the keys its RUNTIME_CONFIG_FIELDS set (a FieldSet holds
-    fields one by one, so the list is looped over on the target, as the docker backend's
-    `get_build_options` does)."""
-    values = {field.config_key: target[field].config_value() for field in RUNTIME_CONFIG_FIELDS}
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _with_venv_entrypoint(address: Address, config: dict, closure: ImageClosure) -> dict:
@@ -530,6 +526,14 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             (*layers.layers, await _sbom_layer(fs, sbom_sources, settings))
         )
         sbom_sources = dataclasses.replace(sbom_sources, layers=layers.layers)
+    if OutputFormat(request.fmt) == OutputFormat.DOCKER_ARCHIVE:
+        try:
+            check_docker_layer_count(taken_by_base + len(layers.layers))
+        except ValueError as e:
+            raise InvalidFieldException(
+                f"The `max_layers` field of {address} is {fs.max_layers.value}: {e}. Lower it to "
+                f"{DOCKER_MAX_LAYERS} at most, or use `output_format=\"oci\"`."
+            ) from e
 
     layer_dirs = [f"layers/{i:03d}" for i in range(len(layers.layers))]
     created = fs.created.value
@@ -681,8 +685,34 @@ async def assembled_with_facts(request: AssembleRequest) -> AssembledImage:
     return image
 
 
+@dataclass(frozen=True)
+class PlaceSbom:
+    """A log line of `package` that, as it is rendered, moves the image's SBOM documents from
+    `pending` (a directory beside the image) to their names (`final`), so that they appear there
+    only once the image is written.
+
+    Pants 2.17.1's `package` goal (pants/core/goals/package.py) deletes every artifact's
+    `relpath`, writes all packages' files in one `Workspace.write_digest`, which copies every
+    file at once and in no order (the engine's `materialize_directory_children` joins them all)
+    and on a failure (a full disk) leaves what it wrote, and only then, if that succeeded,
+    renders each artifact's `extra_log_lines` with `str()`. That is the one point a plugin
+    reaches after its files are written."""
+
+    pending: str  # absolute paths
+    final: Tuple[str, ...]
+
+    def __str__(self) -> str:
+        for name in self.final:
+            os.replace(os.path.join(self.pending, os.path.basename(name)), name)
+        os.rmdir(self.pending)
+        names = " and ".join(os.path.basename(name) for name in self.final)
+        return f"Moved to {names}, beside the image, now that it is written."
+
+
 @rule(desc="Packaging an OCI image", level=LogLevel.DEBUG)
-async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
+async def package_oci_image(
+    field_set: OciImageFieldSet, dist_dir: DistDir, build_root: BuildRoot
+) -> BuiltPackage:
     output = field_set.output_file()
     request = AssembleRequest(field_set, field_set.output_format.value, output)
     image = await assembled_with_facts(request)
@@ -699,16 +729,27 @@ async def package_oci_image(field_set: OciImageFieldSet) -> BuiltPackage:
     ]
     digest = image.output
     if field_set.sbom.value:
+        # Written to a directory of their own, and moved beside the image once it is written
+        # (PlaceSbom): a failed write (a full disk) leaves no SBOM claiming an image that is
+        # not there. Pants deletes every artifact path before it writes: the old image's SBOM
+        # and a failed run's pending directory.
+        name = output[: -len(".tar")] if output.endswith(".tar") else output
+        directory, base = os.path.split(name)
+        pending = os.path.join(directory, f".{base}.sbom-pending")
         inputs = await Get(ImageInputs, AssembleRequest, request)
         sbom = await Get(
             Sbom,
             SbomRequest(
                 inputs.sbom_sources, *split_repo_tag(meta["repo_tag"]), meta["manifest_digest"],
-                output[: -len(".tar")] if output.endswith(".tar") else output,
-                str(field_set.address),
+                os.path.join(pending, base), str(field_set.address),
             ),
         )
-        artifacts.extend(BuiltPackageArtifact(path) for path in sbom.files)
+        final = tuple(os.path.join(directory, os.path.basename(path)) for path in sbom.files)
+        in_dist = partial(os.path.join, build_root.path, str(dist_dir.relpath))
+        artifacts.append(BuiltPackageArtifact(
+            pending, extra_log_lines=(PlaceSbom(in_dist(pending), tuple(map(in_dist, final))),)
+        ))
+        artifacts.extend(BuiltPackageArtifact(path) for path in final)
         digest = await Get(Digest, MergeDigests([digest, sbom.digest]))
     return BuiltPackage(digest, tuple(artifacts))
 

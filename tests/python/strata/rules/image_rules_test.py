@@ -485,3 +485,20 @@ def test_a_base_is_resolved_with_the_layers_compression(fmt, compression, zstd) 
     # The base's layers count against max_layers.
     (layers,) = asked["layers"]
     assert layers.budget == 2
+
+
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci"])
+def test_a_docker_archive_of_more_layers_than_docker_loads_is_an_error_naming_max_layers(
+    fmt,
+) -> None:
+    """`docker load` refuses an image of over 125 layers ("max depth exceeded"); the base's
+    layers count, and only a build knows how many it has."""
+    target = image(base=":debian", max_layers=200, output_format=fmt)
+    if fmt == "oci":
+        spec_of(target, fmt, base_layers=125)  # another format: no docker load
+        return
+    spec_of(target, fmt, base_layers=124)  # 124 + the image's own 1: the most docker loads
+    with pytest.raises(Exception, match=re.escape(
+            "The `max_layers` field of app:image is 200: docker-archive: the image has 126 "
+            "layers, base layers included, but `docker load` takes at most 125")):
+        spec_of(target, fmt, base_layers=125)

@@ -17,6 +17,12 @@ _NAME_MAX = 100
 _PREFIX_MAX = 155
 _SIZE_LIMIT = 8 ** 11  # the 11 octal digits of the ustar size field
 _ZEROS = bytes(2 * BLOCK)
+# What the ustar header fields Strata writes hold (PAX records carry only long paths and large
+# sizes): uid and gid in 7 octal digits, mtime in 11 (up to 2242-03-16T12:56:31Z), owner names
+# in 32 bytes ending in NUL. The fields that reach a layer's headers are checked against these.
+MAX_ID = 8 ** 7 - 1
+MAX_MTIME = 8 ** 11 - 1
+MAX_OWNER_NAME = 31
 # A ustar header: name, mode, uid, gid, size, mtime, checksum, typeflag, linkname, magic and
 # version, uname, gname, devmajor, devminor, prefix, padding. `s` fields are NUL-padded.
 USTAR_HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
@@ -35,6 +41,31 @@ def octal_field(value: int, width: int, what: str) -> bytes:
     if not 0 <= value < 8 ** digits:
         raise ValueError(f"tar {what} {value} does not fit a {digits}-digit octal field")
     return b"%0*o\0" % (digits, value)
+
+
+def check_id(value, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise ValueError(f"{what} must be an integer in 0..{MAX_ID} (the 7 octal digits of a tar "
+                         f"header's id fields), got {value!r}")
+    return value
+
+
+def check_mtime(value, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_MTIME:
+        raise ValueError(f"{what} must be from 1970-01-01T00:00:00Z to 2242-03-16T12:56:31Z "
+                         f"({value!r} seconds since the epoch does not fit the 11 octal digits "
+                         "of a tar header's mtime)")
+    return value
+
+
+def check_owner_name(name, what: str, empty: bool = False) -> str:
+    """An owner name a header holds; empty (readers show the number) only where `empty`."""
+    if not (isinstance(name, str) and name.isascii() and len(name) <= MAX_OWNER_NAME
+            and "\0" not in name and (name or empty)):
+        size = f"at most {MAX_OWNER_NAME}" if empty else f"1 to {MAX_OWNER_NAME}"
+        raise ValueError(f"{what} must be {size} ASCII characters (a tar header's owner name "
+                         f"field), got {name!r}")
+    return name
 
 
 def split_ustar(name: bytes):
@@ -74,10 +105,9 @@ class TarWriter:
         that receives each filled bytearray to keep, and returns another one to fill (of at
         least `buffer_size` bytes), so no block is copied. 0 writes every piece as it comes."""
         self._out = out
-        self._mtime = octal_field(mtime, 12, "mtime")
-        for name in (uname, gname):
-            if not name:
-                raise ValueError("tar: the default owner names must not be empty")
+        self._mtime = octal_field(check_mtime(mtime, "tar mtime"), 12, "mtime")
+        for what, name in (("uname", uname), ("gname", gname)):
+            check_owner_name(name, f"tar default {what}")
         # Each owner's header fields and their byte sum; None is the default owner.
         self._owners = {None: self._owner_fields(Owner(uid, gid, uname, gname))}
         # The byte sum of the header fields every entry shares, the checksum field as spaces.
@@ -99,15 +129,11 @@ class TarWriter:
             self._write = out.write
         self._fill = 0
 
-    @staticmethod
-    def _owner_name(name: str) -> bytes:
-        if not (name.isascii() and len(name) < 32) or "\0" in name:
-            raise ValueError(f"tar owner name {name!r} must be at most 31 ASCII characters")
-        return name.encode("ascii")
-
     def _owner_fields(self, owner: Owner) -> tuple:
-        fields = (octal_field(owner.uid, 8, "uid"), octal_field(owner.gid, 8, "gid"),
-                  self._owner_name(owner.uname), self._owner_name(owner.gname))
+        fields = (octal_field(check_id(owner.uid, "tar uid"), 8, "uid"),
+                  octal_field(check_id(owner.gid, "tar gid"), 8, "gid"),
+                  check_owner_name(owner.uname, "tar uname", empty=True).encode("ascii"),
+                  check_owner_name(owner.gname, "tar gname", empty=True).encode("ascii"))
         return (*fields, sum(map(sum, fields)))
 
     def add_dir(self, path: str, mode: int = 0o755, owner: Owner = None) -> None:

@@ -27,8 +27,6 @@ _MAGIC = (
     (b"\xfd7zXZ\x00", "xz"),
 )
 _BZIP2 = re.compile(rb"BZh[1-9]1AY&SY")
-# Manifests, indexes and configs are read whole: bounded as containers/image bounds them.
-_MAX_JSON = 4 << 20
 # buildx's attestation manifests sit in an index beside the images, platform unknown/unknown.
 _ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 _BLOB_NAME = re.compile(r"blobs/sha256/([0-9a-f]{64})\Z")
@@ -129,9 +127,9 @@ class _Blob(NamedTuple):
 def _read_json(source, name: str, what: str, descriptor: Optional[dict] = None):
     """(bytes, parsed) of a JSON file, checked against its descriptor when there is one."""
     with source.open(name) as f:
-        data = f.read(_MAX_JSON + 1)
-    if len(data) > _MAX_JSON:
-        raise ValueError(f"{what} is larger than {_MAX_JSON} bytes")
+        data = f.read(image.MAX_JSON_SIZE + 1)
+    if len(data) > image.MAX_JSON_SIZE:
+        raise ValueError(f"{what} is larger than {image.MAX_JSON_SIZE} bytes")
     if descriptor is not None:
         _check_blob(what, descriptor["digest"], descriptor["size"], data=data)
     return data, descriptors.parse_json(data, what)

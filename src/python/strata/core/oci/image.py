@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 
+from strata.core.build.tarstream import check_mtime
 from strata.core.oci import media_types
 # The normalisation the platform matcher applies (arm64 `8` is `v8`, `aarch64` is `arm64`), so
 # that what an image's config says is what an index's clients look for.
@@ -69,6 +70,9 @@ _DOMAIN = re.compile(
 )
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
 _MAX_REPOSITORY_LENGTH = 255
+# Manifests, indexes and configs are read whole, so their size is bounded, as containers/image
+# bounds it: a base's beyond this are refused, and Strata writes no config it would refuse.
+MAX_JSON_SIZE = 4 << 20
 
 
 def canonical_json(obj) -> bytes:
@@ -77,6 +81,32 @@ def canonical_json(obj) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     ).encode("ascii")
+
+
+class ConfigTooLarge(ValueError):
+    """An image config over MAX_JSON_SIZE; `largest`: its largest keys and their sizes."""
+
+    def __init__(self, message: str, largest: list):
+        super().__init__(message)
+        self.largest = largest
+
+
+def config_bytes(config: dict) -> bytes:
+    """An image config's bytes (`canonical_json`), at most MAX_JSON_SIZE: the error names the
+    config's largest keys (those of its runtime `config` as `config.<key>`)."""
+    data = canonical_json(config)
+    if len(data) > MAX_JSON_SIZE:
+        runtime = config.get("config") or {}
+        sizes = {f"config.{k}": len(canonical_json(v)) for k, v in runtime.items()}
+        sizes.update((k, len(canonical_json(v))) for k, v in config.items() if k != "config")
+        largest = sorted(sizes.items(), key=lambda item: -item[1])[:3]
+        raise ConfigTooLarge(
+            f"the image config is {len(data)} bytes, more than the {MAX_JSON_SIZE} bytes Strata "
+            f"(like containers/image) reads of a config; largest: "
+            f"{', '.join(f'{key} {size} bytes' for key, size in largest)}",
+            largest,
+        )
+    return data
 
 
 def sha256_digest(data: bytes) -> str:
@@ -127,8 +157,10 @@ def resolve_created(created: str) -> str:
 
 
 def epoch_seconds(created: str) -> int:
-    """Whole seconds since the epoch of a time `resolve_created` takes (a layer's mtime)."""
-    return int(_rfc3339(resolve_created(created)).timestamp())
+    """Whole seconds since the epoch of a time `resolve_created` takes, as a layer's mtime: so
+    within the range a tar header holds (1970 to 2242)."""
+    seconds = int(_rfc3339(resolve_created(created)).timestamp())
+    return check_mtime(seconds, f"the time {created!r}, as the layers' mtime,")
 
 
 def platform_of(config: dict) -> dict:
@@ -141,6 +173,11 @@ GO_ARCHITECTURES = (
     "386", "amd64", "amd64p32", "arm", "arm64", "arm64be", "armbe", "loong64", "mips",
     "mips64", "mips64le", "mips64p32", "mips64p32le", "mipsle", "ppc", "ppc64", "ppc64le",
     "riscv", "riscv64", "s390", "s390x", "sparc", "sparc64", "wasm",
+)
+# Go's GOOS names (go/build/syslist.go), which OCI's `os` is.
+GO_OPERATING_SYSTEMS = (
+    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux",
+    "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
 )
 # The variants an index's clients tell apart (OCI image-index.md's table, containerd's
 # platforms package): arm's and arm64's ISA versions and amd64's GOAMD64 levels. Other
@@ -162,6 +199,63 @@ def validate_architecture(architecture: str) -> str:
     else:
         hint = f"expected one of {', '.join(GO_ARCHITECTURES)}"
     raise ValueError(f"unknown architecture {architecture!r}: {hint}")
+
+
+def validate_os(os_name: str) -> str:
+    if os_name not in GO_OPERATING_SYSTEMS:
+        expected = ", ".join(GO_OPERATING_SYSTEMS)
+        raise ValueError(f"unknown os {os_name!r}: expected one of {expected}")
+    return os_name
+
+
+# Runtime config values that name things (a variable, a path, a user, a signal): one token, no
+# control character (a newline would end a line of whatever prints or parses them).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_USER = re.compile(r"[^:\s]+(:[^:\s]+)?\Z")  # user, uid, user:group, uid:gid...
+# A signal as moby's ParseSignal reads it: a number, or a name with or without SIG.
+_SIGNAL = re.compile(r"[1-9][0-9]{0,2}\Z|(SIG)?[A-Z][A-Z0-9]*([+-][0-9]+)?\Z", re.IGNORECASE)
+
+
+def _without_control(value: str, what: str) -> str:
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} holds a control character (a newline, NUL, ...)")
+    return value
+
+
+def validate_env_name(name: str) -> str:
+    """A variable name of `Env` (KEY=VALUE entries): non-empty, no `=`, no control character."""
+    _without_control(name, "environment variable name")
+    if not name or "=" in name:
+        raise ValueError(f"environment variable name {name!r} must be non-empty and hold no `=` "
+                         "(it separates name from value in Env)")
+    return name
+
+
+def validate_config_path(path: str) -> str:
+    """A path of `WorkingDir` or `Volumes`: absolute, no control character."""
+    _without_control(path, "path")
+    if not path.startswith("/"):
+        raise ValueError(f"path {path!r} is not absolute")
+    return path
+
+
+def validate_user(user: str) -> str:
+    """`User`: `user`, `uid`, `user:group` or `uid:gid`, without spaces or control characters."""
+    _without_control(user, "user")
+    if not _USER.match(user):
+        raise ValueError(f"user {user!r} must be `user`, `uid`, `user:group` or `uid:gid`, "
+                         "without spaces")
+    return user
+
+
+def validate_stop_signal(signal: str) -> str:
+    """`StopSignal`: a signal name (`SIGTERM`, `TERM`, `SIGRTMIN+3`) or number, as Docker
+    parses it."""
+    _without_control(signal, "stop signal")
+    if not _SIGNAL.match(signal):
+        raise ValueError(f"stop signal {signal!r} must be a signal name such as `SIGTERM` or a "
+                         "number such as `15`")
+    return signal
 
 
 def normal_variant(architecture: str, variant: str) -> str:

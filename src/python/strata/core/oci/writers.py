@@ -45,7 +45,7 @@ class Image:
         self.format = fmt
         self.layers = layers
         self.zstd = zstd
-        self.config_bytes = image.canonical_json(config)
+        self.config_bytes = image.config_bytes(config)
         self.config_digest = image.sha256_digest(self.config_bytes)
         self.platform = image.platform_of(config)
         self.tag = image.content_tag(self.config_digest) if tag is None else tag
@@ -181,10 +181,25 @@ def load_image(spec_path: str, files=DiskFiles()) -> Image:
     return Image(spec.format, base_layers + layers, config, spec.repository, spec.tag, spec.zstd)
 
 
+# The most layers Docker's layer store takes in one image (moby's layer.maxLayerDepth): `docker
+# load` of a deeper one fails with "max depth exceeded".
+DOCKER_MAX_LAYERS = 125
+
+
+def check_docker_layer_count(count: int) -> None:
+    if count > DOCKER_MAX_LAYERS:
+        raise ValueError(
+            f"docker-archive: the image has {count} layers, base layers included, but `docker "
+            f"load` takes at most {DOCKER_MAX_LAYERS} (\"max depth exceeded\")"
+        )
+
+
 def check_docker_archive(img: Image) -> None:
-    """docker-archive holds layers as tars (`docker load` reads them as such). A base's gzip
-    blobs go in as they are: docker, podman and skopeo load gzip layer.tar entries (checked by
-    the tests with skopeo and umoci); its zstd blobs, which docker does not, are decompressed."""
+    """docker-archive holds layers as tars (`docker load` reads them as such), at most
+    DOCKER_MAX_LAYERS. A base's gzip blobs go in as they are: docker, podman and skopeo load
+    gzip layer.tar entries (checked by the tests with skopeo and umoci); its zstd blobs, which
+    docker does not, are decompressed."""
+    check_docker_layer_count(len(img.layers))
     own = 0
     for layer in img.layers:
         compression = layer.info["compression"]

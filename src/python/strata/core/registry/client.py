@@ -33,8 +33,8 @@ from strata.core.registry.transport import (
 ALL_MANIFEST_MEDIA_TYPES = media_types.MANIFESTS + media_types.INDEXES
 
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
-# containerd's limit: manifests are read into memory, and a registry must not make that GiBs.
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# Manifests are read into memory, and a registry must not make that GiBs.
+MAX_MANIFEST_SIZE = image.MAX_JSON_SIZE
 _MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
 

@@ -202,6 +202,10 @@ def test_empty_spec_is_an_empty_archive(tmp_path):
     ({"entries": [{"path": "d", "type": "dir", "owner": 1}]}, r"unknown keys \['owner'\]"),
     ({"settings": {"compression": "xz"}}, r"unknown compression 'xz'"),
     ({"settings": {"mtime": "1"}}, r"mtime has the wrong type"),
+    # What a tar header cannot hold fails as the spec is read, by the tar writer's rules.
+    ({"settings": {"mtime": -1}}, r"settings: mtime must be from 1970-01-01T00:00:00Z"),
+    ({"settings": {"uid": 2097152}}, r"settings: uid must be an integer in 0..2097151"),
+    ({"settings": {"uname": ""}}, r"settings: uname must be 1 to 31 ASCII characters"),
 ])
 def test_invalid_specs_are_rejected(tmp_path, spec, message):
     (tmp_path / "t").mkdir()

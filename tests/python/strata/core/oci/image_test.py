@@ -1,6 +1,7 @@
 import datetime
 import hashlib
 import json
+import re
 import time
 
 import pytest
@@ -414,11 +415,19 @@ def test_config_on_a_base_rejects(spec, base, message):
 @pytest.mark.parametrize("created, seconds", [
     ("1970-01-01T00:00:01Z", 1),
     ("2023-05-06T07:08:09.123+05:30", 1683337089),
-    ("1969-12-31T23:59:59.9-00:00", -1),
+    ("2242-03-16T12:56:31Z", 8 ** 11 - 1),
 ])
 def test_epoch_seconds_is_the_layers_mtime_of_a_created_time(created, seconds):
     """One RFC 3339 parser for `created` (config) and `mtime` (the layers' entries)."""
     assert image.epoch_seconds(created) == seconds
+
+
+@pytest.mark.parametrize("created", ["1969-12-31T23:59:59.9-00:00", "2242-03-16T12:56:32Z"])
+def test_epoch_seconds_refuses_what_a_tar_header_cannot_hold(created):
+    with pytest.raises(ValueError, match=re.escape(
+            f"the time {created!r}, as the layers' mtime, must be from 1970-01-01T00:00:00Z to "
+            "2242-03-16T12:56:31Z")):
+        image.epoch_seconds(created)
 
 
 def test_epoch_seconds_takes_what_resolve_created_takes():

@@ -598,6 +598,28 @@ def test_docker_archive_rejects_compressed_layers(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "o")
 
 
+def test_docker_archive_refuses_more_layers_than_docker_loads(tmp_path, capsys):
+    """`docker load` fails with "max depth exceeded" beyond 125 layers."""
+    layer_dir = write_layer(tmp_path / "layer", tar_bytes({"f": b"x"}))
+    layers = [{"dir": layer_dir, "comment": str(i)} for i in range(writers.DOCKER_MAX_LAYERS + 1)]
+    spec = make_spec(tmp_path, layers=layers)
+    assert core_cli.main(["assemble", "--spec", spec, "--out", str(tmp_path / "o")]) == 1
+    assert ("docker-archive: the image has 126 layers, base layers included, but `docker load` "
+            "takes at most 125") in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o")
+    assemble(tmp_path, make_spec(tmp_path, "oci", layers=layers))  # no docker load
+
+
+def test_a_config_larger_than_strata_reads_of_a_base_is_refused(tmp_path, capsys):
+    spec_path = make_spec(tmp_path, "oci")
+    spec = json.loads(pathlib.Path(spec_path).read_text())
+    spec["config"]["config"]["Labels"] = {"big": "x" * image.MAX_JSON_SIZE}
+    write_json(pathlib.Path(spec_path), spec)
+    assert core_cli.main(["assemble", "--spec", spec_path, "--out", str(tmp_path / "o")]) == 1
+    assert re.search(r"the image config is \d+ bytes, more than the 4194304 bytes Strata .*; "
+                     r"largest: config.Labels \d+ bytes", capsys.readouterr().err)
+
+
 def test_usage_errors_exit_2(tmp_path, capsys):
     assert core_cli.main(["assemble", "--out", str(tmp_path / "o")]) == 2
     assert core_cli.main(["stream", "--bogus"]) == 2
