@@ -15,7 +15,8 @@ def test_the_usage_line_declares_the_options():
     assert PUSH.options() == {
         "layout": "required", "manifest": "required", "repository": "required",
         "registry": "repeated", "tag": "repeated", "mount-from": "optional", "insecure": "flag",
-        "attach": "repeated",
+        "attach": "repeated", "credentials-file": "optional", "stall-bytes": "optional",
+        "stall-seconds": "optional",
     }
 
 
