@@ -419,14 +419,19 @@ def test_credential_helpers_in_dockers_order(tmp_path):
         tmp_path,
         {
             "auths": {"ecr.example": {"auth": basic}, "plain.example": {"auth": basic}},
-            "credHelpers": {"ecr.example": "per-registry", "https://port.example:5000": "per-registry"},
+            "credHelpers": {
+                "ecr.example": "per-registry",
+                "https://port.example:5000": "per-registry",
+            },
             "credsStore": "store",
         },
     )
     config = f"{tmp_path}/docker/config.json"
     creds = credentials_for("ecr.example", env)
     assert (creds.username, creds.password) == ("AWS", PASSWORD)
-    assert creds.source == f"docker-credential-per-registry, from {config} (credHelpers.ecr.example)"
+    assert creds.source == (
+        f"docker-credential-per-registry, from {config} (credHelpers.ecr.example)"
+    )
     assert PASSWORD not in repr(creds)
     assert credentials_for("port.example:5000", env).username == "AWS"
     # Without a credHelpers entry, the credsStore answers, even where `auths` has an entry.
@@ -447,7 +452,9 @@ def test_credential_helpers_in_dockers_order(tmp_path):
 
 
 def test_a_helper_without_credentials_means_none(tmp_path):
-    fake_helper(tmp_path / "bin", "empty", f"echo '{'credentials not found in native keychain'}'; exit 1")
+    # docker-credential-helpers' message for "none": on stdout, exit status 1.
+    none = "echo 'credentials not found in native keychain'; exit 1"
+    fake_helper(tmp_path / "bin", "empty", none)
     env = docker_config(tmp_path, {"credsStore": "empty", "auths": {"reg.example": {}}})
     assert credentials_for("reg.example", env) is None
 
@@ -492,7 +499,8 @@ def test_pull_and_push_through_a_helper(auth_registry, tmp_path, monkeypatch):
     report = push_image(client, "strata/helped", ["v1"], img.manifest, OCI_MANIFEST, img.blobs)
     assert report.digest == img.digest
     platform = "linux/amd64"
-    assert pull_layout(auth_registry.host, "strata/helped", img.digest, platform, tmp_path / "o") == img.digest
+    pulled = pull_layout(auth_registry.host, "strata/helped", img.digest, platform, tmp_path / "o")
+    assert pulled == img.digest
     assert (tmp_path / "bin" / "fake.calls").read_text() == f"get {auth_registry.host}\n" * 2
 
 
