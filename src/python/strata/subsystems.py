@@ -100,6 +100,22 @@ class StrataSubsystem(Subsystem):
             *("--stall-seconds", repr(float(self.registry_stall_seconds))),
         )
 
+    credential_helper_search_paths = StrListOption(
+        default=["<PATH>"],
+        help=help_text(
+            """
+            The `PATH` of a pull (`oci_pull`) and a push (`pants publish`), where they find the
+            docker credential helpers (`docker-credential-<name>`) that the docker config.json
+            names in `credHelpers` or `credsStore`, and where those find what they run. `<PATH>`
+            is the `PATH` `pants` was started with. A pull is a cached process, so this path is
+            part of its cache key (a path, never a secret); set a fixed list, e.g.
+            `["/usr/local/bin", "/usr/bin", "/bin"]`, to share cached pulls between machines
+            and users whose `PATH` differs.
+            """
+        ),
+        advanced=True,
+    )
+
     loader = StrOption(
         default="auto",
         help=help_text(

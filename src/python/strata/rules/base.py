@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import EMPTY_DIGEST, Digest, DigestSubset, MergeDigests, PathGlobs, Snapshot
 from pants.engine.internals.session import RunId
 from pants.engine.process import (
@@ -27,7 +26,13 @@ from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
 from strata.core.oci.platforms import PlatformError
-from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
+from strata.rules.tool import (
+    ImageTool,
+    RegistryAccessEnv,
+    RegistryAccessEnvRequest,
+    ZstdBinary,
+    ZstdBinaryRequest,
+)
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciArchiveRefField,
@@ -45,9 +50,6 @@ logger = logging.getLogger(__name__)
 BASE_DIR = "base"
 _PULLED = "pulled"
 _PULLED_SBOMS = "pulled-sboms"  # the SBOMs attached to the pulled image in its registry
-# Where the pull process finds registry credentials: paths only, never secrets, since the
-# process environment is part of its cache key.
-_PULL_ENV = ("DOCKER_CONFIG", "HOME")
 
 @dataclass(frozen=True)
 class BaseImage:
@@ -178,11 +180,11 @@ async def external_base(
     if tgt[OciPullInsecureField].value:
         argv.append("--insecure")
     argv.extend(strata.registry_stall_args())
-    env = await Get(EnvironmentVars, EnvironmentVarsRequest(_PULL_ENV))
+    access = await Get(RegistryAccessEnv, RegistryAccessEnvRequest())
     process = Process(
         argv=tool.argv(*argv),
         input_digest=tool.digest,
-        env=dict(env),
+        env=dict(access.env),
         output_directories=(_PULLED, _PULLED_SBOMS),
         description=f"Pulling {registry}/{repository}@{digest} for {tgt.address}",
         level=LogLevel.INFO,

@@ -47,7 +47,7 @@ from strata.rules.image import (
 )
 from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.sbom import Sbom, SbomRequest
-from strata.rules.tool import ImageTool
+from strata.rules.tool import ImageTool, RegistryAccessEnv, RegistryAccessEnvRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     OciImageDependenciesField,
@@ -62,9 +62,8 @@ from strata.target_types import (
     OutputFormat,
 )
 
-# Where the push process finds the docker config.json: paths only. Pants logs a process's
-# argv and environment (`-ldebug`), so secrets go to the push in a hand-off file instead.
-_DOCKER_CONFIG_ENV = ("DOCKER_CONFIG", "HOME")
+# Pants logs a process's argv and environment (`-ldebug`), so secrets go to the push in a
+# hand-off file; its environment is only RegistryAccessEnv's paths.
 _HANDOFF_PREFIX = "strata-registry-credentials-"
 _LAYOUT = "image"
 _MANIFEST = "push-manifest.json"
@@ -220,8 +219,8 @@ async def _push_processes(
     reported on its own; the SBOM's documents go up as referrers of the manifest."""
     repository = fs.repository.value_or_default(fs.address)
     registries = fs.registries.value or ()
-    env, input_digest = await MultiGet(
-        Get(EnvironmentVars, EnvironmentVarsRequest(_DOCKER_CONFIG_ENV)),
+    access, input_digest = await MultiGet(
+        Get(RegistryAccessEnv, RegistryAccessEnvRequest()),
         Get(Digest, MergeDigests(
             [tool.digest, layout, manifest.file, *([sbom.digest] if sbom else [])]
         )),
@@ -247,7 +246,7 @@ async def _push_processes(
                     *("--registry", registry),
                     *(("--credentials-file", handoff.path) if handoff.path else ()),
                 ),
-                env=dict(env),
+                env=dict(access.env),
                 input_digest=input_digest,
             ),
             description=f"({manifest.digest})",

@@ -11,6 +11,7 @@ from pants.core.util_rules.system_binaries import (
     BinaryPaths,
     BinaryPathTest,
 )
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, FileContent
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
@@ -149,6 +150,36 @@ async def find_zstd(_: ZstdBinaryRequest, strata: StrataSubsystem) -> ZstdBinary
     )
     found = paths.first_path.path if paths.first_path else None
     return ZstdBinary(found, tuple(strata.zstd_search_paths))
+
+
+@dataclass(frozen=True)
+class RegistryAccessEnv:
+    """The environment of a pull or push: where it finds the docker config.json
+    (DOCKER_CONFIG, HOME) and the credential helpers it names (PATH). Paths only, never a
+    secret: a pull's environment is part of its cache key, and Pants logs both at -ldebug."""
+
+    env: Tuple[Tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RegistryAccessEnvRequest:
+    pass
+
+
+@rule(desc="Finding registry credentials' config and helpers", level=LogLevel.DEBUG)
+async def registry_access_env(
+    _: RegistryAccessEnvRequest, strata: StrataSubsystem
+) -> RegistryAccessEnv:
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest(("DOCKER_CONFIG", "HOME", "PATH")))
+    search_path = []
+    for entry in strata.credential_helper_search_paths:
+        if entry == "<PATH>":
+            search_path.extend(p for p in (env.get("PATH") or "").split(":") if p)
+        else:
+            search_path.append(entry)
+    found = {name: env[name] for name in ("DOCKER_CONFIG", "HOME") if env.get(name)}
+    found["PATH"] = ":".join(dict.fromkeys(search_path))
+    return RegistryAccessEnv(tuple(sorted(found.items())))
 
 
 def rules():

@@ -28,7 +28,12 @@ from strata.rules.image import AssembledImage, AssembleRequest, ImageInputs
 from strata.rules import publish as publish_rules
 from strata.rules.publish import PublishOciImageFieldSet, PublishOciImageRequest, publish_oci_image
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
-from strata.rules.tool import ImageTool
+from strata.rules.tool import (
+    ImageTool,
+    RegistryAccessEnv,
+    RegistryAccessEnvRequest,
+    registry_access_env,
+)
 from strata.subsystems import StrataSubsystem
 from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget
 
@@ -43,6 +48,7 @@ STRATA = create_subsystem(
     StrataSubsystem, registry_stall_bytes=1024, registry_stall_seconds=60.0
 )
 STALL = ("--stall-bytes", "1024", "--stall-seconds", "60.0")
+ACCESS = RegistryAccessEnv((("HOME", "/root"), ("PATH", "/usr/bin:/bin")))
 MANIFEST = b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 BASES = {
     Address("base", target_name="pulled"): OciPullTarget(
@@ -77,9 +83,9 @@ def publish(**fields):
         asked["manifest"].append(process)
         return SimpleNamespace(output_digest=Digest("4" * 64, 4))
 
-    def env(request: EnvironmentVarsRequest) -> EnvironmentVars:
-        asked["env"].append(tuple(request.requested))
-        return EnvironmentVars({"HOME": "/root"})
+    def env(request: RegistryAccessEnvRequest) -> RegistryAccessEnv:
+        asked["env"].append(request)
+        return ACCESS
 
     def handoff(request: publish_rules._CredentialsHandoffRequest):
         return publish_rules._CredentialsHandoff(f"/tmp/handoff-{request.registry}")
@@ -109,7 +115,7 @@ def publish(**fields):
             MockGet(
                 DigestContents, (Digest,), lambda d: DigestContents([FileContent("m", MANIFEST)])
             ),
-            MockGet(EnvironmentVars, (EnvironmentVarsRequest,), env),
+            MockGet(RegistryAccessEnv, (RegistryAccessEnvRequest,), env),
             MockGet(Address, (AddressInput,), address),
             MockGet(
                 publish_rules._CredentialsHandoff,
@@ -139,10 +145,39 @@ def test_one_push_per_registry_with_credentials_handed_off_in_a_file() -> None:
         assert package.process.process.argv == (
             *push, "--registry", registry, "--credentials-file", f"/tmp/handoff-{registry}"
         )
-        assert dict(package.process.process.env) == {"HOME": "/root"}
+        assert dict(package.process.process.env) == dict(ACCESS.env)
         assert package.data["registry"] == registry
         assert package.data["digest"] == package.description.strip("()")
-    assert asked["env"] == [("DOCKER_CONFIG", "HOME")]
+    assert asked["env"] == [RegistryAccessEnvRequest()]
+
+
+@pytest.mark.parametrize(
+    "search_paths, path",
+    [
+        (["<PATH>"], "/home/me/bin:/usr/bin"),
+        (["/opt/helpers", "<PATH>", "/usr/bin"], "/opt/helpers:/home/me/bin:/usr/bin"),
+        (["/usr/local/bin", "/usr/bin"], "/usr/local/bin:/usr/bin"),
+    ],
+)
+def test_pulls_and_pushes_get_only_paths_with_the_helpers_search_path(search_paths, path):
+    asked = []
+
+    def env(request: EnvironmentVarsRequest) -> EnvironmentVars:
+        asked.append(tuple(request.requested))
+        return EnvironmentVars(
+            {"HOME": "/home/me", "PATH": "/home/me/bin::/usr/bin", "DOCKER_CONFIG": ""}
+        )
+
+    access = run_rule_with_mocks(
+        registry_access_env,
+        rule_args=[
+            RegistryAccessEnvRequest(),
+            create_subsystem(StrataSubsystem, credential_helper_search_paths=search_paths),
+        ],
+        mock_gets=[MockGet(EnvironmentVars, (EnvironmentVarsRequest,), env)],
+    )
+    assert asked == [("DOCKER_CONFIG", "HOME", "PATH")]
+    assert dict(access.env) == {"HOME": "/home/me", "PATH": path}
 
 
 @pytest.mark.parametrize(

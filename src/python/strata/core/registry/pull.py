@@ -32,8 +32,9 @@ def pull_layout(
     returns the image manifest's digest. An image of another platform is a PlatformError.
     With `sbom_out`, the SBOMs attached to `digest` or to the image manifest are written
     there (strata.core.registry.referrers.fetch_sboms: failures are warnings)."""
-    # Only the docker config.json: credentials in the environment would be part of the pull
-    # process's cache key (rules/base.py passes it only DOCKER_CONFIG and HOME).
+    # Only the docker config.json and its helpers: credentials in the environment would be
+    # part of the pull process's cache key (rules/tool.py's RegistryAccessEnv gives it only
+    # DOCKER_CONFIG, HOME and PATH).
     client = RegistryClient(
         registry, insecure=insecure, environment_credentials=False, stall=stall
     )

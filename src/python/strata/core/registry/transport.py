@@ -437,6 +437,11 @@ class Transport:
                 hint = no_credentials_hint(
                     self._environ, from_environment=self._environment_credentials
                 )
+            elif self._scheme == "basic" and not self._credentials.has_basic:
+                hint = (
+                    f"the credentials ({self._credentials.source}) are an identity token, "
+                    "which only a registry with a bearer token server takes"
+                )
             else:
                 hint = f"it rejected the credentials ({self._credentials.source})"
             raise AuthenticationError(
@@ -472,31 +477,48 @@ class Transport:
             self._tokens.pop(tuple(sorted(set(scopes))), None)
             return True
         if scheme == "basic":
-            retry = self._scheme != "basic" and self._credentials is not None
+            has_basic = self._credentials is not None and self._credentials.has_basic
+            retry = self._scheme != "basic" and has_basic
             self._scheme = "basic"
             return retry
         return False
 
     def _authorization(self, scopes: List[str], what: str) -> Optional[str]:
-        if self._scheme == "basic" and self._credentials is not None:
+        if self._scheme == "basic" and self._credentials and self._credentials.has_basic:
             return self._credentials.basic_authorization()
         if self._scheme == "bearer":
             return "Bearer " + self._token(scopes, what)
         return None
 
     def _token(self, scopes: List[str], what: str) -> str:
-        """A bearer token for exactly these scopes from the challenge's realm (sent the basic
-        credentials when there are any), cached until shortly before it expires."""
+        """A bearer token for exactly these scopes from the challenge's realm, cached until
+        shortly before it expires: for an identity token, docker's OAuth2 refresh-token grant
+        (a POST, the token in its form body); otherwise a GET, sent the basic credentials when
+        there are any."""
         key = tuple(sorted(set(scopes)))
         cached = self._tokens.get(key)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        query = [("service", self._service)] if self._service else []
-        url = with_query(self._realm, query + [("scope", s) for s in key])
-        headers = {}
-        if self._credentials is not None:
-            headers["Authorization"] = self._credentials.basic_authorization()
-        response = self._send("GET", url, headers, None)
+        credentials = self._credentials
+        if credentials is not None and credentials.identity_token:
+            form = urllib.parse.urlencode(
+                [
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", credentials.identity_token),
+                    ("service", self._service),
+                    ("scope", " ".join(key)),
+                    ("client_id", USER_AGENT),
+                ]
+            ).encode("ascii")
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            response = self._send("POST", self._realm, headers, form)
+        else:
+            query = [("service", self._service)] if self._service else []
+            url = with_query(self._realm, query + [("scope", s) for s in key])
+            headers = {}
+            if credentials is not None and credentials.has_basic:
+                headers["Authorization"] = credentials.basic_authorization()
+            response = self._send("GET", url, headers, None)
         body = response.read_all(MAX_SMALL_BODY, what)
         realm = _without_query(self._realm)
         if response.status >= 500 or response.status == 429:

@@ -19,6 +19,7 @@ from strata.core.oci.push_manifest import manifest_to_push
 from strata.core.registry.auth import (
     Credentials,
     credentials_for,
+    docker_config_key,
     parse_challenge,
     take_credentials_file,
 )
@@ -31,6 +32,7 @@ from strata_harness.registry_images import LocalImage, local_image
 
 OCI_MANIFEST = media_types.OCI_MANIFEST
 PASSWORD = "pw-" + secrets.token_hex(8)  # random, so a leak is unmistakable
+IDENTITY_TOKEN = "idt-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,7 @@ def assert_no_secret(error: BaseException) -> None:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     for secret in (
         PASSWORD,
+        IDENTITY_TOKEN,
         "wrong-" + PASSWORD,
         base64.b64encode(f"strata:{PASSWORD}".encode()).decode(),
     ):
@@ -152,12 +155,23 @@ class TokenRegistry:
         return urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)["scope"]
 
     def _issue(self, request: Request):
+        """GET with basic credentials or none; or docker's OAuth2 POST, whose refresh token
+        must be IDENTITY_TOKEN."""
         self.token_requests.append(request)
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
-        basic = "Basic " + base64.b64encode(f"strata:{PASSWORD}".encode()).decode()
-        authorization = request.headers.get("Authorization")
-        if authorization not in (None, basic) or query.get("service") != ["fake-registry"]:
-            return 401, {}, b'{"details":"incorrect username or password"}'
+        if request.method == "POST":
+            query = urllib.parse.parse_qs(request.body.decode())
+            authorization = query.get("refresh_token") == [IDENTITY_TOKEN] and "identity"
+            if query.get("grant_type") != ["refresh_token"] or not authorization:
+                return 401, {}, b'{"details":"invalid refresh token"}'
+            query["scope"] = " ".join(query.get("scope", [])).split()
+        else:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+            basic = "Basic " + base64.b64encode(f"strata:{PASSWORD}".encode()).decode()
+            authorization = request.headers.get("Authorization")
+            if authorization not in (None, basic):
+                return 401, {}, b'{"details":"incorrect username or password"}'
+        if query.get("service") != ["fake-registry"]:
+            return 401, {}, b'{"details":"unknown service"}'
         granted = set()
         for scope in query.get("scope", []):
             _, repository, actions = scope.split(":")
@@ -166,7 +180,8 @@ class TokenRegistry:
                     granted.add((repository, action))
         token = secrets.token_hex(8)
         self.tokens[token] = granted
-        return 200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode()
+        answer = {"access_token" if request.method == "POST" else "token": token}
+        return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
     def _storage(self, request: Request):
         digest = "sha256:" + request.path.split("/")[-1].split("?")[0]
@@ -372,3 +387,152 @@ def test_a_credentials_file_is_refused_unless_private_and_well_formed(tmp_path):
         assert PASSWORD not in str(e.value) and not path.exists()
     good = credentials_file(tmp_path / "good", values)
     assert take_credentials_file(good) == values and not Path(good).exists()
+
+
+def fake_helper(directory: Path, name: str, script: str) -> None:
+    """docker-credential-<name> in `directory`: a shell script that records its arguments and
+    stdin in <name>.calls, then runs `script`."""
+    directory.mkdir(exist_ok=True)
+    helper = directory / f"docker-credential-{name}"
+    calls = directory / f"{name}.calls"
+    helper.write_text(f'#!/bin/sh\nprintf "%s %s\\n" "$*" "$(cat)" >> {calls}\n{script}\n')
+    helper.chmod(0o755)
+
+
+def answer(username: str, secret: str) -> str:
+    return f"echo '{json.dumps({'ServerURL': 'ignored', 'Username': username, 'Secret': secret})}'"
+
+
+def docker_config(tmp_path: Path, config: dict) -> Dict[str, str]:
+    """An environment whose docker config.json is `config` and whose PATH has the helpers."""
+    (tmp_path / "docker").mkdir(exist_ok=True)
+    (tmp_path / "docker" / "config.json").write_text(json.dumps(config))
+    return {"DOCKER_CONFIG": str(tmp_path / "docker"), "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+
+
+def test_credential_helpers_in_dockers_order(tmp_path):
+    bin_dir = tmp_path / "bin"
+    fake_helper(bin_dir, "per-registry", answer("AWS", PASSWORD))
+    fake_helper(bin_dir, "store", answer("store-user", "store-" + PASSWORD))
+    basic = base64.b64encode(b"file-user:file-pw").decode()
+    env = docker_config(
+        tmp_path,
+        {
+            "auths": {"ecr.example": {"auth": basic}, "plain.example": {"auth": basic}},
+            "credHelpers": {
+                "ecr.example": "per-registry",
+                "https://port.example:5000": "per-registry",
+            },
+            "credsStore": "store",
+        },
+    )
+    config = f"{tmp_path}/docker/config.json"
+    creds = credentials_for("ecr.example", env)
+    assert (creds.username, creds.password) == ("AWS", PASSWORD)
+    assert creds.source == (
+        f"docker-credential-per-registry, from {config} (credHelpers.ecr.example)"
+    )
+    assert PASSWORD not in repr(creds)
+    assert credentials_for("port.example:5000", env).username == "AWS"
+    # Without a credHelpers entry, the credsStore answers, even where `auths` has an entry.
+    assert credentials_for("plain.example", env).username == "store-user"
+    # Each helper was asked `get`, with the registry's config key on stdin.
+    assert (bin_dir / "per-registry.calls").read_text() == (
+        "get ecr.example\nget port.example:5000\n"
+    )
+    assert (bin_dir / "store.calls").read_text() == "get plain.example\n"
+    # Docker Hub's credentials are under its v1 index URL, whichever host names it.
+    assert docker_config_key("docker.io") == docker_config_key("registry-1.docker.io")
+    assert credentials_for("registry-1.docker.io", env).username == "store-user"
+    assert (bin_dir / "store.calls").read_text().endswith(f"get {docker_config_key('docker.io')}\n")
+
+    # Without any helper, `auths`.
+    env = docker_config(tmp_path, {"auths": {"plain.example": {"auth": basic}}})
+    assert credentials_for("plain.example", env).username == "file-user"
+
+
+def test_a_helper_without_credentials_means_none(tmp_path):
+    # docker-credential-helpers' message for "none": on stdout, exit status 1.
+    none = "echo 'credentials not found in native keychain'; exit 1"
+    fake_helper(tmp_path / "bin", "empty", none)
+    env = docker_config(tmp_path, {"credsStore": "empty", "auths": {"reg.example": {}}})
+    assert credentials_for("reg.example", env) is None
+
+
+@pytest.mark.parametrize(
+    "script, message",
+    [
+        (None, r"docker-credential-broken is in no directory of \$PATH \(.*/bin:/usr/bin:/bin\)"),
+        ("echo 'no session: run login first' >&2; exit 3",
+         r"failed \(exit status 3\): no session: run login first"),
+        # Its stdout may be a secret: never shown, even when it fails.
+        (answer("strata", PASSWORD) + "; exit 1", r"failed \(exit status 1\)\Z"),
+        (f"echo 'Username: strata Secret: {PASSWORD}'",
+         "did not answer a JSON object with a Username and a Secret"),
+        (f"echo '{json.dumps({'Username': 'strata'})}'", "did not answer a JSON object"),
+    ],
+    ids=["missing", "failing", "failing-with-json", "not-json", "no-secret"],
+)
+def test_a_missing_failing_or_nonsensical_helper_is_an_error(tmp_path, script, message):
+    if script is not None:
+        fake_helper(tmp_path / "bin", "broken", script)
+    env = docker_config(tmp_path, {"credHelpers": {"reg.example": "broken"}})
+    with pytest.raises(AuthenticationError) as e:
+        credentials_for("reg.example", env)
+    text = str(e.value)
+    assert text.startswith(
+        "the credential helper docker-credential-broken (from "
+        f"{tmp_path}/docker/config.json (credHelpers.reg.example)) for reg.example"
+    ), text
+    assert re.search(message, text), text
+    assert_no_secret(e.value)
+
+
+def test_pull_and_push_through_a_helper(auth_registry, tmp_path, monkeypatch):
+    """Against the htpasswd registry: the credsStore helper's credentials, to pull and push."""
+    fake_helper(tmp_path / "bin", "fake", answer("strata", PASSWORD))
+    env = docker_config(tmp_path, {"credsStore": "fake"})
+    monkeypatch.setenv("DOCKER_CONFIG", env["DOCKER_CONFIG"])
+    monkeypatch.setenv("PATH", env["PATH"])
+    img = local_image(tmp_path / "img", {"etc/motd": b"helped\n"})
+    client = RegistryClient(auth_registry.host)
+    report = push_image(client, "strata/helped", ["v1"], img.manifest, OCI_MANIFEST, img.blobs)
+    assert report.digest == img.digest
+    platform = "linux/amd64"
+    pulled = pull_layout(auth_registry.host, "strata/helped", img.digest, platform, tmp_path / "o")
+    assert pulled == img.digest
+    assert (tmp_path / "bin" / "fake.calls").read_text() == f"get {auth_registry.host}\n" * 2
+
+
+def test_identity_tokens_are_exchanged_as_refresh_tokens(token_registry, tmp_path):
+    fake, img = token_registry
+    fake_helper(tmp_path / "bin", "oauth", answer("<token>", IDENTITY_TOKEN))
+    env = docker_config(tmp_path, {"credHelpers": {fake.host: "oauth"}})
+    creds = credentials_for(fake.host, env)
+    assert (creds.username, creds.identity_token) == ("", IDENTITY_TOKEN)
+    assert IDENTITY_TOKEN not in repr(creds)
+    client = RegistryClient(fake.host, credentials=creds)
+    assert client.resolve("private/app", "v1")[2] == img.digest
+    (exchange,) = fake.token_requests
+    assert exchange.method == "POST" and "Authorization" not in exchange.headers
+    assert urllib.parse.parse_qs(exchange.body.decode()) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": [IDENTITY_TOKEN],
+        "service": ["fake-registry"],
+        "scope": ["repository:private/app:pull"],
+        "client_id": ["strata"],
+    }
+    # `identitytoken` of a config.json `auths` entry, as `docker login` writes for some registries.
+    env = docker_config(tmp_path, {"auths": {fake.host: {"identitytoken": IDENTITY_TOKEN}}})
+    assert credentials_for(fake.host, env).identity_token == IDENTITY_TOKEN
+    wrong = Credentials("", "", "a test", identity_token="wrong-" + IDENTITY_TOKEN)
+    with pytest.raises(AuthenticationError, match="refused a token.*credentials: a test") as e:
+        RegistryClient(fake.host, credentials=wrong).resolve("private/app", "v1")
+    assert_no_secret(e.value)
+
+
+def test_an_identity_token_is_no_basic_credential(auth_registry):
+    token = Credentials("", "", "a test", identity_token=IDENTITY_TOKEN)
+    with pytest.raises(AuthenticationError, match=r"\(a test\) are an identity token, which") as e:
+        RegistryClient(auth_registry.host, credentials=token).resolve("strata/any", "v1")
+    assert_no_secret(e.value)
