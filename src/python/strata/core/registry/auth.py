@@ -28,8 +28,6 @@ HELPER_TIMEOUT = 120.0  # seconds; a helper may open a browser or refresh a clou
 IDENTITY_TOKEN_USERNAME = "<token>"
 HELPER_NOT_FOUND = "credentials not found in native keychain"
 # Docker keeps Docker Hub's credentials under its v1 index URL, whatever host is pulled from.
-_DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 # One `key=value` or `key="quoted \" value"` parameter of an RFC 7235 challenge.
@@ -126,14 +124,11 @@ def no_credentials_hint(
     )
 
 
-def docker_config_key(registry: str) -> str:
-    """The key under which docker files `registry`'s credentials, and the server URL it hands
-    a credential helper: the host[:port], except Docker Hub's v1 index URL."""
-    return _DOCKER_HUB_KEY if registry.lower() in _DOCKER_HUB_HOSTS else registry
-
-
 def _config_host(key: str) -> str:
-    """docker login writes keys as "host", "https://host" or "https://host/v1/"."""
+    """docker login writes keys as "host", "https://host" or "https://host/v1/". A registry
+    is looked up, and handed to a helper, by the host[:port] its image references name (docker
+    files one public registry under a legacy v1 index URL instead; Strata names no registry
+    host, so name that one's host in `credHelpers` or `auths`)."""
     key = re.sub(r"^[a-z]+://", "", key.strip().lower())
     return key.split("/", 1)[0]
 
@@ -142,7 +137,7 @@ def _entry_for(section: object, registry: str) -> Optional[Tuple[str, object]]:
     """The (key, value) of a config.json section (`auths`, `credHelpers`) for `registry`."""
     if not isinstance(section, dict):
         return None
-    host = _config_host(docker_config_key(registry))
+    host = _config_host(registry)
     return next(((k, v) for k, v in section.items() if _config_host(k) == host), None)
 
 
@@ -205,7 +200,7 @@ def run_helper(
     try:
         done = subprocess.run(
             [executable, "get"],
-            input=docker_config_key(registry).encode("utf-8"),
+            input=registry.encode("utf-8"),
             capture_output=True,
             env=dict(environ),
             timeout=HELPER_TIMEOUT,

@@ -19,7 +19,6 @@ from strata.core.oci.push_manifest import manifest_to_push
 from strata.core.registry.auth import (
     Credentials,
     credentials_for,
-    docker_config_key,
     parse_challenge,
     take_credentials_file,
 )
@@ -441,10 +440,6 @@ def test_credential_helpers_in_dockers_order(tmp_path):
         "get ecr.example\nget port.example:5000\n"
     )
     assert (bin_dir / "store.calls").read_text() == "get plain.example\n"
-    # Docker Hub's credentials are under its v1 index URL, whichever host names it.
-    assert docker_config_key("docker.io") == docker_config_key("registry-1.docker.io")
-    assert credentials_for("registry-1.docker.io", env).username == "store-user"
-    assert (bin_dir / "store.calls").read_text().endswith(f"get {docker_config_key('docker.io')}\n")
 
     # Without any helper, `auths`.
     env = docker_config(tmp_path, {"auths": {"plain.example": {"auth": basic}}})
