@@ -950,8 +950,9 @@ class OciImageTarget(Target):
         popularity (nixpkgs' `buildLayeredImage` algorithm), each layer is built by its own
         cached Process, and the same inputs always give the same image digest.
 
-        `pants package` writes the image to `dist/`; `pants run` streams it into `podman load`
-        (or `docker load`) without writing it to disk.
+        `pants package` writes the image to `dist/`; `pants run` loads it into podman (or
+        docker, `[strata].loader`) without writing it to disk, then runs it with the arguments
+        after `--` (`--strata-load-only`: load only).
         """
     )
 
