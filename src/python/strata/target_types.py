@@ -877,7 +877,8 @@ class OciPublishFormatField(StringField):
         The manifest `pants publish` pushes: `oci` (OCI image manifest; layers as `compression`
         says, gzip when that is `none`) or `docker` (Docker v2 schema 2, for registries and
         tools that predate OCI; gzip layers, so `compression="zstd"` is an error). The blobs are
-        the same either way.
+        the same either way. For an `oci_image_index`: an OCI image index of OCI manifests, or
+        a Docker manifest list of Docker v2 schema 2 manifests.
         """
     )
 
@@ -1546,6 +1547,7 @@ class OciImageIndexTarget(Target):
         OciImageOutputPathField,
         OciRegistriesField,
         OciImageTagsField,
+        OciPublishFormatField,
     )
     help = help_text(
         """
