@@ -6,7 +6,14 @@ import math
 from typing import Tuple
 
 from pants.option.errors import OptionsError
-from pants.option.option_types import FloatOption, IntOption, StrListOption, StrOption
+from pants.option.option_types import (
+    BoolOption,
+    FloatOption,
+    IntOption,
+    ShellStrListOption,
+    StrListOption,
+    StrOption,
+)
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
 
@@ -120,11 +127,34 @@ class StrataSubsystem(Subsystem):
         default="auto",
         help=help_text(
             """
-            Where `pants run` on an `oci_image` loads the image: `podman` (its storage, through
-            `skopeo copy` of an OCI layout, which skips the layers storage already holds; through
-            `podman load` of the whole archive when skopeo is not installed), `docker` (`docker
-            load` of the archive, streamed), `auto` (podman if installed, else docker, else
-            standard output), or `stdout` (the docker-archive bytes, for piping anywhere).
+            Where `pants run` on an `oci_image` loads the image, and which runtime then runs it:
+            `podman` (its storage, through `skopeo copy` of an OCI layout, which skips the
+            layers storage already holds; through `podman load` of the whole archive when
+            skopeo is not installed), `docker` (`docker load` of the archive, streamed), `auto`
+            (podman if installed, else docker, else standard output), or `stdout` (the
+            docker-archive bytes, for piping anywhere; nothing runs).
+            """
+        ),
+    )
+
+    load_only = BoolOption(
+        default=False,
+        help=help_text(
+            """
+            `pants run` on an `oci_image` only loads the image (as `[strata].loader` says) and
+            prints its name, without running a container.
+            """
+        ),
+    )
+
+    run_args = ShellStrListOption(
+        default=[],
+        help=help_text(
+            """
+            Options for the `podman run` or `docker run` of `pants run` on an `oci_image`, as
+            `[docker].run_args`: e.g. `--network=none` or `-p 127.0.0.1:8080:8080`. The container
+            always runs with `--rm`, and with `--interactive --tty` when standard input and
+            output are a terminal; the arguments after `--` go to the container.
             """
         ),
     )

@@ -936,7 +936,8 @@ class OciPublishFormatField(StringField):
         The manifest `pants publish` pushes: `oci` (OCI image manifest; layers as `compression`
         says, gzip when that is `none`) or `docker` (Docker v2 schema 2, for registries and
         tools that predate OCI; gzip layers, so `compression="zstd"` is an error). The blobs are
-        the same either way.
+        the same either way. For an `oci_image_index`: an OCI image index of OCI manifests, or
+        a Docker manifest list of Docker v2 schema 2 manifests.
         """
     )
 
@@ -1009,8 +1010,9 @@ class OciImageTarget(Target):
         popularity (nixpkgs' `buildLayeredImage` algorithm), each layer is built by its own
         cached Process, and the same inputs always give the same image digest.
 
-        `pants package` writes the image to `dist/`; `pants run` streams it into `podman load`
-        (or `docker load`) without writing it to disk.
+        `pants package` writes the image to `dist/`; `pants run` loads it into podman (or
+        docker, `[strata].loader`) without writing it to disk, then runs it with the arguments
+        after `--` (`--strata-load-only`: load only).
         """
     )
 
@@ -1615,6 +1617,7 @@ class OciImageIndexTarget(Target):
         OciImageOutputPathField,
         OciRegistriesField,
         OciImageTagsField,
+        OciPublishFormatField,
     )
     help = help_text(
         """

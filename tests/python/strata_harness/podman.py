@@ -93,20 +93,32 @@ class Podman:
         return run_tool(self.command(*args), env=self.env, timeout=timeout)
 
     def loader_env(self, conf: str | os.PathLike[str]) -> dict[str, str]:
-        """The environment for a bare `podman load` into this storage (Strata's podman loader):
-        `env`, with a containers.conf written at `conf` that also carries the settings
-        command() passes as flags. Without them podman would keep state under /run/libpod, and
-        it refuses a store whose recorded tmp dir differs from its own."""
+        """The environment for a bare `podman load` or `podman run` in this storage (Strata's
+        podman loader): `env`, with a containers.conf written at `conf` that also carries the
+        settings command() passes as flags. Without them podman would keep state under
+        /run/libpod, and it refuses a store whose recorded tmp dir differs from its own. A run
+        also needs `run_options()`."""
         Path(conf).write_text(
             "[engine]\n"
             'lock_type = "file"\n'
             f'tmp_dir = "{self.tmpdir}"\n'
             'events_logger = "file"\n'
             'cgroup_manager = "cgroupfs"\n'
+            'runtime = "runc"\n'
+            "[engine.runtimes]\n"
+            f'runc = ["{self.runtime}"]\n'
             "[network]\n"
             f'network_config_dir = "{self.root / "net"}"\n'
         )
         return {**self.env, "CONTAINERS_CONF": str(conf)}
+
+    def run_options(self) -> list[str]:
+        """The `podman run` options this host needs (see the class docstring), with no network."""
+        return [
+            "--network=none",
+            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+            "--cgroups=no-conmon", "--cgroup-parent", self.cgroup_parent,
+        ]  # fmt: skip
 
     def load(
         self, path: str | os.PathLike[str], fmt: str | None = None, ref: str | None = None
@@ -140,9 +152,7 @@ class Podman:
         """
         image = self.load(path, fmt, ref)
         name = f"strata-run-{next(self._ids)}"
-        options = ["--name", name, "--rm", "--pull=never", "--network=none"]
-        options += ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-        options += ["--cgroups=no-conmon", "--cgroup-parent", self.cgroup_parent]
+        options = ["--name", name, "--rm", "--pull=never", *self.run_options()]
         if user is not None:
             options += ["--user", str(user)]
         if read_only:

@@ -112,6 +112,7 @@ class PublishOciImageIndexFieldSet(_PushFieldSet):
 
     images: OciIndexImagesField
     tag: OciIndexTagField
+    publish_format: OciPublishFormatField
 
 
 @dataclass(frozen=True)
@@ -126,15 +127,39 @@ class _PushManifest:
 async def _manifest_to_push(
     image: AssembledImage, *, docker: bool, tool: ImageTool, address: Address
 ) -> _PushManifest:
-    """Decided once, by the core's `manifest`, so that what is printed and returned to Pants
-    is the digest of the very bytes pushed (a Docker v2s2 manifest has another digest than
-    the layout's OCI one)."""
-    # The process reads only the index, the manifest and the config, never the layers.
+    """The manifest of an image's layout: the process reads only the index, the manifest and
+    the config, never the layers."""
     wanted = [f"{_LAYOUT}/index.json"] + [
         f"{_LAYOUT}/blobs/sha256/{digest_hex(image.metadata[key])}"
         for key in ("manifest_digest", "config_digest")
     ]
     layout_head = await Get(Digest, DigestSubset(image.output, PathGlobs(wanted)))
+    return await _decide_manifest(layout_head, docker=docker, tool=tool, address=address)
+
+
+async def _manifest_list_to_push(
+    layout: IndexLayout, *, tool: ImageTool, address: Address
+) -> _PushManifest:
+    """An index's layout as a Docker manifest list, from the layout's index, manifests and
+    configs (never the layers)."""
+
+    def blob(digest: str) -> str:
+        return f"{_LAYOUT}/blobs/sha256/{digest_hex(digest)}"
+
+    manifests = [blob(d["digest"]) for d in json.loads(layout.index_bytes)["manifests"]]
+    contents = await Get(DigestContents, DigestSubset(layout.digest, PathGlobs(manifests)))
+    configs = [blob(json.loads(c.content)["config"]["digest"]) for c in contents]
+    wanted = [f"{_LAYOUT}/index.json", blob(layout.index_digest), *manifests, *configs]
+    layout_head = await Get(Digest, DigestSubset(layout.digest, PathGlobs(wanted)))
+    return await _decide_manifest(layout_head, docker=True, tool=tool, address=address)
+
+
+async def _decide_manifest(
+    layout_head: Digest, *, docker: bool, tool: ImageTool, address: Address
+) -> _PushManifest:
+    """Decided once, by the core's `manifest`, so that what is printed and returned to Pants
+    is the digest of the very bytes pushed (a Docker v2s2 manifest or manifest list has another
+    digest than the layout's OCI one)."""
     result = await Get(
         ProcessResult,
         Process(
@@ -324,11 +349,14 @@ async def publish_oci_image_index(
     layout = await Get(
         IndexLayout, IndexLayoutRequest(fs.images, fs.tag.value, _LAYOUT, publish=True)
     )
-    manifest = _PushManifest(
-        await Get(Digest, CreateDigest([FileContent(_MANIFEST, layout.index_bytes)])),
-        layout.index_digest,
-        OCI_INDEX,
-    )
+    if fs.publish_format.value == "docker":
+        manifest = await _manifest_list_to_push(layout, tool=tool, address=fs.address)
+    else:
+        manifest = _PushManifest(
+            await Get(Digest, CreateDigest([FileContent(_MANIFEST, layout.index_bytes)])),
+            layout.index_digest,
+            OCI_INDEX,
+        )
     tags = fs.image_tags.value or (layout.tag,)
     return await _push_processes(fs, tool, strata, layout.digest, manifest, tags)
 

@@ -9,6 +9,7 @@ runs all tests read, and the error runs go through one pantsd.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -20,6 +21,7 @@ from typing import Iterator
 import pytest
 
 from strata_harness import (
+    Dockerd,
     Registry,
     ScratchRepo,
     assert_valid_image,
@@ -30,6 +32,8 @@ from strata_harness import (
 )
 
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 AMD64 = {"os": "linux", "architecture": "amd64"}
 ARM64 = {"os": "linux", "architecture": "arm64", "variant": "v8"}
 BUILD = """
@@ -48,6 +52,14 @@ BUILD = """
         tag="v1",
         registries=["{host}"],
         image_tags=["v1", "latest"],
+    )
+    oci_image_index(
+        name="docker_list",
+        images=[":amd64", ":arm64"],
+        repository="strata/multi-docker",
+        tag="v1",
+        registries=["{host}"],
+        publish_format="docker",
     )
     oci_image_index(
         name="archive", images=[":amd64", ":arm64"], tag="v1", output_format="oci-archive"
@@ -230,6 +242,38 @@ def test_a_second_identical_publish_uploads_nothing(built: Built) -> None:
     assert again.tags == first.tags
     assert (again.uploaded, again.uploaded_bytes, again.mounted, again.present) == (0, 0, 0, 6)
     assert upload_posts(built.second_log, "strata/multi") == 0
+
+
+def test_publish_format_docker_pushes_a_manifest_list_that_docker_and_skopeo_pull(
+    built: Built, dockerd: Dockerd, tmp_path: Path
+) -> None:
+    published = built.repo.run("publish", "//:docker_list")
+    name = f"{built.registry.host}/strata/multi-docker"
+    digest = pushes(published.stdout)[name].tags["v1"]
+    assert f"{name}:v1 published to ({digest})" in published.stderr
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{name}@{digest}")
+    print(f"skopeo inspect --raw docker://{name}@{digest}:\n{raw.decode()}")
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    manifest_list = json.loads(raw)
+    assert manifest_list["mediaType"] == MANIFEST_LIST
+    assert platforms_of(manifest_list) == [AMD64, ARM64]
+    for descriptor in manifest_list["manifests"]:
+        assert descriptor["mediaType"] == DOCKER_MANIFEST
+        manifest = built.registry.inspect(f"strata/multi-docker@{descriptor['digest']}", raw=True)
+        assert manifest["mediaType"] == DOCKER_MANIFEST
+        assert {layer["mediaType"] for layer in manifest["layers"]} == {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        }
+
+    dockerd("pull", "--quiet", f"{name}@{digest}")
+    inspected = dockerd("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}",
+                        f"{name}@{digest}")  # fmt: skip
+    assert inspected.stdout.decode() == "linux/amd64\n"
+    copy, rootfs = tmp_path / "pulled", tmp_path / "bundle"
+    skopeo("copy", "--quiet", "--src-tls-verify=false", "--override-arch", "arm64",
+           f"docker://{name}@{digest}", f"oci:{copy}:t")  # fmt: skip
+    assert_valid_image(copy, ref="t", unpack_to=rootfs)
+    assert (rootfs / "rootfs/etc/arm64.txt").read_text() == "arm64 only\n"
 
 
 @pytest.mark.parametrize("target, message", [

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from strata.core.errors import InvalidInput
-from strata.core.oci.image import canonical_json, digest_hex, make_manifest
+from strata.core.oci.image import canonical_json, digest_hex, make_manifest, sha256_digest
 from strata.core.oci import media_types
 
 
@@ -39,24 +39,66 @@ def as_docker_manifest(manifest_bytes: bytes, config_bytes: bytes) -> bytes:
     return canonical_json(make_manifest(config_bytes, layers, oci=False))
 
 
-def manifest_to_push(layout: Path, docker: bool) -> bytes:
-    """The one place that decides the bytes a push sends, so the digest reported before the
-    push is the digest of what the registry gets: the layout's own manifest, or (`docker`) its
-    Docker v2s2 form."""
-    manifest_bytes = layout_manifest(layout)
-    if not docker:
-        return manifest_bytes
+def _docker_image_manifest(layout: Path, manifest_bytes: bytes) -> bytes:
+    """A layout's OCI image manifest as as_docker_manifest makes it, with its config."""
     config_digest = json.loads(manifest_bytes)["config"]["digest"]
     return as_docker_manifest(manifest_bytes, layout_blob(layout, config_digest).read_bytes())
 
 
-def index_manifests(layout: Path, index_bytes: bytes) -> List[bytes]:
-    """The image manifests an image index lists, from the layout (push_index checks them
-    against the index's digests)."""
+def _listed_manifests(layout: Path, oci_index_bytes: bytes) -> List[bytes]:
+    """The image manifests an OCI index lists, from the layout."""
     return [
         layout_blob(layout, descriptor["digest"]).read_bytes()
-        for descriptor in json.loads(index_bytes)["manifests"]
+        for descriptor in json.loads(oci_index_bytes)["manifests"]
     ]
+
+
+def _docker_image_manifests(layout: Path, oci_index_bytes: bytes) -> List[bytes]:
+    """The Docker v2s2 forms of the image manifests an OCI index of the layout lists."""
+    return [
+        _docker_image_manifest(layout, manifest)
+        for manifest in _listed_manifests(layout, oci_index_bytes)
+    ]
+
+
+def as_docker_manifest_list(layout: Path, index_bytes: bytes) -> bytes:
+    """The layout's OCI image index as a Docker manifest list: each image's manifest as
+    as_docker_manifest makes it, with its platform (the two formats share its keys);
+    annotations, which a manifest list cannot hold, are dropped."""
+    descriptors = json.loads(index_bytes)["manifests"]
+    manifests = [
+        {
+            "mediaType": media_types.DOCKER_MANIFEST,
+            "digest": sha256_digest(manifest),
+            "size": len(manifest),
+            "platform": descriptor["platform"],
+        }
+        for descriptor, manifest in zip(descriptors, _docker_image_manifests(layout, index_bytes))
+    ]
+    return canonical_json(
+        {"schemaVersion": 2, "mediaType": media_types.DOCKER_MANIFEST_LIST, "manifests": manifests}
+    )
+
+
+def manifest_to_push(layout: Path, docker: bool) -> bytes:
+    """The one place that decides the bytes a push sends, so the digest reported before the
+    push is the digest of what the registry gets: the layout's own manifest or image index, or
+    (`docker`) its Docker v2s2 manifest or manifest list."""
+    manifest_bytes = layout_manifest(layout)
+    if not docker:
+        return manifest_bytes
+    if media_types.is_index(json.loads(manifest_bytes).get("mediaType")):
+        return as_docker_manifest_list(layout, manifest_bytes)
+    return _docker_image_manifest(layout, manifest_bytes)
+
+
+def index_manifests(layout: Path, index_bytes: bytes) -> List[bytes]:
+    """The image manifests an image index or manifest list (from manifest_to_push) lists:
+    those of an OCI index from the layout, those of a Docker list converted from the layout's
+    OCI ones (push_index checks them against the list's digests)."""
+    if json.loads(index_bytes).get("mediaType") == media_types.DOCKER_MANIFEST_LIST:
+        return _docker_image_manifests(layout, layout_manifest(layout))
+    return _listed_manifests(layout, index_bytes)
 
 
 def manifest_blobs(layout: Path, manifest_bytes: bytes) -> List[Tuple[str, int, str]]:

@@ -180,12 +180,16 @@ def push_index(
     known_in: Optional[str] = None,
     progress: Optional[PushProgress] = None,
 ) -> PushReport:
-    """Pushes an OCI image index: each of its `images`, (manifest bytes, blobs as push_image
-    takes them), as push_image does but untagged, then the index by digest, then each tag.
-    The images must be exactly the index's manifests."""
+    """Pushes an OCI image index or a Docker manifest list: each of its `images`, (manifest
+    bytes, blobs as push_image takes them), as push_image does but untagged, then the index
+    by digest, then each tag. The images must be exactly the index's manifests."""
     tags = tuple(image.validate_tag(t) for t in tags)
     try:
-        listed = [d["digest"] for d in json.loads(index_bytes)["manifests"]]
+        index = json.loads(index_bytes)
+        listed = [d["digest"] for d in index["manifests"]]
+        media_type = index["mediaType"]
+        if not media_types.is_index(media_type):
+            raise ValueError(f"media type {media_type!r}")
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"index_bytes is not an image index: {e!r}") from None
     given = [image.sha256_digest(manifest) for manifest, _ in images]
@@ -193,12 +197,10 @@ def push_index(
         raise ValueError(f"the images {given} are not the index's manifests {listed}")
     done = PushProgress() if progress is None else progress
     for manifest_bytes, blobs in images:
-        media_type = json.loads(manifest_bytes).get("mediaType")
-        push_image(client, repository, (), manifest_bytes, media_type, blobs, known_in, done)
+        manifest_type = json.loads(manifest_bytes).get("mediaType")
+        push_image(client, repository, (), manifest_bytes, manifest_type, blobs, known_in, done)
         done.manifest_pushed = False  # the index's, below, is the one a tag needs
-    client.push_manifest(
-        repository, image.sha256_digest(index_bytes), media_types.OCI_INDEX, index_bytes
-    )
+    client.push_manifest(repository, image.sha256_digest(index_bytes), media_type, index_bytes)
     done.manifest_pushed = True
-    return _push_tags(client, repository, tags, index_bytes, media_types.OCI_INDEX, done)
+    return _push_tags(client, repository, tags, index_bytes, media_type, done)
 

@@ -18,7 +18,8 @@ from strata.core.registry.errors import (
 from strata.core.oci import image
 from strata.core.registry.push_policy import PushedBlobs, PushReport, push_image, push_index
 from strata_harness import Fault, assert_valid_image
-from strata_harness.registry_images import local_image, skopeo_copy
+from strata.core.oci.push_manifest import index_manifests, manifest_blobs, manifest_to_push
+from strata_harness.registry_images import index_layout, local_image, skopeo_copy
 
 OCI_MANIFEST = media_types.OCI_MANIFEST
 
@@ -221,3 +222,19 @@ def test_push_index_refuses_images_that_are_not_the_indexs(tmp_path):
     client = RegistryClient("127.0.0.1:9")  # nothing listens: nothing may be sent
     with pytest.raises(ValueError, match="are not the index's manifests"):
         push_index(client, "strata/index", ["v1"], index, [(images[0].manifest, images[0].blobs)])
+
+
+def test_push_index_pushes_a_docker_manifest_list_as_one(registry, tmp_path):
+    layout = index_layout(tmp_path, "linux/amd64", "linux/arm64/v8")
+    manifest_list = manifest_to_push(layout, docker=True)
+    pairs = [(m, manifest_blobs(layout, m)) for m in index_manifests(layout, manifest_list)]
+
+    report = push_index(RegistryClient(registry.host), "strata/list", ["v1"], manifest_list, pairs)
+    assert report.digest == image.sha256_digest(manifest_list)
+    assert registry.inspect(f"strata/list@{report.digest}", raw=True) == json.loads(manifest_list)
+    pushed = registry.inspect("strata/list:v1", raw=True)
+    assert pushed["mediaType"] == media_types.DOCKER_MANIFEST_LIST
+    copy = tmp_path / "copy"
+    skopeo_copy(registry.ref("strata/list:v1"), f"oci:{copy}:t", "--src-tls-verify=false",
+                "--override-arch", "arm64")
+    assert_valid_image(copy, ref="t")
