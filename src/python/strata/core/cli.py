@@ -102,7 +102,7 @@ COMMANDS = {
         "[--store-path PATH]...",
     ),
     "nix-links": Command(
-        "strata.core.nix.links:nix_links_command", "--out FILE [--root PATH]... [--link DIR]..."
+        "strata.core.nix.links:nix_links_command", "--closure FILE --out FILE [--link DIR]..."
     ),
     "nix-db": Command(
         "strata.core.nix.db:nix_db_command",
