@@ -51,7 +51,9 @@ class Command:
 
 
 COMMANDS = {
-    "layer": Command("strata.core.build.layer:layer_command", "--spec FILE --out DIR"),
+    "layer": Command(
+        "strata.core.build.layer:layer_command", "--spec FILE --out DIR [--paths FILE]"
+    ),
     "assemble": Command(
         "strata.core.oci.writers:assemble_command",
         "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -52,12 +52,14 @@ _PULL_ENV = ("DOCKER_CONFIG", "HOME")
 @dataclass(frozen=True)
 class BaseImage:
     """A base dir (docs/architecture.md) under `base/`, and how many layers it has; for the
-    image's SBOM, its name and the SBOM documents that describe it (files, any paths)."""
+    image's SBOM, its name and the SBOM documents that describe it (files, any paths); its
+    layers' path lists, bottom first, when Strata built them (None: not known)."""
 
     digest: Digest
     layer_count: int
     name: str = ""
     sboms: Digest = EMPTY_DIGEST
+    paths: Optional[Tuple[Digest, ...]] = None
 
 @dataclass(frozen=True)
 class ImportBaseRequest:

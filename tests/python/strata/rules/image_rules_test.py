@@ -15,6 +15,7 @@ import pytest
 from pants.core.util_rules.system_binaries import BinaryPath, BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Address
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     CreateDigest,
     Digest,
@@ -36,12 +37,15 @@ from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.core.oci import writers
-from strata.core.spec import ImageSpec, LayerRef
+from strata.core.graph.image_files import PathEntry
+from strata.core.spec import ImageSpec, LayerRef, Venv
 from strata.rules.image import (
     AssembledImage,
     AssembleRequest,
     BaseRequest,
     ImageInputs,
+    LayerPaths,
+    LayerPathsRequest,
     LayoutRequest,
     OciImageFieldSet,
     assemble_image,
@@ -51,6 +55,8 @@ from strata.rules.image import (
 )
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
 from strata.rules.nix import NixDbRequest
+from strata.rules.nodes import StoreNode
+from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
@@ -340,19 +346,30 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
         )
 
 
+# The one layer spec_of's images get: an executable /app/bin.
+APP_PATHS = {"app": PathEntry("dir", 0o755), "app/bin": PathEntry("file", 0o755)}
+LAYER_PATHS = Digest("5" * 64, 5)
+
+
 def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None,
-            base_platform=(("architecture", "amd64"), ("os", "linux"))):
+            base_platform=(("architecture", "amd64"), ("os", "linux")), nodes=(),
+            paths=APP_PATHS, base_config=None, base_paths=None):
     """The image spec prepare_image writes, and what it asked for on the way."""
     asked: dict = {"base": [], "zstd": 0, "layers": []}
     created = []
 
     def base(request: BaseRequest) -> BaseImage:
         asked["base"].append(request)
-        return BaseImage(Digest("6" * 64, 6), base_layers)
+        return BaseImage(Digest("6" * 64, 6), base_layers,
+                         paths=None if base_paths is None else (BASE_PATHS,))
 
     def layers(request: LayersRequest) -> BuiltLayers:
         asked["layers"].append(request)
-        return BuiltLayers((BuiltLayer(Digest("7" * 64, 7), "//app:bin", "{}"),))
+        return BuiltLayers((BuiltLayer(Digest("7" * 64, 7), "//app:bin", "{}",
+                                       paths=LAYER_PATHS),))
+
+    def layer_paths(request: LayerPathsRequest) -> LayerPaths:
+        return LayerPaths(request.digest, paths if request.digest == LAYER_PATHS else base_paths)
 
     def zstd_binary(request: ZstdBinaryRequest) -> ZstdBinary:
         asked["zstd"] += 1
@@ -366,8 +383,9 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
         prepare_image,
         rule_args=[AssembleRequest(OciImageFieldSet.create(target), fmt, "out"), TOOL],
         mock_gets=[
-            MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(())),
+            MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(nodes)),
             MockGet(WrappedTarget, (WrappedTargetRequest,), lambda r: WrappedTarget(target)),
+            MockGet(LayerPaths, (LayerPathsRequest,), layer_paths),
             # Only for `ca_certificates` and the customisation layer's checks.
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(DigestEntries, (Digest,), unexpected),
@@ -375,7 +393,9 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
             MockGet(Digest, (NixDbRequest,), unexpected),  # no Nix store paths
             MockGet(BaseImage, (BaseRequest,), base),
             MockGet(DigestContents, (DigestSubset,), lambda r: DigestContents([
-                FileContent("base/config.json", json.dumps(dict(base_platform)).encode())
+                FileContent("base/config.json", json.dumps(
+                    {**dict(base_platform), "config": base_config or {}}
+                ).encode())
             ])),
             MockGet(BuiltLayers, (LayersRequest,), layers),
             MockGet(Sbom, (SbomRequest,), unexpected),  # no `embed_sbom`
@@ -485,3 +505,67 @@ def test_a_base_is_resolved_with_the_layers_compression(fmt, compression, zstd) 
     # The base's layers count against max_layers.
     (layers,) = asked["layers"]
     assert layers.budget == 2
+
+
+BASE_PATHS = Digest("b" * 64, 11)
+VENV_PATHS = {
+    "opt/venv/bin/python": PathEntry("symlink", 0o777, "/usr/local/bin/python3.11"),
+    "opt/venv/bin/http": PathEntry("file", 0o755),
+}
+DEBIAN_PYTHON = {"bin": PathEntry("symlink", 0o777, "usr/bin"),
+                 "usr/bin/python3.11": PathEntry("file", 0o755)}
+
+
+def venv(python: str) -> StoreNode:
+    return StoreNode("app:venv", EMPTY_DIGEST, (), PythonPart(
+        Venv("opt/venv", python, "3.11", (("http", "httpie.core:main"),)), ("/opt/venv/bin/http",)
+    ))
+
+
+def test_a_venv_interpreter_not_in_the_image_is_an_error_naming_the_field() -> None:
+    with pytest.raises(Exception, match=re.escape(
+        "The `python` field of app:venv is /usr/local/bin/python3.11, but in the image app:image, "
+        "/usr/local/bin/python3.11 is not in the image: add a `debian_packages` target with "
+        "`python3.11` to the image's dependencies"
+    )):
+        spec_of(image(), "oci", nodes=(venv("usr/local/bin/python3.11"),), paths=VENV_PATHS)
+    # Debian's, through the merged-/usr link, is there.
+    spec, _ = spec_of(image(), "oci", nodes=(venv("bin/python3.11"),),
+                      paths={**VENV_PATHS, **DEBIAN_PYTHON})
+    assert spec["config"]["config"]["Entrypoint"] == ["/opt/venv/bin/http"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"entrypoint": ["/usr/bin/python3.11", "-m", "app"]},
+     "The `entrypoint` field of app:image runs '/usr/bin/python3.11', but /usr/bin/python3.11 "
+     "is not in the image: the image must hold it as an executable file. Add what provides it"),
+    ({"entrypoint": ["/app"]},
+     "The `entrypoint` field of app:image runs '/app', but /app is a directory, not a program"),
+    ({"entrypoint": ["hello"], "env": {"PATH": "/app:/usr/bin"}},
+     "The `entrypoint` field of app:image runs 'hello', but no directory of the image's PATH "
+     "holds it (/app/hello is not in the image; /usr/bin/hello is not in the image)"),
+])
+def test_an_entrypoint_not_in_the_image_is_an_error_naming_the_field(fields, message) -> None:
+    with pytest.raises(Exception, match=re.escape(message)):
+        spec_of(image(**fields), "oci")
+
+
+def test_a_bare_entrypoint_is_found_on_the_image_path() -> None:
+    spec, _ = spec_of(image(entrypoint=["bin"], env={"PATH": "/usr/bin:/app"}), "oci")
+    assert spec["config"]["config"]["Entrypoint"] == ["bin"]
+    spec_of(image(entrypoint=["./bin"], workdir="/app"), "oci")
+
+
+def test_an_entrypoint_on_a_base_is_checked_against_the_base_s_paths_too() -> None:
+    base = {"base": ":debian", "max_layers": 5}
+    # A base Strata built: its paths are known, and its config's PATH is inherited.
+    spec_of(image(entrypoint=["python3.11"], **base), "oci", base_layers=1,
+            base_paths=DEBIAN_PYTHON, base_config={"Env": ["PATH=/bin"]})
+    with pytest.raises(Exception, match=re.escape(
+        "app:image runs '/usr/bin/tool', the entrypoint of its `base` :debian, but "
+        "/usr/bin/tool is not in the image"
+    )):
+        spec_of(image(**base), "oci", base_layers=1, base_paths=DEBIAN_PYTHON,
+                base_config={"Entrypoint": ["/usr/bin/tool"]})
+    # A pulled base's paths are not known: nothing is checked.
+    spec_of(image(entrypoint=["/usr/bin/python3.11"], **base), "oci", base_layers=1)
