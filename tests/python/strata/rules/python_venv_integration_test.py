@@ -1,11 +1,13 @@
 """`python_venv` built as a user would (`pants package`) in a scratch copy of the demo repo: a
 venv from `python_sources` and a requirement with a console script, run read-only; an image
 without the venv's interpreter, or without its entrypoint's program, refused; wheels for
-another architecture's image; the same venv layers from two checkouts. (Wheels that do not fit
-the interpreter are refused by the layer step: tests/python/strata/core/build/python_test.py.)"""
+another architecture's image; a requirement with no wheel refused unless `allow_sdists`; the
+same venv layers from two checkouts. (Wheels that do not fit the interpreter are refused by the
+layer step: tests/python/strata/core/build/python_test.py.)"""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -170,3 +172,56 @@ def test_venv_layers_are_the_same_bytes_from_two_checkouts(tmp_path: Path) -> No
     # two distributions, the sources, the skeleton; and the stand-in interpreter
     assert len(layers) == 5, layers
     assert venv_layers(second.root) == layers
+
+
+def sdist(directory: Path, name: str, version: str) -> Path:
+    """A source distribution of one empty package, with no wheel beside it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}-{version}.tar.gz"
+    files = {
+        # Built in an isolated environment with setuptools from the index: the build machine's
+        # CPython of the image's version (Debian's) may have none.
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\n'
+                          'build-backend = "setuptools.build_meta"\n',
+        "setup.py": f"from setuptools import setup\nsetup(name={name!r}, version={version!r}, "
+                    f"packages=[{name!r}])\n",
+        f"{name}/__init__.py": "VALUE = 1\n",
+    }
+    with tarfile.open(path, "w:gz") as tar:
+        for rel, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-{version}/{rel}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_requirement_with_no_wheel_is_an_error_unless_sdists_are_allowed(
+    tmp_path: Path,
+) -> None:
+    links = sdist(tmp_path / "links", "strata_sdist_only", "1.0").parent
+    repo = demo_repo(tmp_path / "repo")
+    python = write_stand_in_python(repo)
+    repo.write({"app/sdist/BUILD": f"""
+python_requirement(name="req", requirements=["strata_sdist_only==1.0"])
+python_venv(name="wheels_only", dependencies=[":req"], python="/usr/bin/python3.11")
+python_venv(name="built", dependencies=[":req"], python="/usr/bin/python3.11",
+            allow_sdists=True)
+oci_image(name="wheels_only_image", dependencies=[":wheels_only", "{python}"], entrypoint=[])
+oci_image(name="built_image", dependencies=[":built", "{python}"], entrypoint=[])
+"""})
+    find_links = f"--python-repos-find-links=['file://{links}']"
+    result = repo.run(find_links, "package", "app/sdist:wheels_only_image", check=False)
+    assert result.returncode != 0
+    assert (
+        "app/sdist:wheels_only requires strata_sdist_only 1.0, which has no wheel for the "
+        "image's platform, linux/amd64 (CPython 3.11, x86_64)"
+    ) in " ".join(result.stderr.split()), result.stderr
+    assert not (repo.root / "dist/app.sdist/wheels_only_image.tar").exists()
+
+    # Allowed, pex builds it (on this machine, for this machine).
+    repo.run(find_links, "package", "app/sdist:built_image")
+    with tarfile.open(repo.root / "dist/app.sdist/built_image.tar") as tar:
+        names = {name for layer in json.load(tar.extractfile("manifest.json"))[0]["Layers"]
+                 for name in tarfile.open(fileobj=tar.extractfile(layer)).getnames()}
+    assert f"{SITE}/strata_sdist_only/__init__.py" in names
