@@ -89,7 +89,6 @@ from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (
     RUNTIME_CONFIG_FIELDS,
-    OciEntrypointField,
     Compression,
     OciArchitectureField,
     OciBaseField,
@@ -99,6 +98,7 @@ from strata.target_types import (
     OciCreatedField,
     OciDirectoriesField,
     OciEmbedSbomField,
+    OciEntrypointField,
     OciExtraCommandsField,
     OciFakeNssField,
     OciFakeRootCommandsField,
@@ -416,13 +416,18 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
     )
 
 
-async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
-    """An image of another platform than its base's would not run the base's binaries: an
-    error naming both fields, before any layer is built (the core's check names neither)."""
+async def _base_config(base: BaseImage) -> dict:
+    """The base image's config, as its base dir holds it."""
     config = await Get(
         DigestContents, DigestSubset(base.digest, PathGlobs([f"{BASE_DIR}/config.json"]))
     )
-    conflicts = platform_conflicts(fs.platform(), json.loads(config[0].content))
+    return json.loads(config[0].content)
+
+
+async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
+    """An image of another platform than its base's would not run the base's binaries: an
+    error naming both fields, before any layer is built (the core's check names neither)."""
+    conflicts = platform_conflicts(fs.platform(), await _base_config(base))
     if conflicts:
         key, mine, theirs = conflicts[0]
         raise InvalidFieldException(
@@ -484,10 +489,7 @@ async def _check_programs(
                 )
     own = config
     if base is not None:
-        base_config = await Get(
-            DigestContents, DigestSubset(base.digest, PathGlobs([f"{BASE_DIR}/config.json"]))
-        )
-        config = inherit_config(json.loads(base_config[0].content).get("config") or {}, own)
+        config = inherit_config((await _base_config(base)).get("config") or {}, own)
     entrypoint = config.get("Entrypoint") or []
     if not entrypoint:
         return
