@@ -98,6 +98,9 @@ COMMANDS = {
     "sbom": Command(
         "strata.core.sbom.documents:sbom_command", "--spec FILE --spdx FILE --cyclonedx FILE"
     ),
+    "base-paths": Command(
+        "strata.core.oci.rootfs:base_paths_command", "--base DIR --out FILE [--zstd PATH]"
+    ),
     "nix-closure": Command(
         "strata.core.nix.closure:nix_closure_command",
         "--nix-bin DIR --out FILE [--option NAME VALUE]... [--file FILE] [--attr ATTR]... "

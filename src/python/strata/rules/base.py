@@ -52,14 +52,16 @@ _PULL_ENV = ("DOCKER_CONFIG", "HOME")
 @dataclass(frozen=True)
 class BaseImage:
     """A base dir (docs/architecture.md) under `base/`, and how many layers it has; for the
-    image's SBOM, its name and the SBOM documents that describe it (files, any paths); its
-    layers' path lists, bottom first, when Strata built them (None: not known)."""
+    image's SBOM, its name and the SBOM documents that describe it (files, any paths); for the
+    check of the programs an image starts, its path lists, bottom first (an `oci_image`'s own
+    layers' and its base's, or one list the `base-paths` Process merged from a pulled or
+    archived image's layers)."""
 
     digest: Digest
     layer_count: int
     name: str = ""
     sboms: Digest = EMPTY_DIGEST
-    paths: Optional[Tuple[Digest, ...]] = None
+    paths: Tuple[Digest, ...] = ()
 
 @dataclass(frozen=True)
 class ImportBaseRequest:
@@ -146,6 +148,27 @@ async def import_base(
     layers = sum(1 for f in snapshot.files if f.endswith("/layer.json"))
     return BaseImage(result.output_digest, layers)
 
+_BASE_PATHS = "base-paths.json"
+
+
+async def _with_paths(base: BaseImage, description: str, tool: ImageTool) -> BaseImage:
+    """The base with its merged path list, for the check of the programs an image on it starts:
+    one cached Process reads the layers it did not build."""
+    zstd = await Get(ZstdBinary, ZstdBinaryRequest())
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv("base-paths", "--base", BASE_DIR, "--out", _BASE_PATHS,
+                           *(("--zstd", zstd.path) if zstd.path else ())),
+            input_digest=await Get(Digest, MergeDigests([tool.digest, base.digest])),
+            output_files=(_BASE_PATHS,),
+            description=f"Listing the paths of base image {description}",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    return dataclasses.replace(base, paths=(result.output_digest,))
+
+
 @rule(desc="Resolving a base image", level=LogLevel.DEBUG)
 async def external_base(
     request: ExternalBaseRequest, tool: ImageTool, strata: StrataSubsystem, run_id: RunId
@@ -164,6 +187,7 @@ async def external_base(
                 platform=request.base_platform(),
             ),
         )
+        base = await _with_paths(base, str(tgt.address), tool)
         return dataclasses.replace(base, name=str(tgt.address))
     registry = tgt[OciPullRegistryField].value
     repository = tgt[OciPullRepositoryField].value
@@ -196,6 +220,7 @@ async def external_base(
         Get(Digest, DigestSubset(pulled.output_digest, PathGlobs([f"{_PULLED_SBOMS}/**"]))),
     )
     base = await Get(BaseImage, ImportBaseRequest(layout, _PULLED, str(tgt.address)))
+    base = await _with_paths(base, str(tgt.address), tool)
     return dataclasses.replace(base, name=f"{registry}/{repository}", sboms=sboms)
 
 def rules():

@@ -403,10 +403,9 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
         )
         spdx = await Get(Digest, DigestSubset(sbom.digest, PathGlobs([sbom.files[0]])))
         own = inputs.sbom_sources
-        below = own.base.paths if own.base is not None else ()
         return dataclasses.replace(
             base, name=base_fs.repository.value_or_default(address), sboms=spdx,
-            paths=None if below is None else (*below, *(layer.paths for layer in own.layers)),
+            paths=(*(own.base.paths if own.base else ()), *(l.paths for l in own.layers)),
         )
     if isinstance(tgt, (OciImageArchiveTarget, OciPullTarget)):
         return await Get(BaseImage, ExternalBaseRequest(tgt, request.platform))
@@ -469,10 +468,7 @@ async def _check_programs(
     """The programs the image starts must be in it: each `python_venv`'s interpreter and the
     entrypoint's program, looked up in the path lists of its layers (and its base's), symlinks
     followed. An error names the target and field, not podman's `no such file or directory`
-    when the container starts. An image on a base whose paths Strata does not know (an
-    `oci_pull` or `oci_image_archive`) is not checked."""
-    if base is not None and base.paths is None:
-        return
+    when the container starts."""
     digests = [*(base.paths if base is not None else ()), *(l.paths for l in layers.layers)]
     lists = await MultiGet(Get(LayerPaths, LayerPathsRequest(d)) for d in digests)
     files = ImageFiles([paths.entries for paths in lists])
