@@ -1373,6 +1373,21 @@ class PythonVenvEntryPointField(StringField):
         return value
 
 
+class PythonVenvAllowSdistsField(BoolField):
+    alias = "allow_sdists"
+    default = False
+    help = help_text(
+        """
+        Whether a distribution with no wheel for the image's platform may be built from its
+        source distribution (sdist) on this machine. Off by default: building runs this
+        machine's compiler against its own headers, for its CPU and libc rather than the
+        image's, so a requirement with no wheel is an error naming the distribution, its
+        version and the image's platform. Building can only work for an image of this
+        machine's architecture.
+        """
+    )
+
+
 class PythonVenvTarget(Target):
     alias = "python_venv"
     core_fields = (
@@ -1383,6 +1398,7 @@ class PythonVenvTarget(Target):
         PythonVenvPathField,
         PythonVenvBytecodeField,
         PythonVenvEntryPointField,
+        PythonVenvAllowSdistsField,
     )
     help = help_text(
         """

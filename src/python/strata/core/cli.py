@@ -51,7 +51,9 @@ class Command:
 
 
 COMMANDS = {
-    "layer": Command("strata.core.build.layer:layer_command", "--spec FILE --out DIR"),
+    "layer": Command(
+        "strata.core.build.layer:layer_command", "--spec FILE --out DIR [--paths FILE]"
+    ),
     "assemble": Command(
         "strata.core.oci.writers:assemble_command",
         "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",
@@ -97,13 +99,16 @@ COMMANDS = {
     "sbom": Command(
         "strata.core.sbom.documents:sbom_command", "--spec FILE --spdx FILE --cyclonedx FILE"
     ),
+    "base-paths": Command(
+        "strata.core.oci.rootfs:base_paths_command", "--base DIR --out FILE [--zstd PATH]"
+    ),
     "nix-closure": Command(
         "strata.core.nix.closure:nix_closure_command",
         "--nix-bin DIR --out FILE [--option NAME VALUE]... [--file FILE] [--attr ATTR]... "
         "[--store-path PATH]...",
     ),
     "nix-links": Command(
-        "strata.core.nix.links:nix_links_command", "--out FILE [--root PATH]... [--link DIR]..."
+        "strata.core.nix.links:nix_links_command", "--closure FILE --out FILE [--link DIR]..."
     ),
     "nix-db": Command(
         "strata.core.nix.db:nix_db_command",

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.fs import EMPTY_DIGEST, Digest, DigestSubset, MergeDigests, PathGlobs, Snapshot
@@ -54,12 +54,16 @@ _PULLED_SBOMS = "pulled-sboms"  # the SBOMs attached to the pulled image in its 
 @dataclass(frozen=True)
 class BaseImage:
     """A base dir (docs/architecture.md) under `base/`, and how many layers it has; for the
-    image's SBOM, its name and the SBOM documents that describe it (files, any paths)."""
+    image's SBOM, its name and the SBOM documents that describe it (files, any paths); for the
+    check of the programs an image starts, its path lists, bottom first (an `oci_image`'s own
+    layers' and its base's, or one list the `base-paths` Process merged from a pulled or
+    archived image's layers)."""
 
     digest: Digest
     layer_count: int
     name: str = ""
     sboms: Digest = EMPTY_DIGEST
+    paths: Tuple[Digest, ...] = ()
 
 @dataclass(frozen=True)
 class ImportBaseRequest:
@@ -146,6 +150,27 @@ async def import_base(
     layers = sum(1 for f in snapshot.files if f.endswith("/layer.json"))
     return BaseImage(result.output_digest, layers)
 
+_BASE_PATHS = "base-paths.json"
+
+
+async def _with_paths(base: BaseImage, description: str, tool: ImageTool) -> BaseImage:
+    """The base with its merged path list, for the check of the programs an image on it starts:
+    one cached Process reads the layers it did not build."""
+    zstd = await Get(ZstdBinary, ZstdBinaryRequest())
+    result = await Get(
+        ProcessResult,
+        Process(
+            argv=tool.argv("base-paths", "--base", BASE_DIR, "--out", _BASE_PATHS,
+                           *(("--zstd", zstd.path) if zstd.path else ())),
+            input_digest=await Get(Digest, MergeDigests([tool.digest, base.digest])),
+            output_files=(_BASE_PATHS,),
+            description=f"Listing the paths of base image {description}",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    return dataclasses.replace(base, paths=(result.output_digest,))
+
+
 @rule(desc="Resolving a base image", level=LogLevel.DEBUG)
 async def external_base(
     request: ExternalBaseRequest, tool: ImageTool, strata: StrataSubsystem, run_id: RunId
@@ -164,6 +189,7 @@ async def external_base(
                 platform=request.base_platform(),
             ),
         )
+        base = await _with_paths(base, str(tgt.address), tool)
         return dataclasses.replace(base, name=str(tgt.address))
     registry = tgt[OciPullRegistryField].value
     repository = tgt[OciPullRepositoryField].value
@@ -197,6 +223,7 @@ async def external_base(
         Get(Digest, DigestSubset(pulled.output_digest, PathGlobs([f"{_PULLED_SBOMS}/**"]))),
     )
     base = await Get(BaseImage, ImportBaseRequest(layout, _PULLED, str(tgt.address)))
+    base = await _with_paths(base, str(tgt.address), tool)
     return dataclasses.replace(base, name=f"{registry}/{repository}", sboms=sboms)
 
 def rules():

@@ -9,7 +9,7 @@ import os
 import shlex
 from dataclasses import dataclass
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -44,8 +44,15 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
+from strata.core.graph.image_files import (
+    ImageFiles,
+    PathEntry,
+    find_program,
+    program_problem,
+    read_path_list,
+)
 from strata.core.oci import platforms
-from strata.core.oci.image import epoch_seconds, platform_conflicts
+from strata.core.oci.image import epoch_seconds, inherit_config, platform_conflicts
 from strata.core.oci.writers import (
     DOCKER_MAX_LAYERS,
     FORMATS,
@@ -57,7 +64,7 @@ from strata.core.oci.writers import (
     metadata,
     oci_contents,
 )
-from strata.core.spec import Commands, ImageSpec, LayerRef, normalise_path
+from strata.core.spec import Commands, ImageSpec, LayerRef, Venv, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
     ImageClosure,
@@ -95,6 +102,7 @@ from strata.target_types import (
     OciCreatedField,
     OciDirectoriesField,
     OciEmbedSbomField,
+    OciEntrypointField,
     OciExtraCommandsField,
     OciFakeNssField,
     OciFakeRootCommandsField,
@@ -163,6 +171,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     command_tools: OciCommandToolsField
     command_timeout: OciCommandTimeoutField
     include_nix_db: OciIncludeNixDbField
+    entrypoint: OciEntrypointField
 
     def platform(self) -> dict:
         return image_platform(self.architecture.value, self.os.value, self.variant.value)
@@ -392,8 +401,10 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
             )),
         )
         spdx = await Get(Digest, DigestSubset(sbom.digest, PathGlobs([sbom.files[0]])))
+        own = inputs.sbom_sources
         return dataclasses.replace(
-            base, name=base_fs.repository.value_or_default(address), sboms=spdx
+            base, name=base_fs.repository.value_or_default(address), sboms=spdx,
+            paths=(*(own.base.paths if own.base else ()), *(l.paths for l in own.layers)),
         )
     if isinstance(tgt, (OciImageArchiveTarget, OciPullTarget)):
         return await Get(BaseImage, ExternalBaseRequest(tgt, request.platform))
@@ -403,13 +414,18 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
     )
 
 
-async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
-    """An image of another platform than its base's would not run the base's binaries: an
-    error naming both fields, before any layer is built (the core's check names neither)."""
+async def _base_config(base: BaseImage) -> dict:
+    """The base image's config, as its base dir holds it."""
     config = await Get(
         DigestContents, DigestSubset(base.digest, PathGlobs([f"{BASE_DIR}/config.json"]))
     )
-    conflicts = platform_conflicts(fs.platform(), json.loads(config[0].content))
+    return json.loads(config[0].content)
+
+
+async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
+    """An image of another platform than its base's would not run the base's binaries: an
+    error naming both fields, before any layer is built (the core's check names neither)."""
+    conflicts = platform_conflicts(fs.platform(), await _base_config(base))
     if conflicts:
         key, mine, theirs = conflicts[0]
         raise InvalidFieldException(
@@ -417,6 +433,82 @@ async def _check_base_platform(fs: OciImageFieldSet, base: BaseImage) -> None:
             f"names, {fs.base.value}, is {key} {theirs!r}: the base's binaries would not run. "
             f"Set `{key}` to {theirs!r}, or use a base of {mine!r}."
         )
+
+
+class LayerPaths:
+    """A layer's path list, read once per pantsd: equal to another when read from one digest."""
+
+    def __init__(self, digest: Digest, entries: Dict[str, PathEntry]) -> None:
+        self.digest = digest
+        self.entries = entries
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LayerPaths) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+
+@dataclass(frozen=True)
+class LayerPathsRequest:
+    digest: Digest  # a layer Process's path list, alone
+
+
+@rule(desc="Reading a layer's path list", level=LogLevel.DEBUG)
+async def layer_paths(request: LayerPathsRequest) -> LayerPaths:
+    (content,) = await Get(DigestContents, Digest, request.digest)
+    return LayerPaths(request.digest, read_path_list(json.loads(content.content)))
+
+
+async def _check_programs(
+    fs: OciImageFieldSet, closure: ImageClosure, config: dict, layers: BuiltLayers,
+    base: Optional[BaseImage],
+) -> None:
+    """The programs the image starts must be in it: each `python_venv`'s interpreter and the
+    entrypoint's program, looked up in the path lists of its layers (and its base's), symlinks
+    followed. An error names the target and field, not podman's `no such file or directory`
+    when the container starts."""
+    digests = [*(base.paths if base is not None else ()), *(l.paths for l in layers.layers)]
+    lists = await MultiGet(Get(LayerPaths, LayerPathsRequest(d)) for d in digests)
+    files = ImageFiles([paths.entries for paths in lists])
+    for node in closure.nodes:
+        part = node.kind.part if isinstance(node.kind, PythonPart) else None
+        if isinstance(part, Venv):
+            problem = program_problem(files, f"/{part.python}")
+            if problem:
+                raise InvalidFieldException(
+                    f"The `python` field of {node.key} is /{part.python}, but in the image "
+                    f"{fs.address}, {problem}: add a `debian_packages` target with "
+                    f"`python{part.version}` to the image's dependencies, or set `python` to "
+                    "the interpreter the image (or its base) has."
+                )
+    own = config
+    if base is not None:
+        config = inherit_config((await _base_config(base)).get("config") or {}, own)
+    entrypoint = config.get("Entrypoint") or []
+    if not entrypoint:
+        return
+    program = entrypoint[0]
+    found, problems = find_program(
+        files, program, config.get("Env") or [], config.get("WorkingDir") or "/"
+    )
+    if found:
+        return
+    if fs.entrypoint.value:
+        origin = f"The `entrypoint` field of {fs.address} runs {program!r}"
+    elif "Entrypoint" in own:
+        origin = (f"The entrypoint of {fs.address}, its `python_venv`'s launcher, is "
+                  f"{program!r}")
+    else:
+        origin = f"{fs.address} runs {program!r}, the entrypoint of its `base` {fs.base.value}"
+    where = problems[0] if "/" in program else (
+        f"no directory of the image's PATH holds it ({'; '.join(problems)})"
+    )
+    raise InvalidFieldException(
+        f"{origin}, but {where}: the image must hold it as an executable file. Add what "
+        "provides it to the image's `dependencies` (e.g. a `debian_packages` target), or "
+        "correct `entrypoint`."
+    )
 
 
 async def _sbom_layer(
@@ -518,6 +610,8 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
             single_layer=single_layer,
         ),
     )
+    config = _with_venv_entrypoint(address, runtime_config(wrapped.target), closure)
+    await _check_programs(fs, closure, config, layers, base)
     sbom_sources = SbomSources(
         closure.nodes, layers.layers, base, fs.created.value, FrozenDict(fs.platform())
     )
@@ -547,7 +641,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         config={
             **fs.platform(),
             "created": created,
-            "config": _with_venv_entrypoint(address, runtime_config(wrapped.target), closure),
+            "config": config,
         },
         repository=fs.repository.value_or_default(address),
         tag=fs.tag.value,

@@ -64,6 +64,7 @@ from strata.rules.tool import (
 from strata.subsystems import StrataSubsystem
 
 _LAYER_OUT = "out"
+LAYER_PATHS = "layer-paths.json"
 _ROOTFS = "rootfs"
 
 
@@ -123,12 +124,14 @@ class LayersRequest:
 
 @dataclass(frozen=True)
 class BuiltLayer:
-    """A layer Process's output: `layer.json` and the blob, and the nodes it holds."""
+    """A layer Process's output: `layer.json` and the blob, and the nodes it holds; `paths`,
+    the layer's path list (`strata.core.graph.image_files`), at `LAYER_PATHS`."""
 
     digest: Digest
     comment: str
     metadata: str  # layer.json, verbatim
     nodes: Tuple[str, ...] = ()
+    paths: Digest = EMPTY_DIGEST
 
 
 @dataclass(frozen=True)
@@ -336,7 +339,8 @@ async def build_layer(
         MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files,
                       request.nar_files]),
     )
-    layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT)
+    layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT,
+                  "--paths", LAYER_PATHS)
     argv, env = tool.argv(*layer_args), {}
     compile_for = sorted({p.version for p in request.python_parts
                           if not isinstance(p, Venv) and p.bytecode != "none"})
@@ -355,6 +359,7 @@ async def build_layer(
         input_digest=input_digest,
         immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
         output_directories=(_LAYER_OUT,),
+        output_files=(LAYER_PATHS,),
         description=request.description,
         level=LogLevel.INFO,
         cache_scope=(
@@ -370,9 +375,13 @@ async def build_layer(
     result = await Get(
         ProcessResult, {fallible: FallibleProcessResult, description: ProductDescription}
     )
-    layer = await Get(Digest, RemovePrefix(result.output_digest, _LAYER_OUT))
+    out, paths = await MultiGet(
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{_LAYER_OUT}/**"]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([LAYER_PATHS]))),
+    )
+    layer = await Get(Digest, RemovePrefix(out, _LAYER_OUT))
     metadata = await Get(DigestContents, DigestSubset(layer, PathGlobs(["layer.json"])))
-    return BuiltLayer(layer, request.comment, metadata[0].content.decode())
+    return BuiltLayer(layer, request.comment, metadata[0].content.decode(), paths=paths)
 
 
 def _check_permissions_matched(permissions: LayerPermissions, stderr: str) -> None:

@@ -227,11 +227,11 @@ async def copy_store_path(request: NarRequest, strata: StrataSubsystem) -> Store
 
 @dataclass(frozen=True)
 class RootLinksRequest:
-    """`copy_to_root`: what links `roots`' `paths_to_link` into the image's root; `owner` is
-    the `nix_closure`'s address."""
+    """`copy_to_root`: what links the `closure`'s roots' `paths_to_link` into the image's root;
+    `owner` is the `nix_closure`'s address."""
 
     owner: str
-    roots: Tuple[str, ...]
+    closure: NixClosure
     paths_to_link: Tuple[str, ...]
 
 
@@ -244,16 +244,19 @@ class RootLinks:
 async def root_links(
     request: RootLinksRequest, tool: ImageTool, strata: StrataSubsystem
 ) -> RootLinks:
+    closure = await Get(Digest, CreateDigest([FileContent(
+        _CLOSURE, json.dumps(request.closure.to_json(), sort_keys=True).encode()
+    )]))
     result = await Get(
         FallibleProcessResult,
         Process(
             # Keyed on the store paths, as their copies are: what they hold never changes.
             argv=tool.argv(
-                "nix-links", *(a for root in request.roots for a in ("--root", root)),
+                "nix-links", "--closure", _CLOSURE,
                 *(a for name in request.paths_to_link for a in ("--link", name)),
                 "--out", _LINKS,
             ),
-            input_digest=tool.digest,
+            input_digest=await Get(Digest, MergeDigests([tool.digest, closure])),
             output_files=(_LINKS,),
             description=f"Linking the top-level paths of {request.owner} into the image root",
             level=LogLevel.DEBUG,

@@ -129,10 +129,13 @@ def index_layout(out: Path, ref: str, images: dict[str, dict]) -> tuple[str, dic
 
 def two_platform_layout(out: Path) -> tuple[str, dict[str, str]]:
     """An index "multi" of a runnable linux/amd64 image (busybox and /etc/arch) and a
-    linux/arm64 one. Returns (index digest, {platform: its layer's diff_id})."""
+    linux/arm64 one, whose /bin/busybox is a stand-in for the program its config starts (an
+    image on it would not build without one; nothing runs it). Returns (index digest,
+    {platform: its layer's diff_id})."""
     busybox = Path(require_tool("busybox")).read_bytes()
     amd64 = {"bin/busybox": (busybox, 0o755), "bin/sh": Symlink("busybox")}
-    return index_layout(out, "multi", {"linux/amd64": amd64, "linux/arm64": {}})
+    arm64 = {"bin/busybox": (b"#!/bin/sh\n", 0o755)}
+    return index_layout(out, "multi", {"linux/amd64": amd64, "linux/arm64": arm64})
 
 
 @dataclass(frozen=True)

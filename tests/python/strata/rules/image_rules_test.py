@@ -15,6 +15,7 @@ import pytest
 from pants.core.util_rules.system_binaries import BinaryPath, BinaryPathRequest, BinaryPaths
 from pants.engine.addresses import Address
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     CreateDigest,
     Digest,
@@ -36,12 +37,15 @@ from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.core.oci import writers
-from strata.core.spec import ImageSpec, LayerRef
+from strata.core.graph.image_files import PathEntry
+from strata.core.spec import ImageSpec, LayerRef, Venv
 from strata.rules.image import (
     AssembledImage,
     AssembleRequest,
     BaseRequest,
     ImageInputs,
+    LayerPaths,
+    LayerPathsRequest,
     LayoutRequest,
     OciImageFieldSet,
     assemble_image,
@@ -51,6 +55,8 @@ from strata.rules.image import (
 )
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
 from strata.rules.nix import NixDbRequest
+from strata.rules.nodes import StoreNode
+from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
@@ -72,7 +78,9 @@ def image(**fields) -> OciImageTarget:
 
 def strata(**options) -> StrataSubsystem:
     return create_subsystem(
-        StrataSubsystem, **{"remote_cache_speculation_delay": 0, "loader": "auto", **options}
+        StrataSubsystem,
+        **{"remote_cache_speculation_delay": 0, "loader": "auto", "load_only": False,
+           "run_args": [], **options},
     )
 
 
@@ -240,6 +248,9 @@ def loader_paths(found: dict):
 
 
 STREAM = "/usr/bin/python3 -E -s -S -B -m strata.core stream --spec image-spec.json"
+# Loading alone reads nothing of the image: only running it needs its name.
+NO_IMAGE_READ = (MockGet(DigestEntries, (Digest,), unexpected),
+                 MockGet(DigestContents, (DigestSubset,), unexpected))
 
 
 @pytest.mark.parametrize(
@@ -269,11 +280,12 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
     was_searched, paths = loader_paths(found)
     run = run_rule_with_mocks(
         run_oci_image,
-        rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader=loader)],
+        rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader=loader, load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), inputs),
             MockGet(BinaryPaths, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), unexpected),
+            *NO_IMAGE_READ,
         ],
     )
     ((_, fmt, output, compression),) = [
@@ -309,11 +321,12 @@ def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
     was_searched, paths = loader_paths({"podman": "/usr/bin/podman", "skopeo": "/usr/bin/skopeo"})
     run = run_rule_with_mocks(
         run_oci_image,
-        rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="auto")],
+        rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="auto", load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
             MockGet(BinaryPaths, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), layout),
+            *NO_IMAGE_READ,
         ],
     )
     assert [(r.fmt, r.output, r.compression) for r in requests] == [("oci", "image", "none")]
@@ -322,8 +335,34 @@ def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
     copy = (f"/usr/bin/skopeo --insecure-policy copy --quiet oci:image "
             f"containers-storage:{name}")
     assert run.args == (
-        "/bin/bash", "-c", f"cd {{chroot}} && {copy} && echo 'Loaded image: {name}'"
+        "/bin/bash", "-c",
+        f"set -o pipefail; cd {{chroot}} && {copy} && echo 'Loaded image: {name}'"
     )
+
+
+def test_run_loads_then_runs_the_image_with_run_args_and_the_arguments_after_dashes() -> None:
+    _, paths = loader_paths({"podman": "/usr/bin/podman", "skopeo": "/usr/bin/skopeo"})
+    run = run_rule_with_mocks(
+        run_oci_image,
+        rule_args=[OciImageFieldSet.create(image()), TOOL,
+                   strata(loader="auto", run_args=["--network=none", "--env=A=b c"])],
+        mock_gets=[
+            MockGet(ImageInputs, (AssembleRequest,), unexpected),
+            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(AssembledImage, (AssembleRequest,),
+                    lambda r: AssembledImage(OUTPUT, {"repo_tag": "app/image:v1"})),
+            *NO_IMAGE_READ,
+        ],
+    )
+    bash, flag, script, name = run.args
+    assert (bash, flag, name) == ("/bin/bash", "-c", "strata-run")  # "$0"; "$@" follows
+    load = ("/usr/bin/skopeo --insecure-policy copy --quiet oci:image "
+            "containers-storage:localhost/app/image:v1")
+    assert f"cd {{chroot}} && {{ {load} && echo 'Loaded image: localhost/app/image:v1'; }} >&2" \
+        in script
+    assert ("/usr/bin/podman run --name \"$container\" \"${terminal[@]}\" --rm --pull=never "
+            "--network=none '--env=A=b c' localhost/app/image:v1 \"$@\"") in script
+    assert "trap 'trap - INT TERM HUP; stop; exit 130' INT TERM HUP" in script
 
 
 def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
@@ -336,23 +375,34 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
                 MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
                 MockGet(BinaryPaths, (BinaryPathRequest,), paths),
                 MockGet(AssembledImage, (AssembleRequest,), unexpected),
+                *NO_IMAGE_READ,
             ],
         )
 
 
+# The one layer spec_of's images get: an executable /app/bin.
+APP_PATHS = {"app": PathEntry("dir", 0o755), "app/bin": PathEntry("file", 0o755)}
+LAYER_PATHS = Digest("5" * 64, 5)
+
+
 def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None,
-            base_platform=(("architecture", "amd64"), ("os", "linux"))):
+            base_platform=(("architecture", "amd64"), ("os", "linux")), nodes=(),
+            paths=APP_PATHS, base_config=None, base_paths=APP_PATHS):
     """The image spec prepare_image writes, and what it asked for on the way."""
     asked: dict = {"base": [], "zstd": 0, "layers": []}
     created = []
 
     def base(request: BaseRequest) -> BaseImage:
         asked["base"].append(request)
-        return BaseImage(Digest("6" * 64, 6), base_layers)
+        return BaseImage(Digest("6" * 64, 6), base_layers, paths=(BASE_PATHS,))
 
     def layers(request: LayersRequest) -> BuiltLayers:
         asked["layers"].append(request)
-        return BuiltLayers((BuiltLayer(Digest("7" * 64, 7), "//app:bin", "{}"),))
+        return BuiltLayers((BuiltLayer(Digest("7" * 64, 7), "//app:bin", "{}",
+                                       paths=LAYER_PATHS),))
+
+    def layer_paths(request: LayerPathsRequest) -> LayerPaths:
+        return LayerPaths(request.digest, paths if request.digest == LAYER_PATHS else base_paths)
 
     def zstd_binary(request: ZstdBinaryRequest) -> ZstdBinary:
         asked["zstd"] += 1
@@ -366,8 +416,9 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
         prepare_image,
         rule_args=[AssembleRequest(OciImageFieldSet.create(target), fmt, "out"), TOOL],
         mock_gets=[
-            MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(())),
+            MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(nodes)),
             MockGet(WrappedTarget, (WrappedTargetRequest,), lambda r: WrappedTarget(target)),
+            MockGet(LayerPaths, (LayerPathsRequest,), layer_paths),
             # Only for `ca_certificates` and the customisation layer's checks.
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(DigestEntries, (Digest,), unexpected),
@@ -375,7 +426,9 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
             MockGet(Digest, (NixDbRequest,), unexpected),  # no Nix store paths
             MockGet(BaseImage, (BaseRequest,), base),
             MockGet(DigestContents, (DigestSubset,), lambda r: DigestContents([
-                FileContent("base/config.json", json.dumps(dict(base_platform)).encode())
+                FileContent("base/config.json", json.dumps(
+                    {**dict(base_platform), "config": base_config or {}}
+                ).encode())
             ])),
             MockGet(BuiltLayers, (LayersRequest,), layers),
             MockGet(Sbom, (SbomRequest,), unexpected),  # no `embed_sbom`
@@ -502,3 +555,65 @@ def test_a_docker_archive_of_more_layers_than_docker_loads_is_an_error_naming_ma
             "The `max_layers` field of app:image is 200: docker-archive: the image has 126 "
             "layers, base layers included, but `docker load` takes at most 125")):
         spec_of(target, fmt, base_layers=125)
+
+
+BASE_PATHS = Digest("b" * 64, 11)
+VENV_PATHS = {
+    "opt/venv/bin/python": PathEntry("symlink", 0o777, "/usr/local/bin/python3.11"),
+    "opt/venv/bin/http": PathEntry("file", 0o755),
+}
+DEBIAN_PYTHON = {"bin": PathEntry("symlink", 0o777, "usr/bin"),
+                 "usr/bin/python3.11": PathEntry("file", 0o755)}
+
+
+def venv(python: str) -> StoreNode:
+    return StoreNode("app:venv", EMPTY_DIGEST, (), PythonPart(
+        Venv("opt/venv", python, "3.11", (("http", "httpie.core:main"),)), ("/opt/venv/bin/http",)
+    ))
+
+
+def test_a_venv_interpreter_not_in_the_image_is_an_error_naming_the_field() -> None:
+    with pytest.raises(Exception, match=re.escape(
+        "The `python` field of app:venv is /usr/local/bin/python3.11, but in the image app:image, "
+        "/usr/local/bin/python3.11 is not in the image: add a `debian_packages` target with "
+        "`python3.11` to the image's dependencies"
+    )):
+        spec_of(image(), "oci", nodes=(venv("usr/local/bin/python3.11"),), paths=VENV_PATHS)
+    # Debian's, through the merged-/usr link, is there.
+    spec, _ = spec_of(image(), "oci", nodes=(venv("bin/python3.11"),),
+                      paths={**VENV_PATHS, **DEBIAN_PYTHON})
+    assert spec["config"]["config"]["Entrypoint"] == ["/opt/venv/bin/http"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"entrypoint": ["/usr/bin/python3.11", "-m", "app"]},
+     "The `entrypoint` field of app:image runs '/usr/bin/python3.11', but /usr/bin/python3.11 "
+     "is not in the image: the image must hold it as an executable file. Add what provides it"),
+    ({"entrypoint": ["/app"]},
+     "The `entrypoint` field of app:image runs '/app', but /app is a directory, not a program"),
+    ({"entrypoint": ["hello"], "env": {"PATH": "/app:/usr/bin"}},
+     "The `entrypoint` field of app:image runs 'hello', but no directory of the image's PATH "
+     "holds it (/app/hello is not in the image; /usr/bin/hello is not in the image)"),
+])
+def test_an_entrypoint_not_in_the_image_is_an_error_naming_the_field(fields, message) -> None:
+    with pytest.raises(Exception, match=re.escape(message)):
+        spec_of(image(**fields), "oci")
+
+
+def test_a_bare_entrypoint_is_found_on_the_image_path() -> None:
+    spec, _ = spec_of(image(entrypoint=["bin"], env={"PATH": "/usr/bin:/app"}), "oci")
+    assert spec["config"]["config"]["Entrypoint"] == ["bin"]
+    spec_of(image(entrypoint=["./bin"], workdir="/app"), "oci")
+
+
+def test_an_entrypoint_on_a_base_is_checked_against_the_base_s_paths_too() -> None:
+    base = {"base": ":debian", "max_layers": 5}
+    # The base's paths are below the image's, and its config's PATH is inherited.
+    spec_of(image(entrypoint=["python3.11"], **base), "oci", base_layers=1,
+            base_paths=DEBIAN_PYTHON, base_config={"Env": ["PATH=/bin"]})
+    with pytest.raises(Exception, match=re.escape(
+        "app:image runs '/usr/bin/tool', the entrypoint of its `base` :debian, but "
+        "/usr/bin/tool is not in the image"
+    )):
+        spec_of(image(**base), "oci", base_layers=1, base_paths=DEBIAN_PYTHON,
+                base_config={"Entrypoint": ["/usr/bin/tool"]})

@@ -153,6 +153,7 @@ def test_popular_nodes_sink_to_the_bottom_and_each_gets_a_layer(rule_runner: Rul
             ),
         }
     )
+    os.chmod(os.path.join(rule_runner.build_root, "bin/curl"), 0o755)  # the entrypoint
     config, layers = read_image(rule_runner, build(rule_runner, "//:image"))
     assert [files_of(layer) for layer in layers] == [
         ["lib/libc.so"],

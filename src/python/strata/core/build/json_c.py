@@ -41,15 +41,20 @@ def loads(text: str):
     return value
 
 
+def encode_string(text: str) -> str:
+    """`json.dumps(text)`: a JSON string, ASCII only."""
+    return _json.encode_basestring_ascii(text)
+
+
 def dumps_flat(obj: dict) -> str:
     """`json.dumps(obj, indent=2)` of an object whose values are strings and integers."""
     items = []
     for key, value in obj.items():
         if isinstance(value, str):
-            text = _json.encode_basestring_ascii(value)
+            text = encode_string(value)
         elif type(value) is int:
             text = repr(value)
         else:
             raise TypeError(f"dumps_flat takes strings and integers, not {value!r}")
-        items.append(f"  {_json.encode_basestring_ascii(key)}: {text}")
+        items.append(f"  {encode_string(key)}: {text}")
     return "{\n" + ",\n".join(items) + "\n}" if items else "{}"

@@ -316,10 +316,25 @@ def _collect(spec: LayerSpec, context: LayerContext) -> list:
 
 
 def build_layer(spec: LayerSpec, sandbox_root: str | os.PathLike,
-                out_dir: str | os.PathLike) -> dict:
-    """Writes the layer blob and layer.json for `spec` into `out_dir`; returns layer.json's data."""
+                out_dir: str | os.PathLike, paths_out: str | None = None) -> dict:
+    """Writes the layer blob and layer.json for `spec` into `out_dir`, and with `paths_out`
+    the layer's path list there; returns layer.json's data."""
     with LayerContext(os.fspath(sandbox_root), spec.settings) as context:
-        return _write(_collect(spec, context), spec.settings, out_dir)
+        entries = _collect(spec, context)
+        if paths_out is not None:
+            _write_paths(entries, paths_out)
+        return _write(entries, spec.settings, out_dir)
+
+
+def _write_paths(entries: list, paths_out: str) -> None:
+    """`[[path, kind, mode, target], ...]`, one entry a line: what the shell checks the image's
+    programs against (`strata.core.graph.image_files`) without reading the layer."""
+    encode = json_c.encode_string
+    with open(paths_out, "w", encoding="utf-8") as f:
+        f.write("[" + ",\n".join(
+            f"[{encode(e.path)},{encode(e.kind)},{e.mode or 0},{encode(e.target or '')}]"
+            for e in entries
+        ) + "]\n")
 
 
 def _write(entries: list, settings, out_dir) -> dict:
@@ -363,7 +378,7 @@ def _write(entries: list, settings, out_dir) -> dict:
 
 
 def layer_command(options) -> None:
-    """`layer --spec SPEC --out OUTDIR`, run in the sandbox root."""
+    """`layer --spec SPEC --out OUTDIR [--paths FILE]`, run in the sandbox root."""
     with open(options.spec, encoding="utf-8") as f:
         spec = LayerSpec.from_json(json_c.loads(f.read()))
-    build_layer(spec, os.getcwd(), options.out)
+    build_layer(spec, os.getcwd(), options.out, options.paths)

@@ -15,9 +15,12 @@ nothing is held in memory but headers, and nothing is left behind), once for the
 merged tree in memory, and once for the contents, in output order.
 """
 
+import json
+import os
 import tarfile
 import tempfile
 
+from strata.core.atomic import write_bytes_atomically
 from strata.core.build.tarstream import (
     BLOCK,
     USTAR_HEADER,
@@ -27,7 +30,7 @@ from strata.core.build.tarstream import (
     split_ustar,
 )
 from strata.core.oci import layertar
-from strata.core.oci.writers import ARCHIVE_MTIME, CHUNK_SIZE, LayerReader
+from strata.core.oci.writers import ARCHIVE_MTIME, CHUNK_SIZE, LayerReader, load_base
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -294,3 +297,36 @@ def write_rootfs(layers: list, out, scratch_dir: str, zstd=None) -> None:
     finally:
         for f in files:
             f.close()
+
+
+def merged_paths(layers: list, scratch_dir: str, zstd=None) -> list:
+    """The merged filesystem's paths, sorted, as `[path, kind, mode, symlink target]` (kind
+    "dir", "file", "symlink" or "other"; the `layer` subcommand's `--paths` form): what the
+    shell checks an image's programs against when its base is one Strata did not build."""
+    files = []
+    try:
+        for layer in layers:
+            files.append(_layer_file(layer, zstd, scratch_dir))
+        tree = _merge(layers, files)
+    finally:
+        for f in files:
+            f.close()
+    return [[path, *_path_kind(entry)] for path, entry in tree.sorted_entries()]
+
+
+def _path_kind(entry: _Entry) -> list:
+    info = entry.info
+    if entry.children is not None:
+        return ["dir", 0o755 if info is None else info.mode, ""]
+    if info.issym():
+        return ["symlink", info.mode, info.linkname]
+    return ["file" if info.isreg() or info.islnk() else "other", info.mode, ""]
+
+
+def base_paths_command(options) -> None:
+    """`base-paths --base DIR --out FILE [--zstd PATH]`: the merged paths of a base dir's
+    layers."""
+    _, layers = load_base(options.base)
+    scratch = os.path.dirname(os.path.abspath(options.out))
+    paths = merged_paths(layers, scratch, options.zstd)
+    write_bytes_atomically(options.out, json.dumps(paths, separators=(",", ":")).encode())

@@ -79,7 +79,7 @@ async def nix_nodes(request: NixNodesRequest) -> StoreNodes:
     )
     links = await MultiGet(
         Get(RootLinks, RootLinksRequest(
-            str(tgt.address), resolved.closure.roots, tgt[NixPathsToLinkField].value or ()
+            str(tgt.address), resolved.closure, tgt[NixPathsToLinkField].value or ()
         ))
         for tgt, resolved in zip(targets, closures)
         if tgt[NixCopyToRootField].value

@@ -37,6 +37,7 @@ from pants.engine.fs import (
     DigestEntries,
     FileEntry,
 )
+from pants.engine.process import ProcessExecutionFailure
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     DependenciesRequest,
@@ -58,6 +59,7 @@ from strata.rules.nodes import (
     image_platform_of,
 )
 from strata.target_types import (
+    PythonVenvAllowSdistsField,
     PythonVenvBytecodeField,
     PythonVenvDependenciesField,
     PythonVenvEntryPointField,
@@ -74,6 +76,8 @@ MACHINES = {"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "arm": "armv7l
 _REQUIREMENTS_PEX = "requirements.pex"
 _DEPS = f"{_REQUIREMENTS_PEX}/.deps/"
 WHEELS_DIR = "python/wheels"
+# pip's last word when no distribution it may use fits: with `--no-build`, no wheel does.
+_NO_MATCH = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)\s*(\S*)")
 SOURCES_DIR = "python/sources"
 
 
@@ -158,28 +162,47 @@ async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode
     )
     deps = await Get(Targets, DependenciesRequest(tgt[PythonVenvDependenciesField]))
     transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([tgt.address]))
-    requirements, sources = await MultiGet(
-        Get(
-            Pex,
-            PexFromTargetsRequest(
-                Addresses(d.address for d in deps),
-                output_filename=_REQUIREMENTS_PEX,
-                internal_only=False,
-                layout=PexLayout.PACKED,
-                include_source_files=False,
-                platforms=platforms,
-                # Resolved for the image's interpreter, whatever the sources' constraints say.
-                hardcoded_interpreter_constraints=InterpreterConstraints(
-                    [f"CPython=={version}.*"]
+    try:
+        requirements, sources = await MultiGet(
+            Get(
+                Pex,
+                PexFromTargetsRequest(
+                    Addresses(d.address for d in deps),
+                    output_filename=_REQUIREMENTS_PEX,
+                    internal_only=False,
+                    layout=PexLayout.PACKED,
+                    include_source_files=False,
+                    platforms=platforms,
+                    # Resolved for the image's interpreter, whatever the sources' constraints
+                    # say.
+                    hardcoded_interpreter_constraints=InterpreterConstraints(
+                        [f"CPython=={version}.*"]
+                    ),
+                    # Wheels only (pip's `--only-binary :all:`): an sdist would be built by
+                    # this machine's compiler, for this machine.
+                    additional_args=() if tgt[PythonVenvAllowSdistsField].value else (
+                        "--no-build",
+                    ),
+                    description=f"Resolving the distributions of {tgt.address}",
                 ),
-                description=f"Resolving the distributions of {tgt.address}",
             ),
-        ),
-        Get(
-            StrippedPythonSourceFiles,
-            PythonSourceFilesRequest(transitive.dependencies, include_resources=True),
-        ),
-    )
+            Get(
+                StrippedPythonSourceFiles,
+                PythonSourceFilesRequest(transitive.dependencies, include_resources=True),
+            ),
+        )
+    except ProcessExecutionFailure as e:
+        missing = _NO_MATCH.search(e.stderr.decode(errors="replace"))
+        if missing is None:
+            raise
+        name, spec = missing.groups()
+        wanted = f"{name} {spec[2:]}" if spec.startswith("==") else f"{name} {spec}".strip()
+        raise InvalidFieldException(
+            f"{tgt.address} requires {wanted}, which has no wheel for the image's platform, "
+            f"linux/{image_arch} (CPython {version}, {machine}): use a version with a wheel "
+            f"for it, or, for an image of this machine's architecture, set `allow_sdists=True` "
+            f"on {tgt.address} to build it from its source distribution here."
+        ) from e
     entry_point, script = await _entry_point(tgt, deps)
 
     wheel_entries = [

@@ -113,6 +113,18 @@ def test_contract_example(tmp_path):
     assert owners == {(0, 0, "root", "root", 1)}
 
 
+def test_paths_list_every_entry_of_the_layer(tmp_path, monkeypatch):
+    """`--paths` lists what the tar holds, for the shell's program checks."""
+    monkeypatch.chdir(make_sandbox(tmp_path / "sandbox"))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(CONTRACT_SPEC))
+    assert main(["layer", "--spec", str(spec), "--out", str(tmp_path / "out"),
+                 "--paths", str(tmp_path / "paths.json")]) == 0
+    listed = json.loads((tmp_path / "paths.json").read_text())
+    assert listed == [[path, kind, mode, value if kind == "symlink" else ""]
+                      for path, kind, mode, value in CONTRACT_LAYER]
+
+
 def test_gnu_tar_extracts_the_layer(tmp_path):
     build_layer(CONTRACT_SPEC, make_sandbox(tmp_path / "sandbox"), tmp_path / "out")
     dest = tmp_path / "x"

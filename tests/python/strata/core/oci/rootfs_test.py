@@ -359,3 +359,37 @@ def test_a_layer_unlike_its_layer_json_is_an_error(tmp_path, capsys, compression
     assert re.search(r"error: layer \S+/l1 does not match its layer.json: ", err), err
     assert re.search(message, err.strip()), err
     assert os.listdir(tmp_path / "dist") == []
+
+
+def test_merged_paths_list_what_a_container_of_the_layers_sees(tmp_path):
+    """A base Strata did not build: its layers' paths, whiteouts applied, for the shell's check
+    of the programs an image on it starts; written by `base-paths` from a base dir."""
+    from strata.core.oci import baseimage
+
+    upper = [entry(".wh.var"), entry("etc/.wh.gone"), entry("bin", "symlink", link="usr/bin"),
+             entry("usr/bin/tool", data=b"t", mode=0o755),
+             entry("usr/bin/again", "hardlink", link="usr/bin/tool")]
+    dirs = [write_layer(tmp_path / f"layer-{i}", layer_tar(*entries), compression)
+            for i, (entries, compression) in enumerate([(BASE, "gzip"), (upper, "none")])]
+    layers = [writers.load_layer(LayerRef(d)) for d in dirs]
+    listed = rootfs.merged_paths(layers, str(tmp_path))
+    assert listed == [
+        ["bin", "symlink", 0o644, "usr/bin"],
+        ["etc", "dir", 0o755, ""],
+        ["etc/keep", "file", 0o644, ""],
+        ["opt", "dir", 0o755, ""],
+        ["opt/app", "dir", 0o755, ""],
+        ["opt/app/bin", "file", 0o644, ""],
+        ["opt/app/lib", "dir", 0o755, ""],
+        ["opt/app/lib/a.so", "file", 0o644, ""],
+        ["usr", "dir", 0o755, ""],  # implied by usr/bin/tool
+        ["usr/bin", "dir", 0o755, ""],
+        ["usr/bin/again", "file", 0o755, ""],
+        ["usr/bin/tool", "file", 0o755, ""],
+    ]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+        "type": "layers", "diff_ids": [layer.info["diff_id"] for layer in layers]}}).encode()
+    baseimage.write_base_dir(config, dirs, str(tmp_path / "base"))
+    out = tmp_path / "paths.json"
+    assert core_cli.main(["base-paths", "--base", str(tmp_path / "base"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == listed
