@@ -101,23 +101,31 @@ class OciLayerDependenciesField(Dependencies):
     )
 
 
-class _CheckedStringField(StringField):
-    """A string field checked, when set, by the core's rule for it (`core_check`), so that a
-    bad value fails as the BUILD file is read, naming the target and field. An empty runtime
-    config value is unset (`RuntimeConfigField.config_value`), so it is not checked."""
+class _CoreChecked:
+    """A field checked, when set, by the core's rule for it (`core_check`: one place for each
+    rule), so that a bad value fails as the BUILD file is read, naming the target and field: a
+    scalar's value, each item of a sequence, each key of a dict. An empty runtime config string
+    is unset (`RuntimeConfigField.config_value`), so it is not checked."""
 
-    core_check: ClassVar[Callable[[str], Any]]
+    core_check: ClassVar[Callable[[Any], Any]]
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value or (value is not None and not issubclass(cls, RuntimeConfigField)):
-            _check(cls, address, cls.core_check, value)
+    def compute_value(cls, raw_value, address: Address):
+        value = super().compute_value(raw_value, address)  # type: ignore[misc]
+        if value is None or (value == "" and issubclass(cls, RuntimeConfigField)):
+            return value
+        for item in value if isinstance(value, (tuple, FrozenDict)) else (value,):
+            _check(cls, address, cls.core_check, item)
         return value
 
 
-class OciRepositoryField(StringField):
+class _CheckedStringField(_CoreChecked, StringField):
+    pass
+
+
+class OciRepositoryField(_CheckedStringField):
     alias = "repository"
+    core_check = staticmethod(validate_repository)
     help = help_text(
         """
         The image repository, e.g. `acme/app`: lowercase components of `[a-z0-9]` separated by
@@ -125,34 +133,21 @@ class OciRepositoryField(StringField):
         """
     )
 
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None:
-            _check(cls, address, validate_repository, value)
-        return value
-
     def value_or_default(self, address: Address) -> str:
         value = self.value or address.target_name.lower()
         _check(type(self), address, validate_repository, value)
         return value
 
 
-class OciTagField(StringField):
+class OciTagField(_CheckedStringField):
     alias = "tag"
+    core_check = staticmethod(validate_tag)
     help = help_text(
         """
         The image tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`). Defaults to a tag derived from the
         image's content (its config digest), so the same content always gets the same tag.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None:
-            _check(cls, address, validate_tag, value)
-        return value
 
 
 class OciMaxLayersField(IntField):
@@ -211,48 +206,41 @@ class OciMtimeField(_CheckedStringField):
     )
 
 
-class _OwnerIdField(IntField):
+class _OwnerIdField(_CoreChecked, IntField):
     default = 0
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
-        value = super().compute_value(raw_value, address)
-        _check(cls, address, partial(check_id, what=cls.alias), value)
-        return value
 
 
 class OciUidField(_OwnerIdField):
     alias = "uid"
+    core_check = staticmethod(partial(check_id, what="uid"))
     help = "The numeric owner of every file in the layers (0 to 2097151, what a tar header holds)."
 
 
 class OciGidField(_OwnerIdField):
     alias = "gid"
+    core_check = staticmethod(partial(check_id, what="gid"))
     help = "The numeric group of every file in the layers (0 to 2097151, what a tar header holds)."
 
 
-class _OwnerNameField(StringField):
+class _OwnerNameField(_CheckedStringField):
     default = "root"
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        _check(cls, address, partial(check_owner_name, what=cls.alias), value)
-        return value
 
 
 class OciUnameField(_OwnerNameField):
     alias = "uname"
+    core_check = staticmethod(partial(check_owner_name, what="uname"))
     help = "The owner name recorded for every file in the layers (1 to 31 ASCII characters)."
 
 
 class OciGnameField(_OwnerNameField):
     alias = "gname"
+    core_check = staticmethod(partial(check_owner_name, what="gname"))
     help = "The group name recorded for every file in the layers (1 to 31 ASCII characters)."
 
 
-class OciArchitectureField(StringField):
+class OciArchitectureField(_CheckedStringField):
     alias = "architecture"
+    core_check = staticmethod(validate_architecture)
     default = "amd64"
     help = help_text(
         """
@@ -261,12 +249,6 @@ class OciArchitectureField(StringField):
         ... (`aarch64` is `arm64`, `x86_64` is `amd64`). With a `base`, it must be the base's.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        _check(cls, address, validate_architecture, value)
-        return value
 
 
 class OciOsField(_CheckedStringField):
@@ -328,8 +310,9 @@ class OciCmdField(_CommandField):
     help = "Default arguments for the entrypoint, or the command when there is none (`Cmd`)."
 
 
-class OciEnvField(RuntimeConfigField, DictStringToStringField):
+class OciEnvField(RuntimeConfigField, _CoreChecked, DictStringToStringField):
     alias = "env"
+    core_check = staticmethod(validate_env_name)
     config_key = "Env"
     help = help_text(
         """
@@ -338,15 +321,6 @@ class OciEnvField(RuntimeConfigField, DictStringToStringField):
         characters.
         """
     )
-
-    @classmethod
-    def compute_value(
-        cls, raw_value: Optional[Dict[str, str]], address: Address
-    ) -> Optional[FrozenDict[str, str]]:
-        value = super().compute_value(raw_value, address)
-        for name in value or {}:
-            _check(cls, address, validate_env_name, name)
-        return value
 
     def config_value(self) -> Optional[List[str]]:
         return [f"{k}={v}" for k, v in sorted(self.value.items())] if self.value else None
@@ -410,19 +384,11 @@ class OciLabelsField(RuntimeConfigField, DictStringToStringField):
         return dict(self.value) if self.value else None
 
 
-class OciVolumesField(RuntimeConfigField, StringSequenceField):
+class OciVolumesField(RuntimeConfigField, _CoreChecked, StringSequenceField):
     alias = "volumes"
+    core_check = staticmethod(validate_config_path)
     config_key = "Volumes"
     help = "Paths the container expects to be volumes (`Volumes`); absolute."
-
-    @classmethod
-    def compute_value(
-        cls, raw_value: Optional[Iterable[str]], address: Address
-    ) -> Optional[Tuple[str, ...]]:
-        value = super().compute_value(raw_value, address)
-        for path in value or ():
-            _check(cls, address, validate_config_path, path)
-        return value
 
     def config_value(self) -> Optional[Dict[str, dict]]:
         return {volume: {} for volume in self.value} if self.value else None
@@ -942,8 +908,9 @@ class OciPublishFormatField(StringField):
     )
 
 
-class OciImageTagsField(StringSequenceField):
+class OciImageTagsField(_CoreChecked, StringSequenceField):
     alias = "image_tags"
+    core_check = staticmethod(validate_tag)
     help = help_text(
         """
         Tags `pants publish` gives the pushed image in each registry (the `tags` field is
@@ -952,15 +919,6 @@ class OciImageTagsField(StringSequenceField):
         push never leaves a tag naming a partial image.
         """
     )
-
-    @classmethod
-    def compute_value(
-        cls, raw_value: Optional[Iterable[str]], address: Address
-    ) -> Optional[Tuple[str, ...]]:
-        value = super().compute_value(raw_value, address)
-        for tag in value or ():
-            _check(cls, address, validate_tag, tag)
-        return value
 
 
 class OciImageTarget(Target):
@@ -1111,16 +1069,11 @@ class OciPullRegistryField(StringField):
     help = "The registry, as `host[:port]`. Plain HTTP is used for localhost and 127.0.0.1."
 
 
-class OciPullRepositoryField(StringField):
+class OciPullRepositoryField(_CheckedStringField):
     alias = "repository"
+    core_check = staticmethod(validate_repository)
     required = True
     help = "The repository in the registry, e.g. `library/debian`."
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        _check(cls, address, validate_repository, value)
-        return value
 
 
 class OciPullDigestField(StringField):
@@ -1444,8 +1397,9 @@ class NixAttributesField(StringSequenceField):
     )
 
 
-class NixStorePathsField(StringSequenceField):
+class NixStorePathsField(_CoreChecked, StringSequenceField):
     alias = "store_paths"
+    core_check = staticmethod(partial(nix_store_path, what="store path"))
     help = help_text(
         """
         Store paths already in this machine's Nix store, `/nix/store/<hash>-<name>`, instead of
@@ -1453,15 +1407,6 @@ class NixStorePathsField(StringSequenceField):
         the closure's top-level paths.
         """
     )
-
-    @classmethod
-    def compute_value(
-        cls, raw_value: Optional[Iterable[str]], address: Address
-    ) -> Optional[Tuple[str, ...]]:
-        value = super().compute_value(raw_value, address)
-        for path in value or ():
-            _check(cls, address, lambda p: nix_store_path(p, "store path"), path)
-        return value
 
 
 class NixClosureDependenciesField(Dependencies):
