@@ -123,6 +123,20 @@ class _CheckedStringField(_CoreChecked, StringField):
     pass
 
 
+class _PositiveIntField(IntField):
+    """An int field of at least 1, such as a count or a number of seconds."""
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        if value is not None and value < 1:
+            raise InvalidFieldException(
+                f"The {repr(cls.alias)} field in target {address} must be at least 1, but was "
+                f"{value}."
+            )
+        return value
+
+
 class OciRepositoryField(_CheckedStringField):
     alias = "repository"
     core_check = staticmethod(validate_repository)
@@ -150,7 +164,7 @@ class OciTagField(_CheckedStringField):
     )
 
 
-class OciMaxLayersField(IntField):
+class OciMaxLayersField(_PositiveIntField):
     alias = "max_layers"
     default = 100
     help = help_text(
@@ -167,16 +181,6 @@ class OciMaxLayersField(IntField):
         rebuilds and re-ships all of it.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
-        value = super().compute_value(raw_value, address)
-        if value < 1:
-            raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} must be at least 1, but was "
-                f"{value}."
-            )
-        return value
 
 
 class OciCreatedField(_CheckedStringField):
@@ -844,7 +848,7 @@ class OciCommandToolsField(StringSequenceField):
         return value
 
 
-class OciCommandTimeoutField(IntField):
+class OciCommandTimeoutField(_PositiveIntField):
     alias = "command_timeout"
     default = 600
     help = help_text(
@@ -854,16 +858,6 @@ class OciCommandTimeoutField(IntField):
         field; so does a failing script, with the last {OUTPUT_TAIL >> 10} KiB of its output.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
-        value = super().compute_value(raw_value, address)
-        if value < 1:
-            raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} must be at least 1 (seconds), "
-                f"but was {value}."
-            )
-        return value
 
 
 class OciImageOutputPathField(OutputPathField):

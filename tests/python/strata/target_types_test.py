@@ -183,8 +183,8 @@ def test_the_platform_fields_are_checked_naming_target_and_field(fields, message
 @pytest.mark.parametrize("value", [0, -5])
 def test_command_timeout_is_a_positive_number_of_seconds_naming_target_and_field(value):
     with pytest.raises(InvalidFieldException, match=re.escape(
-        f"The 'command_timeout' field in target app:image must be at least 1 (seconds), but "
-        f"was {value}."
+        f"The 'command_timeout' field in target app:image must be at least 1, but was "
+        f"{value}."
     )):
         OciCommandTimeoutField.compute_value(value, ADDRESS)
     assert OciCommandTimeoutField.compute_value(None, ADDRESS) == 600
