@@ -796,9 +796,10 @@ class PlaceSbom:
     final: Tuple[str, ...]
 
     def __str__(self) -> str:
-        for name in self.final:
-            os.replace(os.path.join(self.pending, os.path.basename(name)), name)
-        os.rmdir(self.pending)
+        if os.path.isdir(self.pending):  # rendered once more (a second log of the line): moved
+            for name in self.final:
+                os.replace(os.path.join(self.pending, os.path.basename(name)), name)
+            os.rmdir(self.pending)
         names = " and ".join(os.path.basename(name) for name in self.final)
         return f"Moved to {names}, beside the image, now that it is written."
 
