@@ -48,6 +48,7 @@ from strata.rules.image import (
     LayerPathsRequest,
     LayoutRequest,
     OciImageFieldSet,
+    PlaceSbom,
     assemble_image,
     compose_oci_layout,
     prepare_image,
@@ -617,3 +618,20 @@ def test_an_entrypoint_on_a_base_is_checked_against_the_base_s_paths_too() -> No
     )):
         spec_of(image(**base), "oci", base_layers=1, base_paths=DEBIAN_PYTHON,
                 base_config={"Entrypoint": ["/usr/bin/tool"]})
+
+
+def test_the_sbom_is_placed_beside_the_image_once_and_a_second_rendering_is_harmless(tmp_path):
+    """`package` renders PlaceSbom after Pants wrote every file: the SBOM documents move from
+    the pending directory to their names; rendering it again moves and breaks nothing."""
+    pending = tmp_path / ".image.sbom-pending"
+    pending.mkdir()
+    for name in ("image.spdx.json", "image.cdx.json"):
+        (pending / name).write_text(name)
+    final = tuple(str(tmp_path / name) for name in ("image.spdx.json", "image.cdx.json"))
+    line = PlaceSbom(str(pending), final)
+    for _ in range(2):
+        assert str(line) == (
+            "Moved to image.spdx.json and image.cdx.json, beside the image, now that it is written."
+        )
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["image.cdx.json", "image.spdx.json"]
+    assert (tmp_path / "image.cdx.json").read_text() == "image.cdx.json"
