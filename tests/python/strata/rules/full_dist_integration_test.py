@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Iterator
 
-from strata_harness import ScratchRepo, require_tool
+from strata_harness import ScratchRepo, assert_valid_image, require_tool
 from strata_harness.tools import unavailable
 
 BUILD = textwrap.dedent(
@@ -75,3 +75,4 @@ def test_a_failed_package_leaves_no_sbom_of_an_image_it_did_not_write(tmp_path: 
         repo.run("package", "//:image")
         assert sboms(dist) == ["image.cdx.json", "image.spdx.json"]
         assert sorted(p.name for p in dist.iterdir()) == [*sboms(dist), "image.tar"]
+        assert_valid_image(dist / "image.tar", "docker-archive")

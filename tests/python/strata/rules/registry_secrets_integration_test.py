@@ -24,7 +24,14 @@ from typing import Iterator
 
 import pytest
 
-from strata_harness import Registry, ScratchRepo, pushes, require_tool, start_registry
+from strata_harness import (
+    Registry,
+    ScratchRepo,
+    assert_valid_image,
+    pushes,
+    require_tool,
+    start_registry,
+)
 
 USER = "strata"
 PASSWORD = "pw-" + secrets.token_hex(12)  # random, so any hit is a leak
@@ -213,3 +220,10 @@ def test_no_secret_in_any_output_log_or_file(scene) -> None:
 def test_no_credential_file_is_left_behind(scene) -> None:
     base, _, _ = scene
     assert [p.name for p in (base / "tmp").iterdir() if "credential" in p.name] == []
+
+
+def test_the_image_on_the_privately_pulled_base_is_valid_and_runs(scene, run_image) -> None:
+    base, _, _ = scene
+    image = base / "repo/dist/pull/on_pulled.tar"
+    assert_valid_image(image, "docker-archive")
+    assert run_image(image) == (0, "")
