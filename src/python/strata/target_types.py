@@ -58,7 +58,8 @@ from strata.core.oci.image import (
     validate_user,
 )
 from strata.core.oci.writers import FORMATS
-from strata.core.spec import BYTECODE_MODES, Permission, absolute_image_path, nix_store_path
+from strata.core.build.python import BYTECODE_MODES
+from strata.core.build.spec import Permission, absolute_image_path, nix_store_path
 
 
 class OciImageDependenciesField(Dependencies):

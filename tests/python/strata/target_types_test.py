@@ -8,7 +8,7 @@ from pants.engine.addresses import Address
 from pants.engine.target import InvalidFieldException, InvalidTargetException
 
 from strata.core.oci.image import INHERITANCE
-from strata.core.spec import Permission
+from strata.core.build.spec import Permission
 from strata.target_types import (
     RUNTIME_CONFIG_FIELDS,
     OciCreatedField,

@@ -5,7 +5,7 @@ import sys
 # What a layer Process's sandbox holds of the core (strata.rules.tool; build-support/bench lays
 # out its sandbox likewise): the entry modules every subcommand loads, and the package holding
 # exactly what `layer` imports. So a change anywhere else in the core leaves cached layers valid.
-ENTRY_MODULES = ("__init__.py", "__main__.py", "cli.py", "errors.py", "spec.py")
+ENTRY_MODULES = ("__init__.py", "__main__.py", "cli.py", "errors.py")
 LAYER_PACKAGE = "build"
 
 
@@ -13,8 +13,11 @@ def layer_sources(core_dir) -> list:
     """The files, relative to the core's directory, that a layer Process gets."""
     import os
 
-    package = os.path.join(core_dir, LAYER_PACKAGE)
-    modules = [f"{LAYER_PACKAGE}/{name}" for name in os.listdir(package) if name.endswith(".py")]
+    modules = [
+        os.path.relpath(os.path.join(directory, name), core_dir).replace(os.sep, "/")
+        for directory, _, names in os.walk(os.path.join(core_dir, LAYER_PACKAGE))
+        for name in names if name.endswith(".py")
+    ]
     return sorted([*ENTRY_MODULES, *modules])
 
 

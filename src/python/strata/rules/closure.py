@@ -28,7 +28,7 @@ from strata.core.graph.closure import (
     project_references,
     reach,
 )
-from strata.core.spec import Permission
+from strata.core.build.spec import Permission
 from strata.rules.nodes import FileTree, RootLink, StoreNode, StoreNodes, StoreNodesRequest
 from strata.target_types import (
     OciImageDependenciesField,

@@ -64,7 +64,9 @@ from strata.core.oci.writers import (
     metadata,
     oci_contents,
 )
-from strata.core.spec import Commands, ImageSpec, LayerRef, Venv, normalise_path
+from strata.core.build.parts.venvs import Venv
+from strata.core.build.spec import Commands, normalise_path
+from strata.core.spec import ImageSpec, LayerRef
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
     ImageClosure,

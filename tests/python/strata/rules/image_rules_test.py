@@ -38,7 +38,8 @@ from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.core.oci import writers
 from strata.core.graph.image_files import PathEntry
-from strata.core.spec import ImageSpec, LayerRef, Venv
+from strata.core.build.parts.venvs import Venv
+from strata.core.spec import ImageSpec, LayerRef
 from strata.rules.image import (
     AssembledImage,
     AssembleRequest,

@@ -15,7 +15,8 @@ import subprocess
 
 from strata.core.atomic import write_bytes_atomically
 from strata.core.errors import InvalidInput, StrataError, UsageError
-from strata.core.spec import NixClosure, NixPathInfo, nix_store_path
+from strata.core.build.spec import nix_store_path
+from strata.core.spec import NixClosure, NixPathInfo
 
 
 class NixError(StrataError):

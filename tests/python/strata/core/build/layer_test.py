@@ -12,8 +12,8 @@ import pytest
 import strata.core
 from strata.core.__main__ import layer_sources
 from strata.core.cli import main
-from strata.core.build import layer
-from strata.core.spec import LayerSpec
+from strata.core.build import layer, parts
+from strata.core.build.spec import JsonTuple, LayerSpec
 
 
 def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
@@ -396,6 +396,27 @@ def test_trees_and_file_entries_must_state_their_modes(tmp_path):
                     tmp_path / "out")
 
 
-def test_every_part_of_a_layer_spec_has_a_step_that_writes_it():
-    # A part without a row would be parsed, then silently left out of the layer.
-    assert [part for part, _, _ in layer.CONTENT_STEPS] == list(LayerSpec.PARTS)
+def test_every_module_of_the_parts_package_is_a_part_with_an_item_type_and_a_step():
+    names = sorted(path.stem for path in Path(parts.__file__).parent.glob("[!_]*.py"))
+    assert names == ["debs", "entries", "nars", "python_sources", "trees", "venvs", "wheels"]
+    for name in names:
+        assert parts.exists(name)
+        module = parts.load(name)
+        assert callable(module.add) and issubclass(module.Item, JsonTuple), name
+
+
+@pytest.mark.parametrize("key", ["os", "layer", "__init__", "_private", "trees.x", "../spec"])
+def test_a_key_naming_no_part_module_is_refused(key):
+    with pytest.raises(ValueError, match=r"layer spec: missing keys \[\], unknown keys"):
+        LayerSpec.from_json({key: []})
+
+
+def test_parts_are_added_in_the_spec_s_order_which_changes_no_byte(tmp_path):
+    # The same entry from two parts, in either order: the same layer.
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/f").write_bytes(b"f")
+    tree = [{"source": "t", "dest": "", "executables": []}]
+    entry = [{"path": "f", "type": "file", "source": "t/f", "mode": 0o644}]
+    first = build_layer({"trees": tree, "entries": entry}, tmp_path, tmp_path / "a")
+    second = build_layer({"entries": entry, "trees": tree}, tmp_path, tmp_path / "b")
+    assert first == second

@@ -24,7 +24,7 @@ import pytest
 import strata.core
 from strata.core.__main__ import layer_sources
 from strata.core.build import layer
-from strata.core.spec import LayerSpec
+from strata.core.build.spec import LayerSpec
 from strata_harness.tools import unavailable
 
 PYTHON = "/usr/bin/python3.11"  # Debian's, as in the demo image
@@ -213,10 +213,11 @@ GOOD_SOURCES = {"source": "src", "venv": "app/venv", "version": "3.11", "bytecod
 def test_python_parts_parse_to_normalised_image_paths():
     spec = LayerSpec.from_json({"venvs": [GOOD_VENV], "wheels": [GOOD_WHEEL],
                                 "python_sources": [GOOD_SOURCES]})
-    assert spec.venvs[0] == ("app/venv", "usr/bin/python3.11", "3.11",
-                             (("hello", "hello.main:main"),))
-    assert spec.wheels[0] == ("deps/six.whl", "app/venv", "3.11", "x86_64", "none")
-    assert spec.python_sources[0] == ("src", "app/venv", "3.11", "none")
+    parts = dict(spec.parts)
+    assert parts["venvs"][0] == ("app/venv", "usr/bin/python3.11", "3.11",
+                                 (("hello", "hello.main:main"),))
+    assert parts["wheels"][0] == ("deps/six.whl", "app/venv", "3.11", "x86_64", "none")
+    assert parts["python_sources"][0] == ("src", "app/venv", "3.11", "none")
 
 
 @pytest.mark.parametrize("part, item, message", [

@@ -17,7 +17,8 @@ import pytest
 from strata.core import cli as core_cli
 from strata.core.oci import baseimage, image, writers
 from strata.core.build import layer
-from strata.core.spec import LayerRef, LayerSpec
+from strata.core.build.spec import LayerSpec
+from strata.core.spec import LayerRef
 from strata.core.oci import media_types
 from strata_harness import (
     assert_valid_image,

@@ -18,7 +18,7 @@ import strata
 from strata.core import cli as core_cli
 from strata.core.oci import image, writers
 from strata.core.build import layer
-from strata.core.spec import LayerSpec
+from strata.core.build.spec import LayerSpec
 from strata.core.oci import media_types
 
 
