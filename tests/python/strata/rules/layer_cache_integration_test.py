@@ -1,7 +1,7 @@
 """A layer's cache key holds only layer code: an edit to the core that writing a layer does not
-run (an SBOM module, a non-layer subcommand's row of the command line, a registry module)
-reruns none of the demo's layer Processes, though it does rebuild the image (the assembly runs
-again: the edit reached the Processes that do run it)."""
+run (the SBOM spec's types, a non-layer subcommand's row of the command line, a registry
+module) reruns none of the demo's layer Processes, though it does rebuild the image (the
+assembly runs again: the edit reached the Processes that do run it)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def package(repo: ScratchRepo, what: str) -> tuple[list[str], list[str]]:
     return layers, assemblies
 
 
+def module_defining(repo: ScratchRepo, name: str) -> str:
+    """The core module that defines `name` (wherever it lives now), relative to the core."""
+    core = repo.root / CORE
+    found = [path for path in core.rglob("*.py") if f"\n{name}" in path.read_text()]
+    assert len(found) == 1, f"{name} is defined in {found}: update this test"
+    return found[0].relative_to(core).as_posix()
+
+
 def edit(repo: ScratchRepo, rel: str, old: str, new: str) -> None:
     path = repo.root / CORE / rel
     text = path.read_text()
@@ -35,9 +43,12 @@ def test_edits_to_non_layer_core_code_rerun_no_layer_process(tmp_path: Path) -> 
     layers, _ = package(repo, "cold")
     assert len(layers) >= 40, layers
 
+    sbom_types = module_defining(repo, "class SbomSpec(")
     edits = {
-        # An SBOM-only change (as 7663d28 was).
-        "an SBOM module": ("sbom/documents.py", '"""', '"""Edited by the layer cache test.\n\n'),
+        # An SBOM-only change (as 7663d28 was: a field of the SBOM spec's types).
+        "the SBOM spec's types": (
+            sbom_types, "class SbomSpec(", "SBOM_EDITED = True\n\n\nclass SbomSpec("
+        ),
         # A new subcommand row (as 69e72a5's Nix rows were).
         "a non-layer row of the command line": (
             "cli.py",
@@ -45,7 +56,9 @@ def test_edits_to_non_layer_core_code_rerun_no_layer_process(tmp_path: Path) -> 
             'COMMANDS = {\n    "edited": Command("strata.core.oci.bundle:bundle_command", '
             '"--out FILE"),\n',
         ),
-        "a registry module": ("registry/push_policy.py", '"""', '"""Edited by the layer cache test.\n\n'),
+        "a registry module": (
+            "registry/push_policy.py", '"""', '"""Edited by the layer cache test.\n\n'
+        ),
     }
     for what, (rel, old, new) in edits.items():
         edit(repo, rel, old, new)

@@ -15,7 +15,10 @@ a tree's layer does not need). The order parts are added in changes no byte.
 import importlib
 import os
 
-_DIR = os.path.dirname(__file__)
+# The parts are this directory's modules: `exists` reads it, `load` imports from it alone. An
+# absolute path, so that a spec read after a chdir (tests do) finds them all the same.
+_DIR = os.path.dirname(os.path.abspath(__file__))
+__path__ = [_DIR]
 
 
 def exists(name: str) -> bool:
