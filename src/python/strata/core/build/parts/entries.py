@@ -9,9 +9,7 @@ import stat
 from collections import namedtuple
 
 from strata.core.build.layer import LayerContext, _Collector, _Entry
-from strata.core.build.spec import (
-    JsonTuple, check_keys, check_mode, image_path, sandbox_path,
-)
+from strata.core.build.spec import JsonTuple, check_keys, check_mode, image_path, sandbox_path
 
 
 class Entry(JsonTuple, namedtuple("Entry", "path type mode source target", defaults=(None,) * 3)):
