@@ -91,46 +91,46 @@ from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
+from strata.target_types.image import (
+    EMBEDDED_SBOM_DIR,
     Compression,
     OciArchitectureField,
     OciBaseField,
-    OciCaCertificatesField,
-    OciCommandTimeoutField,
-    OciCommandToolsField,
     OciCompressionField,
     OciCreatedField,
-    OciDirectoriesField,
     OciEmbedSbomField,
-    OciEntrypointField,
-    OciExtraCommandsField,
-    OciFakeNssField,
-    OciFakeRootCommandsField,
     OciGidField,
     OciGnameField,
-    OciImageArchiveTarget,
     OciImageDependenciesField,
-    OciIncludeNixDbField,
     OciImageOutputPathField,
     OciImageTarget,
     OciMaxLayersField,
     OciMtimeField,
     OciOsField,
     OciOutputFormatField,
-    OciPermissionsField,
-    OciPullTarget,
-    OciSbomField,
     OciRepositoryField,
-    OciSymlinksField,
+    OciSbomField,
     OciTagField,
     OciUidField,
     OciUnameField,
     OciVariantField,
     OutputFormat,
-    EMBEDDED_SBOM_DIR,
     image_platform,
-    runtime_config,
 )
+from strata.target_types.image_customisation import (
+    OciCaCertificatesField,
+    OciCommandTimeoutField,
+    OciCommandToolsField,
+    OciDirectoriesField,
+    OciExtraCommandsField,
+    OciFakeNssField,
+    OciFakeRootCommandsField,
+    OciIncludeNixDbField,
+    OciSymlinksField,
+)
+from strata.target_types.image_runtime_config import OciEntrypointField, runtime_config
+from strata.target_types.layer import OciPermissionsField
 
 
 # The formats that read every layer as a tar: a base's zstd layers need the zstd binary.

@@ -30,14 +30,16 @@ from strata.core.oci.writers import OCI_LAYOUT
 from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.image import (
     OciImageOutputPathField,
     OciImageTarget,
+    OciRepositoryField,
+    OutputFormat,
+)
+from strata.target_types.index import (
     OciIndexImagesField,
     OciIndexOutputFormatField,
     OciIndexTagField,
-    OciRepositoryField,
-    OutputFormat,
 )
 
 _ARCHIVE_LAYOUT = "index-layout"
