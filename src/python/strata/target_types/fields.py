@@ -3,27 +3,37 @@ the target and field, by the core's rules."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Dict, Iterable, Optional, Tuple, TypeVar
 
 from pants.engine.addresses import Address
-from pants.engine.target import IntField, InvalidFieldException, StringField
+from pants.engine.target import (
+    DictStringToStringField,
+    IntField,
+    InvalidFieldException,
+    StringField,
+    StringSequenceField,
+)
 from pants.util.frozendict import FrozenDict
 
 from strata.core.spec import absolute_image_path
+
+T = TypeVar("T")
 
 
 class CoreChecked:
     """A field checked, when set, by the core's rule for it (`core_check`: one place for each
     rule), so that a bad value fails as the BUILD file is read, naming the target and field: a
     scalar's value, each item of a sequence, each key of a dict. An empty string where that
-    means unset (`empty_is_unset`: a runtime config key's) is not checked."""
+    means unset (`empty_is_unset`: a runtime config key's) is not checked.
+
+    Each field type has its own subclass below because `pants help` reads a field's type from
+    the `raw_value` hint of its `compute_value`, which a mixin's untyped one would hide."""
 
     core_check: ClassVar[Callable[[Any], Any]]
     empty_is_unset: ClassVar[bool] = False
 
     @classmethod
-    def compute_value(cls, raw_value, address: Address):
-        value = super().compute_value(raw_value, address)  # type: ignore[misc]
+    def core_checked(cls, value: T, address: Address) -> T:
         if value is None or (value == "" and cls.empty_is_unset):
             return value
         for item in value if isinstance(value, (tuple, FrozenDict)) else (value,):
@@ -32,7 +42,31 @@ class CoreChecked:
 
 
 class CheckedStringField(CoreChecked, StringField):
-    pass
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        return cls.core_checked(super().compute_value(raw_value, address), address)
+
+
+class CheckedIntField(CoreChecked, IntField):
+    @classmethod
+    def compute_value(cls, raw_value: Optional[int], address: Address) -> Optional[int]:
+        return cls.core_checked(super().compute_value(raw_value, address), address)
+
+
+class CheckedStringSequenceField(CoreChecked, StringSequenceField):
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        return cls.core_checked(super().compute_value(raw_value, address), address)
+
+
+class CheckedDictStringToStringField(CoreChecked, DictStringToStringField):
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        return cls.core_checked(super().compute_value(raw_value, address), address)
 
 
 class PositiveIntField(IntField):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from functools import partial
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -16,7 +16,6 @@ from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     BoolField,
     Dependencies,
-    IntField,
     InvalidFieldException,
     StringField,
     StringSequenceField,
@@ -40,8 +39,9 @@ from strata.core.oci.image import (
 )
 from strata.core.oci.writers import FORMATS
 from strata.target_types.fields import (
+    CheckedIntField,
     CheckedStringField,
-    CoreChecked,
+    CheckedStringSequenceField,
     PositiveIntField,
     check_field,
 )
@@ -163,7 +163,7 @@ class OciMtimeField(CheckedStringField):
     )
 
 
-class _OwnerIdField(CoreChecked, IntField):
+class _OwnerIdField(CheckedIntField):
     default = 0
 
 
@@ -382,7 +382,7 @@ class OciPublishFormatField(StringField):
     )
 
 
-class OciImageTagsField(CoreChecked, StringSequenceField):
+class OciImageTagsField(CheckedStringSequenceField):
     alias = "image_tags"
     core_check = staticmethod(validate_tag)
     help = help_text(

@@ -19,13 +19,17 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from strata.core.oci.image import (
-    INHERITANCE,
     validate_config_path,
     validate_env_name,
     validate_stop_signal,
     validate_user,
 )
-from strata.target_types.fields import CheckedStringField, CoreChecked, field_error
+from strata.target_types.fields import (
+    CheckedDictStringToStringField,
+    CheckedStringField,
+    CheckedStringSequenceField,
+    field_error,
+)
 
 
 class RuntimeConfigField:
@@ -60,7 +64,7 @@ class OciCmdField(_CommandField):
     help = "Default arguments for the entrypoint, or the command when there is none (`Cmd`)."
 
 
-class OciEnvField(RuntimeConfigField, CoreChecked, DictStringToStringField):
+class OciEnvField(RuntimeConfigField, CheckedDictStringToStringField):
     alias = "env"
     core_check = staticmethod(validate_env_name)
     config_key = "Env"
@@ -134,7 +138,7 @@ class OciLabelsField(RuntimeConfigField, DictStringToStringField):
         return dict(self.value) if self.value else None
 
 
-class OciVolumesField(RuntimeConfigField, CoreChecked, StringSequenceField):
+class OciVolumesField(RuntimeConfigField, CheckedStringSequenceField):
     alias = "volumes"
     core_check = staticmethod(validate_config_path)
     config_key = "Volumes"

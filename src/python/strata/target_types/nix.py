@@ -19,7 +19,7 @@ from pants.engine.target import (
 from pants.util.strutil import help_text
 
 from strata.core.spec import nix_store_path
-from strata.target_types.fields import CoreChecked, field_error
+from strata.target_types.fields import CheckedStringSequenceField, field_error
 
 
 class NixSourceField(SingleSourceField):
@@ -45,7 +45,7 @@ class NixAttributesField(StringSequenceField):
     )
 
 
-class NixStorePathsField(CoreChecked, StringSequenceField):
+class NixStorePathsField(CheckedStringSequenceField):
     alias = "store_paths"
     core_check = staticmethod(partial(nix_store_path, what="store path"))
     help = help_text(
