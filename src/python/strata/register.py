@@ -17,27 +17,19 @@ from strata.rules.image import assembly, bases, prepare, programs
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
 from strata.rules.nodes import nix as nix_nodes
-from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
-from strata.target_types.debian import DebianPackagesTarget
-from strata.target_types.image import OciImageTarget
-from strata.target_types.index import OciImageBundleTarget, OciImageIndexTarget
-from strata.target_types.layer import OciLayerTarget
-from strata.target_types.nix import NixClosureTarget
-from strata.target_types.python import PythonVenvTarget
+from strata.target_types import base as base_targets
+from strata.target_types import debian as debian_targets
+from strata.target_types import image as image_targets
+from strata.target_types import index as index_targets
+from strata.target_types import layer as layer_targets
+from strata.target_types import nix as nix_targets
+from strata.target_types import python as python_targets
 
 
 def target_types():
-    return [
-        OciImageTarget,
-        PythonVenvTarget,
-        OciLayerTarget,
-        OciImageArchiveTarget,
-        OciPullTarget,
-        DebianPackagesTarget,
-        OciImageIndexTarget,
-        OciImageBundleTarget,
-        NixClosureTarget,
-    ]
+    families = (image_targets, python_targets, layer_targets, base_targets, debian_targets,
+                index_targets, nix_targets)
+    return [target for family in families for target in family.target_types()]
 
 
 def rules():

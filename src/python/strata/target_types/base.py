@@ -144,3 +144,7 @@ class OciPullTarget(Target):
         Credentials come from the docker `config.json` (`$DOCKER_CONFIG` or `~/.docker`).
         """
     )
+
+
+def target_types():
+    return [OciImageArchiveTarget, OciPullTarget]

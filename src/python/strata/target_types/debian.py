@@ -106,3 +106,7 @@ class DebianPackagesTarget(Target):
         Each `.deb` is downloaded once by URL and sha256 and kept in the Pants cache.
         """
     )
+
+
+def target_types():
+    return [DebianPackagesTarget]

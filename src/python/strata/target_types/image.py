@@ -465,3 +465,7 @@ class OciImageTarget(Target):
                 f"The runtime config fields of {self.address} (largest first: {fields}) make "
                 f"its config too large: {e}."
             ) from e
+
+
+def target_types():
+    return [OciImageTarget]

@@ -141,3 +141,7 @@ class OciImageBundleTarget(Target):
         base) is stored once, and so is a config. The same images give the same bytes.
         """
     )
+
+
+def target_types():
+    return [OciImageIndexTarget, OciImageBundleTarget]

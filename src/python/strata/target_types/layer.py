@@ -105,3 +105,7 @@ class OciLayerTarget(Target):
         layer each.
         """
     )
+
+
+def target_types():
+    return [OciLayerTarget]

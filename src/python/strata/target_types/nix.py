@@ -156,3 +156,7 @@ class NixClosureTarget(Target):
                 f"The `attributes` field of nix_closure {self.address} is needed with "
                 "`source`, and only there: the attribute paths to build."
             )
+
+
+def target_types():
+    return [NixClosureTarget]

@@ -174,3 +174,7 @@ class PythonVenvTarget(Target):
         interpreter's version or the image's architecture is an error naming both.
         """
     )
+
+
+def target_types():
+    return [PythonVenvTarget]
