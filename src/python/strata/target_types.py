@@ -57,7 +57,7 @@ from strata.core.oci.image import (
     validate_tag,
     validate_user,
 )
-from strata.core.oci.writers import FORMATS
+from strata.core.oci.formats import FORMATS
 from strata.core.spec import BYTECODE_MODES, Permission, absolute_image_path, nix_store_path
 
 

@@ -53,17 +53,10 @@ from strata.core.graph.image_files import (
 )
 from strata.core.oci import platforms
 from strata.core.oci.image import epoch_seconds, inherit_config, platform_conflicts
-from strata.core.oci.writers import (
-    DOCKER_MAX_LAYERS,
-    FORMATS,
-    OCI_LAYOUT,
-    Image,
-    Layer,
-    check_docker_layer_count,
-    load_image,
-    metadata,
-    oci_contents,
-)
+from strata.core.oci.docker_archive import DOCKER_MAX_LAYERS, check_docker_layer_count
+from strata.core.oci.formats import FORMATS, metadata
+from strata.core.oci.layout import OCI_LAYOUT, oci_contents
+from strata.core.oci.model import Image, Layer, load_image
 from strata.core.spec import Commands, ImageSpec, LayerRef, Venv, normalise_path
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
 from strata.rules.closure import (
@@ -664,7 +657,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
 
 
 class _DigestFiles:
-    """An image's inputs as a digest lists them, read by `strata.core.oci.writers` as it reads
+    """An image's inputs as a digest lists them, read by `strata.core.oci.model` as it reads
     files on disk: its small JSON files' contents, and every file's size and digest."""
 
     def __init__(self, entries: DigestEntries, contents: DigestContents):

@@ -26,7 +26,7 @@ from strata.core.errors import InvalidInput
 from strata.core.oci import platforms
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.index import DuplicatePlatform, index_layout
-from strata.core.oci.writers import OCI_LAYOUT
+from strata.core.oci.layout import OCI_LAYOUT
 from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
