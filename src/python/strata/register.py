@@ -7,14 +7,14 @@ from strata.rules import (
     closure,
     commands,
     debian,
-    image,
     index,
     layers,
     nix,
-    publish,
     sbom,
     tool,
 )
+from strata.rules.goals import package_image, publish, run_image
+from strata.rules.image import assembly, bases, prepare, programs
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
 from strata.rules.nodes import nix as nix_nodes
@@ -38,7 +38,12 @@ def rules():
         *nix.rules(),
         *nix_nodes.rules(),
         *layers.rules(),
-        *image.rules(),
+        *bases.rules(),
+        *prepare.rules(),
+        *programs.rules(),
+        *assembly.rules(),
+        *package_image.rules(),
+        *run_image.rules(),
         *index.rules(),
         *bundle.rules(),
         *publish.rules(),

@@ -27,7 +27,8 @@ from strata.core.oci import platforms
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.index import DuplicatePlatform, index_layout
 from strata.core.oci.layout import OCI_LAYOUT
-from strata.rules.image import AssembledImage, AssembleRequest, OciImageFieldSet, output_file
+from strata.rules.image.assembly import AssembledImage, AssembleRequest
+from strata.rules.image.field_set import OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types import (

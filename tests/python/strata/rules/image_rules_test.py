@@ -1,7 +1,7 @@
-"""The shell's decisions in rules/image.py, with the engine mocked (run_rule_with_mocks): which
-Process each archive format gets, how an OCI layout is composed without one, what the image spec
-says, what `run` executes. The integration tests (image_test.py, base_integration_test.py) run
-the same rules for real."""
+"""The shell's decisions in rules/image/ and rules/goals/ (package, run), with the engine mocked
+(run_rule_with_mocks): which Process each archive format gets, how an OCI layout is composed
+without one, what the image spec says, what `run` executes. The integration tests (image_test.py,
+base_integration_test.py) run the same rules for real."""
 
 from __future__ import annotations
 
@@ -40,21 +40,20 @@ from strata.core.oci.formats import assemble
 from strata.core.oci.model import load_image
 from strata.core.graph.image_files import PathEntry
 from strata.core.spec import ImageSpec, LayerRef, Venv
-from strata.rules.image import (
+from strata.rules.goals.package_image import PlaceSbom
+from strata.rules.goals.run_image import run_oci_image
+from strata.rules.image.assembly import (
     AssembledImage,
     AssembleRequest,
-    BaseRequest,
     ImageInputs,
-    LayerPaths,
-    LayerPathsRequest,
     LayoutRequest,
-    OciImageFieldSet,
-    PlaceSbom,
     assemble_image,
     compose_oci_layout,
-    prepare_image,
-    run_oci_image,
 )
+from strata.rules.image.bases import BaseRequest
+from strata.rules.image.field_set import OciImageFieldSet
+from strata.rules.image.prepare import prepare_image
+from strata.rules.image.programs import LayerPaths, LayerPathsRequest
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
 from strata.rules.nix import NixDbRequest
 from strata.rules.nodes import StoreNode

@@ -46,7 +46,7 @@ from pants.backend.python.util_rules import pex_from_targets, python_sources
 
 from strata import register
 from strata_harness import assert_valid_image
-from strata.rules.image import OciImageFieldSet
+from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.nodes import StoreNode, StoreNodes, StoreNodesRequest
 from strata.target_types import OciImageTarget, OciLayerTarget
 

@@ -33,7 +33,7 @@ from strata.rules.nodes import NodeKind, RootLink, StoreNode, StoreNodes, StoreN
 from strata.target_types import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
 
 if TYPE_CHECKING:
-    from strata.rules.image import OciImageFieldSet
+    from strata.rules.image.field_set import OciImageFieldSet
 
 
 @dataclass(frozen=True)

@@ -37,14 +37,14 @@ from pants.util.logging import LogLevel
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.media_types import OCI_INDEX
 from strata.core.registry.auth import ENV_PASSWORD, ENV_USERNAME
-from strata.rules.image import (
+from strata.rules.image.assembly import (
     AssembledImage,
     AssembleRequest,
     ImageInputs,
-    OciImageFieldSet,
     assembled_with_facts,
     split_repo_tag,
 )
+from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.sbom import Sbom, SbomRequest
 from strata.rules.tool import ImageTool, RegistryAccessEnv, RegistryAccessEnvRequest
