@@ -1,6 +1,5 @@
 """Strata: reproducible, layered OCI/Docker images as Pants build artifacts."""
 
-from strata import target_types as _target_types
 from strata.rules import (
     base,
     bundle,
@@ -18,10 +17,27 @@ from strata.rules.image import assembly, bases, prepare, programs
 from strata.rules.nodes import debian as debian_nodes
 from strata.rules.nodes import files, packages, packed_pex, python_venv
 from strata.rules.nodes import nix as nix_nodes
+from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
+from strata.target_types.debian import DebianPackagesTarget
+from strata.target_types.image import OciImageTarget
+from strata.target_types.index import OciImageBundleTarget, OciImageIndexTarget
+from strata.target_types.layer import OciLayerTarget
+from strata.target_types.nix import NixClosureTarget
+from strata.target_types.python import PythonVenvTarget
 
 
 def target_types():
-    return _target_types.target_types()
+    return [
+        OciImageTarget,
+        PythonVenvTarget,
+        OciLayerTarget,
+        OciImageArchiveTarget,
+        OciPullTarget,
+        DebianPackagesTarget,
+        OciImageIndexTarget,
+        OciImageBundleTarget,
+        NixClosureTarget,
+    ]
 
 
 def rules():

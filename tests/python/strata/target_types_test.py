@@ -9,30 +9,33 @@ from pants.engine.target import InvalidFieldException, InvalidTargetException
 
 from strata.core.oci.image import INHERITANCE
 from strata.core.spec import Permission
-from strata.target_types import (
-    RUNTIME_CONFIG_FIELDS,
+from strata.target_types.image import (
+    OciBaseField,
     OciCreatedField,
-    OciEnvField,
     OciGidField,
     OciGnameField,
+    OciImageTarget,
     OciMtimeField,
     OciOsField,
-    OciStopSignalField,
     OciUidField,
     OciUnameField,
+)
+from strata.target_types.image_customisation import (
+    OciCommandTimeoutField,
+    OciDirectoriesField,
+    OciSymlinksField,
+)
+from strata.target_types.image_runtime_config import (
+    RUNTIME_CONFIG_FIELDS,
+    OciEnvField,
+    OciStopSignalField,
     OciUserField,
     OciVolumesField,
     OciWorkdirField,
-    NixClosureTarget,
-    NixPathsToLinkField,
-    NixStorePathsField,
-    OciBaseField,
-    OciCommandTimeoutField,
-    OciDirectoriesField,
-    OciImageTarget,
-    OciLayerTarget,
-    OciPermissionsField,
-    OciSymlinksField,
+)
+from strata.target_types.layer import OciLayerTarget, OciPermissionsField
+from strata.target_types.nix import NixClosureTarget, NixPathsToLinkField, NixStorePathsField
+from strata.target_types.python import (
     PythonVenvEntryPointField,
     PythonVenvInterpreterField,
     PythonVenvPathField,

@@ -20,12 +20,8 @@ from strata.rules.image.field_set import output_file
 from strata.rules.index import image_field_sets
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
-    Compression,
-    OciBundleImagesField,
-    OciImageOutputPathField,
-    OutputFormat,
-)
+from strata.target_types.image import Compression, OciImageOutputPathField, OutputFormat
+from strata.target_types.index import OciBundleImagesField
 
 _DOCKER_ARCHIVE = OutputFormat.DOCKER_ARCHIVE.value
 

@@ -31,14 +31,16 @@ from strata.rules.image.assembly import AssembledImage, AssembleRequest
 from strata.rules.image.field_set import OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.image import (
     OciImageOutputPathField,
     OciImageTarget,
+    OciRepositoryField,
+    OutputFormat,
+)
+from strata.target_types.index import (
     OciIndexImagesField,
     OciIndexOutputFormatField,
     OciIndexTagField,
-    OciRepositoryField,
-    OutputFormat,
 )
 
 _ARCHIVE_LAYOUT = "index-layout"

@@ -61,7 +61,7 @@ from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
-from strata.target_types import OciImageTarget
+from strata.target_types.image import OciImageTarget
 
 ADDRESS = Address("app", target_name="image")
 TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")

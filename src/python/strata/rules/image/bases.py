@@ -25,7 +25,8 @@ from strata.rules.image.assembly import (
 )
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import Sbom, SbomRequest
-from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget, OutputFormat
+from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
+from strata.target_types.image import OciImageTarget, OutputFormat
 
 _BASE_LAYOUT = "base-image"
 

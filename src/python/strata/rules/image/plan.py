@@ -25,7 +25,7 @@ from strata.rules.layers import (
 )
 from strata.rules.nodes.nix import nix_paths
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
-from strata.target_types import EMBEDDED_SBOM_DIR, OutputFormat
+from strata.target_types.image import EMBEDDED_SBOM_DIR, OutputFormat
 
 
 def _own_layer_count(fs: OciImageFieldSet, base: Optional[BaseImage]) -> int:

@@ -24,7 +24,8 @@ from strata.rules.image.programs import check_programs
 from strata.rules.layers import BuiltLayers
 from strata.rules.sbom import SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
-from strata.target_types import OutputFormat, runtime_config
+from strata.target_types.image import OutputFormat
+from strata.target_types.image_runtime_config import runtime_config
 
 
 async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest, ...]:

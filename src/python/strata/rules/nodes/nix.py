@@ -30,7 +30,7 @@ from strata.rules.nix import (
     StorePathNar,
 )
 from strata.rules.nodes import NodeKind, RootLink, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
+from strata.target_types.nix import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
 
 if TYPE_CHECKING:
     from strata.rules.image.field_set import OciImageFieldSet
