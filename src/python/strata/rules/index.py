@@ -26,7 +26,7 @@ from strata.core.errors import InvalidInput
 from strata.core.oci import platforms
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.index import DuplicatePlatform, index_layout
-from strata.core.oci.writers import OCI_LAYOUT
+from strata.core.oci.layout import OCI_LAYOUT
 from strata.rules.image.assembly import AssembledImage, AssembleRequest
 from strata.rules.image.field_set import OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool

@@ -37,7 +37,7 @@ from strata.core.oci.image import (
     validate_repository,
     validate_tag,
 )
-from strata.core.oci.writers import FORMATS
+from strata.core.oci.formats import FORMATS
 from strata.target_types.fields import (
     CheckedIntField,
     CheckedStringField,

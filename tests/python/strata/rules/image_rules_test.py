@@ -36,7 +36,8 @@ from pants.util.frozendict import FrozenDict
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
-from strata.core.oci import writers
+from strata.core.oci.formats import assemble
+from strata.core.oci.model import load_image
 from strata.core.graph.image_files import PathEntry
 from strata.core.spec import ImageSpec, LayerRef, Venv
 from strata.rules.goals.package_image import PlaceSbom
@@ -222,7 +223,7 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
     assert layouts == [LayoutRequest(inputs, "dist/image")]
     # What the core's `assemble` writes from the same inputs on disk.
     monkeypatch.chdir(root)
-    expected_metadata = writers.assemble(writers.load_image("image-spec.json"), "written")
+    expected_metadata = assemble(load_image("image-spec.json"), "written")
     written_entries, _ = listing(root / "written")
     expected = {f"dist/image/{e.path}": e.file_digest for e in written_entries}
     composed = {

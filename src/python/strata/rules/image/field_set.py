@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pants.core.goals.package import PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior
 
-from strata.core.oci.writers import FORMATS
+from strata.core.oci.formats import FORMATS
 from strata.rules.closure import ImageClosureRequest
 from strata.target_types.image import (
     Compression,
