@@ -55,12 +55,12 @@ COMMANDS = {
         "strata.core.build.layer:layer_command", "--spec FILE --out DIR [--paths FILE]"
     ),
     "assemble": Command(
-        "strata.core.oci.writers:assemble_command",
+        "strata.core.oci.formats:assemble_command",
         "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",
     ),
-    "stream": Command("strata.core.oci.writers:stream_command", "--spec FILE"),
+    "stream": Command("strata.core.oci.docker_archive:stream_command", "--spec FILE"),
     "layout-archive": Command(
-        "strata.core.oci.writers:layout_archive_command", "--layout DIR --out FILE"
+        "strata.core.oci.oci_archive:layout_archive_command", "--layout DIR --out FILE"
     ),
     "bundle": Command("strata.core.oci.bundle:bundle_command", "--out FILE [--spec FILE]..."),
     "import-base": Command(

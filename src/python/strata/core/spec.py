@@ -46,7 +46,7 @@ class ImageSpec(
 
     @classmethod
     def from_json(cls, obj) -> ImageSpec:
-        from strata.core.oci.writers import FORMATS  # not in layer Processes' sandboxes
+        from strata.core.oci.formats import FORMATS  # not in layer Processes' sandboxes
 
         check_keys(obj, "image spec", ("format", "layers"), cls._fields[2:])
         if obj.get("format") not in FORMATS:

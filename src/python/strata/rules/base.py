@@ -1,6 +1,6 @@
 """Base images: an archive in the repo or a pinned pull, imported into Strata's base dir form.
 
-(An `oci_image` base is assembled by rules/image.py and imported through the same step.)
+(An `oci_image` base is assembled by rules/image/bases.py and imported through the same step.)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from strata.rules.tool import (
     ZstdBinaryRequest,
 )
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.base import (
     OciArchiveRefField,
     OciArchiveSourceField,
     OciImageArchiveTarget,

@@ -30,12 +30,8 @@ from strata.core.graph.closure import (
 )
 from strata.core.build.spec import Permission
 from strata.rules.nodes import FileTree, RootLink, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import (
-    OciImageDependenciesField,
-    OciImageTarget,
-    OciLayerTarget,
-    OciPermissionsField,
-)
+from strata.target_types.image import OciImageDependenciesField, OciImageTarget
+from strata.target_types.layer import OciLayerTarget, OciPermissionsField
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from strata.core.spec import NixClosure
 from strata.rules.nodes import RootLink
 from strata.rules.tool import ImageTool
 from strata.subsystems import NixSubsystem, StrataSubsystem
-from strata.target_types import (
+from strata.target_types.nix import (
     NixAttributesField,
     NixClosureDependenciesField,
     NixSourceField,

@@ -1,7 +1,7 @@
-"""The shell's decisions in rules/image.py, with the engine mocked (run_rule_with_mocks): which
-Process each archive format gets, how an OCI layout is composed without one, what the image spec
-says, what `run` executes. The integration tests (image_test.py, base_integration_test.py) run
-the same rules for real."""
+"""The shell's decisions in rules/image/ and rules/goals/ (package, run), with the engine mocked
+(run_rule_with_mocks): which Process each archive format gets, how an OCI layout is composed
+without one, what the image spec says, what `run` executes. The integration tests (image_test.py,
+base_integration_test.py) run the same rules for real."""
 
 from __future__ import annotations
 
@@ -36,25 +36,25 @@ from pants.util.frozendict import FrozenDict
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
-from strata.core.oci import writers
+from strata.core.oci.formats import assemble
+from strata.core.oci.model import load_image
 from strata.core.graph.image_files import PathEntry
 from strata.core.build.parts.venvs import Venv
 from strata.core.spec import ImageSpec, LayerRef
-from strata.rules.image import (
+from strata.rules.goals.package_image import PlaceSbom
+from strata.rules.goals.run_image import run_oci_image
+from strata.rules.image.assembly import (
     AssembledImage,
     AssembleRequest,
-    BaseRequest,
     ImageInputs,
-    LayerPaths,
-    LayerPathsRequest,
     LayoutRequest,
-    OciImageFieldSet,
-    PlaceSbom,
     assemble_image,
     compose_oci_layout,
-    prepare_image,
-    run_oci_image,
 )
+from strata.rules.image.bases import BaseRequest
+from strata.rules.image.field_set import OciImageFieldSet
+from strata.rules.image.prepare import prepare_image
+from strata.rules.image.programs import LayerPaths, LayerPathsRequest
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
 from strata.rules.nix import NixDbRequest
 from strata.rules.nodes import StoreNode
@@ -62,7 +62,7 @@ from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
-from strata.target_types import OciImageTarget
+from strata.target_types.image import OciImageTarget
 
 ADDRESS = Address("app", target_name="image")
 TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
@@ -224,7 +224,7 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
     assert layouts == [LayoutRequest(inputs, "dist/image")]
     # What the core's `assemble` writes from the same inputs on disk.
     monkeypatch.chdir(root)
-    expected_metadata = writers.assemble(writers.load_image("image-spec.json"), "written")
+    expected_metadata = assemble(load_image("image-spec.json"), "written")
     written_entries, _ = listing(root / "written")
     expected = {f"dist/image/{e.path}": e.file_digest for e in written_entries}
     composed = {

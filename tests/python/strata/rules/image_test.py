@@ -46,9 +46,10 @@ from pants.backend.python.util_rules import pex_from_targets, python_sources
 
 from strata import register
 from strata_harness import assert_valid_image
-from strata.rules.image import OciImageFieldSet
+from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.nodes import StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import OciImageTarget, OciLayerTarget
+from strata.target_types.image import OciImageTarget
+from strata.target_types.layer import OciLayerTarget
 
 
 def make_rule_runner(*extra_rules) -> RuleRunner:

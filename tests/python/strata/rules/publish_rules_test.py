@@ -1,4 +1,4 @@
-"""The shell's decisions in rules/publish.py, with the engine mocked (run_rule_with_mocks): the
+"""The shell's decisions in rules/goals/publish.py, with the engine mocked (run_rule_with_mocks): the
 layout it assembles, the manifest Process, one push Process per registry with its argv and
 environment, and the credentials' hand-off file. publish_integration_test.py pushes to a real
 registry, registry_secrets_integration_test.py searches all Pants writes for the secret."""
@@ -24,9 +24,13 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.frozendict import FrozenDict
 
 from strata.rules.closure import ImageClosure, ImageClosureRequest
-from strata.rules.image import AssembledImage, AssembleRequest, ImageInputs
-from strata.rules import publish as publish_rules
-from strata.rules.publish import PublishOciImageFieldSet, PublishOciImageRequest, publish_oci_image
+from strata.rules.goals import publish as publish_rules
+from strata.rules.goals.publish import (
+    PublishOciImageFieldSet,
+    PublishOciImageRequest,
+    publish_oci_image,
+)
+from strata.rules.image.assembly import AssembledImage, AssembleRequest, ImageInputs
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import (
     ImageTool,
@@ -35,7 +39,8 @@ from strata.rules.tool import (
     registry_access_env,
 )
 from strata.subsystems import StrataSubsystem
-from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget
+from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
+from strata.target_types.image import OciImageTarget
 
 ADDRESS = Address("app", target_name="image")
 INPUTS = ImageInputs(

@@ -11,7 +11,8 @@ from typing import Sequence, Tuple
 
 from strata.core.atomic import write_file_atomically
 from strata.core.errors import InvalidInput, UsageError
-from strata.core.oci.writers import Image, load_image, write_docker_archive
+from strata.core.oci.docker_archive import write_docker_archive
+from strata.core.oci.model import Image, load_image
 
 
 class DuplicateRepoTag(InvalidInput):

@@ -30,10 +30,10 @@ from strata.rules.nix import (
     StorePathNar,
 )
 from strata.rules.nodes import NodeKind, RootLink, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
+from strata.target_types.nix import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
 
 if TYPE_CHECKING:
-    from strata.rules.image import OciImageFieldSet
+    from strata.rules.image.field_set import OciImageFieldSet
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ from strata.rules.nodes import (
     StoreNodesRequest,
     image_platform_of,
 )
-from strata.target_types import (
+from strata.target_types.python import (
     PythonVenvAllowSdistsField,
     PythonVenvBytecodeField,
     PythonVenvDependenciesField,

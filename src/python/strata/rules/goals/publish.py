@@ -37,30 +37,28 @@ from pants.util.logging import LogLevel
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.media_types import OCI_INDEX
 from strata.core.registry.auth import ENV_PASSWORD, ENV_USERNAME
-from strata.rules.image import (
+from strata.rules.image.assembly import (
     AssembledImage,
     AssembleRequest,
     ImageInputs,
-    OciImageFieldSet,
     assembled_with_facts,
     split_repo_tag,
 )
+from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.sbom import Sbom, SbomRequest
 from strata.rules.tool import ImageTool, RegistryAccessEnv, RegistryAccessEnvRequest
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.base import OciPullRepositoryField, OciPullTarget
+from strata.target_types.image import (
     OciImageDependenciesField,
     OciImageTagsField,
-    OciIndexImagesField,
-    OciIndexTagField,
     OciPublishFormatField,
-    OciPullRepositoryField,
-    OciPullTarget,
     OciRegistriesField,
     OciRepositoryField,
     OutputFormat,
 )
+from strata.target_types.index import OciIndexImagesField, OciIndexTagField
 
 # Pants logs a process's argv and environment (`-ldebug`), so secrets go to the push in a
 # hand-off file; its environment is only RegistryAccessEnv's paths.
