@@ -3,14 +3,9 @@ registry, pinned by digest)."""
 
 from __future__ import annotations
 
-import re
-from typing import Optional
-
-from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     BoolField,
-    InvalidFieldException,
     SingleSourceField,
     StringField,
     Target,
@@ -18,7 +13,7 @@ from pants.engine.target import (
 from pants.util.strutil import help_text
 
 from strata.core.oci.image import validate_repository
-from strata.target_types.fields import CheckedStringField
+from strata.target_types.fields import CheckedStringField, PatternStringField
 
 
 class OciArchiveSourceField(SingleSourceField):
@@ -40,8 +35,10 @@ class OciArchiveRefField(StringField):
     )
 
 
-class OciPlatformField(StringField):
+class OciPlatformField(PatternStringField):
     alias = "platform"
+    pattern = r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?"
+    mismatch = "must look like `linux/amd64` or `linux/arm/v7`, not {value!r}."
     help = help_text(
         """
         `os/arch[/variant]`: the platform of the image to use. Defaults to the platform of the
@@ -55,16 +52,6 @@ class OciPlatformField(StringField):
         the platforms on offer.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None and not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
-            raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} must look like `linux/amd64` "
-                f"or `linux/arm/v7`, not {value!r}."
-            )
-        return value
 
 
 class OciImageArchiveTarget(Target):
@@ -91,27 +78,21 @@ class OciPullRepositoryField(CheckedStringField):
     help = "The repository in the registry, e.g. `library/debian`."
 
 
-class OciPullDigestField(StringField):
+class OciPullDigestField(PatternStringField):
     alias = "digest"
     required = True
+    pattern = r"sha256:[0-9a-f]{64}"
+    mismatch = (
+        "must be a `sha256:<64 hex>` digest, not {value!r}: pulls are pinned by digest so builds "
+        "stay reproducible. To find it: `skopeo inspect --raw docker://REGISTRY/REPO:TAG | "
+        "sha256sum`, or the `Digest` of `skopeo inspect`."
+    )
     help = help_text(
         """
         The `sha256:...` digest of the image manifest or of a multi-platform index. Pulls are
         pinned by digest so builds are reproducible: a tag can move, a digest cannot.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", value or ""):
-            raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} must be a `sha256:<64 hex>` "
-                f"digest, not {value!r}: pulls are pinned by digest so builds stay reproducible. "
-                "To find it: `skopeo inspect --raw docker://REGISTRY/REPO:TAG | sha256sum`, or "
-                "the `Digest` of `skopeo inspect`."
-            )
-        return value
 
 
 class OciPullTagField(StringField):

@@ -7,7 +7,6 @@ from typing import Iterable, Optional, Tuple
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
-    InvalidFieldException,
     StringField,
     StringSequenceField,
     Target,
@@ -18,7 +17,7 @@ from strata.core.debian.architectures import (
     ARCHITECTURES as DEBIAN_ARCHITECTURES,
     check_architecture,
 )
-from strata.target_types.fields import check_field
+from strata.target_types.fields import check_field, field_error
 
 
 class DebianPackagesField(StringSequenceField):
@@ -60,10 +59,7 @@ class DebianArchitecturesField(StringSequenceField):
     ) -> Optional[Tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         if not value:
-            raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} needs at least one "
-                "architecture."
-            )
+            raise field_error(cls, address, "needs at least one architecture.")
         for arch in value:
             check_field(cls, address, check_architecture, arch)
         return value

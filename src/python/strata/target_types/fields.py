@@ -3,6 +3,7 @@ the target and field, by the core's rules."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, ClassVar, Dict, Iterable, Optional, Tuple, TypeVar
 
 from pants.engine.addresses import Address
@@ -69,6 +70,21 @@ class CheckedDictStringToStringField(CoreChecked, DictStringToStringField):
         return cls.core_checked(super().compute_value(raw_value, address), address)
 
 
+class PatternStringField(StringField):
+    """A string field whose value, when set, must match `pattern` whole; the error names the
+    target and field, then says `mismatch` (formatted with the `value`)."""
+
+    pattern: ClassVar[str]
+    mismatch: ClassVar[str]
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.fullmatch(cls.pattern, value):
+            raise field_error(cls, address, cls.mismatch.format(value=value))
+        return value
+
+
 class PositiveIntField(IntField):
     """An int field of at least 1, such as a count or a number of seconds."""
 
@@ -76,10 +92,7 @@ class PositiveIntField(IntField):
     def compute_value(cls, raw_value: Optional[int], address: Address) -> int:
         value = super().compute_value(raw_value, address)
         if value is not None and value < 1:
-            raise InvalidFieldException(
-                f"The {repr(cls.alias)} field in target {address} must be at least 1, but was "
-                f"{value}."
-            )
+            raise field_error(cls, address, f"must be at least 1, but was {value}.")
         return value
 
 

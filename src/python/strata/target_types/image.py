@@ -5,7 +5,6 @@ customisation layer fields have modules of their own (`image_runtime_config`,
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from functools import partial
 from typing import Dict, Optional
@@ -455,7 +454,8 @@ class OciImageTarget(Target):
         variant = self[OciVariantField].value
         if variant is not None:
             architecture = self[OciArchitectureField].value
-            check_field(OciVariantField, self.address, partial(normal_variant, architecture), variant)
+            check_variant = partial(normal_variant, architecture)
+            check_field(OciVariantField, self.address, check_variant, variant)
         try:
             config_bytes({"config": runtime_config(self)})
         except ConfigTooLarge as e:

@@ -10,7 +10,6 @@ from pants.engine.addresses import Address
 from pants.engine.target import (
     BoolField,
     DictStringToStringField,
-    InvalidFieldException,
     StringField,
     StringSequenceField,
 )
@@ -18,7 +17,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from strata.core.build.commands import OUTPUT_TAIL
-from strata.target_types.fields import PositiveIntField, check_image_path
+from strata.target_types.fields import PositiveIntField, check_image_path, field_error
 
 
 class OciSymlinksField(DictStringToStringField):
@@ -60,9 +59,9 @@ class OciDirectoriesField(DictStringToStringField):
         for path, mode in (value or {}).items():
             check_image_path(cls, address, path)
             if not re.fullmatch(r"[0-7]{3,4}", mode):
-                raise InvalidFieldException(
-                    f"The {repr(cls.alias)} field in target {address} has an invalid mode "
-                    f"{mode!r} for {path!r}: expected 3 or 4 octal digits such as '1777'."
+                raise field_error(
+                    cls, address, f"has an invalid mode {mode!r} for {path!r}: expected 3 or 4 "
+                    "octal digits such as '1777'."
                 )
         return value
 
@@ -174,9 +173,9 @@ class OciCommandToolsField(StringSequenceField):
         value = super().compute_value(raw_value, address)
         for name in value or ():
             if not name or "/" in name:
-                raise InvalidFieldException(
-                    f"The {repr(cls.alias)} field in target {address} has {name!r}: expected "
-                    "a program's name such as 'chown', without a directory."
+                raise field_error(
+                    cls, address, f"has {name!r}: expected a program's name such as 'chown', "
+                    "without a directory."
                 )
         return value
 

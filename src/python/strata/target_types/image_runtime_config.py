@@ -11,7 +11,6 @@ from pants.engine.addresses import Address
 from pants.engine.target import (
     DictStringToStringField,
     Field,
-    InvalidFieldException,
     StringSequenceField,
     Target,
 )
@@ -117,9 +116,9 @@ class OciExposedPortsField(RuntimeConfigField, StringSequenceField):
         for port in value or ():
             match = re.fullmatch(r"(\d{1,5})(/(tcp|udp|sctp))?", port)
             if not match or not 1 <= int(match.group(1)) <= 65535:
-                raise InvalidFieldException(
-                    f"The {repr(cls.alias)} field in target {address} has an invalid port "
-                    f"{port!r}: expected `PORT` or `PORT/tcp|udp|sctp`, PORT from 1 to 65535."
+                raise field_error(
+                    cls, address, f"has an invalid port {port!r}: expected `PORT` or "
+                    "`PORT/tcp|udp|sctp`, PORT from 1 to 65535."
                 )
         return value
 

@@ -8,13 +8,13 @@ from typing import Optional
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
-    InvalidFieldException,
     SpecialCasedDependencies,
     StringField,
     Target,
 )
 from pants.util.strutil import help_text
 
+from strata.target_types.fields import field_error
 from strata.target_types.image import (
     OciImageOutputPathField,
     OciImageTagsField,
@@ -68,17 +68,15 @@ class OciIndexOutputFormatField(StringField):
     def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
         value = super().compute_value(raw_value, address)
         if value == OutputFormat.ROOTFS.value:
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} is `rootfs`, one image's "
-                "filesystem: use `oci` or `oci-archive` for the index, or package one of its "
-                "`images` with `output_format=\"rootfs\"`."
+            raise field_error(
+                cls, address, "is `rootfs`, one image's filesystem: use `oci` or `oci-archive` "
+                "for the index, or package one of its `images` with `output_format=\"rootfs\"`."
             )
         if value == OutputFormat.DOCKER_ARCHIVE.value:
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} is `docker-archive`, which holds "
-                "images of one platform only (`docker load` has no image index): use `oci` or "
-                "`oci-archive` for the index, or package one of its `images` as a "
-                "`docker-archive`."
+            raise field_error(
+                cls, address, "is `docker-archive`, which holds images of one platform only "
+                "(`docker load` has no image index): use `oci` or `oci-archive` for the index, or "
+                "package one of its `images` as a `docker-archive`."
             )
         return value
 

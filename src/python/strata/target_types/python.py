@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 from pants.engine.addresses import Address
@@ -10,14 +9,13 @@ from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     BoolField,
     Dependencies,
-    InvalidFieldException,
     StringField,
     Target,
 )
 from pants.util.strutil import help_text
 
 from strata.core.build.python import BYTECODE_MODES
-from strata.target_types.fields import check_image_path
+from strata.target_types.fields import PatternStringField, check_image_path
 
 
 class PythonVenvDependenciesField(Dependencies):
@@ -56,24 +54,16 @@ class PythonVenvInterpreterField(_ImagePathField):
     )
 
 
-class PythonVenvVersionField(StringField):
+class PythonVenvVersionField(PatternStringField):
     alias = "python_version"
+    pattern = r"\d+\.\d+"
+    mismatch = "must be MAJOR.MINOR, such as '3.11', but was {value!r}."
     help = help_text(
         """
         The interpreter's `MAJOR.MINOR` version, e.g. `3.11`. Defaults to the version in the
         `python` field's file name (`python3.11`); required when that name has none.
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None and not re.fullmatch(r"\d+\.\d+", value):
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} must be MAJOR.MINOR, such as "
-                f"'3.11', but was {value!r}."
-            )
-        return value
 
 
 class PythonVenvPathField(_ImagePathField):
@@ -104,8 +94,10 @@ class PythonVenvBytecodeField(StringField):
     )
 
 
-class PythonVenvEntryPointField(StringField):
+class PythonVenvEntryPointField(PatternStringField):
     alias = "entry_point"
+    pattern = r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?"
+    mismatch = "must be `module:function` or `module`, but was {value!r}."
     help = help_text(
         """
         What the venv runs: `module:function` or `module` (run as `__main__`). It becomes a
@@ -114,18 +106,6 @@ class PythonVenvEntryPointField(StringField):
         `pex_binary` among the dependencies, or to its `script` (then `bin/<script>`).
         """
     )
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None and not re.fullmatch(
-            r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?", value
-        ):
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} must be `module:function` or "
-                f"`module`, but was {value!r}."
-            )
-        return value
 
 
 class PythonVenvAllowSdistsField(BoolField):
