@@ -14,18 +14,13 @@ from typing import Optional, Tuple
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.fs import EMPTY_DIGEST, Digest, DigestSubset, MergeDigests, PathGlobs, Snapshot
 from pants.engine.internals.session import RunId
-from pants.engine.process import (
-    FallibleProcessResult,
-    Process,
-    ProcessResult,
-    ProcessResultMetadata,
-    ProductDescription,
-)
+from pants.engine.process import Process, ProcessResult, ProcessResultMetadata
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target
 from pants.util.logging import LogLevel
 
 from strata.core.oci.platforms import PlatformError
+from strata.rules.processes import run_process
 from strata.rules.tool import (
     ImageTool,
     RegistryAccessEnv,
@@ -105,12 +100,10 @@ def _platform_error(target: str, platform: str, details: dict) -> InvalidFieldEx
 async def _run_choosing_platform(process: Process, target: str, platform: str) -> ProcessResult:
     """Runs a core process that picks an image by `platform`: its platform failure (exit code
     PlatformError.exit_code, details as JSON on stdout) is an error naming the target's field."""
-    result = await Get(FallibleProcessResult, Process, process)
-    if result.exit_code == PlatformError.exit_code:
-        raise _platform_error(target, platform, json.loads(result.stdout))
-    description = ProductDescription(process.description)
-    return await Get(
-        ProcessResult, {result: FallibleProcessResult, description: ProductDescription}
+    return await run_process(
+        process,
+        lambda failed: _platform_error(target, platform, json.loads(failed.stdout))
+        if failed.exit_code == PlatformError.exit_code else None,
     )
 
 
