@@ -29,7 +29,7 @@ from strata.core.graph.closure import (
     reach,
 )
 from strata.core.build.spec import Permission
-from strata.rules.nodes import FileTree, RootLink, StoreNode, StoreNodes, StoreNodesRequest
+from strata.rules.nodes import RootLink, StoreNode, StoreNodes, StoreNodesRequest
 from strata.target_types.image import OciImageDependenciesField, OciImageTarget
 from strata.target_types.layer import OciLayerTarget, OciPermissionsField
 
@@ -171,7 +171,7 @@ async def _join(
 
 async def _check_paths(image: Address, nodes: Sequence[StoreNode]) -> None:
     """Two nodes may not place different content at one path."""
-    trees = [node for node in nodes if isinstance(node.kind, FileTree)]
+    trees = [node for node in nodes if node.kind.at_image_paths]
     all_entries = await MultiGet(Get(DigestEntries, Digest, node.digest) for node in trees)
     files: List[Tuple[str, str, str]] = []
     dirs: List[Tuple[str, str]] = []

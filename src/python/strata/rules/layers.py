@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from functools import partial
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Type
 
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -20,37 +21,21 @@ from pants.engine.fs import (
     PathGlobs,
     RemovePrefix,
 )
-from pants.engine.process import (
-    FallibleProcessResult,
-    Process,
-    ProcessCacheScope,
-    ProcessResult,
-    ProductDescription,
-)
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
-from strata.core.build.parts.debs import Deb
 from strata.core.build.parts.entries import Entry
-from strata.core.build.parts.nars import Nar
-from strata.core.build.parts.python_sources import PythonSources
 from strata.core.build.parts.trees import Tree
-from strata.core.build.parts.venvs import Venv
-from strata.core.build.parts.wheels import Wheel
 from strata.core.build.permissions import UNMATCHED
 from strata.core.build.spec import Commands, LayerSpec
 from strata.core.build.spec import LayerSettings as CoreLayerSettings
-from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
-from strata.rules.nix import nar_path
-from strata.rules.nodes import FileTree, NodeKind, StoreNode
-from strata.rules.nodes.debian import DebianPackage
-from strata.rules.nodes.nix import NixStorePath
-from strata.rules.nodes.python_venv import PythonPart
-from strata.rules.debian import DEB_DIR
+from strata.rules.nodes import NodeKind, StoreNode
+from strata.rules.processes import run_process, stderr_text
 from strata.rules.tool import (
     BytecodeCompiler,
     BytecodeCompilerRequest,
@@ -79,20 +64,20 @@ class LayerSettings:
 @dataclass(frozen=True)
 class CustomisationLayer:
     """What the image target itself adds on top: symlinks, empty directories, small files, and
-    the merged-/usr root symlinks when Debian packages are in the image; `commands` (its
-    build-time scripts) then change that content."""
+    its kinds' root entries (the merged-/usr symlinks when Debian packages are in the image);
+    `commands` (its build-time scripts) then change that content."""
 
     symlinks: Tuple[Tuple[str, str], ...]
     directories: Tuple[Tuple[str, int], ...]
     files: Tuple[Tuple[str, bytes], ...] = ()
     generated: Digest = EMPTY_DIGEST  # files made by other processes, at their image paths
-    merged_usr: bool = False
+    root_entries: Tuple[Entry, ...] = ()
     commands: Optional[Commands] = None
     permissions: Optional[LayerPermissions] = None
 
     def entries(self) -> Tuple[Entry, ...]:
         return (
-            *(merged_usr_entries() if self.merged_usr else ()),
+            *self.root_entries,
             *(Entry.dir(p, m) for p, m in self.directories),
             *(Entry.symlink(p, t) for p, t in self.symlinks),
         )
@@ -103,7 +88,7 @@ class CustomisationLayer:
             or self.directories
             or self.files
             or self.generated != EMPTY_DIGEST
-            or self.merged_usr
+            or self.root_entries
             or self.commands is not None
             or self.permissions is not None
         )
@@ -143,39 +128,11 @@ class _LayerProcessRequest:
     comment: str
     description: str
     content: Digest = EMPTY_DIGEST  # files at their image paths
-    debs: Tuple[str, ...] = ()  # Debian packages, their .debs at debs/<package>.deb
-    deb_files: Digest = EMPTY_DIGEST
-    python_parts: Tuple[Union[Venv, Wheel, PythonSources], ...] = ()  # a venv's parts
-    python_files: Digest = EMPTY_DIGEST  # the files their sources name
-    nars: Tuple[Tuple[str, str], ...] = ()  # Nix store paths and their NAR hashes
-    nar_files: Digest = EMPTY_DIGEST  # their NARs, at nar_path(store path)
+    parts: Tuple[Tuple[str, Tuple[Any, ...]], ...] = ()  # the other nodes' layer-spec parts
+    inputs: Digest = EMPTY_DIGEST  # the files their items name
+    bytecode_for: FrozenSet[str] = frozenset()  # CPython versions to compile bytecode for
     commands: Optional[Commands] = None  # build-time scripts over the content
     permissions: Optional[LayerPermissions] = None
-
-
-# How a layer Process receives each kind of node: the fields of its request that the layer's
-# nodes of that kind fill, given their digests merged.
-_LAYER_PARTS: Dict[Type[NodeKind], Callable[[List[StoreNode], Digest], Dict[str, Any]]] = {
-    FileTree: lambda nodes, files: {"content": files},
-    DebianPackage: lambda nodes, debs: {
-        "debs": tuple(sorted(node.kind.package for node in nodes)),  # type: ignore[attr-defined]
-        "deb_files": debs,
-    },
-    PythonPart: lambda nodes, files: {
-        "python_parts": tuple(node.kind.part for node in nodes),  # type: ignore[attr-defined]
-        "python_files": files,
-    },
-    NixStorePath: lambda nodes, nars: {
-        "nars": tuple(sorted(
-            (node.kind.info.path, node.kind.info.nar_hash)  # type: ignore[attr-defined]
-            for node in nodes
-        )),
-        "nar_files": nars,
-    },
-}
-
-# The layer spec's part for each kind of Python part.
-_PYTHON_SPEC_PARTS = {Venv: "venvs", Wheel: "wheels", PythonSources: "python_sources"}
 
 
 @rule(desc="Building image layers", level=LogLevel.DEBUG)
@@ -190,29 +147,34 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             f"{request.description}: {e}. Each `oci_layer` with `permissions` needs a layer of "
             "its own: raise `max_layers`."
         ) from e
-    parts: List[Tuple[int, Type[NodeKind], List[StoreNode]]] = []  # (group, kind, its nodes)
+    # Per layer: its files at image paths as its content; its other nodes by their kinds'
+    # layer-spec parts, their digests as its inputs.
+    by_kind: List[Dict[Type[NodeKind], List[StoreNode]]] = [{} for _ in groups]
     for i, group in enumerate(groups):
-        by_kind: Dict[Type[NodeKind], List[StoreNode]] = {}
         for key in group:
-            by_kind.setdefault(type(by_key[key].kind), []).append(by_key[key])
-        parts.extend((i, kind, nodes) for kind, nodes in by_kind.items())
+            by_kind[i].setdefault(type(by_key[key].kind), []).append(by_key[key])
     merged = await MultiGet(
-        Get(Digest, MergeDigests(node.digest for node in nodes)) for _, _, nodes in parts
+        Get(Digest, MergeDigests(
+            node.digest for kind, nodes in kinds.items() if kind.at_image_paths == trees
+            for node in nodes
+        ))
+        for kinds in by_kind for trees in (True, False)
     )
-    fields: List[Dict[str, Any]] = [{} for _ in groups]
-    for (i, kind, nodes), digest in zip(parts, merged):
-        fields[i].update(_LAYER_PARTS[kind](nodes, digest))
-    process_requests = [
-        _LayerProcessRequest(
+    process_requests = []
+    for i, group in enumerate(groups):
+        made = [kind.layer_parts([node.kind for node in nodes])
+                for kind, nodes in by_kind[i].items() if not kind.at_image_paths]
+        process_requests.append(_LayerProcessRequest(
             entries=(),
             settings=request.settings,
             comment=_comment(group),
             description=f"{request.description}: layer {i + 1} ({_comment(group, limit=3)})",
+            content=merged[2 * i],
+            parts=tuple(part for parts in made for part in parts.parts),
+            inputs=merged[2 * i + 1],
+            bytecode_for=frozenset(v for parts in made for v in parts.bytecode_for),
             permissions=permissions.get(group[0]) if len(group) == 1 else None,
-            **fields[i],
-        )
-        for i, group in enumerate(groups)
-    ]
+        ))
     custom = request.customisation
     if custom:
         small_files = await Get(
@@ -280,12 +242,9 @@ async def _joined(
         custom,
         permissions=custom.permissions or content.permissions,
         content=await Get(Digest, MergeDigests([content.content, custom.content])),
-        debs=content.debs,
-        deb_files=content.deb_files,
-        python_parts=content.python_parts,
-        python_files=content.python_files,
-        nars=content.nars,
-        nar_files=content.nar_files,
+        parts=content.parts,
+        inputs=content.inputs,
+        bytecode_for=content.bytecode_for,
         comment=f"{content.comment}, customisation",
         description=f"{content.description} and the customisation content",
     )
@@ -320,12 +279,7 @@ async def build_layer(
                 for d, chunk in zip(chunk_dirs, chunks)
             )),
             ("entries", request.entries),
-            ("debs", tuple(Deb(f"{DEB_DIR}/{p}.deb", p) for p in request.debs)),
-            *(
-                (name, tuple(p for p in request.python_parts if isinstance(p, kind)))
-                for kind, name in _PYTHON_SPEC_PARTS.items()
-            ),
-            ("nars", tuple(Nar(nar_path(path), path, nar_hash) for path, nar_hash in request.nars)),
+            *request.parts,
         ),
         commands=request.commands,
         permissions=request.permissions.rules if request.permissions else None,
@@ -334,14 +288,12 @@ async def build_layer(
     spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
     input_digest = await Get(
         Digest,
-        MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files,
-                      request.nar_files]),
+        MergeDigests([tool.layer_digest, spec_digest, request.inputs]),
     )
     layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT,
                   "--paths", LAYER_PATHS)
     argv, env = tool.argv(*layer_args), {}
-    compile_for = sorted({p.version for p in request.python_parts
-                          if not isinstance(p, Venv) and p.bytecode != "none"})
+    compile_for = sorted(request.bytecode_for)
     if len(compile_for) > 1:
         raise ValueError(
             f"{request.description} holds Python code for CPython {' and '.join(compile_for)}, "
@@ -366,13 +318,7 @@ async def build_layer(
         ),
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
-    fallible = await Get(FallibleProcessResult, Process, process)
-    if fallible.exit_code != 0 and request.permissions is not None:
-        _check_permissions_matched(request.permissions, fallible.stderr.decode(errors="replace"))
-    description = ProductDescription(process.description)
-    result = await Get(
-        ProcessResult, {fallible: FallibleProcessResult, description: ProductDescription}
-    )
+    result = await run_process(process, partial(_unmatched_permissions, request.permissions))
     out, paths = await MultiGet(
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{_LAYER_OUT}/**"]))),
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([LAYER_PATHS]))),
@@ -382,14 +328,18 @@ async def build_layer(
     return BuiltLayer(layer, request.comment, metadata[0].content.decode(), paths=paths)
 
 
-def _check_permissions_matched(permissions: LayerPermissions, stderr: str) -> None:
+def _unmatched_permissions(
+    permissions: Optional[LayerPermissions], failed: FallibleProcessResult
+) -> Optional[Exception]:
     """A rule that matched nothing fails the layer Process: an error naming the field."""
-    if UNMATCHED in stderr:
-        detail = stderr.strip().splitlines()[-1].split(": error: ", 1)[-1]
-        raise InvalidFieldException(
-            f"The `permissions` field of {permissions.address} is invalid: {detail}, which "
-            f"holds {permissions.applies_to}."
-        )
+    stderr = stderr_text(failed)
+    if permissions is None or UNMATCHED not in stderr:
+        return None
+    detail = stderr.splitlines()[-1].split(": error: ", 1)[-1]
+    return InvalidFieldException(
+        f"The `permissions` field of {permissions.address} is invalid: {detail}, which "
+        f"holds {permissions.applies_to}."
+    )
 
 
 def _comment(group: List[str], limit: Optional[int] = None) -> str:

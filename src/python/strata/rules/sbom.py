@@ -35,18 +35,11 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.image import resolve_created
 from strata.core.sbom.describe import describe_contents
-from strata.core.sbom.packages import nix_facts
 from strata.core.sbom.documents import documents
-from strata.core.build.parts.python_sources import PythonSources
-from strata.core.build.parts.wheels import Wheel
 from strata.core.spec import SbomSpec
 from strata.rules.base import BASE_DIR, BaseImage
-from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayer
-from strata.rules.nodes import FileTree, StoreNode
-from strata.rules.nodes.debian import DebianPackage
-from strata.rules.nodes.nix import NixStorePath
-from strata.rules.nodes.python_venv import PythonPart
+from strata.rules.nodes import DescribeProcess, KnownFacts, StoreNode
 from strata.rules.tool import ImageTool
 
 logger = logging.getLogger(__name__)
@@ -137,41 +130,34 @@ async def describe_nodes(request: NodesFactsRequest) -> NodesFacts:
 @rule(desc="Describing a store node for the SBOM", level=LogLevel.DEBUG)
 async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunId) -> _NodeFacts:
     node = request.node
-    kind = node.kind
     digest = node.digest
-    if isinstance(kind, NixStorePath):
-        return _NodeFacts(json.dumps(nix_facts(kind.info.path).to_json()))
-    if isinstance(kind, DebianPackage):
-        args: Tuple[str, ...] = ("--deb", f"{DEB_DIR}/{kind.package}.deb")
-    elif isinstance(kind, PythonPart) and isinstance(kind.part, Wheel):
-        args = ("--wheel", kind.part.source)
-    elif isinstance(kind, FileTree) or (
-        isinstance(kind, PythonPart) and isinstance(kind.part, PythonSources)
-    ):
-        if isinstance(kind, PythonPart):  # a venv's first-party sources, at the venv's site
-            part = kind.part
-            root, name = part.source, node.key.split("#", 1)[0]
-            dest = f"{part.venv}/lib/python{part.version}/site-packages"
-        else:
-            root, name, dest = "", node.key, ""
+    how = node.kind.sbom(node.key)
+    if how is None:
+        return _NodeFacts(None)
+    if isinstance(how, KnownFacts):
+        return _NodeFacts(json.dumps(how.facts.to_json()))
+    if isinstance(how, DescribeProcess):
+        args = how.args
+    else:
+        root = how.root
         entries = await Get(DigestEntries, Digest, digest)
         files = [e for e in entries if isinstance(e, FileEntry)]
-        wheel = _wheel_path(tuple(e.path for e in files)) if isinstance(kind, FileTree) else None
+        wheel = _wheel_path(tuple(e.path for e in files)) if how.wheel_file else None
         if wheel is None and sum(e.file_digest.serialized_bytes_length for e in files) <= (
             _HASHED_IN_PANTSD
         ):
             contents = await Get(DigestContents, Digest, digest)
             facts = describe_contents(
-                name, dest, ((os.path.relpath(c.path, root or "."), c.content) for c in contents)
+                how.name, how.dest,
+                ((os.path.relpath(c.path, root or "."), c.content) for c in contents),
             )
             return _NodeFacts(json.dumps(facts.to_json()))
         if not root:
             root = _NODE_DIR
             digest = await Get(Digest, AddPrefix(digest, root))
         args = (("--wheel", f"{root}/{wheel}") if wheel
-                else ("--tree", root, "--name", name, *(("--dest", dest) if dest else ())))
-    else:  # a venv's skeleton: its launchers and links, no distribution or source of its own
-        return _NodeFacts(None)
+                else ("--tree", root, "--name", how.name,
+                      *(("--dest", how.dest) if how.dest else ())))
     result = await Get(
         ProcessResult,
         Process(

@@ -29,6 +29,7 @@ from pants.engine.fs import (
 )
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.engine.unions import UnionMembership
 from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.frozendict import FrozenDict
@@ -52,13 +53,24 @@ from strata.rules.image.assembly import (
     compose_oci_layout,
 )
 from strata.rules.image.bases import BaseRequest
+from strata.rules.image.customisation import (
+    ImageCustomisation,
+    ImageCustomisationRequest,
+    image_customisation,
+)
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.image.prepare import prepare_image
 from strata.rules.image.programs import LayerPaths, LayerPathsRequest
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
-from strata.rules.nix import NixDbRequest
-from strata.rules.nodes import StoreNode
-from strata.rules.nodes.python_venv import PythonPart
+from strata.rules.nix.closure import NixDbRequest
+from strata.rules.nodes import Customisation, CustomisationRequest, StoreNode
+from strata.rules.debian.kind import DebianCustomisationRequest, debian_customisation
+from strata.rules.nix.kind import NixCustomisationRequest, nix_customisation
+from strata.rules.python.venv import (
+    PythonPart,
+    PythonVenvCustomisationRequest,
+    python_venv_customisation,
+)
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
@@ -387,6 +399,40 @@ APP_PATHS = {"app": PathEntry("dir", 0o755), "app/bin": PathEntry("file", 0o755)
 LAYER_PATHS = Digest("5" * 64, 5)
 
 
+# Each kind's customisation rule, its arguments after the request, and the Gets it may not make
+# for spec_of's images (no `ca_certificates`, no `include_nix_db`).
+KIND_CUSTOMISATIONS = {
+    DebianCustomisationRequest: (debian_customisation, [TOOL], [
+        MockGet(ProcessResult, (Process,), unexpected),
+        MockGet(Digest, (MergeDigests,), unexpected),
+    ]),
+    NixCustomisationRequest: (nix_customisation, [], [
+        MockGet(Digest, (NixDbRequest,), unexpected),
+    ]),
+    PythonVenvCustomisationRequest: (python_venv_customisation, [], []),
+}
+KINDS = UnionMembership({CustomisationRequest: list(KIND_CUSTOMISATIONS)})
+
+
+def customised(request: ImageCustomisationRequest) -> ImageCustomisation:
+    """The image's customisation as its kinds' real rules make it, with no file to check."""
+    def kind(member: CustomisationRequest) -> Customisation:
+        rule, args, gets = KIND_CUSTOMISATIONS[type(member)]
+        return run_rule_with_mocks(rule, rule_args=[member, *args], mock_gets=gets)
+
+    return run_rule_with_mocks(
+        image_customisation,
+        rule_args=[request, KINDS],
+        mock_gets=[
+            MockGet(Customisation, (CustomisationRequest,), kind),
+            MockGet(Digest, (MergeDigests,), unexpected),
+            MockGet(DigestEntries, (Digest,), unexpected),
+            MockGet(BuildCommands, (CommandsRequest,), unexpected),  # no build-time commands
+        ],
+        union_membership=KINDS,
+    )
+
+
 def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None,
             base_platform=(("architecture", "amd64"), ("os", "linux")), nodes=(),
             paths=APP_PATHS, base_config=None, base_paths=APP_PATHS):
@@ -421,11 +467,7 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
             MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(nodes)),
             MockGet(WrappedTarget, (WrappedTargetRequest,), lambda r: WrappedTarget(target)),
             MockGet(LayerPaths, (LayerPathsRequest,), layer_paths),
-            # Only for `ca_certificates` and the customisation layer's checks.
-            MockGet(ProcessResult, (Process,), unexpected),
-            MockGet(DigestEntries, (Digest,), unexpected),
-            MockGet(BuildCommands, (CommandsRequest,), unexpected),  # no build-time commands
-            MockGet(Digest, (NixDbRequest,), unexpected),  # no Nix store paths
+            MockGet(ImageCustomisation, (ImageCustomisationRequest,), customised),
             MockGet(BaseImage, (BaseRequest,), base),
             MockGet(DigestContents, (DigestSubset,), lambda r: DigestContents([
                 FileContent("base/config.json", json.dumps(

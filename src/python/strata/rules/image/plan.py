@@ -23,7 +23,6 @@ from strata.rules.layers import (
     LayerSettings,
     LayersRequest,
 )
-from strata.rules.nodes.nix import nix_paths
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.target_types.image import EMBEDDED_SBOM_DIR, OutputFormat
 
@@ -56,9 +55,9 @@ async def own_layers(
     # With room for one layer only, the customisation content joins it (dockerTools'
     # `buildImage`); otherwise it is a layer of its own, on top.
     single_layer = own_layers == 1
-    # nixpkgs always keeps the top layer for the customisation: an image of Nix paths is
-    # layered as its `buildLayeredImage` would layer it, with or without customisation content.
-    keeps_top = bool(customisation) or any(nix_paths(closure))
+    # A kind may keep the top layer for the customisation even without customisation content
+    # (an image of Nix paths is layered as nixpkgs' `buildLayeredImage` would layer it).
+    keeps_top = bool(customisation) or any(node.kind.keeps_top_layer for node in closure.nodes)
     budget = own_layers - (1 if keeps_top and not single_layer else 0)
     mtime = fs.layer_mtime()
     settings = LayerSettings(

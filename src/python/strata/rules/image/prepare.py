@@ -17,7 +17,11 @@ from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.assembly import SPEC, AssembleRequest, ImageInputs
 from strata.rules.image.bases import image_base
-from strata.rules.image.customisation import customisation_layer, with_venv_entrypoint
+from strata.rules.image.customisation import (
+    ImageCustomisation,
+    ImageCustomisationRequest,
+    with_default_entrypoint,
+)
 from strata.rules.image.field_set import TAR_LAYER_FORMATS
 from strata.rules.image.plan import check_layer_count, own_layers, with_sbom_layer
 from strata.rules.image.programs import check_programs
@@ -85,12 +89,14 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
         Get(ImageClosure, ImageClosureRequest, fs.closure_request()),
         Get(WrappedTarget, WrappedTargetRequest(fs.address, description_of_origin="oci_image")),
     )
-    customisation = await customisation_layer(fs, closure, tool)
+    customisation = await Get(
+        ImageCustomisation, ImageCustomisationRequest(fs, wrapped.target, closure)
+    )
     compression = request.compression or fs.layer_compression()
     base = await image_base(fs, compression)
-    layers, settings = await own_layers(fs, closure, customisation, base, compression)
-    config = with_venv_entrypoint(fs.address, runtime_config(wrapped.target), closure)
-    await check_programs(fs, closure, config, layers, base)
+    layers, settings = await own_layers(fs, closure, customisation.layer, base, compression)
+    config = with_default_entrypoint(fs.address, runtime_config(wrapped.target), customisation)
+    await check_programs(fs, customisation, config, layers, base)
     sbom_sources = SbomSources(
         closure.nodes, layers.layers, base, fs.created.value, FrozenDict(fs.platform())
     )

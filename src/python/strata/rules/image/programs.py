@@ -1,5 +1,6 @@
-"""The programs an image starts must be in it: each `python_venv`'s interpreter and the
-entrypoint's program, looked up in its layers' path lists (and its base's)."""
+"""The programs an image starts must be in it: those its kinds require (a `python_venv`'s
+interpreter) and the entrypoint's program, looked up in its layers' path lists (and its
+base's)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,11 @@ from strata.core.graph.image_files import (
     read_path_list,
 )
 from strata.core.oci.image import inherit_config
-from strata.core.build.parts.venvs import Venv
 from strata.rules.base import BaseImage
-from strata.rules.closure import ImageClosure
 from strata.rules.image.bases import base_config
+from strata.rules.image.customisation import ImageCustomisation
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.layers import BuiltLayers
-from strata.rules.nodes.python_venv import PythonPart
 
 class LayerPaths:
     """A layer's path list, read once per pantsd: equal to another when read from one digest."""
@@ -54,27 +53,20 @@ async def layer_paths(request: LayerPathsRequest) -> LayerPaths:
 
 
 async def check_programs(
-    fs: OciImageFieldSet, closure: ImageClosure, config: dict, layers: BuiltLayers,
+    fs: OciImageFieldSet, customisation: ImageCustomisation, config: dict, layers: BuiltLayers,
     base: Optional[BaseImage],
 ) -> None:
-    """The programs the image starts must be in it: each `python_venv`'s interpreter and the
+    """The programs the image starts must be in it: those its kinds require and the
     entrypoint's program, looked up in the path lists of its layers (and its base's), symlinks
     followed. An error names the target and field, not podman's `no such file or directory`
     when the container starts."""
     digests = [*(base.paths if base is not None else ()), *(l.paths for l in layers.layers)]
     lists = await MultiGet(Get(LayerPaths, LayerPathsRequest(d)) for d in digests)
     files = ImageFiles([paths.entries for paths in lists])
-    for node in closure.nodes:
-        part = node.kind.part if isinstance(node.kind, PythonPart) else None
-        if isinstance(part, Venv):
-            problem = program_problem(files, f"/{part.python}")
-            if problem:
-                raise InvalidFieldException(
-                    f"The `python` field of {node.key} is /{part.python}, but in the image "
-                    f"{fs.address}, {problem}: add a `debian_packages` target with "
-                    f"`python{part.version}` to the image's dependencies, or set `python` to "
-                    "the interpreter the image (or its base) has."
-                )
+    for required in customisation.programs:
+        problem = program_problem(files, required.path)
+        if problem:
+            raise InvalidFieldException(required.error.replace("{problem}", problem))
     own = config
     if base is not None:
         config = inherit_config((await base_config(base)).get("config") or {}, own)
@@ -89,9 +81,9 @@ async def check_programs(
         return
     if fs.entrypoint.value:
         origin = f"The `entrypoint` field of {fs.address} runs {program!r}"
-    elif "Entrypoint" in own:
-        origin = (f"The entrypoint of {fs.address}, its `python_venv`'s launcher, is "
-                  f"{program!r}")
+    elif "Entrypoint" in own:  # the one its kinds offer
+        (_, offered), = customisation.entrypoints
+        origin = f"The entrypoint of {fs.address}, {offered}, is {program!r}"
     else:
         origin = f"{fs.address} runs {program!r}, the entrypoint of its `base` {fs.base.value}"
     where = problems[0] if "/" in program else (

@@ -25,18 +25,21 @@ from pants.engine.fs import (
     MergeDigests,
     RemovePrefix,
 )
-from pants.engine.process import FallibleProcessResult, Process, ProcessResult
+from pants.engine.process import Process, ProcessResult
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import DependenciesRequest, InvalidFieldException, Target, Targets
 from pants.util.logging import LogLevel
 
 from strata.core.spec import NixClosure
 from strata.rules.nodes import RootLink
+from strata.rules.processes import run_process, stderr_text
 from strata.rules.tool import ImageTool
 from strata.subsystems import NixSubsystem, StrataSubsystem
 from strata.target_types.nix import (
     NixAttributesField,
     NixClosureDependenciesField,
+    NixClosureTarget,
+    NixCopyToRootField,
     NixSourceField,
     NixStorePathsField,
 )
@@ -148,8 +151,7 @@ async def resolve_nix_closure(
         what = f"building {', '.join(attributes)} of {source} for {address}"
         args = ("--file", source, *(a for attr in attributes for a in ("--attr", attr)))
         inputs = await Get(Digest, MergeDigests([tool.digest, sources.snapshot.digest]))
-    result = await Get(
-        FallibleProcessResult,
+    result = await run_process(
         Process(
             argv=tool.argv(
                 "nix-closure", "--nix-bin", bin_dir, *_option_args(nix, address), *args,
@@ -164,14 +166,12 @@ async def resolve_nix_closure(
             level=LogLevel.INFO,
             remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
-    )
-    if result.exit_code != 0:
-        message = result.stderr.decode(errors="replace").strip()
-        message = message.split("nix-closure: error: ", 1)[-1]  # the core's own prefix
-        raise InvalidFieldException(
+        lambda failed: InvalidFieldException(
             f"The `{field.alias}` field of nix_closure {address} is invalid: {what} failed: "
-            f"{message}"
-        )
+            # without the core's own prefix
+            f"{stderr_text(failed).split('nix-closure: error: ', 1)[-1]}"
+        ),
+    )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
     return ResolvedNixClosure(NixClosure.from_json(json.loads(content.content)))
 
@@ -199,8 +199,7 @@ async def copy_store_path(request: NarRequest, strata: StrataSubsystem) -> Store
             f"{list(tools.search_paths)} ([nix].search_paths)."
         )
     nix_store = posixpath.join(tools.bin_dir, "nix-store")
-    result = await Get(
-        FallibleProcessResult,
+    result = await run_process(
         Process(
             # Keyed on the store path (and the binaries' paths) alone: its name carries the hash
             # of how it was built, and it never changes once built. The layer Process that reads
@@ -213,16 +212,22 @@ async def copy_store_path(request: NarRequest, strata: StrataSubsystem) -> Store
             level=LogLevel.INFO,
             remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
+        lambda failed: InvalidFieldException(
+            f"Cannot copy {path} from this machine's Nix store: {stderr_text(failed)}. It is in "
+            "a `nix_closure`'s closure, which a cache says was built; when that cache is this "
+            "machine's own and the path was deleted since (garbage-collected), build it again "
+            "with `nix-store --realise` or `nix-build`, or run Pants with `--no-local-cache`."
+        ),
     )
-    if result.exit_code != 0:
-        raise InvalidFieldException(
-            f"Cannot copy {path} from this machine's Nix store: "
-            f"{result.stderr.decode(errors='replace').strip()}. It is in a `nix_closure`'s "
-            "closure, which a cache says was built; when that cache is this machine's own and "
-            "the path was deleted since (garbage-collected), build it again with "
-            "`nix-store --realise` or `nix-build`, or run Pants with `--no-local-cache`."
-        )
     return StorePathNar(await Get(Digest, AddPrefix(result.output_digest, NAR_DIR)))
+
+
+async def _with_closure(tool: ImageTool, closure: NixClosure) -> Digest:
+    """The core, and `closure` at `_CLOSURE` for its `--closure` argument."""
+    closure_file = await Get(Digest, CreateDigest([FileContent(
+        _CLOSURE, json.dumps(closure.to_json(), sort_keys=True).encode()
+    )]))
+    return await Get(Digest, MergeDigests([tool.digest, closure_file]))
 
 
 @dataclass(frozen=True)
@@ -244,11 +249,7 @@ class RootLinks:
 async def root_links(
     request: RootLinksRequest, tool: ImageTool, strata: StrataSubsystem
 ) -> RootLinks:
-    closure = await Get(Digest, CreateDigest([FileContent(
-        _CLOSURE, json.dumps(request.closure.to_json(), sort_keys=True).encode()
-    )]))
-    result = await Get(
-        FallibleProcessResult,
+    result = await run_process(
         Process(
             # Keyed on the store paths, as their copies are: what they hold never changes.
             argv=tool.argv(
@@ -256,21 +257,21 @@ async def root_links(
                 *(a for name in request.paths_to_link for a in ("--link", name)),
                 "--out", _LINKS,
             ),
-            input_digest=await Get(Digest, MergeDigests([tool.digest, closure])),
+            input_digest=await _with_closure(tool, request.closure),
             output_files=(_LINKS,),
             description=f"Linking the top-level paths of {request.owner} into the image root",
             level=LogLevel.DEBUG,
             remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
         ),
-    )
-    if result.exit_code != 0:
-        raise InvalidFieldException(
+        lambda failed: InvalidFieldException(
             f"The `copy_to_root` field of nix_closure {request.owner} is invalid: "
-            f"{result.stderr.decode(errors='replace').strip()}"
-        )
+            f"{stderr_text(failed)}"
+        ),
+    )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
     return RootLinks(tuple(
-        RootLink(request.owner, path, target) for path, target in json.loads(content.content)
+        RootLink(request.owner, path, target, NixCopyToRootField.alias, NixClosureTarget.alias)
+        for path, target in json.loads(content.content)
     ))
 
 
@@ -284,9 +285,6 @@ class NixDbRequest:
 
 @rule(desc="Writing a Nix database", level=LogLevel.DEBUG)
 async def nix_db(request: NixDbRequest, tool: ImageTool) -> Digest:
-    closure = await Get(Digest, CreateDigest([FileContent(
-        _CLOSURE, json.dumps(request.closure.to_json(), sort_keys=True).encode()
-    )]))
     result = await Get(
         ProcessResult,
         Process(
@@ -294,7 +292,7 @@ async def nix_db(request: NixDbRequest, tool: ImageTool) -> Digest:
                 "nix-db", "--closure", _CLOSURE, "--registration-time",
                 str(request.registration_time), "--out", _DB_OUT,
             ),
-            input_digest=await Get(Digest, MergeDigests([tool.digest, closure])),
+            input_digest=await _with_closure(tool, request.closure),
             output_directories=(_DB_OUT,),
             description=f"Registering {len(request.closure.paths)} Nix store paths in a database",
             level=LogLevel.INFO,

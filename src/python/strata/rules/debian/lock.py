@@ -1,4 +1,5 @@
-"""`debian_packages`: locked Debian packages as store nodes, and the `debian-lock` goal."""
+"""`debian_packages` lockfiles: the locked packages of an image's architecture (each `.deb`
+downloaded and verified), and the `debian-lock` goal."""
 
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ from strata.target_types.debian import (
     DebianSuiteField,
 )
 
-DEB_DIR = "debs"  # where a layer process finds the .debs of its Debian packages
+_DEB_DIR = "debs"  # where a layer process finds the .debs of its Debian packages
+
+
+def deb_path(package: str) -> str:
+    """Where a package's `.deb` is in its node's digest (and in a layer Process's sandbox)."""
+    return f"{_DEB_DIR}/{package}.deb"
 
 
 def node_key(package: str) -> str:
@@ -107,7 +113,7 @@ async def debian_closure(request: DebianClosureRequest, debian: DebianSubsystem)
         Get(
             Digest,
             CreateDigest(
-                [FileEntry(f"{DEB_DIR}/{name}.deb", e[0].file_digest)]  # type: ignore[union-attr]
+                [FileEntry(deb_path(name), e[0].file_digest)]  # type: ignore[union-attr]
             ),
         )
         for name, e in zip(names, entries)

@@ -4,22 +4,20 @@ itself stands for its top-level paths."""
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Tuple
+from typing import Dict, Sequence, Tuple
 
-from pants.engine.fs import EMPTY_DIGEST, Digest
-
+from pants.engine.fs import Digest
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
-from strata.core.build.deb import MERGED_USR_DIRS
+from strata.core.sbom.packages import nix_facts
+from strata.core.build.parts.nars import Nar
 from strata.core.spec import NixClosure, NixPathInfo
-from strata.rules.closure import ImageClosure, InvalidImageContent
-from strata.rules.nix import (
+from strata.rules.nix.closure import (
     NIX_GCROOTS,
     NarRequest,
     NixClosureRequest,
@@ -28,12 +26,21 @@ from strata.rules.nix import (
     RootLinks,
     RootLinksRequest,
     StorePathNar,
+    nar_path,
 )
-from strata.rules.nodes import NodeKind, RootLink, StoreNode, StoreNodes, StoreNodesRequest
+from strata.rules.nodes import (
+    Customisation,
+    CustomisationRequest,
+    KnownFacts,
+    LayerParts,
+    NodeKind,
+    SbomDescription,
+    StoreNode,
+    StoreNodes,
+    StoreNodesRequest,
+)
+from strata.target_types.image_customisation import OciIncludeNixDbField
 from strata.target_types.nix import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
-
-if TYPE_CHECKING:
-    from strata.rules.image.field_set import OciImageFieldSet
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,21 @@ class NixStorePath(NodeKind):
 
     info: NixPathInfo
 
+    # nixpkgs' `buildLayeredImage` always keeps the top layer for the customisation.
+    keeps_top_layer = True
+
     def owned_path(self) -> str:
         return self.info.path.lstrip("/")
+
+    @classmethod
+    def layer_parts(cls, kinds: Sequence[NodeKind]) -> LayerParts:
+        infos = sorted((kind.info for kind in kinds), key=lambda info: info.path)  # type: ignore
+        return LayerParts(
+            (("nars", tuple(Nar(nar_path(i.path), i.path, i.nar_hash) for i in infos)),)
+        )
+
+    def sbom(self, key: str) -> SbomDescription:
+        return KnownFacts(nix_facts(self.info.path))
 
 
 class NixNodesRequest(StoreNodesRequest):
@@ -93,54 +113,40 @@ async def nix_nodes(request: NixNodesRequest) -> StoreNodes:
     )
 
 
-@dataclass(frozen=True)
-class NixCustomisation:
-    """What an image's Nix store paths add to its customisation layer: `copy_to_root` links and,
-    for `include_nix_db`, GC roots, as (owner, path, target) claims, and the database's files."""
-
-    symlinks: Tuple[Tuple[str, str, str], ...]
-    generated: Digest
+class NixCustomisationRequest(CustomisationRequest):
+    kind = NixStorePath
 
 
-def nix_paths(closure: ImageClosure) -> List[NixPathInfo]:
-    return [node.kind.info for node in closure.nodes if isinstance(node.kind, NixStorePath)]
-
-
-async def nix_customisation(
-    fs: OciImageFieldSet, closure: ImageClosure, merged_usr: bool, mtime: int
-) -> NixCustomisation:
-    usr_dirs = set(MERGED_USR_DIRS) if merged_usr else set()
-    links: Dict[str, RootLink] = {}
-    for link in closure.root_links:
-        # Under merged-/usr, /bin is a symlink to usr/bin: the links go where it points.
-        path = f"usr/{link.path}" if link.path.split("/")[0] in usr_dirs else link.path
-        other = links.setdefault(path, dataclasses.replace(link, path=path))
-        if other.target != link.target:
-            raise InvalidImageContent(
-                f"Cannot build {fs.address}: the `copy_to_root` of {other.owner} and of "
-                f"{link.owner} both link /{path} ({other.target} and {link.target}): "
-                "a top-level path may provide it for one `nix_closure` only."
-            )
-    symlinks = [(f"the `copy_to_root` field of {link.owner}", path, link.target)
-                for path, link in sorted(links.items())]
-    generated = EMPTY_DIGEST
-    infos = nix_paths(closure)
-    if fs.include_nix_db.value and infos:
-        referenced = {ref for info in infos for ref in info.references if ref != info.path}
-        roots = tuple(sorted(info.path for info in infos if info.path not in referenced))
-        symlinks += [
-            (f"the `include_nix_db` field of {fs.address}",
-             f"{NIX_GCROOTS}/{posixpath.basename(root)}", root)
-            for root in roots
-        ]
-        generated = await Get(Digest, NixDbRequest(NixClosure(roots, tuple(infos)), mtime))
-    elif fs.include_nix_db.value:
+@rule(desc="Registering an image's Nix store paths", level=LogLevel.DEBUG)
+async def nix_customisation(request: NixCustomisationRequest) -> Customisation:
+    """`include_nix_db`: a Nix database registering the image's store paths, and GC roots for
+    its top-level ones, as dockerTools' `includeNixDB` makes them."""
+    image = request.image
+    if not image[OciIncludeNixDbField].value:
+        return Customisation()
+    owner = f"the `include_nix_db` field of {image.address}"
+    infos = [node.kind.info for node in request.nodes]  # type: ignore[attr-defined]
+    if not infos:
         raise InvalidFieldException(
-            f"The `include_nix_db` field of {fs.address} registers its Nix store paths, but it "
-            "has none: depend on a `nix_closure`."
+            f"The `include_nix_db` field of {image.address} registers its Nix store paths, but "
+            "it has none: depend on a `nix_closure`."
         )
-    return NixCustomisation(tuple(symlinks), generated)
+    referenced = {ref for info in infos for ref in info.references if ref != info.path}
+    roots = tuple(sorted(info.path for info in infos if info.path not in referenced))
+    database = await Get(
+        Digest, NixDbRequest(NixClosure(roots, tuple(infos)), request.mtime)
+    )
+    return Customisation(
+        symlinks=tuple(
+            (owner, f"{NIX_GCROOTS}/{posixpath.basename(root)}", root) for root in roots
+        ),
+        generated=((owner, database),),
+    )
 
 
 def rules():
-    return [*collect_rules(), UnionRule(StoreNodesRequest, NixNodesRequest)]
+    return [
+        *collect_rules(),
+        UnionRule(StoreNodesRequest, NixNodesRequest),
+        UnionRule(CustomisationRequest, NixCustomisationRequest),
+    ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import platform
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 from pants.backend.python.target_types import (
     PexEntryPointField,
@@ -55,12 +55,20 @@ from strata.core.build.parts.venvs import Venv
 from strata.core.build.parts.wheels import Wheel
 from strata.core.build.spec import absolute_image_path
 from strata.rules.nodes import (
+    Customisation,
+    CustomisationRequest,
+    DescribeFiles,
+    DescribeProcess,
+    LayerParts,
     NodeKind,
+    RequiredProgram,
+    SbomDescription,
     StoreNode,
     StoreNodes,
     StoreNodesRequest,
     image_platform_of,
 )
+from strata.target_types.image_runtime_config import OciEntrypointField
 from strata.target_types.python import (
     PythonVenvAllowSdistsField,
     PythonVenvBytecodeField,
@@ -92,6 +100,30 @@ class PythonPart(NodeKind):
     part: Union[Venv, Wheel, PythonSources]
     # The image's default entrypoint (set on the skeleton only): the venv's launcher or script.
     entrypoint: Tuple[str, ...] = ()
+
+    @classmethod
+    def layer_parts(cls, kinds: Sequence[NodeKind]) -> LayerParts:
+        parts = [kind.part for kind in kinds]  # type: ignore[attr-defined]
+        return LayerParts(
+            tuple(
+                (name, items)
+                for name, part_type in (("venvs", Venv), ("wheels", Wheel),
+                                        ("python_sources", PythonSources))
+                for items in [tuple(p for p in parts if isinstance(p, part_type))]
+                if items
+            ),
+            # A venv's skeleton has no bytecode of its own.
+            frozenset(p.version for p in parts if not isinstance(p, Venv) and p.bytecode != "none"),
+        )
+
+    def sbom(self, key: str) -> SbomDescription:
+        part = self.part
+        if isinstance(part, Wheel):
+            return DescribeProcess(("--wheel", part.source))
+        if isinstance(part, PythonSources):  # installed at the venv's site-packages
+            return DescribeFiles(part.source, key.split("#", 1)[0],
+                                 f"{part.venv}/lib/python{part.version}/site-packages")
+        return None  # the skeleton: its launchers and links, no distribution or source
 
 
 class PythonVenvNodesRequest(StoreNodesRequest):
@@ -285,5 +317,44 @@ async def one_python_venv(request: _VenvRequest) -> StoreNodes:
     return StoreNodes(tuple(await _venv_nodes(request.arch, request.node, request.target)))
 
 
+class PythonVenvCustomisationRequest(CustomisationRequest):
+    kind = PythonPart
+
+
+@rule(desc="Adding what an image's Python venvs need on top", level=LogLevel.DEBUG)
+async def python_venv_customisation(request: PythonVenvCustomisationRequest) -> Customisation:
+    """Each venv's interpreter must be in the image; an image without an `entrypoint` of its own
+    runs its venv's launcher (or script)."""
+    image = request.image
+    programs = tuple(
+        RequiredProgram(
+            f"/{part.python}",
+            f"The `python` field of {node.key} is /{part.python}, but in the image "
+            f"{image.address}, {{problem}}: add a `debian_packages` target with "
+            f"`python{part.version}` to the image's dependencies, or set `python` to the "
+            "interpreter the image (or its base) has.",
+        )
+        for node in request.nodes
+        for part in [node.kind.part]  # type: ignore[attr-defined]
+        if isinstance(part, Venv)
+    )
+    commands = sorted({node.kind.entrypoint for node in request.nodes  # type: ignore
+                       if node.kind.entrypoint})  # type: ignore[attr-defined]
+    if len(commands) > 1 and image[OciEntrypointField].config_value() is None:
+        raise InvalidFieldException(
+            f"{image.address} holds several `python_venv` targets with an entry point "
+            f"({', '.join(c[0] for c in commands)}): set its `entrypoint` field to say which "
+            "one the container runs."
+        )
+    return Customisation(
+        entrypoint=(commands[0], "its `python_venv`'s launcher") if len(commands) == 1 else None,
+        programs=programs,
+    )
+
+
 def rules():
-    return [*collect_rules(), UnionRule(StoreNodesRequest, PythonVenvNodesRequest)]
+    return [
+        *collect_rules(),
+        UnionRule(StoreNodesRequest, PythonVenvNodesRequest),
+        UnionRule(CustomisationRequest, PythonVenvCustomisationRequest),
+    ]

@@ -1,0 +1,3 @@
+"""Debian in the shell: `lock` (a `debian_packages` target's lockfile and the `debian-lock`
+goal) and `kind` (its packages as store nodes, the merged-/usr symlinks and the CA bundle). The
+core's side is strata.core.debian and the `debs` layer part."""
