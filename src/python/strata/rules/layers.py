@@ -337,9 +337,8 @@ async def build_layer(
         MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files,
                       request.nar_files]),
     )
-    layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT,
-                  "--paths", LAYER_PATHS)
-    argv, env = tool.argv(*layer_args), {}
+    layer_args = ("--spec", "layer-spec.json", "--out", _LAYER_OUT, "--paths", LAYER_PATHS)
+    argv, env = tool.layer_argv(*layer_args), {}
     compile_for = sorted({p.version for p in request.python_parts
                           if not isinstance(p, Venv) and p.bytecode != "none"})
     if len(compile_for) > 1:
@@ -350,7 +349,7 @@ async def build_layer(
         )
     if compile_for:
         compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
-        argv, env = compiler.argv(*layer_args), compiler.env()
+        argv, env = compiler.layer_argv(*layer_args), compiler.env()
     process = Process(
         argv=argv,
         env=env,
