@@ -20,7 +20,7 @@ COMMANDS = {
         "strata.core.oci.formats:assemble_command",
         "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",
     ),
-    "stream": Command("strata.core.oci.docker_archive:stream_command", "--spec FILE"),
+    "stream": Command("strata.core.oci.formats:stream_command", "--spec FILE"),
     "layout-archive": Command(
         "strata.core.oci.oci_archive:layout_archive_command", "--layout DIR --out FILE"
     ),

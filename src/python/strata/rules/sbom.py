@@ -39,7 +39,7 @@ from strata.core.sbom.packages import nix_facts
 from strata.core.sbom.documents import documents
 from strata.core.build.parts.python_sources import PythonSources
 from strata.core.build.parts.wheels import Wheel
-from strata.core.spec import SbomSpec
+from strata.core.sbom.spec import SbomSpec
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayer

@@ -36,11 +36,10 @@ from pants.util.frozendict import FrozenDict
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
-from strata.core.oci.formats import assemble
-from strata.core.oci.model import load_image
+from strata.core.oci.formats import assemble, load_image
 from strata.core.graph.image_files import PathEntry
 from strata.core.build.parts.venvs import Venv
-from strata.core.spec import ImageSpec, LayerRef
+from strata.core.oci.spec import ImageSpec, LayerRef
 from strata.rules.goals.package_image import PlaceSbom
 from strata.rules.goals.run_image import run_oci_image
 from strata.rules.image.assembly import (

@@ -20,7 +20,7 @@ from strata.core.oci import descriptors, image, layertar, media_types, platforms
 from strata.core.oci.layer_reader import DecompressedReader
 from strata.core.oci.layout import link_or_copy
 from strata.core.oci.model import as_tar, layer_dir_name, load_layer
-from strata.core.spec import BaseInfo, LayerRef
+from strata.core.oci.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
 # are recognised only to be refused by name.

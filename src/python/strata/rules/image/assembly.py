@@ -24,9 +24,9 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from strata.core.oci.formats import FORMATS, metadata
+from strata.core.oci.formats import FORMATS, load_image, metadata
 from strata.core.oci.layout import OCI_LAYOUT, oci_contents
-from strata.core.oci.model import Image, Layer, load_image
+from strata.core.oci.model import Image, Layer
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, SbomSources

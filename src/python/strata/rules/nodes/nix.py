@@ -17,7 +17,7 @@ from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
 from strata.core.build.deb import MERGED_USR_DIRS
-from strata.core.spec import NixClosure, NixPathInfo
+from strata.core.nix.spec import NixClosure, NixPathInfo
 from strata.rules.closure import ImageClosure, InvalidImageContent
 from strata.rules.nix import (
     NIX_GCROOTS,

@@ -21,7 +21,7 @@ from strata.core.oci.layer_reader import DecompressedReader
 from strata.core.oci.model import load_layer
 from strata.core.build import layer
 from strata.core.build.spec import LayerSpec
-from strata.core.spec import LayerRef
+from strata.core.oci.spec import LayerRef
 from strata.core.oci import media_types
 from strata_harness import (
     assert_valid_image,
