@@ -17,7 +17,7 @@ from pants.option.option_types import (
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
 
-from strata.core.registry.transport import StallRule
+from strata.core.registry.stall import StallRule
 
 
 class StrataSubsystem(Subsystem):

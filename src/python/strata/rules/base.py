@@ -34,7 +34,7 @@ from strata.rules.tool import (
     ZstdBinaryRequest,
 )
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.base import (
     OciArchiveRefField,
     OciArchiveSourceField,
     OciImageArchiveTarget,

@@ -14,18 +14,14 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from strata.core.oci.bundle import DuplicateRepoTag, check_repo_tags
-from strata.core.oci.writers import Image
+from strata.core.oci.model import Image
 from strata.rules.image.assembly import AssembleRequest, ImageInputs, read_image, spec_path
 from strata.rules.image.field_set import output_file
 from strata.rules.index import image_field_sets
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
-    Compression,
-    OciBundleImagesField,
-    OciImageOutputPathField,
-    OutputFormat,
-)
+from strata.target_types.image import Compression, OciImageOutputPathField, OutputFormat
+from strata.target_types.index import OciBundleImagesField
 
 _DOCKER_ARCHIVE = OutputFormat.DOCKER_ARCHIVE.value
 

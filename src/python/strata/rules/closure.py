@@ -28,14 +28,10 @@ from strata.core.graph.closure import (
     project_references,
     reach,
 )
-from strata.core.spec import Permission
+from strata.core.build.spec import Permission
 from strata.rules.nodes import FileTree, RootLink, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import (
-    OciImageDependenciesField,
-    OciImageTarget,
-    OciLayerTarget,
-    OciPermissionsField,
-)
+from strata.target_types.image import OciImageDependenciesField, OciImageTarget
+from strata.target_types.layer import OciLayerTarget, OciPermissionsField
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """An `oci_image`'s build-time commands as the core runs them: its scripts, its timeout, and the
 host programs they and their runners need, found and fingerprinted with every other host file
-their sandbox holds (strata.core.spec.Commands)."""
+their sandbox holds (strata.core.build.spec.Commands)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
 from strata.core.build.commands import FAKEROOT_RUNNERS, SANDBOX, runner_names
-from strata.core.spec import Commands
+from strata.core.build.spec import Commands
 from strata.rules.tool import ImageTool, InstalledBinary
 from strata.subsystems import StrataSubsystem
 

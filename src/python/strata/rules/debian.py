@@ -30,7 +30,7 @@ from strata.core.debian.index import debian_mirror
 from strata.core.debian.lock import check_lock
 from strata.rules.tool import ImageTool
 from strata.subsystems import DebianSubsystem
-from strata.target_types import (
+from strata.target_types.debian import (
     DebianArchitecturesField,
     DebianLockfileField,
     DebianPackagesField,

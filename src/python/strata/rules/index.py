@@ -26,19 +26,21 @@ from strata.core.errors import InvalidInput
 from strata.core.oci import platforms
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.index import DuplicatePlatform, index_layout
-from strata.core.oci.writers import OCI_LAYOUT
+from strata.core.oci.layout import OCI_LAYOUT
 from strata.rules.image.assembly import AssembledImage, AssembleRequest
 from strata.rules.image.field_set import OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.image import (
     OciImageOutputPathField,
     OciImageTarget,
+    OciRepositoryField,
+    OutputFormat,
+)
+from strata.target_types.index import (
     OciIndexImagesField,
     OciIndexOutputFormatField,
     OciIndexTagField,
-    OciRepositoryField,
-    OutputFormat,
 )
 
 _ARCHIVE_LAYOUT = "index-layout"

@@ -31,21 +31,18 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
+from strata.core.build.parts.debs import Deb
+from strata.core.build.parts.entries import Entry
+from strata.core.build.parts.nars import Nar
+from strata.core.build.parts.python_sources import PythonSources
+from strata.core.build.parts.trees import Tree
+from strata.core.build.parts.venvs import Venv
+from strata.core.build.parts.wheels import Wheel
 from strata.core.build.permissions import UNMATCHED
+from strata.core.build.spec import Commands, LayerSpec
+from strata.core.build.spec import LayerSettings as CoreLayerSettings
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.core.graph.layering import assign_layers
-from strata.core.spec import (
-    Commands,
-    Deb,
-    Entry,
-    LayerSpec,
-    Nar,
-    PythonSources,
-    Tree,
-    Venv,
-    Wheel,
-)
-from strata.core.spec import LayerSettings as CoreLayerSettings
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
 from strata.rules.nix import nar_path
@@ -314,21 +311,22 @@ async def build_layer(
             settings.mtime, settings.uid, settings.gid, settings.uname, settings.gname,
             settings.compression, zstd,
         ),
-        # The executable bit as the Digest records it: in the sandbox, large files are
-        # hardlinks into Pants' store, mode 0555 whatever they were.
-        trees=tuple(
-            Tree(d, "", tuple(e.path for e in chunk
-                              if isinstance(e, FileEntry) and e.is_executable))
-            for d, chunk in zip(chunk_dirs, chunks)
+        parts=(
+            # The executable bit as the Digest records it: in the sandbox, large files are
+            # hardlinks into Pants' store, mode 0555 whatever they were.
+            ("trees", tuple(
+                Tree(d, "", tuple(e.path for e in chunk
+                                  if isinstance(e, FileEntry) and e.is_executable))
+                for d, chunk in zip(chunk_dirs, chunks)
+            )),
+            ("entries", request.entries),
+            ("debs", tuple(Deb(f"{DEB_DIR}/{p}.deb", p) for p in request.debs)),
+            *(
+                (name, tuple(p for p in request.python_parts if isinstance(p, kind)))
+                for kind, name in _PYTHON_SPEC_PARTS.items()
+            ),
+            ("nars", tuple(Nar(nar_path(path), path, nar_hash) for path, nar_hash in request.nars)),
         ),
-        entries=request.entries,
-        debs=tuple(Deb(f"{DEB_DIR}/{p}.deb", p) for p in request.debs),
-        **{
-            name: tuple(p for p in request.python_parts if isinstance(p, kind)) or None
-            for kind, name in _PYTHON_SPEC_PARTS.items()
-        },
-        nars=tuple(Nar(nar_path(path), path, nar_hash) for path, nar_hash in request.nars)
-        or None,
         commands=request.commands,
         permissions=request.permissions.rules if request.permissions else None,
     )
@@ -339,9 +337,8 @@ async def build_layer(
         MergeDigests([tool.layer_digest, spec_digest, request.deb_files, request.python_files,
                       request.nar_files]),
     )
-    layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT,
-                  "--paths", LAYER_PATHS)
-    argv, env = tool.argv(*layer_args), {}
+    layer_args = ("--spec", "layer-spec.json", "--out", _LAYER_OUT, "--paths", LAYER_PATHS)
+    argv, env = tool.layer_argv(*layer_args), {}
     compile_for = sorted({p.version for p in request.python_parts
                           if not isinstance(p, Venv) and p.bytecode != "none"})
     if len(compile_for) > 1:
@@ -352,7 +349,7 @@ async def build_layer(
         )
     if compile_for:
         compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
-        argv, env = compiler.argv(*layer_args), compiler.env()
+        argv, env = compiler.layer_argv(*layer_args), compiler.env()
     process = Process(
         argv=argv,
         env=env,

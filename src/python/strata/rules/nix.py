@@ -30,11 +30,11 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import DependenciesRequest, InvalidFieldException, Target, Targets
 from pants.util.logging import LogLevel
 
-from strata.core.spec import NixClosure
+from strata.core.nix.spec import NixClosure
 from strata.rules.nodes import RootLink
 from strata.rules.tool import ImageTool
 from strata.subsystems import NixSubsystem, StrataSubsystem
-from strata.target_types import (
+from strata.target_types.nix import (
     NixAttributesField,
     NixClosureDependenciesField,
     NixSourceField,

@@ -37,7 +37,9 @@ from strata.core.oci.image import resolve_created
 from strata.core.sbom.describe import describe_contents
 from strata.core.sbom.packages import nix_facts
 from strata.core.sbom.documents import documents
-from strata.core.spec import PythonSources, SbomSpec, Wheel
+from strata.core.build.parts.python_sources import PythonSources
+from strata.core.build.parts.wheels import Wheel
+from strata.core.sbom.spec import SbomSpec
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.debian import DEB_DIR
 from strata.rules.layers import BuiltLayer

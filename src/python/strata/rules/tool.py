@@ -26,7 +26,7 @@ class ImageTool:
     """Strata's core, as files to put in a sandbox, and the interpreter that runs it."""
 
     digest: Digest  # the whole core
-    layer_digest: Digest  # just what writing a layer needs
+    layer_digest: Digest  # just what writing a layer needs (`layer_sources`)
     python: str
 
     def argv(self, *args: str) -> Tuple[str, ...]:
@@ -34,8 +34,14 @@ class ImageTool:
         # there, which run code at startup) may change the output, the cache key or the speed.
         return (self.python, "-E", *_CORE_ARGS, *args)
 
+    def layer_argv(self, *args: str) -> Tuple[str, ...]:
+        """The layer step's command line, which runs with `layer_digest` alone."""
+        return (self.python, "-E", *_LAYER_ARGS, *args)
 
-_CORE_ARGS = ("-s", "-S", "-B", "-m", "strata.core")
+
+_FLAGS = ("-s", "-S", "-B")
+_CORE_ARGS = (*_FLAGS, "-m", "strata.core")
+_LAYER_ARGS = (*_FLAGS, "-m", "strata.core.build")
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,9 @@ class BytecodeCompiler:
 
     python: str
 
-    def argv(self, *args: str) -> Tuple[str, ...]:
+    def layer_argv(self, *args: str) -> Tuple[str, ...]:
         # Without -E, which would ignore PYTHONHASHSEED: a Process's environment is only `env()`.
-        return (self.python, *_CORE_ARGS, *args)
+        return (self.python, *_LAYER_ARGS, *args)
 
     @staticmethod
     def env() -> Dict[str, str]:

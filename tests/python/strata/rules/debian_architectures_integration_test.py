@@ -13,7 +13,7 @@ import pytest
 from pants.engine.addresses import Address
 from pants.engine.target import InvalidFieldException
 
-from strata.target_types import DebianArchitecturesField
+from strata.target_types.debian import DebianArchitecturesField
 from strata_harness.images import assert_valid_image
 from strata_harness.qemu import elf_machine
 from strata_harness.scratch import ScratchRepo

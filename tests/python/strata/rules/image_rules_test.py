@@ -36,9 +36,10 @@ from pants.util.frozendict import FrozenDict
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
-from strata.core.oci import writers
+from strata.core.oci.formats import assemble, load_image
 from strata.core.graph.image_files import PathEntry
-from strata.core.spec import ImageSpec, LayerRef, Venv
+from strata.core.build.parts.venvs import Venv
+from strata.core.oci.spec import ImageSpec, LayerRef
 from strata.rules.goals.package_image import PlaceSbom
 from strata.rules.goals.run_image import run_oci_image
 from strata.rules.image.assembly import (
@@ -60,7 +61,7 @@ from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
 from strata.rules.tool import ImageTool, InstalledBinary, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
-from strata.target_types import OciImageTarget
+from strata.target_types.image import OciImageTarget
 
 ADDRESS = Address("app", target_name="image")
 TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
@@ -222,7 +223,7 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
     assert layouts == [LayoutRequest(inputs, "dist/image")]
     # What the core's `assemble` writes from the same inputs on disk.
     monkeypatch.chdir(root)
-    expected_metadata = writers.assemble(writers.load_image("image-spec.json"), "written")
+    expected_metadata = assemble(load_image("image-spec.json"), "written")
     written_entries, _ = listing(root / "written")
     expected = {f"dist/image/{e.path}": e.file_digest for e in written_entries}
     composed = {

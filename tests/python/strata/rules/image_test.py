@@ -48,7 +48,8 @@ from strata import register
 from strata_harness import assert_valid_image
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.nodes import StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import OciImageTarget, OciLayerTarget
+from strata.target_types.image import OciImageTarget
+from strata.target_types.layer import OciLayerTarget
 
 
 def make_rule_runner(*extra_rules) -> RuleRunner:

@@ -39,7 +39,8 @@ from strata.rules.tool import (
     registry_access_env,
 )
 from strata.subsystems import StrataSubsystem
-from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget
+from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
+from strata.target_types.image import OciImageTarget
 
 ADDRESS = Address("app", target_name="image")
 INPUTS = ImageInputs(

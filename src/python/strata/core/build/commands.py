@@ -1,4 +1,4 @@
-"""Build-time commands: `extra_commands` and `fake_root_commands` (strata.core.spec.Commands)
+"""Build-time commands: `extra_commands` and `fake_root_commands` (strata.core.build.spec.Commands)
 over a layer's collected entries, whose result replaces them, as dockerTools' extraCommands and
 fakeRootCommands make its customisation layer.
 
@@ -29,7 +29,7 @@ from strata.core.build.layer import _Collector, _Entry
 from strata.core.build.tarstream import Owner
 from strata.core.errors import InvalidInput
 
-# The host programs that run the scripts (strata.core.spec.Commands.runners): bubblewrap,
+# The host programs that run the scripts (strata.core.build.spec.Commands.runners): bubblewrap,
 # which makes the sandbox (it runs on the host, the others in the sandbox); fakeroot's own
 # script runs getopt, sed, cut and sleep.
 SANDBOX = "bwrap"

@@ -1,7 +1,7 @@
 """Debian binary packages (.deb) as layer content.
 
 A .deb is read as a stream (ar, then the compressed data.tar) and its entries become explicit
-layer entries (strata.core.spec.Entry), checked and added like any other: the same sorting,
+layer entries (strata.core.build.parts.entries), checked and added like any other: the same sorting,
 normalisation, digests and layer.json. Ownership and mtime are normalised by the layer
 settings; modes (setuid, sticky, ...) are kept, as dpkg would install them.
 """
@@ -19,8 +19,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from strata.core.build.compression import CHUNK, ZstdReader
 from strata.core.build.deb822 import parse_deb822
-from strata.core.build.layer import add_entry
-from strata.core.spec import Entry, normalise_path
+from strata.core.build.spec import normalise_path
 
 # Top-level directories that merged-/usr turns into symlinks to usr/<dir>: every directory
 # debootstrap links on some architecture, so one set serves all of them.
@@ -162,7 +161,7 @@ def _merged_usr(path: str) -> str:
     return f"usr/{path}" if top in MERGED_USR_DIRS else path
 
 
-def _deb_entries(deb_path: str, package: str, work: str, sandbox_root: str,
+def deb_entries(deb_path: str, package: str, work: str, sandbox_root: str,
                  zstd: Optional[str]) -> List[dict]:
     """Layer spec entries for one .deb; file contents are extracted under `work`."""
     entries: List[dict] = []
@@ -218,17 +217,3 @@ def _deb_entries(deb_path: str, package: str, work: str, sandbox_root: str,
     entries.append({"path": f"{STATUS_DIR}/{package}", "type": "file",
                     "source": os.path.relpath(status, sandbox_root), "mode": 0o644})
     return entries
-
-
-def add_deb(collector, context, deb, what: str) -> None:
-    """The layer content step for one .deb (strata.core.spec.Deb): its files as dpkg installs
-    them, on merged-/usr, and its dpkg status entry."""
-    work = os.path.join(context.scratch(), what)
-    try:
-        entries = _deb_entries(context.path(deb.source), deb.package, work, context.root,
-                               context.settings.zstd)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{what} ({deb.source}): {e}") from None
-    for index, entry in enumerate(entries):
-        origin = f"{what} ({deb.package})"
-        add_entry(collector, context, Entry.from_json(entry, f"{origin} entry {index}"), origin)

@@ -10,18 +10,17 @@ reads the next files.
 
 from __future__ import annotations  # annotations stay strings: no `typing` import at start-up
 
-import importlib
 import os
 import stat
 import threading
 from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue's imports (heapq)
 from collections import namedtuple
 
+from strata.core.build import json_c, parts
 from strata.core.build.compression import CHUNK, SUFFIXES, open_compressor
-from strata.core.build import json_c
 from strata.core.build.hashing import HashingWriter
 from strata.core.build.tarstream import TarWriter
-from strata.core.spec import LayerSpec
+from strata.core.build.spec import LayerSpec
 
 # The tar's blocks: large enough that the hash, compressor and file see few writes, small enough
 # to stay in the CPU's caches on their way through.
@@ -106,63 +105,6 @@ class _Collector:
                     )
                 else:
                     break  # this directory's own parents are (or will be) handled
-
-
-def add_tree(collector: _Collector, context: LayerContext, tree, what: str) -> None:
-    """The files, directories and symlinks under a sandbox directory (strata.core.spec.Tree)."""
-    top, dest = context.path(tree.source), tree.dest
-    if not os.path.isdir(top):
-        raise ValueError(f"{what}: source {tree.source!r} is not a directory")
-    executables = {f"{dest}/{path}" if dest else path for path in tree.executables}
-    origin_top = tree.source or "."
-    if dest:
-        collector.add(_Entry(dest, "dir", 0o755, origin_top))
-    pending = [(top, dest, origin_top)]
-    while pending:
-        fs_dir, image_dir, origin_dir = pending.pop()
-        # In directory order: the entries are sorted once, at the end, by image path.
-        with os.scandir(fs_dir) as children:
-            for child in children:
-                path = f"{image_dir}/{child.name}" if image_dir else child.name
-                origin = f"{origin_dir}/{child.name}"
-                # The kind comes from the directory listing: no stat per entry.
-                if child.is_dir(follow_symlinks=False):
-                    collector.add(_Entry(path, "dir", 0o755, origin))
-                    pending.append((child.path, path, origin))
-                elif child.is_symlink():
-                    target = os.readlink(child.path)
-                    collector.add(_Entry(path, "symlink", 0o777, origin, target=target))
-                elif child.is_file(follow_symlinks=False):  # hard links too: each a file
-                    mode = 0o755 if path in executables else 0o644
-                    executables.discard(path)
-                    collector.add(_Entry(path, "file", mode, origin, child.path))
-                else:
-                    raise ValueError(f"{origin}: not a regular file, directory or symlink")
-    if executables:
-        raise ValueError(
-            f"{what}: executables names what is not a file of the tree: "
-            f"{sorted(executables)[:5]}"
-        )
-
-
-def add_entry(collector: _Collector, context: LayerContext, entry, what: str) -> None:
-    """One explicit entry (strata.core.spec.Entry)."""
-    if entry.type == "dir":
-        collector.add(_Entry(entry.path, "dir", entry.mode, what))
-    elif entry.type == "symlink":
-        collector.add(_Entry(entry.path, "symlink", 0o777, what, target=entry.target))
-    else:
-        source = context.path(entry.source)
-        try:
-            st = os.stat(source)
-        except OSError as e:
-            raise ValueError(
-                f"{what}: cannot read source {entry.source!r}: {e.strerror}"
-            ) from None
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{what}: source {entry.source!r} is not a regular file")
-        origin = f"{what} (source {entry.source})"
-        collector.add(_Entry(entry.path, "file", entry.mode, origin, source))
 
 
 class _WriterThread:
@@ -279,30 +221,13 @@ class LayerContext:
             shutil.rmtree(self._scratch)
 
 
-# Each content part of a layer spec (strata.core.spec.LayerSpec.PARTS), in the order they are
-# added, and the module and function that add a part's entries to the _Collector: a new kind of
-# content is one module and one row. A row's module is imported only for a spec that has such
-# parts (reading a .deb needs tarfile, lzma and bz2, which a tree's layer does not load).
-CONTENT_STEPS = (
-    ("trees", "strata.core.build.layer", "add_tree"),
-    ("entries", "strata.core.build.layer", "add_entry"),
-    ("debs", "strata.core.build.deb", "add_deb"),
-    ("venvs", "strata.core.build.python", "add_venv"),
-    ("wheels", "strata.core.build.python", "add_wheel"),
-    ("python_sources", "strata.core.build.python", "add_python_sources"),
-    ("nars", "strata.core.build.nar", "add_nar"),
-)
-
-
 def _collect(spec: LayerSpec, context: LayerContext) -> list:
     """Every entry of the layer, checked, sorted by image path."""
     collector = _Collector()
-    for part, module, function in CONTENT_STEPS:
-        items = getattr(spec, part)
-        if items:
-            step = getattr(importlib.import_module(module), function)
-            for index, item in enumerate(items):
-                step(collector, context, item, f"{part}[{index}]")
+    for name, items in spec.parts:
+        add = parts.load(name).add
+        for index, item in enumerate(items):
+            add(collector, context, item, f"{name}[{index}]")
     collector.add_parents()
     if spec.commands:
         from strata.core.build.commands import run_commands  # subprocess: only when needed

@@ -1,4 +1,4 @@
-"""Nix store paths as layer content: the `nars` step reads each NAR (`nix-store --dump`).
+"""Nix store paths as layer content: the `nars` part (strata.core.build.parts.nars) reads each NAR (`nix-store --dump`).
 
 A NAR is "nix-archive-1", then one node: `( type regular [executable ""] contents <data> )`,
 `( type symlink target <target> )` or `( type directory (entry ( name <name> node <node> ))* )`,
@@ -15,9 +15,7 @@ import hashlib
 import os
 
 from strata.core.build.compression import CHUNK
-from strata.core.build.layer import add_entry
-from strata.core.errors import InvalidInput
-from strata.core.spec import Entry
+from strata.core.build.parts.entries import Entry
 
 MAGIC = b"nix-archive-1"
 # Tokens, names and symlink targets are short (a file name is at most 255 bytes, a target at
@@ -25,7 +23,7 @@ MAGIC = b"nix-archive-1"
 _MAX_STRING = 4096
 
 
-class _NarReader:
+class NarReader:
     """The NAR's bytes in order, each one hashed as it is read."""
 
     def __init__(self, f):
@@ -82,7 +80,7 @@ def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _nar_entries(nar: _NarReader, top: str, work: str, sandbox_root: str) -> list:
+def nar_entries(nar: NarReader, top: str, work: str, sandbox_root: str) -> list:
     """Spec entries for the NAR's root node at image path `top`; file contents are copied
     under `work`. Nodes nest, so the open directories are a stack: a deep tree is no deep
     recursion."""
@@ -118,7 +116,7 @@ def _nar_entries(nar: _NarReader, top: str, work: str, sandbox_root: str) -> lis
     return entries
 
 
-def _regular(nar: _NarReader, path: str, content: str, sandbox_root: str) -> Entry:
+def _regular(nar: NarReader, path: str, content: str, sandbox_root: str) -> Entry:
     tag = nar.string()
     executable = tag == b"executable"
     if executable:
@@ -132,7 +130,7 @@ def _regular(nar: _NarReader, path: str, content: str, sandbox_root: str) -> Ent
                       0o555 if executable else 0o444)
 
 
-def _next_entry(nar: _NarReader, directories: list):
+def _next_entry(nar: NarReader, directories: list):
     """The image path of the next node: the next entry of the innermost open directory, after
     closing those that end here; None after the root's end."""
     while directories:
@@ -155,24 +153,3 @@ def _next_entry(nar: _NarReader, directories: list):
         nar.expect(b"node")
         return f"{directory[0]}/{_name(raw)}"
     return None
-
-
-def add_nar(collector, context, nar, what: str) -> None:
-    """The layer content step for one store path (strata.core.spec.Nar): the NAR's entries at
-    the store path, once its sha256 is the spec's."""
-    top = nar.store_path.lstrip("/")
-    work = os.path.join(context.scratch(), what)
-    os.makedirs(work)
-    try:
-        with open(context.path(nar.source), "rb") as f:
-            reader = _NarReader(f)
-            entries = _nar_entries(reader, top, work, context.root)
-    except (OSError, ValueError) as e:
-        raise InvalidInput(f"{what}: the NAR of {nar.store_path} ({nar.source}): {e}") from None
-    digest = "sha256:" + reader.hexdigest()
-    if digest != nar.nar_hash:
-        raise InvalidInput(f"{what}: the NAR of {nar.store_path} ({nar.source}) has sha256 "
-                           f"{digest}, not the {nar.nar_hash} Nix recorded for it")
-    origin = f"{what} ({nar.store_path})"
-    for entry in entries:
-        add_entry(collector, context, entry, origin)

@@ -1,7 +1,7 @@
 """A layer spec's `permissions`: modes and owners set on the layer's entries by image path globs,
 when the layer is written and without running anything (nix2container's `perms`).
 
-Each rule (strata.core.spec.Permission), in order, sets its attributes on every entry its glob
+Each rule (strata.core.build.spec.Permission), in order, sets its attributes on every entry its glob
 matches, so a later rule wins; a rule that matches no entry is an error, since it is a typo or
 a path that lives in another layer. Globs, per `/`-separated component: `*` is any run of
 characters and `?` one character (a leading `.` is not special); `**`, a component on its own,

@@ -28,8 +28,7 @@ import zipfile
 import zlib
 
 from strata.core.build.compression import CHUNK
-from strata.core.build.layer import _Collector, _Entry, add_tree
-from strata.core.spec import Tree
+from strata.core.build.layer import _Entry
 
 _LAYOUT_JSON = ".layout.json"
 _VERSION_PLACEHOLDER = "pythonX.Y"  # pex's stand-in for the `pythonX.Y` path component
@@ -38,23 +37,20 @@ _INSTALLER = b"strata\n"
 _INVALIDATION = {"checked-hash": py_compile.PycInvalidationMode.CHECKED_HASH,
                  "unchecked-hash": py_compile.PycInvalidationMode.UNCHECKED_HASH}
 
-# distlib's console script (pip's `ScriptMaker`), so that a launcher behaves as pip's would.
-_ENTRY_POINT_SCRIPT = """\
-# -*- coding: utf-8 -*-
-import re
-import sys
-from {module} import {import_name}
-if __name__ == '__main__':
-    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit({function}())
-"""
-# A bare module entry point runs the module as `__main__`, as `python -m` and pex do.
-_MODULE_SCRIPT = """\
-# -*- coding: utf-8 -*-
-import runpy
-if __name__ == '__main__':
-    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)
-"""
+BYTECODE_MODES = ("none", "checked-hash", "unchecked-hash")
+
+
+def python_version(value, what: str) -> str:
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise ValueError(f"{what}: version must be MAJOR.MINOR, such as '3.11': {value!r}")
+    return value
+
+
+def bytecode_mode(value, what: str) -> str:
+    if value not in BYTECODE_MODES:
+        raise ValueError(f"{what}: bytecode must be one of {list(BYTECODE_MODES)}: {value!r}")
+    return value
 
 
 def site_packages(venv: str, version: str) -> str:
@@ -62,12 +58,12 @@ def site_packages(venv: str, version: str) -> str:
     return f"{venv}/lib/python{version}/site-packages"
 
 
-def _venv_python(venv: str) -> str:
+def venv_python(venv: str) -> str:
     """The shebang of the venv's scripts: its python, so they import its site-packages."""
     return f"#!/{venv}/bin/python"
 
 
-def _write(work: str, path: str, data: bytes) -> str:
+def write_file(work: str, path: str, data: bytes) -> str:
     """Writes a generated file at image path `path` under `work`; returns where it is."""
     target = os.path.join(work, path)
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -76,42 +72,7 @@ def _write(work: str, path: str, data: bytes) -> str:
     return target
 
 
-def _entry_point_script(entry: str, what: str) -> str:
-    module, colon, function = entry.partition(":")
-    names = module.split(".") + (function.split(".") if colon else [])
-    if not all(name.isidentifier() for name in names):
-        raise ValueError(f"{what}: entry point {entry!r} is not `module` or `module:function` "
-                         f"(dotted Python identifiers)")
-    if not colon:
-        return _MODULE_SCRIPT.format(module=module)
-    return _ENTRY_POINT_SCRIPT.format(module=module, import_name=function.split(".")[0],
-                                      function=function)
-
-
-def add_venv(collector: _Collector, context, venv, what: str) -> None:
-    """The layer content step for a venv's skeleton (strata.core.spec.Venv): `pyvenv.cfg`,
-    `bin/python*` symlinks to the image's interpreter and the launchers. pyvenv.cfg's `version`
-    is MAJOR.MINOR (the micro version is the image's business), so it does not change when the
-    interpreter's package is updated."""
-    work = os.path.join(context.scratch(), what)
-    python = f"/{venv.python}"
-    config = (f"home = {posixpath.dirname(python)}\n"
-              f"include-system-site-packages = false\n"
-              f"version = {venv.version}\n")
-    collector.add(_Entry(f"{venv.path}/bin", "dir", 0o755, what))
-    collector.add(_Entry(site_packages(venv.path, venv.version), "dir", 0o755, what))
-    cfg = f"{venv.path}/pyvenv.cfg"
-    collector.add(_Entry(cfg, "file", 0o644, what, _write(work, cfg, config.encode())))
-    for name in ("python", "python3", f"python{venv.version}"):
-        collector.add(_Entry(f"{venv.path}/bin/{name}", "symlink", 0o777, what, target=python))
-    for name, entry in venv.launchers:
-        origin = f"{what} launcher {name!r}"
-        script = f"{_venv_python(venv.path)}\n{_entry_point_script(entry, origin)}"
-        path = f"{venv.path}/bin/{name}"
-        collector.add(_Entry(path, "file", 0o755, origin, _write(work, path, script.encode())))
-
-
-def _check_interpreter(version: str, bytecode: str, what: str) -> None:
+def check_interpreter(version: str, bytecode: str, what: str) -> None:
     """Pycs are marshalled code objects of the interpreter that compiles them: only CPython of
     the image's version writes pycs the image's python reads."""
     if bytecode == "none":
@@ -129,7 +90,7 @@ def _check_interpreter(version: str, bytecode: str, what: str) -> None:
             f"step (PYTHONHASHSEED=0, and no -E), or its pycs would differ from run to run")
 
 
-def _compile(sources: list[tuple[str, str]], work: str, version: str, bytecode: str,
+def compile_pycs(sources: list[tuple[str, str]], work: str, version: str, bytecode: str,
              origin: str) -> list[_Entry]:
     """Pycs for the `.py` files among `sources` (image path, file), as the image's python
     writes them into `__pycache__`, compiled in image path order; a file that does not compile
@@ -151,21 +112,6 @@ def _compile(sources: list[tuple[str, str]], work: str, version: str, bytecode: 
             continue
         entries.append(_Entry(pyc, "file", 0o644, f"{origin} (bytecode)", cfile))
     return entries
-
-
-def add_python_sources(collector: _Collector, context, sources, what: str) -> None:
-    """The layer content step for first-party code (strata.core.spec.PythonSources): the
-    sandbox directory's files in the venv's site-packages (0644), and their pycs."""
-    _check_interpreter(sources.version, sources.bytecode, what)
-    site = site_packages(sources.venv, sources.version)
-    tree = _Collector()
-    add_tree(tree, context, Tree(sources.source, site, ()), what)
-    files = [(entry.path, entry.source) for entry in tree.entries.values()
-             if entry.kind == "file"]
-    work = os.path.join(context.scratch(), what)
-    for entry in [*tree.entries.values(),
-                  *_compile(files, work, sources.version, sources.bytecode, what)]:
-        collector.add(entry)
 
 
 # --- wheels ------------------------------------------------------------------------------------
@@ -252,7 +198,7 @@ class _Installed:
                          str(os.stat(entry.source).st_size)))
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(sorted(rows))
-        self.add(record_path, 0o644, _write(self.work, record_path, text.getvalue().encode()))
+        self.add(record_path, 0o644, write_file(self.work, record_path, text.getvalue().encode()))
 
 
 def _read_layout(chroot: zipfile.ZipFile, what: str) -> tuple[str, str]:
@@ -270,7 +216,7 @@ def _read_layout(chroot: zipfile.ZipFile, what: str) -> tuple[str, str]:
     return stash, dist_info
 
 
-def _wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list[_Entry]:
+def wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list[_Entry]:
     """The installed files of the chroot's distribution; `what` names it in errors."""
     stash, dist_info = _read_layout(chroot, what)
     dist = dist_info[: -len(".dist-info")]
@@ -283,7 +229,7 @@ def _wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list
 
     site = site_packages(wheel.venv, wheel.version)
     installed = _Installed(work, site, f"{what}: {dist}")
-    shebang = _venv_python(wheel.venv).encode() + b"\n"
+    shebang = venv_python(wheel.venv).encode() + b"\n"
     skip = {_LAYOUT_JSON, f"{dist_info}/RECORD", f"{dist_info}/INSTALLER"}
     for info in chroot.infolist():
         if info.is_dir():
@@ -316,23 +262,9 @@ def _wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list
             raise ValueError(f"{what}: the chroot holds {path!r} twice") from None
         installed.add(path, mode, target)
     installer = f"{site}/{dist_info}/INSTALLER"
-    installed.add(installer, 0o644, _write(work, installer, _INSTALLER))
+    installed.add(installer, 0o644, write_file(work, installer, _INSTALLER))
     sources = [(entry.path, entry.source) for entry in installed.entries
                if entry.path.startswith(f"{site}/")]
-    installed.entries += _compile(sources, work, wheel.version, wheel.bytecode, installed.origin)
+    installed.entries += compile_pycs(sources, work, wheel.version, wheel.bytecode, installed.origin)
     installed.record(f"{site}/{dist_info}/RECORD")
     return installed.entries
-
-
-def add_wheel(collector: _Collector, context, wheel, what: str) -> None:
-    """The layer content step for one distribution (strata.core.spec.Wheel): pex's chroot of
-    it installed into the venv as pip would, with RECORD, INSTALLER and `bytecode` pycs."""
-    _check_interpreter(wheel.version, wheel.bytecode, what)
-    work = os.path.join(context.scratch(), what)
-    try:
-        with zipfile.ZipFile(context.path(wheel.source)) as chroot:
-            entries = _wheel_entries(chroot, wheel, work, f"{what} ({wheel.source})")
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ValueError(f"{what}: cannot read {wheel.source!r}: {e}") from None
-    for entry in entries:
-        collector.add(entry)

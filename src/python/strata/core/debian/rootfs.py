@@ -7,7 +7,8 @@ from typing import Dict, List, Optional
 
 from strata.core.atomic import write_bytes_atomically
 from strata.core.build.deb import MERGED_USR_DIRS, open_deb
-from strata.core.spec import Entry, normalise_path
+from strata.core.build.parts.entries import Entry
+from strata.core.build.spec import normalise_path
 
 
 def ca_bundle_command(options) -> None:

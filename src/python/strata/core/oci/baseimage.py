@@ -14,10 +14,13 @@ import tarfile
 from typing import NamedTuple, Optional
 
 from strata.core.atomic import write_dir_atomically
-from strata.core.build.compression import SUFFIXES
+from strata.core.build.compression import CHUNK, SUFFIXES
 from strata.core.build.hashing import HashingWriter
-from strata.core.oci import descriptors, image, layertar, media_types, platforms, writers
-from strata.core.spec import BaseInfo, LayerRef
+from strata.core.oci import descriptors, image, layertar, media_types, platforms
+from strata.core.oci.layer_reader import DecompressedReader
+from strata.core.oci.layout import link_or_copy
+from strata.core.oci.model import Layer, as_tar, layer_dir_name, load_layer
+from strata.core.oci.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
 # are recognised only to be refused by name.
@@ -278,7 +281,7 @@ def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what:
     import, whatever reads the base later."""
     os.makedirs(layer_dir)
     with source.open(blob.name) as src:
-        head = src.read(writers.CHUNK_SIZE)
+        head = src.read(CHUNK)
         compression = _detect(head)
         if compression not in SUFFIXES:
             raise ValueError(f"{what} is {compression}-compressed: only gzip and zstd are read")
@@ -289,7 +292,7 @@ def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what:
             out = HashingWriter(f)
             while head:
                 out.write(head)
-                head = src.read(writers.CHUNK_SIZE)
+                head = src.read(CHUNK)
     if blob.digest is not None:
         size = out.size if blob.size is None else blob.size
         _check_blob(what, blob.digest, size, actual=(out.digest_str(), out.size))
@@ -303,7 +306,7 @@ def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what:
             layertar.check(tar, what)
         actual, size = out.digest_str(), out.size
     else:
-        with writers.DecompressedReader(path, compression, zstd) as tar:
+        with DecompressedReader(path, compression, zstd) as tar:
             layertar.check(tar, what)
             actual, size = tar.finish(), tar.size
     if actual != diff_id:
@@ -341,8 +344,8 @@ def _write_files(tmp: str, files: list) -> None:
     for path, content in files:
         target = os.path.join(tmp, path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        if isinstance(content, writers.Layer):
-            writers.link_or_copy(content.blob_path, target)
+        if isinstance(content, Layer):
+            link_or_copy(content.blob_path, target)
         else:
             with open(target, "wb") as f:
                 f.write(content)
@@ -368,7 +371,7 @@ def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
         os.makedirs(os.path.join(tmp, "layers"))
         infos = []
         for i, (blob, diff_id) in enumerate(zip(blobs, diff_ids)):
-            layer_dir = os.path.join(tmp, "layers", writers.layer_dir_name(i))
+            layer_dir = os.path.join(tmp, "layers", layer_dir_name(i))
             what = f"layer {i} ({blob.name})"
             infos.append(_import_layer(source, blob, diff_id, layer_dir, zstd, what))
             if docker and infos[-1]["size"] is None:
@@ -376,7 +379,7 @@ def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
         if docker:
             # A docker-archive holds no manifest: this is the one `assemble` reports for a
             # docker-archive, over the layers as tars.
-            layers = [writers.as_tar(info) for info in infos]
+            layers = [as_tar(info) for info in infos]
             manifest = image.make_manifest(config_bytes, layers, oci=False)
             digest = image.sha256_digest(image.canonical_json(manifest))
             media_type = media_types.DOCKER_MANIFEST
@@ -433,7 +436,7 @@ def base_dir_files(config_bytes: bytes, layers: list) -> list:
     digest = image.sha256_digest(image.canonical_json(manifest))
     files = _base_files(config_bytes, digest, media_types.OCI_MANIFEST)
     for i, layer in enumerate(layers):
-        layer_dir = posixpath.join("layers", writers.layer_dir_name(i))
+        layer_dir = posixpath.join("layers", layer_dir_name(i))
         info = {key: layer.info[key] for key in _LAYER_INFO}
         files.append((posixpath.join(layer_dir, "layer.json"), _json_bytes(info)))
         files.append((posixpath.join(layer_dir, info["blob"]), layer))
@@ -449,7 +452,7 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
         diff_ids = image.base_parts(json.loads(config_bytes))[1]
     except ValueError as e:
         raise ValueError(f"the config: {e}") from None
-    layers = [writers.load_layer(LayerRef(d)) for d in layer_dirs]
+    layers = [load_layer(LayerRef(d)) for d in layer_dirs]
     if [layer.info["diff_id"] for layer in layers] != diff_ids:
         raise ValueError("the layer dirs' diff_ids are not the config's rootfs.diff_ids")
     files = base_dir_files(config_bytes, layers)

@@ -2,7 +2,7 @@
 
 Each image comes as the index.json of its own single-image OCI layout; every byte of the image
 index and of its layout's index.json is decided here. The shell composes the layout from the
-images' blobs with digest operations, and `layout-archive` (strata.core.oci.writers) tars it.
+images' blobs with digest operations, and `layout-archive` (strata.core.oci.oci_archive) tars it.
 """
 
 import json

@@ -29,8 +29,11 @@ from strata.core.build.tarstream import (
     pax_record,
     split_ustar,
 )
+from strata.core.build.compression import CHUNK
 from strata.core.oci import layertar
-from strata.core.oci.writers import ARCHIVE_MTIME, CHUNK_SIZE, LayerReader, load_base
+from strata.core.oci.archive import ARCHIVE_MTIME
+from strata.core.oci.layer_reader import LayerReader
+from strata.core.oci.model import load_base
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -144,14 +147,14 @@ def _layer_file(layer, zstd, scratch_dir: str):
     contents decompressed into an unnamed scratch file."""
     if layer.info["compression"] == "none":
         with LayerReader(layer, zstd) as data:
-            while data.read(CHUNK_SIZE):
+            while data.read(CHUNK):
                 pass
         return open(layer.blob_path, "rb")
     scratch = tempfile.TemporaryFile(dir=scratch_dir)
     try:
         with LayerReader(layer, zstd) as data:
             while True:
-                chunk = data.read(CHUNK_SIZE)
+                chunk = data.read(CHUNK)
                 if not chunk:
                     break
                 scratch.write(chunk)
@@ -260,7 +263,7 @@ def _copy(src, offset: int, size: int, out, path: str) -> None:
     src.seek(offset)
     remaining = size
     while remaining:
-        chunk = src.read(min(CHUNK_SIZE, remaining))
+        chunk = src.read(min(CHUNK, remaining))
         if not chunk:
             raise ValueError(f"rootfs: {path} ends {remaining} bytes short in its layer")
         out.write(chunk)
@@ -287,7 +290,7 @@ def _write(tree: _Tree, files: list, out) -> None:
 
 
 def write_rootfs(layers: list, out, scratch_dir: str, zstd=None) -> None:
-    """The merged filesystem of `layers` (writers.Layer, bottom first) as one tar to `out`;
+    """The merged filesystem of `layers` (model.Layer, bottom first) as one tar to `out`;
     `zstd` decompresses zstd layers, `scratch_dir` holds decompressed layers while it runs."""
     files = []
     try:

@@ -15,7 +15,7 @@ from strata.core.errors import InvalidInput, StrataError
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
 from strata.core.registry.referrers import fetch_sboms
-from strata.core.registry.transport import StallRule
+from strata.core.registry.stall import StallRule
 
 
 def pull_layout(

@@ -16,7 +16,7 @@ from strata.core.registry.auth import take_credentials_file
 from strata.core.registry.client import RegistryClient
 from strata.core.registry.errors import RegistryError
 from strata.core.registry.referrers import Attachment, attach_all, attachment
-from strata.core.registry.transport import StallRule
+from strata.core.registry.stall import StallRule
 from strata.core.registry.push_policy import (
     PushedBlobs,
     PushProgress,

@@ -1,8 +1,8 @@
 """HTTP to one registry, after go-containerregistry's `remote/transport`: keep-alive
 connections, dropped connections told from answers, retries with backoff of transient faults,
 the ping that learns how the registry authenticates, basic auth and bearer tokens, and the
-registry's errors as exceptions. A registry that sends too slowly (StallRule) is a transient
-fault too, so that a trickle cannot hold a pull or push open forever. What is sent is
+registry's errors as exceptions. A registry that sends too slowly (strata.core.registry.stall) is a
+transient fault too, so that a trickle cannot hold a pull or push open forever. What is sent is
 strata.core.registry.client's business.
 
 One transport is not thread-safe: it keeps one keep-alive connection per host. Messages never
@@ -10,12 +10,10 @@ hold credentials or tokens.
 """
 
 import http.client
-import io
 import json
 import logging
 import os
 import re
-import socket
 import ssl
 import time
 import urllib.parse
@@ -46,6 +44,12 @@ from strata.core.registry.errors import (
     RegistryError,
     UnsupportedMediaTypeError,
 )
+from strata.core.registry.stall import (
+    GuardedHTTPConnection,
+    GuardedHTTPSConnection,
+    StallRule,
+    Stalled,
+)
 
 IO_CHUNK = 1024 * 1024
 MAX_SMALL_BODY = 64 * 1024  # error bodies and token answers
@@ -66,139 +70,6 @@ _U = TypeVar("_U")
 
 class Transient(Exception):
     """A 5xx/429 answer or a connection failure: the whole operation is tried again."""
-
-
-class StallRule(NamedTuple):
-    """When a response has stalled: fewer than `min_bytes` of it arrived while the client
-    waited `seconds` for them. The wait is counted from the request's last byte sent, and
-    afresh after each `min_bytes` received; time the client spends not reading (writing to
-    disk) is not counted. A stall is a rate, not a total time: a large blob may take hours."""
-
-    min_bytes: int = 1024
-    seconds: float = 60.0
-
-    @classmethod
-    def parse(cls, min_bytes: Optional[str], seconds: Optional[str]) -> "StallRule":
-        """From the `--stall-bytes` and `--stall-seconds` options (None: the default)."""
-        default = cls()
-        try:
-            rule: Optional[StallRule] = cls(
-                default.min_bytes if min_bytes is None else int(min_bytes),
-                default.seconds if seconds is None else float(seconds),
-            )
-        except ValueError:
-            rule = None
-        if rule is None or rule.min_bytes < 1 or not 0 < rule.seconds < float("inf"):
-            raise ValueError(
-                "--stall-bytes must be a positive integer and --stall-seconds a positive "
-                f"number: {min_bytes!r}, {seconds!r}"
-            )
-        return rule
-
-    def __str__(self) -> str:
-        return (
-            f"fewer than {self.min_bytes} bytes arrived in {self.seconds:g}s (the stall rule: "
-            "--stall-bytes, --stall-seconds; in Pants, [strata] registry_stall_bytes and "
-            "registry_stall_seconds)"
-        )
-
-
-class Stalled(OSError):
-    """A read that broke the StallRule (an OSError, as a socket timeout is)."""
-
-
-class _StallGuardedSocket:
-    """A connected socket whose reads raise Stalled under its StallRule; everything else is the
-    socket's. http.client reads a response through makefile("rb"), sends with sendall."""
-
-    def __init__(self, sock: socket.socket, rule: StallRule, send_timeout: Optional[float]):
-        self._sock, self._rule, self._send_timeout = sock, rule, send_timeout
-        self._readers, self._closed = 0, False
-        self._expect_more()
-
-    def _expect_more(self) -> None:
-        self._waited, self._missing = 0.0, self._rule.min_bytes
-
-    def sendall(self, data) -> None:
-        self._sock.settimeout(self._send_timeout)
-        self._sock.sendall(data)
-        self._expect_more()  # the answer to this request gets a wait of its own
-
-    def recv_into(self, buffer) -> int:
-        left = self._rule.seconds - self._waited
-        if left <= 0:
-            raise Stalled(str(self._rule))
-        self._sock.settimeout(left)
-        started = time.monotonic()
-        try:
-            received = self._sock.recv_into(buffer)
-        except socket.timeout:
-            raise Stalled(str(self._rule)) from None
-        finally:
-            self._waited += time.monotonic() - started
-        self._missing -= received
-        if self._missing <= 0:
-            self._expect_more()
-        return received
-
-    def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
-        if mode != "rb":
-            raise ValueError(f"a registry connection is read only as 'rb', not {mode!r}")
-        self._readers += 1
-        return io.BufferedReader(_GuardedReader(self))
-
-    def close(self) -> None:
-        """As socket.close: the socket stays open while a response still reads from it
-        (http.client hands a connection that will close to its response)."""
-        self._closed = True
-        self._close_if_unread()
-
-    def _reader_closed(self) -> None:
-        self._readers -= 1
-        self._close_if_unread()
-
-    def _close_if_unread(self) -> None:
-        if self._closed and self._readers <= 0:
-            self._sock.close()
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-
-class _GuardedReader(io.RawIOBase):
-    def __init__(self, sock: _StallGuardedSocket) -> None:
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        return self._sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._sock._reader_closed()
-        super().close()
-
-
-class _StallGuarded:
-    """An HTTP(S) connection whose socket, once connected, is held to a StallRule."""
-
-    def __init__(self, *args, stall: StallRule, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._stall = stall
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock = _StallGuardedSocket(self.sock, self._stall, self.timeout)
-
-
-class _HTTPConnection(_StallGuarded, http.client.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_StallGuarded, http.client.HTTPSConnection):
-    pass
 
 
 class FileSlice(NamedTuple):
@@ -590,12 +461,12 @@ class Transport:
         if parts.scheme == "https":
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
-            conn: http.client.HTTPConnection = _HTTPSConnection(
+            conn: http.client.HTTPConnection = GuardedHTTPSConnection(
                 parts.hostname, parts.port, timeout=self._timeout, context=self._ssl,
                 stall=self._stall,
             )
         elif parts.scheme == "http":
-            conn = _HTTPConnection(
+            conn = GuardedHTTPConnection(
                 parts.hostname, parts.port, timeout=self._timeout, stall=self._stall
             )
         else:

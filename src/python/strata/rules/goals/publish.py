@@ -49,18 +49,16 @@ from strata.rules.index import IndexLayout, IndexLayoutRequest
 from strata.rules.sbom import Sbom, SbomRequest
 from strata.rules.tool import ImageTool, RegistryAccessEnv, RegistryAccessEnvRequest
 from strata.subsystems import StrataSubsystem
-from strata.target_types import (
+from strata.target_types.base import OciPullRepositoryField, OciPullTarget
+from strata.target_types.image import (
     OciImageDependenciesField,
     OciImageTagsField,
-    OciIndexImagesField,
-    OciIndexTagField,
     OciPublishFormatField,
-    OciPullRepositoryField,
-    OciPullTarget,
     OciRegistriesField,
     OciRepositoryField,
     OutputFormat,
 )
+from strata.target_types.index import OciIndexImagesField, OciIndexTagField
 
 # Pants logs a process's argv and environment (`-ldebug`), so secrets go to the push in a
 # hand-off file; its environment is only RegistryAccessEnv's paths.

@@ -21,7 +21,7 @@ from strata.rules.image.assembly import (
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.tool import ImageTool, InstalledBinary
 from strata.subsystems import StrataSubsystem
-from strata.target_types import Compression, OutputFormat
+from strata.target_types.image import Compression, OutputFormat
 
 _RUN_LAYOUT = "image"
 

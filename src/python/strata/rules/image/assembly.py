@@ -24,15 +24,9 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from strata.core.oci.writers import (
-    FORMATS,
-    OCI_LAYOUT,
-    Image,
-    Layer,
-    load_image,
-    metadata,
-    oci_contents,
-)
+from strata.core.oci.formats import FORMATS, load_image, metadata
+from strata.core.oci.layout import OCI_LAYOUT, oci_contents
+from strata.core.oci.model import Image, Layer
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, SbomSources
@@ -71,7 +65,7 @@ SPEC = "image-spec.json"
 
 
 class DigestFiles:
-    """An image's inputs as a digest lists them, read by `strata.core.oci.writers` as it reads
+    """An image's inputs as a digest lists them, read by `strata.core.oci.model` as it reads
     files on disk: its small JSON files' contents, and every file's size and digest."""
 
     def __init__(self, entries: DigestEntries, contents: DigestContents):

@@ -15,13 +15,14 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci import platforms
 from strata.core.oci.baseimage import base_dir_files
+from strata.core.oci.formats import metadata
 from strata.core.oci.image import platform_conflicts
-from strata.core.oci.writers import metadata
 from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest
 from strata.rules.image.assembly import AssembleRequest, ImageInputs, read_image, split_repo_tag
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import Sbom, SbomRequest
-from strata.target_types import OciImageArchiveTarget, OciImageTarget, OciPullTarget, OutputFormat
+from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
+from strata.target_types.image import OciImageTarget, OutputFormat
 
 
 @dataclass(frozen=True)

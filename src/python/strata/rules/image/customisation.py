@@ -18,7 +18,7 @@ from pants.util.logging import LogLevel
 from strata.core.debian.rootfs import merged_usr_entries, nss_files
 from strata.core.graph.closure import SYMLINK, PathConflict, check_paths
 from strata.core.oci.image import epoch_seconds
-from strata.core.spec import Commands, normalise_path
+from strata.core.build.spec import Commands, normalise_path
 from strata.rules.closure import (
     ImageClosure,
     InvalidImageContent,

@@ -8,36 +8,25 @@ from dataclasses import dataclass
 from pants.core.goals.package import PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior
 
-from strata.core.oci.writers import FORMATS
+from strata.core.oci.formats import FORMATS
 from strata.rules.closure import ImageClosureRequest
-from strata.target_types import (
+from strata.target_types.image import (
     Compression,
     OciArchitectureField,
     OciBaseField,
-    OciCaCertificatesField,
-    OciCommandTimeoutField,
-    OciCommandToolsField,
     OciCompressionField,
     OciCreatedField,
-    OciDirectoriesField,
     OciEmbedSbomField,
-    OciEntrypointField,
-    OciExtraCommandsField,
-    OciFakeNssField,
-    OciFakeRootCommandsField,
     OciGidField,
     OciGnameField,
     OciImageDependenciesField,
-    OciIncludeNixDbField,
     OciImageOutputPathField,
     OciMaxLayersField,
     OciMtimeField,
     OciOsField,
     OciOutputFormatField,
-    OciPermissionsField,
-    OciSbomField,
     OciRepositoryField,
-    OciSymlinksField,
+    OciSbomField,
     OciTagField,
     OciUidField,
     OciUnameField,
@@ -45,6 +34,19 @@ from strata.target_types import (
     OutputFormat,
     image_platform,
 )
+from strata.target_types.image_customisation import (
+    OciCaCertificatesField,
+    OciCommandTimeoutField,
+    OciCommandToolsField,
+    OciDirectoriesField,
+    OciExtraCommandsField,
+    OciFakeNssField,
+    OciFakeRootCommandsField,
+    OciIncludeNixDbField,
+    OciSymlinksField,
+)
+from strata.target_types.image_runtime_config import OciEntrypointField
+from strata.target_types.layer import OciPermissionsField
 
 # The formats that read every layer as a tar: a base's zstd layers need the zstd binary.
 TAR_LAYER_FORMATS = (OutputFormat.DOCKER_ARCHIVE, OutputFormat.ROOTFS)

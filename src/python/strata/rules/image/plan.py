@@ -11,7 +11,7 @@ from pants.engine.rules import Get
 from pants.engine.target import InvalidFieldException
 
 from strata.core.oci.image import epoch_seconds
-from strata.core.oci.writers import DOCKER_MAX_LAYERS, check_docker_layer_count
+from strata.core.oci.docker_archive import DOCKER_MAX_LAYERS, check_docker_layer_count
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure
 from strata.rules.image.field_set import OciImageFieldSet
@@ -25,7 +25,7 @@ from strata.rules.layers import (
 )
 from strata.rules.nodes.nix import nix_paths
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
-from strata.target_types import EMBEDDED_SBOM_DIR, OutputFormat
+from strata.target_types.image import EMBEDDED_SBOM_DIR, OutputFormat
 
 
 def _own_layer_count(fs: OciImageFieldSet, base: Optional[BaseImage]) -> int:

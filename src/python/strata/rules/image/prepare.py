@@ -12,7 +12,7 @@ from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from strata.core.spec import ImageSpec, LayerRef
+from strata.core.oci.spec import ImageSpec, LayerRef
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.assembly import SPEC, AssembleRequest, ImageInputs
@@ -24,7 +24,8 @@ from strata.rules.image.programs import check_programs
 from strata.rules.layers import BuiltLayers
 from strata.rules.sbom import SbomSources
 from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
-from strata.target_types import OutputFormat, runtime_config
+from strata.target_types.image import OutputFormat
+from strata.target_types.image_runtime_config import runtime_config
 
 
 async def _prefixed_layers(layers: BuiltLayers, dirs: List[str]) -> Tuple[Digest, ...]:

@@ -20,7 +20,7 @@ from strata.core.graph.image_files import (
     read_path_list,
 )
 from strata.core.oci.image import inherit_config
-from strata.core.spec import Venv
+from strata.core.build.parts.venvs import Venv
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure
 from strata.rules.image.bases import base_config

@@ -19,7 +19,12 @@ from pants.engine.rules import Get
 from pants.engine.target import Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionMembership, union
 
-from strata.target_types import OciArchitectureField, OciOsField, OciVariantField, image_platform
+from strata.target_types.image import (
+    OciArchitectureField,
+    OciOsField,
+    OciVariantField,
+    image_platform,
+)
 
 
 @dataclass(frozen=True)

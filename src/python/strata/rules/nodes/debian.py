@@ -16,7 +16,7 @@ from strata.core.debian.architectures import debian_architecture
 from strata.rules.closure import InvalidImageContent
 from strata.rules.debian import DebianClosure, DebianClosureRequest, node_key
 from strata.rules.nodes import NodeKind, StoreNode, StoreNodes, StoreNodesRequest, image_platform_of
-from strata.target_types import DebianPackagesTarget
+from strata.target_types.debian import DebianPackagesTarget
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
 from strata.core.build.deb import MERGED_USR_DIRS
-from strata.core.spec import NixClosure, NixPathInfo
+from strata.core.nix.spec import NixClosure, NixPathInfo
 from strata.rules.closure import ImageClosure, InvalidImageContent
 from strata.rules.nix import (
     NIX_GCROOTS,
@@ -30,7 +30,7 @@ from strata.rules.nix import (
     StorePathNar,
 )
 from strata.rules.nodes import NodeKind, RootLink, StoreNode, StoreNodes, StoreNodesRequest
-from strata.target_types import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
+from strata.target_types.nix import NixClosureTarget, NixCopyToRootField, NixPathsToLinkField
 
 if TYPE_CHECKING:
     from strata.rules.image.field_set import OciImageFieldSet

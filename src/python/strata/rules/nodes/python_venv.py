@@ -50,7 +50,10 @@ from pants.engine.target import (
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
-from strata.core.spec import PythonSources, Venv, Wheel, absolute_image_path
+from strata.core.build.parts.python_sources import PythonSources
+from strata.core.build.parts.venvs import Venv
+from strata.core.build.parts.wheels import Wheel
+from strata.core.build.spec import absolute_image_path
 from strata.rules.nodes import (
     NodeKind,
     StoreNode,
@@ -58,7 +61,7 @@ from strata.rules.nodes import (
     StoreNodesRequest,
     image_platform_of,
 )
-from strata.target_types import (
+from strata.target_types.python import (
     PythonVenvAllowSdistsField,
     PythonVenvBytecodeField,
     PythonVenvDependenciesField,

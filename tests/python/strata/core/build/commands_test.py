@@ -16,7 +16,7 @@ import pytest
 
 from strata.core.build import layer
 from strata.core.command_files import sandbox_files
-from strata.core.spec import LayerSpec
+from strata.core.build.spec import LayerSpec
 from strata_harness import require_tool
 from strata_harness.tools import unavailable
 

@@ -21,7 +21,7 @@ from strata.core.debian.rootfs import (
     nss_files,
 )
 from strata.core.build import layer
-from strata.core.spec import LayerSpec
+from strata.core.build.spec import LayerSpec
 from strata_harness.tools import require_tool, unavailable
 
 

@@ -12,8 +12,8 @@ import pytest
 import strata.core
 from strata.core.__main__ import layer_sources
 from strata.core.cli import main
-from strata.core.build import layer
-from strata.core.spec import LayerSpec
+from strata.core.build import layer, parts
+from strata.core.build.spec import JsonTuple, LayerSpec
 
 
 def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
@@ -297,12 +297,13 @@ def standalone_core(where: Path) -> Path:
     return where
 
 
-def run_cli(python: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def run_layer(python: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The layer Process's program, `python -m strata.core.build`."""
     if not Path(python).is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{python} is missing")
         pytest.skip(f"{python} is not installed")
-    return subprocess.run([python, "-E", "-s", "-B", "-m", "strata.core", *args], cwd=cwd,
+    return subprocess.run([python, "-E", "-s", "-B", "-m", "strata.core.build", *args], cwd=cwd,
                           env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
 
 
@@ -310,7 +311,7 @@ PYTHONS = ["/usr/bin/python3.9", "/usr/bin/python3.11"]
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
-def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
+def test_the_layer_program_is_standalone_and_identical_across_pythons(tmp_path, compression):
     if compression == "zstd" and not Path(ZSTD).is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{ZSTD} is missing: CI must exercise zstd compression")
@@ -321,7 +322,7 @@ def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
     outputs = []
     for python in PYTHONS:
         out = f"out-{Path(python).name}"
-        done = run_cli(python, sandbox, "layer", "--spec", "spec.json", "--out", out)
+        done = run_layer(python, sandbox, "--spec", "spec.json", "--out", out)
         assert (done.returncode, done.stderr) == (0, "")
         outputs.append({p.name: p.read_bytes() for p in sorted((sandbox / out).iterdir())})
     assert outputs[0] == outputs[1]
@@ -331,7 +332,7 @@ def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
 
 
 @pytest.mark.parametrize("python", PYTHONS)
-def test_cli_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
+def test_layer_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
     sandbox = standalone_core(tmp_path)
     (sandbox / "conflict.json").write_text(json.dumps({"entries": [
         {"path": "a", "type": "dir"}, {"path": "a", "type": "symlink", "target": "b"}]}))
@@ -339,15 +340,16 @@ def test_cli_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
     for spec, message in (("conflict.json", "conflicting entries for 'a'"),
                           ("escape.json", "path '../a' escapes the image root"),
                           ("missing.json", "No such file or directory")):
-        done = run_cli(python, sandbox, "layer", "--spec", spec, "--out", "out")
+        done = run_layer(python, sandbox, "--spec", spec, "--out", "out")
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and message in done.stderr
-        assert done.stderr.startswith("strata.core layer: error: ")
-    done = run_cli(python, sandbox, "layer", "--out", "out")
+        assert done.stderr.startswith("strata.core.build: error: ")
+    done = run_layer(python, sandbox, "--out", "out")
     assert done.returncode == 2
-    assert done.stderr == "strata.core layer: error: the following arguments are required: --spec\n"
-    done = run_cli(python, sandbox, "nonsense")
-    assert done.returncode == 2 and "usage:" in done.stderr
+    assert done.stderr == "strata.core.build: error: the following arguments are required: --spec\n"
+    done = run_layer(python, sandbox, "--spec", "conflict.json", "--out", "out", "nonsense")
+    assert (done.returncode, done.stderr) == (
+        2, "strata.core.build: error: unrecognized argument: nonsense\n")
 
 
 def test_dispatcher_runs_layer_in_process(tmp_path, monkeypatch, capsys):
@@ -396,6 +398,27 @@ def test_trees_and_file_entries_must_state_their_modes(tmp_path):
                     tmp_path / "out")
 
 
-def test_every_part_of_a_layer_spec_has_a_step_that_writes_it():
-    # A part without a row would be parsed, then silently left out of the layer.
-    assert [part for part, _, _ in layer.CONTENT_STEPS] == list(LayerSpec.PARTS)
+def test_every_module_of_the_parts_package_is_a_part_with_an_item_type_and_a_step():
+    names = sorted(path.stem for path in Path(parts.__file__).parent.glob("[!_]*.py"))
+    assert names == ["debs", "entries", "nars", "python_sources", "trees", "venvs", "wheels"]
+    for name in names:
+        assert parts.exists(name)
+        module = parts.load(name)
+        assert callable(module.add) and issubclass(module.Item, JsonTuple), name
+
+
+@pytest.mark.parametrize("key", ["os", "layer", "__init__", "_private", "trees.x", "../spec"])
+def test_a_key_naming_no_part_module_is_refused(key):
+    with pytest.raises(ValueError, match=r"layer spec: missing keys \[\], unknown keys"):
+        LayerSpec.from_json({key: []})
+
+
+def test_parts_are_added_in_the_spec_s_order_which_changes_no_byte(tmp_path):
+    # The same entry from two parts, in either order: the same layer.
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t/f").write_bytes(b"f")
+    tree = [{"source": "t", "dest": "", "executables": []}]
+    entry = [{"path": "f", "type": "file", "source": "t/f", "mode": 0o644}]
+    first = build_layer({"trees": tree, "entries": entry}, tmp_path, tmp_path / "a")
+    second = build_layer({"entries": entry, "trees": tree}, tmp_path, tmp_path / "b")
+    assert first == second

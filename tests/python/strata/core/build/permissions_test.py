@@ -9,7 +9,7 @@ import pytest
 from strata.core.build import layer
 from strata.core.build.permissions import UNMATCHED, _match
 from strata.core.cli import main
-from strata.core.spec import LayerSettings, LayerSpec
+from strata.core.build.spec import LayerSettings, LayerSpec
 
 SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
             "compression": "none", "zstd": None}
@@ -124,9 +124,9 @@ def test_invalid_rules_are_rejected(rule, message):
 
 def test_a_spec_without_permissions_serialises_as_before():
     # The field is optional and left out when None: every existing layer keeps its cache key.
-    spec = LayerSpec(LayerSettings(), entries=())
+    spec = LayerSpec(LayerSettings(), parts=(("entries", ()),))
     settings = {k: v for k, v in SETTINGS.items() if v is not None}
-    assert spec.to_json() == {"settings": settings, "trees": [], "entries": [], "debs": []}
+    assert spec.to_json() == {"settings": settings}
     assert LayerSpec.from_json(spec.to_json()).permissions is None
     with_rules = LayerSpec.from_json({"permissions": [{"pattern": "/a/**", "mode": 0o700}]})
     assert with_rules.to_json()["permissions"] == [{"pattern": "a/**", "mode": 0o700}]

@@ -24,7 +24,7 @@ import pytest
 import strata.core
 from strata.core.__main__ import layer_sources
 from strata.core.build import layer
-from strata.core.spec import LayerSpec
+from strata.core.build.spec import LayerSpec
 from strata_harness.tools import unavailable
 
 PYTHON = "/usr/bin/python3.11"  # Debian's, as in the demo image
@@ -139,11 +139,11 @@ def standalone_core(sandbox: Path) -> Path:
 
 def run_layer(sandbox: Path, spec: dict, out: str, python: str = PYTHON, flags=("-E",),
               env=None) -> subprocess.CompletedProcess:
-    """The `layer` subcommand as the rules run it: `python -E -s -S -B -m strata.core`."""
+    """The layer step as the rules run it: `python -E -s -S -B -m strata.core.build`."""
     (sandbox / f"{out}.json").write_text(json.dumps(spec))
     return subprocess.run(
-        [python, *flags, "-s", "-S", "-B", "-m", "strata.core", "layer", "--spec",
-         f"{out}.json", "--out", out],
+        [python, *flags, "-s", "-S", "-B", "-m", "strata.core.build", "--spec", f"{out}.json",
+         "--out", out],
         cwd=sandbox, env=env or {}, capture_output=True, text=True)
 
 
@@ -213,10 +213,11 @@ GOOD_SOURCES = {"source": "src", "venv": "app/venv", "version": "3.11", "bytecod
 def test_python_parts_parse_to_normalised_image_paths():
     spec = LayerSpec.from_json({"venvs": [GOOD_VENV], "wheels": [GOOD_WHEEL],
                                 "python_sources": [GOOD_SOURCES]})
-    assert spec.venvs[0] == ("app/venv", "usr/bin/python3.11", "3.11",
-                             (("hello", "hello.main:main"),))
-    assert spec.wheels[0] == ("deps/six.whl", "app/venv", "3.11", "x86_64", "none")
-    assert spec.python_sources[0] == ("src", "app/venv", "3.11", "none")
+    parts = dict(spec.parts)
+    assert parts["venvs"][0] == ("app/venv", "usr/bin/python3.11", "3.11",
+                                 (("hello", "hello.main:main"),))
+    assert parts["wheels"][0] == ("deps/six.whl", "app/venv", "3.11", "x86_64", "none")
+    assert parts["python_sources"][0] == ("src", "app/venv", "3.11", "none")
 
 
 @pytest.mark.parametrize("part, item, message", [
@@ -468,7 +469,7 @@ def test_bytecode_before_3_11_needs_a_fixed_hash_seed(tmp_path):
     done = run_layer(sandbox, spec, "refused", python39)
     assert done.returncode == 1
     assert done.stderr == (
-        "strata.core layer: error: wheels[0]: bytecode for CPython 3.9 needs hash "
+        "strata.core.build: error: wheels[0]: bytecode for CPython 3.9 needs hash "
         "randomisation off in the layer step (PYTHONHASHSEED=0, and no -E), or its pycs would "
         "differ from run to run\n")
     blobs = []

@@ -15,9 +15,13 @@ import tracemalloc
 import pytest
 
 from strata.core import cli as core_cli
-from strata.core.oci import baseimage, image, writers
+from strata.core.oci import baseimage, image
+from strata.core.oci.formats import FORMATS
+from strata.core.oci.layer_reader import DecompressedReader
+from strata.core.oci.model import load_layer
 from strata.core.build import layer
-from strata.core.spec import LayerRef, LayerSpec
+from strata.core.build.spec import LayerSpec
+from strata.core.oci.spec import LayerRef
 from strata.core.oci import media_types
 from strata_harness import (
     assert_valid_image,
@@ -31,7 +35,7 @@ from strata_harness.tools import unavailable
 
 
 # The formats that write an image (rootfs writes its filesystem: rootfs_test.py).
-IMAGE_FORMATS = [fmt for fmt in writers.FORMATS if fmt != "rootfs"]
+IMAGE_FORMATS = [fmt for fmt in FORMATS if fmt != "rootfs"]
 
 
 def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
@@ -190,7 +194,7 @@ def test_import_docker_archive(tmp_path, compression):
         "compression": compression,
     }
     # The layer dir reads as a `layer` output does.
-    assert writers.load_layer(LayerRef(str(layer_dir))).info == info
+    assert load_layer(LayerRef(str(layer_dir))).info == info
     assert read_json(base / "base.json") == {
         "config_digest": sha256(members[entry["Config"]]),
         "manifest_digest": sha256(
@@ -992,7 +996,7 @@ def test_gzip_reader_streams_members_in_bounded_reads(tmp_path):
     path = tmp_path / "blob.gz"
     parts = [b"\0" * (8 << 20), b"tail"]
     path.write_bytes(b"".join(gzip.compress(p) for p in parts))
-    with writers.DecompressedReader(str(path), "gzip") as reader:
+    with DecompressedReader(str(path), "gzip") as reader:
         sizes = []
         while True:
             chunk = reader.read(1 << 16)
@@ -1006,7 +1010,7 @@ def test_gzip_reader_streams_members_in_bounded_reads(tmp_path):
 def test_gzip_reader_rejects_trailing_garbage(tmp_path):
     path = tmp_path / "blob.gz"
     path.write_bytes(gzip.compress(b"data") + b"\0\0\0\0")
-    with writers.DecompressedReader(str(path), "gzip") as reader:
+    with DecompressedReader(str(path), "gzip") as reader:
         with pytest.raises(ValueError, match="not a valid gzip stream"):
             while reader.read():
                 pass
@@ -1016,7 +1020,7 @@ def test_zstd_reader_reports_zstd_errors(tmp_path):
     zstd = zstd_path()
     path = tmp_path / "blob.zst"
     path.write_bytes(zstd_compress(b"x" * 100000)[:-10])
-    with writers.DecompressedReader(str(path), "zstd", zstd) as reader:
+    with DecompressedReader(str(path), "zstd", zstd) as reader:
         with pytest.raises(ValueError, match=r"zstd exited with status \d+"):
             while reader.read():
                 pass

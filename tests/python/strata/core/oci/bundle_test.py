@@ -7,7 +7,7 @@ import pathlib
 from strata.core import cli as core_cli
 from strata.core.oci import image
 
-from writers_test import (
+from formats_test import (
     LAYER_FILES,
     assemble,
     make_spec,

@@ -15,8 +15,9 @@ import tarfile
 import pytest
 
 from strata.core import cli as core_cli
-from strata.core.oci import rootfs, writers
-from strata.core.spec import LayerRef
+from strata.core.oci import rootfs
+from strata.core.oci.model import load_layer
+from strata.core.oci.spec import LayerRef
 
 _LAYER_DIRS = itertools.count()
 
@@ -78,7 +79,7 @@ def flatten(tmp_path, *layers, compression="none", zstd=None) -> bytes:
     for i, entries in enumerate(layers):
         directory = write_layer(tmp_path / f"layer-{next(_LAYER_DIRS)}", layer_tar(*entries),
                                 compression)
-        loaded.append(writers.load_layer(LayerRef(directory)))
+        loaded.append(load_layer(LayerRef(directory)))
     out = io.BytesIO()
     rootfs.write_rootfs(loaded, out, str(tmp_path), zstd)
     return out.getvalue()
@@ -371,7 +372,7 @@ def test_merged_paths_list_what_a_container_of_the_layers_sees(tmp_path):
              entry("usr/bin/again", "hardlink", link="usr/bin/tool")]
     dirs = [write_layer(tmp_path / f"layer-{i}", layer_tar(*entries), compression)
             for i, (entries, compression) in enumerate([(BASE, "gzip"), (upper, "none")])]
-    layers = [writers.load_layer(LayerRef(d)) for d in dirs]
+    layers = [load_layer(LayerRef(d)) for d in dirs]
     listed = rootfs.merged_paths(layers, str(tmp_path))
     assert listed == [
         ["bin", "symlink", 0o644, "usr/bin"],

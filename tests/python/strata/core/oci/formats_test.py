@@ -1,4 +1,6 @@
-import glob
+"""`assemble` over every output format: the model's checks, determinism, the CLI; and the
+helpers the per-format tests share (imported by module name)."""
+
 import gzip
 import hashlib
 import io
@@ -8,7 +10,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tracemalloc
 
@@ -16,10 +17,10 @@ import pytest
 
 import strata
 from strata.core import cli as core_cli
-from strata.core.oci import image, writers
+from strata.core.oci import image
+from strata.core.oci.formats import FORMATS
 from strata.core.build import layer
-from strata.core.spec import LayerSpec
-from strata.core.oci import media_types
+from strata.core.build.spec import LayerSpec
 
 
 def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
@@ -28,6 +29,8 @@ def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
 
 
 ENTRYPOINT = ["/bin/hello"]
+
+
 LAYER_FILES = [
     {"etc/motd": b"hello\n", "etc/os-release": b"ID=strata\n"},
     {"bin/hello": b"#!/bin/sh\necho hi\n", "etc/motd": b"bye\n"},
@@ -168,51 +171,6 @@ def read_docker_archive(path):
     return names, members
 
 
-def test_docker_archive_reads_back(tmp_path):
-    out, metadata = assemble(tmp_path, make_spec(tmp_path))
-    names, members = read_docker_archive(out)
-    assert names[-1] == "manifest.json"
-    (manifest,) = json.loads(members["manifest.json"])
-    assert manifest["RepoTags"] == ["app/image:v1"]
-    config_bytes = members[manifest["Config"]]
-    assert manifest["Config"] == hashlib.sha256(config_bytes).hexdigest() + ".json"
-    assert metadata["config_digest"] == "sha256:" + manifest["Config"][: -len(".json")]
-    config = json.loads(config_bytes)
-    diff_ids = config["rootfs"]["diff_ids"]
-    assert manifest["Layers"] == [d[len("sha256:") :] + "/layer.tar" for d in diff_ids]
-    for layer_path, diff_id in zip(manifest["Layers"], diff_ids):
-        assert image.sha256_digest(members[layer_path]) == diff_id
-    assert [tar_bytes(files) for files in LAYER_FILES] == [members[p] for p in manifest["Layers"]]
-    assert [h["comment"] for h in config["history"]] == ["layer 0", "layer 1"]
-    assert config["config"]["Entrypoint"] == ENTRYPOINT
-    assert metadata["repo_tag"] == "app/image:v1"
-    assert metadata["layers"] == [
-        {"diff_id": d, "digest": d, "size": len(members[p])}
-        for p, d in zip(manifest["Layers"], diff_ids)
-    ]
-    assert metadata["manifest_digest"] == image.sha256_digest(
-        image.canonical_json(
-            image.make_manifest(
-                config_bytes,
-                [
-                    {"digest": d, "blob_size": len(members[p]), "compression": "none"}
-                    for p, d in zip(manifest["Layers"], diff_ids)
-                ],
-                oci=False,
-            )
-        )
-    )
-    assert not glob.glob(f"{out}.*tmp")
-
-
-def test_docker_archive_entries_are_fixed(tmp_path):
-    out, _ = assemble(tmp_path, make_spec(tmp_path))
-    with tarfile.open(out) as tar:
-        for member in tar.getmembers():
-            assert (member.mtime, member.uid, member.gid) == (writers.ARCHIVE_MTIME, 0, 0)
-            assert (member.uname, member.gname) == ("root", "root")
-
-
 def test_tag_derived_from_content(tmp_path):
     out, metadata = assemble(tmp_path, make_spec(tmp_path, tag=None))
     tag = image.content_tag(metadata["config_digest"])
@@ -221,22 +179,9 @@ def test_tag_derived_from_content(tmp_path):
     assert manifest["RepoTags"] == [f"app/image:{tag}"]
 
 
-def test_identical_layers_are_stored_once(tmp_path):
-    data = tar_bytes(LAYER_FILES[0])
-    layers = [{"dir": write_layer(tmp_path / name, data), "comment": name} for name in ("a", "b")]
-    out, metadata = assemble(tmp_path, make_spec(tmp_path, layers=layers))
-    names, members = read_docker_archive(out)
-    (manifest,) = json.loads(members["manifest.json"])
-    assert manifest["Layers"][0] == manifest["Layers"][1]
-    assert names.count(manifest["Layers"][0]) == 1
-    assert len(metadata["layers"]) == 2
-    oci_out, _ = assemble(tmp_path, make_spec(tmp_path, "oci", layers=layers), "oci")
-    assert len(os.listdir(oci_out / "blobs/sha256")) == 3
-
-
 def test_assemble_is_deterministic(tmp_path):
     """Two runs give the same bytes, and so the same content-derived tag."""
-    for fmt in writers.FORMATS:
+    for fmt in FORMATS:
         spec = make_spec(tmp_path, fmt, "gzip" if fmt != "docker-archive" else "none", tag=None)
         first, meta1 = assemble(tmp_path, spec, f"{fmt}-1")
         second, meta2 = assemble(tmp_path, spec, f"{fmt}-2")
@@ -254,39 +199,6 @@ def tree_digests(root) -> dict:
         for d, _, files in os.walk(root)
         for f in files
     }
-
-
-# The docker-archive of make_spec(): pins the archive bytes (entry order, headers, JSON).
-GOLDEN_DOCKER_ARCHIVE = "sha256:6faacd6e6a0f815d5eb14ddd208b49c5da4e5939684936a28f2ee912a5eb2b6e"
-
-
-def test_golden_docker_archive(tmp_path):
-    out, _ = assemble(tmp_path, make_spec(tmp_path))
-    assert sha256_file(out) == GOLDEN_DOCKER_ARCHIVE
-
-
-def test_stream_equals_assemble(tmp_path, monkeypatch):
-    """stream ignores the spec's format: it always writes docker-archive, and only to stdout."""
-    spec = make_spec(tmp_path, "oci-archive")
-    before = sorted(os.listdir(tmp_path))
-    stdout = io.TextIOWrapper(io.BytesIO())
-    monkeypatch.setattr(sys, "stdout", stdout)
-    assert core_cli.main(["stream", "--spec", spec]) == 0
-    monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path)) == before
-    spec_data = json.loads(pathlib.Path(spec).read_text())
-    out, _ = assemble(
-        tmp_path, write_json(tmp_path / "d.json", dict(spec_data, format="docker-archive"))
-    )
-    assert stdout.buffer.getvalue() == out.read_bytes()
-
-
-def test_stream_rejects_compressed_layers(tmp_path, capsys, monkeypatch):
-    stdout = io.TextIOWrapper(io.BytesIO())
-    monkeypatch.setattr(sys, "stdout", stdout)
-    assert core_cli.main(["stream", "--spec", make_spec(tmp_path, "oci", "gzip")]) == 1
-    assert stdout.buffer.getvalue() == b""
-    assert "docker-archive needs uncompressed layers" in capsys.readouterr().err
 
 
 def make_sandbox(root, compression: str) -> list:
@@ -409,46 +321,6 @@ def test_cli_is_byte_identical_across_interpreters(tmp_path):
     assert results[0] == results[1]
 
 
-@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
-def test_oci_layout(tmp_path, compression):
-    if compression == "zstd":
-        tool("zstd")
-    out, metadata = assemble(tmp_path, make_spec(tmp_path, "oci", compression))
-    assert json.loads((out / "oci-layout").read_bytes()) == {"imageLayoutVersion": "1.0.0"}
-    (descriptor,) = json.loads((out / "index.json").read_bytes())["manifests"]
-    assert descriptor["annotations"] == {"org.opencontainers.image.ref.name": "v1"}
-    assert descriptor["platform"] == {"architecture": "amd64", "os": "linux"}
-    assert descriptor["digest"] == metadata["manifest_digest"]
-    blobs = out / "blobs" / "sha256"
-    for name in os.listdir(blobs):
-        assert sha256_file(blobs / name) == "sha256:" + name
-    manifest = json.loads((blobs / image.digest_hex(descriptor["digest"])).read_bytes())
-    assert manifest["config"]["digest"] == metadata["config_digest"]
-    assert manifest["config"]["mediaType"] == media_types.OCI_CONFIG
-    suffix = {"none": "", "gzip": "+gzip", "zstd": "+zstd"}[compression]
-    assert [layer["mediaType"] for layer in manifest["layers"]] == [
-        media_types.OCI_LAYER + suffix
-    ] * 2
-    assert [layer["digest"] for layer in manifest["layers"]] == [
-        l["digest"] for l in metadata["layers"]
-    ]
-    config = json.loads((blobs / image.digest_hex(metadata["config_digest"])).read_bytes())
-    assert config["rootfs"]["diff_ids"] == [l["diff_id"] for l in metadata["layers"]]
-    assert sorted(os.listdir(blobs)) == sorted(
-        image.digest_hex(d)
-        for d in [metadata["config_digest"], metadata["manifest_digest"]]
-        + [l["digest"] for l in metadata["layers"]]
-    )
-    assert not glob.glob(f"{out}.*tmp")
-    # Same filesystem: the layer blobs are hard links, not copies.
-    spec = json.loads((tmp_path / f"spec-oci-{compression}.json").read_text())
-    for layer, meta in zip(spec["layers"], metadata["layers"]):
-        source = os.path.join(
-            layer["dir"], json.loads(pathlib.Path(layer["dir"], "layer.json").read_text())["blob"]
-        )
-        assert os.path.samefile(source, blobs / image.digest_hex(meta["digest"]))
-
-
 def oci_image_tool_validate(tmp_path, layout, tag):
     oci_image_tool = tool("oci-image-tool")
     help_text = subprocess.run(
@@ -457,66 +329,6 @@ def oci_image_tool_validate(tmp_path, layout, tag):
     # Releases before 1.0 call the layout type "image".
     kind = "imageLayout" if "imageLayout" in help_text else "image"
     run(tmp_path, oci_image_tool, "validate", "--type", kind, "--ref", f"name={tag}", str(layout))
-
-
-@pytest.mark.parametrize("compression", ["none", "gzip"])
-def test_oci_layout_strict(tmp_path, compression):
-    out, _ = assemble(tmp_path, make_spec(tmp_path, "oci", compression))
-    oci_image_tool_validate(tmp_path, out, "v1")
-    unpack_and_check(tmp_path, f"oci:{out}:v1")
-
-
-def test_oci_layout_zstd_is_readable(tmp_path):
-    """umoci 0.4 predates zstd layers: skopeo alone checks these (digests and sizes)."""
-    tool("zstd")
-    out, _ = assemble(tmp_path, make_spec(tmp_path, "oci", "zstd"))
-    copy = tmp_path / "copy"
-    run(
-        tmp_path,
-        tool("skopeo"),
-        "--insecure-policy",
-        "copy",
-        "--quiet",
-        f"oci:{out}:v1",
-        f"oci:{copy}:t",
-    )
-    assert sorted(os.listdir(copy / "blobs/sha256")) == sorted(os.listdir(out / "blobs/sha256"))
-
-
-def test_docker_archive_strict(tmp_path):
-    out, _ = assemble(tmp_path, make_spec(tmp_path))
-    unpack_and_check(tmp_path, f"docker-archive:{out}")
-
-
-def test_oci_archive(tmp_path):
-    spec = make_spec(tmp_path, "oci-archive", "gzip")
-    out, metadata = assemble(tmp_path, spec, "image.tar")
-    with tarfile.open(out) as tar:
-        members = tar.getmembers()
-        names = [m.name for m in members]
-        blobs = sorted(n for n in names if n.startswith("blobs/sha256/"))
-        assert names == ["blobs", "blobs/sha256", *blobs, "index.json", "oci-layout"]
-        assert [m.isdir() for m in members[:2]] == [True, True]
-        assert all(m.mtime == writers.ARCHIVE_MTIME for m in members)
-        extracted = tmp_path / "extracted"
-        tar.extractall(extracted)
-    index = json.loads((extracted / "index.json").read_bytes())
-    assert index["manifests"][0]["digest"] == metadata["manifest_digest"]
-    oci_image_tool_validate(tmp_path, extracted, "v1")
-    unpack_and_check(tmp_path, f"oci-archive:{out}:v1")
-
-
-def test_oci_archive_matches_layout(tmp_path):
-    spec = json.loads(pathlib.Path(make_spec(tmp_path, "oci-archive", "gzip")).read_text())
-    archive, _ = assemble(tmp_path, write_json(tmp_path / "a.json", spec), "image.tar")
-    layout, _ = assemble(
-        tmp_path, write_json(tmp_path / "l.json", dict(spec, format="oci")), "layout"
-    )
-    with tarfile.open(archive) as tar:
-        archived = {
-            m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest() for m in tar if m.isfile()
-        }
-    assert {k: "sha256:" + v for k, v in archived.items()} == tree_digests(layout)
 
 
 def test_outputs_replace_existing(tmp_path):
@@ -589,27 +401,6 @@ def test_bad_input_exits_1(tmp_path, capsys, mutate, message):
     assert not os.path.exists(tmp_path / "o") and not os.path.exists(tmp_path / "o.tmp")
 
 
-def test_docker_archive_rejects_compressed_layers(tmp_path, capsys):
-    code = core_cli.main(
-        ["assemble", "--spec", make_spec(tmp_path, compression="gzip"), "--out", str(tmp_path / "o")]
-    )
-    assert code == 1
-    assert "docker-archive needs uncompressed layers; layers[0]" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "o")
-
-
-def test_docker_archive_refuses_more_layers_than_docker_loads(tmp_path, capsys):
-    """`docker load` fails with "max depth exceeded" beyond 125 layers."""
-    layer_dir = write_layer(tmp_path / "layer", tar_bytes({"f": b"x"}))
-    layers = [{"dir": layer_dir, "comment": str(i)} for i in range(writers.DOCKER_MAX_LAYERS + 1)]
-    spec = make_spec(tmp_path, layers=layers)
-    assert core_cli.main(["assemble", "--spec", spec, "--out", str(tmp_path / "o")]) == 1
-    assert ("docker-archive: the image has 126 layers, base layers included, but `docker load` "
-            "takes at most 125") in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "o")
-    assemble(tmp_path, make_spec(tmp_path, "oci", layers=layers))  # no docker load
-
-
 def test_a_config_larger_than_strata_reads_of_a_base_is_refused(tmp_path, capsys):
     spec_path = make_spec(tmp_path, "oci")
     spec = json.loads(pathlib.Path(spec_path).read_text())
@@ -646,25 +437,3 @@ def truncate_blob(spec):
 def edit_layer_json(spec, **changes):
     path = pathlib.Path(spec["layers"][0]["dir"], "layer.json")
     write_json(path, dict(json.loads(path.read_text()), **changes))
-
-
-def test_layout_archive_of_a_layout_is_its_oci_archive(tmp_path):
-    """`layout-archive` (an image index's archive) writes a layout as `assemble` writes an
-    oci-archive: one writer, byte for byte."""
-    spec = json.loads(pathlib.Path(make_spec(tmp_path, "oci-archive", "gzip")).read_text())
-    archive, _ = assemble(tmp_path, write_json(tmp_path / "a.json", spec), "image.tar")
-    layout, _ = assemble(
-        tmp_path, write_json(tmp_path / "l.json", dict(spec, format="oci")), "layout"
-    )
-    out = tmp_path / "from-layout.tar"
-    assert core_cli.main(["layout-archive", "--layout", str(layout), "--out", str(out)]) == 0
-    assert out.read_bytes() == archive.read_bytes()
-
-
-def test_layout_archive_refuses_what_is_not_a_layout(tmp_path, capsys):
-    layout, _ = assemble(tmp_path, make_spec(tmp_path, "oci"), "layout")
-    (layout / "extra").write_text("")
-    out = tmp_path / "out.tar"
-    assert core_cli.main(["layout-archive", "--layout", str(layout), "--out", str(out)]) == 1
-    assert "must hold only blobs/sha256/, index.json and oci-layout" in capsys.readouterr().err
-    assert not out.exists()
