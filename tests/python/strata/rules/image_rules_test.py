@@ -12,7 +12,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from pants.core.util_rules.system_binaries import BinaryPath, BinaryPathRequest, BinaryPaths
+from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -59,7 +59,7 @@ from strata.rules.nix import NixDbRequest
 from strata.rules.nodes import StoreNode
 from strata.rules.nodes.python_venv import PythonPart
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
-from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
+from strata.rules.tool import ImageTool, InstalledBinary, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import OciImageTarget
 
@@ -240,10 +240,9 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
 def loader_paths(found: dict):
     searched = []
 
-    def paths(request: BinaryPathRequest) -> BinaryPaths:
+    def paths(request: BinaryPathRequest) -> InstalledBinary:
         searched.append(request.binary_name)
-        path = found.get(request.binary_name)
-        return BinaryPaths(request.binary_name, [BinaryPath(path)] if path else [])
+        return InstalledBinary(found.get(request.binary_name))
 
     return searched, paths
 
@@ -284,7 +283,7 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
         rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader=loader, load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), inputs),
-            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), unexpected),
             *NO_IMAGE_READ,
         ],
@@ -325,7 +324,7 @@ def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
         rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="auto", load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
-            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), layout),
             *NO_IMAGE_READ,
         ],
@@ -349,7 +348,7 @@ def test_run_loads_then_runs_the_image_with_run_args_and_the_arguments_after_das
                    strata(loader="auto", run_args=["--network=none", "--env=A=b c"])],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
-            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,),
                     lambda r: AssembledImage(OUTPUT, {"repo_tag": "app/image:v1"})),
             *NO_IMAGE_READ,
@@ -374,7 +373,7 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
             rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="docker")],
             mock_gets=[
                 MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
-                MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+                MockGet(InstalledBinary, (BinaryPathRequest,), paths),
                 MockGet(AssembledImage, (AssembleRequest,), unexpected),
                 *NO_IMAGE_READ,
             ],
