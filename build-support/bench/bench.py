@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks Strata's layer writer (`python -m strata.core layer`) on a synthetic tree.
+"""Benchmarks Strata's layer writer (`python -m strata.core.build`) on a synthetic tree.
 
     python3 build-support/bench/bench.py [--size-mb N] [--files N] [--seed S] [--reps R]
                                          [--big-file-mb N] [--json OUT] [--no-pants]
@@ -316,8 +316,8 @@ class Bench:
 
     def layer(self, spec: str) -> Tuple[Run, dict]:
         out = self.out / "layer"
-        # As the rules run it (strata.rules.tool.ImageTool.argv).
-        argv = [self.python, "-E", "-s", "-S", "-B", "-m", "strata.core", "layer",
+        # As the rules run it (strata.rules.tool.ImageTool.layer_argv).
+        argv = [self.python, "-E", "-s", "-S", "-B", "-m", "strata.core.build",
                 "--spec", spec, "--out", str(out)]
         run = run_measured(argv, self.sandbox, self.env)
         meta = json.loads((out / "layer.json").read_text(encoding="utf-8"))
@@ -580,7 +580,7 @@ def format_table(report: dict) -> str:
         f"Strata layer benchmark: {tree['files']} files, {tree['dirs']} dirs, "
         f"{tree['symlinks']} symlinks, {tree['bytes'] / MB:.1f} MB (seed {params['seed']}); "
         f"{params['reps']} reps, median [min-max]",
-        f"tool: {params['python']} (Python {params['python_version']}) -m strata.core layer; "
+        f"tool: {params['python']} (Python {params['python_version']}) -m strata.core.build; "
         f"{report['machine']['cpus']} CPUs, load average {report['machine']['load_before']:.2f} "
         f"before, {report['machine']['load_after']:.2f} after",
         "",

@@ -1,6 +1,6 @@
 """Base images: an archive in the repo or a pinned pull, imported into Strata's base dir form.
 
-(An `oci_image` base is assembled by rules/image/bases.py and imported through the same step.)
+(An `oci_image` base is made of its own layers' outputs by rules/image/bases.py, with no Process.)
 """
 
 from __future__ import annotations

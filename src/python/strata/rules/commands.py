@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
+from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.addresses import Address
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
@@ -17,7 +17,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.build.commands import FAKEROOT_RUNNERS, SANDBOX, runner_names
 from strata.core.build.spec import Commands
-from strata.rules.tool import ImageTool
+from strata.rules.tool import ImageTool, InstalledBinary
 from strata.subsystems import StrataSubsystem
 
 
@@ -43,14 +43,14 @@ async def find_command_tools(
     names = sorted({*request.tools, *runners})
     search_path = tuple(strata.command_search_paths)
     found = await MultiGet(
-        Get(BinaryPaths, BinaryPathRequest(binary_name=name, search_path=search_path))
+        Get(InstalledBinary, BinaryPathRequest(binary_name=name, search_path=search_path))
         for name in names
     )
     paths = {}
-    for name, binaries in zip(names, found):
-        if binaries.first_path is None:
+    for name, binary in zip(names, found):
+        if binary.path is None:
             raise InvalidFieldException(_missing(request, name, search_path))
-        paths[name] = binaries.first_path.path
+        paths[name] = binary.path
     # The programs' contents, and those of what the sandbox holds for them (libraries, ...),
     # in the layer's cache key: another build of any of them (a Debian upgrade) gives another
     # layer. Re-read once per pantsd, as Pants re-tests binaries it finds.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.engine.addresses import UnparsedAddressInputs
@@ -102,6 +102,23 @@ async def image_field_sets(
     return tuple(OciImageFieldSet.create(target) for target in targets)
 
 
+def _index_of(
+    field: OciIndexImagesField, images: List[Tuple[str, bytes]], tag: Optional[str]
+) -> Tuple[bytes, bytes, str]:
+    """The core's `index_layout` of the images' own index.json, by address; its refusals as
+    errors about the `images` field."""
+    try:
+        return index_layout(images, tag)
+    except DuplicatePlatform as e:
+        raise InvalidFieldException(
+            f"The `{field.alias}` field of {field.address} lists two images of one platform: "
+            f"{e}. An index holds one image per platform: give each its own `architecture` "
+            "(or `variant`, `os`)."
+        ) from e
+    except InvalidInput as e:  # e.g. no image at all
+        raise InvalidFieldException(f"The `{field.alias}` field of {field.address}: {e}.") from e
+
+
 @rule(desc="Composing an OCI image index", level=LogLevel.DEBUG)
 async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
     """Each image is composed as its own OCI layout at `output` (no copy of a blob); the index
@@ -127,19 +144,10 @@ async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
         Get(Digest, DigestSubset(image.output, PathGlobs([f"{output}/blobs/**"])))
         for image in images
     )
-    try:
-        index_bytes, index_json, tag = index_layout(
-            [(str(fs.address), index[0].content) for fs, index in zip(field_sets, indexes)],
-            request.tag,
-        )
-    except DuplicatePlatform as e:
-        raise InvalidFieldException(
-            f"The `{field.alias}` field of {field.address} lists two images of one platform: "
-            f"{e}. An index holds one image per platform: give each its own `architecture` "
-            "(or `variant`, `os`)."
-        ) from e
-    except InvalidInput as e:  # e.g. no image at all
-        raise InvalidFieldException(f"The `{field.alias}` field of {field.address}: {e}.") from e
+    index_bytes, index_json, tag = _index_of(
+        field, [(str(fs.address), index[0].content) for fs, index in zip(field_sets, indexes)],
+        request.tag,
+    )
     own = await Get(
         Digest,
         CreateDigest(

@@ -290,9 +290,8 @@ async def build_layer(
         Digest,
         MergeDigests([tool.layer_digest, spec_digest, request.inputs]),
     )
-    layer_args = ("layer", "--spec", "layer-spec.json", "--out", _LAYER_OUT,
-                  "--paths", LAYER_PATHS)
-    argv, env = tool.argv(*layer_args), {}
+    layer_args = ("--spec", "layer-spec.json", "--out", _LAYER_OUT, "--paths", LAYER_PATHS)
+    argv, env = tool.layer_argv(*layer_args), {}
     compile_for = sorted(request.bytecode_for)
     if len(compile_for) > 1:
         raise ValueError(
@@ -302,7 +301,7 @@ async def build_layer(
         )
     if compile_for:
         compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
-        argv, env = compiler.argv(*layer_args), compiler.env()
+        argv, env = compiler.layer_argv(*layer_args), compiler.env()
     process = Process(
         argv=argv,
         env=env,

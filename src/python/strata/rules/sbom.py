@@ -36,7 +36,7 @@ from pants.util.logging import LogLevel
 from strata.core.oci.image import resolve_created
 from strata.core.sbom.describe import describe_contents
 from strata.core.sbom.documents import documents
-from strata.core.spec import SbomSpec
+from strata.core.sbom.spec import SbomSpec
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.layers import BuiltLayer
 from strata.rules.nodes import DescribeProcess, KnownFacts, StoreNode

@@ -26,7 +26,7 @@ class ImageTool:
     """Strata's core, as files to put in a sandbox, and the interpreter that runs it."""
 
     digest: Digest  # the whole core
-    layer_digest: Digest  # just what writing a layer needs
+    layer_digest: Digest  # just what writing a layer needs (`layer_sources`)
     python: str
 
     def argv(self, *args: str) -> Tuple[str, ...]:
@@ -34,8 +34,14 @@ class ImageTool:
         # there, which run code at startup) may change the output, the cache key or the speed.
         return (self.python, "-E", *_CORE_ARGS, *args)
 
+    def layer_argv(self, *args: str) -> Tuple[str, ...]:
+        """The layer step's command line, which runs with `layer_digest` alone."""
+        return (self.python, "-E", *_LAYER_ARGS, *args)
 
-_CORE_ARGS = ("-s", "-S", "-B", "-m", "strata.core")
+
+_FLAGS = ("-s", "-S", "-B")
+_CORE_ARGS = (*_FLAGS, "-m", "strata.core")
+_LAYER_ARGS = (*_FLAGS, "-m", "strata.core.build")
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,9 @@ class BytecodeCompiler:
 
     python: str
 
-    def argv(self, *args: str) -> Tuple[str, ...]:
+    def layer_argv(self, *args: str) -> Tuple[str, ...]:
         # Without -E, which would ignore PYTHONHASHSEED: a Process's environment is only `env()`.
-        return (self.python, *_CORE_ARGS, *args)
+        return (self.python, *_LAYER_ARGS, *args)
 
     @staticmethod
     def env() -> Dict[str, str]:
@@ -82,6 +88,36 @@ class ZstdBinaryRequest:
     pass
 
 
+@dataclass(frozen=True)
+class InstalledBinary:
+    """The first binary a `BinaryPathRequest` finds, or None: every lookup Strata makes."""
+
+    path: Optional[str]
+
+
+@rule(desc="Finding a binary", level=LogLevel.DEBUG)
+async def find_binary(request: BinaryPathRequest) -> InstalledBinary:
+    paths = await Get(BinaryPaths, BinaryPathRequest, request)
+    return InstalledBinary(paths.first_path.path if paths.first_path else None)
+
+
+async def _python(name: str, version_check: str, strata: StrataSubsystem) -> Optional[str]:
+    """The first `name` of `[strata].python_search_paths` whose `sys.version_info` passes
+    `version_check`, or None."""
+    found = await Get(
+        InstalledBinary,
+        BinaryPathRequest(
+            binary_name=name,
+            search_path=strata.python_search_paths,
+            test=BinaryPathTest(
+                ["-c", f"import sys; assert sys.version_info{version_check}"],
+                fingerprint_stdout=False,
+            ),
+        ),
+    )
+    return found.path
+
+
 @rule(desc="Finding Strata's image tool", level=LogLevel.DEBUG)
 async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
     core_dir = Path(strata_core.__file__).parent
@@ -92,17 +128,7 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
         )
         for source in sorted(core_dir.rglob("*.py"))
     }
-    pythons = await Get(
-        BinaryPaths,
-        BinaryPathRequest(
-            binary_name="python3",
-            search_path=strata.python_search_paths,
-            test=BinaryPathTest(
-                ["-c", "import sys; assert sys.version_info >= (3, 9)"], fingerprint_stdout=False
-            ),
-        ),
-    )
-    python = pythons.first_path
+    python = await _python("python3", ">= (3, 9)", strata)
     if python is None:
         raise EnvironmentError(
             "Strata needs CPython 3.9 or newer as `python3` in one of "
@@ -112,7 +138,7 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
         Get(Digest, CreateDigest([package, *modules.values()])),
         Get(Digest, CreateDigest([package, *(modules[name] for name in layer_sources(core_dir))])),
     )
-    return ImageTool(digest, layer_digest, python.path)
+    return ImageTool(digest, layer_digest, python)
 
 
 @rule(desc="Finding a CPython to compile bytecode", level=LogLevel.DEBUG)
@@ -120,36 +146,25 @@ async def find_bytecode_compiler(
     request: BytecodeCompilerRequest, strata: StrataSubsystem
 ) -> BytecodeCompiler:
     major, minor = request.version.split(".")
-    pythons = await Get(
-        BinaryPaths,
-        BinaryPathRequest(
-            binary_name=f"python{request.version}",
-            search_path=strata.python_search_paths,
-            test=BinaryPathTest(
-                ["-c", f"import sys; assert sys.version_info[:2] == ({major}, {minor})"],
-                fingerprint_stdout=False,
-            ),
-        ),
-    )
-    if pythons.first_path is None:
+    python = await _python(f"python{request.version}", f"[:2] == ({major}, {minor})", strata)
+    if python is None:
         raise EnvironmentError(
             f"Compiling bytecode for a CPython {request.version} venv needs `python"
             f"{request.version}` on this machine, in one of {list(strata.python_search_paths)} "
             "([strata].python_search_paths), or set the venv's `bytecode` field to `none`."
         )
-    return BytecodeCompiler(pythons.first_path.path)
+    return BytecodeCompiler(python)
 
 
 @rule(desc="Finding zstd", level=LogLevel.DEBUG)
 async def find_zstd(_: ZstdBinaryRequest, strata: StrataSubsystem) -> ZstdBinary:
-    paths = await Get(
-        BinaryPaths,
+    found = await Get(
+        InstalledBinary,
         BinaryPathRequest(
             binary_name="zstd", search_path=strata.zstd_search_paths, test=BinaryPathTest(["-V"])
         ),
     )
-    found = paths.first_path.path if paths.first_path else None
-    return ZstdBinary(found, tuple(strata.zstd_search_paths))
+    return ZstdBinary(found.path, tuple(strata.zstd_search_paths))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ import logging
 import pytest
 
 from strata.core import cli
-from strata.core.cli import COMMANDS, Command, main, parse
+from strata.core.build.program import Command, parse
+from strata.core.cli import COMMANDS, main
 from strata.core.errors import Interrupted, InvalidInput, UsageError
 from strata.core.oci.platforms import PlatformError
 

@@ -1,7 +1,8 @@
-"""`layer_sources` is all a layer process's sandbox holds of the core: `layer`, writing a tree
-(with permissions), .debs, a Python venv, Nix store paths' NARs or running build-time commands,
-must run with just those modules (the set is complete) and import every one of them (it is
-minimal, so a change to another module leaves cached layers valid)."""
+"""`layer_sources` is all a layer process's sandbox holds of the core: the layer program
+(`python -m strata.core.build`), writing a tree (with permissions), .debs, a Python venv, Nix
+store paths' NARs or running build-time commands, must run with just those modules (the set is
+complete) and import every one of them (it is minimal, so a change to another module leaves
+cached layers valid)."""
 
 import hashlib
 import json
@@ -19,12 +20,13 @@ from strata_harness.tools import unavailable
 SETTINGS = {"mtime": 1, "uid": 0, "gid": 0, "uname": "root", "gname": "root",
             "compression": "gzip", "zstd": None}
 
-# Runs each argument (a JSON argv) through the dispatcher, then lists the strata modules loaded.
+# Runs each argument (a JSON argv) through the layer program, then lists the strata modules
+# loaded.
 PROBE = """
 import json, sys
-import strata.core.__main__  # what `-m strata.core` loads first
-from strata.core.cli import main
-codes = [main(json.loads(argv)) for argv in sys.argv[1:]]
+import strata.core.build.__main__  # what `-m strata.core.build` runs
+from strata.core.build.program import LAYER, run
+codes = [run("strata.core.build", LAYER, json.loads(argv)) for argv in sys.argv[1:]]
 print(json.dumps({"codes": codes, "modules": sorted(m for m in sys.modules if m.startswith("strata"))}))
 """
 
@@ -112,6 +114,8 @@ def layer_sandbox(tmp_path: Path) -> Path:
     specs = {
         "layer-spec.json": {"settings": SETTINGS,
                             "trees": [{"source": "rootfs", "dest": "", "executables": []}],
+                            "entries": [{"path": "app/hello", "type": "symlink",
+                                         "target": "hello.txt"}],
                             "permissions": [{"pattern": "app/**", "mode": 0o600, "uid": 1}]},
         "deb-spec.json": {"settings": SETTINGS,
                           "debs": [{"source": "debs/demo.deb", "package": "demo"}]},
@@ -132,18 +136,20 @@ def layer_sandbox(tmp_path: Path) -> Path:
     return sandbox
 
 
-ARGVS = (("layer", "--spec", "layer-spec.json", "--out", "out-layer"),
-         ("layer", "--spec", "deb-spec.json", "--out", "out-deb"),
-         ("layer", "--spec", "venv-spec.json", "--out", "out-venv"),
-         ("layer", "--spec", "commands-spec.json", "--out", "out-commands"),
-         ("layer", "--spec", "nar-spec.json", "--out", "out-nar"))
+ARGVS = (("--spec", "layer-spec.json", "--out", "out-layer"),
+         ("--spec", "deb-spec.json", "--out", "out-deb"),
+         ("--spec", "venv-spec.json", "--out", "out-venv"),
+         ("--spec", "commands-spec.json", "--out", "out-commands"),
+         ("--spec", "nar-spec.json", "--out", "out-nar"))
 
 
 def test_tree_deb_and_venv_layers_run_with_only_the_layer_sources(tmp_path):
     sandbox = layer_sandbox(tmp_path)
-    for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.argv)
-        done = subprocess.run([python3(), "-E", "-s", "-S", "-B", "-m", "strata.core", *argv],
-                              cwd=sandbox, env={}, capture_output=True, text=True)
+    for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.layer_argv)
+        done = subprocess.run(
+            [python3(), "-E", "-s", "-S", "-B", "-m", "strata.core.build", *argv],
+            cwd=sandbox, env={}, capture_output=True, text=True,
+        )
         assert (done.returncode, done.stderr) == (0, ""), argv
         assert json.loads((sandbox / argv[-1] / "layer.json").read_text())["entries"] > 0
 

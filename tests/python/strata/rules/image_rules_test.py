@@ -12,7 +12,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from pants.core.util_rules.system_binaries import BinaryPath, BinaryPathRequest, BinaryPaths
+from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -37,11 +37,10 @@ from pants.util.frozendict import FrozenDict
 from strata.rules.base import BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.commands import BuildCommands, CommandsRequest
-from strata.core.oci.formats import assemble
-from strata.core.oci.model import load_image
+from strata.core.oci.formats import assemble, load_image
 from strata.core.graph.image_files import PathEntry
 from strata.core.build.parts.venvs import Venv
-from strata.core.spec import ImageSpec, LayerRef
+from strata.core.oci.spec import ImageSpec, LayerRef
 from strata.rules.goals.package_image import PlaceSbom
 from strata.rules.goals.run_image import run_oci_image
 from strata.rules.image.assembly import (
@@ -72,7 +71,7 @@ from strata.rules.python.venv import (
     python_venv_customisation,
 )
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
-from strata.rules.tool import ImageTool, ZstdBinary, ZstdBinaryRequest
+from strata.rules.tool import ImageTool, InstalledBinary, ZstdBinary, ZstdBinaryRequest
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import OciImageTarget
 
@@ -253,10 +252,9 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
 def loader_paths(found: dict):
     searched = []
 
-    def paths(request: BinaryPathRequest) -> BinaryPaths:
+    def paths(request: BinaryPathRequest) -> InstalledBinary:
         searched.append(request.binary_name)
-        path = found.get(request.binary_name)
-        return BinaryPaths(request.binary_name, [BinaryPath(path)] if path else [])
+        return InstalledBinary(found.get(request.binary_name))
 
     return searched, paths
 
@@ -297,7 +295,7 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
         rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader=loader, load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), inputs),
-            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), unexpected),
             *NO_IMAGE_READ,
         ],
@@ -338,7 +336,7 @@ def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
         rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="auto", load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
-            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), layout),
             *NO_IMAGE_READ,
         ],
@@ -362,7 +360,7 @@ def test_run_loads_then_runs_the_image_with_run_args_and_the_arguments_after_das
                    strata(loader="auto", run_args=["--network=none", "--env=A=b c"])],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
-            MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,),
                     lambda r: AssembledImage(OUTPUT, {"repo_tag": "app/image:v1"})),
             *NO_IMAGE_READ,
@@ -387,7 +385,7 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
             rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="docker")],
             mock_gets=[
                 MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
-                MockGet(BinaryPaths, (BinaryPathRequest,), paths),
+                MockGet(InstalledBinary, (BinaryPathRequest,), paths),
                 MockGet(AssembledImage, (AssembleRequest,), unexpected),
                 *NO_IMAGE_READ,
             ],

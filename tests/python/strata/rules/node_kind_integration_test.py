@@ -30,7 +30,7 @@ from pants.engine.target import COMMON_TARGET_FIELDS, StringField, Target
 from pants.engine.unions import UnionRule
 
 from strata.core.build.parts.greetings import Greeting
-from strata.core.spec import PackageFacts
+from strata.core.sbom.spec import PackageFacts
 from strata.rules.nodes import (
     Customisation,
     CustomisationRequest,
@@ -139,7 +139,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-from strata.core.build.layer import LayerContext, _Collector, _Entry
+from strata.core.build.collector import Collector, LayerContext, LayerEntry
 from strata.core.build.spec import JsonTuple, check_keys, image_path
 
 
@@ -157,11 +157,11 @@ class Greeting(JsonTuple, namedtuple("Greeting", "path text")):
 Item = Greeting
 
 
-def add(collector: _Collector, context: LayerContext, greeting: Greeting, what: str) -> None:
+def add(collector: Collector, context: LayerContext, greeting: Greeting, what: str) -> None:
     source = os.path.join(context.scratch(), what)
     with open(source, "w") as f:
         f.write(greeting.text)
-    collector.add(_Entry(greeting.path, "file", 0o644, what, source))
+    collector.add(LayerEntry(greeting.path, "file", 0o644, what, source))
 '''
 
 SHELL_PATH = "strata/rules/nodes/greeting.py"

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from strata.core.build.layer import _Collector, _Entry
+from strata.core.build.collector import Collector, LayerEntry
 from strata.core.build.tarstream import Owner
 from strata.core.errors import InvalidInput
 
@@ -200,7 +200,7 @@ def _fakeroot_state(path: str) -> dict:
 def _read_back(root: str, faked: dict) -> dict:
     """`root`'s files, directories and symlinks as entries by image path: modes and owners
     from fakeroot's state where it faked them, else the mode on disk and the layer's owner."""
-    collector = _Collector()
+    collector = Collector()
     pending = [(root, "")]
     while pending:
         directory, image_dir = pending.pop()
@@ -221,9 +221,9 @@ def _read_back(root: str, faked: dict) -> dict:
                     )
                 origin = f"the build-time commands' {path!r}"
                 if kind == "symlink":
-                    entry = _Entry(path, kind, 0o777, origin, target=os.readlink(child.path))
+                    entry = LayerEntry(path, kind, 0o777, origin, target=os.readlink(child.path))
                 else:
-                    entry = _Entry(path, kind, stat.S_IMODE(mode), origin,
+                    entry = LayerEntry(path, kind, stat.S_IMODE(mode), origin,
                                    child.path if kind == "file" else "")
                     if kind == "dir":
                         pending.append((child.path, path))

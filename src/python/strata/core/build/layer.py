@@ -14,10 +14,10 @@ import os
 import stat
 import threading
 from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue's imports (heapq)
-from collections import namedtuple
 
 from strata.core.build import json_c, parts
-from strata.core.build.compression import CHUNK, SUFFIXES, open_compressor
+from strata.core.build.collector import Collector, LayerContext, LayerEntry
+from strata.core.build.compression import SUFFIXES, open_compressor
 from strata.core.build.hashing import HashingWriter
 from strata.core.build.tarstream import TarWriter
 from strata.core.build.spec import LayerSpec
@@ -27,85 +27,6 @@ from strata.core.build.spec import LayerSpec
 _BUFFER_SIZE = 1 << 20
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-
-class _Entry(namedtuple("_Entry", "path kind mode origin source target owner",
-                        defaults=("", "", None))):
-    """path: in the image; kind: "dir", "file" or "symlink"; mode: from the spec, never from the
-    sandbox; origin: where the entry came from, for error messages; source: a file's content;
-    target: a symlink's target; owner: a tarstream.Owner, or None for the layer settings'."""
-
-    __slots__ = ()
-
-    def size(self) -> int:
-        """A file's size, read from its source: the walk does not stat files (the writer reads
-        the size from the open file), only a conflict needs it early."""
-        return os.stat(self.source).st_size
-
-    def describe(self) -> str:
-        if self.kind == "symlink":
-            return f"symlink to {self.target!r} from {self.origin}"
-        if self.kind == "dir":
-            return f"dir (mode {self.mode:04o}) from {self.origin}"
-        return f"file (mode {self.mode:04o}, {self.size()} bytes) from {self.origin}"
-
-
-def _same_content(a: str, b: str) -> bool:
-    if os.path.samefile(a, b):
-        return True
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            chunk = fa.read(CHUNK)
-            if chunk != fb.read(CHUNK):
-                return False
-            if not chunk:
-                return True
-
-
-class _Collector:
-    """Entries by image path; identical duplicates collapse, any other repeat is an error."""
-
-    def __init__(self):
-        self.entries: dict[str, _Entry] = {}
-
-    def add(self, entry: _Entry) -> None:
-        for text in (entry.path, entry.target):
-            if not text.isascii():
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError(f"{entry.origin}: {text!r} is not valid UTF-8") from None
-        old = self.entries.get(entry.path)
-        if old is None:
-            self.entries[entry.path] = entry
-            return
-        if old.kind == entry.kind == "file":
-            same = (old.mode == entry.mode and old.owner == entry.owner
-                    and old.size() == entry.size()
-                    and _same_content(old.source, entry.source))
-        else:
-            same = old._replace(origin="") == entry._replace(origin="")
-        if not same:
-            raise ValueError(
-                f"conflicting entries for {entry.path!r}: {old.describe()} vs {entry.describe()}"
-            )
-
-    def add_parents(self) -> None:
-        """Adds missing parent directories (0755); a parent that is not a directory is an error."""
-        for entry in list(self.entries.values()):
-            path = entry.path
-            while "/" in path:
-                path = path.rsplit("/", 1)[0]
-                parent = self.entries.get(path)
-                if parent is None:
-                    self.entries[path] = _Entry(path, "dir", 0o755, f"parent of {entry.path!r}")
-                elif parent.kind != "dir":
-                    raise ValueError(
-                        f"{path!r} is a {parent.describe()} but also the parent directory of "
-                        f"{entry.path!r} ({entry.describe()})"
-                    )
-                else:
-                    break  # this directory's own parents are (or will be) handled
-
 
 class _WriterThread:
     """Feeds the tar's blocks to `write` (hash, compress, write the blob) from a second thread, so
@@ -171,7 +92,7 @@ class _WriterThread:
             raise self._error
 
 
-def _add_file(tar: TarWriter, entry: _Entry) -> None:
+def _add_file(tar: TarWriter, entry: LayerEntry) -> None:
     """Adds a file entry through a bare descriptor (no file object; one read for most files),
     its size read from the open file, so that it matches the bytes written."""
     try:
@@ -189,41 +110,9 @@ def _add_file(tar: TarWriter, entry: _Entry) -> None:
         os.close(fd)
 
 
-class LayerContext:
-    """What a content step needs besides its part: the layer's settings and the sandbox, whose
-    root spec sources are relative to. Steps that unpack files (a .deb's) do so in its scratch
-    directory, removed when the layer is written."""
-
-    def __init__(self, root: str, settings):
-        self.root = root
-        self.settings = settings
-        self._scratch = None
-
-    def path(self, source: str) -> str:
-        return os.path.join(self.root, source)
-
-    def scratch(self) -> str:
-        """A directory inside the sandbox (so its files are sandbox paths too), made on demand:
-        `tempfile` is imported only by layers that need it."""
-        if self._scratch is None:
-            import tempfile
-
-            self._scratch = tempfile.mkdtemp(prefix=".strata-scratch-", dir=self.root)
-        return self._scratch
-
-    def __enter__(self) -> LayerContext:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._scratch is not None:
-            import shutil
-
-            shutil.rmtree(self._scratch)
-
-
 def _collect(spec: LayerSpec, context: LayerContext) -> list:
     """Every entry of the layer, checked, sorted by image path."""
-    collector = _Collector()
+    collector = Collector()
     for name, items in spec.parts:
         add = parts.load(name).add
         for index, item in enumerate(items):

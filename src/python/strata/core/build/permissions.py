@@ -20,8 +20,8 @@ UNMATCHED = "matches nothing in this layer"
 
 
 def apply_permissions(entries: dict, rules, settings) -> None:
-    """Applies `rules` to `entries` (image path -> strata.core.build.layer._Entry) in place;
-    an entry without an owner of its own starts from the layer settings' owner."""
+    """Applies `rules` to `entries` (image path -> strata.core.build.collector.LayerEntry) in
+    place; an entry without an owner of its own starts from the layer settings' owner."""
     default = Owner(settings.uid, settings.gid, settings.uname, settings.gname)
     for index, rule in enumerate(rules):
         if "*" in rule.pattern or "?" in rule.pattern:

@@ -28,7 +28,7 @@ import zipfile
 import zlib
 
 from strata.core.build.compression import CHUNK
-from strata.core.build.layer import _Entry
+from strata.core.build.collector import LayerEntry
 
 _LAYOUT_JSON = ".layout.json"
 _VERSION_PLACEHOLDER = "pythonX.Y"  # pex's stand-in for the `pythonX.Y` path component
@@ -91,7 +91,7 @@ def check_interpreter(version: str, bytecode: str, what: str) -> None:
 
 
 def compile_pycs(sources: list[tuple[str, str]], work: str, version: str, bytecode: str,
-             origin: str) -> list[_Entry]:
+             origin: str) -> list[LayerEntry]:
     """Pycs for the `.py` files among `sources` (image path, file), as the image's python
     writes them into `__pycache__`, compiled in image path order; a file that does not compile
     (Python 2 code in some wheels) stays without one, as pip leaves it."""
@@ -110,7 +110,7 @@ def compile_pycs(sources: list[tuple[str, str]], work: str, version: str, byteco
                                invalidation_mode=_INVALIDATION[bytecode])
         except py_compile.PyCompileError:
             continue
-        entries.append(_Entry(pyc, "file", 0o644, f"{origin} (bytecode)", cfile))
+        entries.append(LayerEntry(pyc, "file", 0o644, f"{origin} (bytecode)", cfile))
     return entries
 
 
@@ -179,10 +179,10 @@ class _Installed:
 
     def __init__(self, work: str, site: str, origin: str):
         self.work, self.site, self.origin = work, site, origin
-        self.entries: list[_Entry] = []
+        self.entries: list[LayerEntry] = []
 
     def add(self, path: str, mode: int, source: str) -> None:
-        self.entries.append(_Entry(path, "file", mode, self.origin, source))
+        self.entries.append(LayerEntry(path, "file", mode, self.origin, source))
 
     def record(self, record_path: str) -> None:
         """Writes RECORD as pip does: a row per file, its path relative to site-packages,
@@ -216,7 +216,7 @@ def _read_layout(chroot: zipfile.ZipFile, what: str) -> tuple[str, str]:
     return stash, dist_info
 
 
-def wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list[_Entry]:
+def wheel_entries(chroot: zipfile.ZipFile, wheel, work: str, what: str) -> list[LayerEntry]:
     """The installed files of the chroot's distribution; `what` names it in errors."""
     stash, dist_info = _read_layout(chroot, what)
     dist = dist_info[: -len(".dist-info")]

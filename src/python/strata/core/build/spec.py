@@ -105,6 +105,20 @@ def json_list(value, what: str) -> list:
     return value
 
 
+def optional_str(obj: dict, key: str, what: str):
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{what}: {key} must be a string or null, got {value!r}")
+    return value
+
+
+def json_strings(value, what: str) -> tuple:
+    items = json_list(value, what)
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError(f"{what} must be a list of strings")
+    return tuple(items)
+
+
 def check_mode(value, what: str) -> int:
     if type(value) is not int or not 0 <= value <= 0o7777:
         raise ValueError(f"{what}: mode must be an integer in 0..0o7777, got {value!r}")

@@ -1,5 +1,5 @@
 """The `nix-closure` subcommand: what a Nix expression's attributes (or given store paths) are,
-with every store path of their closure, as closure.json (strata.core.spec.NixClosure).
+with every store path of their closure, as closure.json (strata.core.nix.spec.NixClosure).
 
     nix-build FILE -A ATTR... --no-out-link [--option NAME VALUE]...   -> the roots
     nix --extra-experimental-features nix-command path-info --json --recursive ROOTS...
@@ -16,7 +16,7 @@ import subprocess
 from strata.core.atomic import write_bytes_atomically
 from strata.core.errors import InvalidInput, StrataError, UsageError
 from strata.core.build.spec import nix_store_path
-from strata.core.spec import NixClosure, NixPathInfo
+from strata.core.nix.spec import NixClosure, NixPathInfo
 
 
 class NixError(StrataError):

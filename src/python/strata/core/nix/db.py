@@ -16,7 +16,7 @@ import sqlite3
 
 from strata.core.atomic import write_dir_atomically
 from strata.core.errors import InvalidInput, UsageError
-from strata.core.spec import NixClosure
+from strata.core.nix.spec import NixClosure
 
 SCHEMA_VERSION = 10
 DB_DIR = "nix/var/nix/db"
@@ -69,7 +69,7 @@ create index if not exists IndexDerivationOutputs on DerivationOutputs(path);
 
 
 def merge_closures(closures) -> list:
-    """Every store path of `closures` (strata.core.spec.NixClosure), sorted by path; a path
+    """Every store path of `closures` (strata.core.nix.spec.NixClosure), sorted by path; a path
     two closures describe differently is an error."""
     infos = {}
     for closure in closures:

@@ -21,7 +21,7 @@ from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
 
 from strata.core.atomic import write_bytes_atomically
 from strata.core.errors import InvalidInput
-from strata.core.spec import NixClosure
+from strata.core.nix.spec import NixClosure
 
 _MAX_SYMLINKS = 40  # Linux's bound on the symlinks one lookup follows (ELOOP)
 

@@ -1,6 +1,6 @@
 """Base images: `import-base` makes a base dir (docs/architecture.md) of a docker-archive, OCI
-image layout or oci-archive, verifying every blob on the way; `write_base_dir` makes one of an
-image Strata assembled.
+image layout or oci-archive, verifying every blob on the way; `base_dir_files` makes the same of
+an image Strata built, of its layers' own blobs (`write_base_dir` writes it).
 
 Layer blobs are copied verbatim, never unpacked and re-tarred, so an image built on a base
 shares its layers byte for byte with the base (and with every registry that holds them).
@@ -19,8 +19,8 @@ from strata.core.build.hashing import HashingWriter
 from strata.core.oci import descriptors, image, layertar, media_types, platforms
 from strata.core.oci.layer_reader import DecompressedReader
 from strata.core.oci.layout import link_or_copy
-from strata.core.oci.model import as_tar, layer_dir_name, load_layer
-from strata.core.spec import BaseInfo, LayerRef
+from strata.core.oci.model import Layer, as_tar, layer_dir_name, load_layer
+from strata.core.oci.spec import BaseInfo, LayerRef
 
 # Compressed blobs are told by their first bytes; bzip2 and xz (which docker load also reads)
 # are recognised only to be refused by name.
@@ -323,18 +323,32 @@ def _import_layer(source, blob: _Blob, diff_id: str, layer_dir: str, zstd, what:
     return info
 
 
+def _json_bytes(data: dict) -> bytes:
+    """A base dir's base.json, or an imported layer's layer.json."""
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def _write_json(path: str, data: dict) -> None:
-    """As `layer` writes layer.json."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
+    with open(path, "wb") as f:
+        f.write(_json_bytes(data))
 
 
-def _write_base(tmp: str, config_bytes: bytes, manifest_digest: str, media_type: str) -> dict:
-    with open(os.path.join(tmp, "config.json"), "wb") as f:
-        f.write(config_bytes)
+def _base_files(config_bytes: bytes, manifest_digest: str, media_type: str) -> list:
+    """A base dir's config.json and base.json, as (path, bytes)."""
     info = BaseInfo(image.sha256_digest(config_bytes), manifest_digest, media_type).to_json()
-    _write_json(os.path.join(tmp, "base.json"), info)
-    return info
+    return [("config.json", config_bytes), ("base.json", _json_bytes(info))]
+
+
+def _write_files(tmp: str, files: list) -> None:
+    """Writes (path, bytes) files and links or copies (path, Layer) blobs under `tmp`."""
+    for path, content in files:
+        target = os.path.join(tmp, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if isinstance(content, Layer):
+            link_or_copy(content.blob_path, target)
+        else:
+            with open(target, "wb") as f:
+                f.write(content)
 
 
 def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
@@ -371,7 +385,9 @@ def _import(source, docker: bool, out: str, ref, platform, zstd) -> dict:
             media_type = media_types.DOCKER_MANIFEST
         else:
             digest, media_type = chosen.entry["digest"], chosen.entry["mediaType"]
-        result.update(_write_base(tmp, config_bytes, digest, media_type))
+        files = _base_files(config_bytes, digest, media_type)
+        _write_files(tmp, files)
+        result.update(json.loads(dict(files)["base.json"]))
 
     write_dir_atomically(out, write)
     return result
@@ -407,10 +423,30 @@ def import_base(archive: str, out: str, ref=None, platform=None, zstd=None) -> d
         source.close()
 
 
+# An imported layer's layer.json: what `layer` writes but "entries", which no image records.
+_LAYER_INFO = ("diff_id", "size", "blob", "digest", "blob_size", "compression")
+
+
+def base_dir_files(config_bytes: bytes, layers: list) -> list:
+    """The base dir of an image Strata built, from its config and `Layer`s (its own base's
+    first), as `import-base` writes it of the image's oci output: (path, bytes) of config.json,
+    base.json and each layers/NNN/layer.json, and (path, Layer) of each blob, which is placed,
+    never read. `write_base_dir` writes it; the Pants rules make it with digest operations."""
+    manifest = image.make_manifest(config_bytes, [layer.info for layer in layers], oci=True)
+    digest = image.sha256_digest(image.canonical_json(manifest))
+    files = _base_files(config_bytes, digest, media_types.OCI_MANIFEST)
+    for i, layer in enumerate(layers):
+        layer_dir = posixpath.join("layers", layer_dir_name(i))
+        info = {key: layer.info[key] for key in _LAYER_INFO}
+        files.append((posixpath.join(layer_dir, "layer.json"), _json_bytes(info)))
+        files.append((posixpath.join(layer_dir, info["blob"]), layer))
+    return files
+
+
 def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
-    """Writes a base dir of an image Strata assembled, from its config (`assemble
-    --config-out`) and the `layer` dirs of all its layers, its own base's included, bottom
-    first; returns base.json's data, which names the manifest of its oci and oci-archive
+    """Writes the base dir of an image Strata assembled (`base_dir_files`), from its config
+    (`assemble --config-out`) and the `layer` dirs of all its layers, its own base's included,
+    bottom first; returns base.json's data, which names the manifest of its oci and oci-archive
     outputs. Blobs are hard-linked where possible."""
     try:
         diff_ids = image.base_parts(json.loads(config_bytes))[1]
@@ -419,23 +455,14 @@ def write_base_dir(config_bytes: bytes, layer_dirs: list, out_dir: str) -> dict:
     layers = [load_layer(LayerRef(d)) for d in layer_dirs]
     if [layer.info["diff_id"] for layer in layers] != diff_ids:
         raise ValueError("the layer dirs' diff_ids are not the config's rootfs.diff_ids")
-    manifest = image.make_manifest(config_bytes, [layer.info for layer in layers], oci=True)
-    result = {}
+    files = base_dir_files(config_bytes, layers)
 
     def write(tmp: str) -> None:
         os.makedirs(os.path.join(tmp, "layers"))
-        for i, (layer, layer_dir) in enumerate(zip(layers, layer_dirs)):
-            target = os.path.join(tmp, "layers", layer_dir_name(i))
-            os.makedirs(target)
-            link_or_copy(layer.blob_path, os.path.join(target, layer.info["blob"]))
-            link_or_copy(
-                os.path.join(layer_dir, "layer.json"), os.path.join(target, "layer.json")
-            )
-        digest = image.sha256_digest(image.canonical_json(manifest))
-        result.update(_write_base(tmp, config_bytes, digest, media_types.OCI_MANIFEST))
+        _write_files(tmp, files)
 
     write_dir_atomically(out_dir, write)
-    return result
+    return json.loads(dict(files)["base.json"])
 
 
 def import_base_command(options) -> None:

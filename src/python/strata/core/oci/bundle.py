@@ -12,7 +12,8 @@ from typing import Sequence, Tuple
 from strata.core.atomic import write_file_atomically
 from strata.core.errors import InvalidInput, UsageError
 from strata.core.oci.docker_archive import write_docker_archive
-from strata.core.oci.model import Image, load_image
+from strata.core.oci.formats import load_image
+from strata.core.oci.model import Image
 
 
 class DuplicateRepoTag(InvalidInput):

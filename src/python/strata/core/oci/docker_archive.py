@@ -1,15 +1,12 @@
-"""The docker-archive format (`docker load`'s): one image, several (`bundle`), or the
-stream `run` pipes into `docker load`."""
+"""The docker-archive format (`docker load`'s), of one image or several (`bundle`)."""
 
 import os
-import sys
 
 from strata.core.build.tarstream import TarWriter
-from strata.core.errors import StrataError
 from strata.core.oci import image
 from strata.core.oci.archive import ARCHIVE_MTIME, add_verified
 from strata.core.oci.layer_reader import LayerReader
-from strata.core.oci.model import Image, Layer, load_image
+from strata.core.oci.model import Image, Layer
 
 
 # The most layers Docker's layer store takes in one image (moby's layer.maxLayerDepth): `docker
@@ -96,18 +93,3 @@ def write_docker_archive(images: list, out) -> None:
     manifest_bytes = image.canonical_json(manifest)
     tar.add_file("manifest.json", len(manifest_bytes), manifest_bytes)
     tar.close()
-
-
-def stream_command(options) -> None:
-    """docker-archive bytes to stdout, whatever the spec's format: what `run` pipes into
-    `docker load`, with no copy of the image on disk."""
-    img = load_image(options.spec)
-    check_docker_archive(img)
-    out = sys.stdout.buffer
-    try:
-        write_docker_archive([img], out)
-        out.flush()
-    except BrokenPipeError:
-        # Keep the interpreter's final flush of stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise StrataError("the reader closed stdout before the image was written") from None

@@ -1,18 +1,22 @@
-"""The output formats and `assemble`, which writes an image in its spec's format."""
+"""The output formats, and the subcommands that read an image spec: `assemble`, which writes
+the image in the spec's format, and `stream`, which writes it as a docker-archive to stdout."""
 
 import os
+import sys
 
 from strata.core.atomic import (
     write_bytes_atomically,
     write_dir_atomically,
     write_file_atomically,
 )
+from strata.core.errors import StrataError
 from strata.core.oci import image
 from strata.core.oci.docker_archive import check_docker_archive, write_docker_archive
 from strata.core.oci.layout import write_oci_layout
-from strata.core.oci.model import Image, load_image
+from strata.core.oci.model import DiskFiles, Image, image_from_spec, load_json
 from strata.core.oci.oci_archive import write_oci_archive
 from strata.core.oci.rootfs import write_rootfs
+from strata.core.oci.spec import ImageSpec
 
 
 class Format:
@@ -53,6 +57,13 @@ FORMATS = {
 }
 
 
+def load_image(spec_path: str, files=DiskFiles()) -> Image:
+    """Reads and validates the image spec (its format one of FORMATS) and its layers' metadata
+    (never their blobs)."""
+    spec = ImageSpec.from_json(load_json(files, spec_path, "image spec"), FORMATS)
+    return image_from_spec(spec, os.path.dirname(spec_path), files)
+
+
 def assemble(img: Image, output: str) -> dict:
     """Writes the image in its format to OUTPUT and returns its metadata."""
     parent = os.path.dirname(os.path.abspath(output))
@@ -88,3 +99,18 @@ def assemble_command(options) -> None:
     ):
         if path:
             write_bytes_atomically(path, data)
+
+
+def stream_command(options) -> None:
+    """docker-archive bytes to stdout, whatever the spec's format: what `run` pipes into
+    `docker load`, with no copy of the image on disk."""
+    img = load_image(options.spec)
+    check_docker_archive(img)
+    out = sys.stdout.buffer
+    try:
+        write_docker_archive([img], out)
+        out.flush()
+    except BrokenPipeError:
+        # Keep the interpreter's final flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise StrataError("the reader closed stdout before the image was written") from None

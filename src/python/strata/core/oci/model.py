@@ -7,7 +7,7 @@ import os
 
 from strata.core.build.compression import SUFFIXES
 from strata.core.oci import image
-from strata.core.spec import BaseInfo, ImageSpec, LayerRef
+from strata.core.oci.spec import BaseInfo, ImageSpec, LayerRef
 
 
 class Layer:
@@ -67,7 +67,7 @@ class DiskFiles:
         return os.listdir(path)
 
 
-def _load_json(files, path: str, what: str):
+def load_json(files, path: str, what: str):
     try:
         return json.loads(files.read(path))
     except ValueError as e:
@@ -80,7 +80,7 @@ def _is_size(value) -> bool:
 
 def load_layer(ref: LayerRef, base: bool = False, files=DiskFiles()) -> Layer:
     path = os.path.join(ref.dir, "layer.json")
-    info = _load_json(files, path, "layer metadata")
+    info = load_json(files, path, "layer metadata")
     if not isinstance(info, dict):
         raise ValueError(f"{path} must hold an object")
     try:
@@ -114,7 +114,7 @@ def load_base(directory: str, files=DiskFiles()):
     """A base dir's config and layers, checked against each other and base.json (the blobs are
     not re-read: `import-base` verified them, like `layer` outputs they are trusted inputs)."""
     where = os.path.join(directory, "base.json")
-    info = BaseInfo.from_json(_load_json(files, where, "base image metadata"), where)
+    info = BaseInfo.from_json(load_json(files, where, "base image metadata"), where)
     config_path = os.path.join(directory, "config.json")
     config_bytes = files.read(config_path)
     if image.sha256_digest(config_bytes) != info.config_digest:
@@ -146,11 +146,9 @@ def layer_dir_name(index: int) -> str:
     return f"{index:03d}"
 
 
-def load_image(spec_path: str, files=DiskFiles()) -> Image:
-    """Reads and validates the image spec and its layers' metadata (never their blobs). The
-    spec's paths are relative to its directory, so a bundle's images each keep their own."""
-    spec = ImageSpec.from_json(_load_json(files, spec_path, "image spec"))
-    here = os.path.dirname(spec_path)
+def image_from_spec(spec: ImageSpec, here: str, files=DiskFiles()) -> Image:
+    """The image of an image spec whose paths are relative to `here` (its directory, so that a
+    bundle's images each keep their own), its layers' metadata read (never their blobs)."""
     base, base_layers = (
         load_base(os.path.join(here, spec.base), files) if spec.base is not None else (None, [])
     )

@@ -7,7 +7,7 @@ import uuid
 from typing import List, Optional
 
 from strata.core.sbom.model import Model, oci_purl, web_url
-from strata.core.spec import SbomComponent
+from strata.core.sbom.spec import SbomComponent
 
 # The serial number's UUID namespace (uuid5 of it and the seed): no real host, like SPDX's.
 SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://strata.invalid/cyclonedx")

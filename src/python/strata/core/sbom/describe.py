@@ -17,7 +17,7 @@ from strata.core.atomic import write_bytes_atomically
 from strata.core.build.compression import CHUNK
 from strata.core.errors import UsageError
 from strata.core.build.spec import normalise_path
-from strata.core.spec import PackageFacts
+from strata.core.sbom.spec import PackageFacts
 
 
 def _digests(chunks) -> Tuple[str, str]:

@@ -1,5 +1,5 @@
 """An image's SBOM, SPDX 2.3 and CycloneDX 1.5 JSON, from the closure Strata resolved (a
-`strata.core.spec.SbomSpec`), never from scanning the image: `documents(spec)` for the rules,
+`strata.core.sbom.spec.SbomSpec`), never from scanning the image: `documents(spec)` for the rules,
 the `sbom` subcommand for a Process. The same spec gives the same bytes: no clock, no
 randomness, a fixed order."""
 
@@ -10,7 +10,7 @@ from typing import List, Tuple
 from strata.core.atomic import write_bytes_atomically
 from strata.core.sbom import cyclonedx, spdx
 from strata.core.sbom.model import Model, model
-from strata.core.spec import SbomSpec
+from strata.core.sbom.spec import SbomSpec
 
 
 def serialise(document: dict) -> bytes:

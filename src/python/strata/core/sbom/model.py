@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from strata.core.sbom.bases import ForeignPackage, read_base_documents
 from strata.core.sbom.licenses import LicenseTable
-from strata.core.spec import SbomBase, SbomComponent, SbomSpec
+from strata.core.sbom.spec import SbomBase, SbomComponent, SbomSpec
 
 
 class Model(namedtuple("Model", "spec components licenses bases texts warnings")):

@@ -16,7 +16,7 @@ from strata.core.build.deb import control_fields, open_deb
 from strata.core.build.deb822 import parse_deb822
 from strata.core.sbom.licenses import classifier_license, debian_expression, parse_expression
 from strata.core.build.spec import normalise_path
-from strata.core.spec import PackageFacts, SourcePackage
+from strata.core.sbom.spec import PackageFacts, SourcePackage
 
 DEP5_FORMAT = "www.debian.org/doc/packaging-manuals/copyright-format/1.0"
 

@@ -8,7 +8,7 @@ import re
 from typing import List, Optional
 
 from strata.core.sbom.model import Model, oci_purl, web_url
-from strata.core.spec import PackageFacts
+from strata.core.sbom.spec import PackageFacts
 
 NOASSERTION = "NOASSERTION"
 # The document namespace's host: reserved (RFC 2606), so the URI names no real place.

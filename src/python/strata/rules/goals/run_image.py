@@ -7,7 +7,7 @@ import shlex
 from typing import Tuple
 
 from pants.core.goals.run import RunRequest
-from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
+from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
@@ -19,7 +19,7 @@ from strata.rules.image.assembly import (
     read_image,
 )
 from strata.rules.image.field_set import OciImageFieldSet
-from strata.rules.tool import ImageTool
+from strata.rules.tool import ImageTool, InstalledBinary
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import Compression, OutputFormat
 
@@ -29,10 +29,10 @@ _RUN_LAYOUT = "image"
 async def _binary(name: str) -> str:
     """The installed binary's path, or "" when it is not installed."""
     found = await Get(
-        BinaryPaths,
+        InstalledBinary,
         BinaryPathRequest(binary_name=name, search_path=["/usr/bin", "/usr/local/bin", "/bin"]),
     )
-    return found.first_path.path if found.first_path else ""
+    return found.path or ""
 
 
 async def _loader(choice: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple, Union
 
 from pants.engine.fs import (
     CreateDigest,
@@ -24,9 +24,9 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from strata.core.oci.formats import FORMATS, metadata
+from strata.core.oci.formats import FORMATS, load_image, metadata
 from strata.core.oci.layout import OCI_LAYOUT, oci_contents
-from strata.core.oci.model import Image, Layer, load_image
+from strata.core.oci.model import Image, Layer
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, SbomSources
@@ -90,6 +90,18 @@ class DigestFiles:
         return sorted({p[len(prefix):].split("/", 1)[0] for p in self._entries
                        if p.startswith(prefix)})
 
+    def placed(
+        self, directory: str, files: Iterable[Tuple[str, Union[bytes, Layer]]]
+    ) -> List[Union[FileEntry, FileContent]]:
+        """Files the core decided, under `directory`, to create a digest of: bytes, or a layer's
+        blob, which is the very file its layer Process wrote, at a new path (no byte copied)."""
+        return [
+            FileEntry(f"{directory}/{path}", self.file_digest(content.blob_path))
+            if isinstance(content, Layer)
+            else FileContent(f"{directory}/{path}", content)
+            for path, content in files
+        ]
+
 
 async def read_image(inputs: ImageInputs) -> Tuple[DigestFiles, Image]:
     """The image as the core reads it (`load_image`), from the inputs' digest: no Process."""
@@ -121,17 +133,13 @@ async def compose_oci_layout(request: LayoutRequest) -> AssembledImage:
     digest operations, each layer's blob is the very file its layer Process wrote, at a new
     path, so composing an image copies no byte. The core validates the inputs and decides every
     byte, exactly as its `assemble` subcommand does."""
-    output = request.output
     files, img = await read_image(request.inputs)
     blobs, index = oci_contents(img)
-    layout = [
-        FileEntry(f"{output}/blobs/sha256/{hex_id}", files.file_digest(blob.blob_path))
-        if isinstance(blob, Layer)
-        else FileContent(f"{output}/blobs/sha256/{hex_id}", blob)
-        for hex_id, blob in blobs
-    ]
-    layout.append(FileContent(f"{output}/index.json", index))
-    layout.append(FileContent(f"{output}/oci-layout", OCI_LAYOUT))
+    layout = files.placed(request.output, [
+        *((f"blobs/sha256/{hex_id}", blob) for hex_id, blob in blobs),
+        ("index.json", index),
+        ("oci-layout", OCI_LAYOUT),
+    ])
     return AssembledImage(await Get(Digest, CreateDigest(layout)), metadata(img))
 
 

@@ -3,32 +3,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Optional
 
 from pants.engine.addresses import Address, AddressInput
-from pants.engine.fs import Digest, DigestContents, DigestSubset, PathGlobs
+from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, Directory, PathGlobs
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
 from strata.core.oci import platforms
+from strata.core.oci.baseimage import base_dir_files
+from strata.core.oci.formats import metadata
 from strata.core.oci.image import platform_conflicts
-from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest, ImportBaseRequest
-from strata.rules.image.assembly import (
-    AssembledImage,
-    AssembleRequest,
-    ImageInputs,
-    split_repo_tag,
-)
+from strata.rules.base import BASE_DIR, BaseImage, ExternalBaseRequest
+from strata.rules.image.assembly import AssembleRequest, ImageInputs, read_image, split_repo_tag
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import Sbom, SbomRequest
 from strata.target_types.base import OciImageArchiveTarget, OciPullTarget
 from strata.target_types.image import OciImageTarget, OutputFormat
-
-_BASE_LAYOUT = "base-image"
 
 
 @dataclass(frozen=True)
@@ -39,6 +33,36 @@ class BaseRequest:
     image: Address
     compression: str
     platform: str = "linux/amd64"  # the image's `os/arch[/variant]`, which a base index serves
+
+
+async def _built_base(base_fs: OciImageFieldSet, compression: str) -> BaseImage:
+    """An `oci_image` base, reused as its layers' outputs: its base dir is made of its inputs
+    by digest operations (`base_dir_files`, as `import-base` would write it of its oci output),
+    each blob the file its layer Process wrote; no Process reads or copies a byte of it."""
+    address = base_fs.address
+    inputs = await Get(
+        ImageInputs, AssembleRequest(base_fs, OutputFormat.OCI.value, BASE_DIR, compression)
+    )
+    files, img = await read_image(inputs)
+    meta = metadata(img)
+    base_dir, sbom = await MultiGet(
+        # The layers directory is there even for an image of no layer, as import-base makes it.
+        Get(Digest, CreateDigest([
+            Directory(f"{BASE_DIR}/layers"),
+            *files.placed(BASE_DIR, base_dir_files(img.config_bytes, img.layers)),
+        ])),
+        # What the base holds, as its own SBOM says it.
+        Get(Sbom, SbomRequest(
+            inputs.sbom_sources, *split_repo_tag(meta["repo_tag"]), meta["manifest_digest"],
+            "base-sbom", str(address),
+        )),
+    )
+    spdx = await Get(Digest, DigestSubset(sbom.digest, PathGlobs([sbom.files[0]])))
+    own = inputs.sbom_sources
+    return BaseImage(
+        base_dir, len(img.layers), name=base_fs.repository.value_or_default(address), sboms=spdx,
+        paths=(*(own.base.paths if own.base else ()), *(l.paths for l in own.layers)),
+    )
 
 
 @rule(desc="Resolving an image's `base` field", level=LogLevel.DEBUG)
@@ -54,28 +78,7 @@ async def resolve_base(request: BaseRequest) -> BaseImage:
     wrapped = await Get(WrappedTarget, WrappedTargetRequest(address, description_of_origin=origin))
     tgt = wrapped.target
     if isinstance(tgt, OciImageTarget):
-        base_fs = OciImageFieldSet.create(tgt)
-        assemble = AssembleRequest(
-            base_fs, OutputFormat.OCI.value, _BASE_LAYOUT, request.compression
-        )
-        built, inputs = await MultiGet(
-            Get(AssembledImage, AssembleRequest, assemble),
-            Get(ImageInputs, AssembleRequest, assemble),
-        )
-        base, sbom = await MultiGet(
-            Get(BaseImage, ImportBaseRequest(built.output, _BASE_LAYOUT, str(address))),
-            # What the base holds, as its own SBOM says it.
-            Get(Sbom, SbomRequest(
-                inputs.sbom_sources, *split_repo_tag(built.metadata["repo_tag"]),
-                built.metadata["manifest_digest"], "base-sbom", str(address),
-            )),
-        )
-        spdx = await Get(Digest, DigestSubset(sbom.digest, PathGlobs([sbom.files[0]])))
-        own = inputs.sbom_sources
-        return dataclasses.replace(
-            base, name=base_fs.repository.value_or_default(address), sboms=spdx,
-            paths=(*(own.base.paths if own.base else ()), *(l.paths for l in own.layers)),
-        )
+        return await _built_base(OciImageFieldSet.create(tgt), request.compression)
     if isinstance(tgt, (OciImageArchiveTarget, OciPullTarget)):
         return await Get(BaseImage, ExternalBaseRequest(tgt, request.platform))
     raise InvalidFieldException(

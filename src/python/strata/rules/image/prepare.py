@@ -12,7 +12,7 @@ from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from strata.core.spec import ImageSpec, LayerRef
+from strata.core.oci.spec import ImageSpec, LayerRef
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.assembly import SPEC, AssembleRequest, ImageInputs

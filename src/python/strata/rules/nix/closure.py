@@ -30,7 +30,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import DependenciesRequest, InvalidFieldException, Target, Targets
 from pants.util.logging import LogLevel
 
-from strata.core.spec import NixClosure
+from strata.core.nix.spec import NixClosure
 from strata.rules.nodes import RootLink
 from strata.rules.processes import run_process, stderr_text
 from strata.rules.tool import ImageTool

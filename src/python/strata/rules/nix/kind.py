@@ -14,9 +14,9 @@ from pants.engine.target import InvalidFieldException, Target
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
-from strata.core.sbom.packages import nix_facts
 from strata.core.build.parts.nars import Nar
-from strata.core.spec import NixClosure, NixPathInfo
+from strata.core.nix.spec import NixClosure, NixPathInfo
+from strata.core.sbom.packages import nix_facts
 from strata.rules.nix.closure import (
     NIX_GCROOTS,
     NarRequest,

@@ -22,7 +22,7 @@ from pants.engine.target import Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionMembership, union
 
 from strata.core.build.parts.entries import Entry
-from strata.core.spec import PackageFacts
+from strata.core.sbom.spec import PackageFacts
 from strata.target_types.image import (
     OciArchitectureField,
     OciOsField,

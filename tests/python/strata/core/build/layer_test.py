@@ -297,12 +297,13 @@ def standalone_core(where: Path) -> Path:
     return where
 
 
-def run_cli(python: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def run_layer(python: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The layer Process's program, `python -m strata.core.build`."""
     if not Path(python).is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{python} is missing")
         pytest.skip(f"{python} is not installed")
-    return subprocess.run([python, "-E", "-s", "-B", "-m", "strata.core", *args], cwd=cwd,
+    return subprocess.run([python, "-E", "-s", "-B", "-m", "strata.core.build", *args], cwd=cwd,
                           env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
 
 
@@ -310,7 +311,7 @@ PYTHONS = ["/usr/bin/python3.9", "/usr/bin/python3.11"]
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
-def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
+def test_the_layer_program_is_standalone_and_identical_across_pythons(tmp_path, compression):
     if compression == "zstd" and not Path(ZSTD).is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{ZSTD} is missing: CI must exercise zstd compression")
@@ -321,7 +322,7 @@ def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
     outputs = []
     for python in PYTHONS:
         out = f"out-{Path(python).name}"
-        done = run_cli(python, sandbox, "layer", "--spec", "spec.json", "--out", out)
+        done = run_layer(python, sandbox, "--spec", "spec.json", "--out", out)
         assert (done.returncode, done.stderr) == (0, "")
         outputs.append({p.name: p.read_bytes() for p in sorted((sandbox / out).iterdir())})
     assert outputs[0] == outputs[1]
@@ -331,7 +332,7 @@ def test_cli_is_standalone_and_identical_across_pythons(tmp_path, compression):
 
 
 @pytest.mark.parametrize("python", PYTHONS)
-def test_cli_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
+def test_layer_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
     sandbox = standalone_core(tmp_path)
     (sandbox / "conflict.json").write_text(json.dumps({"entries": [
         {"path": "a", "type": "dir"}, {"path": "a", "type": "symlink", "target": "b"}]}))
@@ -339,15 +340,16 @@ def test_cli_errors_exit_1_and_usage_errors_2_with_one_line(tmp_path, python):
     for spec, message in (("conflict.json", "conflicting entries for 'a'"),
                           ("escape.json", "path '../a' escapes the image root"),
                           ("missing.json", "No such file or directory")):
-        done = run_cli(python, sandbox, "layer", "--spec", spec, "--out", "out")
+        done = run_layer(python, sandbox, "--spec", spec, "--out", "out")
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and message in done.stderr
-        assert done.stderr.startswith("strata.core layer: error: ")
-    done = run_cli(python, sandbox, "layer", "--out", "out")
+        assert done.stderr.startswith("strata.core.build: error: ")
+    done = run_layer(python, sandbox, "--out", "out")
     assert done.returncode == 2
-    assert done.stderr == "strata.core layer: error: the following arguments are required: --spec\n"
-    done = run_cli(python, sandbox, "nonsense")
-    assert done.returncode == 2 and "usage:" in done.stderr
+    assert done.stderr == "strata.core.build: error: the following arguments are required: --spec\n"
+    done = run_layer(python, sandbox, "--spec", "conflict.json", "--out", "out", "nonsense")
+    assert (done.returncode, done.stderr) == (
+        2, "strata.core.build: error: unrecognized argument: nonsense\n")
 
 
 def test_dispatcher_runs_layer_in_process(tmp_path, monkeypatch, capsys):

@@ -139,11 +139,11 @@ def standalone_core(sandbox: Path) -> Path:
 
 def run_layer(sandbox: Path, spec: dict, out: str, python: str = PYTHON, flags=("-E",),
               env=None) -> subprocess.CompletedProcess:
-    """The `layer` subcommand as the rules run it: `python -E -s -S -B -m strata.core`."""
+    """The layer step as the rules run it: `python -E -s -S -B -m strata.core.build`."""
     (sandbox / f"{out}.json").write_text(json.dumps(spec))
     return subprocess.run(
-        [python, *flags, "-s", "-S", "-B", "-m", "strata.core", "layer", "--spec",
-         f"{out}.json", "--out", out],
+        [python, *flags, "-s", "-S", "-B", "-m", "strata.core.build", "--spec", f"{out}.json",
+         "--out", out],
         cwd=sandbox, env=env or {}, capture_output=True, text=True)
 
 
@@ -469,7 +469,7 @@ def test_bytecode_before_3_11_needs_a_fixed_hash_seed(tmp_path):
     done = run_layer(sandbox, spec, "refused", python39)
     assert done.returncode == 1
     assert done.stderr == (
-        "strata.core layer: error: wheels[0]: bytecode for CPython 3.9 needs hash "
+        "strata.core.build: error: wheels[0]: bytecode for CPython 3.9 needs hash "
         "randomisation off in the layer step (PYTHONHASHSEED=0, and no -E), or its pycs would "
         "differ from run to run\n")
     blobs = []

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from strata.core.oci import platforms
-from strata.core.cli import report
+from strata.core.build.program import report
 from strata.core.oci.platforms import PlatformError, select
 
 WHERE = "reg/app@sha256:1"

@@ -17,7 +17,7 @@ import pytest
 from strata.core import cli as core_cli
 from strata.core.oci import rootfs
 from strata.core.oci.model import load_layer
-from strata.core.spec import LayerRef
+from strata.core.oci.spec import LayerRef
 
 _LAYER_DIRS = itertools.count()
 

@@ -12,7 +12,7 @@ import pytest
 
 from strata.core.cli import main
 from strata.core.sbom.documents import documents
-from strata.core.spec import SbomSpec
+from strata.core.sbom.spec import SbomSpec
 from strata_harness.sbom import assert_valid_cyclonedx, assert_valid_spdx, pyspdxtools
 
 DIGEST = "sha256:" + "ab" * 32

@@ -4,9 +4,10 @@ layer spec (its key in the spec's JSON, a list of items; `strata.core.build.spec
 To add a kind of content, add one module here; nothing else names it. It defines:
 - `Item`, the type of one item: a `JsonTuple` namedtuple whose `from_json(obj, what)` checks
   everything the JSON holds (`what` names the item in messages, as in `debs[0]`);
-- `add(collector, context, item, what)`, which puts the item's entries into the layer:
-  `collector.add(entry)` (strata.core.build.layer: `_Entry`s, checked, sorted and written
-  later), its sandbox files at `context.path(source)`, files it makes in `context.scratch()`.
+- `add(collector, context, item, what)`, which puts the item's entries into the layer
+  (strata.core.build.collector): `collector.add(LayerEntry(...))` (checked as they come, sorted
+  and written later), its sandbox files at `context.path(source)`, files it makes in
+  `context.scratch()`.
 A spec names a part only if its module is here, so no other module is imported by a spec,
 and a layer imports only the parts it uses (a .deb's reader loads tarfile, lzma and bz2, which
 a tree's layer does not need). The order parts are added in changes no byte.

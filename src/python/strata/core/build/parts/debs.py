@@ -7,7 +7,7 @@ import os
 from collections import namedtuple
 
 from strata.core.build.deb import deb_entries
-from strata.core.build.layer import LayerContext, _Collector
+from strata.core.build.collector import Collector, LayerContext
 from strata.core.build.parts import entries
 from strata.core.build.spec import JsonTuple, check_keys, sandbox_path
 
@@ -29,7 +29,7 @@ class Deb(JsonTuple, namedtuple("Deb", "source package")):
 Item = Deb
 
 
-def add(collector: _Collector, context: LayerContext, deb: Deb, what: str) -> None:
+def add(collector: Collector, context: LayerContext, deb: Deb, what: str) -> None:
     """The .deb's files as dpkg installs them, on merged-/usr, and its dpkg status entry."""
     work = os.path.join(context.scratch(), what)
     try:

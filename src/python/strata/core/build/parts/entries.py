@@ -8,7 +8,7 @@ import os
 import stat
 from collections import namedtuple
 
-from strata.core.build.layer import LayerContext, _Collector, _Entry
+from strata.core.build.collector import Collector, LayerContext, LayerEntry
 from strata.core.build.spec import JsonTuple, check_keys, check_mode, image_path, sandbox_path
 
 
@@ -53,12 +53,12 @@ class Entry(JsonTuple, namedtuple("Entry", "path type mode source target", defau
 Item = Entry
 
 
-def add(collector: _Collector, context: LayerContext, entry: Entry, what: str) -> None:
+def add(collector: Collector, context: LayerContext, entry: Entry, what: str) -> None:
     """The entry, its file's source read from the sandbox."""
     if entry.type == "dir":
-        collector.add(_Entry(entry.path, "dir", entry.mode, what))
+        collector.add(LayerEntry(entry.path, "dir", entry.mode, what))
     elif entry.type == "symlink":
-        collector.add(_Entry(entry.path, "symlink", 0o777, what, target=entry.target))
+        collector.add(LayerEntry(entry.path, "symlink", 0o777, what, target=entry.target))
     else:
         source = context.path(entry.source)
         try:
@@ -70,4 +70,4 @@ def add(collector: _Collector, context: LayerContext, entry: Entry, what: str) -
         if not stat.S_ISREG(st.st_mode):
             raise ValueError(f"{what}: source {entry.source!r} is not a regular file")
         origin = f"{what} (source {entry.source})"
-        collector.add(_Entry(entry.path, "file", entry.mode, origin, source))
+        collector.add(LayerEntry(entry.path, "file", entry.mode, origin, source))

@@ -5,7 +5,7 @@ from __future__ import annotations  # annotations stay strings: no `typing` impo
 import os
 from collections import namedtuple
 
-from strata.core.build.layer import LayerContext, _Collector
+from strata.core.build.collector import Collector, LayerContext
 from strata.core.build.nar import NarReader, nar_entries
 from strata.core.build.parts import entries
 from strata.core.build.spec import (
@@ -32,7 +32,7 @@ class Nar(JsonTuple, namedtuple("Nar", "source store_path nar_hash")):
 Item = Nar
 
 
-def add(collector: _Collector, context: LayerContext, nar: Nar, what: str) -> None:
+def add(collector: Collector, context: LayerContext, nar: Nar, what: str) -> None:
     """The NAR's entries at the store path, once its sha256 is the spec's."""
     top = nar.store_path.lstrip("/")
     work = os.path.join(context.scratch(), what)

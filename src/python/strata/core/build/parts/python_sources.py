@@ -7,7 +7,7 @@ import os
 from collections import namedtuple
 
 from strata.core.build import python
-from strata.core.build.layer import LayerContext, _Collector
+from strata.core.build.collector import Collector, LayerContext
 from strata.core.build.parts import trees
 from strata.core.build.spec import JsonTuple, check_keys, image_path, sandbox_path
 
@@ -30,12 +30,12 @@ class PythonSources(JsonTuple, namedtuple("PythonSources", "source venv version 
 Item = PythonSources
 
 
-def add(collector: _Collector, context: LayerContext, sources: PythonSources,
+def add(collector: Collector, context: LayerContext, sources: PythonSources,
         what: str) -> None:
     """The sandbox directory's files in the venv's site-packages (0644), and their pycs."""
     python.check_interpreter(sources.version, sources.bytecode, what)
     site = python.site_packages(sources.venv, sources.version)
-    tree = _Collector()
+    tree = Collector()
     trees.add(tree, context, trees.Tree(sources.source, site, ()), what)
     files = [(entry.path, entry.source) for entry in tree.entries.values()
              if entry.kind == "file"]

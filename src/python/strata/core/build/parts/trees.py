@@ -6,7 +6,7 @@ from __future__ import annotations  # annotations stay strings: no `typing` impo
 import os
 from collections import namedtuple
 
-from strata.core.build.layer import LayerContext, _Collector, _Entry
+from strata.core.build.collector import Collector, LayerContext, LayerEntry
 from strata.core.build.spec import (
     JsonTuple, check_keys, image_path, json_list, normalise_path, sandbox_path,
 )
@@ -32,7 +32,7 @@ class Tree(JsonTuple, namedtuple("Tree", "source dest executables")):
 Item = Tree
 
 
-def add(collector: _Collector, context: LayerContext, tree: Tree, what: str) -> None:
+def add(collector: Collector, context: LayerContext, tree: Tree, what: str) -> None:
     """The files, directories and symlinks under the sandbox directory."""
     top, dest = context.path(tree.source), tree.dest
     if not os.path.isdir(top):
@@ -40,7 +40,7 @@ def add(collector: _Collector, context: LayerContext, tree: Tree, what: str) -> 
     executables = {f"{dest}/{path}" if dest else path for path in tree.executables}
     origin_top = tree.source or "."
     if dest:
-        collector.add(_Entry(dest, "dir", 0o755, origin_top))
+        collector.add(LayerEntry(dest, "dir", 0o755, origin_top))
     pending = [(top, dest, origin_top)]
     while pending:
         fs_dir, image_dir, origin_dir = pending.pop()
@@ -51,15 +51,15 @@ def add(collector: _Collector, context: LayerContext, tree: Tree, what: str) -> 
                 origin = f"{origin_dir}/{child.name}"
                 # The kind comes from the directory listing: no stat per entry.
                 if child.is_dir(follow_symlinks=False):
-                    collector.add(_Entry(path, "dir", 0o755, origin))
+                    collector.add(LayerEntry(path, "dir", 0o755, origin))
                     pending.append((child.path, path, origin))
                 elif child.is_symlink():
                     target = os.readlink(child.path)
-                    collector.add(_Entry(path, "symlink", 0o777, origin, target=target))
+                    collector.add(LayerEntry(path, "symlink", 0o777, origin, target=target))
                 elif child.is_file(follow_symlinks=False):  # hard links too: each a file
                     mode = 0o755 if path in executables else 0o644
                     executables.discard(path)
-                    collector.add(_Entry(path, "file", mode, origin, child.path))
+                    collector.add(LayerEntry(path, "file", mode, origin, child.path))
                 else:
                     raise ValueError(f"{origin}: not a regular file, directory or symlink")
     if executables:

@@ -9,7 +9,7 @@ import posixpath
 from collections import namedtuple
 
 from strata.core.build import python
-from strata.core.build.layer import LayerContext, _Collector, _Entry
+from strata.core.build.collector import Collector, LayerContext, LayerEntry
 from strata.core.build.spec import JsonTuple, check_keys, image_path, json_list
 
 # distlib's console script (pip's `ScriptMaker`), so that a launcher behaves as pip's would.
@@ -68,7 +68,7 @@ def _entry_point_script(entry: str, what: str) -> str:
                                       function=function)
 
 
-def add(collector: _Collector, context: LayerContext, venv: Venv, what: str) -> None:
+def add(collector: Collector, context: LayerContext, venv: Venv, what: str) -> None:
     """The venv's skeleton: `pyvenv.cfg`, `bin/python*` symlinks to the image's interpreter and
     the launchers. pyvenv.cfg's `version` is MAJOR.MINOR (the micro version is the image's
     business), so it does not change when the interpreter's package is updated."""
@@ -77,16 +77,16 @@ def add(collector: _Collector, context: LayerContext, venv: Venv, what: str) -> 
     config = (f"home = {posixpath.dirname(interpreter)}\n"
               f"include-system-site-packages = false\n"
               f"version = {venv.version}\n")
-    collector.add(_Entry(f"{venv.path}/bin", "dir", 0o755, what))
-    collector.add(_Entry(python.site_packages(venv.path, venv.version), "dir", 0o755, what))
+    collector.add(LayerEntry(f"{venv.path}/bin", "dir", 0o755, what))
+    collector.add(LayerEntry(python.site_packages(venv.path, venv.version), "dir", 0o755, what))
     cfg = f"{venv.path}/pyvenv.cfg"
-    collector.add(_Entry(cfg, "file", 0o644, what, python.write_file(work, cfg, config.encode())))
+    collector.add(LayerEntry(cfg, "file", 0o644, what, python.write_file(work, cfg, config.encode())))
     for name in ("python", "python3", f"python{venv.version}"):
-        collector.add(_Entry(f"{venv.path}/bin/{name}", "symlink", 0o777, what,
+        collector.add(LayerEntry(f"{venv.path}/bin/{name}", "symlink", 0o777, what,
                              target=interpreter))
     for name, entry in venv.launchers:
         origin = f"{what} launcher {name!r}"
         script = f"{python.venv_python(venv.path)}\n{_entry_point_script(entry, origin)}"
         path = f"{venv.path}/bin/{name}"
-        collector.add(_Entry(path, "file", 0o755, origin,
+        collector.add(LayerEntry(path, "file", 0o755, origin,
                              python.write_file(work, path, script.encode())))

@@ -9,7 +9,7 @@ import zlib
 from collections import namedtuple
 
 from strata.core.build import python
-from strata.core.build.layer import LayerContext, _Collector
+from strata.core.build.collector import Collector, LayerContext
 from strata.core.build.spec import JsonTuple, check_keys, image_path, sandbox_path
 
 
@@ -34,7 +34,7 @@ class Wheel(JsonTuple, namedtuple("Wheel", "source venv version machine bytecode
 Item = Wheel
 
 
-def add(collector: _Collector, context: LayerContext, wheel: Wheel, what: str) -> None:
+def add(collector: Collector, context: LayerContext, wheel: Wheel, what: str) -> None:
     """Pex's chroot of the distribution installed into the venv as pip would, with RECORD,
     INSTALLER and `bytecode` pycs."""
     python.check_interpreter(wheel.version, wheel.bytecode, what)
