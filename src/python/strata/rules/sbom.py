@@ -1,9 +1,10 @@
 """Software bills of materials: what an image holds, from the closure Strata resolved.
 
-Each store node is described once, by a `describe` Process cached on the node's content (a
-.deb's control fields and copyright, a distribution's metadata, a first-party tree's checksums);
-the documents are then written in-process by the core (`strata.core.sbom.documents`), from
-those facts, the layers that hold each node and the base image.
+Each store node is described once, as its kind says (`NodeKind.sbom`): by facts known in pantsd,
+by a `describe` Process cached on the node's content (a .deb's control fields and copyright, a
+distribution's metadata) or by its files' checksums (hashed here when small, else by that
+Process); the documents are then written in-process by the core (`strata.core.sbom.documents`),
+from those facts, the layers that hold each node and the base image.
 """
 
 from __future__ import annotations
