@@ -35,7 +35,7 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.frozendict import FrozenDict
 
 from strata.rules.base import BaseImage
-from strata.rules.closure import ImageClosure, ImageClosureRequest
+from strata.rules.closure import ImageClosure, ImageClosureRequest, InvalidImageContent
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.core.oci.formats import assemble, load_image
 from strata.core.graph.image_files import PathEntry
@@ -62,8 +62,12 @@ from strata.rules.image.prepare import prepare_image
 from strata.rules.image.programs import LayerPaths, LayerPathsRequest
 from strata.rules.layers import BuiltLayer, BuiltLayers, FilesLayerRequest, LayersRequest
 from strata.rules.nix.closure import NixDbRequest
-from strata.rules.nodes import Customisation, CustomisationRequest, StoreNode
-from strata.rules.debian.kind import DebianCustomisationRequest, debian_customisation
+from strata.rules.nodes import Customisation, CustomisationRequest, RootLink, StoreNode
+from strata.rules.debian.kind import (
+    DebianCustomisationRequest,
+    DebianPackage,
+    debian_customisation,
+)
 from strata.rules.nix.kind import NixCustomisationRequest, nix_customisation
 from strata.rules.python.venv import (
     PythonPart,
@@ -429,6 +433,33 @@ def customised(request: ImageCustomisationRequest) -> ImageCustomisation:
         ],
         union_membership=KINDS,
     )
+
+
+def test_a_targets_root_link_goes_where_a_kind_s_root_symlink_points_and_may_not_clash() -> None:
+    """`copy_to_root`'s /bin/hello goes to usr/bin/hello beside Debian packages (merged-/usr
+    makes /bin a symlink); two targets may not link one path two ways."""
+    target = image()
+    libc = StoreNode("debian:libc6", EMPTY_DIGEST, (), DebianPackage("libc6"))
+    hello = RootLink("app:hello", "bin/hello", "/nix/store/abc-hello/bin/hello", "copy_to_root",
+                     "nix_closure")
+
+    def customise(*links: RootLink) -> ImageCustomisation:
+        closure = ImageClosure((libc,), root_links=links)
+        return customised(
+            ImageCustomisationRequest(OciImageFieldSet.create(target), target, closure)
+        )
+
+    layer = customise(hello).layer
+    assert layer.symlinks == (("usr/bin/hello", "/nix/store/abc-hello/bin/hello"),)
+    assert ("bin", "usr/bin") in [(e.path, e.target) for e in layer.root_entries]
+    other = RootLink("app:other", "bin/hello", "/nix/store/def-hello/bin/hello", "copy_to_root",
+                     "nix_closure")
+    with pytest.raises(InvalidImageContent, match=re.escape(
+        "Cannot build app:image: the `copy_to_root` of app:hello and of app:other both link "
+        "/usr/bin/hello (/nix/store/abc-hello/bin/hello and /nix/store/def-hello/bin/hello): a "
+        "top-level path may provide it for one `nix_closure` only."
+    )):
+        customise(hello, other)
 
 
 def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None,
