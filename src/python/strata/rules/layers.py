@@ -135,20 +135,12 @@ class _LayerProcessRequest:
     permissions: Optional[LayerPermissions] = None
 
 
-@rule(desc="Building image layers", level=LogLevel.DEBUG)
-async def build_layers(request: LayersRequest) -> BuiltLayers:
+async def _node_layer_requests(
+    request: LayersRequest, groups: List[List[str]], permissions: Dict[str, LayerPermissions]
+) -> List[_LayerProcessRequest]:
+    """Per layer of nodes: its files at image paths as its content; its other nodes by their
+    kinds' layer-spec parts, their digests as its inputs."""
     by_key = {node.key: node for node in request.closure.nodes}
-    # A node's permissions apply to its whole layer: it must be alone there.
-    permissions = {p.address: p for p in request.closure.permissions}
-    try:
-        groups = assign_layers(request.closure.graph(), request.budget, alone=permissions)
-    except ValueError as e:
-        raise InvalidImageContent(
-            f"{request.description}: {e}. Each `oci_layer` with `permissions` needs a layer of "
-            "its own: raise `max_layers`."
-        ) from e
-    # Per layer: its files at image paths as its content; its other nodes by their kinds'
-    # layer-spec parts, their digests as its inputs.
     by_kind: List[Dict[Type[NodeKind], List[StoreNode]]] = [{} for _ in groups]
     for i, group in enumerate(groups):
         for key in group:
@@ -175,6 +167,21 @@ async def build_layers(request: LayersRequest) -> BuiltLayers:
             bytecode_for=frozenset(v for parts in made for v in parts.bytecode_for),
             permissions=permissions.get(group[0]) if len(group) == 1 else None,
         ))
+    return process_requests
+
+
+@rule(desc="Building image layers", level=LogLevel.DEBUG)
+async def build_layers(request: LayersRequest) -> BuiltLayers:
+    # A node's permissions apply to its whole layer: it must be alone there.
+    permissions = {p.address: p for p in request.closure.permissions}
+    try:
+        groups = assign_layers(request.closure.graph(), request.budget, alone=permissions)
+    except ValueError as e:
+        raise InvalidImageContent(
+            f"{request.description}: {e}. Each `oci_layer` with `permissions` needs a layer of "
+            "its own: raise `max_layers`."
+        ) from e
+    process_requests = await _node_layer_requests(request, groups, permissions)
     custom = request.customisation
     if custom:
         small_files = await Get(

@@ -179,26 +179,21 @@ async def _entry_point(tgt: Target, deps: Targets) -> Tuple[Optional[str], Optio
     return (f"{entry.module}:{entry.function}" if entry.function else entry.module), None
 
 
-async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode]:
-    version = python_version(tgt)
-    venv = absolute_image_path(tgt[PythonVenvPathField].value, "venv_path")  # `opt/venv`
-    bytecode = tgt[PythonVenvBytecodeField].value
-    machine = MACHINES.get(image_arch)
-    if machine is None:
-        raise InvalidFieldException(
-            f"{tgt.address} is in an image whose `architecture` is {image_arch!r}, for which "
-            f"Strata knows no wheel platform: one of {sorted(MACHINES)} is needed."
-        )
+async def _resolved(
+    tgt: Target, deps: Targets, image_arch: str, machine: str, version: str
+) -> Tuple[Pex, StrippedPythonSourceFiles]:
+    """The venv's distributions, as a packed PEX of its requirements for the image's platform,
+    and its first-party sources. A distribution without a wheel for that platform is an error
+    naming the venv, the distribution and the platform."""
     # On another machine than this one, pex picks the wheels for the image's platform (binary
     # wheels only: an sdist cannot be built for another machine).
     nodash = version.replace(".", "")
     platforms = PexPlatforms(
         [] if machine == platform.machine() else [f"linux_{machine}-cp-{nodash}-cp{nodash}"]
     )
-    deps = await Get(Targets, DependenciesRequest(tgt[PythonVenvDependenciesField]))
     transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([tgt.address]))
     try:
-        requirements, sources = await MultiGet(
+        return await MultiGet(
             Get(
                 Pex,
                 PexFromTargetsRequest(
@@ -238,8 +233,13 @@ async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode
             f"for it, or, for an image of this machine's architecture, set `allow_sdists=True` "
             f"on {tgt.address} to build it from its source distribution here."
         ) from e
-    entry_point, script = await _entry_point(tgt, deps)
 
+
+async def _wheel_nodes(
+    node: str, requirements: Pex, venv: str, version: str, machine: str, bytecode: str
+) -> List[StoreNode]:
+    """One node per distribution of the requirements PEX (pex's installed chroot, a `.deps/`
+    entry), each a `wheels` part of its own."""
     wheel_entries = [
         e for e in await Get(DigestEntries, Digest, requirements.digest)
         if isinstance(e, FileEntry) and e.path.startswith(_DEPS) and "/" not in e.path[len(_DEPS):]
@@ -249,7 +249,7 @@ async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode
                                             e.file_digest)]))
         for e in wheel_entries
     )
-    nodes = [
+    return [
         StoreNode(
             f"{node}#{e.path[len(_DEPS):]}",
             digest,
@@ -259,6 +259,22 @@ async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode
         )
         for e, digest in zip(wheel_entries, wheel_digests)
     ]
+
+
+async def _venv_nodes(image_arch: str, node: str, tgt: Target) -> List[StoreNode]:
+    version = python_version(tgt)
+    venv = absolute_image_path(tgt[PythonVenvPathField].value, "venv_path")  # `opt/venv`
+    bytecode = tgt[PythonVenvBytecodeField].value
+    machine = MACHINES.get(image_arch)
+    if machine is None:
+        raise InvalidFieldException(
+            f"{tgt.address} is in an image whose `architecture` is {image_arch!r}, for which "
+            f"Strata knows no wheel platform: one of {sorted(MACHINES)} is needed."
+        )
+    deps = await Get(Targets, DependenciesRequest(tgt[PythonVenvDependenciesField]))
+    requirements, sources = await _resolved(tgt, deps, image_arch, machine, version)
+    entry_point, script = await _entry_point(tgt, deps)
+    nodes = await _wheel_nodes(node, requirements, venv, version, machine, bytecode)
     wheel_keys = tuple(n.key for n in nodes)
 
     source_dir = f"{SOURCES_DIR}/{venv}"
