@@ -170,6 +170,28 @@ async def _node_layer_requests(
     return process_requests
 
 
+async def _joined(
+    content: _LayerProcessRequest, custom: _LayerProcessRequest
+) -> _LayerProcessRequest:
+    """One layer of both: the content layer's nodes and the customisation content."""
+    if content.permissions is not None and custom.permissions is not None:
+        raise InvalidImageContent(
+            f"{custom.description}: the `permissions` of {content.permissions.address} and of "
+            f"{custom.permissions.address} would apply to the one layer the image has room for: "
+            "raise `max_layers`, or set them in one place."
+        )
+    return dataclasses.replace(
+        custom,
+        permissions=custom.permissions or content.permissions,
+        content=await Get(Digest, MergeDigests([content.content, custom.content])),
+        parts=content.parts,
+        inputs=content.inputs,
+        bytecode_for=content.bytecode_for,
+        comment=f"{content.comment}, customisation",
+        description=f"{content.description} and the customisation content",
+    )
+
+
 @rule(desc="Building image layers", level=LogLevel.DEBUG)
 async def build_layers(request: LayersRequest) -> BuiltLayers:
     # A node's permissions apply to its whole layer: it must be alone there.
@@ -232,28 +254,6 @@ async def files_layer(request: FilesLayerRequest) -> BuiltLayer:
             description=request.description,
             content=request.files,
         ),
-    )
-
-
-async def _joined(
-    content: _LayerProcessRequest, custom: _LayerProcessRequest
-) -> _LayerProcessRequest:
-    """One layer of both: the content layer's nodes and the customisation content."""
-    if content.permissions is not None and custom.permissions is not None:
-        raise InvalidImageContent(
-            f"{custom.description}: the `permissions` of {content.permissions.address} and of "
-            f"{custom.permissions.address} would apply to the one layer the image has room for: "
-            "raise `max_layers`, or set them in one place."
-        )
-    return dataclasses.replace(
-        custom,
-        permissions=custom.permissions or content.permissions,
-        content=await Get(Digest, MergeDigests([content.content, custom.content])),
-        parts=content.parts,
-        inputs=content.inputs,
-        bytecode_for=content.bytecode_for,
-        comment=f"{content.comment}, customisation",
-        description=f"{content.description} and the customisation content",
     )
 
 
