@@ -29,8 +29,8 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.index import debian_mirror
 from strata.core.debian.lock import check_lock
+from strata.rules.debian.subsystem import DebianSubsystem
 from strata.rules.tool import ImageTool
-from strata.subsystems import DebianSubsystem
 from strata.target_types.debian import (
     DebianArchitecturesField,
     DebianLockfileField,

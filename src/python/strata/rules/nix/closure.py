@@ -31,10 +31,11 @@ from pants.engine.target import DependenciesRequest, InvalidFieldException, Targ
 from pants.util.logging import LogLevel
 
 from strata.core.nix.spec import NixClosure
+from strata.rules.nix.subsystem import NixSubsystem
 from strata.rules.nodes import RootLink
 from strata.rules.processes import run_process, stderr_text
 from strata.rules.tool import ImageTool
-from strata.subsystems import NixSubsystem, StrataSubsystem
+from strata.subsystems import StrataSubsystem
 from strata.target_types.nix import (
     NixAttributesField,
     NixClosureDependenciesField,
