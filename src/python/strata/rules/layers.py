@@ -48,6 +48,7 @@ from strata.subsystems import StrataSubsystem
 _LAYER_OUT = "out"
 LAYER_PATHS = "layer-paths.json"
 _ROOTFS = "rootfs"
+_LAYER_SPEC = "layer-spec.json"
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,63 @@ async def files_layer(request: FilesLayerRequest) -> BuiltLayer:
     )
 
 
+def _layer_spec(
+    request: _LayerProcessRequest, zstd: Optional[str], chunks: List[Tuple[str, Any]]
+) -> LayerSpec:
+    """The layer Process's spec: the content chunks (sandbox dir, entries) as `trees`, then
+    the request's entries and its kinds' parts."""
+    settings = request.settings
+    return LayerSpec(
+        CoreLayerSettings(
+            settings.mtime, settings.uid, settings.gid, settings.uname, settings.gname,
+            settings.compression, zstd,
+        ),
+        parts=(
+            # The executable bit as the Digest records it: in the sandbox, large files are
+            # hardlinks into Pants' store, mode 0555 whatever they were.
+            ("trees", tuple(
+                Tree(d, "", tuple(e.path for e in chunk
+                                  if isinstance(e, FileEntry) and e.is_executable))
+                for d, chunk in chunks
+            )),
+            ("entries", request.entries),
+            *request.parts,
+        ),
+        commands=request.commands,
+        permissions=request.permissions.rules if request.permissions else None,
+    )
+
+
+async def _layer_command(
+    request: _LayerProcessRequest, tool: ImageTool
+) -> Tuple[Tuple[str, ...], Dict[str, str]]:
+    """The layer Process's argv and environment: the image tool's, or with Python bytecode
+    to compile, the interpreter of that CPython version's."""
+    layer_args = ("--spec", _LAYER_SPEC, "--out", _LAYER_OUT, "--paths", LAYER_PATHS)
+    compile_for = sorted(request.bytecode_for)
+    if len(compile_for) > 1:
+        raise ValueError(
+            f"{request.description} holds Python code for CPython {' and '.join(compile_for)}, "
+            "whose bytecode one layer Process cannot compile: raise the image's `max_layers` "
+            "so that each venv gets layers of its own."
+        )
+    if compile_for:
+        compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
+        return compiler.layer_argv(*layer_args), compiler.env()
+    return tool.layer_argv(*layer_args), {}
+
+
+async def _built_layer(output: Digest, comment: str) -> BuiltLayer:
+    """The layer Process's output as a `BuiltLayer`: its blob and layer.json, its path list."""
+    out, paths = await MultiGet(
+        Get(Digest, DigestSubset(output, PathGlobs([f"{_LAYER_OUT}/**"]))),
+        Get(Digest, DigestSubset(output, PathGlobs([LAYER_PATHS]))),
+    )
+    layer = await Get(Digest, RemovePrefix(out, _LAYER_OUT))
+    metadata = await Get(DigestContents, DigestSubset(layer, PathGlobs(["layer.json"])))
+    return BuiltLayer(layer, comment, metadata[0].content.decode(), paths=paths)
+
+
 @rule(desc="Building an image layer", level=LogLevel.DEBUG)
 async def build_layer(
     request: _LayerProcessRequest, tool: ImageTool, strata: StrataSubsystem
@@ -272,43 +330,14 @@ async def build_layer(
     chunks = path_chunks(entries, lambda entry: entry.path)
     chunk_digests = await MultiGet(Get(Digest, CreateDigest(chunk)) for chunk in chunks)
     chunk_dirs = [f"{_ROOTFS}/{i:04d}" for i in range(len(chunks))]
-    spec = LayerSpec(
-        CoreLayerSettings(
-            settings.mtime, settings.uid, settings.gid, settings.uname, settings.gname,
-            settings.compression, zstd,
-        ),
-        parts=(
-            # The executable bit as the Digest records it: in the sandbox, large files are
-            # hardlinks into Pants' store, mode 0555 whatever they were.
-            ("trees", tuple(
-                Tree(d, "", tuple(e.path for e in chunk
-                                  if isinstance(e, FileEntry) and e.is_executable))
-                for d, chunk in zip(chunk_dirs, chunks)
-            )),
-            ("entries", request.entries),
-            *request.parts,
-        ),
-        commands=request.commands,
-        permissions=request.permissions.rules if request.permissions else None,
-    )
+    spec = _layer_spec(request, zstd, list(zip(chunk_dirs, chunks)))
     spec_json = json.dumps(spec.to_json(), sort_keys=True).encode()
-    spec_digest = await Get(Digest, CreateDigest([FileContent("layer-spec.json", spec_json)]))
+    spec_digest = await Get(Digest, CreateDigest([FileContent(_LAYER_SPEC, spec_json)]))
     input_digest = await Get(
         Digest,
         MergeDigests([tool.layer_digest, spec_digest, request.inputs]),
     )
-    layer_args = ("--spec", "layer-spec.json", "--out", _LAYER_OUT, "--paths", LAYER_PATHS)
-    argv, env = tool.layer_argv(*layer_args), {}
-    compile_for = sorted(request.bytecode_for)
-    if len(compile_for) > 1:
-        raise ValueError(
-            f"{request.description} holds Python code for CPython {' and '.join(compile_for)}, "
-            "whose bytecode one layer Process cannot compile: raise the image's `max_layers` "
-            "so that each venv gets layers of its own."
-        )
-    if compile_for:
-        compiler = await Get(BytecodeCompiler, BytecodeCompilerRequest(compile_for[0]))
-        argv, env = compiler.layer_argv(*layer_args), compiler.env()
+    argv, env = await _layer_command(request, tool)
     process = Process(
         argv=argv,
         env=env,
@@ -325,13 +354,7 @@ async def build_layer(
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
     result = await run_process(process, partial(_unmatched_permissions, request.permissions))
-    out, paths = await MultiGet(
-        Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"{_LAYER_OUT}/**"]))),
-        Get(Digest, DigestSubset(result.output_digest, PathGlobs([LAYER_PATHS]))),
-    )
-    layer = await Get(Digest, RemovePrefix(out, _LAYER_OUT))
-    metadata = await Get(DigestContents, DigestSubset(layer, PathGlobs(["layer.json"])))
-    return BuiltLayer(layer, request.comment, metadata[0].content.decode(), paths=paths)
+    return await _built_layer(result.output_digest, request.comment)
 
 
 def _unmatched_permissions(

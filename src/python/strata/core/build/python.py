@@ -25,7 +25,6 @@ import shutil
 import stat
 import sys
 import zipfile
-import zlib
 
 from strata.core.build.compression import CHUNK
 from strata.core.build.collector import LayerEntry
