@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from strata.core import cli
+from strata.core.build import program
 from strata.core.oci import image
 from strata.core.errors import StrataError
 from strata.core.oci import media_types
@@ -52,7 +52,7 @@ def test_a_registry_failure_is_a_strata_error_in_one_line(capsys):
         host = f"127.0.0.1:{s.getsockname()[1]}"
         with pytest.raises(StrataError) as e:
             RegistryClient(host, retries=0).resolve("app", "latest")
-    assert cli.report("strata.core pull", e.value) == 1
+    assert program.report("strata.core pull", e.value) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
     assert err.startswith(
