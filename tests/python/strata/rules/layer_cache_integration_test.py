@@ -5,9 +5,10 @@ assembly runs again: the edit reached the Processes that do run it)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from strata_harness import ScratchRepo, ran_processes
+from strata_harness import ScratchRepo, assert_valid_image, ran_processes
 from strata_harness.demo import demo_repo
 
 LAYER = "Building app:image: "
@@ -38,10 +39,15 @@ def edit(repo: ScratchRepo, rel: str, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_edits_to_non_layer_core_code_rerun_no_layer_process(tmp_path: Path) -> None:
+def image_digest(repo: ScratchRepo) -> str:
+    return hashlib.sha256((repo.root / "dist/app/image.tar").read_bytes()).hexdigest()
+
+
+def test_edits_to_non_layer_core_code_rerun_no_layer_process(tmp_path: Path, run_image) -> None:
     repo = demo_repo(tmp_path / "repo", isolated_cache=True)
     layers, _ = package(repo, "cold")
     assert len(layers) >= 40, layers
+    cold = image_digest(repo)
 
     sbom_types = module_defining(repo, "class SbomSpec(")
     edits = {
@@ -65,3 +71,7 @@ def test_edits_to_non_layer_core_code_rerun_no_layer_process(tmp_path: Path) -> 
         layers, assemblies = package(repo, f"after editing {what} ({rel})")
         assert assemblies == [ASSEMBLY], f"editing {what} rebuilt nothing: is it still core code?"
         assert layers == [], f"editing {what} reran {len(layers)} layer processes: {layers[:3]}"
+        assert image_digest(repo) == cold, f"editing {what} changed the image's bytes"
+    image = repo.root / "dist/app/image.tar"
+    assert_valid_image(image)
+    assert run_image(image, ["Ada"]) == (0, "Hello from Strata, Ada! (layers dated 1970-01-01)\n")
