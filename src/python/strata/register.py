@@ -12,6 +12,7 @@ from strata.target_types import debian as debian_targets
 from strata.target_types import index as index_targets
 from strata.target_types import nix as nix_targets
 from strata.rules import base
+from strata.rules import blobs
 from strata.rules import bundle
 from strata.rules import closure
 from strata.rules import commands

@@ -123,6 +123,43 @@ class StrataSubsystem(Subsystem):
         advanced=True,
     )
 
+    blob_store = StrOption(
+        default="",
+        help=help_text(
+            """
+            The directory of Strata's blob store, where layer tars and image archives are kept
+            outside Pants' store (which copies and fsyncs every Process output): content
+            addressed (`sha256/<hex>`), never modified, shared safely by any number of
+            checkouts and runs. Empty (the default): the Pants named cache `strata_blobs`, in
+            `[GLOBAL].named_caches_dir`. Set, it gets a named cache of its own, linked to this
+            directory. Pants caches each blob's descriptor; a blob missing or wrong here (a
+            cleaned directory, a descriptor from a remote cache) is put back in the next run
+            that needs it, from Pants' caches or by writing it again. Safe to delete.
+            """
+        ),
+        advanced=True,
+    )
+
+    dist = StrOption(
+        default="link",
+        help=help_text(
+            """
+            How `pants package` writes an `oci_image` to dist/: `link`, an OCI layout's
+            index.json, manifest and config as files and its layers as symlinks into the blob
+            store, and an archive as a symlink to its blob there (written once, in one pass);
+            or `copy`, real files, for outputs that leave the machine (`cp -r` of a linked
+            layout copies the blobs too, `cp -a`/`rsync -l` keep the links, which dangle
+            elsewhere). Both give the same bytes and digests.
+            """
+        ),
+    )
+
+    def links_dist(self) -> bool:
+        """Whether `dist` is `link` (else `copy`)."""
+        if self.dist not in ("link", "copy"):
+            raise OptionsError(f"[strata].dist must be `link` or `copy`: {self.dist!r}")
+        return self.dist == "link"
+
     loader = StrOption(
         default="auto",
         help=help_text(

@@ -18,9 +18,15 @@ COMMANDS = {
     "layer": LAYER,
     "assemble": Command(
         "strata.core.oci.formats:assemble_command",
-        "--spec FILE --out PATH [--metadata FILE] [--config-out FILE]",
+        "--spec FILE [--out PATH] [--metadata FILE] [--config-out FILE]",
     ),
-    "stream": Command("strata.core.oci.formats:stream_command", "--spec FILE"),
+    "stream": Command(
+        "strata.core.oci.formats:stream_command", "--spec FILE [--blob-store DIR]"
+    ),
+    "blob-put": Command(
+        "strata.core.build.blobstore:put_command",
+        "--blob-store DIR --file FILE --digest DIGEST --size N",
+    ),
     "layout-archive": Command(
         "strata.core.oci.oci_archive:layout_archive_command", "--layout DIR --out FILE"
     ),

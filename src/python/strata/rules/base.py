@@ -28,6 +28,7 @@ from strata.rules.tool import (
     ZstdBinary,
     ZstdBinaryRequest,
 )
+from strata.rules.blobs import StoredBlob
 from strata.subsystems import StrataSubsystem
 from strata.target_types.base import (
     OciArchiveRefField,
@@ -59,6 +60,7 @@ class BaseImage:
     name: str = ""
     sboms: Digest = EMPTY_DIGEST
     paths: Tuple[Digest, ...] = ()
+    blobs: Tuple[StoredBlob, ...] = ()  # an `oci_image` base's layers, in the blob store
 
 @dataclass(frozen=True)
 class ImportBaseRequest:

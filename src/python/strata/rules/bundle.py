@@ -15,6 +15,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.bundle import DuplicateRepoTag, check_repo_tags
 from strata.core.oci.model import Image
+from strata.rules.blobs import BlobStoreLocation, EnsureBlobs, EnsuredBlobs
 from strata.rules.image.assembly import AssembleRequest, ImageInputs, read_image, spec_path
 from strata.rules.image.field_set import output_file
 from strata.rules.index import image_field_sets
@@ -47,7 +48,10 @@ def _summary(images: Tuple[Image, ...]) -> Tuple[str, ...]:
 
 @rule(desc="Packaging an OCI image bundle", level=LogLevel.DEBUG)
 async def package_oci_image_bundle(
-    field_set: OciImageBundleFieldSet, tool: ImageTool, strata: StrataSubsystem
+    field_set: OciImageBundleFieldSet,
+    tool: ImageTool,
+    strata: StrataSubsystem,
+    store: BlobStoreLocation,
 ) -> BuiltPackage:
     """Each image's inputs as its docker-archive takes them (own layers uncompressed), under a
     directory of its own; one `bundle` Process streams them all into the archive."""
@@ -82,11 +86,13 @@ async def package_oci_image_bundle(
     )
     output = output_file(field_set.output_path, _DOCKER_ARCHIVE)
     specs = [arg for d in dirs for arg in ("--spec", spec_path(d))]
+    await Get(EnsuredBlobs, EnsureBlobs(tuple(b for each in inputs for b in each.blobs)))
     result = await Get(
         ProcessResult,
         Process(
             argv=tool.argv("bundle", "--out", output, *specs),
             input_digest=await Get(Digest, MergeDigests([tool.digest, *prefixed])),
+            append_only_caches=store.caches,
             output_files=(output,),
             description=f"Bundling {field_set.address}",
             level=LogLevel.INFO,

@@ -27,7 +27,8 @@ from strata.core.oci import platforms
 from strata.core.oci.image import digest_hex, sha256_digest
 from strata.core.oci.index import DuplicatePlatform, index_layout
 from strata.core.oci.layout import OCI_LAYOUT
-from strata.rules.image.assembly import AssembledImage, AssembleRequest
+from strata.rules.blobs import BlobStoreLocation
+from strata.rules.image.assembly import AssembledImage, AssembleRequest, Blobs
 from strata.rules.image.field_set import OciImageFieldSet, output_file
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
@@ -66,6 +67,7 @@ class IndexLayoutRequest:
     tag: Optional[str]
     output: str
     publish: bool = False
+    blobs: Optional[Blobs] = None  # None: as `[strata].dist` says
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ async def compose_index_layout(request: IndexLayoutRequest) -> IndexLayout:
             AssembleRequest(
                 fs, OutputFormat.OCI.value, output,
                 fs.publish_compression() if request.publish else None,
+                request.blobs,
             ),  # fmt: skip
         )
         for fs in field_sets
@@ -191,7 +194,10 @@ def _summary(layout: IndexLayout, repository: str) -> Tuple[str, ...]:
 
 @rule(desc="Packaging an OCI image index", level=LogLevel.DEBUG)
 async def package_oci_image_index(
-    field_set: OciImageIndexFieldSet, tool: ImageTool, strata: StrataSubsystem
+    field_set: OciImageIndexFieldSet,
+    tool: ImageTool,
+    strata: StrataSubsystem,
+    store: BlobStoreLocation,
 ) -> BuiltPackage:
     fmt = field_set.output_format.value
     output = output_file(field_set.output_path, fmt)
@@ -199,7 +205,8 @@ async def package_oci_image_index(
     layout = await Get(
         IndexLayout,
         IndexLayoutRequest(
-            field_set.images, field_set.tag.value, output if directory else _ARCHIVE_LAYOUT
+            field_set.images, field_set.tag.value, output if directory else _ARCHIVE_LAYOUT,
+            blobs=None if directory else Blobs.SANDBOX,
         ),
     )
     digest = layout.digest
@@ -210,6 +217,7 @@ async def package_oci_image_index(
             Process(
                 argv=tool.argv("layout-archive", "--layout", _ARCHIVE_LAYOUT, "--out", output),
                 input_digest=await Get(Digest, MergeDigests([tool.digest, layout.digest])),
+                append_only_caches=store.caches,
                 output_files=(output,),
                 description=f"Archiving {field_set.address}",
                 level=LogLevel.INFO,

@@ -10,6 +10,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Type
 
 from pants.engine.fs import (
     EMPTY_DIGEST,
+    AddPrefix,
     CreateDigest,
     Digest,
     DigestContents,
@@ -26,12 +27,15 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
+from strata.core.build.compression import SUFFIXES
+from strata.core.build.layer import STAMP
 from strata.core.build.parts.entries import Entry
 from strata.core.build.parts.trees import Tree
 from strata.core.build.permissions import UNMATCHED
 from strata.core.build.spec import Commands, LayerSpec
 from strata.core.build.spec import LayerSettings as CoreLayerSettings
 from strata.core.graph.layering import assign_layers
+from strata.rules.blobs import SANDBOX_PATH, BlobStoreLocation, StoredBlob
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
 from strata.rules.nodes import NodeKind, StoreNode
@@ -49,6 +53,7 @@ _LAYER_OUT = "out"
 LAYER_PATHS = "layer-paths.json"
 _ROOTFS = "rootfs"
 _LAYER_SPEC = "layer-spec.json"
+_EXPECTED = "expected"  # the emit Process's input: the layer.json whose blob it writes
 
 
 @dataclass(frozen=True)
@@ -107,12 +112,14 @@ class LayersRequest:
 
 @dataclass(frozen=True)
 class BuiltLayer:
-    """A layer Process's output: `layer.json` and the blob, and the nodes it holds; `paths`,
-    the layer's path list (`strata.core.graph.image_files`), at `LAYER_PATHS`."""
+    """A layer Process's output: `layer.json` (its blob is in the blob store: `blob`), and the
+    nodes it holds; `paths`, the layer's path list (`strata.core.graph.image_files`), at
+    `LAYER_PATHS`."""
 
     digest: Digest
     comment: str
     metadata: str  # layer.json, verbatim
+    blob: StoredBlob
     nodes: Tuple[str, ...] = ()
     paths: Digest = EMPTY_DIGEST
 
@@ -304,20 +311,40 @@ async def _layer_command(
     return tool.layer_argv(*layer_args), {}
 
 
-async def _built_layer(output: Digest, comment: str) -> BuiltLayer:
-    """The layer Process's output as a `BuiltLayer`: its blob and layer.json, its path list."""
-    out, paths = await MultiGet(
-        Get(Digest, DigestSubset(output, PathGlobs([f"{_LAYER_OUT}/**"]))),
+async def _built_layer(process: Process, output: Digest, comment: str) -> BuiltLayer:
+    """The layer Process's output as a `BuiltLayer`: its layer.json, its blob's descriptor and
+    the Process that emits the blob's bytes, its path list."""
+    out, paths, stamp = await MultiGet(
+        Get(Digest, DigestSubset(output, PathGlobs([f"{_LAYER_OUT}/layer.json"]))),
         Get(Digest, DigestSubset(output, PathGlobs([LAYER_PATHS]))),
+        Get(DigestContents, DigestSubset(output, PathGlobs([f"{_LAYER_OUT}/{STAMP}"]))),
     )
     layer = await Get(Digest, RemovePrefix(out, _LAYER_OUT))
-    metadata = await Get(DigestContents, DigestSubset(layer, PathGlobs(["layer.json"])))
-    return BuiltLayer(layer, comment, metadata[0].content.decode(), paths=paths)
+    metadata = (await Get(DigestContents, Digest, layer))[0].content.decode()
+    info = json.loads(metadata)
+    expected = await Get(Digest, AddPrefix(layer, _EXPECTED))
+    emit = dataclasses.replace(
+        process,
+        argv=(*process.argv, "--expect", f"{_EXPECTED}/layer.json"),
+        input_digest=await Get(Digest, MergeDigests([process.input_digest, expected])),
+        output_files=(),
+        output_directories=(_LAYER_OUT,),
+        description=f"{process.description}: its bytes",
+    )
+    blob = StoredBlob(
+        info["digest"], info["blob_size"], process.description, emit,
+        f"{_LAYER_OUT}/layer.tar{SUFFIXES[info['compression']]}",
+        tuple(json.loads(stamp[0].content)) if stamp else (),
+    )
+    return BuiltLayer(layer, comment, metadata, blob, paths=paths)
 
 
 @rule(desc="Building an image layer", level=LogLevel.DEBUG)
 async def build_layer(
-    request: _LayerProcessRequest, tool: ImageTool, strata: StrataSubsystem
+    request: _LayerProcessRequest,
+    tool: ImageTool,
+    strata: StrataSubsystem,
+    store: BlobStoreLocation,
 ) -> BuiltLayer:
     settings = request.settings
     zstd: Optional[str] = None
@@ -339,10 +366,11 @@ async def build_layer(
     )
     argv, env = await _layer_command(request, tool)
     process = Process(
-        argv=argv,
+        argv=(*argv, "--blob-store", SANDBOX_PATH),
         env=env,
         input_digest=input_digest,
         immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
+        append_only_caches=store.caches,
         output_directories=(_LAYER_OUT,),
         output_files=(LAYER_PATHS,),
         description=request.description,
@@ -354,7 +382,7 @@ async def build_layer(
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
     result = await run_process(process, partial(_unmatched_permissions, request.permissions))
-    return await _built_layer(result.output_digest, request.comment)
+    return await _built_layer(process, result.output_digest, request.comment)
 
 
 def _unmatched_permissions(

@@ -16,17 +16,22 @@ import threading
 from _queue import SimpleQueue  # what queue.SimpleQueue is, without queue's imports (heapq)
 
 from strata.core.build import json_c, parts
+from strata.core.build.blobstore import BlobStore, copy_out, write_stamp
 from strata.core.build.collector import Collector, LayerContext, LayerEntry
 from strata.core.build.compression import SUFFIXES, open_compressor
 from strata.core.build.hashing import HashingWriter
 from strata.core.build.tarstream import TarWriter
 from strata.core.build.spec import LayerSpec
+from strata.core.errors import InvalidInput, UsageError
 
 # The tar's blocks: large enough that the hash, compressor and file see few writes, small enough
 # to stay in the CPU's caches on their way through.
 _BUFFER_SIZE = 1 << 20
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+# Beside layer.json when the blob went to the blob store: its `file_stamp`.
+STAMP = "blob-stamp.json"
 
 class _WriterThread:
     """Feeds the tar's blocks to `write` (hash, compress, write the blob) from a second thread, so
@@ -130,14 +135,16 @@ def _collect(spec: LayerSpec, context: LayerContext) -> list:
 
 
 def build_layer(spec: LayerSpec, sandbox_root: str | os.PathLike,
-                out_dir: str | os.PathLike, paths_out: str | None = None) -> dict:
-    """Writes the layer blob and layer.json for `spec` into `out_dir`, and with `paths_out`
-    the layer's path list there; returns layer.json's data."""
+                out_dir: str | os.PathLike, paths_out: str | None = None,
+                store: BlobStore | None = None) -> dict:
+    """Writes layer.json for `spec` into `out_dir` and the layer blob there too, or with
+    `store` into the blob store; with `paths_out` the layer's path list there; returns
+    layer.json's data."""
     with LayerContext(os.fspath(sandbox_root), spec.settings) as context:
         entries = _collect(spec, context)
         if paths_out is not None:
             _write_paths(entries, paths_out)
-        return _write(entries, spec.settings, out_dir)
+        return _write(entries, spec.settings, out_dir, store)
 
 
 def _write_paths(entries: list, paths_out: str) -> None:
@@ -151,11 +158,12 @@ def _write_paths(entries: list, paths_out: str) -> None:
         ) + "]\n")
 
 
-def _write(entries: list, settings, out_dir) -> dict:
+def _write(entries: list, settings, out_dir, store: BlobStore | None) -> dict:
     compression = settings.compression
     blob_name = "layer.tar" + SUFFIXES[compression]
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, blob_name), "wb") as blob_file:
+    opened = store.writer() if store else open(os.path.join(out_dir, blob_name), "wb")
+    with opened as blob_file:
         # Uncompressed, the blob is the tar: one hash gives both digests.
         blob = HashingWriter(blob_file) if compression != "none" else None
         sink = blob_file if blob is None else blob
@@ -180,19 +188,58 @@ def _write(entries: list, settings, out_dir) -> dict:
     result = {
         "diff_id": tar_bytes.digest_str(),
         "size": tar_bytes.size,
-        "blob": blob_name,
         "digest": blob.digest_str(),
         "blob_size": blob.size,
         "compression": compression,
         "entries": len(entries),
     }
-    with open(os.path.join(out_dir, "layer.json"), "w", encoding="utf-8") as f:
-        f.write(json_c.dumps_flat(result) + "\n")
+    if store:  # the blob is the store's sha256/<hex of digest>; its stamp beside layer.json
+        write_stamp(os.path.join(out_dir, STAMP), blob_file)
+    else:
+        result["blob"] = blob_name
+    _write_metadata(out_dir, result)
     return result
 
 
+def _write_metadata(out_dir, info: dict) -> None:
+    with open(os.path.join(out_dir, "layer.json"), "w", encoding="utf-8") as f:
+        f.write(json_c.dumps_flat(info) + "\n")
+
+
+def emit_layer(spec: LayerSpec, sandbox_root, out_dir, store: BlobStore, expected: dict) -> None:
+    """The blob of the layer `expected` (a layer.json its blob went to the store with) as a
+    file in `out_dir`, for Pants to cache (and share through a remote cache): copied from the
+    store when it holds it, checked as it is read, else the layer written again, which must
+    be the same bytes."""
+    info = dict(expected, blob="layer.tar" + SUFFIXES[expected["compression"]])
+    dest = os.path.join(out_dir, info["blob"])
+    os.makedirs(out_dir, exist_ok=True)
+    if store.has(info["digest"], info["blob_size"]):
+        copy_out(store, info["digest"], info["blob_size"], dest, "the layer")
+    else:
+        written = build_layer(spec, sandbox_root, out_dir)
+        changed = [key for key in ("digest", "blob_size", "diff_id", "size")
+                   if written[key] != expected[key]]
+        if changed:
+            raise InvalidInput(
+                f"the layer written again differs from the one first written: its "
+                f"{', '.join(f'{k} is {written[k]}, not {expected[k]}' for k in changed)}; "
+                "its inputs or Strata's layer code are not deterministic"
+            )
+    _write_metadata(out_dir, info)
+
+
 def layer_command(options) -> None:
-    """`layer --spec SPEC --out OUTDIR [--paths FILE]`, run in the sandbox root."""
+    """`layer --spec SPEC --out OUTDIR [--paths FILE] [--blob-store DIR [--expect FILE]]`, run
+    in the sandbox root: see docs/architecture.md, "The blob store"."""
     with open(options.spec, encoding="utf-8") as f:
         spec = LayerSpec.from_json(json_c.loads(f.read()))
-    build_layer(spec, os.getcwd(), options.out, options.paths)
+    store = BlobStore(options.blob_store) if options.blob_store else None
+    if options.expect:
+        if store is None:
+            raise UsageError("--expect needs --blob-store")
+        with open(options.expect, encoding="utf-8") as f:
+            expected = json_c.loads(f.read())
+        emit_layer(spec, os.getcwd(), options.out, store, expected)
+        return
+    build_layer(spec, os.getcwd(), options.out, options.paths, store)

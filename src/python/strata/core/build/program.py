@@ -53,7 +53,10 @@ class Command:
 
 # Writing a layer: what a layer Process runs (`python -m strata.core.build`), and the CLI's
 # `layer` subcommand.
-LAYER = Command("strata.core.build.layer:layer_command", "--spec FILE --out DIR [--paths FILE]")
+LAYER = Command(
+    "strata.core.build.layer:layer_command",
+    "--spec FILE --out DIR [--paths FILE] [--blob-store DIR] [--expect FILE]",
+)
 
 
 class Options:

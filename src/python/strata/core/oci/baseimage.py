@@ -437,9 +437,10 @@ def base_dir_files(config_bytes: bytes, layers: list) -> list:
     files = _base_files(config_bytes, digest, media_types.OCI_MANIFEST)
     for i, layer in enumerate(layers):
         layer_dir = posixpath.join("layers", layer_dir_name(i))
-        info = {key: layer.info[key] for key in _LAYER_INFO}
+        info = {key: layer.info[key] for key in _LAYER_INFO if key in layer.info}
         files.append((posixpath.join(layer_dir, "layer.json"), _json_bytes(info)))
-        files.append((posixpath.join(layer_dir, info["blob"]), layer))
+        if not layer.stored:  # else the image spec's blob store holds it
+            files.append((posixpath.join(layer_dir, info["blob"]), layer))
     return files
 
 

@@ -9,7 +9,8 @@ from strata.core.atomic import (
     write_dir_atomically,
     write_file_atomically,
 )
-from strata.core.errors import StrataError
+from strata.core.build.blobstore import BlobStore
+from strata.core.errors import StrataError, UsageError
 from strata.core.oci import image
 from strata.core.oci.docker_archive import check_docker_archive, write_docker_archive
 from strata.core.oci.layout import write_oci_layout
@@ -20,8 +21,9 @@ from strata.core.oci.spec import ImageSpec
 
 
 class Format:
-    """An output format: how `assemble` writes it (atomically), whether it is a directory, and
-    whether its manifest is OCI's (else Docker's v2s2, over the layers as uncompressed tars)."""
+    """An output format: how it is written (`write(img, f, scratch)` to a file object, or
+    `write(img, d)` into a new directory, `directory`), and whether its manifest is OCI's (else
+    Docker's v2s2, over the layers as uncompressed tars)."""
 
     def __init__(self, write, directory: bool, oci: bool):
         self.write = write
@@ -29,47 +31,60 @@ class Format:
         self.oci = oci
 
 
-def _docker_archive_file(img: Image, output: str) -> None:
-    write_file_atomically(output, lambda f: write_docker_archive([img], f))
+def _docker_archive(img: Image, f, scratch: str) -> None:
+    check_docker_archive(img)
+    write_docker_archive([img], f)
 
 
-def _oci_layout_dir(img: Image, output: str) -> None:
-    write_dir_atomically(output, lambda d: write_oci_layout(img, d))
+def _oci_archive(img: Image, f, scratch: str) -> None:
+    write_oci_archive(img, f)
 
 
-def _oci_archive_file(img: Image, output: str) -> None:
-    write_file_atomically(output, lambda f: write_oci_archive(img, f))
-
-
-def _rootfs_file(img: Image, output: str) -> None:
-    scratch = os.path.dirname(os.path.abspath(output))
-    write_file_atomically(output, lambda f: write_rootfs(img.layers, f, scratch, img.zstd))
+def _rootfs(img: Image, f, scratch: str) -> None:
+    write_rootfs(img.layers, f, scratch, img.zstd)
 
 
 # Every output format (the `output_format` field's choices): a new format is its module's writer
 # and a row here.
 # `rootfs` is no image but the image's merged filesystem; its metadata describes the image.
 FORMATS = {
-    "docker-archive": Format(_docker_archive_file, directory=False, oci=False),
-    "oci": Format(_oci_layout_dir, directory=True, oci=True),
-    "oci-archive": Format(_oci_archive_file, directory=False, oci=True),
-    "rootfs": Format(_rootfs_file, directory=False, oci=True),
+    "docker-archive": Format(_docker_archive, directory=False, oci=False),
+    "oci": Format(write_oci_layout, directory=True, oci=True),
+    "oci-archive": Format(_oci_archive, directory=False, oci=True),
+    "rootfs": Format(_rootfs, directory=False, oci=True),
 }
 
 
-def load_image(spec_path: str, files=DiskFiles()) -> Image:
+def load_image(spec_path: str, files=DiskFiles(), blob_store=None) -> Image:
     """Reads and validates the image spec (its format one of FORMATS) and its layers' metadata
-    (never their blobs)."""
+    (never their blobs); `blob_store` overrides the spec's."""
     spec = ImageSpec.from_json(load_json(files, spec_path, "image spec"), FORMATS)
-    return image_from_spec(spec, os.path.dirname(spec_path), files)
+    return image_from_spec(spec, os.path.dirname(spec_path), files, blob_store)
 
 
 def assemble(img: Image, output: str) -> dict:
-    """Writes the image in its format to OUTPUT and returns its metadata."""
+    """Writes the image in its format to OUTPUT, atomically, and returns its metadata."""
     parent = os.path.dirname(os.path.abspath(output))
     os.makedirs(parent, exist_ok=True)
-    FORMATS[img.format].write(img, output)
+    fmt = FORMATS[img.format]
+    if fmt.directory:
+        write_dir_atomically(output, lambda d: fmt.write(img, d))
+    else:
+        write_file_atomically(output, lambda f: fmt.write(img, f, parent))
     return metadata(img)
+
+
+def assemble_to_store(img: Image, store: BlobStore) -> dict:
+    """Writes the image, an archive format, into the blob store in one pass; its metadata,
+    with the archive's descriptor (`archive`: digest, size and the blob's `file_stamp`)."""
+    fmt = FORMATS[img.format]
+    if fmt.directory:
+        raise UsageError(f"{img.format} is a directory: the blob store holds files")
+    with store.writer() as out:
+        fmt.write(img, out, os.getcwd())
+    return dict(
+        metadata(img), archive={"digest": out.digest, "size": out.size, "stamp": out.stat}
+    )
 
 
 def metadata(img: Image) -> dict:
@@ -88,11 +103,15 @@ def metadata(img: Image) -> dict:
 
 
 def assemble_command(options) -> None:
-    """Write an image from an image spec (docs/architecture.md)."""
+    """Write an image from an image spec (docs/architecture.md): to `--out`, or without it
+    into the spec's blob store."""
     img = load_image(options.spec)
-    if img.format == "docker-archive":
-        check_docker_archive(img)
-    written = assemble(img, options.out)
+    if options.out:
+        written = assemble(img, options.out)
+    elif img.store is None:
+        raise UsageError("without --out, the image spec must name a blob store")
+    else:
+        written = assemble_to_store(img, img.store)
     for path, data in (
         (options.metadata, image.canonical_json(written)),
         (options.config_out, img.config_bytes),
@@ -104,7 +123,7 @@ def assemble_command(options) -> None:
 def stream_command(options) -> None:
     """docker-archive bytes to stdout, whatever the spec's format: what `run` pipes into
     `docker load`, with no copy of the image on disk."""
-    img = load_image(options.spec)
+    img = load_image(options.spec, blob_store=options.blob_store)
     check_docker_archive(img)
     out = sys.stdout.buffer
     try:

@@ -1,9 +1,10 @@
-"""The OCI image layout directory format: its blobs are the layers' files, hard-linked when
-they can be."""
+"""The OCI image layout directory format: its blobs are the layers' files, copied (checked) from
+the blob store, or a base's hard-linked when they can be."""
 
 import os
 import shutil
 
+from strata.core.build.blobstore import copy_out
 from strata.core.build.compression import CHUNK
 from strata.core.oci import image
 from strata.core.oci.model import Image, Layer
@@ -41,7 +42,9 @@ def write_oci_layout(img: Image, directory: str) -> None:
     os.makedirs(blob_dir)
     for hex_id, blob in blobs:
         dst = os.path.join(blob_dir, hex_id)
-        if isinstance(blob, Layer):
+        if isinstance(blob, Layer) and blob.stored:  # checked as it is copied
+            copy_out(img.store, blob.info["digest"], blob.info["blob_size"], dst, blob.comment)
+        elif isinstance(blob, Layer):
             link_or_copy(blob.blob_path, dst)
         else:
             _write_bytes(dst, blob)

@@ -5,13 +5,15 @@ or, for the rules, from a digest's listing (`DiskFiles`)."""
 import json
 import os
 
+from strata.core.build.blobstore import BlobStore
 from strata.core.build.compression import SUFFIXES
 from strata.core.oci import image
 from strata.core.oci.spec import BaseInfo, ImageSpec, LayerRef
 
 
 class Layer:
-    """One `layer` output directory, or a base dir's layer: its layer.json and blob path."""
+    """One `layer` output directory, or a base dir's layer: its layer.json and blob path (in
+    the blob store when layer.json names no blob file: `stored`)."""
 
     def __init__(self, info: dict, blob_path: str, comment: str, base: bool = False):
         self.info = info
@@ -19,12 +21,18 @@ class Layer:
         self.comment = comment
         self.base = base
 
+    @property
+    def stored(self) -> bool:
+        return "blob" not in self.info
+
 
 class Image:
     """A validated image spec with its layers (a base's first) read and its config serialised."""
 
-    def __init__(self, fmt: str, layers: list, config: dict, repository: str, tag, zstd=None):
+    def __init__(self, fmt: str, layers: list, config: dict, repository: str, tag, zstd=None,
+                 store=None):
         self.format = fmt
+        self.store = store
         self.layers = layers
         self.zstd = zstd
         self.config_bytes = image.config_bytes(config)
@@ -78,7 +86,9 @@ def _is_size(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def load_layer(ref: LayerRef, base: bool = False, files=DiskFiles()) -> Layer:
+def load_layer(ref: LayerRef, base: bool = False, files=DiskFiles(), store=None) -> Layer:
+    """A layer's layer.json, checked; its blob is a file beside it, or with no `blob` named,
+    `store`'s (a BlobStore), whose readers check it as they read."""
     path = os.path.join(ref.dir, "layer.json")
     info = load_json(files, path, "layer metadata")
     if not isinstance(info, dict):
@@ -94,6 +104,10 @@ def load_layer(ref: LayerRef, base: bool = False, files=DiskFiles()) -> Layer:
     unknown_size = info.get("size") is None and info["compression"] == "zstd"
     if not ((_is_size(info.get("size")) or unknown_size) and _is_size(info.get("blob_size"))):
         raise ValueError(f"{path}: size and blob_size must be non-negative integers")
+    if "blob" not in info:
+        if store is None:
+            raise ValueError(f"{path} names no blob file, and the image spec no blob store")
+        return Layer(info, store.path(info["digest"]), ref.comment, base)
     blob = info.get("blob")
     if not isinstance(blob, str) or blob in ("", ".", "..") or "/" in blob:
         raise ValueError(f"{path}: blob must be a file name in the layer directory: {blob!r}")
@@ -110,7 +124,7 @@ def load_layer(ref: LayerRef, base: bool = False, files=DiskFiles()) -> Layer:
     return Layer(info, blob_path, ref.comment, base)
 
 
-def load_base(directory: str, files=DiskFiles()):
+def load_base(directory: str, files=DiskFiles(), store=None):
     """A base dir's config and layers, checked against each other and base.json (the blobs are
     not re-read: `import-base` verified them, like `layer` outputs they are trusted inputs)."""
     where = os.path.join(directory, "base.json")
@@ -129,7 +143,7 @@ def load_base(directory: str, files=DiskFiles()):
     if sorted(files.listdir(layers_dir)) != names:
         raise ValueError(f"{layers_dir} must hold exactly {names} for the config's diff_ids")
     layers = [
-        load_layer(LayerRef(os.path.join(layers_dir, name)), base=True, files=files)
+        load_layer(LayerRef(os.path.join(layers_dir, name)), base=True, files=files, store=store)
         for name in names
     ]
     for layer, diff_id in zip(layers, diff_ids):
@@ -146,16 +160,24 @@ def layer_dir_name(index: int) -> str:
     return f"{index:03d}"
 
 
-def image_from_spec(spec: ImageSpec, here: str, files=DiskFiles()) -> Image:
+def image_from_spec(spec: ImageSpec, here: str, files=DiskFiles(), blob_store=None) -> Image:
     """The image of an image spec whose paths are relative to `here` (its directory, so that a
-    bundle's images each keep their own), its layers' metadata read (never their blobs)."""
+    bundle's images each keep their own), its layers' metadata read (never their blobs).
+    `blob_store`: the blob store's path, instead of the spec's (which, unlike its other paths,
+    is relative to the working directory: a bundle's images share one)."""
+    if blob_store is None:
+        blob_store = spec.blob_store
+    store = BlobStore(blob_store) if blob_store is not None else None
     base, base_layers = (
-        load_base(os.path.join(here, spec.base), files) if spec.base is not None else (None, [])
+        load_base(os.path.join(here, spec.base), files, store)
+        if spec.base is not None else (None, [])
     )
     layers = [
-        load_layer(LayerRef(os.path.join(here, ref.dir), ref.comment), files=files)
+        load_layer(LayerRef(os.path.join(here, ref.dir), ref.comment), files=files, store=store)
         for ref in spec.layers
     ]
     infos, comments = [layer.info for layer in layers], [layer.comment for layer in layers]
     config = image.make_config(spec.config, infos, comments, base)
-    return Image(spec.format, base_layers + layers, config, spec.repository, spec.tag, spec.zstd)
+    return Image(
+        spec.format, base_layers + layers, config, spec.repository, spec.tag, spec.zstd, store
+    )

@@ -31,13 +31,14 @@ class LayerRef(JsonTuple, namedtuple("LayerRef", "dir comment", defaults=("",)))
 
 class ImageSpec(
     JsonTuple,
-    namedtuple("ImageSpec", "format layers config repository tag base zstd",
-               defaults=(None, None, None)),
+    namedtuple("ImageSpec", "format layers config repository tag base zstd blob_store",
+               defaults=(None, None, None, None)),
 ):
     """The `assemble` and `stream` subcommands' input: the output format, the image's own
     layers (bottom first), the image config's settings (strata.core.oci.image.make_config),
-    the repository and tag (None: one derived from the config digest), the base dir, and the
-    zstd binary that decompresses a base's zstd layers for docker-archive."""
+    the repository and tag (None: one derived from the config digest), the base dir, the
+    zstd binary that decompresses a base's zstd layers for docker-archive, and the blob store
+    (strata.core.build.blobstore) holding the blobs of layers whose layer.json names none."""
 
     __slots__ = ()
 
@@ -49,8 +50,9 @@ class ImageSpec(
         if obj.get("format") not in formats:
             raise ValueError(f"format must be one of {list(formats)}: {obj.get('format')!r}")
         layers = json_list(obj["layers"], "layers")
-        if obj.get("base") is not None and not isinstance(obj["base"], str):
-            raise ValueError(f"base must be a base dir's path: {obj['base']!r}")
+        for key in ("base", "blob_store"):
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                raise ValueError(f"{key} must be a directory's path: {obj[key]!r}")
         return cls(
             obj["format"],
             tuple(LayerRef.from_json(layer, f"layers[{i}]") for i, layer in enumerate(layers)),
@@ -59,6 +61,7 @@ class ImageSpec(
             obj.get("tag"),
             obj.get("base"),
             zstd_path(obj.get("zstd"), "zstd"),
+            obj.get("blob_store"),
         )
 
 

@@ -40,6 +40,7 @@ from strata.core.registry.auth import ENV_PASSWORD, ENV_USERNAME
 from strata.rules.image.assembly import (
     AssembledImage,
     AssembleRequest,
+    Blobs,
     ImageInputs,
     assembled_with_facts,
     split_repo_tag,
@@ -298,7 +299,7 @@ async def publish_oci_image(
     )
     image_fs = OciImageFieldSet.create(wrapped.target)
     assemble = AssembleRequest(
-        image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression()
+        image_fs, OutputFormat.OCI.value, _LAYOUT, image_fs.publish_compression(), Blobs.LINK
     )
     image = await assembled_with_facts(assemble)
     repository, tag = split_repo_tag(image.metadata["repo_tag"])
@@ -345,7 +346,8 @@ async def publish_oci_image_index(
     if not fs.registries.value:
         return _NO_REGISTRIES
     layout = await Get(
-        IndexLayout, IndexLayoutRequest(fs.images, fs.tag.value, _LAYOUT, publish=True)
+        IndexLayout,
+        IndexLayoutRequest(fs.images, fs.tag.value, _LAYOUT, publish=True, blobs=Blobs.LINK),
     )
     if fs.publish_format.value == "docker":
         manifest = await _manifest_list_to_push(layout, tool=tool, address=fs.address)

@@ -11,10 +11,12 @@ from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from strata.rules.blobs import EnsureBlobs, EnsuredBlobs
 from strata.rules.image.assembly import (
     SPEC,
     AssembledImage,
     AssembleRequest,
+    Blobs,
     ImageInputs,
     read_image,
 )
@@ -107,7 +109,8 @@ async def run_oci_image(
         image = await Get(
             AssembledImage,
             AssembleRequest(
-                field_set, OutputFormat.OCI.value, _RUN_LAYOUT, Compression.NONE.value
+                field_set, OutputFormat.OCI.value, _RUN_LAYOUT, Compression.NONE.value,
+                Blobs.LINK,
             ),
         )
         name = storage_name(image.metadata["repo_tag"])
@@ -124,7 +127,11 @@ async def run_oci_image(
                 field_set, OutputFormat.DOCKER_ARCHIVE.value, "image.tar", Compression.NONE.value
             ),
         )
-        stream = " ".join(shlex.quote(a) for a in tool.argv("stream", "--spec", SPEC))
+        await Get(EnsuredBlobs, EnsureBlobs(inputs.blobs))
+        stream = " ".join(
+            shlex.quote(a)
+            for a in tool.argv("stream", "--spec", SPEC, "--blob-store", inputs.blob_store)
+        )
         load = stream + (f" | {shlex.quote(loader)} load" if loader else "")
         digest = inputs.digest
         if runs:

@@ -4,9 +4,12 @@ OCI layout by digest operations, an archive by the `assemble` Process)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import posixpath
 from dataclasses import dataclass
+from enum import Enum
 from typing import Iterable, List, Optional, Tuple, Union
 
 from pants.engine.fs import (
@@ -19,14 +22,23 @@ from pants.engine.fs import (
     FileDigest,
     FileEntry,
     PathGlobs,
+    SymlinkEntry,
 )
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from strata.core.oci.formats import FORMATS, load_image, metadata
+from strata.core.oci.image import digest_hex
 from strata.core.oci.layout import OCI_LAYOUT, oci_contents
 from strata.core.oci.model import Image, Layer
+from strata.rules.blobs import (
+    SANDBOX_PATH,
+    BlobStoreLocation,
+    EnsureBlobs,
+    EnsuredBlobs,
+    StoredBlob,
+)
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.field_set import OciImageFieldSet
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, SbomSources
@@ -42,14 +54,25 @@ class ImageInputs:
     content: Digest
     reproducible: bool  # False when a timestamp is "now"
     sbom_sources: SbomSources
+    blobs: Tuple[StoredBlob, ...] = ()  # the layers' blobs in the blob store
+    blob_store: str = ""  # its absolute path
 
 
 @dataclass(frozen=True)
 class AssembledImage:
-    """The assembly Process's output (an archive file or a layout directory) and metadata."""
+    """The image at the request's `output` (an archive file or a layout directory), its blobs
+    as the request's `blobs` says, and its metadata."""
 
     output: Digest
     metadata: dict
+
+
+class Blobs(Enum):
+    """How an assembled image holds the blobs in the blob store."""
+
+    LINK = "link"  # absolute symlinks into it: for dist/, `run` and `publish`
+    COPY = "copy"  # real files
+    SANDBOX = "sandbox"  # relative symlinks into SANDBOX_PATH, for a Process that has the store
 
 
 @dataclass(frozen=True)
@@ -58,6 +81,7 @@ class AssembleRequest:
     fmt: str
     output: str
     compression: Optional[str] = None  # overrides the field's, e.g. for publishing
+    blobs: Optional[Blobs] = None  # None: as `[strata].dist` says
 
 
 # The image spec, among the inputs.
@@ -91,16 +115,28 @@ class DigestFiles:
                        if p.startswith(prefix)})
 
     def placed(
-        self, directory: str, files: Iterable[Tuple[str, Union[bytes, Layer]]]
-    ) -> List[Union[FileEntry, FileContent]]:
+        self,
+        directory: str,
+        files: Iterable[Tuple[str, Union[bytes, Layer]]],
+        blobs: Blobs = Blobs.LINK,
+    ) -> List[Union[FileEntry, FileContent, SymlinkEntry]]:
         """Files the core decided, under `directory`, to create a digest of: bytes, or a layer's
-        blob, which is the very file its layer Process wrote, at a new path (no byte copied)."""
-        return [
-            FileEntry(f"{directory}/{path}", self.file_digest(content.blob_path))
-            if isinstance(content, Layer)
-            else FileContent(f"{directory}/{path}", content)
-            for path, content in files
-        ]
+        blob, no byte of which is copied: a symlink into the blob store (as `blobs` says) or a
+        base's file, at a new path."""
+        return [_placed(f"{directory}/{path}", content, self, blobs) for path, content in files]
+
+
+def _placed(path: str, content: Union[bytes, Layer], files: DigestFiles, blobs: Blobs):
+    if not isinstance(content, Layer):
+        return FileContent(path, content)
+    if not content.stored:
+        return FileEntry(path, files.file_digest(content.blob_path))
+    if blobs == Blobs.COPY:
+        raise ValueError(f"{path}: a blob in the blob store cannot be placed as a file")
+    if blobs == Blobs.SANDBOX:
+        in_store = posixpath.join(SANDBOX_PATH, "sha256", digest_hex(content.info["digest"]))
+        return SymlinkEntry(path, posixpath.relpath(in_store, posixpath.dirname(path)))
+    return SymlinkEntry(path, content.blob_path)
 
 
 async def read_image(inputs: ImageInputs) -> Tuple[DigestFiles, Image]:
@@ -111,7 +147,7 @@ async def read_image(inputs: ImageInputs) -> Tuple[DigestFiles, Image]:
         Get(DigestContents, DigestSubset(content, PathGlobs(["**/*.json"]))),
     )
     files = DigestFiles(entries, contents)
-    return files, load_image(SPEC, files)
+    return files, load_image(SPEC, files, inputs.blob_store)
 
 
 def spec_path(directory: str) -> str:
@@ -121,58 +157,96 @@ def spec_path(directory: str) -> str:
 
 @dataclass(frozen=True)
 class LayoutRequest:
-    """An OCI layout of the image `inputs` describe, at `output`."""
+    """An OCI layout of the image `inputs` describe, at `output`, its layers' blobs symlinks
+    into the blob store, as `blobs` says (LINK or SANDBOX)."""
 
     inputs: ImageInputs
     output: str
+    blobs: Blobs = Blobs.LINK
 
 
 @rule(desc="Composing an OCI layout", level=LogLevel.DEBUG)
 async def compose_oci_layout(request: LayoutRequest) -> AssembledImage:
     """An OCI layout is its blobs named by digest, plus index.json and oci-layout: made with
-    digest operations, each layer's blob is the very file its layer Process wrote, at a new
-    path, so composing an image copies no byte. The core validates the inputs and decides every
-    byte, exactly as its `assemble` subcommand does."""
+    digest operations, each layer's blob a symlink to the blob its layer Process wrote into the
+    blob store (checked there in this run), so composing an image copies no byte. The core
+    validates the inputs and decides every byte, exactly as its `assemble` subcommand does."""
     files, img = await read_image(request.inputs)
     blobs, index = oci_contents(img)
     layout = files.placed(request.output, [
         *((f"blobs/sha256/{hex_id}", blob) for hex_id, blob in blobs),
         ("index.json", index),
         ("oci-layout", OCI_LAYOUT),
-    ])
+    ], request.blobs)
+    await Get(EnsuredBlobs, EnsureBlobs(request.inputs.blobs))
     return AssembledImage(await Get(Digest, CreateDigest(layout)), metadata(img))
+
+
+async def _metadata(output: Digest) -> dict:
+    contents = await Get(DigestContents, DigestSubset(output, PathGlobs(["image.json"])))
+    return json.loads(contents[0].content)
+
+
+def blobs_as(request: AssembleRequest, strata: StrataSubsystem) -> Blobs:
+    return request.blobs or (Blobs.LINK if strata.links_dist() else Blobs.COPY)
 
 
 @rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
 async def assemble_image(
-    request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem
+    request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem, store: BlobStoreLocation
 ) -> AssembledImage:
+    """An OCI layout is composed (`compose_oci_layout`) unless its blobs are to be copies; an
+    archive is written by the `assemble` Process, into the blob store (then linked), or as a
+    file (copied into Pants' store): that Process is also the archive blob's `emit`."""
     address = request.field_set.address
     inputs = await Get(ImageInputs, AssembleRequest, request)
-    if FORMATS[request.fmt].directory:
-        return await Get(AssembledImage, LayoutRequest(inputs, request.output))
-    result = await Get(
-        ProcessResult,
-        Process(
-            argv=tool.argv(
-                "assemble", "--spec", SPEC, "--out", request.output, "--metadata", "image.json"
-            ),
-            input_digest=inputs.digest,
-            output_files=(request.output, "image.json"),
-            description=f"Assembling {address}",
-            level=LogLevel.INFO,
-            cache_scope=(
-                ProcessCacheScope.SUCCESSFUL if inputs.reproducible
-                else ProcessCacheScope.PER_SESSION
-            ),
-            remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
+    blobs = blobs_as(request, strata)
+    directory = FORMATS[request.fmt].directory
+    if directory and blobs != Blobs.COPY:
+        return await Get(AssembledImage, LayoutRequest(inputs, request.output, blobs))
+    await Get(EnsuredBlobs, EnsureBlobs(inputs.blobs))  # what the Process reads, if it runs
+    copy = Process(
+        argv=tool.argv(
+            "assemble", "--spec", SPEC, "--out", request.output, "--metadata", "image.json"
         ),
+        input_digest=inputs.digest,
+        append_only_caches=store.caches,
+        output_files=("image.json", *(() if directory else (request.output,))),
+        output_directories=(request.output,) if directory else (),
+        description=f"Assembling {address}",
+        level=LogLevel.INFO,
+        cache_scope=(
+            ProcessCacheScope.SUCCESSFUL if inputs.reproducible
+            else ProcessCacheScope.PER_SESSION
+        ),
+        remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
-    output = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([request.output])))
-    metadata = await Get(
-        DigestContents, DigestSubset(result.output_digest, PathGlobs(["image.json"]))
+    if blobs == Blobs.COPY:
+        result = await Get(ProcessResult, Process, copy)
+        output = await Get(
+            Digest, DigestSubset(result.output_digest, PathGlobs([request.output, f"{request.output}/**"]))
+        )
+        return AssembledImage(output, await _metadata(result.output_digest))
+    into_store = dataclasses.replace(
+        copy,
+        argv=tool.argv("assemble", "--spec", SPEC, "--metadata", "image.json"),
+        output_files=("image.json",),
     )
-    return AssembledImage(output, json.loads(metadata[0].content))
+    result = await Get(ProcessResult, Process, into_store)
+    meta = await _metadata(result.output_digest)
+    archive = meta.pop("archive")
+    blob = StoredBlob(
+        archive["digest"], archive["size"], f"the {request.fmt} of {address}", copy,
+        request.output, tuple(archive["stamp"]),
+    )
+    await Get(EnsuredBlobs, EnsureBlobs((blob,)))
+    target = store.blob_path(blob.digest)
+    if blobs == Blobs.SANDBOX:
+        in_store = posixpath.join(SANDBOX_PATH, "sha256", digest_hex(blob.digest))
+        target = posixpath.relpath(in_store, posixpath.dirname(request.output))
+    output = await Get(Digest, CreateDigest([SymlinkEntry(request.output, target)]))
+    return AssembledImage(output, meta)
+
 
 
 async def assembled_with_facts(request: AssembleRequest) -> AssembledImage:

@@ -62,6 +62,7 @@ async def _built_base(base_fs: OciImageFieldSet, compression: str) -> BaseImage:
     return BaseImage(
         base_dir, len(img.layers), name=base_fs.repository.value_or_default(address), sboms=spdx,
         paths=(*(own.base.paths if own.base else ()), *(l.paths for l in own.layers)),
+        blobs=inputs.blobs,
     )
 
 

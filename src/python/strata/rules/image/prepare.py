@@ -14,6 +14,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.oci.spec import ImageSpec, LayerRef
 from strata.rules.base import BASE_DIR, BaseImage
+from strata.rules.blobs import SANDBOX_PATH, BlobStoreLocation
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.assembly import SPEC, AssembleRequest, ImageInputs
 from strata.rules.image.bases import image_base
@@ -45,6 +46,7 @@ async def _image_inputs(
     base: Optional[BaseImage],
     sbom_sources: SbomSources,
     tool: ImageTool,
+    store: BlobStoreLocation,
 ) -> ImageInputs:
     """The image spec beside the layers (`layers/NNN/`) and the base dir."""
     fs = request.field_set
@@ -66,6 +68,7 @@ async def _image_inputs(
         tag=fs.tag.value,
         base=BASE_DIR if base is not None else None,
         zstd=zstd,
+        blob_store=SANDBOX_PATH,
     )
     prefixed = await _prefixed_layers(layers, layer_dirs)
     spec_digest = await Get(
@@ -79,11 +82,15 @@ async def _image_inputs(
     return ImageInputs(
         input_digest, content, reproducible="now" not in (created, fs.layer_mtime()),
         sbom_sources=sbom_sources,
+        blobs=(*(base.blobs if base else ()), *(layer.blob for layer in layers.layers)),
+        blob_store=store.path,
     )
 
 
 @rule(desc="Preparing an OCI image's layers", level=LogLevel.DEBUG)
-async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInputs:
+async def prepare_image(
+    request: AssembleRequest, tool: ImageTool, store: BlobStoreLocation
+) -> ImageInputs:
     fs = request.field_set
     closure, wrapped = await MultiGet(
         Get(ImageClosure, ImageClosureRequest, fs.closure_request()),
@@ -102,7 +109,7 @@ async def prepare_image(request: AssembleRequest, tool: ImageTool) -> ImageInput
     )
     layers, sbom_sources = await with_sbom_layer(fs, layers, sbom_sources, settings)
     check_layer_count(fs, request.fmt, base, layers)
-    return await _image_inputs(request, config, layers, base, sbom_sources, tool)
+    return await _image_inputs(request, config, layers, base, sbom_sources, tool, store)
 
 
 def rules():

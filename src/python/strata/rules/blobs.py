@@ -1,0 +1,153 @@
+"""Strata's blob store, from the rules' side: where it is, the named cache that puts it in the
+sandboxes of the Processes that write and read blobs, and `EnsureBlobs`, run afresh in every
+run, which checks that the store holds the blobs an output needs and puts back any that are
+missing or wrong (docs/architecture.md, "The blob store")."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+from pants.engine.fs import Digest, MergeDigests
+from pants.engine.internals.session import RunId
+from pants.engine.process import Process, ProcessCacheScope, ProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.option.global_options import GlobalOptions
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+from strata.core.build.blobstore import BlobStore
+from strata.rules.tool import ImageTool
+from strata.subsystems import StrataSubsystem
+
+logger = logging.getLogger(__name__)
+
+# Where the blob store is in the sandbox of a Process that has it (a Pants named cache: linked
+# into the sandbox, never captured as an output, never part of a cache key's inputs).
+SANDBOX_PATH = ".strata-blobs"
+_DEFAULT_CACHE = "strata_blobs"
+
+
+@dataclass(frozen=True)
+class BlobStoreLocation:
+    path: str  # absolute
+    cache_name: str
+
+    @property
+    def caches(self) -> FrozenDict[str, str]:
+        """A Process's `append_only_caches` that put the store at SANDBOX_PATH."""
+        return FrozenDict({self.cache_name: SANDBOX_PATH})
+
+    def blob_path(self, digest: str) -> str:
+        return BlobStore(self.path).path(digest)
+
+
+@rule
+def blob_store_location(strata: StrataSubsystem, global_options: GlobalOptions) -> BlobStoreLocation:
+    """`[strata].blob_store`, or the named cache `strata_blobs`. A configured path becomes a
+    named cache of its own, named after it, linked to it."""
+    named_caches = str(global_options.named_caches_dir)
+    if not strata.blob_store:
+        return BlobStoreLocation(os.path.join(named_caches, _DEFAULT_CACHE), _DEFAULT_CACHE)
+    path = os.path.abspath(os.path.expanduser(strata.blob_store))
+    name = f"{_DEFAULT_CACHE}_{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+    link = os.path.join(named_caches, name)
+    os.makedirs(path, exist_ok=True)
+    if os.path.realpath(link) != os.path.realpath(path):
+        os.makedirs(named_caches, exist_ok=True)
+        tmp = f"{link}.{os.getpid()}.tmp"
+        os.symlink(path, tmp)
+        os.replace(tmp, link)
+    return BlobStoreLocation(path, name)
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob a Process wrote into the store, as Pants caches it: its descriptor, the stamp
+    the writer recorded (`file_stamp`), and `emit`, the cached Process whose output is the
+    blob's bytes as the file `emitted` (the same for every machine, so a remote cache shares
+    it): copied from the store when there, else written again and checked."""
+
+    digest: str
+    size: int
+    what: str
+    emit: Process
+    emitted: str
+    stamp: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnsureBlobs:
+    blobs: Tuple[StoredBlob, ...]
+
+
+@dataclass(frozen=True)
+class EnsuredBlobs:
+    """The store holds every blob asked for, checked in this run."""
+
+    put_back: Tuple[str, ...]  # what was missing or wrong, and was put back
+
+
+# Per blob path: the stamp it had when this process last read every byte of it and found them
+# right. A rename or a write changes the stamp, so a changed blob is read again.
+_checked: Dict[str, Tuple[int, ...]] = {}
+
+
+def _holds(store: BlobStore, blob: StoredBlob) -> bool:
+    path = store.path(blob.digest)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if stamp in (blob.stamp, _checked.get(path)):
+        return True
+    if not store.has(blob.digest, blob.size):
+        logger.warning(f"The blob store held wrong bytes for {blob.what} ({blob.digest}).")
+        return False
+    _checked[path] = stamp
+    return True
+
+
+def _put(location: BlobStoreLocation, tool: ImageTool, blob: StoredBlob,
+         tool_and_blob: Digest) -> Process:
+    return Process(
+        argv=tool.argv(
+            "blob-put", "--blob-store", SANDBOX_PATH, "--file", blob.emitted,
+            "--digest", blob.digest, "--size", str(blob.size),
+        ),
+        input_digest=tool_and_blob,
+        append_only_caches=location.caches,
+        description=f"Putting {blob.what} back into the blob store",
+        level=LogLevel.DEBUG,
+        cache_scope=ProcessCacheScope.PER_SESSION,
+    )
+
+
+@rule(desc="Checking the blob store", level=LogLevel.DEBUG)
+async def ensure_blobs(
+    request: EnsureBlobs, run_id: RunId, location: BlobStoreLocation, tool: ImageTool
+) -> EnsuredBlobs:
+    """Depends on the RunId: checked in every run, whatever Pants memoized."""
+    store = BlobStore(location.path)
+    missing: List[StoredBlob] = [b for b in dict.fromkeys(request.blobs) if not _holds(store, b)]
+    if not missing:
+        return EnsuredBlobs(())
+    for blob in missing:
+        logger.info(f"Putting {blob.what} ({blob.digest}) back into the blob store.")
+    emitted = await MultiGet(Get(ProcessResult, Process, blob.emit) for blob in missing)
+    inputs = await MultiGet(
+        Get(Digest, MergeDigests([tool.digest, result.output_digest])) for result in emitted
+    )
+    await MultiGet(
+        Get(ProcessResult, Process, _put(location, tool, blob, digest))
+        for blob, digest in zip(missing, inputs)
+    )
+    return EnsuredBlobs(tuple(blob.what for blob in missing))
+
+
+def rules():
+    return collect_rules()
