@@ -126,9 +126,9 @@ class ScratchRepo:
 
     config: extra pants.toml settings, merged over those per section ({"python": {...}}).
     backends: backend packages added to the main repo's (which include `strata`).
-    isolated_cache: a local store (files and process cache) of this repo's own, so a first run
-    executes every process regardless of earlier test runs; the shared named caches (pip,
-    pex) are still used.
+    isolated_cache: a local store (files and process cache) and a blob store of this repo's own,
+    so a first run executes every process regardless of earlier test runs; the shared named
+    caches (pip, pex) are still used.
     """
 
     def __init__(
@@ -145,6 +145,7 @@ class ScratchRepo:
         self.pants = pants_binary()
         self.strata_root = strata_root()
         self.local_store = self.root / ".pants-store" if isolated_cache else None
+        self.blob_store = self.root / ".blob-store"  # with isolated_cache
         shutil.copytree(
             _plugin_source(),
             self.root / PLUGIN_DIR / "strata",
@@ -173,6 +174,7 @@ class ScratchRepo:
         config["GLOBAL"]["pythonpath"] = [f"%(buildroot)s/{PLUGIN_DIR}"]
         if self.local_store is not None:
             config["GLOBAL"]["local_store_dir"] = str(self.local_store)
+            config.setdefault("strata", {})["blob_store"] = str(self.blob_store)
         for section, values in extra.items():
             config.setdefault(section, {}).update(values)
         return config

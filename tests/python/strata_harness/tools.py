@@ -30,6 +30,7 @@ TOOLS = {
     "nix-build": "nix-bin",
     "nix-store": "nix-bin",
     "nix": "nix-bin",
+    "unshare": "util-linux",
 }
 # Daemons (dockerd) live here, which the tests' PATH (Pants' [pex].executable_search_paths)
 # lacks.

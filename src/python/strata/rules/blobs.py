@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 # into the sandbox, never captured as an output, never part of a cache key's inputs).
 SANDBOX_PATH = ".strata-blobs"
 _DEFAULT_CACHE = "strata_blobs"
+_DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def blob_store_location(strata: StrataSubsystem, global_options: GlobalOptions) 
     if not strata.blob_store:
         return BlobStoreLocation(os.path.join(named_caches, _DEFAULT_CACHE), _DEFAULT_CACHE)
     path = os.path.abspath(os.path.expanduser(strata.blob_store))
-    name = f"{_DEFAULT_CACHE}_{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+    # Pants' cache names are lowercase letters and underscores: the path's hash in letters.
+    letters = hashlib.sha256(path.encode()).hexdigest()[:16].translate(_DIGITS_AS_LETTERS)
+    name = f"{_DEFAULT_CACHE}_{letters}"
     link = os.path.join(named_caches, name)
     os.makedirs(path, exist_ok=True)
     if os.path.realpath(link) != os.path.realpath(path):
@@ -129,11 +132,20 @@ def _put(location: BlobStoreLocation, tool: ImageTool, blob: StoredBlob,
 
 @rule(desc="Checking the blob store", level=LogLevel.DEBUG)
 async def ensure_blobs(
-    request: EnsureBlobs, run_id: RunId, location: BlobStoreLocation, tool: ImageTool
+    request: EnsureBlobs,
+    run_id: RunId,
+    location: BlobStoreLocation,
+    tool: ImageTool,
+    global_options: GlobalOptions,
 ) -> EnsuredBlobs:
-    """Depends on the RunId: checked in every run, whatever Pants memoized."""
+    """Depends on the RunId: checked in every run, whatever Pants memoized. When Pants writes
+    a remote cache, every blob's `emit` runs too (copying the blob from the store), so that
+    another machine that gets the descriptors from that cache gets the bytes as well."""
     store = BlobStore(location.path)
-    missing: List[StoredBlob] = [b for b in dict.fromkeys(request.blobs) if not _holds(store, b)]
+    blobs = list(dict.fromkeys(request.blobs))
+    missing: List[StoredBlob] = [b for b in blobs if not _holds(store, b)]
+    if global_options.remote_cache_write:
+        await MultiGet(Get(ProcessResult, Process, b.emit) for b in blobs if b not in missing)
     if not missing:
         return EnsuredBlobs(())
     for blob in missing:

@@ -1,6 +1,8 @@
 """`package` onto a full disk: dist/ on a small tmpfs that the image no longer fits. Pants writes
 dist/ (it deletes the old artifacts, then writes every file at once, in no order), so the image
-is left truncated; the SBOM must not be left claiming it."""
+is left truncated; the SBOM must not be left claiming it. With `[strata].dist = "copy"`: a
+linked image is a symlink in dist/ (tests/python/strata/rules/blob_store_integration_test.py
+fills the blob store instead)."""
 
 from __future__ import annotations
 
@@ -50,7 +52,10 @@ def sboms(dist: Path) -> list[str]:
 
 
 def test_a_failed_package_leaves_no_sbom_of_an_image_it_did_not_write(tmp_path: Path) -> None:
-    repo = ScratchRepo(tmp_path / "repo", config={"GLOBAL": {"pants_distdir": "small-dist"}})
+    repo = ScratchRepo(
+        tmp_path / "repo",
+        config={"GLOBAL": {"pants_distdir": "small-dist"}, "strata": {"dist": "copy"}},
+    )
     repo.write({
         "usr/bin/busybox": Path(require_tool("busybox")).read_bytes(),
         "etc/version": "1\n",

@@ -211,12 +211,13 @@ def _remove_if_same(path: str, inode: int) -> None:
 
 
 def _store_error(store: BlobStore, error: OSError) -> StrataError:
+    where = os.path.realpath(store.root)  # in a sandbox, through Pants' named cache link
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return BlobStoreFull(
-            f"the blob store {store.root} is full ({error.strerror}): free space there, or "
+            f"the blob store {where} is full ({error.strerror}): free space there, or "
             "point [strata].blob_store at a larger filesystem"
         )
-    return StrataError(f"cannot write to the blob store {store.root}: {error}")
+    return StrataError(f"cannot write to the blob store {where}: {error.strerror or error}")
 
 
 def copy_out(store: BlobStore, digest: str, size: int, dest: str, what: str) -> None:
