@@ -1,13 +1,16 @@
 """The shell's decisions in rules/image/ and rules/goals/ (package, run), with the engine mocked
-(run_rule_with_mocks): which Process each archive format gets, how an OCI layout is composed
-without one, what the image spec says, what `run` executes. The integration tests (image_test.py,
+(run_rule_with_mocks): which Process each archive format gets (writing into the blob store, or
+real files), how an OCI layout is composed without one (symlinks into the blob store), what the
+image spec says, what `run` executes. The integration tests (image_test.py,
 base_integration_test.py) run the same rules for real."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import posixpath
 import re
 from types import SimpleNamespace
 
@@ -26,6 +29,7 @@ from pants.engine.fs import (
     FileDigest,
     FileEntry,
     MergeDigests,
+    SymlinkEntry,
 )
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
@@ -35,9 +39,11 @@ from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 from pants.util.frozendict import FrozenDict
 
 from strata.rules.base import BaseImage
+from strata.rules.blobs import BlobStoreLocation, EnsureBlobs, EnsuredBlobs, StoredBlob
 from strata.rules.closure import ImageClosure, ImageClosureRequest, InvalidImageContent
 from strata.rules.commands import BuildCommands, CommandsRequest
 from strata.core.oci.formats import assemble, load_image
+from strata.core.oci.image import digest_hex
 from strata.core.graph.image_files import PathEntry
 from strata.core.build.parts.venvs import Venv
 from strata.core.oci.spec import ImageSpec, LayerRef
@@ -46,6 +52,7 @@ from strata.rules.goals.run_image import run_oci_image
 from strata.rules.image.assembly import (
     AssembledImage,
     AssembleRequest,
+    Blobs,
     ImageInputs,
     LayoutRequest,
     assemble_image,
@@ -85,7 +92,20 @@ CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
 INPUTS = Digest("3" * 64, 3)
 CONTENT = Digest("9" * 64, 9)
 SBOM_SOURCES = SbomSources((), (), None, "1970-01-01T00:00:01Z", FrozenDict())
-INPUTS_OF_ANY_IMAGE = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES)
+STORE = BlobStoreLocation("/blobs", "strata_blobs")
+
+
+def stored(data: bytes, what: str = "a layer") -> StoredBlob:
+    """The descriptor of a blob of `data` in the blob store, as a layer Process reports it."""
+    return StoredBlob(
+        "sha256:" + hashlib.sha256(data).hexdigest(), len(data), what,
+        Process(argv=("emit", what), description=f"{what}: its bytes"), "out/layer.tar.gz",
+        (1, 2, 3, 4, 5),
+    )
+
+
+LAYER_BLOB = stored(b"layer", "the layer of //app:bin")
+INPUTS_OF_ANY_IMAGE = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES, (LAYER_BLOB,), STORE.path)
 OUTPUT = Digest("4" * 64, 4)
 
 
@@ -97,7 +117,7 @@ def strata(**options) -> StrataSubsystem:
     return create_subsystem(
         StrataSubsystem,
         **{"remote_cache_speculation_delay": 0, "loader": "auto", "load_only": False,
-           "run_args": [], **options},
+           "run_args": [], "dist": "link", "blob_store": "", **options},
     )
 
 
@@ -105,79 +125,166 @@ def unexpected(request):
     pytest.fail(f"unexpected request: {request!r}")
 
 
-@pytest.mark.parametrize(
-    "fmt, output", [("docker-archive", "app/image.tar"), ("oci-archive", "app/image.tar")]
-)
-@pytest.mark.parametrize("reproducible", [True, False])
-def test_assemble_process_per_archive_format(fmt, output, reproducible) -> None:
-    processes, subsets = [], []
+ARCHIVE = {"digest": "sha256:" + "c" * 64, "size": 1234, "stamp": [7, 8, 9, 10, 11]}
+
+
+def assembled_by_process(fmt, output, reproducible, blobs, dist):
+    """assemble_image for an image the `assemble` Process writes: what it returned, the
+    Processes it ran, the digest subsets and digests it made, and the blobs it ensured."""
+    seen = {"processes": [], "subsets": [], "created": [], "ensured": []}
 
     def run(process: Process) -> SimpleNamespace:
-        processes.append(process)
+        seen["processes"].append(process)
         return SimpleNamespace(output_digest=OUTPUT)
 
     def subset(request: DigestSubset) -> Digest:
-        subsets.append(request.globs.globs)
+        seen["subsets"].append(request.globs.globs)
         return Digest("5" * 64, 5)
 
-    request = AssembleRequest(OciImageFieldSet.create(image()), fmt, output)
-    inputs = ImageInputs(INPUTS, CONTENT, reproducible, SBOM_SOURCES)
-    assembled = run_rule_with_mocks(
+    def create(request: CreateDigest) -> Digest:
+        seen["created"].extend(request)
+        return Digest("6" * 64, 6)
+
+    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
+        seen["ensured"].append(request.blobs)
+        return EnsuredBlobs(())
+
+    def metadata(request: DigestSubset) -> DigestContents:
+        assert request.digest == OUTPUT and request.globs.globs == ("image.json",)
+        # The metadata of an archive written into the blob store describes the archive's blob.
+        written_out = "--out" in seen["processes"][-1].argv
+        meta = {"layers": []} if written_out else {"layers": [], "archive": ARCHIVE}
+        return DigestContents([FileContent("image.json", json.dumps(meta).encode())])
+
+    request = AssembleRequest(OciImageFieldSet.create(image()), fmt, output, blobs=blobs)
+    inputs = dataclasses.replace(INPUTS_OF_ANY_IMAGE, reproducible=reproducible)
+    result = run_rule_with_mocks(
         assemble_image,
-        rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7)],
+        rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7, dist=dist), STORE],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), unexpected),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), ensure),
             MockGet(ProcessResult, (Process,), run),
             MockGet(Digest, (DigestSubset,), subset),
-            MockGet(
-                DigestContents,
-                (DigestSubset,),
-                lambda r: DigestContents([FileContent("image.json", b'{"layers": []}')]),
-            ),
+            MockGet(DigestContents, (DigestSubset,), metadata),
+            MockGet(Digest, (CreateDigest,), create),
         ],
     )
-    (process,) = processes
-    assert process.argv == (
-        *CORE, "assemble", "--spec", "image-spec.json", "--out", output, "--metadata", "image.json"
-    )  # fmt: skip
+    return result, seen
+
+
+def assert_assemble_process(process, argv, output_files, output_directories, reproducible):
+    assert process.argv == (*CORE, "assemble", "--spec", "image-spec.json", *argv)
     assert process.input_digest == INPUTS
-    assert process.output_files == (output, "image.json")
-    assert process.output_directories == ()
+    assert set(process.output_files) == set(output_files)
+    assert process.output_directories == output_directories
+    # It reads the layers' blobs from the blob store.
+    assert process.append_only_caches == FrozenDict({"strata_blobs": ".strata-blobs"})
     # A build with a "now" timestamp is redone in each session, never cached.
     assert process.cache_scope == (
         ProcessCacheScope.SUCCESSFUL if reproducible else ProcessCacheScope.PER_SESSION
     )
     assert process.remote_cache_speculation_delay_millis == 7
-    assert subsets == [(output,)]
-    assert assembled.metadata == {"layers": []}
 
 
-def image_inputs(root) -> None:
-    """An image spec and two gzip layers, as prepare_image lays them out for assembly."""
+ARCHIVES = [("docker-archive", "app/image.tar"), ("oci-archive", "app/image.tar"),
+            ("rootfs", "app/rootfs.tar")]
+
+
+@pytest.mark.parametrize("fmt, output", ARCHIVES)
+@pytest.mark.parametrize("reproducible", [True, False])
+@pytest.mark.parametrize(
+    "blobs, dist, target",
+    [
+        # `[strata].dist` decides unless the request does.
+        (None, "link", "/blobs/sha256/" + "c" * 64),
+        (Blobs.LINK, "copy", "/blobs/sha256/" + "c" * 64),
+        # For a Process that has the store at .strata-blobs, relative to the archive's directory.
+        (Blobs.SANDBOX, "link", "../.strata-blobs/sha256/" + "c" * 64),
+    ],
+)
+def test_an_archive_is_written_into_the_blob_store_and_linked(
+    fmt, output, reproducible, blobs, dist, target
+) -> None:
+    """The `assemble` Process writes the archive into the blob store (no `--out`, no output
+    but its metadata); the output is a symlink to the blob, which is ensured, its `emit` the
+    same Process writing the archive as a file."""
+    assembled, seen = assembled_by_process(fmt, output, reproducible, blobs, dist)
+    (process,) = seen["processes"]
+    assert_assemble_process(
+        process, ("--metadata", "image.json"), ("image.json",), (), reproducible
+    )
+    (inputs_blobs, (blob,)) = seen["ensured"]
+    assert inputs_blobs == INPUTS_OF_ANY_IMAGE.blobs  # the blobs the Process reads, first
+    assert (blob.digest, blob.size, blob.stamp) == (ARCHIVE["digest"], 1234, (7, 8, 9, 10, 11))
+    assert blob.what == f"the {fmt} of app:image"
+    assert blob.emitted == output
+    assert_assemble_process(
+        blob.emit, ("--out", output, "--metadata", "image.json"), (output, "image.json"), (),
+        reproducible,
+    )
+    assert seen["created"] == [SymlinkEntry(output, target)]
+    assert seen["subsets"] == []
+    # The archive's descriptor is the store's business, not the metadata's.
+    assert assembled == AssembledImage(Digest("6" * 64, 6), {"layers": []})
+
+
+@pytest.mark.parametrize(
+    "fmt, output", [*ARCHIVES, ("oci", "app/image")]
+)
+@pytest.mark.parametrize("reproducible", [True, False])
+@pytest.mark.parametrize("blobs, dist", [(None, "copy"), (Blobs.COPY, "link")])
+def test_a_copied_image_is_written_as_files_by_the_assemble_process(
+    fmt, output, reproducible, blobs, dist
+) -> None:
+    """With copies of the blobs, every format (an OCI layout too) is the `assemble` Process's
+    files at `--out`, and no symlink."""
+    assembled, seen = assembled_by_process(fmt, output, reproducible, blobs, dist)
+    (process,) = seen["processes"]
+    directory = fmt == "oci"
+    assert_assemble_process(
+        process, ("--out", output, "--metadata", "image.json"),
+        ("image.json",) if directory else (output, "image.json"),
+        (output,) if directory else (), reproducible,
+    )
+    assert seen["ensured"] == [INPUTS_OF_ANY_IMAGE.blobs]
+    assert seen["subsets"] == [(output, f"{output}/**")]
+    assert seen["created"] == []
+    assert assembled == AssembledImage(Digest("5" * 64, 5), {"layers": []})
+
+
+def image_inputs(root, store) -> tuple:
+    """An image spec and two gzip layers, as prepare_image lays them out for assembly: each
+    layer's layer.json (naming no blob file), its blob in the blob store `store`. Returns the
+    blobs' descriptors."""
+    blobs = []
     layers = []
     for i, data in enumerate([b"first layer tar", b"second layer tar"]):
         directory = os.path.join(root, f"layers/{i:03d}")
         os.makedirs(directory)
         blob = b"gzip of " + data  # what the bytes are does not matter here, only their digests
-        with open(os.path.join(directory, "layer.tar.gz"), "wb") as f:
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        os.makedirs(os.path.join(store, "sha256"), exist_ok=True)
+        with open(os.path.join(store, "sha256", digest_hex(digest)), "wb") as f:
             f.write(blob)
         info = {
             "diff_id": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data),
-            "digest": "sha256:" + hashlib.sha256(blob).hexdigest(), "blob_size": len(blob),
-            "blob": "layer.tar.gz", "compression": "gzip", "entries": 1,
+            "digest": digest, "blob_size": len(blob), "compression": "gzip", "entries": 1,
         }
         with open(os.path.join(directory, "layer.json"), "w") as f:
             json.dump(info, f)
         layers.append(LayerRef(f"layers/{i:03d}", f"layer {i}"))
+        blobs.append(stored(blob, f"layer {i}"))
     spec = ImageSpec(
         format="oci", layers=tuple(layers),
         config={"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:01Z",
                 "config": {"Entrypoint": ["/bin/hello"]}},
-        repository="app/image", tag="v1",
+        repository="app/image", tag="v1", blob_store=".strata-blobs",
     )
     with open(os.path.join(root, "image-spec.json"), "w") as f:
         json.dump(spec.to_json(), f)
+    return tuple(blobs)
 
 
 def listing(root):
@@ -195,19 +302,25 @@ def listing(root):
     return DigestEntries(entries), DigestContents(contents)
 
 
-def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize("blobs", [None, Blobs.LINK, Blobs.SANDBOX])
+def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_process(
+    tmp_path, monkeypatch, blobs
 ) -> None:
-    """The layout holds each layer's blob as the very file its layer Process wrote (a FileEntry
-    of its digest), and the same bytes as the core's `assemble` writes for it."""
-    root = tmp_path / "inputs"
-    image_inputs(root)
+    """The layout holds each layer's blob as a symlink to the blob its layer Process wrote into
+    the blob store (absolute, or for a Process's sandbox relative to .strata-blobs), which is
+    ensured; and the same bytes as the core's `assemble` writes for it."""
+    root, store = tmp_path / "inputs", tmp_path / "store"
+    layer_blobs = image_inputs(root, store)
     entries, contents = listing(root)
-    created = []
+    created, ensured = [], []
 
     def create(request: CreateDigest) -> Digest:
         created.extend(request)
         return OUTPUT
+
+    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
+        ensured.append(request.blobs)
+        return EnsuredBlobs(())
 
     layouts = []
 
@@ -220,36 +333,58 @@ def test_an_oci_layout_is_composed_from_the_layer_files_with_no_process(
                 MockGet(DigestEntries, (Digest,), lambda d: entries if d == CONTENT else None),
                 MockGet(DigestContents, (DigestSubset,), lambda r: contents),
                 MockGet(Digest, (CreateDigest,), create),
+                MockGet(EnsuredBlobs, (EnsureBlobs,), ensure),
             ],
         )
 
-    request = AssembleRequest(OciImageFieldSet.create(image()), "oci", "dist/image")
-    inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES)
+    request = AssembleRequest(OciImageFieldSet.create(image()), "oci", "dist/image", blobs=blobs)
+    inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES, layer_blobs, str(store))
     assembled = run_rule_with_mocks(
         assemble_image,
-        rule_args=[request, TOOL, strata()],
+        rule_args=[request, TOOL, strata(dist="link"), STORE],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), compose),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),  # compose_oci_layout's to do
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(Digest, (DigestSubset,), unexpected),
             MockGet(DigestContents, (DigestSubset,), unexpected),
+            MockGet(Digest, (CreateDigest,), unexpected),
         ],
     )
-    assert layouts == [LayoutRequest(inputs, "dist/image")]
+    assert layouts == [LayoutRequest(inputs, "dist/image", blobs or Blobs.LINK)]
+    assert ensured == [layer_blobs]
     # What the core's `assemble` writes from the same inputs on disk.
     monkeypatch.chdir(root)
-    expected_metadata = assemble(load_image("image-spec.json"), "written")
+    expected_metadata = assemble(load_image("image-spec.json", blob_store=str(store)), "written")
     written_entries, _ = listing(root / "written")
     expected = {f"dist/image/{e.path}": e.file_digest for e in written_entries}
-    composed = {
-        item.path: item.file_digest if isinstance(item, FileEntry) else
-        FileDigest(hashlib.sha256(item.content).hexdigest(), len(item.content))
-        for item in created
-    }
+
+    def in_store(link: SymlinkEntry) -> str:
+        """The blob store's file the link points to."""
+        if blobs == Blobs.SANDBOX:
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(link.path), link.target))
+            assert target.startswith(".strata-blobs/sha256/")
+            return os.path.join(store, os.path.relpath(target, ".strata-blobs"))
+        assert link.target.startswith(f"{store}/sha256/")
+        return link.target
+
+    def file_digest(data: bytes) -> FileDigest:
+        return FileDigest(hashlib.sha256(data).hexdigest(), len(data))
+
+    composed = {}
+    for item in created:
+        assert not isinstance(item, FileEntry)  # no file of the inputs: every layer is stored
+        if isinstance(item, SymlinkEntry):
+            with open(in_store(item), "rb") as f:
+                composed[item.path] = file_digest(f.read())
+        else:
+            composed[item.path] = file_digest(item.content)
     assert composed == expected
-    blobs = {e.file_digest for e in entries if e.path.endswith(".tar.gz")}
-    assert {item.file_digest for item in created if isinstance(item, FileEntry)} == blobs
+    links = [item for item in created if isinstance(item, SymlinkEntry)]
+    assert sorted(in_store(link) for link in links) == sorted(
+        os.path.join(store, "sha256", digest_hex(blob.digest)) for blob in layer_blobs
+    )
     assert assembled == AssembledImage(OUTPUT, expected_metadata)
 
 
@@ -263,7 +398,8 @@ def loader_paths(found: dict):
     return searched, paths
 
 
-STREAM = "/usr/bin/python3 -E -s -S -B -m strata.core stream --spec image-spec.json"
+STREAM = ("/usr/bin/python3 -E -s -S -B -m strata.core stream --spec image-spec.json "
+          "--blob-store /blobs")
 # Loading alone reads nothing of the image: only running it needs its name.
 NO_IMAGE_READ = (MockGet(DigestEntries, (Digest,), unexpected),
                  MockGet(DigestContents, (DigestSubset,), unexpected))
@@ -287,11 +423,15 @@ NO_IMAGE_READ = (MockGet(DigestEntries, (Digest,), unexpected),
     ],
 )  # fmt: skip
 def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, command) -> None:
-    requests = []
+    requests, ensured = [], []
 
     def inputs(request: AssembleRequest) -> ImageInputs:
         requests.append(request)
         return INPUTS_OF_ANY_IMAGE
+
+    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
+        ensured.append(request.blobs)
+        return EnsuredBlobs(())
 
     was_searched, paths = loader_paths(found)
     run = run_rule_with_mocks(
@@ -301,9 +441,13 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
             MockGet(ImageInputs, (AssembleRequest,), inputs),
             MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), unexpected),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), ensure),
             *NO_IMAGE_READ,
         ],
     )
+    # The stream reads the layers' blobs from the blob store (its absolute path): they are
+    # checked there first.
+    assert ensured == [INPUTS_OF_ANY_IMAGE.blobs]
     ((_, fmt, output, compression),) = [
         (r.field_set, r.fmt, r.output, r.compression) for r in requests
     ]
@@ -342,10 +486,14 @@ def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
             MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,), layout),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),  # the layout's composition's
             *NO_IMAGE_READ,
         ],
     )
-    assert [(r.fmt, r.output, r.compression) for r in requests] == [("oci", "image", "none")]
+    # Whatever `[strata].dist` says, the layout's blobs are links into the blob store.
+    assert [(r.fmt, r.output, r.compression, r.blobs) for r in requests] == [
+        ("oci", "image", "none", Blobs.LINK)
+    ]
     assert was_searched == ["podman", "skopeo"]
     assert run.digest == OUTPUT
     copy = (f"/usr/bin/skopeo --insecure-policy copy --quiet oci:image "
@@ -367,6 +515,7 @@ def test_run_loads_then_runs_the_image_with_run_args_and_the_arguments_after_das
             MockGet(InstalledBinary, (BinaryPathRequest,), paths),
             MockGet(AssembledImage, (AssembleRequest,),
                     lambda r: AssembledImage(OUTPUT, {"repo_tag": "app/image:v1"})),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),
             *NO_IMAGE_READ,
         ],
     )
@@ -391,11 +540,14 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
                 MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
                 MockGet(InstalledBinary, (BinaryPathRequest,), paths),
                 MockGet(AssembledImage, (AssembleRequest,), unexpected),
+                MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),
                 *NO_IMAGE_READ,
             ],
         )
 
 
+# An `oci_image` base's layers, in the blob store (spec_of's base has the first `base_layers`).
+BASE_BLOBS = tuple(stored(b"base layer %d" % i, f"base layer {i}") for i in range(200))
 # The one layer spec_of's images get: an executable /app/bin.
 APP_PATHS = {"app": PathEntry("dir", 0o755), "app/bin": PathEntry("file", 0o755)}
 LAYER_PATHS = Digest("5" * 64, 5)
@@ -471,11 +623,12 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
 
     def base(request: BaseRequest) -> BaseImage:
         asked["base"].append(request)
-        return BaseImage(Digest("6" * 64, 6), base_layers, paths=(BASE_PATHS,))
+        return BaseImage(Digest("6" * 64, 6), base_layers, paths=(BASE_PATHS,),
+                         blobs=BASE_BLOBS[:base_layers])
 
     def layers(request: LayersRequest) -> BuiltLayers:
         asked["layers"].append(request)
-        return BuiltLayers((BuiltLayer(Digest("7" * 64, 7), "//app:bin", "{}",
+        return BuiltLayers((BuiltLayer(Digest("7" * 64, 7), "//app:bin", "{}", LAYER_BLOB,
                                        paths=LAYER_PATHS),))
 
     def layer_paths(request: LayerPathsRequest) -> LayerPaths:
@@ -489,9 +642,9 @@ def spec_of(target: OciImageTarget, fmt: str, *, base_layers: int = 0, zstd=None
         created.extend(request)
         return Digest("8" * 64, 8)
 
-    run_rule_with_mocks(
+    asked["inputs"] = run_rule_with_mocks(
         prepare_image,
-        rule_args=[AssembleRequest(OciImageFieldSet.create(target), fmt, "out"), TOOL],
+        rule_args=[AssembleRequest(OciImageFieldSet.create(target), fmt, "out"), TOOL, STORE],
         mock_gets=[
             MockGet(ImageClosure, (ImageClosureRequest,), lambda r: ImageClosure(nodes)),
             MockGet(WrappedTarget, (WrappedTargetRequest,), lambda r: WrappedTarget(target)),
@@ -556,8 +709,12 @@ def test_the_spec_carries_the_runtime_config_fields() -> None:
             },
         },
         "repository": "image",  # and no `tag`: the core derives it from the content
+        # Where the assembly's Process has the blob store that holds the layers' blobs.
+        "blob_store": ".strata-blobs",
     }
     assert asked["base"] == [] and asked["zstd"] == 0
+    # The assembly ensures the layer's blob, and reads the store by its absolute path.
+    assert (asked["inputs"].blobs, asked["inputs"].blob_store) == ((LAYER_BLOB,), "/blobs")
 
 
 def test_unset_runtime_config_fields_leave_their_keys_out() -> None:
@@ -611,6 +768,8 @@ def test_a_base_is_resolved_with_the_layers_compression(fmt, compression, zstd) 
     # The base's layers count against max_layers.
     (layers,) = asked["layers"]
     assert layers.budget == 2
+    # The base's blobs (an `oci_image` base's layers are in the blob store) below the image's.
+    assert asked["inputs"].blobs == (*BASE_BLOBS[:3], LAYER_BLOB)
 
 
 @pytest.mark.parametrize("fmt", ["docker-archive", "oci"])
