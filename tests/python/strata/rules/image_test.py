@@ -1,8 +1,11 @@
 """The Pants shell, in-process: closure projection, layering, customisation and input errors.
 
-Processes (the layer and assembly tool) run for real; the output is read back with `tarfile`.
+Processes (the layer and assembly tool) run for real; the output is read back with `tarfile`,
+from the blob store the packaged image links to (`[strata].dist` `link`, the default), or as
+the packaged file (`copy`).
 """
 
+import hashlib
 import io
 import json
 import os
@@ -26,7 +29,15 @@ from pants.core.target_types import (
 from pants.core.target_types import rules as core_target_type_rules
 from pants.core.util_rules import archive, source_files, stripped_source_files, system_binaries
 from pants.engine.addresses import Address
-from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestEntries,
+    FileContent,
+    FileEntry,
+    SymlinkEntry,
+)
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.rules import Get, MultiGet, rule
 from pants.engine.target import (
@@ -39,6 +50,7 @@ from pants.engine.target import (
 )
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.testutil.rule_runner import QueryRule, RuleRunner
+from pants.util.dirutil import safe_mkdtemp
 
 from pants.backend.python import register as python_backend
 from pants.backend.python import target_types_rules as python_target_types_rules
@@ -52,8 +64,26 @@ from strata.target_types.image import OciImageTarget
 from strata.target_types.layer import OciLayerTarget
 
 
+def set_options(runner: RuleRunner, *args: str) -> None:
+    """The test's options: its named caches' directory (see make_rule_runner) with `args`."""
+    runner.set_options(
+        [f"--named-caches-dir={runner.named_caches}", "--source-root-patterns=['/src']", *args],
+        env_inherit={"PATH"},
+    )
+
+
+def blob_store(runner: RuleRunner) -> str:
+    """The blob store: `[strata].blob_store`'s default, the named cache `strata_blobs`."""
+    return os.path.join(runner.named_caches, "strata_blobs")
+
+
 def make_rule_runner(*extra_rules) -> RuleRunner:
+    # Named caches (the blob store's among them) of the test's own, removed at exit. A
+    # bootstrap option, which the engine reads once, here (where it mounts named caches), and
+    # the rules on each `set_options` (where the blob store is): both must say the same.
+    caches = safe_mkdtemp(prefix="strata-named-caches-")
     runner = RuleRunner(
+        bootstrap_args=[f"--named-caches-dir={caches}"],
         rules=[
             *extra_rules,
             *register.rules(),
@@ -68,6 +98,7 @@ def make_rule_runner(*extra_rules) -> RuleRunner:
             *system_binaries.rules(),
             QueryRule(BuiltPackage, [OciImageFieldSet]),
             QueryRule(DigestContents, [Digest]),
+            QueryRule(DigestEntries, [Digest]),
             *archive.rules(),
         ],
         target_types=[
@@ -82,7 +113,8 @@ def make_rule_runner(*extra_rules) -> RuleRunner:
             *python_backend.target_types(),
         ],
     )
-    runner.set_options(["--source-root-patterns=['/src']"], env_inherit={"PATH"})
+    runner.named_caches = caches  # type: ignore[attr-defined]
+    set_options(runner)
     return runner
 
 
@@ -98,9 +130,21 @@ def build(rule_runner: RuleRunner, spec: str) -> BuiltPackage:
 
 
 def image_file(rule_runner: RuleRunner, built: BuiltPackage) -> FileContent:
-    """The image archive of a package (beside it, its SBOM's documents)."""
-    contents = rule_runner.request(DigestContents, [built.digest])
-    return next(c for c in contents if c.path == built.artifacts[0].relpath)
+    """The image archive of a package (beside it, its SBOM's documents): a symlink to its blob
+    in the blob store (`[strata].dist` `link`), whose bytes are those the blob's name says,
+    or the file itself (`copy`)."""
+    path = built.artifacts[0].relpath
+    (entry,) = [e for e in rule_runner.request(DigestEntries, [built.digest]) if e.path == path]
+    if isinstance(entry, FileEntry):
+        contents = rule_runner.request(DigestContents, [built.digest])
+        return next(c for c in contents if c.path == path)
+    assert isinstance(entry, SymlinkEntry)
+    store = os.path.join(blob_store(rule_runner), "sha256")
+    assert os.path.dirname(entry.target) == store
+    with open(entry.target, "rb") as f:
+        data = f.read()
+    assert hashlib.sha256(data).hexdigest() == os.path.basename(entry.target)
+    return FileContent(path, data)
 
 
 def read_image(rule_runner: RuleRunner, built: BuiltPackage):
@@ -442,10 +486,16 @@ def test_same_inputs_same_bytes(rule_runner: RuleRunner) -> None:
     rule_runner.write_files(
         {"x.txt": "x", "BUILD": 'file(name="x", source="x.txt")\noci_image(name="image", dependencies=[":x"])'}
     )
-    first = rule_runner.request(DigestContents, [build(rule_runner, "//:image").digest])
+    first = image_file(rule_runner, build(rule_runner, "//:image"))
     rule_runner.write_files({"x.txt": "x"})
-    second = rule_runner.request(DigestContents, [build(rule_runner, "//:image").digest])
-    assert first[0].content == second[0].content
+    second = image_file(rule_runner, build(rule_runner, "//:image"))
+    assert first.content == second.content
+    # The same bytes, as a file of its own.
+    set_options(rule_runner, "--strata-dist=copy")
+    copied = build(rule_runner, "//:image")
+    assert [type(e) for e in rule_runner.request(DigestEntries, [copied.digest])
+            if e.path == copied.artifacts[0].relpath] == [FileEntry]
+    assert image_file(rule_runner, copied) == first
 
 
 def assert_build_error(rule_runner: RuleRunner, files: dict, *fragments: str) -> None:
