@@ -36,17 +36,20 @@ SCHEMA = 1
 RATIO_TARGET = 0.8  # Strata's uncompressed throughput / the tar | openssl baseline's
 RSS_TARGET_MB = 150.0  # the layer tool's peak RSS, whatever the content size
 STARTUP_REPS = 20  # start-up is short and noisy: more runs than the throughput rows
-# Issue 13's targets for the end-to-end rows (pants_e2e.py), medians, pantsd warm:
+# Issue 29's targets for the end-to-end rows (pants_e2e.py), medians, pantsd warm (issue 13
+# set most of them; issue 29, which moved layer bytes into the blob store, tightened some):
 ONE_FILE_TARGET_SECONDS = {"oci": 1.5, "docker-archive": 2.5}  # one file, the largest node
 SEED_SPEEDUP_TARGET = 2.0  # every node changed: the seed script's time / Strata's
-COLD_RATIO_TARGET = 10.0  # cold package (no pantsd, empty store) / the tar | openssl baseline
+COLD_RATIO_TARGET = 25.0  # cold package (no pantsd, empty store) / the tar | openssl baseline
 NOOP_TARGET_SECONDS = 0.3  # `pants package` with nothing changed
 RUN_TARGET_SECONDS = 3.0  # `pants run` after a one-file change, until podman's storage has it
 PUBLISH_TARGET_BLOBS = 2  # uploaded after a one-file change: the changed layer and the config
-BYTES_WRITTEN_TARGET = 3.0  # written per one-file change <= this x the changed layer + output
-# Issue 14's (issue 13 asked for 2.0 s, with a PEX rebuilt on each change; the demo is now a
-# python_venv): //app:image after a one-line change to app/hello/main.py.
-DEMO_TARGET_SECONDS = 1.0
+PUBLISH_TARGET_SECONDS = 8.0  # that publish, end to end
+# Written per one-file change <= this x the changed layer + the output's own bytes (an archive,
+# or a layout's files that are not links into the blob store).
+BYTES_WRITTEN_TARGET = 1.5
+# //app:image after a one-line change to app/hello/main.py (issue 14 asked for 1.0 s).
+DEMO_TARGET_SECONDS = 0.8
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Where Pants looks for the `python3` that runs the layer tool ([strata].python_search_paths).
@@ -509,7 +512,7 @@ def _target(figure, limit, met: bool) -> dict:
 
 
 def _pants_targets(pants: dict) -> dict:
-    """Issue 13's targets, each {"figure", "limit", "met"} or {"skipped": why}; plus what the
+    """Issue 29's targets, each {"figure", "limit", "met"} or {"skipped": why}; plus what the
     rows count (layer Processes run, bytes pushed), which must hold whatever the timings."""
     if "skipped" in pants:
         return {}
@@ -546,6 +549,9 @@ def _pants_targets(pants: dict) -> dict:
     targets["publish"] = _target(blobs, PUBLISH_TARGET_BLOBS, all(
         count == PUBLISH_TARGET_BLOBS and tags
         for count, tags in zip(blobs, pushed["manifests"])))
+    seconds = pushed["seconds"]["median"]
+    targets["publish_seconds"] = _target(
+        seconds, PUBLISH_TARGET_SECONDS, seconds <= PUBLISH_TARGET_SECONDS)
     demo = pants["demo"]
     for fmt in ("oci", "docker-archive"):
         key = f"demo_{fmt.replace('-', '_')}"
@@ -679,6 +685,7 @@ _TARGETS = {  # key: (label, figure's format, limit's format)
     "noop": ("no-op package", "{:.2f} s", "<= {:g} s"),
     "run": ("pants run after a one-file change", "{:.2f} s", "<= {:g} s"),
     "publish": ("publish after a one-file change: blobs uploaded per run", "{}", "== {} each"),
+    "publish_seconds": ("publish after a one-file change", "{:.2f} s", "<= {:g} s"),
     "bytes_written_oci": ("bytes written per one-file change, oci", "{:.1f} MB",
                           f"<= {BYTES_WRITTEN_TARGET:g}x layer + output = {{:.1f}} MB"),
     "bytes_written_docker_archive": ("bytes written per one-file change, docker-archive",

@@ -163,9 +163,11 @@ def _config_id(archive: Path) -> str:
 
 
 def _size(output: Path) -> int:
+    """The output's own bytes: an archive's (a file, or a link to its blob in the blob store,
+    written whole by the run), or a layout's files that are not links into the store."""
     if output.is_file():
         return output.stat().st_size
-    return sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in output.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _pantsd_io(repo) -> Dict[str, int]:

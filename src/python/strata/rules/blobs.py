@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 # into the sandbox, never captured as an output, never part of a cache key's inputs).
 SANDBOX_PATH = ".strata-blobs"
 _DEFAULT_CACHE = "strata_blobs"
+# How an `emit` Process's description ends: "Building app:image: layer 3 (...): its bytes".
+EMITS = "its bytes"
 _DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 

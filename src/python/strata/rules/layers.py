@@ -35,7 +35,7 @@ from strata.core.build.permissions import UNMATCHED
 from strata.core.build.spec import Commands, LayerSpec
 from strata.core.build.spec import LayerSettings as CoreLayerSettings
 from strata.core.graph.layering import assign_layers
-from strata.rules.blobs import SANDBOX_PATH, BlobStoreLocation, StoredBlob
+from strata.rules.blobs import EMITS, SANDBOX_PATH, BlobStoreLocation, StoredBlob
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
 from strata.rules.nodes import NodeKind, StoreNode
@@ -329,7 +329,7 @@ async def _built_layer(process: Process, output: Digest, comment: str) -> BuiltL
         input_digest=await Get(Digest, MergeDigests([process.input_digest, expected])),
         output_files=(),
         output_directories=(_LAYER_OUT,),
-        description=f"{process.description}: its bytes",
+        description=f"{process.description}: {EMITS}",
     )
     blob = StoredBlob(
         info["digest"], info["blob_size"], process.description, emit,

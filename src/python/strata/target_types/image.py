@@ -254,8 +254,11 @@ class OciOutputFormatField(StringField):
         `oci-archive` (that layout as a tarball, `dist/<path>/<name>.tar`) or `rootfs` (no image
         but its filesystem, as dockerTools' `exportImage` writes it: one tar,
         `dist/<path>/<name>.tar`, of the base's layers and the image's own merged, files deleted
-        by a layer's whiteouts left out, each entry as the layer it comes from has it).
-        `pants run` and `pants publish` are unaffected: they load or push the image itself.
+        by a layer's whiteouts left out, each entry as the layer it comes from has it), or
+        `descriptor` (`dist/<path>/<name>.json`: the image as one small JSON document, its exact
+        manifest and config and each layer's descriptor, whose blob is in Strata's blob store;
+        no blob is copied). `pants run` and `pants publish` are unaffected: they load or push
+        the image itself.
         """
     )
 

@@ -6,6 +6,7 @@ share one store; a full store fails clearly."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -28,6 +29,7 @@ BUILD = """
     oci_image(name="archive", **IMAGE)
     oci_image(name="layout", output_format="oci", **IMAGE)
     oci_image(name="oci-archive", output_format="oci-archive", compression="gzip", **IMAGE)
+    oci_image(name="descriptor", output_format="descriptor", **IMAGE)
 """
 OUTPUTS = {"archive": "archive.tar", "layout": "layout", "oci-archive": "oci-archive.tar"}
 # The emit Processes: a layer's or an archive's bytes, written again or copied from the store.
@@ -89,6 +91,23 @@ def test_linked_and_copied_outputs_are_the_same_images(tmp_path: Path, run_image
         for out in OUTPUTS.values():
             assert_valid_image(repo.root / "dist" / out)
     assert run_image(dist / "archive.tar") == (0, GREETING)
+
+    # The `descriptor` format: the layout's very manifest and config, each layer's blob in the
+    # store; the same document in both modes.
+    document = json.loads((dist / "descriptor.json").read_text())
+    assert (dist / "descriptor.json").read_bytes() == (
+        copied.root / "dist/descriptor.json").read_bytes()
+    index = json.loads((dist / "layout/index.json").read_text())
+    manifest_digest = index["manifests"][0]["digest"]
+    assert document["manifest"]["digest"] == manifest_digest
+    manifest = document["manifest"]["json"].encode()
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == manifest_digest
+    config = document["config"]["json"].encode()
+    assert "sha256:" + hashlib.sha256(config).hexdigest() == document["config"]["digest"]
+    for layer in document["layers"]:
+        blob = linked.blob_store / "sha256" / layer["digest"].split(":")[1]
+        assert blob.stat().st_size == layer["size"]
+        assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == layer["digest"]
 
 
 def test_a_missing_or_wrong_blob_is_put_back_before_it_is_read(tmp_path: Path, run_image) -> None:

@@ -12,6 +12,7 @@ from strata.core.atomic import (
 from strata.core.build.blobstore import BlobStore
 from strata.core.errors import StrataError, UsageError
 from strata.core.oci import image
+from strata.core.oci.descriptor import write_descriptor
 from strata.core.oci.docker_archive import check_docker_archive, write_docker_archive
 from strata.core.oci.layout import write_oci_layout
 from strata.core.oci.model import DiskFiles, Image, image_from_spec, load_json
@@ -22,13 +23,17 @@ from strata.core.oci.spec import ImageSpec
 
 class Format:
     """An output format: how it is written (`write(img, f, scratch)` to a file object, or
-    `write(img, d)` into a new directory, `directory`), and whether its manifest is OCI's (else
-    Docker's v2s2, over the layers as uncompressed tars)."""
+    `write(img, d)` into a new directory, `directory`), whether its manifest is OCI's (else
+    Docker's v2s2, over the layers as uncompressed tars), its file's suffix, and whether it
+    holds blobs (else the rules write it in-process, as it reads none)."""
 
-    def __init__(self, write, directory: bool, oci: bool):
+    def __init__(self, write, directory: bool, oci: bool, suffix: str = "tar",
+                 blobs: bool = True):
         self.write = write
         self.directory = directory
         self.oci = oci
+        self.suffix = None if directory else suffix
+        self.blobs = blobs
 
 
 def _docker_archive(img: Image, f, scratch: str) -> None:
@@ -52,6 +57,7 @@ FORMATS = {
     "oci": Format(write_oci_layout, directory=True, oci=True),
     "oci-archive": Format(_oci_archive, directory=False, oci=True),
     "rootfs": Format(_rootfs, directory=False, oci=True),
+    "descriptor": Format(write_descriptor, directory=False, oci=True, suffix="json", blobs=False),
 }
 
 

@@ -28,11 +28,13 @@ from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from strata.core.oci.descriptor import image_descriptor
 from strata.core.oci.formats import FORMATS, load_image, metadata
 from strata.core.oci.image import digest_hex
 from strata.core.oci.layout import OCI_LAYOUT, oci_contents
 from strata.core.oci.model import Image, Layer
 from strata.rules.blobs import (
+    EMITS,
     SANDBOX_PATH,
     BlobStoreLocation,
     EnsureBlobs,
@@ -201,9 +203,15 @@ async def assemble_image(
     address = request.field_set.address
     inputs = await Get(ImageInputs, AssembleRequest, request)
     blobs = blobs_as(request, strata)
-    directory = FORMATS[request.fmt].directory
-    if directory and blobs != Blobs.COPY:
+    fmt = FORMATS[request.fmt]
+    if fmt.directory and blobs != Blobs.COPY:
         return await Get(AssembledImage, LayoutRequest(inputs, request.output, blobs))
+    if not fmt.blobs:  # a document about the image (`descriptor`), written here
+        _, img = await read_image(inputs)
+        await Get(EnsuredBlobs, EnsureBlobs(inputs.blobs))
+        document = FileContent(request.output, image_descriptor(img))
+        return AssembledImage(await Get(Digest, CreateDigest([document])), metadata(img))
+    directory = fmt.directory
     await Get(EnsuredBlobs, EnsureBlobs(inputs.blobs))  # what the Process reads, if it runs
     copy = Process(
         argv=tool.argv(
@@ -235,8 +243,9 @@ async def assemble_image(
     result = await Get(ProcessResult, Process, into_store)
     meta = await _metadata(result.output_digest)
     archive = meta.pop("archive")
+    emit = dataclasses.replace(copy, description=f"{copy.description}: {EMITS}")
     blob = StoredBlob(
-        archive["digest"], archive["size"], f"the {request.fmt} of {address}", copy,
+        archive["digest"], archive["size"], f"the {request.fmt} of {address}", emit,
         request.output, tuple(archive["stamp"]),
     )
     await Get(EnsuredBlobs, EnsureBlobs((blob,)))

@@ -117,6 +117,5 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
 
 def output_file(output_path: OciImageOutputPathField, fmt: str) -> str:
     """Where `package` writes an image (or index) of format `fmt` under dist/."""
-    directory = FORMATS[fmt].directory
-    return output_path.value_or_default(file_ending=None if directory else "tar")
+    return output_path.value_or_default(file_ending=FORMATS[fmt].suffix)
 

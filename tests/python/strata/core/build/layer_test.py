@@ -422,3 +422,39 @@ def test_parts_are_added_in_the_spec_s_order_which_changes_no_byte(tmp_path):
     first = build_layer({"trees": tree, "entries": entry}, tmp_path, tmp_path / "a")
     second = build_layer({"entries": entry, "trees": tree}, tmp_path, tmp_path / "b")
     assert first == second
+
+
+def test_with_a_blob_store_the_blob_goes_there_and_emit_gives_it_back(tmp_path, monkeypatch):
+    """`--blob-store`: layer.json names no blob file, the blob is the store's; `--expect` writes
+    that blob out as a file: copied from the store, or written again when the store lost it."""
+    sandbox = make_sandbox(tmp_path / "sandbox")
+    plain = build_layer(CONTRACT_SPEC, sandbox, tmp_path / "plain")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(CONTRACT_SPEC))
+    monkeypatch.chdir(sandbox)
+    store = tmp_path / "store"
+    assert main(["layer", "--spec", str(spec), "--out", str(tmp_path / "out"),
+                 "--blob-store", str(store)]) == 0
+    described = json.loads((tmp_path / "out/layer.json").read_text())
+    assert "blob" not in described
+    assert described == {k: v for k, v in plain.items() if k != "blob"}
+    blob = store / "sha256" / described["digest"].split(":")[1]
+    assert blob.read_bytes() == (tmp_path / "plain/layer.tar").read_bytes()
+    assert json.loads((tmp_path / "out/blob-stamp.json").read_text())[1] == blob.stat().st_ino
+    assert sorted(os.listdir(tmp_path / "out")) == ["blob-stamp.json", "layer.json"]
+
+    for lost in (False, True):
+        if lost:
+            blob.unlink()
+        out = tmp_path / f"emitted-{lost}"
+        assert main(["layer", "--spec", str(spec), "--out", str(out), "--blob-store",
+                     str(store), "--expect", str(tmp_path / "out/layer.json")]) == 0
+        assert (out / "layer.tar").read_bytes() == (tmp_path / "plain/layer.tar").read_bytes()
+        assert json.loads((out / "layer.json").read_text()) == plain
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**described, "diff_id": "sha256:" + "0" * 64}))
+    blob.unlink()
+    with pytest.raises(ValueError, match="the layer written again differs"):
+        layer.emit_layer(LayerSpec.from_json(CONTRACT_SPEC), sandbox, tmp_path / "bad",
+                         layer.BlobStore(store), json.loads(wrong.read_text()))
