@@ -42,6 +42,7 @@ from strata.rules.base import BaseImage
 from strata.rules.blobs import BlobStoreLocation, EnsureBlobs, EnsuredBlobs, StoredBlob
 from strata.rules.closure import ImageClosure, ImageClosureRequest, InvalidImageContent
 from strata.rules.commands import BuildCommands, CommandsRequest
+from strata.core.oci.descriptor import image_descriptor
 from strata.core.oci.formats import assemble, load_image
 from strata.core.oci.image import digest_hex
 from strata.core.graph.image_files import PathEntry
@@ -164,6 +165,7 @@ def assembled_by_process(fmt, output, reproducible, blobs, dist):
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), unexpected),
+            MockGet(DigestEntries, (Digest,), unexpected),  # the image is not read here
             MockGet(EnsuredBlobs, (EnsureBlobs,), ensure),
             MockGet(ProcessResult, (Process,), run),
             MockGet(Digest, (DigestSubset,), subset),
@@ -220,6 +222,7 @@ def test_an_archive_is_written_into_the_blob_store_and_linked(
     assert (blob.digest, blob.size, blob.stamp) == (ARCHIVE["digest"], 1234, (7, 8, 9, 10, 11))
     assert blob.what == f"the {fmt} of app:image"
     assert blob.emitted == output
+    assert blob.emit.description == "Assembling app:image: its bytes"  # named apart
     assert_assemble_process(
         blob.emit, ("--out", output, "--metadata", "image.json"), (output, "image.json"), (),
         reproducible,
@@ -345,6 +348,7 @@ def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_pro
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), compose),
+            MockGet(DigestEntries, (Digest,), unexpected),
             MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),  # compose_oci_layout's to do
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(Digest, (DigestSubset,), unexpected),
@@ -386,6 +390,46 @@ def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_pro
         os.path.join(store, "sha256", digest_hex(blob.digest)) for blob in layer_blobs
     )
     assert assembled == AssembledImage(OUTPUT, expected_metadata)
+
+
+def test_a_descriptor_is_written_with_no_process_and_its_layers_blobs_ensured(tmp_path) -> None:
+    """The `descriptor` format holds no blob: the rules write the core's document, and the
+    blobs it points to are checked in the store."""
+    root, store = tmp_path / "inputs", tmp_path / "store"
+    layer_blobs = image_inputs(root, store)
+    entries, contents = listing(root)
+    created, ensured = [], []
+
+    def create(request: CreateDigest) -> Digest:
+        created.extend(request)
+        return OUTPUT
+
+    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
+        ensured.append(request.blobs)
+        return EnsuredBlobs(())
+
+    request = AssembleRequest(OciImageFieldSet.create(image()), "descriptor", "app/image.json")
+    inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES, layer_blobs, str(store))
+    assembled = run_rule_with_mocks(
+        assemble_image,
+        rule_args=[request, TOOL, strata(), STORE],
+        mock_gets=[
+            MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
+            MockGet(AssembledImage, (LayoutRequest,), unexpected),
+            MockGet(DigestEntries, (Digest,), lambda d: entries if d == CONTENT else None),
+            MockGet(DigestContents, (DigestSubset,), lambda r: contents),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), ensure),
+            MockGet(ProcessResult, (Process,), unexpected),
+            MockGet(Digest, (DigestSubset,), unexpected),
+            MockGet(Digest, (CreateDigest,), create),
+        ],
+    )
+    assert ensured == [layer_blobs]
+    img = load_image(str(root / "image-spec.json"), blob_store=str(store))
+    assert created == [FileContent("app/image.json", image_descriptor(img))]
+    document = json.loads(created[0].content)
+    assert [layer["digest"] for layer in document["layers"]] == [b.digest for b in layer_blobs]
+    assert assembled.output == OUTPUT
 
 
 def loader_paths(found: dict):
