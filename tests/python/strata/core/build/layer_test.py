@@ -454,7 +454,7 @@ def test_with_a_blob_store_the_blob_goes_there_and_emit_gives_it_back(tmp_path, 
 
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**described, "diff_id": "sha256:" + "0" * 64}))
-    blob.unlink()
+    assert not blob.exists()  # lost above: written again, and compared
     with pytest.raises(ValueError, match="the layer written again differs"):
         layer.emit_layer(LayerSpec.from_json(CONTRACT_SPEC), sandbox, tmp_path / "bad",
                          layer.BlobStore(store), json.loads(wrong.read_text()))

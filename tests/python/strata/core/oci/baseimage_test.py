@@ -34,8 +34,8 @@ from strata_harness import (
 from strata_harness.tools import unavailable
 
 
-# The formats that write an image (rootfs writes its filesystem: rootfs_test.py).
-IMAGE_FORMATS = [fmt for fmt in FORMATS if fmt != "rootfs"]
+# The formats that hold an image: not `rootfs` (its filesystem), nor `descriptor` (no blob).
+IMAGE_FORMATS = [fmt for fmt in FORMATS if fmt != "rootfs" and FORMATS[fmt].blobs]
 
 
 def build_layer(spec: dict, sandbox_root, out_dir) -> dict:
