@@ -305,6 +305,21 @@ def listing(root):
     return DigestEntries(entries), DigestContents(contents)
 
 
+def recorders(created: list, ensured: list):
+    """MockGet bodies that record what a rule creates (CreateDigest's entries) and the blobs
+    it ensures."""
+
+    def create(request: CreateDigest) -> Digest:
+        created.extend(request)
+        return OUTPUT
+
+    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
+        ensured.append(request.blobs)
+        return EnsuredBlobs(())
+
+    return create, ensure
+
+
 @pytest.mark.parametrize("blobs", [None, Blobs.LINK, Blobs.SANDBOX])
 def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_process(
     tmp_path, monkeypatch, blobs
@@ -316,14 +331,7 @@ def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_pro
     layer_blobs = image_inputs(root, store)
     entries, contents = listing(root)
     created, ensured = [], []
-
-    def create(request: CreateDigest) -> Digest:
-        created.extend(request)
-        return OUTPUT
-
-    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
-        ensured.append(request.blobs)
-        return EnsuredBlobs(())
+    create, ensure = recorders(created, ensured)
 
     layouts = []
 
@@ -399,14 +407,7 @@ def test_a_descriptor_is_written_with_no_process_and_its_layers_blobs_ensured(tm
     layer_blobs = image_inputs(root, store)
     entries, contents = listing(root)
     created, ensured = [], []
-
-    def create(request: CreateDigest) -> Digest:
-        created.extend(request)
-        return OUTPUT
-
-    def ensure(request: EnsureBlobs) -> EnsuredBlobs:
-        ensured.append(request.blobs)
-        return EnsuredBlobs(())
+    create, ensure = recorders(created, ensured)
 
     request = AssembleRequest(OciImageFieldSet.create(image()), "descriptor", "app/image.json")
     inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES, layer_blobs, str(store))

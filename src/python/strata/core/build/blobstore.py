@@ -13,9 +13,9 @@ import errno
 import hashlib
 import os
 
+from strata.core.build.compression import CHUNK, copy_stream
 from strata.core.errors import InvalidInput, StrataError, UsageError
 
-_CHUNK = 1 << 20
 
 
 class BlobStoreFull(StrataError):
@@ -75,7 +75,7 @@ class BlobStore:
     def put_file(self, source: str, digest: str, size: int, what: str) -> None:
         """Copies the file at `source` into the store, checked against (digest, size)."""
         with open(source, "rb") as src, self.writer() as out:
-            _copy(VerifyingReader(src, digest, size, what), out)
+            copy_stream(VerifyingReader(src, digest, size, what), out)
 
 
 class _BlobWriter:
@@ -136,7 +136,7 @@ class VerifyingReader:
         self.read_bytes = 0
         self._done = False
 
-    def read(self, size: int = _CHUNK) -> bytes:
+    def read(self, size: int = CHUNK) -> bytes:
         left = self._size - self.read_bytes
         if self._done:
             return b""
@@ -182,19 +182,10 @@ def write_stamp(path: str, writer) -> None:
         f.write("[" + ",".join(str(n) for n in writer.stat) + "]\n")
 
 
-def _copy(src, out) -> None:
-    """shutil.copyfileobj, without shutil's imports (fnmatch, re): start-up is per Process."""
-    while True:
-        data = src.read(_CHUNK)
-        if not data:
-            return
-        out.write(data)
-
-
 def _hash_file(f):
     h, size = hashlib.sha256(), 0
     while True:
-        data = f.read(_CHUNK)
+        data = f.read(CHUNK)
         if not data:
             return "sha256:" + h.hexdigest(), size
         h.update(data)
@@ -223,7 +214,7 @@ def _store_error(store: BlobStore, error: OSError) -> StrataError:
 def copy_out(store: BlobStore, digest: str, size: int, dest: str, what: str) -> None:
     """The blob, verified, as a new file at `dest` (for outputs that leave the store)."""
     with store.open_verified(digest, size, what) as src, open(dest, "wb") as out:
-        _copy(src, out)
+        copy_stream(src, out)
 
 
 def put_command(options) -> None:

@@ -94,8 +94,9 @@ def _zstd(binary: str, flag: str, pump, other_end):
     return proc, thread
 
 
-def _copy(source, out) -> None:
-    """Chunk by chunk to the end of `source`: one side of a zstd pipe, in its own thread."""
+def copy_stream(source, out) -> None:
+    """Chunk by chunk to the end of `source` (shutil.copyfileobj without shutil's imports): one
+    side of a zstd pipe, in its own thread; a blob into or out of the blob store."""
     while True:
         chunk = source.read(CHUNK)
         if not chunk:
@@ -118,7 +119,7 @@ class _Zstd(_Compressor):
 
     def _drain(self, proc, out) -> None:
         try:
-            _copy(proc.stdout, out)
+            copy_stream(proc.stdout, out)
         except BaseException as e:  # re-raised by close() in the writing thread
             self._error = e
             proc.kill()  # unblocks a writer waiting on a full stdin pipe
@@ -148,7 +149,7 @@ class _Zstd(_Compressor):
 
 def _feed(proc, source) -> None:
     try:
-        _copy(source, proc.stdin)
+        copy_stream(source, proc.stdin)
     except (OSError, ValueError):
         pass  # zstd went away, or the reader stopped: the exit status tells which
     finally:
