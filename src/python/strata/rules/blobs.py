@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pants.engine.fs import Digest, MergeDigests
 from pants.engine.internals.session import RunId
@@ -19,7 +20,7 @@ from pants.option.global_options import GlobalOptions
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from strata.core.build.blobstore import BlobStore
+from strata.core.build.blobstore import BlobStore, file_stamp
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 
@@ -38,6 +39,7 @@ _DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 class BlobStoreLocation:
     path: str  # absolute
     cache_name: str
+    link: Optional[str] = None  # a configured store's named cache: a symlink to `path`
 
     @property
     def caches(self) -> FrozenDict[str, str]:
@@ -46,6 +48,19 @@ class BlobStoreLocation:
 
     def blob_path(self, digest: str) -> str:
         return BlobStore(self.path).path(digest)
+
+    def make_link(self) -> None:
+        """Points a configured store's named cache at it (again, if it was removed: Pants
+        would make a directory there, and Processes would write blobs where no rule looks)."""
+        if self.link is None or os.path.realpath(self.link) == os.path.realpath(self.path):
+            return
+        os.makedirs(self.path, exist_ok=True)
+        os.makedirs(os.path.dirname(self.link), exist_ok=True)
+        if os.path.isdir(self.link) and not os.path.islink(self.link):
+            shutil.rmtree(self.link)  # made by Pants: blobs no rule reads
+        tmp = f"{self.link}.{os.getpid()}.tmp"
+        os.symlink(self.path, tmp)
+        os.replace(tmp, self.link)
 
 
 @rule
@@ -59,14 +74,9 @@ def blob_store_location(strata: StrataSubsystem, global_options: GlobalOptions) 
     # Pants' cache names are lowercase letters and underscores: the path's hash in letters.
     letters = hashlib.sha256(path.encode()).hexdigest()[:16].translate(_DIGITS_AS_LETTERS)
     name = f"{_DEFAULT_CACHE}_{letters}"
-    link = os.path.join(named_caches, name)
-    os.makedirs(path, exist_ok=True)
-    if os.path.realpath(link) != os.path.realpath(path):
-        os.makedirs(named_caches, exist_ok=True)
-        tmp = f"{link}.{os.getpid()}.tmp"
-        os.symlink(path, tmp)
-        os.replace(tmp, link)
-    return BlobStoreLocation(path, name)
+    location = BlobStoreLocation(path, name, os.path.join(named_caches, name))
+    location.make_link()
+    return location
 
 
 @dataclass(frozen=True)
@@ -104,10 +114,9 @@ _checked: Dict[str, Tuple[int, ...]] = {}
 def _holds(store: BlobStore, blob: StoredBlob) -> bool:
     path = store.path(blob.digest)
     try:
-        st = os.stat(path)
+        stamp = tuple(file_stamp(path))
     except FileNotFoundError:
         return False
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if stamp in (blob.stamp, _checked.get(path)):
         return True
     if not store.has(blob.digest, blob.size):
@@ -143,6 +152,7 @@ async def ensure_blobs(
     """Depends on the RunId: checked in every run, whatever Pants memoized. When Pants writes
     a remote cache, every blob's `emit` runs too (copying the blob from the store), so that
     another machine that gets the descriptors from that cache gets the bytes as well."""
+    location.make_link()
     store = BlobStore(location.path)
     blobs = list(dict.fromkeys(request.blobs))
     missing: List[StoredBlob] = [b for b in blobs if not _holds(store, b)]
