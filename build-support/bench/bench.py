@@ -493,6 +493,12 @@ def _pants_rows(args, bench: "Bench", baseline_seconds: float) -> dict:
     harness_roots = [REPO_ROOT / "tests/python", Path.cwd()]
     if (REPO_ROOT / "pants.toml").is_file():  # scratch repos take their settings from it
         os.environ.setdefault("STRATA_ROOT", str(REPO_ROOT))
+        if not (REPO_ROOT / "build-support/pex").is_file():
+            # The pex CLI those settings name, which the bootstrap builds: in a fresh clone,
+            # the demo's venv would fail after every other row has run.
+            log("bootstrapping (./pants --version) for the pex CLI ...")
+            subprocess.run([str(REPO_ROOT / "pants"), "--version"], cwd=REPO_ROOT, check=True,
+                           stdout=subprocess.DEVNULL)
     work = bench.work / "pants"
     work.mkdir()
     try:
