@@ -64,7 +64,7 @@ def package(
     stats = counters(result)
     # Figures for the test's output: time, what ran locally and the remote cache counters.
     layers = ran_processes(result, LAYER)
-    print(f"{what}, {took:.0f} s: {len(layers)} layer processes ran {layers}")
+    print(f"{what}, {took:.1f} s: {len(layers)} layer processes ran {layers[:3]}...")
     print(f"  {remote_counters(stats)}")
     # A broken cache must not pass as "nothing cached": Pants logs every remote error here.
     assert "Failed to read from remote cache" not in result.stderr, result.stderr[-8000:]
@@ -99,6 +99,9 @@ def test_a_second_checkout_gets_every_layer_of_the_demo_image_from_the_remote_ca
     b = demo_repo(tmp_path / "b" / "deeper" / "checkout", isolated_cache=True)
     assert not b.blob_store.exists()  # a blob store of its own, empty
     second, b_stats = package("B (fresh checkout, read)", b, buildgrid, write=False)
+    fetched = sorted((b.blob_store / "sha256").iterdir())
+    print(f"  B's blob store: {len(fetched)} blobs, {sum(p.stat().st_size for p in fetched)} "
+          "bytes, each from the cache (its emit Process) and put back")
     # Nothing built locally in B: layers, their bytes and the assembly all came from BuildGrid
     # (no layer was built, none written again).
     ran = ran_processes(second)
