@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pants.engine.fs import (
     AddPrefix,
@@ -37,10 +37,11 @@ from pants.util.logging import LogLevel
 from strata.core.oci.image import resolve_created
 from strata.core.sbom.describe import describe_contents
 from strata.core.sbom.documents import documents
-from strata.core.sbom.spec import SbomSpec
+from strata.core.sbom.spec import PackageFacts, SbomSpec
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.layers import BuiltLayer
-from strata.rules.nodes import DescribeProcess, KnownFacts, StoreNode
+from strata.rules.chunks import path_chunks
+from strata.rules.nodes import DescribeFiles, DescribeProcess, KnownFacts, StoreNode
 from strata.rules.tool import ImageTool
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,57 @@ async def describe_nodes(request: NodesFactsRequest) -> NodesFacts:
     )
 
 
+def _said_once(result: ProcessResult, facts: str, run_id: RunId) -> None:
+    """A describe Process's warnings, said once: when the node is first described (the SBOM
+    itself keeps them)."""
+    if result.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
+        for warning in json.loads(facts)["warnings"]:
+            logger.warning(f"SBOM: {warning}")
+
+
+async def _tree_in_chunks(
+    node: StoreNode, how: DescribeFiles, files: List[FileEntry], tool: ImageTool, run_id: RunId
+) -> str:
+    """A large tree's checksums, chunk by chunk (`path_chunks`): each chunk an immutable input
+    of a cached `describe` Process, so an edit describes its chunk again, not the whole node
+    (which would copy every file of it into a sandbox and hash it twice, beside the layer)."""
+    root = how.root
+    inside = [e for e in files if not root or e.path.startswith(f"{root}/")]
+    chunks = path_chunks(inside, lambda entry: entry.path)
+    if not chunks:
+        return json.dumps(describe_contents(how.name, how.dest, ()).to_json())
+    digests = await MultiGet(Get(Digest, CreateDigest(chunk)) for chunk in chunks)
+    tree = f"{_NODE_DIR}/{root}" if root else _NODE_DIR
+    results = await MultiGet(
+        Get(
+            ProcessResult,
+            Process(
+                argv=tool.argv(
+                    "describe", "--tree", tree, "--name", how.name,
+                    *(("--dest", how.dest) if how.dest else ()), "--out", _FACTS,
+                ),
+                input_digest=tool.digest,
+                immutable_input_digests={_NODE_DIR: digest},
+                output_files=(_FACTS,),
+                description=f"Describing {node.key} for the SBOM ({i + 1} of {len(chunks)})",
+                level=LogLevel.DEBUG,
+            ),
+        )
+        for i, digest in enumerate(digests)
+    )
+    contents = await MultiGet(Get(DigestContents, Digest, r.output_digest) for r in results)
+    facts = []
+    for result, (content,) in zip(results, contents):
+        text = content.content.decode()
+        _said_once(result, text, run_id)
+        facts.append(PackageFacts.from_json(json.loads(text), f"the facts of {node.key}"))
+    whole = facts[0]._replace(
+        files=tuple(sorted(f for each in facts for f in each.files)),
+        warnings=tuple(w for each in facts for w in each.warnings),
+    )
+    return json.dumps(whole.to_json())
+
+
 @rule(desc="Describing a store node for the SBOM", level=LogLevel.DEBUG)
 async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunId) -> _NodeFacts:
     node = request.node
@@ -140,7 +192,6 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
     if isinstance(how, DescribeProcess):
         args = how.args
     else:
-        root = how.root
         entries = await Get(DigestEntries, Digest, digest)
         files = [e for e in entries if isinstance(e, FileEntry)]
         wheel = _wheel_path(tuple(e.path for e in files)) if how.wheel_file else None
@@ -150,15 +201,14 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
             contents = await Get(DigestContents, Digest, digest)
             facts = describe_contents(
                 how.name, how.dest,
-                ((os.path.relpath(c.path, root or "."), c.content) for c in contents),
+                ((os.path.relpath(c.path, how.root or "."), c.content) for c in contents),
             )
             return _NodeFacts(json.dumps(facts.to_json()))
-        if not root:
-            root = _NODE_DIR
-            digest = await Get(Digest, AddPrefix(digest, root))
-        args = (("--wheel", f"{root}/{wheel}") if wheel
-                else ("--tree", root, "--name", how.name,
-                      *(("--dest", how.dest) if how.dest else ())))
+        if wheel is None:
+            return _NodeFacts(await _tree_in_chunks(node, how, files, tool, run_id))
+        if not how.root:
+            digest = await Get(Digest, AddPrefix(digest, _NODE_DIR))
+        args = ("--wheel", f"{how.root or _NODE_DIR}/{wheel}")
     result = await Get(
         ProcessResult,
         Process(
@@ -171,10 +221,7 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
     )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
     facts = content.content.decode()
-    if result.metadata.source(run_id) == ProcessResultMetadata.Source.RAN:
-        # Said once, when the node is first described; the SBOM itself keeps them.
-        for warning in json.loads(facts)["warnings"]:
-            logger.warning(f"SBOM: {warning}")
+    _said_once(result, facts, run_id)
     return _NodeFacts(facts)
 
 

@@ -32,6 +32,7 @@ BUILD = """
     oci_image(name="descriptor", output_format="descriptor", **IMAGE)
 """
 OUTPUTS = {"archive": "archive.tar", "layout": "layout", "oci-archive": "oci-archive.tar"}
+BIG = {f"big/blob-{i}.bin": hashlib.sha256(b"%d" % i).digest() * 40000 for i in range(5)}
 # The emit Processes: a layer's or an archive's bytes, written again or copied from the store.
 REGENERATED = ": its bytes"
 
@@ -42,8 +43,9 @@ def busybox_repo(root: Path, **kwargs) -> ScratchRepo:
         {
             "bin/busybox": Path(require_tool("busybox")).read_bytes(),
             "etc/greeting.txt": GREETING,
-            # Incompressible, and more than Pants' 512 KiB threshold for hardlinked inputs.
-            "big/blob.bin": hashlib.sha256(b"seed").digest() * 40000,
+            # Over Pants' 512 KiB threshold for hardlinked inputs, and 6 MB in all: more than
+            # the SBOM hashes in pantsd (its `describe` Processes do, chunk by chunk).
+            **BIG,
             "BUILD": BUILD,
         }
     )
@@ -91,6 +93,12 @@ def test_linked_and_copied_outputs_are_the_same_images(tmp_path: Path, run_image
         for out in OUTPUTS.values():
             assert_valid_image(repo.root / "dist" / out)
     assert run_image(dist / "archive.tar") == (0, GREETING)
+    # Its SBOM lists every big file with its checksum.
+    spdx = json.loads((dist / "archive.spdx.json").read_text())
+    listed = {f["fileName"].lstrip("./"): {c["algorithm"]: c["checksumValue"] for c in f["checksums"]}
+              for f in spdx.get("files", [])}
+    for path, data in BIG.items():
+        assert listed[path]["SHA256"] == hashlib.sha256(data).hexdigest(), path
 
     # The `descriptor` format: the layout's very manifest and config, each layer's blob in the
     # store; the same document in both modes.
