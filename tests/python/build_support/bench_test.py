@@ -128,7 +128,9 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
                         "changed_layer_bytes", "output_bytes"):
                 assert set(row[key]) == {"median", "min", "max"}, (name, fmt, key)
             assert row["write_bytes"]["min"] > 0 and row["output_bytes"]["min"] > 0
-            assert 0 < row["changed_layer_bytes"]["min"] <= row["output_bytes"]["min"]
+            assert 0 < row["changed_layer_bytes"]["min"]
+            if fmt == "docker-archive":  # the archive, whole; a linked layout's own files are few
+                assert row["changed_layer_bytes"]["min"] <= row["output_bytes"]["min"]
     run = pants["run"]  # the image was loaded into podman's storage, or the bench fails
     assert run["runs"] == 1 and [len(layers) for layers in run["layer_processes"]] == [1], run
     first, second = pants["publish"]["first"], pants["publish"]["second"]
