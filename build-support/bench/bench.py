@@ -762,7 +762,7 @@ def _format_pants(report: dict) -> List[str]:
            f"{_counts(row['processes'])}, of them layers {_counts(row['layer_processes'])}"
            for fmt, row in demo["formats"].items())),
         "",
-        "targets (issues 13 and 14; medians)",
+        "targets (issue 29; medians)",
         *(_format_target(key, targets[key]) for key in _TARGETS),
         "  layer Processes: exactly the changed layers ran in every rebuild: "
         + _met(targets["layer_processes_met"]),
