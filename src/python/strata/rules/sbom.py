@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from pants.engine.fs import (
     AddPrefix,
@@ -37,7 +37,7 @@ from pants.util.logging import LogLevel
 from strata.core.oci.image import resolve_created
 from strata.core.sbom.describe import describe_contents
 from strata.core.sbom.documents import documents
-from strata.core.sbom.spec import PackageFacts, SbomSpec
+from strata.core.sbom.spec import SbomSpec
 from strata.rules.base import BASE_DIR, BaseImage
 from strata.rules.layers import BuiltLayer
 from strata.rules.chunks import path_chunks
@@ -137,19 +137,28 @@ def _said_once(result: ProcessResult, facts: str, run_id: RunId) -> None:
             logger.warning(f"SBOM: {warning}")
 
 
-async def _tree_in_chunks(
-    node: StoreNode, how: DescribeFiles, files: List[FileEntry], tool: ImageTool, run_id: RunId
-) -> str:
+@dataclass(frozen=True)
+class _TreeRequest:
+    node: StoreNode
+    how: DescribeFiles
+
+
+@rule(desc="Describing a store node's files for the SBOM", level=LogLevel.DEBUG)
+async def describe_tree_in_chunks(request: _TreeRequest, tool: ImageTool) -> _NodeFacts:
     """A large tree's checksums, chunk by chunk (`path_chunks`): each chunk an immutable input
     of a cached `describe` Process, so an edit describes its chunk again, not the whole node
-    (which would copy every file of it into a sandbox and hash it twice, beside the layer)."""
-    root = how.root
-    inside = [e for e in files if not root or e.path.startswith(f"{root}/")]
+    (which would copy every file of it into a sandbox and hash it twice, beside the layer). A
+    rule of its own, apart from the RunId: merged once per change, not in every run. A tree's
+    facts have no warnings to say."""
+    node, how = request.node, request.how
+    entries = await Get(DigestEntries, Digest, node.digest)
+    inside = [e for e in entries if isinstance(e, FileEntry)
+              and (not how.root or e.path.startswith(f"{how.root}/"))]
     chunks = path_chunks(inside, lambda entry: entry.path)
     if not chunks:
-        return json.dumps(describe_contents(how.name, how.dest, ()).to_json())
+        return _NodeFacts(json.dumps(describe_contents(how.name, how.dest, ()).to_json()))
     digests = await MultiGet(Get(Digest, CreateDigest(chunk)) for chunk in chunks)
-    tree = f"{_NODE_DIR}/{root}" if root else _NODE_DIR
+    tree = f"{_NODE_DIR}/{how.root}" if how.root else _NODE_DIR
     results = await MultiGet(
         Get(
             ProcessResult,
@@ -168,16 +177,9 @@ async def _tree_in_chunks(
         for i, digest in enumerate(digests)
     )
     contents = await MultiGet(Get(DigestContents, Digest, r.output_digest) for r in results)
-    facts = []
-    for result, (content,) in zip(results, contents):
-        text = content.content.decode()
-        _said_once(result, text, run_id)
-        facts.append(PackageFacts.from_json(json.loads(text), f"the facts of {node.key}"))
-    whole = facts[0]._replace(
-        files=tuple(sorted(f for each in facts for f in each.files)),
-        warnings=tuple(w for each in facts for w in each.warnings),
-    )
-    return json.dumps(whole.to_json())
+    facts = [json.loads(content.content) for (content,) in contents]
+    whole = dict(facts[0], files=sorted(f for each in facts for f in each["files"]))
+    return _NodeFacts(json.dumps(whole))
 
 
 @rule(desc="Describing a store node for the SBOM", level=LogLevel.DEBUG)
@@ -205,7 +207,7 @@ async def describe_node(request: _DescribeRequest, tool: ImageTool, run_id: RunI
             )
             return _NodeFacts(json.dumps(facts.to_json()))
         if wheel is None:
-            return _NodeFacts(await _tree_in_chunks(node, how, files, tool, run_id))
+            return await Get(_NodeFacts, _TreeRequest(node, how))
         if not how.root:
             digest = await Get(Digest, AddPrefix(digest, _NODE_DIR))
         args = ("--wheel", f"{how.root or _NODE_DIR}/{wheel}")
