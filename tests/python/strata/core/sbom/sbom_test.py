@@ -250,3 +250,27 @@ def test_the_sbom_process_as_the_rules_run_it(tmp_path):
     assert done.returncode == 0 and done.stderr.count("warning: ") == 5, done.stderr
     assert ((tmp_path / "a.spdx.json").read_bytes(), (tmp_path / "a.cdx.json").read_bytes()) == (
         documents(SbomSpec.from_json(make_spec())))
+
+
+def test_the_documents_are_json_dumps_indented_character_for_character() -> None:
+    """`dumps_indented` is `json.dumps(sort_keys=True, indent=2, ensure_ascii=False)`, only
+    faster: on nested values of every JSON type, escapes, non-ASCII and empty containers."""
+    import random
+
+    from strata.core.sbom.documents import dumps_indented
+
+    rng = random.Random(29)
+    leaves = [None, True, False, 0, -5, 10**20, 1.5, 1e-7, "", 'é"\\\n\x00日本\u2028', "plain"]
+
+    def value(depth: int = 0):
+        roll = rng.random()
+        if depth > 4 or roll < 0.3:
+            return rng.choice(leaves)
+        if roll < 0.65:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice(["a", "b", "é", "zz", "1"]) + str(i): value(depth + 1)
+                for i in range(rng.randint(0, 4))}
+
+    for _ in range(5000):
+        v = value()
+        assert dumps_indented(v) == json.dumps(v, sort_keys=True, indent=2, ensure_ascii=False)
