@@ -14,6 +14,7 @@ import hashlib
 import os
 
 from strata.core.build.compression import CHUNK, copy_stream
+from strata.core.build.spec import sha256_digest
 from strata.core.errors import InvalidInput, StrataError, UsageError
 
 
@@ -26,13 +27,6 @@ class BlobMismatch(InvalidInput):
     """A blob's bytes are not those its descriptor names."""
 
 
-def digest_hex(digest: str) -> str:
-    algorithm, _, hex_id = digest.partition(":")
-    if algorithm != "sha256" or len(hex_id) != 64 or not all(c in "0123456789abcdef" for c in hex_id):
-        raise InvalidInput(f"not a sha256 digest: {digest!r}")
-    return hex_id
-
-
 class BlobStore:
     """The store at `root` (created on first write)."""
 
@@ -40,7 +34,7 @@ class BlobStore:
         self.root = os.fspath(root)
 
     def path(self, digest: str) -> str:
-        return os.path.join(self.root, "sha256", digest_hex(digest))
+        return os.path.join(self.root, "sha256", sha256_digest(digest, "a blob")[len("sha256:"):])
 
     def writer(self):
         """`with store.writer() as w: w.write(...)`; then `w.digest`, `w.size`: the blob is

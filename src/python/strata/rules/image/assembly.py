@@ -135,10 +135,16 @@ def _placed(path: str, content: Union[bytes, Layer], files: DigestFiles, blobs: 
         return FileEntry(path, files.file_digest(content.blob_path))
     if blobs == Blobs.COPY:
         raise ValueError(f"{path}: a blob in the blob store cannot be placed as a file")
-    if blobs == Blobs.SANDBOX:
-        in_store = posixpath.join(SANDBOX_PATH, "sha256", digest_hex(content.info["digest"]))
-        return SymlinkEntry(path, posixpath.relpath(in_store, posixpath.dirname(path)))
-    return SymlinkEntry(path, content.blob_path)
+    return SymlinkEntry(path, _link_target(path, content.info["digest"], content.blob_path, blobs))
+
+
+def _link_target(path: str, digest: str, absolute: str, blobs: Blobs) -> str:
+    """Where a link at `path` to a blob points: `absolute` (LINK), or for a Process's sandbox
+    (SANDBOX) relative to `path`, into the named cache at SANDBOX_PATH."""
+    if blobs != Blobs.SANDBOX:
+        return absolute
+    in_store = posixpath.join(SANDBOX_PATH, "sha256", digest_hex(digest))
+    return posixpath.relpath(in_store, posixpath.dirname(path))
 
 
 async def read_image(inputs: ImageInputs) -> Tuple[DigestFiles, Image]:
@@ -249,10 +255,7 @@ async def assemble_image(
         request.output, tuple(archive["stamp"]),
     )
     await Get(EnsuredBlobs, EnsureBlobs((blob,)))
-    target = store.blob_path(blob.digest)
-    if blobs == Blobs.SANDBOX:
-        in_store = posixpath.join(SANDBOX_PATH, "sha256", digest_hex(blob.digest))
-        target = posixpath.relpath(in_store, posixpath.dirname(request.output))
+    target = _link_target(request.output, blob.digest, store.blob_path(blob.digest), blobs)
     output = await Get(Digest, CreateDigest([SymlinkEntry(request.output, target)]))
     return AssembledImage(output, meta)
 
