@@ -18,6 +18,7 @@ from strata.rules import closure
 from strata.rules import commands
 from strata.rules import index
 from strata.rules import layers
+from strata.rules import processes
 from strata.rules import sbom
 from strata.rules import tool
 from strata.rules.debian import kind as debian_kind

@@ -99,13 +99,17 @@ def _platform_error(target: str, platform: str, details: dict) -> InvalidFieldEx
     )
 
 
-async def _run_choosing_platform(process: Process, target: str, platform: str) -> ProcessResult:
+async def _run_choosing_platform(
+    process: Process, target: str, platform: str, here: Optional[str] = None
+) -> ProcessResult:
     """Runs a core process that picks an image by `platform`: its platform failure (exit code
-    PlatformError.exit_code, details as JSON on stdout) is an error naming the target's field."""
+    PlatformError.exit_code, details as JSON on stdout) is an error naming the target's field.
+    `here`: as `run_process`'s."""
     return await run_process(
         process,
         lambda failed: _platform_error(target, platform, json.loads(failed.stdout))
         if failed.exit_code == PlatformError.exit_code else None,
+        here=here,
     )
 
 
@@ -211,7 +215,12 @@ async def external_base(
         level=LogLevel.INFO,
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
-    pulled = await _run_choosing_platform(process, str(tgt.address), request.base_platform())
+    # On this machine, whatever the environment: its registry credentials (docker config,
+    # helpers) and its network.
+    pulled = await _run_choosing_platform(
+        process, str(tgt.address), request.base_platform(),
+        here="this machine's registry credentials and network",
+    )
     _show_warnings(pulled, process.description, run_id)
     layout, sboms = await MultiGet(
         Get(Digest, DigestSubset(pulled.output_digest, PathGlobs([f"{_PULLED}/**"]))),

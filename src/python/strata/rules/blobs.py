@@ -21,6 +21,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from strata.core.build.blobstore import BlobStore, file_stamp
+from strata.rules.processes import Execution, OnThisMachine
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 
@@ -32,6 +33,9 @@ SANDBOX_PATH = ".strata-blobs"
 _DEFAULT_CACHE = "strata_blobs"
 # How an `emit` Process's description ends: "Building app:image: layer 3 (...): its bytes".
 EMITS = "its bytes"
+# Why the Processes that read or write the blob store run on this machine, whatever the
+# environment: the store is a directory here.
+NEEDS = "the blob store"
 _DIGITS_AS_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
@@ -45,6 +49,11 @@ class BlobStoreLocation:
     def caches(self) -> FrozenDict[str, str]:
         """A Process's `append_only_caches` that put the store at SANDBOX_PATH."""
         return FrozenDict({self.cache_name: SANDBOX_PATH})
+
+    def caches_for(self, execution: Execution) -> FrozenDict[str, str]:
+        """`caches` for a Process that reads the store if it runs here; none for a remote
+        worker, whose Processes' inputs hold every blob they read."""
+        return FrozenDict() if execution.remote else self.caches
 
     def blob_path(self, digest: str) -> str:
         return BlobStore(self.path).path(digest)
@@ -157,17 +166,21 @@ async def ensure_blobs(
     blobs = list(dict.fromkeys(request.blobs))
     missing: List[StoredBlob] = [b for b in blobs if not _holds(store, b)]
     if global_options.remote_cache_write:
-        await MultiGet(Get(ProcessResult, Process, b.emit) for b in blobs if b not in missing)
+        await MultiGet(
+            Get(ProcessResult, OnThisMachine(b.emit, NEEDS)) for b in blobs if b not in missing
+        )
     if not missing:
         return EnsuredBlobs(())
     for blob in missing:
         logger.info(f"Putting {blob.what} ({blob.digest}) back into the blob store.")
-    emitted = await MultiGet(Get(ProcessResult, Process, blob.emit) for blob in missing)
+    emitted = await MultiGet(
+        Get(ProcessResult, OnThisMachine(blob.emit, NEEDS)) for blob in missing
+    )
     inputs = await MultiGet(
         Get(Digest, MergeDigests([tool.digest, result.output_digest])) for result in emitted
     )
     await MultiGet(
-        Get(ProcessResult, Process, _put(location, tool, blob, digest))
+        Get(ProcessResult, OnThisMachine(_put(location, tool, blob, digest), NEEDS))
         for blob, digest in zip(missing, inputs)
     )
     return EnsuredBlobs(tuple(blob.what for blob in missing))

@@ -19,6 +19,7 @@ from strata.rules.blobs import BlobStoreLocation, EnsureBlobs, EnsuredBlobs
 from strata.rules.image.assembly import AssembleRequest, ImageInputs, read_image, spec_path
 from strata.rules.image.field_set import output_file
 from strata.rules.index import image_field_sets
+from strata.rules.processes import Execution
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import Compression, OciImageOutputPathField, OutputFormat
@@ -52,6 +53,7 @@ async def package_oci_image_bundle(
     tool: ImageTool,
     strata: StrataSubsystem,
     store: BlobStoreLocation,
+    execution: Execution,
 ) -> BuiltPackage:
     """Each image's inputs as its docker-archive takes them (own layers uncompressed), under a
     directory of its own; one `bundle` Process streams them all into the archive."""
@@ -92,7 +94,7 @@ async def package_oci_image_bundle(
         Process(
             argv=tool.argv("bundle", "--out", output, *specs),
             input_digest=await Get(Digest, MergeDigests([tool.digest, *prefixed])),
-            append_only_caches=store.caches,
+            append_only_caches=store.caches_for(execution),
             output_files=(output,),
             description=f"Bundling {field_set.address}",
             level=LogLevel.INFO,

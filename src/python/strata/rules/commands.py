@@ -8,17 +8,23 @@ import json
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.addresses import Address
-from pants.engine.process import Process, ProcessCacheScope, ProcessResult
+from pants.engine.process import Process, ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException
 from pants.util.logging import LogLevel
 
 from strata.core.build.commands import FAKEROOT_RUNNERS, SANDBOX, runner_names
 from strata.core.build.spec import Commands
-from strata.rules.tool import ImageTool, InstalledBinary
+from strata.rules.processes import run_process
+from strata.rules.tool import BinaryOnThisMachine, FoundOnThisMachine, ImageTool
 from strata.subsystems import StrataSubsystem
+
+
+# Why build-time commands, and the layer Processes that run them, run on this machine, whatever
+# the environment: their programs are this machine's, found and fingerprinted here (the
+# fingerprints key the layer), and run in a user namespace of their own.
+NEEDS = "the build-time command tools found on this machine"
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,12 @@ class BuildCommands:
 async def find_command_tools(
     request: CommandsRequest, tool: ImageTool, strata: StrataSubsystem
 ) -> BuildCommands:
+    """The programs on this machine, where the layer Processes that run commands run."""
     runners = runner_names(bool(request.fake_root_commands))
     names = sorted({*request.tools, *runners})
     search_path = tuple(strata.command_search_paths)
     found = await MultiGet(
-        Get(InstalledBinary, BinaryPathRequest(binary_name=name, search_path=search_path))
-        for name in names
+        Get(FoundOnThisMachine, BinaryOnThisMachine(name, search_path, NEEDS)) for name in names
     )
     paths = {}
     for name, binary in zip(names, found):
@@ -55,8 +61,7 @@ async def find_command_tools(
     # in the layer's cache key: another build of any of them (a Debian upgrade) gives another
     # layer. Re-read once per pantsd, as Pants re-tests binaries it finds.
     fakeroot = ("--fakeroot", paths["fakeroot"]) if request.fake_root_commands else ()
-    result = await Get(
-        ProcessResult,
+    result = await run_process(
         Process(
             argv=tool.argv(
                 "command-files", "--host-program", paths[SANDBOX], *fakeroot,
@@ -67,6 +72,7 @@ async def find_command_tools(
             level=LogLevel.DEBUG,
             cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
         ),
+        here=NEEDS,
     )
     fingerprints = json.loads(result.stdout)
     programs = fingerprints["programs"]

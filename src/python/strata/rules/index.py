@@ -30,6 +30,7 @@ from strata.core.oci.layout import OCI_LAYOUT
 from strata.rules.blobs import BlobStoreLocation
 from strata.rules.image.assembly import AssembledImage, AssembleRequest, Blobs
 from strata.rules.image.field_set import OciImageFieldSet, output_file
+from strata.rules.processes import Execution
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import (
@@ -198,6 +199,7 @@ async def package_oci_image_index(
     tool: ImageTool,
     strata: StrataSubsystem,
     store: BlobStoreLocation,
+    execution: Execution,
 ) -> BuiltPackage:
     fmt = field_set.output_format.value
     output = output_file(field_set.output_path, fmt)
@@ -217,7 +219,7 @@ async def package_oci_image_index(
             Process(
                 argv=tool.argv("layout-archive", "--layout", _ARCHIVE_LAYOUT, "--out", output),
                 input_digest=await Get(Digest, MergeDigests([tool.digest, layout.digest])),
-                append_only_caches=store.caches,
+                append_only_caches=store.caches_for(execution),
                 output_files=(output,),
                 description=f"Archiving {field_set.address}",
                 level=LogLevel.INFO,

@@ -38,8 +38,9 @@ from strata.core.graph.layering import assign_layers
 from strata.rules.blobs import EMITS, SANDBOX_PATH, BlobStoreLocation, StoredBlob
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
+from strata.rules.commands import NEEDS as COMMANDS_NEED
 from strata.rules.nodes import NodeKind, StoreNode
-from strata.rules.processes import run_process, stderr_text
+from strata.rules.processes import Execution, run_process, stderr_text
 from strata.rules.tool import (
     BytecodeCompiler,
     BytecodeCompilerRequest,
@@ -119,7 +120,7 @@ class BuiltLayer:
     digest: Digest
     comment: str
     metadata: str  # layer.json, verbatim
-    blob: StoredBlob
+    blob: Optional[StoredBlob]  # None: the blob is a file beside layer.json
     nodes: Tuple[str, ...] = ()
     paths: Digest = EMPTY_DIGEST
 
@@ -311,9 +312,20 @@ async def _layer_command(
     return tool.layer_argv(*layer_args), {}
 
 
-async def _built_layer(process: Process, output: Digest, comment: str) -> BuiltLayer:
-    """The layer Process's output as a `BuiltLayer`: its layer.json, its blob's descriptor and
-    the Process that emits the blob's bytes, its path list."""
+async def _built_layer(
+    process: Process, output: Digest, comment: str, in_store: bool
+) -> BuiltLayer:
+    """The layer Process's output as a `BuiltLayer`: its layer.json, its path list, and, for a
+    blob it put into the blob store (`in_store`), its descriptor and the Process that emits its
+    bytes; else the blob is beside layer.json."""
+    if not in_store:
+        out, paths = await MultiGet(
+            Get(Digest, DigestSubset(output, PathGlobs([f"{_LAYER_OUT}/*"]))),
+            Get(Digest, DigestSubset(output, PathGlobs([LAYER_PATHS]))),
+        )
+        layer = await Get(Digest, RemovePrefix(out, _LAYER_OUT))
+        contents = await Get(DigestContents, DigestSubset(layer, PathGlobs(["layer.json"])))
+        return BuiltLayer(layer, comment, contents[0].content.decode(), None, paths=paths)
     out, paths, stamp = await MultiGet(
         Get(Digest, DigestSubset(output, PathGlobs([f"{_LAYER_OUT}/layer.json"]))),
         Get(Digest, DigestSubset(output, PathGlobs([LAYER_PATHS]))),
@@ -345,6 +357,7 @@ async def build_layer(
     tool: ImageTool,
     strata: StrataSubsystem,
     store: BlobStoreLocation,
+    execution: Execution,
 ) -> BuiltLayer:
     settings = request.settings
     zstd: Optional[str] = None
@@ -365,12 +378,16 @@ async def build_layer(
         MergeDigests([tool.layer_digest, spec_digest, request.inputs]),
     )
     argv, env = await _layer_command(request, tool)
+    # Build-time commands run on this machine (`commands.NEEDS`); elsewhere a remote worker
+    # has no blob store: there the blob is an output, beside layer.json.
+    here = COMMANDS_NEED if request.commands else None
+    in_store = here is not None or not execution.remote
     process = Process(
-        argv=(*argv, "--blob-store", SANDBOX_PATH),
+        argv=(*argv, "--blob-store", SANDBOX_PATH) if in_store else argv,
         env=env,
         input_digest=input_digest,
         immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
-        append_only_caches=store.caches,
+        append_only_caches=store.caches if in_store else None,
         output_directories=(_LAYER_OUT,),
         output_files=(LAYER_PATHS,),
         description=request.description,
@@ -381,8 +398,10 @@ async def build_layer(
         ),
         remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
     )
-    result = await run_process(process, partial(_unmatched_permissions, request.permissions))
-    return await _built_layer(process, result.output_digest, request.comment)
+    result = await run_process(
+        process, partial(_unmatched_permissions, request.permissions), here=here
+    )
+    return await _built_layer(process, result.output_digest, request.comment, in_store)
 
 
 def _unmatched_permissions(

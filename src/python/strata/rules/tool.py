@@ -13,12 +13,17 @@ from pants.core.util_rules.system_binaries import (
 )
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from strata import core as strata_core
 from strata.core.__main__ import layer_sources
+from strata.rules.processes import OnThisMachine
 from strata.subsystems import StrataSubsystem
+
+# The shell the lookups on this machine run.
+_SHELL = "/bin/sh"
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,50 @@ class InstalledBinary:
 async def find_binary(request: BinaryPathRequest) -> InstalledBinary:
     paths = await Get(BinaryPaths, BinaryPathRequest, request)
     return InstalledBinary(paths.first_path.path if paths.first_path else None)
+
+
+@dataclass(frozen=True)
+class BinaryOnThisMachine:
+    """A binary for Processes that run on this machine (`OnThisMachine`), looked up here
+    whatever the environment, with its output for `version_args`, if any."""
+
+    name: str
+    search_path: Tuple[str, ...]
+    needs: str  # what the Processes that use it need of this machine
+    version_args: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoundOnThisMachine:
+    path: Optional[str]
+    version: str = ""  # the binary's stdout for `version_args`
+
+
+_FIRST_EXECUTABLE = (
+    'name=$1; shift; for dir; do '
+    'if [ -f "$dir/$name" ] && [ -x "$dir/$name" ]; then echo "$dir/$name"; exit 0; fi; done'
+)
+
+
+@rule(desc="Finding a binary on this machine", level=LogLevel.DEBUG)
+async def find_binary_on_this_machine(request: BinaryOnThisMachine) -> FoundOnThisMachine:
+    """Looked up again once per pantsd, as Pants looks up binaries."""
+    found = await Get(ProcessResult, OnThisMachine(Process(
+        argv=(_SHELL, "-c", _FIRST_EXECUTABLE, "sh", request.name, *request.search_path),
+        description=f"Finding {request.name} on this machine",
+        level=LogLevel.DEBUG,
+        cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
+    ), request.needs))
+    path = found.stdout.decode().strip() or None
+    if path is None or not request.version_args:
+        return FoundOnThisMachine(path)
+    version = await Get(ProcessResult, OnThisMachine(Process(
+        argv=(path, *request.version_args),
+        description=f"Asking {path} its version",
+        level=LogLevel.DEBUG,
+        cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
+    ), request.needs))
+    return FoundOnThisMachine(path, version.stdout.decode(errors="replace").strip())
 
 
 async def _python(name: str, version_check: str, strata: StrataSubsystem) -> Optional[str]:

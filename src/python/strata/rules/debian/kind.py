@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Dict, Sequence, Tuple
 
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, MergeDigests
-from pants.engine.process import Process, ProcessResult
+from pants.engine.fs import Digest, MergeDigests, RemovePrefix
+from pants.engine.process import Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException, Target
 from pants.engine.unions import UnionMembership, UnionRule
@@ -32,6 +32,7 @@ from strata.rules.nodes import (
     StoreNodesRequest,
     image_platform_of,
 )
+from strata.rules.processes import run_process
 from strata.rules.tool import ImageTool
 from strata.target_types.debian import DebianPackagesTarget
 from strata.target_types.image_customisation import OciCaCertificatesField
@@ -95,6 +96,7 @@ class DebianCustomisationRequest(CustomisationRequest):
 
 
 _CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
+_OUT = "out"
 
 
 async def _ca_bundle(image: Address, nodes: Tuple[StoreNode, ...], tool: ImageTool) -> Digest:
@@ -105,19 +107,19 @@ async def _ca_bundle(image: Address, nodes: Tuple[StoreNode, ...], tool: ImageTo
             f"The `ca_certificates` field of {image} needs the `ca-certificates` Debian "
             "package in the image: add it to one of its `debian_packages` targets."
         )
-    result = await Get(
-        ProcessResult,
+    # Written below an output directory of its own: a worker may run the Process with its
+    # sandbox as `/`, where `etc/` is the worker's own.
+    out = f"{_OUT}/{_CA_BUNDLE}"
+    result = await run_process(
         Process(
-            argv=tool.argv(
-                "ca-bundle", "--deb", deb_path("ca-certificates"), "--out", _CA_BUNDLE
-            ),
+            argv=tool.argv("ca-bundle", "--deb", deb_path("ca-certificates"), "--out", out),
             input_digest=await Get(Digest, MergeDigests([tool.digest, package.digest])),
-            output_files=(_CA_BUNDLE,),
+            output_files=(out,),
             description=f"Generating the CA bundle of {image}",
             level=LogLevel.INFO,
-        ),
+        )
     )
-    return result.output_digest
+    return await Get(Digest, RemovePrefix(result.output_digest, _OUT))
 
 
 @rule(desc="Adding what an image's Debian packages need on top", level=LogLevel.DEBUG)

@@ -30,6 +30,7 @@ from pants.util.logging import LogLevel
 from strata.core.debian.index import debian_mirror
 from strata.core.debian.lock import check_lock
 from strata.rules.debian.subsystem import DebianSubsystem
+from strata.rules.processes import OnThisMachine
 from strata.rules.tool import ImageTool
 from strata.target_types.debian import (
     DebianArchitecturesField,
@@ -181,10 +182,11 @@ async def debian_lock(
 ) -> DebianLock:
     debian_targets = [t for t in targets if isinstance(t, DebianPackagesTarget)]
     mirror = _mirror(debian)
+    # On this machine, whatever the environment: its network and keyring.
     results = await MultiGet(
         Get(
             ProcessResult,
-            Process(
+            OnThisMachine(Process(
                 argv=tool.argv(
                     "debian-lock",
                     "--mirror", mirror,
@@ -201,7 +203,7 @@ async def debian_lock(
                 level=LogLevel.INFO,
                 # The index changes over time: look again on every run.
                 cache_scope=ProcessCacheScope.PER_SESSION,
-            ),
+            ), "this machine's network and Debian keyring"),
         )
         for t in debian_targets
     )

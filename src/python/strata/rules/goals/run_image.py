@@ -7,7 +7,6 @@ import shlex
 from typing import Tuple
 
 from pants.core.goals.run import RunRequest
-from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
@@ -21,7 +20,7 @@ from strata.rules.image.assembly import (
     read_image,
 )
 from strata.rules.image.field_set import OciImageFieldSet
-from strata.rules.tool import ImageTool, InstalledBinary
+from strata.rules.tool import BinaryOnThisMachine, FoundOnThisMachine, ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import Compression, OutputFormat
 
@@ -29,10 +28,11 @@ _RUN_LAYOUT = "image"
 
 
 async def _binary(name: str) -> str:
-    """The installed binary's path, or "" when it is not installed."""
+    """The binary's path on this machine, where `run` runs it, or "" when it is not
+    installed."""
     found = await Get(
-        InstalledBinary,
-        BinaryPathRequest(binary_name=name, search_path=["/usr/bin", "/usr/local/bin", "/bin"]),
+        FoundOnThisMachine,
+        BinaryOnThisMachine(name, ("/usr/bin", "/usr/local/bin", "/bin"), "its loader"),
     )
     return found.path or ""
 

@@ -43,6 +43,7 @@ from strata.rules.blobs import (
 )
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.field_set import OciImageFieldSet
+from strata.rules.processes import Execution
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, SbomSources
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
@@ -195,20 +196,28 @@ async def _metadata(output: Digest) -> dict:
     return json.loads(contents[0].content)
 
 
-def blobs_as(request: AssembleRequest, strata: StrataSubsystem) -> Blobs:
+def blobs_as(request: AssembleRequest, strata: StrataSubsystem, execution: Execution) -> Blobs:
+    """As asked, else as `[strata].dist` says; under remote execution an archive is a copy: it
+    is written by a Process that cannot reach the blob store."""
+    if execution.remote and not FORMATS[request.fmt].directory:
+        return Blobs.COPY
     return request.blobs or (Blobs.LINK if strata.links_dist() else Blobs.COPY)
 
 
 @rule(desc="Assembling an OCI image", level=LogLevel.DEBUG)
 async def assemble_image(
-    request: AssembleRequest, tool: ImageTool, strata: StrataSubsystem, store: BlobStoreLocation
+    request: AssembleRequest,
+    tool: ImageTool,
+    strata: StrataSubsystem,
+    store: BlobStoreLocation,
+    execution: Execution,
 ) -> AssembledImage:
     """An OCI layout is composed (`compose_oci_layout`) unless its blobs are to be copies; an
     archive is written by the `assemble` Process, into the blob store (then linked), or as a
     file (copied into Pants' store): that Process is also the archive blob's `emit`."""
     address = request.field_set.address
     inputs = await Get(ImageInputs, AssembleRequest, request)
-    blobs = blobs_as(request, strata)
+    blobs = blobs_as(request, strata, execution)
     fmt = FORMATS[request.fmt]
     if fmt.directory and blobs != Blobs.COPY:
         return await Get(AssembledImage, LayoutRequest(inputs, request.output, blobs))
@@ -224,7 +233,7 @@ async def assemble_image(
             "assemble", "--spec", SPEC, "--out", request.output, "--metadata", "image.json"
         ),
         input_digest=inputs.digest,
-        append_only_caches=store.caches,
+        append_only_caches=store.caches_for(execution),
         output_files=("image.json", *(() if directory else (request.output,))),
         output_directories=(request.output,) if directory else (),
         description=f"Assembling {address}",

@@ -15,7 +15,6 @@ from typing import Optional, Tuple
 
 from pants.core.target_types import FileSourceField
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
-from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths, BinaryPathTest
 from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
@@ -25,7 +24,7 @@ from pants.engine.fs import (
     MergeDigests,
     RemovePrefix,
 )
-from pants.engine.process import Process, ProcessResult
+from pants.engine.process import Process
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import DependenciesRequest, InvalidFieldException, Target, Targets
 from pants.util.logging import LogLevel
@@ -34,7 +33,7 @@ from strata.core.nix.spec import NixClosure
 from strata.rules.nix.subsystem import NixSubsystem
 from strata.rules.nodes import RootLink
 from strata.rules.processes import run_process, stderr_text
-from strata.rules.tool import ImageTool
+from strata.rules.tool import BinaryOnThisMachine, FoundOnThisMachine, ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.nix import (
     NixAttributesField,
@@ -53,6 +52,11 @@ _DB_OUT = "nix-db"
 _SHELL = "/bin/sh"
 
 
+# Why the Processes that build with Nix or read its store run on this machine, whatever the
+# environment: a remote worker has its own store, or none.
+NEEDS = "this machine's Nix store"
+
+
 def nar_path(store_path: str) -> str:
     """Where a store path's NAR is in its node's digest (and in a layer Process's sandbox)."""
     return f"{NAR_DIR}/{posixpath.basename(store_path)}.nar"
@@ -61,7 +65,7 @@ def nar_path(store_path: str) -> str:
 @dataclass(frozen=True)
 class NixTools:
     """Nix's binaries, if installed: `bin_dir` holds nix-build, nix and nix-store; `version`
-    fingerprints `nix-build --version`, for the cache key of a build."""
+    is what `nix-build --version` says, for the cache key of a build."""
 
     bin_dir: Optional[str]
     version: str
@@ -84,17 +88,14 @@ class NixToolsRequest:
 
 @rule(desc="Finding Nix", level=LogLevel.DEBUG)
 async def find_nix(_: NixToolsRequest, nix: NixSubsystem) -> NixTools:
-    paths = await Get(
-        BinaryPaths,
-        BinaryPathRequest(
-            binary_name="nix-build", search_path=nix.search_paths,
-            test=BinaryPathTest(["--version"]),
-        ),
+    """Nix on this machine, where the Processes that read its store run."""
+    found = await Get(
+        FoundOnThisMachine,
+        BinaryOnThisMachine("nix-build", tuple(nix.search_paths), NEEDS, ("--version",)),
     )
-    found = paths.first_path
-    if found is None:
+    if found.path is None:
         return NixTools(None, "", tuple(nix.search_paths))
-    return NixTools(posixpath.dirname(found.path), found.fingerprint, tuple(nix.search_paths))
+    return NixTools(posixpath.dirname(found.path), found.version, tuple(nix.search_paths))
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ async def resolve_nix_closure(
             # without the core's own prefix
             f"{stderr_text(failed).split('nix-closure: error: ', 1)[-1]}"
         ),
+        here=NEEDS,
     )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
     return ResolvedNixClosure(NixClosure.from_json(json.loads(content.content)))
@@ -219,6 +221,7 @@ async def copy_store_path(request: NarRequest, strata: StrataSubsystem) -> Store
             "machine's own and the path was deleted since (garbage-collected), build it again "
             "with `nix-store --realise` or `nix-build`, or run Pants with `--no-local-cache`."
         ),
+        here=NEEDS,
     )
     return StorePathNar(await Get(Digest, AddPrefix(result.output_digest, NAR_DIR)))
 
@@ -268,6 +271,7 @@ async def root_links(
             f"The `copy_to_root` field of nix_closure {request.owner} is invalid: "
             f"{stderr_text(failed)}"
         ),
+        here=NEEDS,  # it follows the roots' links in the store
     )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
     return RootLinks(tuple(
@@ -286,8 +290,7 @@ class NixDbRequest:
 
 @rule(desc="Writing a Nix database", level=LogLevel.DEBUG)
 async def nix_db(request: NixDbRequest, tool: ImageTool) -> Digest:
-    result = await Get(
-        ProcessResult,
+    result = await run_process(
         Process(
             argv=tool.argv(
                 "nix-db", "--closure", _CLOSURE, "--registration-time",
@@ -297,7 +300,7 @@ async def nix_db(request: NixDbRequest, tool: ImageTool) -> Digest:
             output_directories=(_DB_OUT,),
             description=f"Registering {len(request.closure.paths)} Nix store paths in a database",
             level=LogLevel.INFO,
-        ),
+        )
     )
     return await Get(Digest, RemovePrefix(result.output_digest, _DB_OUT))
 
