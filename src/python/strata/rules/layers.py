@@ -378,10 +378,12 @@ async def build_layer(
         MergeDigests([tool.layer_digest, spec_digest, request.inputs]),
     )
     argv, env = await _layer_command(request, tool)
-    # Build-time commands run on this machine (`commands.NEEDS`); elsewhere a remote worker
-    # has no blob store: there the blob is an output, beside layer.json.
+    # Build-time commands run on this machine (`commands.NEEDS`). Under remote execution the
+    # blob is an output, beside layer.json, wherever the Process runs: the Processes that read
+    # it (an archive's `assemble`, an index's `layout-archive`) run on a remote worker, which
+    # has no blob store, and get their blobs from their inputs.
     here = COMMANDS_NEED if request.commands else None
-    in_store = here is not None or not execution.remote
+    in_store = not execution.remote
     process = Process(
         argv=(*argv, "--blob-store", SANDBOX_PATH) if in_store else argv,
         env=env,

@@ -15,7 +15,6 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from pants.core.util_rules.system_binaries import BinaryPathRequest
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -29,9 +28,16 @@ from pants.engine.fs import (
     FileDigest,
     FileEntry,
     MergeDigests,
+    RemovePrefix,
     SymlinkEntry,
 )
-from pants.engine.process import Process, ProcessCacheScope, ProcessResult
+from pants.engine.process import (
+    FallibleProcessResult,
+    Process,
+    ProcessCacheScope,
+    ProcessResult,
+    ProductDescription,
+)
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionMembership
 from pants.testutil.option_util import create_subsystem
@@ -57,6 +63,7 @@ from strata.rules.image.assembly import (
     ImageInputs,
     LayoutRequest,
     assemble_image,
+    blobs_as,
     compose_oci_layout,
 )
 from strata.rules.image.bases import BaseRequest
@@ -83,7 +90,14 @@ from strata.rules.python.venv import (
     python_venv_customisation,
 )
 from strata.rules.sbom import Sbom, SbomRequest, SbomSources
-from strata.rules.tool import ImageTool, InstalledBinary, ZstdBinary, ZstdBinaryRequest
+from strata.rules.processes import Execution, OnThisMachine
+from strata.rules.tool import (
+    BinaryOnThisMachine,
+    FoundOnThisMachine,
+    ImageTool,
+    ZstdBinary,
+    ZstdBinaryRequest,
+)
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import OciImageTarget
 
@@ -129,7 +143,7 @@ def unexpected(request):
 ARCHIVE = {"digest": "sha256:" + "c" * 64, "size": 1234, "stamp": [7, 8, 9, 10, 11]}
 
 
-def assembled_by_process(fmt, output, reproducible, blobs, dist):
+def assembled_by_process(fmt, output, reproducible, blobs, dist, execution=Execution(False)):
     """assemble_image for an image the `assemble` Process writes: what it returned, the
     Processes it ran, the digest subsets and digests it made, and the blobs it ensured."""
     seen = {"processes": [], "subsets": [], "created": [], "ensured": []}
@@ -161,7 +175,8 @@ def assembled_by_process(fmt, output, reproducible, blobs, dist):
     inputs = dataclasses.replace(INPUTS_OF_ANY_IMAGE, reproducible=reproducible)
     result = run_rule_with_mocks(
         assemble_image,
-        rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7, dist=dist), STORE],
+        rule_args=[request, TOOL, strata(remote_cache_speculation_delay=7, dist=dist), STORE,
+                   execution],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), unexpected),
@@ -176,13 +191,18 @@ def assembled_by_process(fmt, output, reproducible, blobs, dist):
     return result, seen
 
 
-def assert_assemble_process(process, argv, output_files, output_directories, reproducible):
+def assert_assemble_process(
+    process, argv, output_files, output_directories, reproducible, *, remote=False
+):
     assert process.argv == (*CORE, "assemble", "--spec", "image-spec.json", *argv)
     assert process.input_digest == INPUTS
     assert set(process.output_files) == set(output_files)
     assert process.output_directories == output_directories
-    # It reads the layers' blobs from the blob store.
-    assert process.append_only_caches == FrozenDict({"strata_blobs": ".strata-blobs"})
+    # It reads the layers' blobs from the blob store; a remote worker has none (its inputs
+    # hold the blobs).
+    assert process.append_only_caches == (
+        FrozenDict() if remote else FrozenDict({"strata_blobs": ".strata-blobs"})
+    )
     # A build with a "now" timestamp is redone in each session, never cached.
     assert process.cache_scope == (
         ProcessCacheScope.SUCCESSFUL if reproducible else ProcessCacheScope.PER_SESSION
@@ -255,6 +275,83 @@ def test_a_copied_image_is_written_as_files_by_the_assemble_process(
     assert seen["subsets"] == [(output, f"{output}/**")]
     assert seen["created"] == []
     assert assembled == AssembledImage(Digest("5" * 64, 5), {"layers": []})
+
+
+@pytest.mark.parametrize("fmt, output", ARCHIVES)
+@pytest.mark.parametrize("blobs, dist", [
+    (None, "link"), (None, "copy"), (Blobs.LINK, "link"), (Blobs.SANDBOX, "link"),
+    (Blobs.COPY, "link"),
+])
+def test_under_remote_execution_an_archive_is_a_copy_written_with_no_blob_store(
+    fmt, output, blobs, dist
+) -> None:
+    """A remote worker has no blob store: whatever `[strata].dist` or the request says, the
+    `assemble` Process writes the archive as a file at `--out`, with no named cache, and the
+    output is that file, not a symlink into the store."""
+    assembled, seen = assembled_by_process(
+        fmt, output, True, blobs, dist, execution=Execution(True)
+    )
+    (process,) = seen["processes"]
+    assert_assemble_process(
+        process, ("--out", output, "--metadata", "image.json"), (output, "image.json"), (),
+        True, remote=True,
+    )
+    assert process.append_only_caches == FrozenDict()
+    assert seen["ensured"] == [INPUTS_OF_ANY_IMAGE.blobs]  # no archive blob put in the store
+    assert seen["subsets"] == [(output, f"{output}/**")]
+    assert seen["created"] == []  # no symlink
+    assert assembled == AssembledImage(Digest("5" * 64, 5), {"layers": []})
+
+
+@pytest.mark.parametrize("blobs, dist, layout", [
+    (None, "link", Blobs.LINK), (Blobs.LINK, "copy", Blobs.LINK),
+    (Blobs.SANDBOX, "link", Blobs.SANDBOX),
+])
+def test_under_remote_execution_an_oci_layout_is_still_composed(blobs, dist, layout) -> None:
+    """An OCI layout is composed by digest operations here, as without remote execution."""
+    layouts = []
+
+    def compose(request: LayoutRequest) -> AssembledImage:
+        layouts.append(request)
+        return AssembledImage(OUTPUT, {"layers": []})
+
+    request = AssembleRequest(OciImageFieldSet.create(image()), "oci", "dist/image", blobs=blobs)
+    assembled = run_rule_with_mocks(
+        assemble_image,
+        rule_args=[request, TOOL, strata(dist=dist), STORE, Execution(True)],
+        mock_gets=[
+            MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
+            MockGet(AssembledImage, (LayoutRequest,), compose),
+            MockGet(DigestEntries, (Digest,), unexpected),
+            MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),
+            MockGet(ProcessResult, (Process,), unexpected),
+            MockGet(Digest, (DigestSubset,), unexpected),
+            MockGet(DigestContents, (DigestSubset,), unexpected),
+            MockGet(Digest, (CreateDigest,), unexpected),
+        ],
+    )
+    assert layouts == [LayoutRequest(INPUTS_OF_ANY_IMAGE, "dist/image", layout)]
+    assert assembled == AssembledImage(OUTPUT, {"layers": []})
+
+
+@pytest.mark.parametrize("remote", [False, True])
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive", "rootfs", "oci"])
+@pytest.mark.parametrize("blobs, dist, expected", [
+    # [strata].dist decides, unless the request does.
+    (None, "link", Blobs.LINK),
+    (None, "copy", Blobs.COPY),
+    (Blobs.LINK, "copy", Blobs.LINK),
+    (Blobs.SANDBOX, "copy", Blobs.SANDBOX),
+    (Blobs.COPY, "link", Blobs.COPY),
+])
+def test_blobs_as(remote, fmt, blobs, dist, expected) -> None:
+    """Under remote execution an archive is always a copy (its Process has no blob store); a
+    directory is as without it."""
+    request = AssembleRequest(OciImageFieldSet.create(image()), fmt, "out", blobs=blobs)
+    archive = fmt != "oci"
+    assert blobs_as(request, strata(dist=dist), Execution(remote)) == (
+        Blobs.COPY if remote and archive else expected
+    )
 
 
 def image_inputs(root, store) -> tuple:
@@ -352,7 +449,7 @@ def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_pro
     inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES, layer_blobs, str(store))
     assembled = run_rule_with_mocks(
         assemble_image,
-        rule_args=[request, TOOL, strata(dist="link"), STORE],
+        rule_args=[request, TOOL, strata(dist="link"), STORE, Execution(False)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), compose),
@@ -413,7 +510,7 @@ def test_a_descriptor_is_written_with_no_process_and_its_layers_blobs_ensured(tm
     inputs = ImageInputs(INPUTS, CONTENT, True, SBOM_SOURCES, layer_blobs, str(store))
     assembled = run_rule_with_mocks(
         assemble_image,
-        rule_args=[request, TOOL, strata(), STORE],
+        rule_args=[request, TOOL, strata(), STORE, Execution(False)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), lambda r: inputs),
             MockGet(AssembledImage, (LayoutRequest,), unexpected),
@@ -436,9 +533,12 @@ def test_a_descriptor_is_written_with_no_process_and_its_layers_blobs_ensured(tm
 def loader_paths(found: dict):
     searched = []
 
-    def paths(request: BinaryPathRequest) -> InstalledBinary:
-        searched.append(request.binary_name)
-        return InstalledBinary(found.get(request.binary_name))
+    def paths(request: BinaryOnThisMachine) -> FoundOnThisMachine:
+        # Looked up on this machine, where `run` runs the loader.
+        assert request.search_path == ("/usr/bin", "/usr/local/bin", "/bin")
+        assert request.needs == "its loader"
+        searched.append(request.name)
+        return FoundOnThisMachine(found.get(request.name))
 
     return searched, paths
 
@@ -484,7 +584,7 @@ def test_run_streams_a_docker_archive_into_the_loader(loader, found, searched, c
         rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader=loader, load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), inputs),
-            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
+            MockGet(FoundOnThisMachine, (BinaryOnThisMachine,), paths),
             MockGet(AssembledImage, (AssembleRequest,), unexpected),
             MockGet(EnsuredBlobs, (EnsureBlobs,), ensure),
             *NO_IMAGE_READ,
@@ -529,7 +629,7 @@ def test_podman_gets_an_oci_layout_through_skopeo(repo_tag, name) -> None:
         rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="auto", load_only=True)],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
-            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
+            MockGet(FoundOnThisMachine, (BinaryOnThisMachine,), paths),
             MockGet(AssembledImage, (AssembleRequest,), layout),
             MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),  # the layout's composition's
             *NO_IMAGE_READ,
@@ -557,7 +657,7 @@ def test_run_loads_then_runs_the_image_with_run_args_and_the_arguments_after_das
                    strata(loader="auto", run_args=["--network=none", "--env=A=b c"])],
         mock_gets=[
             MockGet(ImageInputs, (AssembleRequest,), unexpected),
-            MockGet(InstalledBinary, (BinaryPathRequest,), paths),
+            MockGet(FoundOnThisMachine, (BinaryOnThisMachine,), paths),
             MockGet(AssembledImage, (AssembleRequest,),
                     lambda r: AssembledImage(OUTPUT, {"repo_tag": "app/image:v1"})),
             MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),
@@ -583,7 +683,7 @@ def test_run_with_a_missing_chosen_loader_is_an_error() -> None:
             rule_args=[OciImageFieldSet.create(image()), TOOL, strata(loader="docker")],
             mock_gets=[
                 MockGet(ImageInputs, (AssembleRequest,), lambda r: INPUTS_OF_ANY_IMAGE),
-                MockGet(InstalledBinary, (BinaryPathRequest,), paths),
+                MockGet(FoundOnThisMachine, (BinaryOnThisMachine,), paths),
                 MockGet(AssembledImage, (AssembleRequest,), unexpected),
                 MockGet(EnsuredBlobs, (EnsureBlobs,), unexpected),
                 *NO_IMAGE_READ,
@@ -602,8 +702,11 @@ LAYER_PATHS = Digest("5" * 64, 5)
 # for spec_of's images (no `ca_certificates`, no `include_nix_db`).
 KIND_CUSTOMISATIONS = {
     DebianCustomisationRequest: (debian_customisation, [TOOL], [
-        MockGet(ProcessResult, (Process,), unexpected),
+        MockGet(FallibleProcessResult, (Process,), unexpected),
+        MockGet(FallibleProcessResult, (OnThisMachine,), unexpected),
+        MockGet(ProcessResult, (FallibleProcessResult, ProductDescription), unexpected),
         MockGet(Digest, (MergeDigests,), unexpected),
+        MockGet(Digest, (RemovePrefix,), unexpected),
     ]),
     NixCustomisationRequest: (nix_customisation, [], [
         MockGet(Digest, (NixDbRequest,), unexpected),
