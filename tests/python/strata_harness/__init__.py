@@ -18,7 +18,7 @@ from strata_harness.dockerd import Dockerd
 from strata_harness.podman import Podman
 from strata_harness.pushes import Push, pushes, upload_posts
 from strata_harness.registry import Registry, start_registry
-from strata_harness.scratch import ScratchRepo, ran_processes
+from strata_harness.scratch import ScratchRepo, counters, ran_processes
 from strata_harness.served import serve_directory
 from strata_harness.tools import require_tool, run_tool
 
@@ -33,6 +33,7 @@ __all__ = [
     "ScratchRepo",
     "Symlink",
     "assert_valid_image",
+    "counters",
     "image_format",
     "layer_tar",
     "make_busybox_image",

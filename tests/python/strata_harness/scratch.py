@@ -28,7 +28,7 @@ MAIN_KEYS = {
 # Pants logs "Completed: <description>" (at INFO, the default level of a Process) for each
 # process that actually executed, and nothing for a process whose result came from the cache.
 _COMPLETED = re.compile(r"^[\d:.]+ \[[A-Z]+\] Completed: (.*)$", re.MULTILINE)
-_EXECUTED = re.compile(r"^\s*local_execution_requests: (\d+)$", re.MULTILINE)
+_COUNTER = re.compile(r"^\s+([a-z_]+): (\d+)$", re.MULTILINE)
 
 
 def strata_root() -> Path:
@@ -110,14 +110,19 @@ def ran_processes(output: str | subprocess.CompletedProcess[str], prefix: str = 
     return [d for d in _COMPLETED.findall(text) if d.startswith(prefix)]
 
 
+def counters(output: str | subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The counters `--stats-log` prints at the end of a run ("Counters:", then one
+    "  name: value" line each), by name."""
+    text = output if isinstance(output, str) else output.stderr
+    start = text.rfind("Counters:")
+    assert start != -1, f"no --stats-log counters in:\n{text[-4000:]}"
+    return {name: int(value) for name, value in _COUNTER.findall(text[start:])}
+
+
 def executed_processes(output: str | subprocess.CompletedProcess[str]) -> int:
     """How many processes a Pants run executed (cache misses, at any log level), from the
     counters `--stats-log` prints."""
-    text = output if isinstance(output, str) else output.stderr
-    match = _EXECUTED.search(text)
-    if match is None:
-        raise AssertionError("no `local_execution_requests` counter: was the run --stats-log?")
-    return int(match.group(1))
+    return counters(output)["local_execution_requests"]
 
 
 class ScratchRepo:

@@ -6,7 +6,6 @@ same sources reading it, runs no layer process and gets a byte-identical image."
 from __future__ import annotations
 
 import hashlib
-import re
 import subprocess
 import time
 import uuid
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from strata_harness import ScratchRepo, assert_valid_image, ran_processes
+from strata_harness import ScratchRepo, assert_valid_image, counters, ran_processes
 from strata_harness.buildgrid import BuildGrid, start_buildgrid
 from strata_harness.demo import demo_repo
 
@@ -23,21 +22,12 @@ ASSEMBLY = "Assembling app:image"
 # A writer also runs each blob's emit Process (its bytes, copied from the blob store), so that
 # a reader with an empty blob store gets them from the cache.
 EMITS = ": its bytes"
-# `--stats-log` ends a run with "Counters:" followed by one "  name: value" line per counter.
-_COUNTER = re.compile(r"^\s+([a-z_]+): (\d+)$", re.MULTILINE)
 
 
 @pytest.fixture
 def buildgrid(tmp_path: Path):
     with start_buildgrid(tmp_path / "buildgrid") as server:
         yield server
-
-
-def counters(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    text = result.stderr
-    start = text.rfind("Counters:")
-    assert start != -1, f"no --stats-log counters in:\n{text[-4000:]}"
-    return {name: int(value) for name, value in _COUNTER.findall(text[start:])}
 
 
 def remote_counters(stats: dict[str, int]) -> dict[str, int]:
