@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
-from pants.engine.fs import AddPrefix, Digest, MergeDigests
+from pants.engine.fs import AddPrefix, Digest, MergeDigests, RemovePrefix
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import InvalidFieldException
@@ -19,7 +19,7 @@ from strata.rules.blobs import BlobStoreLocation, EnsureBlobs, EnsuredBlobs
 from strata.rules.image.assembly import AssembleRequest, ImageInputs, read_image, spec_path
 from strata.rules.image.field_set import output_file
 from strata.rules.index import image_field_sets
-from strata.rules.processes import Execution
+from strata.rules.processes import OUTPUT_DIR, Execution
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import Compression, OciImageOutputPathField, OutputFormat
@@ -89,13 +89,14 @@ async def package_oci_image_bundle(
     output = output_file(field_set.output_path, _DOCKER_ARCHIVE)
     specs = [arg for d in dirs for arg in ("--spec", spec_path(d))]
     await Get(EnsuredBlobs, EnsureBlobs(tuple(b for each in inputs for b in each.blobs)))
+    written = f"{OUTPUT_DIR}/{output}"
     result = await Get(
         ProcessResult,
         Process(
-            argv=tool.argv("bundle", "--out", output, *specs),
+            argv=tool.argv("bundle", "--out", written, *specs),
             input_digest=await Get(Digest, MergeDigests([tool.digest, *prefixed])),
             append_only_caches=store.caches_for(execution),
-            output_files=(output,),
+            output_files=(written,),
             description=f"Bundling {field_set.address}",
             level=LogLevel.INFO,
             cache_scope=(
@@ -106,7 +107,7 @@ async def package_oci_image_bundle(
         ),
     )
     return BuiltPackage(
-        result.output_digest,
+        await Get(Digest, RemovePrefix(result.output_digest, OUTPUT_DIR)),
         (BuiltPackageArtifact(output, extra_log_lines=_summary(tuple(images))),),
     )
 

@@ -15,6 +15,7 @@ from pants.engine.fs import (
     FileContent,
     MergeDigests,
     PathGlobs,
+    RemovePrefix,
 )
 from pants.engine.process import Process, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
@@ -30,7 +31,7 @@ from strata.core.oci.layout import OCI_LAYOUT
 from strata.rules.blobs import BlobStoreLocation
 from strata.rules.image.assembly import AssembledImage, AssembleRequest, Blobs
 from strata.rules.image.field_set import OciImageFieldSet, output_file
-from strata.rules.processes import Execution
+from strata.rules.processes import OUTPUT_DIR, Execution
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.image import (
@@ -214,19 +215,20 @@ async def package_oci_image_index(
     digest = layout.digest
     if not directory:
         # One streaming pass over the composed layout, in the core's archive order.
+        written = f"{OUTPUT_DIR}/{output}"
         result = await Get(
             ProcessResult,
             Process(
-                argv=tool.argv("layout-archive", "--layout", _ARCHIVE_LAYOUT, "--out", output),
+                argv=tool.argv("layout-archive", "--layout", _ARCHIVE_LAYOUT, "--out", written),
                 input_digest=await Get(Digest, MergeDigests([tool.digest, layout.digest])),
                 append_only_caches=store.caches_for(execution),
-                output_files=(output,),
+                output_files=(written,),
                 description=f"Archiving {field_set.address}",
                 level=LogLevel.INFO,
                 remote_cache_speculation_delay_millis=strata.remote_cache_speculation_delay,
             ),
         )
-        digest = result.output_digest
+        digest = await Get(Digest, RemovePrefix(result.output_digest, OUTPUT_DIR))
     repository = field_set.repository.value_or_default(field_set.address)
     return BuiltPackage(
         digest,

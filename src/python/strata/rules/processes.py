@@ -22,6 +22,12 @@ from pants.engine.process import (
 from pants.engine.rules import Get, collect_rules, rule
 
 
+# Where a Process writes an output whose path a user chose (dist/'s, from a target's address or
+# `output_path`): below a directory of its own, never at a top-level name such as `etc/`,
+# `usr/` or `bin/`, which a worker that runs an action with its sandbox as `/` mounts over.
+OUTPUT_DIR = "out"
+
+
 @dataclass(frozen=True)
 class Execution:
     """Where the current environment runs a Process: `remote` is True under remote execution

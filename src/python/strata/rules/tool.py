@@ -19,11 +19,30 @@ from pants.util.logging import LogLevel
 
 from strata import core as strata_core
 from strata.core.__main__ import layer_sources
-from strata.rules.processes import OnThisMachine
+from strata.core.build.program import INTERPRETER_OPTION
+from strata.rules.processes import Execution, OnThisMachine
 from strata.subsystems import StrataSubsystem
 
-# The shell the lookups on this machine run.
-_SHELL = "/bin/sh"
+# The shell of the Processes that run a command line, the lookups on this machine among them.
+SHELL = "/bin/sh"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A CPython that runs the core, as found where its Processes run (on a remote worker under
+    remote execution): its path and its `sys.version`. Every Process it runs names both in
+    its command line, so a cache key holds the interpreter's build, not only its path, and
+    the core refuses to run under another (strata.core.build.program.check_interpreter)."""
+
+    path: str
+    version: str
+
+    def argv(self, *args: str, ignore_environment: bool = True) -> Tuple[str, ...]:
+        # -E/-s/-S: no environment variable, user or system site-packages (nor the .pth files
+        # there, which run code at startup) may change the output, the cache key or the speed.
+        flags = ("-E",) if ignore_environment else ()
+        return (self.path, *flags, "-s", "-S", "-B",
+                "-X", f"{INTERPRETER_OPTION}={self.version}", *args)
 
 
 @dataclass(frozen=True)
@@ -32,21 +51,14 @@ class ImageTool:
 
     digest: Digest  # the whole core
     layer_digest: Digest  # just what writing a layer needs (`layer_sources`)
-    python: str
+    python: Interpreter
 
     def argv(self, *args: str) -> Tuple[str, ...]:
-        # -E/-s/-S: no environment variable, user or system site-packages (nor the .pth files
-        # there, which run code at startup) may change the output, the cache key or the speed.
-        return (self.python, "-E", *_CORE_ARGS, *args)
+        return self.python.argv("-m", "strata.core", *args)
 
     def layer_argv(self, *args: str) -> Tuple[str, ...]:
         """The layer step's command line, which runs with `layer_digest` alone."""
-        return (self.python, "-E", *_LAYER_ARGS, *args)
-
-
-_FLAGS = ("-s", "-S", "-B")
-_CORE_ARGS = (*_FLAGS, "-m", "strata.core")
-_LAYER_ARGS = (*_FLAGS, "-m", "strata.core.build")
+        return self.python.argv("-m", "strata.core.build", *args)
 
 
 @dataclass(frozen=True)
@@ -55,11 +67,11 @@ class BytecodeCompiler:
     the layer step that compiles it, with a fixed hash seed: set-typed constants are marshalled
     in hash order, so a random seed would give different bytes each time."""
 
-    python: str
+    python: Interpreter
 
     def layer_argv(self, *args: str) -> Tuple[str, ...]:
         # Without -E, which would ignore PYTHONHASHSEED: a Process's environment is only `env()`.
-        return (self.python, *_LAYER_ARGS, *args)
+        return self.python.argv("-m", "strata.core.build", *args, ignore_environment=False)
 
     @staticmethod
     def env() -> Dict[str, str]:
@@ -133,7 +145,7 @@ _FIRST_EXECUTABLE = (
 async def find_binary_on_this_machine(request: BinaryOnThisMachine) -> FoundOnThisMachine:
     """Looked up again once per pantsd, as Pants looks up binaries."""
     found = await Get(ProcessResult, OnThisMachine(Process(
-        argv=(_SHELL, "-c", _FIRST_EXECUTABLE, "sh", request.name, *request.search_path),
+        argv=(SHELL, "-c", _FIRST_EXECUTABLE, "sh", request.name, *request.search_path),
         description=f"Finding {request.name} on this machine",
         level=LogLevel.DEBUG,
         cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
@@ -150,9 +162,13 @@ async def find_binary_on_this_machine(request: BinaryOnThisMachine) -> FoundOnTh
     return FoundOnThisMachine(path, version.stdout.decode(errors="replace").strip())
 
 
-async def _python(name: str, version_check: str, strata: StrataSubsystem) -> Optional[str]:
+async def _python(
+    name: str, version_check: str, strata: StrataSubsystem, execution: Execution
+) -> Optional[Interpreter]:
     """The first `name` of `[strata].python_search_paths` whose `sys.version_info` passes
-    `version_check`, or None."""
+    `version_check`, with its `sys.version`, or None. Looked up where the Processes it runs
+    run (on a remote worker under remote execution), again once per pantsd, as Pants looks up
+    binaries."""
     found = await Get(
         InstalledBinary,
         BinaryPathRequest(
@@ -164,11 +180,23 @@ async def _python(name: str, version_check: str, strata: StrataSubsystem) -> Opt
             ),
         ),
     )
-    return found.path
+    if found.path is None:
+        return None
+    version = await Get(ProcessResult, Process(
+        argv=(found.path, "-E", "-s", "-S", "-c", "import sys; sys.stdout.write(sys.version)"),
+        description=f"Asking {found.path} its version",
+        level=LogLevel.DEBUG,
+        cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL,
+    ))
+    return Interpreter(found.path, version.stdout.decode())
+
+
+def _where(execution: Execution) -> str:
+    return "on the remote execution workers" if execution.remote else "on this machine"
 
 
 @rule(desc="Finding Strata's image tool", level=LogLevel.DEBUG)
-async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
+async def find_image_tool(strata: StrataSubsystem, execution: Execution) -> ImageTool:
     core_dir = Path(strata_core.__file__).parent
     package = FileContent("strata/__init__.py", b"")
     modules = {
@@ -177,10 +205,10 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
         )
         for source in sorted(core_dir.rglob("*.py"))
     }
-    python = await _python("python3", ">= (3, 9)", strata)
+    python = await _python("python3", ">= (3, 9)", strata, execution)
     if python is None:
         raise EnvironmentError(
-            "Strata needs CPython 3.9 or newer as `python3` in one of "
+            f"Strata needs CPython 3.9 or newer as `python3` {_where(execution)}, in one of "
             f"{list(strata.python_search_paths)} ([strata].python_search_paths)."
         )
     digest, layer_digest = await MultiGet(
@@ -192,15 +220,18 @@ async def find_image_tool(strata: StrataSubsystem) -> ImageTool:
 
 @rule(desc="Finding a CPython to compile bytecode", level=LogLevel.DEBUG)
 async def find_bytecode_compiler(
-    request: BytecodeCompilerRequest, strata: StrataSubsystem
+    request: BytecodeCompilerRequest, strata: StrataSubsystem, execution: Execution
 ) -> BytecodeCompiler:
     major, minor = request.version.split(".")
-    python = await _python(f"python{request.version}", f"[:2] == ({major}, {minor})", strata)
+    python = await _python(
+        f"python{request.version}", f"[:2] == ({major}, {minor})", strata, execution
+    )
     if python is None:
         raise EnvironmentError(
             f"Compiling bytecode for a CPython {request.version} venv needs `python"
-            f"{request.version}` on this machine, in one of {list(strata.python_search_paths)} "
-            "([strata].python_search_paths), or set the venv's `bytecode` field to `none`."
+            f"{request.version}` {_where(execution)}, in one of "
+            f"{list(strata.python_search_paths)} ([strata].python_search_paths), or set the "
+            "venv's `bytecode` field to `none`."
         )
     return BytecodeCompiler(python)
 

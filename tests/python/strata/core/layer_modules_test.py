@@ -143,15 +143,42 @@ ARGVS = (("--spec", "layer-spec.json", "--out", "out-layer"),
          ("--spec", "nar-spec.json", "--out", "out-nar"))
 
 
+def interpreter_version(python: str) -> str:
+    return subprocess.run(
+        [python, "-E", "-s", "-S", "-c", "import sys; sys.stdout.write(sys.version)"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+
+
 def test_tree_deb_and_venv_layers_run_with_only_the_layer_sources(tmp_path):
     sandbox = layer_sandbox(tmp_path)
+    keyed = f"strata_python={interpreter_version(python3())}"
     for argv in ARGVS:  # exactly as the rules run them (strata.rules.tool.ImageTool.layer_argv)
         done = subprocess.run(
-            [python3(), "-E", "-s", "-S", "-B", "-m", "strata.core.build", *argv],
+            [python3(), "-E", "-s", "-S", "-B", "-X", keyed, "-m", "strata.core.build", *argv],
             cwd=sandbox, env={}, capture_output=True, text=True,
         )
         assert (done.returncode, done.stderr) == (0, ""), argv
         assert json.loads((sandbox / argv[-1] / "layer.json").read_text())["entries"] > 0
+
+
+def test_a_layer_keyed_on_another_interpreter_build_is_refused(tmp_path):
+    """A worker whose CPython at the keyed path is another build than the one Strata found
+    there (where it looked it up) must not answer for that key: the Process fails, saying
+    which interpreters differ, and writes nothing."""
+    sandbox = layer_sandbox(tmp_path)
+    other = "3.11.0 (main, Jan 10 2000, 00:00:00) [another build]"
+    done = subprocess.run(
+        [python3(), "-E", "-s", "-S", "-B", "-X", f"strata_python={other}",
+         "-m", "strata.core.build", *ARGVS[0]],
+        cwd=sandbox, env={}, capture_output=True, text=True,
+    )
+    assert done.returncode == 1
+    assert f"keyed on the CPython {other!r}" in done.stderr
+    # (the one-line report collapses runs of spaces, as in "Jan  1")
+    assert repr(" ".join(interpreter_version(python3()).split())) in done.stderr
+    assert "Building with remote execution" in done.stderr
+    assert not (sandbox / ARGVS[0][-1]).exists()
 
 
 def test_tree_deb_and_venv_layers_import_every_layer_source(tmp_path):

@@ -95,6 +95,7 @@ from strata.rules.tool import (
     BinaryOnThisMachine,
     FoundOnThisMachine,
     ImageTool,
+    Interpreter,
     ZstdBinary,
     ZstdBinaryRequest,
 )
@@ -102,8 +103,12 @@ from strata.subsystems import StrataSubsystem
 from strata.target_types.image import OciImageTarget
 
 ADDRESS = Address("app", target_name="image")
-TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
-CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
+PYTHON_VERSION = "3.11.2 (main) [GCC]"
+TOOL = ImageTool(
+    Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION)
+)
+CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-X", f"strata_python={PYTHON_VERSION}", "-m",
+        "strata.core")
 INPUTS = Digest("3" * 64, 3)
 CONTENT = Digest("9" * 64, 9)
 SBOM_SOURCES = SbomSources((), (), None, "1970-01-01T00:00:01Z", FrozenDict())
@@ -146,7 +151,7 @@ ARCHIVE = {"digest": "sha256:" + "c" * 64, "size": 1234, "stamp": [7, 8, 9, 10, 
 def assembled_by_process(fmt, output, reproducible, blobs, dist, execution=Execution(False)):
     """assemble_image for an image the `assemble` Process writes: what it returned, the
     Processes it ran, the digest subsets and digests it made, and the blobs it ensured."""
-    seen = {"processes": [], "subsets": [], "created": [], "ensured": []}
+    seen = {"processes": [], "subsets": [], "created": [], "ensured": [], "unprefixed": []}
 
     def run(process: Process) -> SimpleNamespace:
         seen["processes"].append(process)
@@ -163,6 +168,10 @@ def assembled_by_process(fmt, output, reproducible, blobs, dist, execution=Execu
     def ensure(request: EnsureBlobs) -> EnsuredBlobs:
         seen["ensured"].append(request.blobs)
         return EnsuredBlobs(())
+
+    def unprefix(request: RemovePrefix) -> Digest:
+        seen["unprefixed"].append(request)
+        return Digest("7" * 64, 7)
 
     def metadata(request: DigestSubset) -> DigestContents:
         assert request.digest == OUTPUT and request.globs.globs == ("image.json",)
@@ -186,6 +195,7 @@ def assembled_by_process(fmt, output, reproducible, blobs, dist, execution=Execu
             MockGet(Digest, (DigestSubset,), subset),
             MockGet(DigestContents, (DigestSubset,), metadata),
             MockGet(Digest, (CreateDigest,), create),
+            MockGet(Digest, (RemovePrefix,), unprefix),
         ],
     )
     return result, seen
@@ -241,14 +251,15 @@ def test_an_archive_is_written_into_the_blob_store_and_linked(
     assert inputs_blobs == INPUTS_OF_ANY_IMAGE.blobs  # the blobs the Process reads, first
     assert (blob.digest, blob.size, blob.stamp) == (ARCHIVE["digest"], 1234, (7, 8, 9, 10, 11))
     assert blob.what == f"the {fmt} of app:image"
-    assert blob.emitted == output
+    # Written below an output directory of its own (some workers mount over `etc/`, ...).
+    assert blob.emitted == f"out/{output}"
     assert blob.emit.description == "Assembling app:image: its bytes"  # named apart
     assert_assemble_process(
-        blob.emit, ("--out", output, "--metadata", "image.json"), (output, "image.json"), (),
-        reproducible,
+        blob.emit, ("--out", f"out/{output}", "--metadata", "image.json"),
+        (f"out/{output}", "image.json"), (), reproducible,
     )
     assert seen["created"] == [SymlinkEntry(output, target)]
-    assert seen["subsets"] == []
+    assert seen["subsets"] == seen["unprefixed"] == []
     # The archive's descriptor is the store's business, not the metadata's.
     assert assembled == AssembledImage(Digest("6" * 64, 6), {"layers": []})
 
@@ -266,15 +277,17 @@ def test_a_copied_image_is_written_as_files_by_the_assemble_process(
     assembled, seen = assembled_by_process(fmt, output, reproducible, blobs, dist)
     (process,) = seen["processes"]
     directory = fmt == "oci"
+    written = f"out/{output}"  # below an output directory of its own, then moved up
     assert_assemble_process(
-        process, ("--out", output, "--metadata", "image.json"),
-        ("image.json",) if directory else (output, "image.json"),
-        (output,) if directory else (), reproducible,
+        process, ("--out", written, "--metadata", "image.json"),
+        ("image.json",) if directory else (written, "image.json"),
+        (written,) if directory else (), reproducible,
     )
     assert seen["ensured"] == [INPUTS_OF_ANY_IMAGE.blobs]
-    assert seen["subsets"] == [(output, f"{output}/**")]
+    assert seen["subsets"] == [(written, f"{written}/**")]
+    assert seen["unprefixed"] == [RemovePrefix(Digest("5" * 64, 5), "out")]
     assert seen["created"] == []
-    assert assembled == AssembledImage(Digest("5" * 64, 5), {"layers": []})
+    assert assembled == AssembledImage(Digest("7" * 64, 7), {"layers": []})
 
 
 @pytest.mark.parametrize("fmt, output", ARCHIVES)
@@ -292,15 +305,17 @@ def test_under_remote_execution_an_archive_is_a_copy_written_with_no_blob_store(
         fmt, output, True, blobs, dist, execution=Execution(True)
     )
     (process,) = seen["processes"]
+    written = f"out/{output}"
     assert_assemble_process(
-        process, ("--out", output, "--metadata", "image.json"), (output, "image.json"), (),
+        process, ("--out", written, "--metadata", "image.json"), (written, "image.json"), (),
         True, remote=True,
     )
     assert process.append_only_caches == FrozenDict()
     assert seen["ensured"] == [INPUTS_OF_ANY_IMAGE.blobs]  # no archive blob put in the store
-    assert seen["subsets"] == [(output, f"{output}/**")]
+    assert seen["subsets"] == [(written, f"{written}/**")]
+    assert seen["unprefixed"] == [RemovePrefix(Digest("5" * 64, 5), "out")]
     assert seen["created"] == []  # no symlink
-    assert assembled == AssembledImage(Digest("5" * 64, 5), {"layers": []})
+    assert assembled == AssembledImage(Digest("7" * 64, 7), {"layers": []})
 
 
 @pytest.mark.parametrize("blobs, dist, layout", [
@@ -328,6 +343,7 @@ def test_under_remote_execution_an_oci_layout_is_still_composed(blobs, dist, lay
             MockGet(Digest, (DigestSubset,), unexpected),
             MockGet(DigestContents, (DigestSubset,), unexpected),
             MockGet(Digest, (CreateDigest,), unexpected),
+            MockGet(Digest, (RemovePrefix,), unexpected),
         ],
     )
     assert layouts == [LayoutRequest(INPUTS_OF_ANY_IMAGE, "dist/image", layout)]
@@ -459,6 +475,7 @@ def test_an_oci_layout_is_composed_with_symlinks_into_the_blob_store_with_no_pro
             MockGet(Digest, (DigestSubset,), unexpected),
             MockGet(DigestContents, (DigestSubset,), unexpected),
             MockGet(Digest, (CreateDigest,), unexpected),
+            MockGet(Digest, (RemovePrefix,), unexpected),
         ],
     )
     assert layouts == [LayoutRequest(inputs, "dist/image", blobs or Blobs.LINK)]
@@ -520,6 +537,7 @@ def test_a_descriptor_is_written_with_no_process_and_its_layers_blobs_ensured(tm
             MockGet(ProcessResult, (Process,), unexpected),
             MockGet(Digest, (DigestSubset,), unexpected),
             MockGet(Digest, (CreateDigest,), create),
+            MockGet(Digest, (RemovePrefix,), unexpected),
         ],
     )
     assert ensured == [layer_blobs]
@@ -543,8 +561,8 @@ def loader_paths(found: dict):
     return searched, paths
 
 
-STREAM = ("/usr/bin/python3 -E -s -S -B -m strata.core stream --spec image-spec.json "
-          "--blob-store /blobs")
+STREAM = ("/usr/bin/python3 -E -s -S -B -X 'strata_python=3.11.2 (main) [GCC]' -m strata.core "
+          "stream --spec image-spec.json --blob-store /blobs")
 # Loading alone reads nothing of the image: only running it needs its name.
 NO_IMAGE_READ = (MockGet(DigestEntries, (Digest,), unexpected),
                  MockGet(DigestContents, (DigestSubset,), unexpected))

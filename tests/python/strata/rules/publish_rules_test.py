@@ -34,6 +34,7 @@ from strata.rules.image.assembly import AssembledImage, AssembleRequest, ImageIn
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, Sbom, SbomRequest, SbomSources
 from strata.rules.tool import (
     ImageTool,
+    Interpreter,
     RegistryAccessEnv,
     RegistryAccessEnvRequest,
     registry_access_env,
@@ -47,8 +48,10 @@ INPUTS = ImageInputs(
     Digest("8" * 64, 8), Digest("9" * 64, 9), True,
     SbomSources((), (), None, "1970-01-01T00:00:01Z", FrozenDict()),
 )
-TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
-CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core")
+PYTHON_VERSION = "3.11.2 (main) [GCC]"
+TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION))
+CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-X", f"strata_python={PYTHON_VERSION}", "-m",
+        "strata.core")
 STRATA = create_subsystem(
     StrataSubsystem, registry_stall_bytes=1024, registry_stall_seconds=60.0
 )

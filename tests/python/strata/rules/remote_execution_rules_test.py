@@ -58,6 +58,7 @@ from strata.rules.tool import (
     BytecodeCompiler,
     BytecodeCompilerRequest,
     ImageTool,
+    Interpreter,
     ZstdBinary,
     ZstdBinaryRequest,
 )
@@ -195,7 +196,8 @@ def test_a_process_on_this_machine_is_run_with_this_machine_s_environment() -> N
 
 # build_layer ---------------------------------------------------------------------------------
 
-TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), "/usr/bin/python3")
+PYTHON_VERSION = "3.11.2 (main) [GCC]"
+TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION))
 STORE = BlobStoreLocation("/blobs", "strata_blobs")
 SETTINGS = LayerSettings(1, True, 0, 0, "root", "root", "gzip")
 CONTENT = Digest("3" * 64, 3)
@@ -319,7 +321,8 @@ def built(execution: Execution, commands: Optional[Commands] = None):
 
 
 LAYER_ARGV = (
-    "/usr/bin/python3", "-E", "-s", "-S", "-B", "-m", "strata.core.build",
+    "/usr/bin/python3", "-E", "-s", "-S", "-B", "-X", f"strata_python={PYTHON_VERSION}", "-m",
+    "strata.core.build",
     "--spec", "layer-spec.json", "--out", "out", "--paths", "layer-paths.json",
 )
 

@@ -14,6 +14,28 @@ import sys
 
 from strata.core.errors import Interrupted, StrataError, UsageError
 
+# The `-X` option the Pants rules give every core Process: the `sys.version` of the
+# interpreter they found at its path, where the Process runs. It is in the cache key.
+INTERPRETER_OPTION = "strata_python"
+
+
+class WrongInterpreter(StrataError):
+    """The interpreter running the Process is not the build it was keyed on."""
+
+
+def check_interpreter() -> None:
+    """Refuses to run under another CPython build than the one the caller keyed the Process on
+    (`-X strata_python=`): a remote worker with another interpreter at the same path would
+    otherwise store its output under a key that names the first."""
+    expected = sys._xoptions.get(INTERPRETER_OPTION)
+    if expected is not None and expected != sys.version:
+        raise WrongInterpreter(
+            f"this Process was keyed on the CPython {expected!r} that Strata found at "
+            f"{sys.executable}, but the one there is {sys.version!r}: every machine that runs "
+            "Strata's Processes (each remote execution worker too) needs the same CPython "
+            "build at the same path (README.md, \"Building with remote execution\")"
+        )
+
 
 class Command:
     """A subcommand: `module:function` runs it, `usage` is its options as its usage line writes
@@ -109,6 +131,7 @@ def parse(command: Command, argv: list) -> Options:
 def run(prog: str, command: Command, argv: list) -> int:
     """Runs `command` with the arguments `argv`; its exit code. `prog` names it in messages."""
     try:
+        check_interpreter()
         options = parse(command, argv)
         if command.logs:
             import logging

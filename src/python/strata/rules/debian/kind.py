@@ -32,7 +32,7 @@ from strata.rules.nodes import (
     StoreNodesRequest,
     image_platform_of,
 )
-from strata.rules.processes import run_process
+from strata.rules.processes import OUTPUT_DIR, run_process
 from strata.rules.tool import ImageTool
 from strata.target_types.debian import DebianPackagesTarget
 from strata.target_types.image_customisation import OciCaCertificatesField
@@ -96,7 +96,6 @@ class DebianCustomisationRequest(CustomisationRequest):
 
 
 _CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
-_OUT = "out"
 
 
 async def _ca_bundle(image: Address, nodes: Tuple[StoreNode, ...], tool: ImageTool) -> Digest:
@@ -107,9 +106,7 @@ async def _ca_bundle(image: Address, nodes: Tuple[StoreNode, ...], tool: ImageTo
             f"The `ca_certificates` field of {image} needs the `ca-certificates` Debian "
             "package in the image: add it to one of its `debian_packages` targets."
         )
-    # Written below an output directory of its own: a worker may run the Process with its
-    # sandbox as `/`, where `etc/` is the worker's own.
-    out = f"{_OUT}/{_CA_BUNDLE}"
+    out = f"{OUTPUT_DIR}/{_CA_BUNDLE}"  # not at `etc/`: a worker's own, on some workers
     result = await run_process(
         Process(
             argv=tool.argv("ca-bundle", "--deb", deb_path("ca-certificates"), "--out", out),
@@ -119,7 +116,7 @@ async def _ca_bundle(image: Address, nodes: Tuple[StoreNode, ...], tool: ImageTo
             level=LogLevel.INFO,
         )
     )
-    return await Get(Digest, RemovePrefix(result.output_digest, _OUT))
+    return await Get(Digest, RemovePrefix(result.output_digest, OUTPUT_DIR))
 
 
 @rule(desc="Adding what an image's Debian packages need on top", level=LogLevel.DEBUG)

@@ -22,6 +22,7 @@ from pants.engine.fs import (
     FileDigest,
     FileEntry,
     PathGlobs,
+    RemovePrefix,
     SymlinkEntry,
 )
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
@@ -43,7 +44,7 @@ from strata.rules.blobs import (
 )
 from strata.rules.closure import ImageClosure, ImageClosureRequest
 from strata.rules.image.field_set import OciImageFieldSet
-from strata.rules.processes import Execution
+from strata.rules.processes import OUTPUT_DIR, Execution
 from strata.rules.sbom import NodesFacts, NodesFactsRequest, SbomSources
 from strata.rules.tool import ImageTool
 from strata.subsystems import StrataSubsystem
@@ -228,14 +229,13 @@ async def assemble_image(
         return AssembledImage(await Get(Digest, CreateDigest([document])), metadata(img))
     directory = fmt.directory
     await Get(EnsuredBlobs, EnsureBlobs(inputs.blobs))  # what the Process reads, if it runs
+    written = f"{OUTPUT_DIR}/{request.output}"
     copy = Process(
-        argv=tool.argv(
-            "assemble", "--spec", SPEC, "--out", request.output, "--metadata", "image.json"
-        ),
+        argv=tool.argv("assemble", "--spec", SPEC, "--out", written, "--metadata", "image.json"),
         input_digest=inputs.digest,
         append_only_caches=store.caches_for(execution),
-        output_files=("image.json", *(() if directory else (request.output,))),
-        output_directories=(request.output,) if directory else (),
+        output_files=("image.json", *(() if directory else (written,))),
+        output_directories=(written,) if directory else (),
         description=f"Assembling {address}",
         level=LogLevel.INFO,
         cache_scope=(
@@ -247,13 +247,17 @@ async def assemble_image(
     if blobs == Blobs.COPY:
         result = await Get(ProcessResult, Process, copy)
         output = await Get(
-            Digest, DigestSubset(result.output_digest, PathGlobs([request.output, f"{request.output}/**"]))
+            Digest, DigestSubset(result.output_digest, PathGlobs([written, f"{written}/**"]))
         )
-        return AssembledImage(output, await _metadata(result.output_digest))
+        return AssembledImage(
+            await Get(Digest, RemovePrefix(output, OUTPUT_DIR)),
+            await _metadata(result.output_digest),
+        )
     into_store = dataclasses.replace(
         copy,
         argv=tool.argv("assemble", "--spec", SPEC, "--metadata", "image.json"),
         output_files=("image.json",),
+        output_directories=(),
     )
     result = await Get(ProcessResult, Process, into_store)
     meta = await _metadata(result.output_digest)
@@ -261,7 +265,7 @@ async def assemble_image(
     emit = dataclasses.replace(copy, description=f"{copy.description}: {EMITS}")
     blob = StoredBlob(
         archive["digest"], archive["size"], f"the {request.fmt} of {address}", emit,
-        request.output, tuple(archive["stamp"]),
+        written, tuple(archive["stamp"]),
     )
     await Get(EnsuredBlobs, EnsureBlobs((blob,)))
     target = _link_target(request.output, blob.digest, store.blob_path(blob.digest), blobs)

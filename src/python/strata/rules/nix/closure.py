@@ -33,7 +33,7 @@ from strata.core.nix.spec import NixClosure
 from strata.rules.nix.subsystem import NixSubsystem
 from strata.rules.nodes import RootLink
 from strata.rules.processes import run_process, stderr_text
-from strata.rules.tool import BinaryOnThisMachine, FoundOnThisMachine, ImageTool
+from strata.rules.tool import SHELL, BinaryOnThisMachine, FoundOnThisMachine, ImageTool
 from strata.subsystems import StrataSubsystem
 from strata.target_types.nix import (
     NixAttributesField,
@@ -49,7 +49,6 @@ NIX_GCROOTS = "nix/var/nix/gcroots/docker"  # dockerTools' includeNixDB roots
 _CLOSURE = "closure.json"
 _LINKS = "links.json"
 _DB_OUT = "nix-db"
-_SHELL = "/bin/sh"
 
 
 # Why the Processes that build with Nix or read its store run on this machine, whatever the
@@ -209,7 +208,7 @@ async def copy_store_path(request: NarRequest, strata: StrataSubsystem) -> Store
             # the NAR checks it against Nix's NAR hash. Like every Process here that reads the
             # machine's store, it waits for a remote cache hit before running: without the path
             # it can only fail, and a failure that came first would win the race.
-            argv=(_SHELL, "-c", 'exec "$0" --dump "$1" > "$2"', nix_store, path, out),
+            argv=(SHELL, "-c", 'exec "$0" --dump "$1" > "$2"', nix_store, path, out),
             output_files=(out,),
             description=f"Copying {path} from the Nix store",
             level=LogLevel.INFO,
