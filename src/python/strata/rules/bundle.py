@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.core.util_rules.environments import EnvironmentField
 from pants.engine.fs import AddPrefix, Digest, MergeDigests, RemovePrefix
 from pants.engine.process import Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
@@ -32,6 +33,7 @@ _DOCKER_ARCHIVE = OutputFormat.DOCKER_ARCHIVE.value
 class OciImageBundleFieldSet(PackageFieldSet):
     required_fields = (OciBundleImagesField,)
 
+    environment: EnvironmentField
     images: OciBundleImagesField
     output_path: OciImageOutputPathField
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.core.util_rules.environments import EnvironmentField
 from pants.engine.addresses import UnparsedAddressInputs
 from pants.engine.fs import (
     CreateDigest,
@@ -53,6 +54,7 @@ _ARCHIVE_LAYOUT = "index-layout"
 class OciImageIndexFieldSet(PackageFieldSet):
     required_fields = (OciIndexImagesField,)
 
+    environment: EnvironmentField
     images: OciIndexImagesField
     repository: OciRepositoryField
     tag: OciIndexTagField

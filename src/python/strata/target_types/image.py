@@ -10,6 +10,7 @@ from functools import partial
 from typing import Dict, Optional
 
 from pants.core.goals.package import OutputPathField
+from pants.core.util_rules.environments import EnvironmentField
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
@@ -401,6 +402,7 @@ class OciImageTarget(Target):
     alias = "oci_image"
     core_fields = (
         *COMMON_TARGET_FIELDS,
+        EnvironmentField,
         OciImageDependenciesField,
         OciRepositoryField,
         OciTagField,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from pants.core.util_rules.environments import EnvironmentField
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
@@ -85,6 +86,7 @@ class OciImageIndexTarget(Target):
     alias = "oci_image_index"
     core_fields = (
         *COMMON_TARGET_FIELDS,
+        EnvironmentField,
         OciIndexImagesField,
         OciRepositoryField,
         OciIndexTagField,
@@ -126,7 +128,9 @@ class OciBundleImagesField(SpecialCasedDependencies):
 
 class OciImageBundleTarget(Target):
     alias = "oci_image_bundle"
-    core_fields = (*COMMON_TARGET_FIELDS, OciBundleImagesField, OciImageOutputPathField)
+    core_fields = (
+        *COMMON_TARGET_FIELDS, EnvironmentField, OciBundleImagesField, OciImageOutputPathField
+    )
     help = help_text(
         """
         Several `oci_image` targets in one docker-archive (nixpkgs' `dockerTools.mergeImages`),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pants.core.goals.package import PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior
+from pants.core.util_rules.environments import EnvironmentField
 
 from strata.core.oci.formats import FORMATS
 from strata.rules.closure import ImageClosureRequest
@@ -57,6 +58,7 @@ class OciImageFieldSet(PackageFieldSet, RunFieldSet):
     required_fields = (OciImageDependenciesField,)
     run_in_sandbox_behavior = RunInSandboxBehavior.NOT_SUPPORTED
 
+    environment: EnvironmentField
     dependencies: OciImageDependenciesField
     repository: OciRepositoryField
     tag: OciTagField
