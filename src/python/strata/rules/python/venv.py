@@ -89,6 +89,12 @@ _DEPS = f"{_REQUIREMENTS_PEX}/.deps/"
 WHEELS_DIR = "python/wheels"
 # pip's last word when no distribution it may use fits: with `--no-build`, no wheel does.
 _NO_MATCH = re.compile(r"No matching distribution found for ([A-Za-z0-9._-]+)\s*(\S*)")
+# ...and what it says before, when it reached no index at all (e.g. on a remote execution
+# worker without network).
+_NO_INDEX = re.compile(
+    r"Temporary failure in name resolution|Failed to establish a new connection"
+    r"|Network is unreachable|No route to host"
+)
 SOURCES_DIR = "python/sources"
 
 
@@ -222,7 +228,17 @@ async def _resolved(
             ),
         )
     except ProcessExecutionFailure as e:
-        missing = _NO_MATCH.search(e.stderr.decode(errors="replace"))
+        stderr = e.stderr.decode(errors="replace")
+        unreachable = _NO_INDEX.search(stderr)
+        if unreachable:
+            raise EnvironmentError(
+                f"Resolving the distributions of {tgt.address}: pip reached no package index "
+                f"({unreachable.group(0)}) from where the resolve ran. Under remote execution "
+                "that is a worker, which then needs network access to the index (buildbox-run: "
+                "the platform property `network=on`; README.md, \"Building with remote "
+                "execution\")."
+            ) from e
+        missing = _NO_MATCH.search(stderr)
         if missing is None:
             raise
         name, spec = missing.groups()
