@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import hashlib
 import os
 import re
 import shutil
@@ -183,6 +184,16 @@ class ScratchRepo:
         for section, values in extra.items():
             config.setdefault(section, {}).update(values)
         return config
+
+    def dist_digests(self) -> dict[str, str]:
+        """The sha256 of every file under dist/ (a link into the blob store read through), by
+        path: two builds' outputs, byte for byte."""
+        dist = self.root / "dist"
+        return {
+            str(p.relative_to(dist)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(dist.rglob("*"))
+            if p.is_file()
+        }
 
     def write(self, files: Mapping[str, str | bytes]) -> None:
         """Writes files relative to the repo root; str contents are dedented."""

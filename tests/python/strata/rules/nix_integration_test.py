@@ -11,7 +11,6 @@ the repo's mirror.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import tarfile
@@ -88,14 +87,6 @@ def dist_file(repo: ScratchRepo, name: str) -> Path:
     found = [p for p in (repo.root / "dist").rglob(name)]
     assert len(found) == 1, (name, found)
     return found[0]
-
-
-def dist_digests(repo: ScratchRepo) -> Dict[str, str]:
-    dist = repo.root / "dist"
-    return {
-        str(p.relative_to(dist)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(dist.rglob("*")) if p.is_file()
-    }
 
 
 def layer_members(archive: Path) -> List[Dict[str, tarfile.TarInfo]]:
@@ -299,8 +290,8 @@ def test_a_second_checkout_builds_the_same_images(built: Built, tmp_path: Path) 
                     isolated_cache=True)
     b.write(built.files)
     b.run("package", "//:image", "//:image_db", "mixed:mixed")
-    a_digests = dist_digests(built.repo)
-    b_digests = dist_digests(b)
+    a_digests = built.repo.dist_digests()
+    b_digests = b.dist_digests()
     assert b_digests == {name: digest for name, digest in a_digests.items() if name in b_digests}
     assert {"image.tar", "mixed/mixed.tar"} <= set(b_digests), sorted(b_digests)
 
@@ -335,7 +326,7 @@ def test_a_second_machine_gets_the_image_from_the_remote_cache_without_nix_build
     assert ran_processes(second, "Building //:image") == [], ran_processes(second)
     # Nothing was built by Nix: the paths are still not in the store.
     assert not any(is_valid_path(path) for path in graph), ran_processes(second)
-    assert dist_digests(b) == dist_digests(a)
+    assert b.dist_digests() == a.dist_digests()
     image = dist_file(b, "image.tar")
     assert_valid_image(image)
     assert run_image(image) == (0, hello_output(fixture_nonce(fixture)))

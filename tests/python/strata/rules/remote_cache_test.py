@@ -5,7 +5,6 @@ same sources reading it, runs no layer process and gets a byte-identical image."
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import time
 import uuid
@@ -32,15 +31,6 @@ def buildgrid(tmp_path: Path):
 
 def remote_counters(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in sorted(stats.items()) if k.startswith("remote_")}
-
-
-def dist_digests(repo: ScratchRepo) -> dict[str, str]:
-    dist = repo.root / "dist"
-    return {
-        str(p.relative_to(dist)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(dist.rglob("*"))
-        if p.is_file()
-    }
 
 
 def package(
@@ -99,7 +89,7 @@ def test_a_second_checkout_gets_every_layer_of_the_demo_image_from_the_remote_ca
     assert ran_processes(second, ASSEMBLY) == [], (ran, remote_counters(b_stats))
     assert b_stats.get("remote_cache_requests_uncached", 0) == 0, (ran, remote_counters(b_stats))
     assert b_stats.get("remote_cache_requests_cached", 0) >= len(layers) + 1, b_stats
-    assert dist_digests(b) == dist_digests(a)
+    assert b.dist_digests() == a.dist_digests()
     assert (b.root / "dist/app/image.tar").resolve().is_relative_to(b.blob_store)
     image = b.root / "dist/app/image.tar"
     assert_valid_image(image)

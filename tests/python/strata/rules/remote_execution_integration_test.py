@@ -8,7 +8,6 @@ build's.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -55,6 +54,17 @@ BUILD = """
         name="index_archive", images=[":a", ":arm64"], tag="v1", output_format="oci-archive"
     )
     oci_image_bundle(name="bundle", images=[":a", ":on_a"])
+    # Only this one through environments: its environment is the worker, the others' this
+    # machine's.
+    remote_environment(name="worker")
+    oci_image(
+        name="a_on_the_worker",
+        environment="worker",
+        dependencies=[":busybox", ":shared", ":a_file"],
+        repository="strata/remote-a",
+        tag="v1",
+        entrypoint=["/bin/busybox", "cat", "/etc/a.txt"],
+    )
     oci_image(
         name="commands",
         dependencies=[":busybox", ":shared"],
@@ -74,20 +84,13 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Buildbox]:
         yield server
 
 
-def dist_digests(repo: ScratchRepo) -> dict[str, str]:
-    """Every file dist/ holds (a link into the blob store read through), by path."""
-    dist = repo.root / "dist"
-    return {
-        str(p.relative_to(dist)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(dist.rglob("*"))
-        if p.is_file()
-    }
-
-
 def remote_package(
-    repo: ScratchRepo, worker: Buildbox, *targets: str, network: bool = False
+    repo: ScratchRepo, worker: Buildbox, *targets: str, network: bool = False, names: str = ""
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
-    result = repo.run(*worker.pants_args(network=network), "--stats-log", "package", *targets)
+    result = repo.run(
+        *worker.pants_args(network=network), *([names] if names else []), "--stats-log",
+        "package", *targets,
+    )
     stats = counters(result)
     print({k: v for k, v in stats.items() if "execution" in k})
     assert stats["remote_execution_errors"] == 0, (stats, worker.log()[-4000:])
@@ -126,7 +129,7 @@ def test_the_demo_image_builds_on_the_worker_byte_for_byte_as_here(
     assert stats["remote_execution_requests"] >= len(layers) + 1, stats
     # The worker has no blob store: the layers' bytes came back as outputs, none was put here.
     assert not remote.blob_store.exists() or not any(remote.blob_store.rglob("sha256/*"))
-    assert dist_digests(remote) == dist_digests(local)
+    assert remote.dist_digests() == local.dist_digests()
     image = remote.root / "dist/app/image.tar"
     assert not image.is_symlink()  # a file: the worker wrote it
     assert_valid_image(image)
@@ -142,7 +145,7 @@ def test_an_image_on_a_base_an_index_and_a_bundle_build_on_the_worker(
     result, stats = remote_package(remote, worker, *TARGETS)
     assert stats["local_execution_requests"] == 0, stats
     assert stats["remote_execution_requests"] >= 5, stats
-    assert dist_digests(remote) == dist_digests(local)
+    assert remote.dist_digests() == local.dist_digests()
     dist = remote.root / "dist"
     for image in ("a.tar", "on_a", "arm64.tar", "index", "index_archive.tar", "bundle.tar"):
         assert not (dist / image).is_symlink(), image
@@ -167,7 +170,41 @@ def test_build_time_commands_run_here_and_the_rest_on_the_worker(
     # Its blob is an output too, as every layer's under remote execution: the assembly reads
     # it on the worker.
     assert not remote.blob_store.exists() or not any(remote.blob_store.rglob("sha256/*"))
-    assert dist_digests(remote) == dist_digests(local)
+    assert remote.dist_digests() == local.dist_digests()
     image = remote.root / "dist/commands.tar"
     assert_valid_image(image)
     assert run_image(image, []) == (0, "made here\n")
+
+
+def test_a_worker_without_network_is_named_as_what_the_venv_resolve_lacked(
+    tmp_path: Path, worker: Buildbox
+) -> None:
+    """pip runs where the resolve runs: on a worker with no network it reaches no index, which
+    the error says, rather than that the distribution has no wheel."""
+    repo = demo_repo(tmp_path / "repo", isolated_cache=True)
+    failed = repo.run(*worker.pants_args(network=False), "package", "app:image", check=False)
+    assert failed.returncode != 0
+    assert "Resolving the distributions of app:hello: pip reached no package index" in (
+        failed.stderr
+    ), failed.stderr[-6000:]
+    assert "network=on" in failed.stderr
+    assert "has no wheel" not in failed.stderr
+
+
+def test_an_image_whose_environment_is_a_remote_environment_builds_on_the_worker(
+    tmp_path: Path, worker: Buildbox
+) -> None:
+    """With `[environments-preview].names`, `--remote-execution` applies to the targets whose
+    `environment` is a `remote_environment`: the same image built there and here is the same
+    archive."""
+    repo = small_repo(tmp_path / "repo", isolated_cache=True)
+    names = "--environments-preview-names={'worker': '//:worker'}"
+    remote, stats = remote_package(repo, worker, "//:a_on_the_worker", names=names)
+    assert stats["local_execution_requests"] == 0, stats
+    assert stats["remote_execution_requests"] >= 3, stats
+    local = repo.run(names, "--stats-log", "package", "//:a")
+    assert counters(local)["remote_execution_requests"] == 0
+    dist = repo.root / "dist"
+    archive = (dist / "a_on_the_worker.tar").read_bytes()
+    assert archive == (dist / "a.tar").read_bytes()
+    assert not (dist / "a_on_the_worker.tar").is_symlink() and (dist / "a.tar").is_symlink()
