@@ -31,8 +31,9 @@ class StrataSubsystem(Subsystem):
             Where to look for the CPython (3.9 or newer, `python3`) that runs Strata's image tool
             inside build sandboxes. The tool needs only the standard library, and its output does
             not depend on the interpreter's version. Keep this a fixed system path: the
-            interpreter's path is part of every layer process's cache key, so a per-user path
-            stops machines from sharing cached layers.
+            interpreter's path and its `sys.version` are part of every layer process's cache
+            key, so a per-user path stops machines from sharing cached layers. Under remote
+            execution it is looked up on the workers.
             """
         ),
         advanced=True,
