@@ -716,6 +716,29 @@ def _format_target(key: str, target: dict) -> str:
             f"{_met(target['met'])})")
 
 
+def _format_remote(pants: dict) -> List[str]:
+    """Local against remote execution on this machine: the protocol's cost."""
+    remote = pants["remote_execution"]
+    title = "remote execution (a buildbox-casd worker on this machine; the protocol's cost)"
+    if "skipped" in remote:
+        return [f"{title}: skipped ({remote['skipped']})"]
+    cold, changed = remote["cold"], remote["one_file_change"]
+    local_cold = pants["cold_package"]["seconds"]
+    local_changed = pants["rebuilds"]["largest_node"]["docker-archive"]["seconds"]["median"]
+    return [
+        title,
+        f"  cold package, docker-archive: {cold['seconds']:.1f} s remote, {local_cold:.1f} s "
+        f"local ({cold['seconds'] / local_cold:.2f}x); Processes run remotely "
+        f"{cold['remote_execution_requests']}, here {cold['local_execution_requests']}",
+        f"  after a one-file change (largest node), pantsd warm: {_spread(changed['seconds'])} "
+        f"remote, median {local_changed:.2f} s local "
+        f"({changed['seconds']['median'] / local_changed:.2f}x); layers run "
+        f"{_counts(changed['layer_processes'])}, Processes run remotely "
+        f"{_counts(changed['remote_execution_requests'])}, here "
+        f"{_counts(changed['local_execution_requests'])}",
+    ]
+
+
 def _format_pants(report: dict) -> List[str]:
     pants, targets = report["pants"], report["targets"]
     lines = ["", "end to end through Pants"]
@@ -755,6 +778,7 @@ def _format_pants(report: dict) -> List[str]:
         f"{_counts(changed['blobs_uploaded'])}, MB uploaded "
         + ",".join(f"{count / MB:.1f}" for count in changed["bytes_uploaded"])
         + f", already present {_counts(changed['blobs_present'])}",
+        *_format_remote(pants),
         "the demo after a one-line change to app/hello/main.py: "
         + (f"skipped ({demo['skipped']})" if "skipped" in demo else ""),
         *("" if "skipped" in demo else

@@ -369,6 +369,54 @@ def _demo(harness, work: Path, reps: int, summary, log) -> Dict[str, object]:
     return {"changed": DEMO_CHANGED, "formats": results}
 
 
+def _remote_execution(harness, tree: Path, build: str, work: Path, reps: int, summary,
+                      log) -> Dict[str, object]:
+    """The tree's docker-archive built by remote execution on a buildbox-casd worker on this
+    machine (an empty worker and local store: cold), then after a one-file change to the
+    largest node, pantsd warm. On one machine the worker's speed is this machine's: the rows
+    measure the protocol's cost (uploading inputs, downloading outputs through Pants' store),
+    against the same builds' local rows."""
+    from strata_harness.buildbox import start_buildbox
+
+    target = f"//:{IMAGES['docker-archive']}"
+    with start_buildbox(work / "buildbox") as worker:
+        repo = harness.ScratchRepo(work / "pants-remote", isolated_cache=True,
+                                   config={"GLOBAL": {"pantsd_max_memory_usage": PANTSD_MEMORY}})
+        try:
+            root = repo.root / "tree"
+            _copy_tree(tree, root)
+            (repo.root / "BUILD").write_text(build, encoding="utf-8")
+            flags = [*worker.pants_args(), "--stats-log"]
+            log(f"pants: cold package of {target} by remote execution on {worker.address} ...")
+            cold_seconds, cold = _timed(repo.run, *flags, "package", target)
+            counters = harness.counters(cold)
+            groups = _groups(root)
+            sizes = [sum(p.stat().st_size for p in _files(root, group)) for group in groups]
+            largest = [_first_file(root, groups[sizes.index(max(sizes))])]
+            repo.run(*flags, "package", target, pantsd=True)  # pantsd warm, untimed
+            change, runs = _Changes(), []
+            log(f"pants: package by remote execution after a change (largest node), {reps} "
+                "reps ...")
+            for _ in range(reps):
+                change(largest)
+                seconds, run = _timed(repo.run, *flags, "package", target, pantsd=True)
+                runs.append((seconds, harness.ran_processes(run, f"Building {target}: layer "),
+                             harness.counters(run)))
+        finally:
+            repo.stop_pantsd()
+    return {
+        "cold": {"seconds": cold_seconds,
+                 "remote_execution_requests": counters["remote_execution_requests"],
+                 "local_execution_requests": counters["local_execution_requests"]},
+        "one_file_change": {
+            "seconds": summary([seconds for seconds, _, _ in runs]),
+            "layer_processes": [layers for _, layers, _ in runs],
+            "remote_execution_requests": [c["remote_execution_requests"] for _, _, c in runs],
+            "local_execution_requests": [c["local_execution_requests"] for _, _, c in runs],
+        },
+    }
+
+
 def run_pants_bench(args, tree: Path, work: Path, harness_roots: List[Path],
                     baseline_seconds: float, summary, log) -> Dict[str, object]:
     """The end-to-end figures; raises the harness's Unavailable (or a pytest outcome, under
@@ -428,6 +476,14 @@ def run_pants_bench(args, tree: Path, work: Path, harness_roots: List[Path],
         publish = {"first": bench.publish(registry.host), "second": bench.publish(registry.host),
                    "one_file_change": bench.publish_after_change(registry.host,
                                                                  changes["largest_node"])}
+        try:
+            remote = _remote_execution(harness, tree, _build_file(root, groups, registry.host),
+                                       work, args.reps, summary, log)
+        except BaseException as e:  # no worker here: the harness's Unavailable (or Skipped)
+            reason = unavailable_reason(e)
+            if reason is None:
+                raise
+            remote = {"skipped": reason}
     finally:
         if repo is not None:
             repo.stop_pantsd()
@@ -447,5 +503,6 @@ def run_pants_bench(args, tree: Path, work: Path, harness_roots: List[Path],
         "rebuilds": rebuilds,
         "run": run,
         "publish": publish,
+        "remote_execution": remote,
         "demo": demo,
     }
