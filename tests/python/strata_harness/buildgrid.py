@@ -9,24 +9,20 @@ pip's default configuration; a marker file holding the pins makes later uses a n
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
+from strata_harness.servers import LocalServer
 from strata_harness.tools import unavailable
 
 BUILDGRID_VERSION = "0.4.4"
 DEFAULT_VENV = f"/opt/strata/buildgrid-venv-{BUILDGRID_VERSION}"
 PYTHON = "/usr/bin/python3.11"
 INSTANCE_NAME = "main"
-START_TIMEOUT = 60.0
 # BuildGrid 0.4.4 and its whole dependency closure for CPython 3.11 on linux x86_64, pinned
 # exactly and installed with --no-deps, so every machine gets the same server.
 PINS = (
@@ -184,25 +180,6 @@ def ensure_buildgrid() -> Path:
     return venv / "bin" / "bgd"
 
 
-def _die_with_parent() -> None:
-    """SIGTERM BuildGrid when the test process dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def config_yaml(port: int, storage: Path, instance_name: str = INSTANCE_NAME) -> str:
     """A cache-only BuildGrid: disk-backed CAS + ByteStream, an in-memory ActionCache whose
     results live in that CAS; no execution service, no auth; stock but for `thread-pool-size`.
@@ -236,19 +213,17 @@ instances:
 """
 
 
-class BuildGrid:
-    """A running BuildGrid: `.address` is grpc://127.0.0.1:PORT, `.instance_name` its instance.
+class BuildGrid(LocalServer):
+    """A running BuildGrid: `.address` is grpc://127.0.0.1:PORT, `.instance_name` its instance."""
 
-    Use it as a context manager, or call `.stop()`."""
+    name = f"BuildGrid {BUILDGRID_VERSION}"
 
     def __init__(self, root: Path, bgd: Path) -> None:
-        self.root = root
+        super().__init__(root, root / "buildgrid.log")
         self.bgd = bgd
-        self.log_path = root / "buildgrid.log"
         self.config_path = root / "buildgrid.yml"
+        self.storage = root / "cas"
         self.instance_name = INSTANCE_NAME
-        self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
@@ -268,17 +243,18 @@ class BuildGrid:
             *([f"--session-end-tasks-timeout={SESSION_END_TASKS_TIMEOUT}"] if write else []),
         ]
 
-    def __enter__(self) -> BuildGrid:
-        return self
+    def _configure(self) -> None:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(config_yaml(self.port, self.storage, self.instance_name))
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def command(self) -> list[str]:
+        return [str(self.bgd), "server", "start", "-v", str(self.config_path)]
 
     def _env(self) -> dict[str, str]:
         # 127.0.0.1 only: no proxies from the environment.
         return {"PATH": "/usr/bin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8"}
 
-    def _capabilities(self) -> bool:
+    def _ready(self) -> bool:
         """True once a Capabilities call to our instance succeeds."""
         try:
             proc = subprocess.run(
@@ -297,61 +273,6 @@ class BuildGrid:
         except subprocess.TimeoutExpired:
             return False
         return proc.returncode == 0 and "cacheCapabilities" in proc.stdout
-
-    def start(self) -> BuildGrid:
-        """Starts on a free port, retrying when another process takes the port first."""
-        storage = self.root / "cas"
-        storage.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):
-            self.port = _free_port()
-            self.config_path.write_text(config_yaml(self.port, storage, self.instance_name))
-            with open(self.log_path, "ab") as log:
-                self._process = subprocess.Popen(
-                    [str(self.bgd), "server", "start", "-v", str(self.config_path)],
-                    cwd=self.root,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self._env(),
-                    start_new_session=True,  # its own process group, killed as a whole
-                    preexec_fn=_die_with_parent,
-                )
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and self._process.poll() is None:
-                if _port_open(self.port) and self._capabilities():
-                    return self
-                time.sleep(0.2)
-            self.stop()
-            if "address already in use" not in self.log_path.read_text(errors="replace").lower():
-                break
-        unavailable(
-            f"BuildGrid {BUILDGRID_VERSION} did not come up on 127.0.0.1:{self.port}:\n"
-            + self.log_path.read_text(errors="replace")[-8000:]
-        )
-        raise AssertionError("unreachable")
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Reap the group's stragglers, if any survived the leader.
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def start_buildgrid(tmp: str | os.PathLike[str]) -> BuildGrid:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,24 +13,12 @@ from base64 import b64encode
 from pathlib import Path
 
 from strata_harness.images import source_ref
-from strata_harness.tools import require_tool, run_tool
+from strata_harness.servers import free_port
+from strata_harness.tools import die_with_parent, require_tool, run_tool
 
 START_TIMEOUT = 30.0
 # Tests talk to 127.0.0.1 only: never through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _die_with_parent() -> None:
-    """SIGTERM the registry when the test process dies, even by SIGKILL (prctl PR_SET_PDEATHSIG).
-
-    It stays in the test's process group too, which Pants kills when it cancels a test."""
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Registry:
@@ -92,7 +77,7 @@ class Registry:
         """Starts on a free port, retrying when another process takes the port first."""
         binary = require_tool("docker-registry")
         for _ in range(5):
-            port = _free_port()
+            port = free_port()
             self.host, self.url = f"127.0.0.1:{port}", f"http://127.0.0.1:{port}"
             config = self._write_config(port)
             with open(self.log_path, "ab") as log:
@@ -102,7 +87,9 @@ class Registry:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                    preexec_fn=_die_with_parent,
+                    # It stays in the test's process group, which Pants kills when it cancels
+                    # a test.
+                    preexec_fn=die_with_parent,
                 )
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self._process.poll() is None:
