@@ -389,7 +389,7 @@ async def build_layer(
         env=env,
         input_digest=input_digest,
         immutable_input_digests=dict(zip(chunk_dirs, chunk_digests)),
-        append_only_caches=store.caches if in_store else None,
+        append_only_caches=store.caches_for(execution),
         output_directories=(_LAYER_OUT,),
         output_files=(LAYER_PATHS,),
         description=request.description,

@@ -162,9 +162,7 @@ async def find_binary_on_this_machine(request: BinaryOnThisMachine) -> FoundOnTh
     return FoundOnThisMachine(path, version.stdout.decode(errors="replace").strip())
 
 
-async def _python(
-    name: str, version_check: str, strata: StrataSubsystem, execution: Execution
-) -> Optional[Interpreter]:
+async def _python(name: str, version_check: str, strata: StrataSubsystem) -> Optional[Interpreter]:
     """The first `name` of `[strata].python_search_paths` whose `sys.version_info` passes
     `version_check`, with its `sys.version`, or None. Looked up where the Processes it runs
     run (on a remote worker under remote execution), again once per pantsd, as Pants looks up
@@ -205,7 +203,7 @@ async def find_image_tool(strata: StrataSubsystem, execution: Execution) -> Imag
         )
         for source in sorted(core_dir.rglob("*.py"))
     }
-    python = await _python("python3", ">= (3, 9)", strata, execution)
+    python = await _python("python3", ">= (3, 9)", strata)
     if python is None:
         raise EnvironmentError(
             f"Strata needs CPython 3.9 or newer as `python3` {_where(execution)}, in one of "
@@ -223,9 +221,7 @@ async def find_bytecode_compiler(
     request: BytecodeCompilerRequest, strata: StrataSubsystem, execution: Execution
 ) -> BytecodeCompiler:
     major, minor = request.version.split(".")
-    python = await _python(
-        f"python{request.version}", f"[:2] == ({major}, {minor})", strata, execution
-    )
+    python = await _python(f"python{request.version}", f"[:2] == ({major}, {minor})", strata)
     if python is None:
         raise EnvironmentError(
             f"Compiling bytecode for a CPython {request.version} venv needs `python"

@@ -49,7 +49,9 @@ INPUTS = ImageInputs(
     SbomSources((), (), None, "1970-01-01T00:00:01Z", FrozenDict()),
 )
 PYTHON_VERSION = "3.11.2 (main) [GCC]"
-TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION))
+TOOL = ImageTool(
+    Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION)
+)
 CORE = ("/usr/bin/python3", "-E", "-s", "-S", "-B", "-X", f"strata_python={PYTHON_VERSION}", "-m",
         "strata.core")
 STRATA = create_subsystem(

@@ -197,7 +197,9 @@ def test_a_process_on_this_machine_is_run_with_this_machine_s_environment() -> N
 # build_layer ---------------------------------------------------------------------------------
 
 PYTHON_VERSION = "3.11.2 (main) [GCC]"
-TOOL = ImageTool(Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION))
+TOOL = ImageTool(
+    Digest("1" * 64, 1), Digest("2" * 64, 1), Interpreter("/usr/bin/python3", PYTHON_VERSION)
+)
 STORE = BlobStoreLocation("/blobs", "strata_blobs")
 SETTINGS = LayerSettings(1, True, 0, 0, "root", "root", "gzip")
 CONTENT = Digest("3" * 64, 3)

@@ -82,7 +82,10 @@ async def _image_inputs(
     return ImageInputs(
         input_digest, content, reproducible="now" not in (created, fs.layer_mtime()),
         sbom_sources=sbom_sources,
-        blobs=(*(base.blobs if base else ()), *(layer.blob for layer in layers.layers if layer.blob)),
+        blobs=(
+            *(base.blobs if base else ()),
+            *(layer.blob for layer in layers.layers if layer.blob),
+        ),
         blob_store=store.path,
     )
 
