@@ -140,6 +140,14 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     changed = pants["publish"]["one_file_change"]
     assert (changed["blobs_uploaded"], changed["blobs_present"]) == ([2], [9]), changed
     assert len(changed["manifests"]) == 1 and changed["manifests"][0], changed
+    # Remote execution on a buildbox-casd worker: every Process of the cold build ran there,
+    # and each rebuild ran the changed layer there too.
+    remote = pants["remote_execution"]
+    assert remote["cold"]["local_execution_requests"] == 0, remote
+    assert remote["cold"]["remote_execution_requests"] >= 10, remote
+    rebuilt = remote["one_file_change"]
+    assert [len(layers) for layers in rebuilt["layer_processes"]] == [1], remote
+    assert rebuilt["local_execution_requests"] == [0] and rebuilt["remote_execution_requests"][0]
     assert pants["demo"] == {"skipped": "--no-demo"}
     assert targets["layer_processes_met"] and targets["second_push_zero_bytes_met"]
     assert targets["publish"]["met"]
@@ -154,7 +162,7 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
                   "package after a change", "every node (10 files)", "largest node (1 file)",
                   "smallest node (1 file)", "pants run //:image", "publish to a docker-registry",
                   "second, identical push", "after a one-file change", "targets (issue 29",
-                  "bytes written per one-file change, oci"):
+                  "bytes written per one-file change, oci", "remote execution (a buildbox-casd"):
         assert label in done.stdout, done.stdout
 
 

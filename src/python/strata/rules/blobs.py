@@ -60,10 +60,14 @@ class BlobStoreLocation:
 
     def make_link(self) -> None:
         """Points a configured store's named cache at it (again, if it was removed: Pants
-        would make a directory there, and Processes would write blobs where no rule looks)."""
-        if self.link is None or os.path.realpath(self.link) == os.path.realpath(self.path):
+        would make a directory there, and Processes would write blobs where no rule looks),
+        and makes the store (again, if it was deleted: Pants cannot make a named cache that is
+        a dangling link, and fails every Process that has it)."""
+        if self.link is None:
             return
         os.makedirs(self.path, exist_ok=True)
+        if os.path.realpath(self.link) == os.path.realpath(self.path):
+            return
         os.makedirs(os.path.dirname(self.link), exist_ok=True)
         if os.path.isdir(self.link) and not os.path.islink(self.link):
             shutil.rmtree(self.link)  # made by Pants: blobs no rule reads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from pants.engine.process import Process
@@ -49,3 +50,8 @@ def test_a_configured_store_is_linked_from_its_named_cache(tmp_path: Path) -> No
     (tmp_path / "named/strata_blobs_x/sha256").mkdir(parents=True)
     location.make_link()
     assert os.path.islink(tmp_path / "named/strata_blobs_x")
+    # The store deleted (`rm -rf`): made again, or Pants fails on the dangling link.
+    shutil.rmtree(tmp_path / "store")
+    location.make_link()
+    assert (tmp_path / "named/strata_blobs_x").is_dir()
+    assert os.readlink(tmp_path / "named/strata_blobs_x") == str(tmp_path / "store")
