@@ -149,9 +149,12 @@ def test_an_image_on_a_base_an_index_and_a_bundle_build_on_the_worker(
     dist = remote.root / "dist"
     for image in ("a.tar", "on_a", "arm64.tar", "index", "index_archive.tar", "bundle.tar"):
         assert not (dist / image).is_symlink(), image
-    for image in ("a.tar", "on_a", "arm64.tar"):
-        assert_valid_image(dist / image)
+    for image in ("a.tar", "on_a", "arm64.tar", "index", "index_archive.tar"):
+        assert_valid_image(dist / image)  # an index: its image for this machine's platform
+    for tag in ("strata/remote-a:v1", "strata/remote-on-a:v1"):
+        assert_valid_image(dist / "bundle.tar", "docker-archive", ref=tag)
     assert run_image(dist / "a.tar", []) == (0, "only in a\n")
+    assert run_image(dist / "on_a", [], fmt="oci") == (0, "only in a\n")  # a's entrypoint
 
 
 def test_build_time_commands_run_here_and_the_rest_on_the_worker(
@@ -192,7 +195,7 @@ def test_a_worker_without_network_is_named_as_what_the_venv_resolve_lacked(
 
 
 def test_an_image_whose_environment_is_a_remote_environment_builds_on_the_worker(
-    tmp_path: Path, worker: Buildbox
+    tmp_path: Path, worker: Buildbox, run_image
 ) -> None:
     """With `[environments-preview].names`, `--remote-execution` applies to the targets whose
     `environment` is a `remote_environment`: the same image built there and here is the same
@@ -208,3 +211,5 @@ def test_an_image_whose_environment_is_a_remote_environment_builds_on_the_worker
     archive = (dist / "a_on_the_worker.tar").read_bytes()
     assert archive == (dist / "a.tar").read_bytes()
     assert not (dist / "a_on_the_worker.tar").is_symlink() and (dist / "a.tar").is_symlink()
+    assert_valid_image(dist / "a_on_the_worker.tar")
+    assert run_image(dist / "a_on_the_worker.tar", []) == (0, "only in a\n")
