@@ -9,6 +9,7 @@ from strata.target_types import python as python_targets
 from strata.target_types import layer as layer_targets
 from strata.target_types import base as base_targets
 from strata.target_types import debian as debian_targets
+from strata.target_types import debian_registry as debian_registry_targets
 from strata.target_types import index as index_targets
 from strata.target_types import nix as nix_targets
 from strata.rules import base
@@ -23,9 +24,12 @@ from strata.rules import sbom
 from strata.rules import tool
 from strata.rules.debian import kind as debian_kind
 from strata.rules.debian import lock as debian_lock
+from strata.rules.debian import registry as debian_registry
 from strata.rules.goals import package_image
+from strata.rules.goals import package_registry
 from strata.rules.goals import publish
 from strata.rules.goals import run_image
+from strata.rules.goals import run_registry
 from strata.rules.image import assembly
 from strata.rules.image import bases
 from strata.rules.image import customisation

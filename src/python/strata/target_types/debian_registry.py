@@ -1,0 +1,110 @@
+"""`debian_registry`: a registry server that builds images of Debian packages as they are pulled,
+packaged as a PEX."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from pants.core.goals.package import OutputPathField
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    DictStringToStringSequenceField,
+    StringField,
+    Target,
+)
+from pants.util.frozendict import FrozenDict
+from pants.util.strutil import help_text
+
+from strata.core.debian_registry.config import COMPRESSIONS, check_meta_package
+from strata.target_types.debian import DebianArchitecturesField, DebianSuiteField
+from strata.target_types.fields import check_field
+from strata.target_types.image import OciCreatedField, OciMaxLayersField
+
+
+class DebianRegistryMetaPackagesField(DictStringToStringSequenceField):
+    alias = "meta_packages"
+    default = FrozenDict()
+    help = help_text(
+        """
+        Names that stand for several Debian packages in an image name, as in
+        `{"shell": ["bash", "coreutils"]}`: pulling `shell/curl` gives bash, coreutils and curl.
+        A name is lowercase letters and digits, and may not be one of `architectures`; the
+        packages are Debian package names.
+        """
+    )
+
+
+class DebianRegistryMaxLayersField(OciMaxLayersField):
+    help = help_text(
+        """
+        The most layers an image the registry serves may have. The packages most shared among
+        the image's dependency closure get a layer each; when there are more packages than
+        layers, the least shared share the last one.
+        """
+    )
+
+
+class DebianRegistryCompressionField(StringField):
+    alias = "compression"
+    default = "gzip"
+    valid_choices = COMPRESSIONS
+    help = help_text(
+        """
+        How the served layers are compressed: `gzip` (what every client reads) or `none`. Always
+        deterministic, so the same packages give the same layer digests on every pull.
+        """
+    )
+
+
+class DebianRegistryOutputPathField(OutputPathField):
+    pass
+
+
+class DebianRegistryTarget(Target):
+    alias = "debian_registry"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        DebianSuiteField,
+        DebianArchitecturesField,
+        DebianRegistryMetaPackagesField,
+        DebianRegistryMaxLayersField,
+        DebianRegistryCompressionField,
+        OciCreatedField,
+        DebianRegistryOutputPathField,
+    )
+    help = help_text(
+        """
+        A container registry, in the manner of Nixery, whose images are built from Debian
+        packages when they are pulled: the image name lists the packages (and
+        `meta_packages`), and the registry resolves them in `suite` for each of
+        `architectures`, then serves a layered, reproducible image (an image index when there
+        are several architectures).
+
+        `pants package` writes the server as one executable PEX (`dist/<path>/<name>.pex`,
+        which runs with the machine's `python3`, CPython 3.9 or newer, and needs no Pants),
+        holding Strata's core and this target's settings, with `[debian].mirror` and
+        `[debian].keyring` as they are when it is packaged. Start it with
+        `dist/<path>/<name>.pex --listen HOST:PORT --cache-dir DIR [--mirror URL] [--jobs N]
+        [--refresh]`; it serves in the foreground until SIGINT or SIGTERM.
+
+        `pants run` starts it too, but only without pantsd (`pants --concurrent run ...`):
+        pantsd serves one command at a time, so a server run through it would block every
+        other `pants` command in the repository while it serves.
+        """
+    )
+
+    def validate(self) -> None:
+        """The meta-packages, checked here rather than by their field, because their names may
+        not be architecture names, which another field holds."""
+        architectures = self[DebianArchitecturesField].value
+        for name, packages in self[DebianRegistryMetaPackagesField].value.items():
+            check_field(
+                DebianRegistryMetaPackagesField,
+                self.address,
+                partial(check_meta_package, packages=packages, architectures=architectures),
+                name,
+            )
+
+
+def target_types():
+    return [DebianRegistryTarget]
