@@ -213,7 +213,29 @@ class ScratchRepo:
         env: Mapping[str, str] | None = None,
         pantsd: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Runs `pants ARGS` here, output captured as text; check=True asserts it exits 0.
+        """Runs `pants ARGS` here (see `command`), output captured as text; check=True asserts
+        it exits 0."""
+        cmd, pants_env = self.command(*args, env=env, pantsd=pantsd)
+        proc = subprocess.run(
+            cmd,
+            cwd=self.root,
+            env=pants_env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"`{' '.join(cmd[1:])}` in {self.root} exited {proc.returncode}\n"
+                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
+            )
+        return proc
+
+    def command(
+        self, *args: str, env: Mapping[str, str] | None = None, pantsd: bool = False
+    ) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that run `pants ARGS` here.
 
         env: extra variables for the Pants process (overriding the defaults below), e.g.
         registry credentials for `publish`.
@@ -239,22 +261,7 @@ class ScratchRepo:
             cmd = [str(native if native.is_file() else self.pants), "--pantsd", "--no-pantsrc"]
         else:
             cmd = [str(self.pants), "--no-pantsd", "--no-pantsrc", "--no-watch-filesystem"]
-        cmd.extend(args)
-        proc = subprocess.run(
-            cmd,
-            cwd=self.root,
-            env=pants_env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"`{' '.join(cmd[1:])}` in {self.root} exited {proc.returncode}\n"
-                f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr[-20000:]}"
-            )
-        return proc
+        return [*cmd, *args], pants_env
 
     def assert_package_fails(self, target: str, message: str) -> None:
         """`pants package TARGET` (through this repo's pantsd) fails saying `message` (compared
