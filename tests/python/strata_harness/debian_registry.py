@@ -58,7 +58,7 @@ class DebianRegistry(LocalServer):
 
     def _env(self) -> Dict[str, str]:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                "PYTHONPATH": str(_plugin_source().parent)}
+                "PYTHONPATH": str(_plugin_source().parent.absolute())}
 
     def _ready(self) -> bool:
         return get(f"http://{self.host}/v2/")[0] == 200
