@@ -202,14 +202,23 @@ def test_a_build_killed_mid_way_leaves_no_partial_blob(
     cache = tmp_path / "cache"
     config = dict(CONFIG, architectures=["amd64"])
     server = DebianRegistry(tmp_path, cache, mirror.url, config=config).start()
-    pull = threading.Thread(target=get, args=(f"http://{server.host}/v2/python3.11/manifests/"
-                                              "latest",), daemon=True)
-    pull.start()
+    cut_off: list = []
+
+    def pull() -> None:
+        try:
+            get(f"http://{server.host}/v2/python3.11/manifests/latest")
+        except ConnectionError as e:  # the server dies under it
+            cut_off.append(e)
+
+    puller = threading.Thread(target=pull, daemon=True)
+    puller.start()
     deadline = time.monotonic() + 600
     while not list(cache.glob("layers/*.json")) and time.monotonic() < deadline:
         time.sleep(0.05)  # until the first layers are built, the rest not
     os.killpg(server._process.pid, signal.SIGKILL)
     server.stop()
+    puller.join(60)
+    assert cut_off, "the pull was answered before the kill"
     assert not list(cache.glob("images/*.json")), "the image was finished before the kill"
     assert_cache_whole(cache)
     with DebianRegistry(tmp_path, cache, mirror.url, config=config).start() as again:
