@@ -60,13 +60,15 @@ def copy_to_layout(source: str, layout: Path, *args: str) -> None:
               "--src-tls-verify=false", *args, f"docker://{source}", f"oci:{layout}:t"])
 
 
-def assert_cache_whole(cache: Path) -> None:
-    """Every blob is the bytes its name says, no temporary is left, every record's blobs are
-    there: what a killed or failed build must leave."""
+def assert_cache_whole(cache: Path, *, killed: bool = False) -> None:
+    """Every blob is the bytes its name says and every record's blobs are there: what a failed
+    or killed build must leave; no temporary is left, unless the server was killed (the next
+    start clears them)."""
     blobs = cache / "blobs"
     for blob in (blobs / "sha256").iterdir():
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name, blob
-    assert not list((blobs / "tmp").glob("*")) if (blobs / "tmp").exists() else True
+    if not killed:
+        assert not list(blobs.glob("tmp/*")) and not list(cache.glob("scratch/*"))
     for record in (cache / "layers").glob("*.json") if (cache / "layers").exists() else ():
         assert (blobs / "sha256" / json.loads(record.read_text())["digest"][7:]).exists()
 
@@ -215,17 +217,24 @@ def test_a_build_killed_mid_way_leaves_no_partial_blob(
     deadline = time.monotonic() + 600
     while not list(cache.glob("layers/*.json")) and time.monotonic() < deadline:
         time.sleep(0.05)  # until the first layers are built, the rest not
-    os.killpg(server._process.pid, signal.SIGKILL)
-    server.stop()
+    assert server.kill(signal.SIGKILL) == -signal.SIGKILL
     puller.join(60)
     assert cut_off, "the pull was answered before the kill"
     assert not list(cache.glob("images/*.json")), "the image was finished before the kill"
-    assert_cache_whole(cache)
+    assert_cache_whole(cache, killed=True)
     with DebianRegistry(tmp_path, cache, mirror.url, config=config).start() as again:
         digest, _ = manifest(again, "python3.11")
         copy_to_layout(f"{again.host}/python3.11:latest", tmp_path / "layout")
+        assert again.kill(signal.SIGTERM) == 0
+    assert again.log().rstrip().endswith("stopping")
     assert_valid_image(tmp_path / "layout", "oci", ref="t")
     assert_cache_whole(cache)
+    # A restart keeps everything: the same image, with no build and nothing downloaded.
+    asked = len(mirror.requests)
+    (tmp_path / "third").mkdir()
+    with DebianRegistry(tmp_path / "third", cache, mirror.url, config=config).start() as third:
+        assert manifest(third, "python3.11")[0] == digest
+        assert third.builds() == [] and len(mirror.requests) == asked
 
 
 def test_a_full_cache_disk_fails_the_pull_and_leaves_nothing_half_written(
