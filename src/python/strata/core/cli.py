@@ -82,6 +82,11 @@ COMMANDS = {
         "strata.core.nix.db:nix_db_command",
         "--registration-time SECONDS --out DIR [--closure FILE]...",
     ),
+    "debian-registry": Command(
+        "strata.core.debian_registry.service:serve_command",
+        "--config FILE --listen HOST:PORT --cache-dir DIR [--mirror URL] [--jobs N] [--refresh]",
+        logs=True,
+    ),
     "command-files": Command(
         "strata.core.command_files:command_files_command",
         "[--program PATH]... [--host-program PATH]... [--fakeroot PATH]",

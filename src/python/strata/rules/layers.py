@@ -34,7 +34,7 @@ from strata.core.build.parts.trees import Tree
 from strata.core.build.permissions import UNMATCHED
 from strata.core.build.spec import Commands, LayerSpec
 from strata.core.build.spec import LayerSettings as CoreLayerSettings
-from strata.core.graph.layering import assign_layers
+from strata.core.graph.layering import assign_layers, layer_comment
 from strata.rules.blobs import EMITS, SANDBOX_PATH, BlobStoreLocation, StoredBlob
 from strata.rules.chunks import path_chunks
 from strata.rules.closure import ImageClosure, InvalidImageContent, LayerPermissions
@@ -168,8 +168,8 @@ async def _node_layer_requests(
         process_requests.append(_LayerProcessRequest(
             entries=(),
             settings=request.settings,
-            comment=_comment(group),
-            description=f"{request.description}: layer {i + 1} ({_comment(group, limit=3)})",
+            comment=layer_comment(group),
+            description=f"{request.description}: layer {i + 1} ({layer_comment(group, limit=3)})",
             content=merged[2 * i],
             parts=tuple(part for parts in made for part in parts.parts),
             inputs=merged[2 * i + 1],
@@ -418,12 +418,6 @@ def _unmatched_permissions(
         f"The `permissions` field of {permissions.address} is invalid: {detail}, which "
         f"holds {permissions.applies_to}."
     )
-
-
-def _comment(group: List[str], limit: Optional[int] = None) -> str:
-    shown = group if limit is None else group[:limit]
-    more = "" if limit is None or len(group) <= limit else f", +{len(group) - limit} more"
-    return ", ".join(shown) + more
 
 
 def rules():

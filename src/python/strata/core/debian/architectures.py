@@ -16,6 +16,7 @@ _BY_GO_ARCH = {"amd64": "amd64", "arm64": "arm64", "386": "i386", "ppc64le": "pp
 # 32-bit ARM by variant: armhf needs ARMv7 (hard float), armel runs on ARMv5 and v6. No variant
 # means v7, as containerd's platform normalisation has it.
 _ARM_BY_VARIANT = {None: "armhf", "v7": "armhf", "v6": "armel", "v5": "armel"}
+_ARM_VARIANT = {"armhf": "v7", "armel": "v5"}
 
 
 def check_architecture(name: str) -> str:
@@ -24,6 +25,16 @@ def check_architecture(name: str) -> str:
         raise ValueError(f"{name!r} is not a Debian architecture: use one of "
                          f"{', '.join(ARCHITECTURES)}")
     return name
+
+
+def image_platform(arch: str) -> dict:
+    """The platform (Go's names, as an image config has them) of images of Debian packages for
+    `arch`: `debian_architecture`'s inverse, variant only where Go's architecture needs one."""
+    check_architecture(arch)
+    if arch in _ARM_VARIANT:
+        return {"architecture": "arm", "os": "linux", "variant": _ARM_VARIANT[arch]}
+    (go_arch,) = [go for go, debian in _BY_GO_ARCH.items() if debian == arch]
+    return {"architecture": go_arch, "os": "linux"}
 
 
 def debian_architecture(go_arch: str, variant: Optional[str] = None) -> str:

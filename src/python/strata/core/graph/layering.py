@@ -23,7 +23,7 @@ children in sorted order, drops every back edge. The roots are then the nodes le
 incoming edges, which on an acyclic graph are exactly the unreferenced nodes.
 """
 
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 Graph = Mapping[str, Iterable[str]]
 
@@ -150,3 +150,18 @@ def assign_layers(graph: Graph, budget: int, alone: Iterable[str] = ()) -> List[
     others = [node for node in order if node not in alone]
     own = alone.union(others[: budget - 1 - len(alone)])
     return [[node] for node in order if node in own] + [sorted(set(order) - own)]
+
+
+def content_budget(own_layers: int, keeps_top: bool) -> int:
+    """The layers of an image's own `own_layers` that its nodes fill: all but the top one when
+    customisation content keeps it, unless there is only one, which that content then joins
+    (dockerTools' `buildImage`)."""
+    return own_layers - (1 if keeps_top and own_layers > 1 else 0)
+
+
+def layer_comment(group: List[str], limit: Optional[int] = None) -> str:
+    """A layer's history comment: its nodes' keys (the first `limit` of them, and how many
+    more)."""
+    shown = group if limit is None else group[:limit]
+    more = "" if limit is None or len(group) <= limit else f", +{len(group) - limit} more"
+    return ", ".join(shown) + more

@@ -66,14 +66,22 @@ def as_docker_manifest_list(layout: Path, index_bytes: bytes) -> bytes:
     as_docker_manifest makes it, with its platform (the two formats share its keys);
     annotations, which a manifest list cannot hold, are dropped."""
     descriptors = json.loads(index_bytes)["manifests"]
+    return docker_manifest_list([
+        (descriptor["platform"], manifest)
+        for descriptor, manifest in zip(descriptors, _docker_image_manifests(layout, index_bytes))
+    ])
+
+
+def docker_manifest_list(images: List[Tuple[dict, bytes]]) -> bytes:
+    """A Docker manifest list over (platform, Docker image manifest) pairs, in their order."""
     manifests = [
         {
             "mediaType": media_types.DOCKER_MANIFEST,
             "digest": sha256_digest(manifest),
             "size": len(manifest),
-            "platform": descriptor["platform"],
+            "platform": platform,
         }
-        for descriptor, manifest in zip(descriptors, _docker_image_manifests(layout, index_bytes))
+        for platform, manifest in images
     ]
     return canonical_json(
         {"schemaVersion": 2, "mediaType": media_types.DOCKER_MANIFEST_LIST, "manifests": manifests}

@@ -15,11 +15,11 @@ from pants.engine.target import InvalidFieldException, Target
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
-from strata.core.build.parts.debs import Deb
 from strata.core.debian.architectures import debian_architecture
 from strata.core.debian.rootfs import merged_usr_entries
 from strata.rules.closure import InvalidImageContent
-from strata.rules.debian.lock import DebianClosure, DebianClosureRequest, deb_path, node_key
+from strata.core.debian.nodes import deb_path, debs_part, node_key
+from strata.rules.debian.lock import DebianClosure, DebianClosureRequest
 from strata.rules.nodes import (
     Customisation,
     CustomisationRequest,
@@ -46,8 +46,7 @@ class DebianPackage(NodeKind):
 
     @classmethod
     def layer_parts(cls, kinds: Sequence[NodeKind]) -> LayerParts:
-        packages = sorted(kind.package for kind in kinds)  # type: ignore[attr-defined]
-        return LayerParts((("debs", tuple(Deb(deb_path(p), p) for p in packages)),))
+        return LayerParts((debs_part(kind.package for kind in kinds),))  # type: ignore
 
     def sbom(self, key: str) -> SbomDescription:
         return DescribeProcess(("--deb", deb_path(self.package)))

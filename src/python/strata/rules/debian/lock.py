@@ -29,6 +29,7 @@ from pants.util.logging import LogLevel
 
 from strata.core.debian.index import debian_mirror
 from strata.core.debian.lock import check_lock
+from strata.core.debian.nodes import deb_path, node_key
 from strata.rules.debian.subsystem import DebianSubsystem
 from strata.rules.processes import OnThisMachine
 from strata.rules.tool import ImageTool
@@ -39,19 +40,6 @@ from strata.target_types.debian import (
     DebianPackagesTarget,
     DebianSuiteField,
 )
-
-_DEB_DIR = "debs"  # where a layer process finds the .debs of its Debian packages
-
-
-def deb_path(package: str) -> str:
-    """Where a package's `.deb` is in its node's digest (and in a layer Process's sandbox)."""
-    return f"{_DEB_DIR}/{package}.deb"
-
-
-def node_key(package: str) -> str:
-    """One node per package name across all `debian_packages` targets of an image."""
-    return f"debian:{package}"
-
 
 @dataclass(frozen=True)
 class DebNode:

@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 from pants.engine.rules import Get
 from pants.engine.target import InvalidFieldException
 
+from strata.core.graph.layering import content_budget
 from strata.core.oci.image import epoch_seconds
 from strata.core.oci.docker_archive import DOCKER_MAX_LAYERS, check_docker_layer_count
 from strata.rules.base import BaseImage
@@ -58,7 +59,7 @@ async def own_layers(
     # A kind may keep the top layer for the customisation even without customisation content
     # (an image of Nix paths is layered as nixpkgs' `buildLayeredImage` would layer it).
     keeps_top = bool(customisation) or any(node.kind.keeps_top_layer for node in closure.nodes)
-    budget = own_layers - (1 if keeps_top and not single_layer else 0)
+    budget = content_budget(own_layers, keeps_top)
     mtime = fs.layer_mtime()
     settings = LayerSettings(
         mtime=epoch_seconds(mtime),
