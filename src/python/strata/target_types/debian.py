@@ -44,12 +44,14 @@ class DebianArchitecturesField(StringSequenceField):
     default = ("amd64",)
     help = help_text(
         f"""
-        The Debian architectures to resolve and lock the packages for, by Debian's names:
+        The Debian architectures to resolve the packages for, by Debian's names:
         {", ".join(f"`{a}`" for a in DEBIAN_ARCHITECTURES)}. Each is resolved on its own
-        (its `all` packages included) from the same snapshot of the mirror, and the lockfile
-        holds each one's packages. An `oci_image` takes the packages of its own `architecture`
-        (Go's names: `arm64` is `arm64`, `386` is `i386`, `ppc64le` is `ppc64el`,
-        `mips64le` is `mips64el`, `arm` is `armhf`), which must be listed here.
+        (its `all` packages included) from the same snapshot of the mirror.
+
+        `debian_packages`: the lockfile holds each one's packages, and an `oci_image` takes
+        the packages of its own `architecture` (Go's names: `arm64` is `arm64`, `386` is
+        `i386`, `ppc64le` is `ppc64el`, `mips64le` is `mips64el`, `arm` is `armhf`), which must
+        be listed here. `debian_registry`: the architectures it serves images for.
         """
     )
 

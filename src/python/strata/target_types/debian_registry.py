@@ -37,9 +37,11 @@ class DebianRegistryMetaPackagesField(DictStringToStringSequenceField):
 class DebianRegistryMaxLayersField(OciMaxLayersField):
     help = help_text(
         """
-        The most layers an image the registry serves may have. The packages most shared among
-        the image's dependency closure get a layer each; when there are more packages than
-        layers, the least shared share the last one.
+        The most layers an image the registry serves may have, the top one (merged-/usr
+        symlinks) included: as for an `oci_image` of one `debian_packages` target, the packages
+        most depended on within the image get a layer each, and when there are more packages
+        than layers, the least popular share the last one. `max_layers=1` puts everything in
+        one layer.
         """
     )
 
