@@ -5,16 +5,21 @@ refuses to serve through pantsd and serves without it (`--concurrent`) until Ctr
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import signal
 import subprocess
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from strata.core.debian.index import DEFAULT_KEYRING
+from strata.core.debian_registry.config import RegistryConfig
 from strata_harness.scratch import ScratchRepo, ran_processes
 from strata_harness.servers import free_port
 
@@ -25,6 +30,7 @@ debian_registry(
     architectures=["amd64", "arm64"],
 )
 """
+BAD_BUILD = 'debian_registry(name="registry", compression="zstd")\n'
 PEX = "dist/app/registry.pex"
 START_TIMEOUT = 300.0  # a `pants run` without pantsd starts Pants from scratch
 STOP_TIMEOUT = 30.0
@@ -75,13 +81,35 @@ def assert_other_pants_commands_run(repo: ScratchRepo) -> None:
     assert "Another pants invocation is running" not in listed.stderr
 
 
+def baked_config(pex: Path) -> RegistryConfig:
+    """The configuration the PEX's generated entry module holds: `CONFIG = json.loads(...)`."""
+    with zipfile.ZipFile(pex) as zipapp:
+        module = ast.parse(zipapp.read("strata_debian_registry.py"))
+    (loads,) = (node.value for node in module.body
+                if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "CONFIG")
+    return RegistryConfig.from_json(json.loads(ast.literal_eval(loads.args[0])))
+
+
 def test_package_writes_the_same_executable_pex_every_time(repo: ScratchRepo) -> None:
     pex = repo.root / PEX
     first = pex.read_bytes()
     assert first.startswith(b"#!/usr/bin/env python3\n") and os.access(pex, os.X_OK)
+    assert baked_config(pex) == RegistryConfig(
+        target="app:registry", suite="bookworm", architectures=("amd64", "arm64"),
+        meta_packages={"shell": ("bash", "coreutils")}, max_layers=100, compression="gzip",
+        created="1970-01-01T00:00:01Z", keyring=DEFAULT_KEYRING, mirror="")
     again = repo.run("--no-local-cache", "package", "app:registry")  # another process, no cache
     assert ran_processes(again, "Building the server of app:registry")
     assert pex.read_bytes() == first
+
+
+def test_a_bad_field_fails_package_naming_it_and_writes_nothing(repo: ScratchRepo) -> None:
+    repo.write({"bad/BUILD": BAD_BUILD})
+    try:
+        repo.assert_package_fails(
+            "bad:registry", "the 'compression' field in target bad:registry must be one of")
+    finally:
+        (repo.root / "bad/BUILD").unlink()  # the other tests list every target
 
 
 @pytest.mark.parametrize("python", [None, "/usr/bin/python3.9"])
