@@ -17,8 +17,14 @@ def test_to_json_reads_back_as_the_same_config():
 
 @pytest.mark.parametrize("change, message", [
     ({"suites": "bookworm"}, "unknown keys ['suites']"),
+    ({"suite": None}, "suite must be a string"),
+    ({"target": 7}, "target must be a string"),
     ({"architectures": []}, "architectures: at least one is needed"),
+    ({"architectures": "amd64"}, "architectures must be a list"),
+    ({"architectures": ["amd65"]}, "architectures: 'amd65' is not a Debian architecture"),
     ({"architectures": ["amd64", "amd64"]}, "architectures: ['amd64', 'amd64'] repeats one"),
+    ({"meta_packages": ["bash"]}, "meta_packages must be a JSON object"),
+    ({"meta_packages": {"shell": "bash"}}, "meta_packages: 'shell' must be a list"),
     ({"meta_packages": {"Shell": ["bash"]}}, "meta_packages: the name 'Shell'"),
     ({"meta_packages": {"my_shell": ["bash"]}}, "meta_packages: the name 'my_shell'"),
     ({"meta_packages": {"arm64": ["bash"]}}, "meta_packages: 'arm64' is also an architecture"),
@@ -26,8 +32,11 @@ def test_to_json_reads_back_as_the_same_config():
     ({"meta_packages": {"shell": ["Bash"]}}, "meta_packages: 'shell': 'Bash' is not a Debian"),
     ({"max_layers": 0}, "max_layers must be a positive integer"),
     ({"max_layers": "100"}, "max_layers must be a positive integer"),
+    ({"max_layers": True}, "max_layers must be a positive integer"),
     ({"compression": "zstd"}, "compression must be one of ['gzip', 'none']"),
     ({"created": "yesterday"}, "created must be an RFC 3339 time"),
+    ({"created": "now"}, "created must be an RFC 3339 time"),
+    ({"created": "2300-01-01T00:00:00Z"}, "created: the time '2300-01-01T00:00:00Z'"),
 ])
 def test_each_refusal_names_the_setting(change, message):
     with pytest.raises(ValueError) as raised:
