@@ -135,3 +135,13 @@ def test_an_image_built_once_is_served_from_its_record(tmp_path):
     again, _ = registry_builder(tmp_path, ("amd64",), built)  # a restart
     assert again.image(parse_name("shell_p/curl", config)) == first and len(built) == 1
 
+
+def test_an_image_of_other_architectures_is_another_image(tmp_path):
+    """Configured again with another architecture, the registry must not serve the image it
+    built for the first one alone: that name now means an index of both."""
+    built = []
+    amd64, config = registry_builder(tmp_path, ("amd64",), built)
+    amd64.image(parse_name("curl", config))
+    both, config = registry_builder(tmp_path, ("amd64", "arm64"), built)
+    both.image(parse_name("curl", config))
+    assert [arches for arches, _ in built] == [("amd64",), ("amd64", "arm64")]
