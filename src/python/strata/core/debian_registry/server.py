@@ -163,6 +163,15 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
+    def end_headers(self) -> None:
+        headers = getattr(self, "headers", None)  # none when the request line was unreadable
+        if headers is not None and (headers.get("Content-Length", "0").strip() != "0"
+                                    or "Transfer-Encoding" in headers):
+            # No request here has a body to read: left unread, it would be read as the next
+            # request on the connection.
+            self.send_header("Connection", "close")
+        super().end_headers()
+
     def _error(self, error: RegistryError, head: bool) -> None:
         body = json.dumps({"errors": [{"code": error.code, "message": error.message,
                                        "detail": {}}]}).encode()

@@ -182,6 +182,16 @@ def test_a_failed_build_is_an_error_body_with_its_reason(registry, failure, stat
     assert (response.status, body) == (status, b"")
 
 
+def test_a_refused_push_leaves_the_connection_usable(registry):
+    """The refused request's body is not read as the next request."""
+    _, connection = registry
+    response, _ = request(connection, "PUT", "/v2/shell/blobs/uploads/x?digest=sha256:00",
+                          body=b"GET /v2/_catalog HTTP/1.1\r\n\r\n" + b"x" * 10_000)
+    assert response.status == 405
+    response, body = request(connection, "GET", "/v2/")
+    assert (response.status, body) == (200, b"{}")
+
+
 def test_a_blob_whole(registry):
     _, connection = registry
     response, body = request(connection, "GET", BLOB_PATH)
