@@ -4,6 +4,9 @@ Real clients pulling real images are the integration tests' (podman, skopeo, doc
 import errno
 import http.client
 import json
+import logging
+import socket
+import struct
 import threading
 from typing import Dict, Optional, Tuple
 
@@ -236,3 +239,39 @@ def test_a_range_outside_the_blob_is_refused(registry, header):
     response, body = request(connection, "GET", BLOB_PATH, {"Range": "bytes=0-0"})
     assert (response.status, body) == (206, BLOB[:1])
 
+
+class RecordingServer(RegistryServer):
+    """Notes each connection's end and each error the handler let out."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.finished, self.escaped = threading.Event(), []
+
+    def handle_error(self, request, client_address):
+        self.escaped.append(client_address)
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)
+        self.finished.set()
+
+
+def test_a_client_hanging_up_mid_blob_is_no_failure(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="strata.debian_registry")
+    store = BlobStore(tmp_path / "blobs")
+    with store.writer() as out:
+        out.write(bytes(32 << 20))  # more than the socket buffers hold
+    server = RecordingServer(("127.0.0.1", 0), StubBuilder(store))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = socket.create_connection(server.server_address, timeout=10)
+        client.sendall(f"GET /v2/shell/blobs/{out.digest} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert client.recv(12) == b"HTTP/1.1 200"
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset, as a cancelled pull's
+        assert server.finished.wait(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.escaped == []  # nothing for socketserver to print a traceback of
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("the client hung up" in r.getMessage() for r in caplog.records)
