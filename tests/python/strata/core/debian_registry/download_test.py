@@ -102,7 +102,7 @@ def test_a_blob_in_the_store_is_not_downloaded_again(tmp_path, mirror, sleeps):
     assert mirror.requests == 1
 
 
-@pytest.mark.parametrize("failure", ["503"])
+@pytest.mark.parametrize("failure", ["503", "cut"])
 def test_an_index_failing_once_is_retried(mirror, sleeps, failure):
     mirror.answers = [failure, "ok"]
     assert fetch_bytes(mirror.url, "the bookworm InRelease") == DEB
