@@ -35,17 +35,24 @@ def test_concurrent_writers_of_one_record_never_show_a_partial_one(tmp_path):
     path = str(tmp_path / "abc.json")
     records = [{"writer": i, "padding": "x" * 200_000} for i in range(4)]
     write_record(path, records[0])
-    done = threading.Event()
-    seen = []
+    done, seen, errors = threading.Event(), [], []
+
+    def reporting(work):
+        def run():
+            try:
+                work()
+            except Exception as e:  # a thread's exception would go unseen
+                errors.append(e)
+        return threading.Thread(target=run)
 
     def read_until_done():
         while not done.is_set():
             with open(path, encoding="utf-8") as f:
                 seen.append(json.load(f)["writer"])  # a partial record fails to parse
 
-    reader = threading.Thread(target=read_until_done)
+    reader = reporting(read_until_done)
     reader.start()
-    writers = [threading.Thread(target=lambda r=r: [write_record(path, r) for _ in range(5)])
+    writers = [reporting(lambda r=r: [write_record(path, r) for _ in range(5)])
                for r in records]
     for writer in writers:
         writer.start()
@@ -53,5 +60,5 @@ def test_concurrent_writers_of_one_record_never_show_a_partial_one(tmp_path):
         writer.join()
     done.set()
     reader.join()
-    assert seen and set(seen) <= {0, 1, 2, 3}
+    assert errors == [] and set(seen) <= {0, 1, 2, 3} and seen
     assert os.listdir(tmp_path) == ["abc.json"]
