@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import sys
 import threading
@@ -58,10 +59,19 @@ class DebianRegistry(LocalServer):
 
     def _env(self) -> Dict[str, str]:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                "PYTHONPATH": str(_plugin_source().parent)}
+                "PYTHONPATH": str(_plugin_source().parent.absolute())}
 
     def _ready(self) -> bool:
         return get(f"http://{self.host}/v2/")[0] == 200
+
+    def kill(self, sig: int) -> int:
+        """Sends `sig` to the server; its exit status once it has gone."""
+        assert self._process is not None, "the registry is not running"
+        process = self._process
+        os.killpg(process.pid, sig)
+        status = process.wait(timeout=60)
+        self.stop()
+        return status
 
     def builds(self) -> List[str]:
         """The log's "built <image> (...)" lines: one per image built."""
