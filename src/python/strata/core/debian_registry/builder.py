@@ -168,7 +168,7 @@ class ImageBuilder:
                     for platform, manifest, _ in images
                 ])), media_types.OCI_INDEX)
                 docker = self._put_manifest(
-                    docker_manifest_list([(platform, manifest) for platform, _, manifest in images]),
+                    docker_manifest_list([(platform, docker) for platform, _, docker in images]),
                     media_types.DOCKER_MANIFEST_LIST,
                 )
             built = BuiltImage(oci, docker)
