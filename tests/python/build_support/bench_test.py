@@ -62,7 +62,9 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     done = subprocess.run(
         [sys.executable, str(bench_script()), "--size-mb", "5", "--files", "200", "--reps", "1",
          "--big-file-mb", "20", "--seed", "7", "--json", str(out), "--src", str(src),
-         "--workdir", str(tmp_path), "--keep", "--baselines", str(baselines()), "--no-demo"],
+         "--workdir", str(tmp_path), "--keep", "--baselines", str(baselines()), "--no-demo",
+         # The registry's rows on a small image: its few .debs, not Python's.
+         "--registry-image", "shell", "--registry-extra", "hello"],
         capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -104,6 +106,23 @@ def test_tiny_run_prints_the_table_and_writes_json(tmp_path):
     targets = report["targets"]
     assert (targets["ratio_min"], targets["peak_rss_max_mb"]) == (0.8, 150)
     assert isinstance(targets["ratio_met"], bool) and isinstance(targets["peak_rss_met"], bool)
+
+    # The Debian registry: the cold pull built every layer, the cached ones built nothing,
+    # and the new combination built only its new package's layers.
+    registry = report["registry"]
+    assert "skipped" not in registry, registry
+    cold, cached, extended = registry["cold"], registry["cached"], registry["extended"]
+    assert (cold["image"], extended["image"]) == ("shell", "shell/hello")
+    assert cold["layers_built"] == cold["layers"] > 2 and cold["layers_reused"] == 0, cold
+    assert cold["images_built"] == 1 and cold["bytes"] > 0
+    assert cached["runs"] == 1 and cached["images_built"] == [0], cached
+    assert set(cached["manifest_seconds"]) == {"median", "min", "max"}
+    assert extended["layers_reused"] == cold["layers"], extended
+    assert extended["layers_built"] == extended["layers"] - cold["layers"] >= 1, extended
+    assert set(targets["registry_cached"]) == {"figure", "limit", "met"}
+    for label in ("the Debian registry, pulled over HTTP", "shell, cold cache",
+                  "shell again (cached)", "shell/hello after it"):
+        assert label in done.stdout, done.stdout
 
     # End to end through Pants: these are behaviours, not timings, so they are checked.
     pants = report["pants"]

@@ -129,8 +129,11 @@ class ImageBuilder:
     # --- what the server serves ---
 
     def image(self, name: ImageName) -> BuiltImage:
-        key = self._key("image", name.architecture, name.packages, self.snapshot.release_sha256,
-                        self.config.max_layers, self.config.compression, self.config.created)
+        # The architectures built, not the prefix: a name without one is an index of every
+        # configured architecture, another image when the configuration names others.
+        key = self._key("image", self._architectures(name), name.packages,
+                        self.snapshot.release_sha256, self.config.max_layers,
+                        self.config.compression, self.config.created)
         path = self._record_path("images", key)
         record = read_record(path)
         if record is not None:
@@ -153,7 +156,7 @@ class ImageBuilder:
             return BuiltImage(**record)
         with self._jobs:
             started = time.monotonic()
-            arches = [name.architecture] if name.architecture else list(self.config.architectures)
+            arches = self._architectures(name)
             images = [self._arch_image(name, arch) for arch in arches]
             if len(images) == 1:
                 (_, oci_manifest, docker_manifest), = images
@@ -165,7 +168,7 @@ class ImageBuilder:
                     for platform, manifest, _ in images
                 ])), media_types.OCI_INDEX)
                 docker = self._put_manifest(
-                    docker_manifest_list([(platform, manifest) for platform, _, manifest in images]),
+                    docker_manifest_list([(platform, docker) for platform, _, docker in images]),
                     media_types.DOCKER_MANIFEST_LIST,
                 )
             built = BuiltImage(oci, docker)
@@ -273,6 +276,9 @@ class ImageBuilder:
         write_record(self._record_path("manifests", digest),
                      {"mediaType": media_type, "size": len(data)})
         return digest
+
+    def _architectures(self, name: ImageName) -> List[str]:
+        return [name.architecture] if name.architecture else list(self.config.architectures)
 
     def _key(self, *parts) -> str:
         return hashlib.sha256(json.dumps([self._code, *parts], sort_keys=True).encode()

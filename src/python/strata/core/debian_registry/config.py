@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Dict, NamedTuple, Tuple
 
+from strata.core.build.spec import json_strings
 from strata.core.debian.architectures import check_architecture
 from strata.core.debian.index import DEFAULT_GPGV, DEFAULT_KEYRING
 from strata.core.errors import InvalidInput
@@ -47,9 +48,16 @@ class RegistryConfig(NamedTuple):
         unknown, missing = set(obj) - set(cls._fields), required - set(obj)
         if unknown or missing:
             raise InvalidInput(f"{what}: unknown keys {sorted(unknown)}, missing {sorted(missing)}")
+        for key in set(obj) - {"architectures", "meta_packages", "max_layers"}:
+            if not isinstance(obj[key], str):
+                raise InvalidInput(f"{key} must be a string: {obj[key]!r}")
+        meta_packages = obj["meta_packages"]
+        if not isinstance(meta_packages, dict):
+            raise InvalidInput(f"meta_packages must be a JSON object: {meta_packages!r}")
         config = cls(**{**obj,
-                        "architectures": tuple(obj["architectures"]),
-                        "meta_packages": {k: tuple(v) for k, v in obj["meta_packages"].items()}})
+                        "architectures": json_strings(obj["architectures"], "architectures"),
+                        "meta_packages": {k: json_strings(v, f"meta_packages: {k!r}")
+                                          for k, v in meta_packages.items()}})
         config.check()
         return config
 
@@ -58,17 +66,26 @@ class RegistryConfig(NamedTuple):
         if not self.architectures:
             raise InvalidInput("architectures: at least one is needed")
         for arch in self.architectures:
-            check_architecture(arch)
+            try:
+                check_architecture(arch)
+            except ValueError as e:
+                raise InvalidInput(f"architectures: {e}") from None
         if len(set(self.architectures)) != len(self.architectures):
             raise InvalidInput(f"architectures: {list(self.architectures)} repeats one")
         for name, packages in self.meta_packages.items():
             check_meta_package(name, packages, self.architectures)
-        if not isinstance(self.max_layers, int) or self.max_layers < 1:
+        if type(self.max_layers) is not int or self.max_layers < 1:
             raise InvalidInput(f"max_layers must be a positive integer: {self.max_layers!r}")
         if self.compression not in COMPRESSIONS:
             raise InvalidInput(f"compression must be one of {list(COMPRESSIONS)}: "
                                f"{self.compression!r}")
-        epoch_seconds(self.created)
+        if self.created == "now":  # every restart would serve other images under one name
+            raise InvalidInput("created must be an RFC 3339 time, not \"now\": the registry's "
+                               "images are reproducible")
+        try:
+            epoch_seconds(self.created)
+        except ValueError as e:
+            raise InvalidInput(f"created: {e}") from None
 
 
 def check_meta_package(name: str, packages, architectures) -> None:

@@ -4,6 +4,7 @@ unverified or partial is ever stored."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import time
 import urllib.error
@@ -30,7 +31,9 @@ def _with_retries(what: str, url: str, attempt_once):
             return attempt_once()
         except BlobStoreFull:
             raise
-        except (OSError, BlobMismatch) as e:  # urllib's errors are OSErrors
+        # urllib's errors are OSErrors; a body cut short (IncompleteRead) or a garbled answer
+        # is http.client's.
+        except (OSError, http.client.HTTPException, BlobMismatch) as e:
             if attempt == ATTEMPTS:
                 raise DownloadFailed(
                     f"downloading {what} from {url} failed {ATTEMPTS} times, last: {e}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Optional, Tuple
 
+from strata.core.debian.architectures import ARCHITECTURES
 from strata.core.debian_registry.config import PACKAGE_NAME, RegistryConfig
 from strata.core.errors import InvalidInput
 
@@ -28,10 +29,6 @@ class ImageName(NamedTuple):
     architecture: Optional[str]  # None: every configured architecture (an index, if several)
     packages: Tuple[str, ...]  # sorted, meta-packages expanded, each once
     requested: Tuple[str, ...]  # the components as read (meta-packages unexpanded), sorted
-
-    def canonical(self) -> str:
-        """The name every spelling of this image shares (the cache key's part)."""
-        return "/".join(([self.architecture] if self.architecture else []) + list(self.requested))
 
 
 def escape(package: str) -> str:
@@ -53,6 +50,9 @@ def parse_name(name: str, config: RegistryConfig) -> ImageName:
         if not _COMPONENT.fullmatch(component):
             raise NameInvalid(f"{component!r} is not a repository name component "
                               "([a-z0-9] runs joined by `.`, `_`, `__` or dashes)")
+    if components[0] in ARCHITECTURES and components[0] not in config.architectures:
+        raise NameInvalid(f"{components[0]!r} is an architecture this registry does not serve "
+                          f"(it serves {', '.join(config.architectures)})")
     architecture = components[0] if components[0] in config.architectures else None
     if architecture is not None:
         components = components[1:]

@@ -61,14 +61,20 @@ class RegistryHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = _refuse_push
 
     def _serve(self, head: bool) -> None:
-        self._started = time.monotonic()
+        self._started, self._answering = time.monotonic(), False
         try:
             self._route(head)
         except RegistryError as e:
             self._error(e, head)
+        except ConnectionError as e:  # the client hung up (a pull cancelled, or timed out)
+            log.info("%s %s: the client hung up: %s", self.command, self.path, e)
+            self.close_connection = True
         except Exception as e:  # the client gets a 5xx and a message, the log the traceback
             log.exception("%s %s failed", self.command, self.path)
-            self._error(_as_registry_error(e), head)
+            if self._answering:  # half an answer sent: hanging up is the only way to say so
+                self.close_connection = True
+            else:
+                self._error(_as_registry_error(e), head)
 
     def _route(self, head: bool) -> None:
         path = urlsplit(self.path).path
@@ -162,6 +168,19 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+    def send_response(self, code, message=None) -> None:
+        self._answering = True
+        super().send_response(code, message)
+
+    def end_headers(self) -> None:
+        headers = getattr(self, "headers", None)  # none when the request line was unreadable
+        if headers is not None and (headers.get("Content-Length", "0").strip() != "0"
+                                    or "Transfer-Encoding" in headers):
+            # No request here has a body to read: left unread, it would be read as the next
+            # request on the connection.
+            self.send_header("Connection", "close")
+        super().end_headers()
 
     def _error(self, error: RegistryError, head: bool) -> None:
         body = json.dumps({"errors": [{"code": error.code, "message": error.message,
