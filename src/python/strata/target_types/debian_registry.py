@@ -3,21 +3,20 @@ packaged as a PEX."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from pants.core.goals.package import OutputPathField
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     DictStringToStringSequenceField,
+    InvalidFieldException,
     StringField,
     Target,
 )
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
-from strata.core.debian_registry.config import COMPRESSIONS, check_meta_package
+from strata.core.debian.index import DEFAULT_KEYRING
+from strata.core.debian_registry.config import COMPRESSIONS, RegistryConfig
 from strata.target_types.debian import DebianArchitecturesField, DebianSuiteField
-from strata.target_types.fields import check_field
 from strata.target_types.image import OciCreatedField, OciMaxLayersField
 
 
@@ -58,6 +57,16 @@ class DebianRegistryCompressionField(StringField):
     )
 
 
+class DebianRegistryCreatedField(OciCreatedField):
+    help = help_text(
+        """
+        The served images' creation time in their configs and history, and their files' mtime
+        (RFC 3339, from 1970 to 2242-03-16T12:56:31Z). Not `"now"`: the registry serves the
+        same image under a name after every restart.
+        """
+    )
+
+
 class DebianRegistryOutputPathField(OutputPathField):
     pass
 
@@ -71,7 +80,7 @@ class DebianRegistryTarget(Target):
         DebianRegistryMetaPackagesField,
         DebianRegistryMaxLayersField,
         DebianRegistryCompressionField,
-        OciCreatedField,
+        DebianRegistryCreatedField,
         DebianRegistryOutputPathField,
     )
     help = help_text(
@@ -95,17 +104,31 @@ class DebianRegistryTarget(Target):
         """
     )
 
+    def registry_config(self, keyring: str = DEFAULT_KEYRING, mirror: str = "") -> RegistryConfig:
+        """What the packaged server reads: this target's settings, and `[debian]`'s."""
+        return RegistryConfig(
+            target=str(self.address),
+            suite=self[DebianSuiteField].value,
+            architectures=self[DebianArchitecturesField].value,
+            meta_packages=dict(self[DebianRegistryMetaPackagesField].value),
+            max_layers=self[DebianRegistryMaxLayersField].value,
+            compression=self[DebianRegistryCompressionField].value,
+            created=self[DebianRegistryCreatedField].value,
+            keyring=keyring,
+            mirror=mirror,
+        )
+
     def validate(self) -> None:
-        """The meta-packages, checked here rather than by their field, because their names may
-        not be architecture names, which another field holds."""
-        architectures = self[DebianArchitecturesField].value
-        for name, packages in self[DebianRegistryMetaPackagesField].value.items():
-            check_field(
-                DebianRegistryMetaPackagesField,
-                self.address,
-                partial(check_meta_package, packages=packages, architectures=architectures),
-                name,
-            )
+        """The settings checked as the server checks them (`RegistryConfig.check`, whose every
+        refusal starts with the setting, the field's alias): what the fields cannot check one
+        by one (meta-package names that are architectures, a repeated architecture) and what
+        only a registry refuses (`created="now"`), as the BUILD file is read."""
+        try:
+            self.registry_config().check()
+        except ValueError as e:
+            raise InvalidFieldException(
+                f"The debian_registry {self.address} is invalid: {e}"
+            ) from e
 
 
 def target_types():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -12,19 +13,16 @@ from pants.core.goals.package import PackageFieldSet
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior
 from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
-from strata.core.debian_registry.config import RegistryConfig
 from strata.rules.debian.subsystem import DebianSubsystem
 from strata.rules.tool import ImageTool
-from strata.target_types.debian import DebianArchitecturesField, DebianSuiteField
 from strata.target_types.debian_registry import (
-    DebianRegistryCompressionField,
-    DebianRegistryMaxLayersField,
     DebianRegistryMetaPackagesField,
     DebianRegistryOutputPathField,
+    DebianRegistryTarget,
 )
-from strata.target_types.image import OciCreatedField
 
 # The PEX runs with the machine's `python3`: the core needs CPython 3.9 or newer, nothing else.
 INTERPRETER_CONSTRAINTS = ("CPython>=3.9,<4",)
@@ -53,29 +51,10 @@ class DebianRegistryFieldSet(PackageFieldSet, RunFieldSet):
     required_fields = (DebianRegistryMetaPackagesField,)
     run_in_sandbox_behavior = RunInSandboxBehavior.NOT_SUPPORTED
 
-    suite: DebianSuiteField
-    architectures: DebianArchitecturesField
-    meta_packages: DebianRegistryMetaPackagesField
-    max_layers: DebianRegistryMaxLayersField
-    compression: DebianRegistryCompressionField
-    created: OciCreatedField
     output_path: DebianRegistryOutputPathField
 
     def output_file(self) -> str:
         return self.output_path.value_or_default(file_ending="pex")
-
-    def config(self, debian: DebianSubsystem) -> RegistryConfig:
-        return RegistryConfig(
-            target=str(self.address),
-            suite=self.suite.value,
-            architectures=self.architectures.value,
-            meta_packages=dict(self.meta_packages.value),
-            max_layers=self.max_layers.value,
-            compression=self.compression.value,
-            created=self.created.value,
-            keyring=debian.keyring,
-            mirror=debian.mirror,
-        )
 
 
 @dataclass(frozen=True)
@@ -87,12 +66,18 @@ class DebianRegistryServer:
 async def build_debian_registry_server(
     field_set: DebianRegistryFieldSet, tool: ImageTool, debian: DebianSubsystem
 ) -> DebianRegistryServer:
-    config = json.dumps(field_set.config(debian).to_json(), indent=2, sort_keys=True)
+    wrapped = await Get(WrappedTarget, WrappedTargetRequest(
+        field_set.address, description_of_origin="the debian_registry rules"))
+    target = cast(DebianRegistryTarget, wrapped.target)
+    config = json.dumps(
+        target.registry_config(debian.keyring, debian.mirror).to_json(), indent=2, sort_keys=True
+    )
     entry = FileContent(
         f"{ENTRY_MODULE}.py",
         _ENTRY_SOURCE.format(target=field_set.address, config=config).encode(),
     )
-    sources = await Get(Digest, MergeDigests([tool.digest, await Get(Digest, CreateDigest([entry]))]))
+    entry_digest = await Get(Digest, CreateDigest([entry]))
+    sources = await Get(Digest, MergeDigests([tool.digest, entry_digest]))
     pex = await Get(
         Pex,
         PexRequest(
