@@ -11,7 +11,6 @@ from pants.engine.target import (
     StringField,
     Target,
 )
-from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from strata.core.debian.index import DEFAULT_KEYRING
@@ -22,7 +21,6 @@ from strata.target_types.image import OciCreatedField, OciMaxLayersField
 
 class DebianRegistryMetaPackagesField(DictStringToStringSequenceField):
     alias = "meta_packages"
-    default = FrozenDict()
     help = help_text(
         """
         Names that stand for several Debian packages in an image name, as in
@@ -110,7 +108,7 @@ class DebianRegistryTarget(Target):
             target=str(self.address),
             suite=self[DebianSuiteField].value,
             architectures=self[DebianArchitecturesField].value,
-            meta_packages=dict(self[DebianRegistryMetaPackagesField].value),
+            meta_packages=dict(self[DebianRegistryMetaPackagesField].value or {}),
             max_layers=self[DebianRegistryMaxLayersField].value,
             compression=self[DebianRegistryCompressionField].value,
             created=self[DebianRegistryCreatedField].value,

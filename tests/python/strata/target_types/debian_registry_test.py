@@ -24,7 +24,7 @@ def test_defaults_are_bookworm_amd64_gzip_and_no_meta_packages():
     target = DebianRegistryTarget({}, REGISTRY)
     assert target[DebianSuiteField].value == "bookworm"
     assert target[DebianArchitecturesField].value == ("amd64",)
-    assert dict(target[DebianRegistryMetaPackagesField].value) == {}
+    assert target[DebianRegistryMetaPackagesField].value is None
     assert target[DebianRegistryMaxLayersField].value == 100
     assert target[DebianRegistryCompressionField].value == "gzip"
     assert target[DebianRegistryCreatedField].value == "1970-01-01T00:00:01Z"

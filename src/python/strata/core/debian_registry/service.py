@@ -24,6 +24,15 @@ from strata.core.errors import StrataError, UsageError
 log = logging.getLogger("strata.debian_registry")
 
 OPTIONS = "--listen HOST:PORT --cache-dir DIR [--mirror URL] [--jobs N] [--refresh]"
+USAGE = """A registry that builds images of Debian packages when they are pulled: `podman pull
+HOST:PORT/curl/jq` is an image of curl and jq (README.md, "A registry that builds on pull").
+
+  --listen HOST:PORT  where to serve plain HTTP (put TLS in front of it beyond localhost)
+  --cache-dir DIR     blobs, built layers and images, and the pinned snapshot; kept across runs
+  --mirror URL        the Debian archive (default: the target's [debian].mirror, else this
+                      machine's apt sources)
+  --jobs N            images built at once (default 2)
+  --refresh           pin the mirror's current snapshot instead of the one in --cache-dir"""
 
 
 class CacheInUse(StrataError):
@@ -76,7 +85,7 @@ def serve(config: RegistryConfig, options) -> None:
     server = RegistryServer(address, builder)
     signal.signal(signal.SIGTERM, _stop)
     host, port = server.server_address[:2]
-    log.info("%s: serving %s (%s) on http://%s:%d, cache %s", config.target, snapshot.suite,
+    log.info("serving %s (%s) on http://%s:%d, cache %s", snapshot.suite,
              ", ".join(config.architectures), host, port, cache_dir)
     try:
         server.serve_forever()
@@ -91,6 +100,9 @@ def main(argv: list, config: dict) -> int:
     """A packaged registry's entry point: `config` is its target's `RegistryConfig.to_json()`;
     options and failures as every core program has them (strata.core.build.program)."""
     prog = config.get("target") or "debian_registry"
+    if argv[:1] in (["--help"], ["-h"]):
+        print(f"usage: {prog} {OPTIONS}\n\n{USAGE}")
+        return 0
     try:
         options = parse(Command(__name__, OPTIONS), argv)
         logging.basicConfig(stream=sys.stderr, level=logging.INFO,
