@@ -192,8 +192,15 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code="-", size="-") -> None:
         elapsed = time.monotonic() - getattr(self, "_started", time.monotonic())
-        log.info("%s %s %s %s (%.3f s)", self.client_address[0], self.command, self.path,
-                 code, elapsed)
+        # No command or path when the request line was unreadable.
+        log.info("%s %s %s %s (%.3f s)", self.client_address[0], self.command or "-",
+                 getattr(self, "path", "-"), code, elapsed)
+
+    def log_error(self, format: str, *args) -> None:
+        """An unreadable request (`send_error`): a TLS handshake, most often, from a client
+        that was not told the registry speaks plain HTTP (podman's `--tls-verify=false`)."""
+        log.warning("%s: %s (this registry speaks plain HTTP)", self.client_address[0],
+                    format % args)
 
 
 def _as_registry_error(error: Exception) -> RegistryError:

@@ -275,3 +275,22 @@ def test_a_client_hanging_up_mid_blob_is_no_failure(tmp_path, caplog):
     assert server.escaped == []  # nothing for socketserver to print a traceback of
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert any("the client hung up" in r.getMessage() for r in caplog.records)
+
+
+def test_a_tls_handshake_is_a_bad_request_logged_as_such(tmp_path, caplog):
+    """podman tries TLS first: its ClientHello is an unreadable request line."""
+    caplog.set_level(logging.INFO, logger="strata.debian_registry")
+    server = RecordingServer(("127.0.0.1", 0), StubBuilder(BlobStore(tmp_path / "blobs")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address, timeout=10) as client:
+            client.sendall(bytes.fromhex("160301020001") + bytes(50) + b"\r\n\r\n")
+            # Answered as HTTP/0.9 (no status line): the request named no version it can read.
+            assert b"Error code: 400" in client.recv(4096)
+        assert server.finished.wait(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.escaped == []
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "code 400" in warning and "plain HTTP" in warning
