@@ -191,10 +191,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self._send(error.status, "application/json", body, head)
 
     def log_request(self, code="-", size="-") -> None:
-        elapsed = time.monotonic() - getattr(self, "_started", time.monotonic())
+        started = getattr(self, "_started", None)
+        took = "" if started is None else f" ({time.monotonic() - started:.3f} s)"
         # No command or path when the request line was unreadable.
-        log.info("%s %s %s %s (%.3f s)", self.client_address[0], self.command or "-",
-                 getattr(self, "path", "-"), code, elapsed)
+        log.info("%s %s %s %s%s", self.client_address[0], self.command or "-",
+                 getattr(self, "path", "-"), code, took)
 
     def log_error(self, format: str, *args) -> None:
         """An unreadable request (`send_error`): a TLS handshake, most often, from a client
