@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+from typing import Any, Mapping
 
 from strata_harness.scratch import ScratchRepo
 
@@ -22,18 +24,26 @@ DEMO_FILES = (
 )
 
 
-def demo_repo(root: str | os.PathLike[str], *, isolated_cache: bool = False) -> ScratchRepo:
-    """A scratch repo holding the demo app; see ScratchRepo for `isolated_cache`."""
-    repo = ScratchRepo(
-        root,
-        config={
-            "source": {"root_patterns": ["/app"]},
-            "python": {
-                "requirement_constraints": "3rdparty/python/constraints.txt",
-                "resolve_all_constraints": False,
-            },
+def demo_repo(
+    root: str | os.PathLike[str],
+    *,
+    isolated_cache: bool = False,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    plugin_wheel: Path | None = None,
+) -> ScratchRepo:
+    """A scratch repo holding the demo app; see ScratchRepo for `isolated_cache`,
+    `plugin_wheel` and `config` (settings merged over the demo's)."""
+    demo_config: dict[str, dict[str, Any]] = {
+        "source": {"root_patterns": ["/app"]},
+        "python": {
+            "requirement_constraints": "3rdparty/python/constraints.txt",
+            "resolve_all_constraints": False,
         },
-        isolated_cache=isolated_cache,
+    }
+    for section, values in (config or {}).items():
+        demo_config.setdefault(section, {}).update(values)
+    repo = ScratchRepo(
+        root, config=demo_config, isolated_cache=isolated_cache, plugin_wheel=plugin_wheel
     )
     for rel in DEMO_FILES:
         (repo.root / rel).parent.mkdir(parents=True, exist_ok=True)
