@@ -19,7 +19,7 @@ DEMO_FILES = (
     "app/debian.lock.json",
     "app/hello/__init__.py",
     "app/hello/main.py",
-    "3rdparty/python/constraints.txt",
+    "3rdparty/python/app-constraints.txt",
     "3rdparty/python/app-requirements.txt",
 )
 
@@ -36,8 +36,9 @@ def demo_repo(
     demo_config: dict[str, dict[str, Any]] = {
         "source": {"root_patterns": ["/app"]},
         "python": {
-            "requirement_constraints": "3rdparty/python/constraints.txt",
-            "resolve_all_constraints": False,
+            "enable_resolves": True,
+            "default_resolve": "app",
+            "resolves": {"app": "3rdparty/python/app-constraints.txt"},
         },
     }
     for section, values in (config or {}).items():
@@ -55,4 +56,11 @@ def demo_repo(
         }
     )
     return repo
+
+
+def pin(repo: ScratchRepo, *requirements: str) -> None:
+    """Adds `name==version` pins to the demo's `app` resolve (its lockfile, a pinned
+    requirements file), which every requirement of the resolve needs."""
+    with open(repo.root / "3rdparty/python/app-constraints.txt", "a") as lockfile:
+        lockfile.write("".join(f"{r}\n" for r in requirements))
 
