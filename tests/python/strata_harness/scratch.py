@@ -40,6 +40,18 @@ def strata_root() -> Path:
     return Path(root)
 
 
+def copy_tracked_files(source: Path, dest: Path) -> None:
+    """What a fresh clone holds, taken from the working tree so uncommitted changes count."""
+    if shutil.which("git") is None:
+        unavailable("git is not on PATH: it lists the repository's tracked files")
+    listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z"],
+                            capture_output=True, check=True)
+    for rel in listed.stdout.decode().split("\0"):
+        if rel and (source / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, dest / rel)
+
+
 def pants_binary() -> Path:
     venv = Path(os.environ.get("STRATA_PANTS_VENV", DEFAULT_PANTS_VENV))
     if not (venv / "bin" / "pants").is_file():
