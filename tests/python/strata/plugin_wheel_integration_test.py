@@ -86,6 +86,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Iter
 
 
 def test_the_consumer_loads_strata_from_the_wheel_alone(builds: Builds) -> None:
+    print((builds.consumer.root / "pants.toml").read_text())
     config = builds.consumer.config
     assert config["GLOBAL"]["plugins"] == [plugin_requirement(builds.wheel)]
     assert "strata" in config["GLOBAL"]["backend_packages"]
