@@ -1,6 +1,6 @@
-"""The plugin wheel is the same bytes from another checkout, at another path, built under umask
-077 with no cache: `./pants package src/python/strata:dist` in a fresh copy gives the wheel
-Pants built for this test."""
+"""The plugin wheel (`src/python/strata:dist`, built by Pants for this test): it holds every
+file of the plugin's source tree, and it is the same bytes from another checkout, at another
+path, built under umask 077 with no cache."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 from strata_harness.scratch import copy_tracked_files, strata_root
@@ -19,8 +20,27 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def built_wheel() -> Path:
+    """At the sandbox's root, the distribution's output path (runtime_package_dependencies)."""
+    (wheel,) = Path.cwd().glob("pants_backend_strata-*.whl")
+    return wheel
+
+
+def test_the_wheel_holds_every_file_of_the_source_tree() -> None:
+    """Dependency inference reaches what is imported; the core's modules that only Processes
+    run reach the wheel by explicit dependencies, which a new module could miss."""
+    source = strata_root() / "src/python"
+    tree = {
+        str(p.relative_to(source)) for p in (source / "strata").rglob("*")
+        if p.is_file() and p.name != "BUILD" and "__pycache__" not in p.parts
+    }
+    with zipfile.ZipFile(built_wheel()) as wheel:
+        packaged = {n for n in wheel.namelist() if ".dist-info/" not in n}
+    assert packaged == tree
+
+
 def test_the_wheel_is_the_same_bytes_from_another_checkout_under_umask_077(tmp_path: Path):
-    (built,) = Path.cwd().glob("pants_backend_strata-*.whl")  # runtime_package_dependencies
+    built = built_wheel()
     clone = tmp_path / "another" / "checkout"
     copy_tracked_files(strata_root(), clone)
     shutil.copy2(strata_root() / "build-support/pex", clone / "build-support/pex")
