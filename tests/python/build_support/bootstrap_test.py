@@ -11,23 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from strata_harness.scratch import strata_root
-from strata_harness.tools import unavailable
+from strata_harness.scratch import copy_tracked_files, strata_root
 
 # Where pip looks for a user's configuration under HOME (pip's own list, XDG default first).
 PIP_USER_CONFIGS = (".config/pip/pip.conf", ".pip/pip.conf")
-
-
-def copy_tracked_files(source: Path, dest: Path) -> None:
-    """What a fresh clone holds, taken from the working tree so uncommitted changes count."""
-    if shutil.which("git") is None:
-        unavailable("git is not on PATH: it lists the repository's tracked files")
-    listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z"],
-                            capture_output=True, check=True)
-    for rel in listed.stdout.decode().split("\0"):
-        if rel and (source / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, dest / rel)
 
 
 def fresh_home(home: Path) -> dict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+from typing import Any, Mapping
 
 from strata_harness.scratch import ScratchRepo
 
@@ -17,23 +19,32 @@ DEMO_FILES = (
     "app/debian.lock.json",
     "app/hello/__init__.py",
     "app/hello/main.py",
-    "3rdparty/python/constraints.txt",
+    "3rdparty/python/app-constraints.txt",
     "3rdparty/python/app-requirements.txt",
 )
 
 
-def demo_repo(root: str | os.PathLike[str], *, isolated_cache: bool = False) -> ScratchRepo:
-    """A scratch repo holding the demo app; see ScratchRepo for `isolated_cache`."""
-    repo = ScratchRepo(
-        root,
-        config={
-            "source": {"root_patterns": ["/app"]},
-            "python": {
-                "requirement_constraints": "3rdparty/python/constraints.txt",
-                "resolve_all_constraints": False,
-            },
+def demo_repo(
+    root: str | os.PathLike[str],
+    *,
+    isolated_cache: bool = False,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    plugin_wheel: Path | None = None,
+) -> ScratchRepo:
+    """A scratch repo holding the demo app; see ScratchRepo for `isolated_cache`,
+    `plugin_wheel` and `config` (settings merged over the demo's)."""
+    demo_config: dict[str, dict[str, Any]] = {
+        "source": {"root_patterns": ["/app"]},
+        "python": {
+            "enable_resolves": True,
+            "default_resolve": "app",
+            "resolves": {"app": "3rdparty/python/app-constraints.txt"},
         },
-        isolated_cache=isolated_cache,
+    }
+    for section, values in (config or {}).items():
+        demo_config.setdefault(section, {}).update(values)
+    repo = ScratchRepo(
+        root, config=demo_config, isolated_cache=isolated_cache, plugin_wheel=plugin_wheel
     )
     for rel in DEMO_FILES:
         (repo.root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -45,4 +56,11 @@ def demo_repo(root: str | os.PathLike[str], *, isolated_cache: bool = False) -> 
         }
     )
     return repo
+
+
+def pin(repo: ScratchRepo, *requirements: str) -> None:
+    """Adds `name==version` pins to the demo's `app` resolve (its lockfile, a pinned
+    requirements file), which every requirement of the resolve needs."""
+    with open(repo.root / "3rdparty/python/app-constraints.txt", "a") as lockfile:
+        lockfile.write("".join(f"{r}\n" for r in requirements))
 

@@ -40,6 +40,18 @@ def strata_root() -> Path:
     return Path(root)
 
 
+def copy_tracked_files(source: Path, dest: Path) -> None:
+    """What a fresh clone holds, taken from the working tree so uncommitted changes count."""
+    if shutil.which("git") is None:
+        unavailable("git is not on PATH: it lists the repository's tracked files")
+    listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z"],
+                            capture_output=True, check=True)
+    for rel in listed.stdout.decode().split("\0"):
+        if rel and (source / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, dest / rel)
+
+
 def pants_binary() -> Path:
     venv = Path(os.environ.get("STRATA_PANTS_VENV", DEFAULT_PANTS_VENV))
     if not (venv / "bin" / "pants").is_file():
@@ -126,15 +138,24 @@ def executed_processes(output: str | subprocess.CompletedProcess[str]) -> int:
     return counters(output)["local_execution_requests"]
 
 
+def plugin_requirement(wheel: Path) -> str:
+    """`name==version` for `[GLOBAL].plugins`, from a wheel's file name (PEP 427)."""
+    name, version = wheel.name.split("-")[:2]
+    return f"{name.replace('_', '-')}=={version}"
+
+
 class ScratchRepo:
     """A fresh Pants repo under `root` that loads the Strata plugin (a copy, under
-    pants-plugins/) with the main repo's bootstrap, pex and pytest settings.
+    pants-plugins/, on `pythonpath`) with the main repo's bootstrap, pex and pytest settings.
 
     config: extra pants.toml settings, merged over those per section ({"python": {...}}).
     backends: backend packages added to the main repo's (which include `strata`).
     isolated_cache: a local store (files and process cache) and a blob store of this repo's own,
     so a first run executes every process regardless of earlier test runs; the shared named
     caches (pip, pex) are still used.
+    plugin_wheel: install the plugin from this wheel as a user's repo does (`[GLOBAL].plugins`,
+    its directory in `[python-repos].find_links`) instead: no Strata source anywhere on the
+    repo's paths.
     """
 
     def __init__(
@@ -145,6 +166,7 @@ class ScratchRepo:
         config: Mapping[str, Mapping[str, Any]] | None = None,
         backends: Sequence[str] = (),
         isolated_cache: bool = False,
+        plugin_wheel: Path | None = None,
     ) -> None:
         self.root = Path(root).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -152,19 +174,23 @@ class ScratchRepo:
         self.strata_root = strata_root()
         self.local_store = self.root / ".pants-store" if isolated_cache else None
         self.blob_store = self.root / ".blob-store"  # with isolated_cache
-        shutil.copytree(
-            _plugin_source(),
-            self.root / PLUGIN_DIR / "strata",
-            ignore=shutil.ignore_patterns(
-                "__pycache__", "BUILD*", "*_test.py", "test_*.py", "conftest.py"
-            ),
-        )
-        self.config = self._config(config or {}, backends)
+        if plugin_wheel is None:
+            shutil.copytree(
+                _plugin_source(),
+                self.root / PLUGIN_DIR / "strata",
+                ignore=shutil.ignore_patterns(
+                    "__pycache__", "BUILD*", "*_test.py", "test_*.py", "conftest.py"
+                ),
+            )
+        self.config = self._config(config or {}, backends, plugin_wheel)
         (self.root / "pants.toml").write_text(to_toml(self.config))
         self.write(files or {})
 
     def _config(
-        self, extra: Mapping[str, Mapping[str, Any]], backends: Sequence[str]
+        self,
+        extra: Mapping[str, Mapping[str, Any]],
+        backends: Sequence[str],
+        plugin_wheel: Path | None,
     ) -> dict[str, dict[str, Any]]:
         main = main_pants_toml()
         config: dict[str, dict[str, Any]] = {
@@ -177,7 +203,11 @@ class ScratchRepo:
             *config["GLOBAL"].get("backend_packages", []),
             *backends,
         ]
-        config["GLOBAL"]["pythonpath"] = [f"%(buildroot)s/{PLUGIN_DIR}"]
+        if plugin_wheel is None:
+            config["GLOBAL"]["pythonpath"] = [f"%(buildroot)s/{PLUGIN_DIR}"]
+        else:
+            config["GLOBAL"]["plugins"] = [plugin_requirement(plugin_wheel)]
+            config["python-repos"] = {"find_links": [f"file://{plugin_wheel.parent}"]}
         if self.local_store is not None:
             config["GLOBAL"]["local_store_dir"] = str(self.local_store)
             config.setdefault("strata", {})["blob_store"] = str(self.blob_store)

@@ -2,17 +2,18 @@
 venv from `python_sources` and a requirement with a console script, run read-only; an image
 without the venv's interpreter, or without its entrypoint's program, refused; wheels for
 another architecture's image; a requirement with no wheel refused unless `allow_sdists`; the
-same venv layers from two checkouts. (Wheels that do not fit the interpreter are refused by the
+same venv layers from two checkouts; a venv's resolve apart from the plugin's. (Wheels that do not fit the interpreter are refused by the
 layer step: tests/python/strata/core/build/python_test.py.)"""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
-from strata_harness.demo import demo_repo
+from strata_harness.demo import demo_repo, pin
 from strata_harness.images import assert_valid_image
 from strata_harness.qemu import elf_machine
 
@@ -67,6 +68,7 @@ SITE = "opt/venv/lib/python3.11/site-packages"
 def test_a_venv_from_sources_and_requirements_runs_read_only(tmp_path: Path, run_image) -> None:
     repo = demo_repo(tmp_path / "repo")
     repo.write(TOOL)
+    pin(repo, "pyflakes==3.2.0")
     repo.run("package", "app/tool:image")
     layout = repo.root / "dist/app.tool/image"
     rootfs = tmp_path / "unpacked" / "rootfs"
@@ -122,6 +124,7 @@ def test_an_arm64_image_gets_arm64_wheels_and_an_unversioned_python_is_an_error(
 ) -> None:
     repo = demo_repo(tmp_path / "repo")
     python = write_stand_in_python(repo)
+    pin(repo, "MarkupSafe==2.1.5")
     repo.write({
         "app/arm/BUILD": f"""
 python_requirement(name="markupsafe", requirements=["MarkupSafe==2.1.5"])
@@ -174,6 +177,32 @@ def test_venv_layers_are_the_same_bytes_from_two_checkouts(tmp_path: Path) -> No
     assert venv_layers(second.root) == layers
 
 
+def test_a_venv_resolves_in_its_own_resolve_apart_from_the_plugins_pins(tmp_path: Path) -> None:
+    """black 24.10 requires packaging>=22, which the plugin's resolve pins at 21.3 (for Pants):
+    the venv's `app` resolve has its own pins, as a pex_binary's would."""
+    repo = demo_repo(tmp_path / "repo", config={"python": {"resolves": {
+        "app": "3rdparty/python/app-constraints.txt",
+        "plugin": "3rdparty/python/constraints.txt",
+    }}})
+    shutil.copy("3rdparty/python/constraints.txt", repo.root / "3rdparty/python")
+    assert "packaging==21.3" in (repo.root / "3rdparty/python/constraints.txt").read_text()
+    python = write_stand_in_python(repo)
+    pin(repo, "black==24.10.0", "click==8.1.8", "mypy-extensions==1.0.0", "packaging==24.2",
+        "pathspec==0.12.1", "platformdirs==4.3.6")
+    repo.write({"app/black/BUILD": f"""
+python_requirement(name="black", requirements=["black==24.10.0"], resolve="app")
+python_venv(name="venv", dependencies=[":black"], python="/usr/bin/python3.11")
+oci_image(name="image", dependencies=[":venv", "{python}"], entrypoint=[])
+"""})
+    repo.run("package", "app/black:image")
+    assert_valid_image(repo.root / "dist/app.black/image.tar", "docker-archive")
+    with tarfile.open(repo.root / "dist/app.black/image.tar") as tar:
+        names = {name for layer in json.load(tar.extractfile("manifest.json"))[0]["Layers"]
+                 for name in tarfile.open(fileobj=tar.extractfile(layer)).getnames()}
+    assert f"{SITE}/packaging-24.2.dist-info/METADATA" in names
+    assert f"{SITE}/black-24.10.0.dist-info/METADATA" in names
+
+
 def sdist(directory: Path, name: str, version: str) -> Path:
     """A source distribution of one empty package, with no wheel beside it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -202,6 +231,7 @@ def test_a_requirement_with_no_wheel_is_an_error_unless_sdists_are_allowed(
     links = sdist(tmp_path / "links", "strata_sdist_only", "1.0").parent
     repo = demo_repo(tmp_path / "repo")
     python = write_stand_in_python(repo)
+    pin(repo, "strata_sdist_only==1.0")
     repo.write({"app/sdist/BUILD": f"""
 python_requirement(name="req", requirements=["strata_sdist_only==1.0"])
 python_venv(name="wheels_only", dependencies=[":req"], python="/usr/bin/python3.11")

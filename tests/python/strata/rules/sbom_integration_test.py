@@ -178,7 +178,7 @@ def test_the_demo_sbom_lists_its_locked_debian_packages_and_its_distributions(
     for found in (spdx, cyclonedx):
         assert {name: found.get(name) for name in locked} == locked
     pins = dict(
-        line.split("==") for line in Path("3rdparty/python/constraints.txt").read_text().split()
+        line.split("==") for line in Path("3rdparty/python/app-constraints.txt").read_text().split()
         if "==" in line
     )
     for distribution in ("python-dateutil", "six"):

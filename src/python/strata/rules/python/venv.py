@@ -1,8 +1,8 @@
 """`python_venv` targets as store nodes: an installed virtualenv, one node per third-party
 distribution, one for the first-party sources, one for the venv's skeleton.
 
-Pants and pex resolve the distributions, as for a `pex_binary`, into a packed PEX of the
-requirements alone: each `.deps/<wheel>` there is pex's installed chroot of one distribution,
+Pants and pex resolve the distributions, as for a `pex_binary` (in the resolve of the targets
+the venv depends on), into a packed PEX of the requirements alone: each `.deps/<wheel>` there is pex's installed chroot of one distribution,
 and becomes one node, so a distribution shared by many images is a shared layer. The layer
 Processes install them (`strata.core.build.python`): a first-party change rebuilds neither that
 PEX nor any distribution's layer.
@@ -197,6 +197,10 @@ async def _resolved(
     platforms = PexPlatforms(
         [] if machine == platform.machine() else [f"linux_{machine}-cp-{nodash}-cp{nodash}"]
     )
+    # Wheels only (pip's `--only-binary :all:`): an sdist would be built by this machine's
+    # compiler, for this machine. Also for the PEX of the resolve's whole lockfile that Pants
+    # subsets when the lockfile is a pinned requirements file.
+    wheels_only = () if tgt[PythonVenvAllowSdistsField].value else ("--no-build",)
     transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([tgt.address]))
     try:
         return await MultiGet(
@@ -214,11 +218,8 @@ async def _resolved(
                     hardcoded_interpreter_constraints=InterpreterConstraints(
                         [f"CPython=={version}.*"]
                     ),
-                    # Wheels only (pip's `--only-binary :all:`): an sdist would be built by
-                    # this machine's compiler, for this machine.
-                    additional_args=() if tgt[PythonVenvAllowSdistsField].value else (
-                        "--no-build",
-                    ),
+                    additional_args=wheels_only,
+                    additional_lockfile_args=wheels_only,
                     description=f"Resolving the distributions of {tgt.address}",
                 ),
             ),
