@@ -3,9 +3,9 @@ distribution, one for the first-party sources, one for the venv's skeleton.
 
 Pants and pex resolve the distributions, as for a `pex_binary` (in the resolve of the targets
 the venv depends on), into a packed PEX of the requirements alone: each `.deps/<wheel>` there
-is pex's installed chroot of one distribution, and becomes one node, so a distribution shared by many images is a shared layer. The layer
-Processes install them (`strata.core.build.python`): a first-party change rebuilds neither that
-PEX nor any distribution's layer.
+is pex's installed chroot of one distribution, and becomes one node, so a distribution shared
+by many images is a shared layer. The layer Processes install them (`strata.core.build.python`):
+a first-party change rebuilds neither that PEX nor any distribution's layer.
 """
 
 from __future__ import annotations
