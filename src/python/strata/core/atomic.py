@@ -13,9 +13,10 @@ def _remove(path: str) -> None:
 
 
 def _temporary(path) -> str:
-    """Beside `path`, so that the rename is atomic; one per process, so that processes writing
-    the same path (two `pants publish` runs recording pushed blobs) do not meet."""
-    return f"{os.fspath(path)}.{os.getpid()}.tmp"
+    """Beside `path`, so that the rename is atomic; one per writer, so that processes or
+    threads writing the same path (two `pants publish` runs recording pushed blobs, two
+    registry builds recording one layer) do not meet."""
+    return f"{os.fspath(path)}.{os.getpid()}-{os.urandom(6).hex()}.tmp"
 
 
 def write_file_atomically(path, write) -> None:

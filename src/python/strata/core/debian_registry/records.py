@@ -8,17 +8,12 @@ import json
 import os
 from typing import Optional
 
+from strata.core.atomic import write_bytes_atomically
+
 
 def write_record(path: str, record: dict) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}-{os.urandom(6).hex()}.tmp"  # one per writer, threads too
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomically(path, json.dumps(record, sort_keys=True).encode())
 
 
 def read_record(path: str) -> Optional[dict]:
